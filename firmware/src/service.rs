@@ -1,0 +1,264 @@
+//! The key service state machine: one device key, requests in, responses out.
+//!
+//! Sealed key layout: `[1][algorithm][nonce 12][AES-256-GCM(device key, material) || tag]`, with
+//! the layout tag and algorithm bound as associated data so a sealed key cannot be replayed as a
+//! key of another algorithm.
+
+use crate::aead;
+use alloc::vec;
+use alloc::vec::Vec;
+use keyward_shared::wire::{
+    DeviceError, DeviceInfo, Request, Response, MAX_AAD_LEN, MAX_DATA_LEN, MAX_RANDOM_LEN,
+    PROTOCOL_VERSION,
+};
+use keyward_shared::Algorithm;
+use rand_core::{CryptoRng, RngCore};
+use zeroize::Zeroizing;
+
+const SEALED_FORMAT: u8 = 1;
+const SEAL_AAD: &[u8] = b"keyward/sealed-key/v1";
+const SEAL_NONCE_LEN: usize = 12;
+
+pub struct KeyService<R> {
+    device_key: Zeroizing<[u8; 32]>,
+    rng: R,
+}
+
+impl<R: RngCore + CryptoRng> KeyService<R> {
+    /// Creates the service around an existing device key.
+    pub fn new(device_key: [u8; 32], rng: R) -> Self {
+        KeyService {
+            device_key: Zeroizing::new(device_key),
+            rng,
+        }
+    }
+
+    /// Generates a fresh device key from the service's random source.
+    pub fn generate_device_key(rng: &mut R) -> Zeroizing<[u8; 32]> {
+        let mut key = Zeroizing::new([0u8; 32]);
+        rng.fill_bytes(key.as_mut());
+        key
+    }
+
+    pub fn info(&self) -> DeviceInfo {
+        DeviceInfo {
+            protocol: PROTOCOL_VERSION,
+            model: "keyward-fw".into(),
+            firmware_version: env!("CARGO_PKG_VERSION").into(),
+            algorithms: Algorithm::ALL.to_vec(),
+            max_data_len: MAX_DATA_LEN as u32,
+        }
+    }
+
+    pub fn handle(&mut self, req: Request<'_>) -> Response {
+        match self.dispatch(req) {
+            Ok(resp) => resp,
+            Err(e) => Response::Error(e),
+        }
+    }
+
+    fn dispatch(&mut self, req: Request<'_>) -> Result<Response, DeviceError> {
+        match req {
+            Request::Hello { protocol } => {
+                if protocol != PROTOCOL_VERSION {
+                    return Err(DeviceError::UnsupportedProtocol);
+                }
+                Ok(Response::Hello(self.info()))
+            }
+            Request::GenerateKey { algorithm } => {
+                let mut material = Zeroizing::new(vec![0u8; algorithm.key_len()]);
+                self.rng.fill_bytes(&mut material);
+                Ok(Response::Sealed(self.seal(algorithm, &material)?))
+            }
+            Request::ImportKey {
+                algorithm,
+                material,
+            } => {
+                if material.len() != algorithm.key_len() {
+                    return Err(DeviceError::BadLength);
+                }
+                Ok(Response::Sealed(self.seal(algorithm, material)?))
+            }
+            Request::Encrypt {
+                algorithm,
+                sealed,
+                aad,
+                plaintext,
+            } => {
+                if plaintext.len() > MAX_DATA_LEN || aad.len() > MAX_AAD_LEN {
+                    return Err(DeviceError::BadLength);
+                }
+                let key = self.unseal(algorithm, sealed)?;
+                let mut nonce = [0u8; 12];
+                self.rng.fill_bytes(&mut nonce);
+                let ciphertext = aead::encrypt(algorithm, &key, &nonce, aad, plaintext)?;
+                Ok(Response::Encrypted {
+                    nonce: nonce.to_vec(),
+                    ciphertext,
+                })
+            }
+            Request::Decrypt {
+                algorithm,
+                sealed,
+                aad,
+                nonce,
+                ciphertext,
+            } => {
+                if ciphertext.len() > MAX_DATA_LEN + algorithm.tag_len() || aad.len() > MAX_AAD_LEN
+                {
+                    return Err(DeviceError::BadLength);
+                }
+                let key = self.unseal(algorithm, sealed)?;
+                let pt = aead::decrypt(algorithm, &key, nonce, aad, ciphertext)?;
+                Ok(Response::Plaintext(pt))
+            }
+            Request::Random { len } => {
+                let len = len as usize;
+                if len == 0 || len > MAX_RANDOM_LEN {
+                    return Err(DeviceError::BadLength);
+                }
+                let mut out = vec![0u8; len];
+                self.rng.fill_bytes(&mut out);
+                Ok(Response::Random(out))
+            }
+        }
+    }
+
+    fn seal(&mut self, alg: Algorithm, material: &[u8]) -> Result<Vec<u8>, DeviceError> {
+        let mut nonce = [0u8; SEAL_NONCE_LEN];
+        self.rng.fill_bytes(&mut nonce);
+        let aad = seal_aad(alg);
+        let ct = aead::encrypt(
+            Algorithm::Aes256Gcm,
+            self.device_key.as_ref(),
+            &nonce,
+            &aad,
+            material,
+        )?;
+        let mut out = Vec::with_capacity(2 + SEAL_NONCE_LEN + ct.len());
+        out.push(SEALED_FORMAT);
+        out.push(alg.id());
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&ct);
+        Ok(out)
+    }
+
+    fn unseal(&self, alg: Algorithm, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, DeviceError> {
+        if sealed.len() != 2 + SEAL_NONCE_LEN + alg.key_len() + 16
+            || sealed[0] != SEALED_FORMAT
+            || sealed[1] != alg.id()
+        {
+            return Err(DeviceError::BadSealedKey);
+        }
+        let nonce = &sealed[2..2 + SEAL_NONCE_LEN];
+        let aad = seal_aad(alg);
+        aead::decrypt(
+            Algorithm::Aes256Gcm,
+            self.device_key.as_ref(),
+            nonce,
+            &aad,
+            &sealed[2 + SEAL_NONCE_LEN..],
+        )
+        .map(Zeroizing::new)
+        .map_err(|_| DeviceError::BadSealedKey)
+    }
+}
+
+fn seal_aad(alg: Algorithm) -> [u8; 22] {
+    let mut aad = [0u8; 22];
+    aad[..21].copy_from_slice(SEAL_AAD);
+    aad[21] = alg.id();
+    aad
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand_core::OsRng;
+
+    fn service() -> KeyService<OsRng> {
+        KeyService::new([42u8; 32], OsRng)
+    }
+
+    fn sealed(svc: &mut KeyService<OsRng>, algorithm: Algorithm) -> Vec<u8> {
+        match svc.handle(Request::GenerateKey { algorithm }) {
+            Response::Sealed(s) => s,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn encrypt_decrypt_both_algorithms() {
+        let mut svc = service();
+        for algorithm in Algorithm::ALL {
+            let key = sealed(&mut svc, algorithm);
+            let (nonce, ct) = match svc.handle(Request::Encrypt {
+                algorithm,
+                sealed: &key,
+                aad: b"ctx",
+                plaintext: b"secret",
+            }) {
+                Response::Encrypted { nonce, ciphertext } => (nonce, ciphertext),
+                other => panic!("{other:?}"),
+            };
+            let resp = svc.handle(Request::Decrypt {
+                algorithm,
+                sealed: &key,
+                aad: b"ctx",
+                nonce: &nonce,
+                ciphertext: &ct,
+            });
+            assert_eq!(resp, Response::Plaintext(b"secret".to_vec()));
+        }
+    }
+
+    #[test]
+    fn sealed_key_is_bound_to_device_and_algorithm() {
+        let mut svc = service();
+        let key = sealed(&mut svc, Algorithm::Aes256Gcm);
+        let mut other = KeyService::new([43u8; 32], OsRng);
+        let req = Request::Encrypt {
+            algorithm: Algorithm::Aes256Gcm,
+            sealed: &key,
+            aad: b"",
+            plaintext: b"x",
+        };
+        assert_eq!(
+            other.handle(req),
+            Response::Error(DeviceError::BadSealedKey)
+        );
+        let mut tampered = key.clone();
+        tampered[1] = Algorithm::Sm4Gcm.id();
+        let req = Request::Encrypt {
+            algorithm: Algorithm::Sm4Gcm,
+            sealed: &tampered,
+            aad: b"",
+            plaintext: b"x",
+        };
+        assert_eq!(svc.handle(req), Response::Error(DeviceError::BadSealedKey));
+        for i in 0..key.len() {
+            let mut t = key.clone();
+            t[i] ^= 1;
+            let req = Request::Encrypt {
+                algorithm: Algorithm::Aes256Gcm,
+                sealed: &t,
+                aad: b"",
+                plaintext: b"x",
+            };
+            assert_eq!(svc.handle(req), Response::Error(DeviceError::BadSealedKey));
+        }
+    }
+
+    #[test]
+    fn random_bounds() {
+        let mut svc = service();
+        assert_eq!(
+            svc.handle(Request::Random { len: 0 }),
+            Response::Error(DeviceError::BadLength)
+        );
+        match svc.handle(Request::Random { len: 1024 }) {
+            Response::Random(r) => assert_eq!(r.len(), 1024),
+            other => panic!("{other:?}"),
+        }
+    }
+}
