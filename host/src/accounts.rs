@@ -1,0 +1,177 @@
+//! Accounts and API keys. An API SecretKey must be available in plaintext to check HMAC
+//! signatures, so the store keeps it encrypted under a *system key* that is itself sealed by
+//! the HSM; the daemon decrypts each SecretKey once and keeps it in a zeroizing cache.
+
+use crate::clock::Clock;
+use crate::error::{Error, Result};
+use crate::hsm::Hsm;
+use crate::store::{AccountRecord, ApiKeyRecord, Store};
+use keyward_shared::Algorithm;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use zeroize::Zeroizing;
+
+const SYSTEM_KEY_META: &str = "system_key";
+const BACKEND_META: &str = "hsm_backend";
+const SYSTEM_KEY_ALG: Algorithm = Algorithm::Aes256Gcm;
+pub const ROOT_UIN: u64 = 100_000_000_001;
+
+/// A freshly minted credential, printed once.
+#[derive(Serialize)]
+pub struct IssuedCredential {
+    #[serde(rename = "SecretId")]
+    pub secret_id: String,
+    #[serde(rename = "SecretKey", serialize_with = "serialize_secret")]
+    pub secret_key: Zeroizing<String>,
+    #[serde(rename = "Region")]
+    pub region: String,
+}
+
+fn serialize_secret<S: serde::Serializer>(
+    s: &Zeroizing<String>,
+    ser: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    ser.serialize_str(s)
+}
+
+/// What a verified SecretId stands for.
+pub struct ApiCredential {
+    pub uin: u64,
+    pub owner_uin: u64,
+    pub secret_key: Zeroizing<String>,
+}
+
+pub struct Accounts {
+    store: Arc<dyn Store>,
+    hsm: Arc<dyn Hsm>,
+    clock: Arc<dyn Clock>,
+    system_key: Vec<u8>,
+    cache: RwLock<HashMap<String, Arc<ApiCredential>>>,
+}
+
+impl Accounts {
+    /// Binds the store to the HSM backend on first use and loads the system key.
+    pub fn open(store: Arc<dyn Store>, hsm: Arc<dyn Hsm>, clock: Arc<dyn Clock>) -> Result<Self> {
+        store.insert_meta(BACKEND_META, hsm.backend().as_bytes())?;
+        let bound = store.get_meta(BACKEND_META)?.unwrap_or_default();
+        if bound != hsm.backend().as_bytes() {
+            return Err(Error::Config(format!(
+                "this data directory belongs to HSM backend `{}`, not `{}`",
+                String::from_utf8_lossy(&bound),
+                hsm.backend()
+            )));
+        }
+        if store.get_meta(SYSTEM_KEY_META)?.is_none() {
+            let sealed = hsm.generate(SYSTEM_KEY_ALG)?;
+            store.insert_meta(SYSTEM_KEY_META, &sealed)?;
+        }
+        let system_key = store
+            .get_meta(SYSTEM_KEY_META)?
+            .ok_or_else(|| Error::Internal("system key vanished".into()))?;
+        Ok(Accounts {
+            store,
+            hsm,
+            clock,
+            system_key,
+            cache: RwLock::new(HashMap::new()),
+        })
+    }
+
+    /// Creates the root account and its first API key if no root account exists yet.
+    pub fn ensure_root(&self, region: &str) -> Result<Option<IssuedCredential>> {
+        let created = self.store.insert_meta("root_uin", ROOT_UIN.to_string().as_bytes())?;
+        if !created {
+            return Ok(None);
+        }
+        self.store.insert_account(&AccountRecord {
+            uin: ROOT_UIN,
+            name: "root".into(),
+            kind: "root".into(),
+            create_time: self.clock.now(),
+        })?;
+        self.issue_api_key(ROOT_UIN, region).map(Some)
+    }
+
+    pub fn issue_api_key(&self, uin: u64, region: &str) -> Result<IssuedCredential> {
+        let secret_id = format!("AKID{}", self.random_token(32)?);
+        let secret_key = Zeroizing::new(self.random_token(32)?);
+        let aad = api_key_aad(&secret_id);
+        let (nonce, ct) =
+            self.hsm
+                .encrypt(SYSTEM_KEY_ALG, &self.system_key, &aad, secret_key.as_bytes())?;
+        let mut sealed = nonce;
+        sealed.extend_from_slice(&ct);
+        self.store.insert_api_key(&ApiKeyRecord {
+            secret_id: secret_id.clone(),
+            uin,
+            sealed_secret: sealed,
+            enabled: true,
+            create_time: self.clock.now(),
+        })?;
+        Ok(IssuedCredential {
+            secret_id,
+            secret_key,
+            region: region.to_string(),
+        })
+    }
+
+    /// Looks up a SecretId. `None` for unknown or disabled keys.
+    pub fn credential(&self, secret_id: &str) -> Result<Option<Arc<ApiCredential>>> {
+        if let Some(c) = self.cache.read().ok().and_then(|m| m.get(secret_id).cloned()) {
+            return Ok(Some(c));
+        }
+        let Some(rec) = self.store.get_api_key(secret_id)? else {
+            return Ok(None);
+        };
+        if !rec.enabled {
+            return Ok(None);
+        }
+        let n = SYSTEM_KEY_ALG.nonce_len();
+        if rec.sealed_secret.len() < n {
+            return Err(Error::Internal(format!("sealed secret of {secret_id} is truncated")));
+        }
+        let (nonce, ct) = rec.sealed_secret.split_at(n);
+        let plain = self.hsm.decrypt(
+            SYSTEM_KEY_ALG,
+            &self.system_key,
+            nonce,
+            &api_key_aad(secret_id),
+            ct,
+        )?;
+        let secret_key = Zeroizing::new(
+            String::from_utf8(plain.to_vec())
+                .map_err(|_| Error::Internal("sealed secret is not UTF-8".into()))?,
+        );
+        let cred = Arc::new(ApiCredential {
+            uin: rec.uin,
+            owner_uin: ROOT_UIN,
+            secret_key,
+        });
+        if let Ok(mut m) = self.cache.write() {
+            m.insert(secret_id.to_string(), cred.clone());
+        }
+        Ok(Some(cred))
+    }
+
+    /// A random string of letters and digits drawn from the HSM's RNG.
+    fn random_token(&self, len: usize) -> Result<String> {
+        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+        let mut out = String::with_capacity(len);
+        while out.len() < len {
+            for b in self.hsm.random(64)?.iter() {
+                // Rejection sampling keeps the distribution uniform: 62 * 4 = 248.
+                if *b < 248 && out.len() < len {
+                    out.push(ALPHABET[(*b % 62) as usize] as char);
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn api_key_aad(secret_id: &str) -> Vec<u8> {
+    let mut aad = b"keyward/api-secret-key/".to_vec();
+    aad.extend_from_slice(secret_id.as_bytes());
+    aad
+}

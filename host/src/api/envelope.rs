@@ -1,0 +1,82 @@
+//! The Tencent Cloud API 3.0 response envelope, and the one place where errors become codes.
+
+use crate::error::Error;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Map, Value};
+
+/// Maps every error to its Tencent error code.
+pub fn error_code(e: &Error) -> &'static str {
+    match e {
+        Error::InvalidAuthorization(_) => "AuthFailure.InvalidAuthorization",
+        Error::SecretIdNotFound => "AuthFailure.SecretIdNotFound",
+        Error::SignatureExpire => "AuthFailure.SignatureExpire",
+        Error::SignatureFailure(_) => "AuthFailure.SignatureFailure",
+        Error::UnsupportedRegion(_) => "UnsupportedRegion",
+        Error::NoSuchVersion(_) => "NoSuchVersion",
+        Error::InvalidAction(_) => "InvalidAction",
+        Error::UnsupportedProtocol(_) => "UnsupportedProtocol",
+        Error::RequestTooLarge(_) => "RequestSizeLimitExceeded",
+        Error::MissingParameter(_) => "MissingParameter",
+        Error::InvalidParameter(_) => "InvalidParameter",
+        Error::UnknownParameter(_) => "UnknownParameter",
+        Error::InvalidValue(_) => "InvalidParameterValue",
+        Error::InvalidAlias(_) => "InvalidParameterValue.InvalidAlias",
+        Error::AliasExists(_) => "InvalidParameterValue.AliasAlreadyExists",
+        Error::InvalidKeyId(_) => "InvalidParameterValue.InvalidKeyId",
+        Error::InvalidKeyUsage(_) => "InvalidParameterValue.InvalidKeyUsage",
+        Error::InvalidType(_) => "InvalidParameterValue.InvalidType",
+        Error::InvalidPlaintext(_) => "InvalidParameterValue.InvalidPlaintext",
+        Error::InvalidCiphertext(_) => "InvalidParameterValue.InvalidCiphertext",
+        Error::DuplicatedKeyId(_) => "InvalidParameterValue.DuplicatedKeyId",
+        Error::TagKeysDuplicated(_) => "InvalidParameterValue.TagKeysDuplicated",
+        Error::UnsupportedKeyUsage(_) => "UnsupportedOperation.UnsupportedKeyUsageInCurrentRegion",
+        Error::Unsupported(_) => "UnsupportedOperation",
+        Error::CmkNotFound(_) => "ResourceUnavailable.CmkNotFound",
+        Error::CmkDisabled(_) => "ResourceUnavailable.CmkDisabled",
+        Error::CmkArchived(_) => "ResourceUnavailable.CmkArchived",
+        Error::KeyPendingDelete(_) => "ResourceUnavailable.KeyPendingDelete",
+        Error::CmkStateNotSupport(_) => "ResourceUnavailable.CmkStateNotSupport",
+        Error::DecryptFailed => "FailedOperation.DecryptError",
+        Error::CmkLimitExceeded(_) => "LimitExceeded.CmkLimitExceeded",
+        Error::Hsm(_)
+        | Error::Store(_)
+        | Error::Io(_)
+        | Error::Config(_)
+        | Error::Internal(_) => "InternalError",
+    }
+}
+
+/// The message clients see. Internal details stay in the log, keyed by RequestId.
+pub fn error_message(e: &Error) -> String {
+    match error_code(e) {
+        "InternalError" => "an internal error occurred; see the server log for this RequestId".into(),
+        _ => e.to_string(),
+    }
+}
+
+/// HTTP 200 with exactly `Content-Type: application/json`: the Python SDK compares the header
+/// string for equality and skips error detection on anything else.
+fn json_200(v: &Value) -> Response {
+    let body = serde_json::to_vec(v).unwrap_or_else(|_| b"{}".to_vec());
+    let mut resp = (StatusCode::OK, body).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+pub fn success(mut fields: Map<String, Value>, request_id: &str) -> Response {
+    fields.insert("RequestId".into(), Value::String(request_id.to_string()));
+    json_200(&json!({ "Response": fields }))
+}
+
+pub fn failure(e: &Error, request_id: &str) -> Response {
+    json_200(&json!({
+        "Response": {
+            "Error": { "Code": error_code(e), "Message": error_message(e) },
+            "RequestId": request_id,
+        }
+    }))
+}

@@ -1,0 +1,646 @@
+//! KMS (2019-01-18) actions: request/response models exactly as the reference names them, and
+//! the glue from them to `kms::Kms`.
+
+use super::params::{base64_decode, base64_encode, opt_u64, page, parse};
+use super::{Ctx, Fields, Handler};
+use crate::error::{Error, Result};
+use crate::kms::{self, NewKey, ASYMMETRIC_KEY_USAGES, KEY_USAGE_ENCRYPT_DECRYPT};
+use crate::store::{KeyQuery, KeyRecord, KeyState, Tag, TagFilter};
+use keyward_shared::Algorithm;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use zeroize::Zeroizing;
+
+pub fn handler(action: &str) -> Option<Handler> {
+    Some(match action {
+        "CreateKey" => create_key,
+        "DescribeKey" => describe_key,
+        "DescribeKeys" => describe_keys,
+        "ListKeys" => list_keys,
+        "ListKeyDetail" => list_key_detail,
+        "UpdateAlias" => update_alias,
+        "UpdateKeyDescription" => update_key_description,
+        "EnableKey" => |c, b| set_enabled(c, b, true),
+        "DisableKey" => |c, b| set_enabled(c, b, false),
+        "EnableKeys" => |c, b| set_enabled_batch(c, b, true),
+        "DisableKeys" => |c, b| set_enabled_batch(c, b, false),
+        "Encrypt" => encrypt,
+        "Decrypt" => decrypt,
+        "GenerateDataKey" => generate_data_key,
+        "GenerateRandom" => generate_random,
+        "GetServiceStatus" => get_service_status,
+        "GetRegions" => get_regions,
+        "ListAlgorithms" => list_algorithms,
+        _ => return None,
+    })
+}
+
+fn out<T: Serialize>(v: T) -> Result<Fields> {
+    match serde_json::to_value(v) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(_) => Err(Error::Internal("response is not an object".into())),
+        Err(e) => Err(Error::Internal(e.to_string())),
+    }
+}
+
+/// Required string fields: absent or empty both count as missing.
+fn required<'a>(name: &str, v: &'a str) -> Result<&'a str> {
+    if v.is_empty() {
+        return Err(Error::MissingParameter(format!("{name} must not be empty")));
+    }
+    Ok(v)
+}
+
+/// Multi-account targets are accepted for compatibility; one appliance has no organisation.
+type MemberAccount = Option<Value>;
+
+// ---------------------------------------------------------------- key metadata
+
+fn compliance_type(alg: Algorithm) -> i64 {
+    match alg {
+        Algorithm::Aes256Gcm => 2,
+        Algorithm::Sm4Gcm => 4,
+    }
+}
+
+/// KeyMetadata with every always-present field (typed SDKs leave zero values otherwise).
+fn key_metadata(ctx: &Ctx<'_>, k: &KeyRecord) -> Value {
+    json!({
+        "KeyId": k.key_id,
+        "Alias": k.alias,
+        "CreateTime": k.create_time,
+        "Description": k.description,
+        "KeyState": k.state.as_str(),
+        "KeyUsage": k.key_usage,
+        "Type": compliance_type(k.algorithm),
+        "CreatorUin": k.creator_uin,
+        "KeyRotationEnabled": k.rotation_enabled,
+        "Owner": k.owner,
+        "NextRotateTime": k.next_rotate_time,
+        "DeletionDate": k.deletion_date,
+        "Origin": k.origin,
+        "ValidTo": 0,
+        "ResourceId": format!("creatorUin/{}/{}", k.creator_uin, k.key_id),
+        "HsmClusterId": "",
+        "RotateDays": k.rotate_days,
+        "LastRotateTime": k.last_rotate_time,
+        "IsSyncReplica": 0,
+        "SourceRegion": "",
+        "SyncStatus": 0,
+        "SyncMessages": "",
+        "SyncStartTime": 0,
+        "SyncEndTime": 0,
+        "SourceHsmClusterId": "",
+        "AccountAppId": 0,
+        "AccountUin": 0,
+        "AccountName": "",
+        "CreatorUinString": k.creator_uin.to_string(),
+        // Keyward extensions (unknown fields are tolerated by the SDKs).
+        "Algorithm": k.algorithm.api_name(),
+        "ProtectionLevel": ctx.state.kms.protection_level(k.algorithm).as_str(),
+    })
+}
+
+// ---------------------------------------------------------------- create / describe / list
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+struct CreateKeyRequest {
+    alias: String,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    key_usage: Option<String>,
+    #[serde(default, deserialize_with = "opt_u64")]
+    r#type: Option<u64>,
+    #[serde(default)]
+    tags: Option<Vec<Tag>>,
+    #[serde(default)]
+    hsm_cluster_id: Option<String>,
+}
+
+fn check_tags(tags: &[Tag]) -> Result<()> {
+    let mut seen = std::collections::HashSet::new();
+    for t in tags {
+        if t.key.is_empty() || t.key.len() > 127 || t.value.len() > 255 {
+            return Err(Error::InvalidValue(
+                "TagKey must be 1-127 characters and TagValue at most 255".into(),
+            ));
+        }
+        if !seen.insert(t.key.as_str()) {
+            return Err(Error::TagKeysDuplicated(t.key.clone()));
+        }
+    }
+    Ok(())
+}
+
+fn no_hsm_cluster(id: &Option<String>) -> Result<()> {
+    match id.as_deref() {
+        None | Some("") => Ok(()),
+        Some(other) => Err(Error::InvalidValue(format!(
+            "HsmClusterId `{other}` does not exist: this appliance has no dedicated HSM clusters"
+        ))),
+    }
+}
+
+fn create_key(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+    let req: CreateKeyRequest = parse(body)?;
+    no_hsm_cluster(&req.hsm_cluster_id)?;
+    let tags = req.tags.unwrap_or_default();
+    check_tags(&tags)?;
+    let has_tags = !tags.is_empty();
+    let key = ctx.state.kms.create_key(
+        &ctx.caller,
+        NewKey {
+            alias: req.alias,
+            description: req.description.unwrap_or_default(),
+            key_usage: req
+                .key_usage
+                .filter(|u| !u.is_empty())
+                .unwrap_or_else(|| KEY_USAGE_ENCRYPT_DECRYPT.into()),
+            origin_type: req.r#type.unwrap_or(1),
+            tags,
+        },
+    )?;
+    let mut fields = out(json!({
+        "KeyId": key.key_id,
+        "Alias": key.alias,
+        "CreateTime": key.create_time,
+        "Description": key.description,
+        "KeyState": key.state.as_str(),
+        "KeyUsage": key.key_usage,
+        "HsmClusterId": "",
+    }))?;
+    if has_tags {
+        fields.insert("TagCode".into(), json!(0));
+        fields.insert("TagMsg".into(), json!(""));
+    }
+    Ok(fields)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+struct KeyIdRequest {
+    key_id: String,
+    #[serde(default)]
+    #[allow(dead_code)]
+    member_account: MemberAccount,
+}
+
+fn describe_key(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+    let req: KeyIdRequest = parse(body)?;
+    let key = ctx
+        .state
+        .kms
+        .describe_key(&ctx.caller, required("KeyId", &req.key_id)?)?;
+    out(json!({ "KeyMetadata": key_metadata(ctx, &key) }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+struct KeyIdsRequest {
+    key_ids: Vec<String>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    member_account: MemberAccount,
+}
+
+fn check_key_ids(ids: &[String]) -> Result<()> {
+    if ids.is_empty() {
+        return Err(Error::MissingParameter("KeyIds must not be empty".into()));
+    }
+    if ids.len() > kms::MAX_BATCH {
+        return Err(Error::InvalidValue(format!(
+            "KeyIds holds at most {} entries",
+            kms::MAX_BATCH
+        )));
+    }
+    Ok(())
+}
+
+fn describe_keys(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+    let req: KeyIdsRequest = parse(body)?;
+    check_key_ids(&req.key_ids)?;
+    let mut metas = Vec::with_capacity(req.key_ids.len());
+    for id in &req.key_ids {
+        kms::check_key_id(id)?;
+        // Unknown ids are left out, as a lookup by filter would.
+        match ctx.state.kms.describe_key(&ctx.caller, id) {
+            Ok(k) => metas.push(key_metadata(ctx, &k)),
+            Err(Error::CmkNotFound(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    out(json!({ "KeyMetadatas": metas }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+struct ListKeysRequest {
+    #[serde(default, deserialize_with = "opt_u64")]
+    offset: Option<u64>,
+    #[serde(default, deserialize_with = "opt_u64")]
+    limit: Option<u64>,
+    #[serde(default, deserialize_with = "opt_u64")]
+    role: Option<u64>,
+    #[serde(default)]
+    hsm_cluster_id: Option<String>,
+}
+
+/// Role 0: keys users created; 1: keys cloud products created (there are none on-prem).
+fn check_role(role: Option<u64>) -> Result<bool> {
+    match role.unwrap_or(0) {
+        0 => Ok(true),
+        1 => Ok(false),
+        r => Err(Error::InvalidValue(format!("Role must be 0 or 1, not {r}"))),
+    }
+}
+
+fn base_query(ctx: &Ctx<'_>, offset: u64, limit: u64) -> KeyQuery {
+    KeyQuery {
+        region: ctx.caller.region.clone(),
+        owner_uin: ctx.caller.owner_uin,
+        states: None,
+        origin: None,
+        key_usage: None,
+        search: None,
+        tag_filters: vec![],
+        newest_first: true,
+        offset,
+        limit,
+    }
+}
+
+fn list_keys(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+    let req: ListKeysRequest = parse(body)?;
+    let (offset, limit) = page(req.offset, req.limit)?;
+    if !check_role(req.role)? || req.hsm_cluster_id.is_some_and(|c| !c.is_empty()) {
+        return out(json!({ "Keys": [], "TotalCount": 0 }));
+    }
+    let mut q = base_query(ctx, offset, limit);
+    q.states = Some(vec![
+        KeyState::Enabled,
+        KeyState::Disabled,
+        KeyState::PendingImport,
+    ]);
+    let (total, keys) = ctx.state.kms.query_keys(&q)?;
+    let keys: Vec<Value> = keys.iter().map(|k| json!({ "KeyId": k.key_id })).collect();
+    out(json!({ "Keys": keys, "TotalCount": total }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+struct TagFilterParam {
+    tag_key: String,
+    #[serde(default)]
+    tag_value: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+struct ListKeyDetailRequest {
+    #[serde(default, deserialize_with = "opt_u64")]
+    offset: Option<u64>,
+    #[serde(default, deserialize_with = "opt_u64")]
+    limit: Option<u64>,
+    #[serde(default, deserialize_with = "opt_u64")]
+    role: Option<u64>,
+    #[serde(default, deserialize_with = "opt_u64")]
+    order_type: Option<u64>,
+    #[serde(default, deserialize_with = "opt_u64")]
+    key_state: Option<u64>,
+    #[serde(default)]
+    search_key_alias: Option<String>,
+    #[serde(default)]
+    origin: Option<String>,
+    #[serde(default)]
+    key_usage: Option<String>,
+    #[serde(default)]
+    tag_filters: Option<Vec<TagFilterParam>>,
+    #[serde(default)]
+    hsm_cluster_id: Option<String>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    member_accounts: Option<Value>,
+}
+
+fn list_key_detail(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+    let req: ListKeyDetailRequest = parse(body)?;
+    let (offset, limit) = page(req.offset, req.limit)?;
+    let mut q = base_query(ctx, offset, limit);
+    q.newest_first = match req.order_type.unwrap_or(0) {
+        0 => true,
+        1 => false,
+        o => return Err(Error::InvalidValue(format!("OrderType must be 0 or 1, not {o}"))),
+    };
+    q.states = match req.key_state.unwrap_or(0) {
+        0 => None,
+        code => Some(vec![KeyState::from_filter_code(code).ok_or_else(|| {
+            Error::InvalidValue(format!("KeyState must be 0 to 5, not {code}"))
+        })?]),
+    };
+    q.origin = match req.origin.as_deref().unwrap_or("") {
+        "" | "ALL" => None,
+        o @ (kms::ORIGIN_KMS | kms::ORIGIN_EXTERNAL) => Some(o.to_string()),
+        o => return Err(Error::InvalidValue(format!("invalid Origin `{o}`"))),
+    };
+    // An empty KeyUsage means ENCRYPT_DECRYPT only, not every usage (reference §12.8).
+    q.key_usage = match req.key_usage.as_deref().unwrap_or("") {
+        "" => Some(KEY_USAGE_ENCRYPT_DECRYPT.to_string()),
+        "ALL" => None,
+        u if u == KEY_USAGE_ENCRYPT_DECRYPT || ASYMMETRIC_KEY_USAGES.contains(&u) => {
+            Some(u.to_string())
+        }
+        u => return Err(Error::InvalidKeyUsage(format!("invalid KeyUsage `{u}`"))),
+    };
+    q.search = req.search_key_alias.filter(|s| !s.is_empty());
+    q.tag_filters = req
+        .tag_filters
+        .unwrap_or_default()
+        .into_iter()
+        .map(|t| TagFilter {
+            key: t.tag_key,
+            values: t.tag_value.unwrap_or_default(),
+        })
+        .collect();
+    let product_keys = !check_role(req.role)?;
+    let cluster = req.hsm_cluster_id.unwrap_or_default();
+    if product_keys || !(cluster.is_empty() || cluster == "default") {
+        return out(json!({ "TotalCount": 0, "KeyMetadatas": [] }));
+    }
+    let (total, keys) = ctx.state.kms.query_keys(&q)?;
+    let metas: Vec<Value> = keys.iter().map(|k| key_metadata(ctx, k)).collect();
+    out(json!({ "TotalCount": total, "KeyMetadatas": metas }))
+}
+
+// ---------------------------------------------------------------- edits and state
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+struct UpdateAliasRequest {
+    alias: String,
+    key_id: String,
+    #[serde(default)]
+    #[allow(dead_code)]
+    member_account: MemberAccount,
+}
+
+fn update_alias(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+    let req: UpdateAliasRequest = parse(body)?;
+    ctx.state
+        .kms
+        .update_alias(&ctx.caller, required("KeyId", &req.key_id)?, &req.alias)?;
+    Ok(Fields::new())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+struct UpdateDescriptionRequest {
+    description: String,
+    key_id: String,
+    #[serde(default)]
+    #[allow(dead_code)]
+    member_account: MemberAccount,
+}
+
+fn update_key_description(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+    let req: UpdateDescriptionRequest = parse(body)?;
+    ctx.state.kms.update_description(
+        &ctx.caller,
+        required("KeyId", &req.key_id)?,
+        &req.description,
+    )?;
+    Ok(Fields::new())
+}
+
+fn set_enabled(ctx: &Ctx<'_>, body: &[u8], enabled: bool) -> Result<Fields> {
+    let req: KeyIdRequest = parse(body)?;
+    ctx.state
+        .kms
+        .set_enabled(&ctx.caller, required("KeyId", &req.key_id)?, enabled)?;
+    Ok(Fields::new())
+}
+
+fn set_enabled_batch(ctx: &Ctx<'_>, body: &[u8], enabled: bool) -> Result<Fields> {
+    let req: KeyIdsRequest = parse(body)?;
+    check_key_ids(&req.key_ids)?;
+    ctx.state
+        .kms
+        .set_enabled_batch(&ctx.caller, &req.key_ids, enabled)?;
+    Ok(Fields::new())
+}
+
+// ---------------------------------------------------------------- crypto
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+struct EncryptRequest {
+    key_id: String,
+    plaintext: String,
+    #[serde(default)]
+    encryption_context: Option<String>,
+}
+
+fn encrypt(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+    let req: EncryptRequest = parse(body)?;
+    let key_id = required("KeyId", &req.key_id)?;
+    let plaintext = Zeroizing::new(base64_decode(&req.plaintext, Error::InvalidPlaintext)?);
+    if plaintext.is_empty() || plaintext.len() > kms::MAX_PLAINTEXT_BYTES {
+        return Err(Error::InvalidPlaintext(format!(
+            "Plaintext must decode to 1 to {} bytes",
+            kms::MAX_PLAINTEXT_BYTES
+        )));
+    }
+    let (blob, key_id) = ctx.state.kms.encrypt(
+        &ctx.caller,
+        key_id,
+        &plaintext,
+        req.encryption_context.as_deref(),
+    )?;
+    out(json!({ "CiphertextBlob": base64_encode(&blob), "KeyId": key_id }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+struct DecryptRequest {
+    ciphertext_blob: String,
+    #[serde(default)]
+    encryption_context: Option<String>,
+    #[serde(default)]
+    encryption_public_key: Option<String>,
+    #[serde(default)]
+    encryption_algorithm: Option<String>,
+}
+
+fn no_public_key_rewrap(key: &Option<String>, alg: &Option<String>) -> Result<()> {
+    if key.as_deref().is_some_and(|k| !k.is_empty()) || alg.as_deref().is_some_and(|a| !a.is_empty())
+    {
+        return Err(Error::Unsupported(
+            "returning plaintext under EncryptionPublicKey is not supported yet".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn decrypt(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+    let req: DecryptRequest = parse(body)?;
+    no_public_key_rewrap(&req.encryption_public_key, &req.encryption_algorithm)?;
+    let blob = base64_decode(
+        required("CiphertextBlob", &req.ciphertext_blob)?,
+        Error::InvalidCiphertext,
+    )?;
+    let (key_id, plaintext) =
+        ctx.state
+            .kms
+            .decrypt(&ctx.caller, &blob, req.encryption_context.as_deref())?;
+    let encoded = Zeroizing::new(base64_encode(&plaintext));
+    out(json!({ "KeyId": key_id, "Plaintext": encoded.as_str() }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+struct GenerateDataKeyRequest {
+    key_id: String,
+    #[serde(default)]
+    key_spec: Option<String>,
+    #[serde(default, deserialize_with = "opt_u64")]
+    number_of_bytes: Option<u64>,
+    #[serde(default)]
+    encryption_context: Option<String>,
+    #[serde(default)]
+    encryption_public_key: Option<String>,
+    #[serde(default)]
+    encryption_algorithm: Option<String>,
+    #[serde(default, deserialize_with = "opt_u64")]
+    is_hosted_by_kms: Option<u64>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    data_key_name: Option<String>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    description: Option<String>,
+    #[serde(default)]
+    hsm_cluster_id: Option<String>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    tags: Option<Vec<Tag>>,
+}
+
+pub const MAX_DATA_KEY_BYTES: u64 = 1024;
+
+fn generate_data_key(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+    let req: GenerateDataKeyRequest = parse(body)?;
+    let key_id = required("KeyId", &req.key_id)?;
+    no_public_key_rewrap(&req.encryption_public_key, &req.encryption_algorithm)?;
+    no_hsm_cluster(&req.hsm_cluster_id)?;
+    match req.is_hosted_by_kms.unwrap_or(0) {
+        0 => {}
+        1 => {
+            return Err(Error::Unsupported(
+                "hosted data keys (IsHostedByKms=1) are not supported yet".into(),
+            ))
+        }
+        v => return Err(Error::InvalidValue(format!("IsHostedByKms must be 0 or 1, not {v}"))),
+    }
+    // NumberOfBytes wins when both are given.
+    let len = match (req.number_of_bytes, req.key_spec.as_deref().filter(|s| !s.is_empty())) {
+        (Some(n), _) if (1..=MAX_DATA_KEY_BYTES).contains(&n) => n as usize,
+        (Some(n), _) => {
+            return Err(Error::InvalidValue(format!(
+                "NumberOfBytes must be 1 to {MAX_DATA_KEY_BYTES}, not {n}"
+            )))
+        }
+        (None, Some("AES_128")) => 16,
+        (None, Some("AES_256")) => 32,
+        (None, Some(other)) => {
+            return Err(Error::InvalidValue(format!(
+                "KeySpec must be AES_128 or AES_256, not `{other}`"
+            )))
+        }
+        (None, None) => {
+            return Err(Error::MissingParameter(
+                "one of KeySpec or NumberOfBytes is required".into(),
+            ))
+        }
+    };
+    let (plaintext, blob, key_id) = ctx.state.kms.generate_data_key(
+        &ctx.caller,
+        key_id,
+        len,
+        req.encryption_context.as_deref(),
+    )?;
+    let encoded = Zeroizing::new(base64_encode(&plaintext));
+    out(json!({
+        "KeyId": key_id,
+        "Plaintext": encoded.as_str(),
+        "CiphertextBlob": base64_encode(&blob),
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+struct GenerateRandomRequest {
+    #[serde(deserialize_with = "opt_u64")]
+    number_of_bytes: Option<u64>,
+}
+
+fn generate_random(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+    let req: GenerateRandomRequest = parse(body)?;
+    let n = req
+        .number_of_bytes
+        .ok_or_else(|| Error::MissingParameter("NumberOfBytes is required".into()))?;
+    if !(1..=1024).contains(&n) {
+        return Err(Error::InvalidValue(format!(
+            "NumberOfBytes must be 1 to 1024, not {n}"
+        )));
+    }
+    let bytes = ctx.state.kms.random(n as usize)?;
+    out(json!({ "Plaintext": base64_encode(&bytes) }))
+}
+
+// ---------------------------------------------------------------- service queries
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Empty {}
+
+fn get_service_status(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+    let _: Empty = parse(body)?;
+    let used = ctx
+        .state
+        .kms
+        .store()
+        .count_keys(&ctx.caller.region, ctx.caller.owner_uin)?;
+    out(json!({
+        "ServiceEnabled": true,
+        "InvalidType": 1,
+        "UserLevel": 0,
+        "ProExpireTime": 0,
+        "ProRenewFlag": 0,
+        "ProResourceId": "",
+        "ExclusiveVSMEnabled": false,
+        "ExclusiveHSMEnabled": false,
+        "SubscriptionInfo": "",
+        "CmkUserCount": used,
+        "CmkLimit": ctx.state.cfg.limits.cmk_limit,
+        "IsAllowedDataKeyHosted": false,
+    }))
+}
+
+fn get_regions(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+    let _: Empty = parse(body)?;
+    let regions: Vec<&str> = ctx.state.cfg.regions.iter().map(|r| r.name.as_str()).collect();
+    out(json!({ "Regions": regions }))
+}
+
+fn list_algorithms(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+    let _: Empty = parse(body)?;
+    let alg = ctx.state.kms.region_algorithm(&ctx.caller.region)?;
+    out(json!({
+        "SymmetricAlgorithms": [
+            { "KeyUsage": KEY_USAGE_ENCRYPT_DECRYPT, "Algorithm": alg.api_name() }
+        ],
+        "AsymmetricAlgorithms": [],
+        "AsymmetricSignVerifyAlgorithms": [],
+    }))
+}

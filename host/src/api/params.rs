@@ -1,0 +1,117 @@
+//! Request-body decoding: serde errors become the documented parameter error codes, and
+//! numbers are accepted as JSON numbers or numeric strings (Tencent's own examples send
+//! `"PendingWindowInDays": "7"`).
+
+use crate::error::{Error, Result};
+use base64::Engine;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer};
+
+pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T> {
+    let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) {
+        b"{}"
+    } else {
+        body
+    };
+    serde_json::from_slice(body).map_err(classify)
+}
+
+fn classify(e: serde_json::Error) -> Error {
+    let msg = e.to_string();
+    if e.is_syntax() || e.is_eof() {
+        Error::InvalidParameter(format!("the request body is not valid JSON: {msg}"))
+    } else if msg.starts_with("missing field") {
+        Error::MissingParameter(msg)
+    } else if msg.starts_with("unknown field") {
+        Error::UnknownParameter(msg)
+    } else {
+        Error::InvalidParameter(msg)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum NumOrString {
+    Num(serde_json::Number),
+    Str(String),
+}
+
+/// Optional unsigned integer given as a JSON number or a decimal string.
+pub fn opt_u64<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<u64>, D::Error> {
+    use serde::de::Error as _;
+    let v: Option<NumOrString> = Option::deserialize(d)?;
+    match v {
+        None => Ok(None),
+        Some(NumOrString::Num(n)) => n
+            .as_u64()
+            .map(Some)
+            .ok_or_else(|| D::Error::custom(format!("invalid type: expected an unsigned integer, got {n}"))),
+        Some(NumOrString::Str(s)) => s
+            .trim()
+            .parse::<u64>()
+            .map(Some)
+            .map_err(|_| D::Error::custom(format!("invalid type: expected an unsigned integer, got \"{s}\""))),
+    }
+}
+
+/// Decodes standard base64 (padding optional), mapping failure to `err`.
+pub fn base64_decode(s: &str, err: impl FnOnce(String) -> Error) -> Result<Vec<u8>> {
+    let engine = base64::engine::GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        base64::engine::GeneralPurposeConfig::new()
+            .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+    );
+    engine
+        .decode(s.trim())
+        .map_err(|e| err(format!("not valid base64: {e}")))
+}
+
+pub fn base64_encode(data: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(data)
+}
+
+/// Checks `Offset`/`Limit` paging: Limit defaults to 10 and may not exceed 200.
+pub fn page(offset: Option<u64>, limit: Option<u64>) -> Result<(u64, u64)> {
+    let limit = limit.unwrap_or(10);
+    if limit > 200 {
+        return Err(Error::InvalidValue("Limit must be at most 200".into()));
+    }
+    Ok((offset.unwrap_or(0), if limit == 0 { 10 } else { limit }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Deserialize, Debug)]
+    #[serde(deny_unknown_fields, rename_all = "PascalCase")]
+    struct R {
+        key_id: String,
+        #[serde(default, deserialize_with = "opt_u64")]
+        number_of_bytes: Option<u64>,
+    }
+
+    #[test]
+    fn codes_for_bad_bodies() {
+        assert!(matches!(parse::<R>(b"{"), Err(Error::InvalidParameter(_))));
+        assert!(matches!(parse::<R>(b"[]"), Err(Error::InvalidParameter(_))));
+        assert!(matches!(parse::<R>(b"{}"), Err(Error::MissingParameter(_))));
+        assert!(matches!(parse::<R>(b"{\"KeyId\":1}"), Err(Error::InvalidParameter(_))));
+        assert!(matches!(
+            parse::<R>(b"{\"KeyId\":\"a\",\"Bogus\":1}"),
+            Err(Error::UnknownParameter(_))
+        ));
+        assert!(matches!(
+            parse::<R>(b"{\"KeyId\":\"a\",\"NumberOfBytes\":-1}"),
+            Err(Error::InvalidParameter(_))
+        ));
+    }
+
+    #[test]
+    fn numbers_as_strings() {
+        let r: R = parse(b"{\"KeyId\":\"a\",\"NumberOfBytes\":\"16\"}").unwrap();
+        assert_eq!(r.number_of_bytes, Some(16));
+        let r: R = parse(b"{\"KeyId\":\"a\",\"NumberOfBytes\":16}").unwrap();
+        assert_eq!(r.number_of_bytes, Some(16));
+    }
+}

@@ -1,0 +1,154 @@
+//! `keyward bench`: a load generator that sends fully signed requests over keep-alive
+//! connections and reports throughput and latency percentiles.
+
+use crate::client::TcClient;
+use crate::error::{Error, Result};
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub struct BenchArgs {
+    pub endpoint: String,
+    pub secret_id: String,
+    pub secret_key: String,
+    pub region: String,
+    pub action: String,
+    pub concurrency: usize,
+    pub duration: Duration,
+    pub key_id: Option<String>,
+}
+
+pub struct BenchReport {
+    pub action: String,
+    pub concurrency: usize,
+    pub ops: u64,
+    pub errors: u64,
+    pub seconds: f64,
+    pub p50_us: u64,
+    pub p99_us: u64,
+    pub p999_us: u64,
+}
+
+impl std::fmt::Display for BenchReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "action={} concurrency={} ops={} errors={} seconds={:.1} ops_per_sec={:.0} p50_us={} p99_us={} p999_us={}",
+            self.action,
+            self.concurrency,
+            self.ops,
+            self.errors,
+            self.seconds,
+            self.ops as f64 / self.seconds,
+            self.p50_us,
+            self.p99_us,
+            self.p999_us
+        )
+    }
+}
+
+/// Builds the request body for one action, creating what it needs (a key, a blob) first.
+async fn prepare(client: &TcClient, args: &BenchArgs) -> Result<Value> {
+    let needs_key = matches!(args.action.as_str(), "Encrypt" | "Decrypt" | "GenerateDataKey");
+    let key_id = match (&args.key_id, needs_key) {
+        (Some(k), _) => k.clone(),
+        (None, true) => {
+            let alias = format!("bench-{}", uuid::Uuid::new_v4().simple());
+            let r = client.kms("CreateKey", json!({ "Alias": alias })).await?;
+            r["KeyId"]
+                .as_str()
+                .ok_or_else(|| Error::Internal(format!("CreateKey failed: {r}")))?
+                .to_string()
+        }
+        (None, false) => String::new(),
+    };
+    // 32 bytes of plaintext, as the benchmark brief specifies.
+    let plaintext = "S2V5d2FyZCBiZW5jaG1hcmsgcGxhaW50ZXh0IDMyIQ==";
+    Ok(match args.action.as_str() {
+        "Encrypt" => json!({ "KeyId": key_id, "Plaintext": plaintext }),
+        "Decrypt" => {
+            let r = client
+                .kms("Encrypt", json!({ "KeyId": key_id, "Plaintext": plaintext }))
+                .await?;
+            let blob = r["CiphertextBlob"]
+                .as_str()
+                .ok_or_else(|| Error::Internal(format!("Encrypt failed: {r}")))?;
+            json!({ "CiphertextBlob": blob })
+        }
+        "GenerateDataKey" => json!({ "KeyId": key_id, "KeySpec": "AES_256" }),
+        "GenerateRandom" => json!({ "NumberOfBytes": 32 }),
+        // Anything else is sent with an empty body (e.g. against the bare HTTP ceiling).
+        _ => json!({}),
+    })
+}
+
+pub async fn run(args: BenchArgs) -> Result<BenchReport> {
+    let client = TcClient::new(&args.endpoint, &args.secret_id, &args.secret_key, &args.region)?;
+    let body = Arc::new(prepare(&client, &args).await?);
+    let deadline = Instant::now() + args.duration;
+    let started = Instant::now();
+    let mut tasks = Vec::with_capacity(args.concurrency);
+    for _ in 0..args.concurrency.max(1) {
+        let client = client.clone();
+        let body = body.clone();
+        let action = args.action.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(1 << 16);
+            let mut errors = 0u64;
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                match client.kms(&action, (*body).clone()).await {
+                    Ok(r) if r.get("Error").is_none() => {
+                        lat.push(t.elapsed().as_micros() as u64)
+                    }
+                    _ => errors += 1,
+                }
+            }
+            (lat, errors)
+        }));
+    }
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for t in tasks {
+        let (lat, e) = t
+            .await
+            .map_err(|e| Error::Internal(format!("bench task: {e}")))?;
+        all.extend(lat);
+        errors += e;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    all.sort_unstable();
+    let pct = |p: f64| -> u64 {
+        if all.is_empty() {
+            0
+        } else {
+            all[((all.len() as f64 * p) as usize).min(all.len() - 1)]
+        }
+    };
+    Ok(BenchReport {
+        action: args.action,
+        concurrency: args.concurrency,
+        ops: all.len() as u64,
+        errors,
+        seconds,
+        p50_us: pct(0.50),
+        p99_us: pct(0.99),
+        p999_us: pct(0.999),
+    })
+}
+
+/// A bare axum endpoint answering every request with a fixed 100-byte JSON body: the HTTP
+/// ceiling the daemon's numbers are compared against.
+pub async fn serve_bare(listen: std::net::SocketAddr) -> Result<()> {
+    const BODY: &str = r#"{"Response":{"RequestId":"00000000-0000-0000-0000-000000000000","Plaintext":"AAAAAAAAAAAAAAAA"}}"#;
+    let app = axum::Router::new().fallback(|| async {
+        (
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            format!("{BODY:<100}"),
+        )
+    });
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    eprintln!("keyward: bare HTTP endpoint on http://{}", listener.local_addr()?);
+    axum::serve(listener, app).await?;
+    Ok(())
+}

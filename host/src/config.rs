@@ -1,0 +1,217 @@
+//! `keyward.toml`: listen address, TLS, regions, HSM backend, data directory, limits.
+
+use crate::error::{Error, Result};
+use keyward_shared::Algorithm;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use zeroize::Zeroizing;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Serve plain HTTP on a non-loopback address. Off by default: API secret keys are
+    /// not sent, but request bodies (plaintexts, data keys) are.
+    #[serde(default)]
+    pub allow_insecure_http: bool,
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+    #[serde(default = "default_regions")]
+    pub regions: Vec<RegionConfig>,
+    #[serde(default)]
+    pub hsm: HsmConfig,
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegionConfig {
+    pub name: String,
+    /// `AES_256` (FIPS-style region, KeyMetadata Type 2) or `SM4` (GM region, Type 4).
+    #[serde(default = "default_region_algorithm")]
+    pub algorithm: String,
+}
+
+impl RegionConfig {
+    pub fn symmetric_algorithm(&self) -> Result<Algorithm> {
+        match self.algorithm.as_str() {
+            "AES_256" => Ok(Algorithm::Aes256Gcm),
+            "SM4" => Ok(Algorithm::Sm4Gcm),
+            other => Err(Error::Config(format!(
+                "region {}: algorithm must be AES_256 or SM4, not {other}",
+                self.name
+            ))),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(tag = "backend", rename_all = "lowercase", deny_unknown_fields)]
+pub enum HsmConfig {
+    /// The firmware core linked into the daemon; device key in `<data_dir>/device.key`.
+    #[default]
+    Embedded,
+    Pkcs11(Pkcs11Config),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pkcs11Config {
+    pub module: PathBuf,
+    pub token_label: String,
+    /// File holding the user PIN (trailing newline ignored).
+    #[serde(default)]
+    pub pin_file: Option<PathBuf>,
+    /// Environment variable holding the user PIN.
+    #[serde(default)]
+    pub pin_env: Option<String>,
+    /// Number of PKCS#11 sessions; each serves one operation at a time.
+    #[serde(default = "default_pool_size")]
+    pub pool_size: usize,
+}
+
+impl Pkcs11Config {
+    /// Reads the PIN from its file or environment variable, never from the config itself.
+    pub fn pin(&self) -> Result<Zeroizing<String>> {
+        let raw = match (&self.pin_file, &self.pin_env) {
+            (Some(path), None) => Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
+                Error::Config(format!("cannot read PIN file {}: {e}", path.display()))
+            })?),
+            (None, Some(var)) => Zeroizing::new(
+                std::env::var(var)
+                    .map_err(|_| Error::Config(format!("PIN variable {var} is not set")))?,
+            ),
+            _ => {
+                return Err(Error::Config(
+                    "hsm: set exactly one of pin_file or pin_env".into(),
+                ))
+            }
+        };
+        Ok(Zeroizing::new(raw.trim_end_matches(['\r', '\n']).to_string()))
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Largest accepted request body. Tencent allows 10 MB; nothing in KMS/SSM needs more than
+    /// a 32 KiB secret in base64.
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+    #[serde(default = "default_cmk_limit")]
+    pub cmk_limit: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: default_max_body(),
+            cmk_limit: default_cmk_limit(),
+        }
+    }
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("keyward-data")
+}
+fn default_listen() -> SocketAddr {
+    "127.0.0.1:8080".parse().expect("literal address")
+}
+fn default_regions() -> Vec<RegionConfig> {
+    vec![RegionConfig {
+        name: "ap-guangzhou".into(),
+        algorithm: default_region_algorithm(),
+    }]
+}
+fn default_region_algorithm() -> String {
+    "AES_256".into()
+}
+fn default_pool_size() -> usize {
+    4
+}
+fn default_max_body() -> usize {
+    1024 * 1024
+}
+fn default_cmk_limit() -> u64 {
+    10_000
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        toml::from_str("").expect("all fields have defaults")
+    }
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
+        let cfg: Config = toml::from_str(&text)
+            .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        if self.regions.is_empty() {
+            return Err(Error::Config("at least one region is required".into()));
+        }
+        for r in &self.regions {
+            r.symmetric_algorithm()?;
+        }
+        if self.tls.is_none() && !self.listen.ip().is_loopback() && !self.allow_insecure_http {
+            return Err(Error::Config(format!(
+                "refusing plain HTTP on non-loopback address {}: configure [tls] or set allow_insecure_http = true",
+                self.listen
+            )));
+        }
+        Ok(())
+    }
+
+    pub fn region(&self, name: &str) -> Option<&RegionConfig> {
+        self.regions.iter().find(|r| r.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_loopback_embedded() {
+        let c = Config::default();
+        assert!(c.listen.ip().is_loopback());
+        assert!(matches!(c.hsm, HsmConfig::Embedded));
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn plain_http_on_public_address_is_refused() {
+        let c: Config = toml::from_str("listen = \"0.0.0.0:8080\"").unwrap();
+        assert!(c.validate().is_err());
+        let c: Config =
+            toml::from_str("listen = \"0.0.0.0:8080\"\nallow_insecure_http = true").unwrap();
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn pkcs11_section_parses() {
+        let c: Config = toml::from_str(
+            "[hsm]\nbackend = \"pkcs11\"\nmodule = \"/usr/lib/softhsm/libsofthsm2.so\"\ntoken_label = \"kw\"\npin_env = \"PIN\"\n",
+        )
+        .unwrap();
+        assert!(matches!(c.hsm, HsmConfig::Pkcs11(_)));
+    }
+}

@@ -1,0 +1,107 @@
+//! The host crate's one error type. Each variant maps to exactly one Tencent Cloud API error code
+//! in `api::envelope`; nothing else in the crate picks codes.
+
+use keyward_shared::wire::DeviceError;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    // --- request / protocol ---
+    #[error("{0}")]
+    InvalidAuthorization(String),
+    #[error("the SecretId is unknown or disabled")]
+    SecretIdNotFound,
+    #[error("the request timestamp is more than 5 minutes from the server time")]
+    SignatureExpire,
+    #[error("{0}")]
+    SignatureFailure(String),
+    #[error("region `{0}` is not served here")]
+    UnsupportedRegion(String),
+    #[error("API version `{0}` does not exist")]
+    NoSuchVersion(String),
+    #[error("action `{0}` does not exist")]
+    InvalidAction(String),
+    #[error("{0}")]
+    UnsupportedProtocol(String),
+    #[error("request body exceeds the limit of {0} bytes")]
+    RequestTooLarge(usize),
+    #[error("{0}")]
+    MissingParameter(String),
+    #[error("{0}")]
+    InvalidParameter(String),
+    #[error("{0}")]
+    UnknownParameter(String),
+    #[error("{0}")]
+    InvalidValue(String),
+
+    // --- KMS parameter values ---
+    #[error("{0}")]
+    InvalidAlias(String),
+    #[error("alias `{0}` already exists in this region")]
+    AliasExists(String),
+    #[error("{0}")]
+    InvalidKeyId(String),
+    #[error("{0}")]
+    InvalidKeyUsage(String),
+    #[error("{0}")]
+    InvalidType(String),
+    #[error("{0}")]
+    InvalidPlaintext(String),
+    #[error("{0}")]
+    InvalidCiphertext(String),
+    #[error("KeyId `{0}` appears more than once")]
+    DuplicatedKeyId(String),
+    #[error("tag key `{0}` appears more than once")]
+    TagKeysDuplicated(String),
+    #[error("{0}")]
+    UnsupportedKeyUsage(String),
+    #[error("{0}")]
+    Unsupported(String),
+
+    // --- KMS resource state ---
+    #[error("CMK `{0}` does not exist")]
+    CmkNotFound(String),
+    #[error("CMK `{0}` is disabled")]
+    CmkDisabled(String),
+    #[error("CMK `{0}` is archived")]
+    CmkArchived(String),
+    #[error("CMK `{0}` is pending deletion")]
+    KeyPendingDelete(String),
+    #[error("{0}")]
+    CmkStateNotSupport(String),
+    #[error("decryption failed: the ciphertext or the encryption context does not match")]
+    DecryptFailed,
+    #[error("the CMK quota of {0} is reached")]
+    CmkLimitExceeded(u64),
+
+    // --- infrastructure (reported as InternalError, details only in the log) ---
+    #[error("HSM error: {0}")]
+    Hsm(String),
+    #[error("store error: {0}")]
+    Store(#[from] rusqlite::Error),
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("configuration error: {0}")]
+    Config(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<DeviceError> for Error {
+    fn from(e: DeviceError) -> Self {
+        match e {
+            DeviceError::AuthenticationFailed => Error::DecryptFailed,
+            other => Error::Hsm(other.to_string()),
+        }
+    }
+}
+
+impl From<keyward_hsm_pkcs11::Error> for Error {
+    fn from(e: keyward_hsm_pkcs11::Error) -> Self {
+        match e {
+            keyward_hsm_pkcs11::Error::AuthenticationFailed => Error::DecryptFailed,
+            other => Error::Hsm(other.to_string()),
+        }
+    }
+}

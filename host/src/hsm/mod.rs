@@ -1,0 +1,67 @@
+//! The `Hsm` trait: where key material is born, sealed and used.
+//!
+//! Every backend hands key material out only as an opaque *sealed key* (wrapped under a root
+//! key that never leaves the backend). The store keeps sealed keys; each operation hands the
+//! sealed key back. Calls are blocking: the API layer runs them on tokio's blocking pool.
+
+mod embedded;
+mod pkcs11;
+
+pub use embedded::EmbeddedHsm;
+pub use pkcs11::Pkcs11Backend;
+
+use crate::config::{Config, HsmConfig};
+use crate::error::Result;
+use keyward_shared::Algorithm;
+use std::sync::Arc;
+use zeroize::Zeroizing;
+
+/// Where a key's material is used: inside the HSM, or unsealed into host memory for the
+/// duration of one operation (algorithms the HSM cannot run natively).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProtectionLevel {
+    Hsm,
+    Software,
+}
+
+impl ProtectionLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProtectionLevel::Hsm => "HSM",
+            ProtectionLevel::Software => "SOFTWARE",
+        }
+    }
+}
+
+pub trait Hsm: Send + Sync {
+    /// Backend name stored next to every sealed key (`embedded`, `pkcs11`).
+    fn backend(&self) -> &'static str;
+    fn protection_level(&self, alg: Algorithm) -> ProtectionLevel;
+    /// Creates key material inside the backend and returns it sealed.
+    fn generate(&self, alg: Algorithm) -> Result<Vec<u8>>;
+    /// AEAD-encrypts with a nonce chosen by the backend; returns `(nonce, ciphertext || tag)`.
+    fn encrypt(
+        &self,
+        alg: Algorithm,
+        sealed: &[u8],
+        aad: &[u8],
+        plaintext: &[u8],
+    ) -> Result<(Vec<u8>, Vec<u8>)>;
+    fn decrypt(
+        &self,
+        alg: Algorithm,
+        sealed: &[u8],
+        nonce: &[u8],
+        aad: &[u8],
+        ciphertext: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>>;
+    fn random(&self, len: usize) -> Result<Zeroizing<Vec<u8>>>;
+}
+
+/// Opens the backend named in the configuration.
+pub fn open(cfg: &Config) -> Result<Arc<dyn Hsm>> {
+    match &cfg.hsm {
+        HsmConfig::Embedded => Ok(Arc::new(EmbeddedHsm::open(&cfg.data_dir)?)),
+        HsmConfig::Pkcs11(p) => Ok(Arc::new(Pkcs11Backend::open(p)?)),
+    }
+}

@@ -1,0 +1,359 @@
+//! The KMS core: CMK state machine and the cryptographic operations on CMKs. Synchronous: the
+//! API layer calls it from tokio's blocking pool because both store and HSM calls block.
+
+pub mod alias;
+pub mod context;
+pub mod state;
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::hsm::{Hsm, ProtectionLevel};
+use crate::store::{KeyQuery, KeyRecord, KeyState, KeyVersion, Store, Tag};
+use keyward_shared::blob::{Blob, BlobHeader};
+use keyward_shared::Algorithm;
+use std::sync::Arc;
+use zeroize::Zeroizing;
+
+pub const KEY_USAGE_ENCRYPT_DECRYPT: &str = "ENCRYPT_DECRYPT";
+/// Asymmetric usages Tencent documents; accepted as valid names but not yet served.
+pub const ASYMMETRIC_KEY_USAGES: [&str; 6] = [
+    "ASYMMETRIC_DECRYPT_RSA_2048",
+    "ASYMMETRIC_DECRYPT_SM2",
+    "ASYMMETRIC_SIGN_VERIFY_SM2",
+    "ASYMMETRIC_SIGN_VERIFY_ECC",
+    "ASYMMETRIC_SIGN_VERIFY_RSA_2048",
+    "ASYMMETRIC_SIGN_VERIFY_ECDSA384",
+];
+pub const ORIGIN_KMS: &str = "TENCENT_KMS";
+pub const ORIGIN_EXTERNAL: &str = "EXTERNAL";
+pub const MAX_DESCRIPTION_BYTES: usize = 1024;
+pub const MAX_PLAINTEXT_BYTES: usize = 4096;
+
+/// Who is calling and where: the account that owns the keys, the user that acts, the region.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub owner_uin: u64,
+    pub uin: u64,
+    pub region: String,
+}
+
+pub struct NewKey {
+    pub alias: String,
+    pub description: String,
+    pub key_usage: String,
+    /// CreateKey's Type: 1 KMS-generated, 2 EXTERNAL.
+    pub origin_type: u64,
+    pub tags: Vec<Tag>,
+}
+
+pub struct Kms {
+    store: Arc<dyn Store>,
+    hsm: Arc<dyn Hsm>,
+    cfg: Arc<Config>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Kms {
+    pub fn new(
+        store: Arc<dyn Store>,
+        hsm: Arc<dyn Hsm>,
+        cfg: Arc<Config>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Kms {
+            store,
+            hsm,
+            cfg,
+            clock,
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    pub fn store(&self) -> &dyn Store {
+        self.store.as_ref()
+    }
+
+    /// The symmetric algorithm of a served region.
+    pub fn region_algorithm(&self, region: &str) -> Result<Algorithm> {
+        self.cfg
+            .region(region)
+            .ok_or_else(|| Error::UnsupportedRegion(region.to_string()))?
+            .symmetric_algorithm()
+    }
+
+    pub fn protection_level(&self, alg: Algorithm) -> ProtectionLevel {
+        self.hsm.protection_level(alg)
+    }
+
+    pub fn create_key(&self, caller: &Caller, req: NewKey) -> Result<KeyRecord> {
+        alias::validate(&req.alias)?;
+        check_description(&req.description)?;
+        if req.key_usage != KEY_USAGE_ENCRYPT_DECRYPT {
+            return Err(if ASYMMETRIC_KEY_USAGES.contains(&req.key_usage.as_str()) {
+                Error::UnsupportedKeyUsage(format!(
+                    "KeyUsage {} is not supported in this region",
+                    req.key_usage
+                ))
+            } else {
+                Error::InvalidKeyUsage(format!("invalid KeyUsage `{}`", req.key_usage))
+            });
+        }
+        let origin = match req.origin_type {
+            1 => ORIGIN_KMS,
+            2 => ORIGIN_EXTERNAL,
+            other => return Err(Error::InvalidType(format!("invalid Type {other}"))),
+        };
+        let algorithm = self.region_algorithm(&caller.region)?;
+        let now = self.clock.now();
+        let key_id = uuid::Uuid::new_v4().to_string();
+        let version = if origin == ORIGIN_KMS {
+            Some(KeyVersion {
+                key_id: key_id.clone(),
+                version: 1,
+                backend: self.hsm.backend().to_string(),
+                sealed: self.hsm.generate(algorithm)?,
+                create_time: now,
+            })
+        } else {
+            None
+        };
+        let key = KeyRecord {
+            key_id,
+            region: caller.region.clone(),
+            owner_uin: caller.owner_uin,
+            creator_uin: caller.uin,
+            alias: req.alias,
+            description: req.description,
+            key_usage: req.key_usage,
+            origin: origin.to_string(),
+            owner: "user".into(),
+            algorithm,
+            state: if version.is_some() {
+                KeyState::Enabled
+            } else {
+                KeyState::PendingImport
+            },
+            create_time: now,
+            deletion_date: 0,
+            rotation_enabled: false,
+            rotate_days: 0,
+            next_rotate_time: 0,
+            last_rotate_time: 0,
+            current_version: u32::from(version.is_some()),
+            tags: req.tags,
+        };
+        self.store
+            .insert_key(&key, version.as_ref(), self.cfg.limits.cmk_limit)?;
+        Ok(key)
+    }
+
+    pub fn describe_key(&self, caller: &Caller, key_id: &str) -> Result<KeyRecord> {
+        check_key_id(key_id)?;
+        self.store
+            .get_key(&caller.region, caller.owner_uin, key_id)?
+            .ok_or_else(|| Error::CmkNotFound(key_id.to_string()))
+    }
+
+    pub fn query_keys(&self, q: &KeyQuery) -> Result<(u64, Vec<KeyRecord>)> {
+        self.store.query_keys(q)
+    }
+
+    pub fn update_alias(&self, caller: &Caller, key_id: &str, new_alias: &str) -> Result<()> {
+        alias::validate(new_alias)?;
+        self.update(caller, key_id, &mut |k| {
+            state::check_editable(k)?;
+            k.alias = new_alias.to_string();
+            Ok(())
+        })
+    }
+
+    pub fn update_description(&self, caller: &Caller, key_id: &str, desc: &str) -> Result<()> {
+        check_description(desc)?;
+        self.update(caller, key_id, &mut |k| {
+            state::check_editable(k)?;
+            k.description = desc.to_string();
+            Ok(())
+        })
+    }
+
+    pub fn set_enabled(&self, caller: &Caller, key_id: &str, enabled: bool) -> Result<()> {
+        self.update(caller, key_id, &mut |k| state::set_enabled(k, enabled))
+    }
+
+    /// Enables or disables several keys; all are checked first so a bad id changes nothing.
+    pub fn set_enabled_batch(&self, caller: &Caller, ids: &[String], enabled: bool) -> Result<()> {
+        check_batch(ids)?;
+        for id in ids {
+            let k = self.describe_key(caller, id)?;
+            state::check_can_set_enabled(&k, enabled)?;
+        }
+        for id in ids {
+            self.set_enabled(caller, id, enabled)?;
+        }
+        Ok(())
+    }
+
+    fn update(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        f: &mut dyn FnMut(&mut KeyRecord) -> Result<()>,
+    ) -> Result<()> {
+        check_key_id(key_id)?;
+        self.store
+            .update_key(&caller.region, caller.owner_uin, key_id, f)
+            .map(|_| ())
+    }
+
+    /// Encrypts under the key's newest version. Returns the blob and the key id.
+    pub fn encrypt(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        plaintext: &[u8],
+        context: Option<&str>,
+    ) -> Result<(Vec<u8>, String)> {
+        let ctx = context::canonical(context)?;
+        let key = self.describe_key(caller, key_id)?;
+        state::check_usable_for_encrypt(&key)?;
+        let version = self.version(&key, key.current_version)?;
+        let blob = self.seal_data(&key, &version, &ctx, plaintext)?;
+        Ok((blob, key.key_id))
+    }
+
+    fn seal_data(
+        &self,
+        key: &KeyRecord,
+        version: &KeyVersion,
+        ctx: &[u8],
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>> {
+        let uuid = uuid::Uuid::parse_str(&key.key_id)
+            .map_err(|_| Error::Internal(format!("stored key id {} is not a UUID", key.key_id)))?;
+        let header = BlobHeader {
+            key_id: *uuid.as_bytes(),
+            key_version: version.version,
+            algorithm: key.algorithm,
+        };
+        let aad = aad(&header, ctx);
+        let (nonce, ciphertext) =
+            self.hsm
+                .encrypt(key.algorithm, &version.sealed, &aad, plaintext)?;
+        Blob {
+            header,
+            nonce: &nonce,
+            ciphertext: &ciphertext,
+        }
+        .to_vec()
+        .map_err(|e| Error::Hsm(format!("HSM returned an unusable nonce: {e}")))
+    }
+
+    /// Decrypts a blob produced by `encrypt` or `generate_data_key`.
+    pub fn decrypt(
+        &self,
+        caller: &Caller,
+        blob: &[u8],
+        context: Option<&str>,
+    ) -> Result<(String, Zeroizing<Vec<u8>>)> {
+        let ctx = context::canonical(context)?;
+        let parsed = Blob::parse(blob).map_err(|e| Error::InvalidCiphertext(e.to_string()))?;
+        let key_id = uuid::Uuid::from_bytes(parsed.header.key_id).to_string();
+        let key = self
+            .store
+            .get_key(&caller.region, caller.owner_uin, &key_id)?
+            .ok_or_else(|| Error::CmkNotFound(key_id.clone()))?;
+        state::check_usable_for_decrypt(&key)?;
+        if parsed.header.algorithm != key.algorithm {
+            return Err(Error::DecryptFailed);
+        }
+        let version = self
+            .store
+            .get_version(&key.key_id, parsed.header.key_version)?
+            .ok_or(Error::DecryptFailed)?;
+        let aad = aad(&parsed.header, &ctx);
+        let plaintext = self.hsm.decrypt(
+            key.algorithm,
+            &version.sealed,
+            parsed.nonce,
+            &aad,
+            parsed.ciphertext,
+        )?;
+        Ok((key.key_id, plaintext))
+    }
+
+    /// Creates a data key of `len` bytes from the HSM's RNG and encrypts it under the CMK.
+    pub fn generate_data_key(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        len: usize,
+        context: Option<&str>,
+    ) -> Result<(Zeroizing<Vec<u8>>, Vec<u8>, String)> {
+        let ctx = context::canonical(context)?;
+        let key = self.describe_key(caller, key_id)?;
+        state::check_usable_for_encrypt(&key)?;
+        let version = self.version(&key, key.current_version)?;
+        let plaintext = self.hsm.random(len)?;
+        let blob = self.seal_data(&key, &version, &ctx, &plaintext)?;
+        Ok((plaintext, blob, key.key_id))
+    }
+
+    pub fn random(&self, len: usize) -> Result<Zeroizing<Vec<u8>>> {
+        self.hsm.random(len)
+    }
+
+    fn version(&self, key: &KeyRecord, version: u32) -> Result<KeyVersion> {
+        self.store
+            .get_version(&key.key_id, version)?
+            .ok_or_else(|| Error::Internal(format!("key {} lacks version {version}", key.key_id)))
+    }
+}
+
+/// AEAD associated data: the blob's bound prefix, then the canonical context.
+fn aad(header: &BlobHeader, ctx: &[u8]) -> Vec<u8> {
+    let mut aad = header.bound_prefix().to_vec();
+    aad.extend_from_slice(ctx);
+    aad
+}
+
+fn check_description(d: &str) -> Result<()> {
+    if d.len() > MAX_DESCRIPTION_BYTES {
+        return Err(Error::InvalidValue(format!(
+            "Description must be at most {MAX_DESCRIPTION_BYTES} bytes"
+        )));
+    }
+    Ok(())
+}
+
+/// Key ids are UUIDs here; anything that cannot be one is refused before touching the store.
+pub fn check_key_id(id: &str) -> Result<()> {
+    if id.is_empty() {
+        return Err(Error::MissingParameter("KeyId must not be empty".into()));
+    }
+    if id.len() > 128 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        return Err(Error::InvalidKeyId(format!("invalid KeyId `{id}`")));
+    }
+    Ok(())
+}
+
+pub const MAX_BATCH: usize = 100;
+
+fn check_batch(ids: &[String]) -> Result<()> {
+    if ids.is_empty() || ids.len() > MAX_BATCH {
+        return Err(Error::InvalidValue(format!(
+            "KeyIds must hold 1 to {MAX_BATCH} entries"
+        )));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for id in ids {
+        check_key_id(id)?;
+        if !seen.insert(id.as_str()) {
+            return Err(Error::DuplicatedKeyId(id.clone()));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,17 @@
+//! Keyward: an on-premises KMS speaking the Tencent Cloud KMS API, with keys that stay in an HSM.
+
+pub mod accounts;
+pub mod api;
+pub mod bench;
+pub mod cli;
+pub mod client;
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod hsm;
+pub mod kms;
+pub mod server;
+pub mod store;
+pub mod tc3;
+
+pub use error::{Error, Result};

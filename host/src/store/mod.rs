@@ -1,0 +1,162 @@
+//! Metadata persistence behind one trait. SQLite is the embedded default; a PostgreSQL
+//! implementation is meant to join it with the same records.
+//!
+//! Every method is one transaction: a crash leaves either the old or the new state.
+
+mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+use crate::error::Result;
+use keyward_shared::Algorithm;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyState {
+    Enabled,
+    Disabled,
+    PendingDelete,
+    PendingImport,
+    Archived,
+}
+
+impl KeyState {
+    pub const ALL: [KeyState; 5] = [
+        KeyState::Enabled,
+        KeyState::Disabled,
+        KeyState::PendingDelete,
+        KeyState::PendingImport,
+        KeyState::Archived,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyState::Enabled => "Enabled",
+            KeyState::Disabled => "Disabled",
+            KeyState::PendingDelete => "PendingDelete",
+            KeyState::PendingImport => "PendingImport",
+            KeyState::Archived => "Archived",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// ListKeyDetail's `KeyState` filter code (1..=5; 0 means all).
+    pub fn from_filter_code(code: u64) -> Option<Self> {
+        Self::ALL.get(code.checked_sub(1)? as usize).copied()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tag {
+    #[serde(rename = "TagKey")]
+    pub key: String,
+    #[serde(rename = "TagValue")]
+    pub value: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRecord {
+    pub key_id: String,
+    pub region: String,
+    pub owner_uin: u64,
+    pub creator_uin: u64,
+    pub alias: String,
+    pub description: String,
+    pub key_usage: String,
+    pub origin: String,
+    /// `user` for user-created keys, else the creating product.
+    pub owner: String,
+    pub algorithm: Algorithm,
+    pub state: KeyState,
+    pub create_time: i64,
+    pub deletion_date: i64,
+    pub rotation_enabled: bool,
+    pub rotate_days: u32,
+    pub next_rotate_time: i64,
+    pub last_rotate_time: i64,
+    /// Newest key version (0 while an EXTERNAL key has no material).
+    pub current_version: u32,
+    pub tags: Vec<Tag>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyVersion {
+    pub key_id: String,
+    pub version: u32,
+    /// Which HSM backend sealed it (`embedded`, `pkcs11`).
+    pub backend: String,
+    pub sealed: Vec<u8>,
+    pub create_time: i64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct TagFilter {
+    pub key: String,
+    /// Empty: any value.
+    pub values: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct KeyQuery {
+    pub region: String,
+    pub owner_uin: u64,
+    /// `None`: every state.
+    pub states: Option<Vec<KeyState>>,
+    pub origin: Option<String>,
+    pub key_usage: Option<String>,
+    /// Substring of KeyId or Alias.
+    pub search: Option<String>,
+    pub tag_filters: Vec<TagFilter>,
+    pub newest_first: bool,
+    pub offset: u64,
+    pub limit: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct AccountRecord {
+    pub uin: u64,
+    pub name: String,
+    pub kind: String,
+    pub create_time: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiKeyRecord {
+    pub secret_id: String,
+    pub uin: u64,
+    pub sealed_secret: Vec<u8>,
+    pub enabled: bool,
+    pub create_time: i64,
+}
+
+/// A read-modify-write step run inside the store's transaction.
+pub type KeyUpdate<'a> = &'a mut dyn FnMut(&mut KeyRecord) -> Result<()>;
+
+pub trait Store: Send + Sync {
+    /// Inserts a key and its first version, refusing a duplicate alias and a full quota.
+    fn insert_key(&self, key: &KeyRecord, version: Option<&KeyVersion>, limit: u64)
+        -> Result<()>;
+    fn get_key(&self, region: &str, owner_uin: u64, key_id: &str) -> Result<Option<KeyRecord>>;
+    fn get_version(&self, key_id: &str, version: u32) -> Result<Option<KeyVersion>>;
+    /// Loads a key, applies `f`, and writes it back in one transaction. Returns the new record.
+    fn update_key(
+        &self,
+        region: &str,
+        owner_uin: u64,
+        key_id: &str,
+        f: KeyUpdate<'_>,
+    ) -> Result<KeyRecord>;
+    /// Returns the total number of matches and one page of them.
+    fn query_keys(&self, q: &KeyQuery) -> Result<(u64, Vec<KeyRecord>)>;
+    fn count_keys(&self, region: &str, owner_uin: u64) -> Result<u64>;
+
+    fn insert_account(&self, a: &AccountRecord) -> Result<()>;
+    fn insert_api_key(&self, k: &ApiKeyRecord) -> Result<()>;
+    fn get_api_key(&self, secret_id: &str) -> Result<Option<ApiKeyRecord>>;
+    fn get_meta(&self, name: &str) -> Result<Option<Vec<u8>>>;
+    /// Inserts a meta value; returns false (and changes nothing) if it already exists.
+    fn insert_meta(&self, name: &str, value: &[u8]) -> Result<bool>;
+}

@@ -1,0 +1,505 @@
+//! SQLite implementation of `Store`: WAL journal, `synchronous=FULL` (fsync on commit),
+//! versioned migrations tracked in `PRAGMA user_version`.
+
+use super::*;
+use crate::error::Error;
+use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
+use std::path::Path;
+use std::sync::Mutex;
+
+const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_init.sql")];
+
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+}
+
+impl SqliteStore {
+    pub fn open(path: &Path) -> Result<Self> {
+        let mut conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        migrate(&mut conn)?;
+        Ok(SqliteStore {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
+        let mut conn = self
+            .conn
+            .lock()
+            .map_err(|_| Error::Internal("store lock poisoned".into()))?;
+        f(&mut conn)
+    }
+}
+
+fn migrate(conn: &mut Connection) -> Result<()> {
+    let current: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if current > MIGRATIONS.len() {
+        return Err(Error::Config(format!(
+            "the store has schema version {current}, newer than this build ({}) understands",
+            MIGRATIONS.len()
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Exclusive)?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", i + 1)?;
+        tx.commit()?;
+        tracing::info!(version = i + 1, "store schema migrated");
+    }
+    Ok(())
+}
+
+const KEY_COLUMNS: &str = "key_id, region, owner_uin, creator_uin, alias, description, key_usage, \
+    origin, owner, algorithm, state, create_time, deletion_date, rotation_enabled, rotate_days, \
+    next_rotate_time, last_rotate_time, current_version, tags";
+
+fn key_from_row(r: &Row<'_>) -> rusqlite::Result<KeyRecord> {
+    let bad = |i: usize, what: &str| {
+        rusqlite::Error::FromSqlConversionFailure(
+            i,
+            rusqlite::types::Type::Text,
+            format!("bad {what}").into(),
+        )
+    };
+    let alg: u8 = r.get(9)?;
+    let state: String = r.get(10)?;
+    let tags: String = r.get(18)?;
+    Ok(KeyRecord {
+        key_id: r.get(0)?,
+        region: r.get(1)?,
+        owner_uin: r.get::<_, i64>(2)? as u64,
+        creator_uin: r.get::<_, i64>(3)? as u64,
+        alias: r.get(4)?,
+        description: r.get(5)?,
+        key_usage: r.get(6)?,
+        origin: r.get(7)?,
+        owner: r.get(8)?,
+        algorithm: Algorithm::from_u8(alg).ok_or_else(|| bad(9, "algorithm"))?,
+        state: KeyState::parse(&state).ok_or_else(|| bad(10, "state"))?,
+        create_time: r.get(11)?,
+        deletion_date: r.get(12)?,
+        rotation_enabled: r.get(13)?,
+        rotate_days: r.get(14)?,
+        next_rotate_time: r.get(15)?,
+        last_rotate_time: r.get(16)?,
+        current_version: r.get(17)?,
+        tags: serde_json::from_str(&tags).map_err(|_| bad(18, "tags"))?,
+    })
+}
+
+fn tags_json(tags: &[Tag]) -> Result<String> {
+    serde_json::to_string(tags).map_err(|e| Error::Internal(e.to_string()))
+}
+
+fn is_unique_violation(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _)
+        if f.code == rusqlite::ErrorCode::ConstraintViolation
+            && f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE)
+}
+
+fn get_key_tx(
+    conn: &Connection,
+    region: &str,
+    owner_uin: u64,
+    key_id: &str,
+) -> Result<Option<KeyRecord>> {
+    let sql = format!(
+        "SELECT {KEY_COLUMNS} FROM keys WHERE key_id = ?1 AND region = ?2 AND owner_uin = ?3"
+    );
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row(params![key_id, region, owner_uin as i64], key_from_row)
+        .optional()?)
+}
+
+/// Escapes LIKE wildcards so a search for `a_b` matches only that text.
+fn like_pattern(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('%');
+    for c in s.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('%');
+    out
+}
+
+impl Store for SqliteStore {
+    fn insert_key(
+        &self,
+        key: &KeyRecord,
+        version: Option<&KeyVersion>,
+        limit: u64,
+    ) -> Result<()> {
+        self.with(|conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let count: i64 = tx.query_row(
+                "SELECT COUNT(*) FROM keys WHERE region = ?1 AND owner_uin = ?2",
+                params![key.region, key.owner_uin as i64],
+                |r| r.get(0),
+            )?;
+            if count as u64 >= limit {
+                return Err(Error::CmkLimitExceeded(limit));
+            }
+            let sql = format!(
+                "INSERT INTO keys ({KEY_COLUMNS}) VALUES \
+                 (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19)"
+            );
+            let res = tx.execute(
+                &sql,
+                params![
+                    key.key_id,
+                    key.region,
+                    key.owner_uin as i64,
+                    key.creator_uin as i64,
+                    key.alias,
+                    key.description,
+                    key.key_usage,
+                    key.origin,
+                    key.owner,
+                    key.algorithm.id(),
+                    key.state.as_str(),
+                    key.create_time,
+                    key.deletion_date,
+                    key.rotation_enabled,
+                    key.rotate_days,
+                    key.next_rotate_time,
+                    key.last_rotate_time,
+                    key.current_version,
+                    tags_json(&key.tags)?,
+                ],
+            );
+            match res {
+                Err(e) if is_unique_violation(&e) => {
+                    return Err(Error::AliasExists(key.alias.clone()))
+                }
+                other => other?,
+            };
+            if let Some(v) = version {
+                tx.execute(
+                    "INSERT INTO key_versions (key_id, version, backend, sealed, create_time) \
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![v.key_id, v.version, v.backend, v.sealed, v.create_time],
+                )?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    fn get_key(&self, region: &str, owner_uin: u64, key_id: &str) -> Result<Option<KeyRecord>> {
+        self.with(|conn| get_key_tx(conn, region, owner_uin, key_id))
+    }
+
+    fn get_version(&self, key_id: &str, version: u32) -> Result<Option<KeyVersion>> {
+        self.with(|conn| {
+            Ok(conn
+                .prepare_cached(
+                    "SELECT key_id, version, backend, sealed, create_time FROM key_versions \
+                     WHERE key_id = ?1 AND version = ?2",
+                )?
+                .query_row(params![key_id, version], |r| {
+                    Ok(KeyVersion {
+                        key_id: r.get(0)?,
+                        version: r.get(1)?,
+                        backend: r.get(2)?,
+                        sealed: r.get(3)?,
+                        create_time: r.get(4)?,
+                    })
+                })
+                .optional()?)
+        })
+    }
+
+    fn update_key(
+        &self,
+        region: &str,
+        owner_uin: u64,
+        key_id: &str,
+        f: KeyUpdate<'_>,
+    ) -> Result<KeyRecord> {
+        self.with(|conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mut key = get_key_tx(&tx, region, owner_uin, key_id)?
+                .ok_or_else(|| Error::CmkNotFound(key_id.to_string()))?;
+            f(&mut key)?;
+            let res = tx.execute(
+                "UPDATE keys SET alias = ?2, description = ?3, state = ?4, deletion_date = ?5, \
+                 rotation_enabled = ?6, rotate_days = ?7, next_rotate_time = ?8, \
+                 last_rotate_time = ?9, current_version = ?10, tags = ?11 WHERE key_id = ?1",
+                params![
+                    key.key_id,
+                    key.alias,
+                    key.description,
+                    key.state.as_str(),
+                    key.deletion_date,
+                    key.rotation_enabled,
+                    key.rotate_days,
+                    key.next_rotate_time,
+                    key.last_rotate_time,
+                    key.current_version,
+                    tags_json(&key.tags)?,
+                ],
+            );
+            match res {
+                Err(e) if is_unique_violation(&e) => return Err(Error::AliasExists(key.alias)),
+                other => other?,
+            };
+            tx.commit()?;
+            Ok(key)
+        })
+    }
+
+    fn query_keys(&self, q: &KeyQuery) -> Result<(u64, Vec<KeyRecord>)> {
+        use rusqlite::types::Value;
+        let mut clauses = vec!["region = ?".to_string(), "owner_uin = ?".to_string()];
+        let mut args: Vec<Value> = vec![
+            Value::Text(q.region.clone()),
+            Value::Integer(q.owner_uin as i64),
+        ];
+        if let Some(states) = &q.states {
+            let marks = vec!["?"; states.len()].join(",");
+            clauses.push(format!("state IN ({marks})"));
+            args.extend(states.iter().map(|s| Value::Text(s.as_str().into())));
+        }
+        if let Some(origin) = &q.origin {
+            clauses.push("origin = ?".into());
+            args.push(Value::Text(origin.clone()));
+        }
+        if let Some(usage) = &q.key_usage {
+            clauses.push("key_usage = ?".into());
+            args.push(Value::Text(usage.clone()));
+        }
+        if let Some(search) = &q.search {
+            clauses.push("(key_id LIKE ? ESCAPE '\\' OR alias LIKE ? ESCAPE '\\')".into());
+            let p = like_pattern(search);
+            args.push(Value::Text(p.clone()));
+            args.push(Value::Text(p));
+        }
+        for tf in &q.tag_filters {
+            let mut c = "EXISTS (SELECT 1 FROM json_each(keys.tags) t \
+                         WHERE json_extract(t.value, '$.TagKey') = ?"
+                .to_string();
+            args.push(Value::Text(tf.key.clone()));
+            if !tf.values.is_empty() {
+                let marks = vec!["?"; tf.values.len()].join(",");
+                c.push_str(&format!(" AND json_extract(t.value, '$.TagValue') IN ({marks})"));
+                args.extend(tf.values.iter().map(|v| Value::Text(v.clone())));
+            }
+            c.push(')');
+            clauses.push(c);
+        }
+        let where_sql = clauses.join(" AND ");
+        let order = if q.newest_first { "DESC" } else { "ASC" };
+        self.with(|conn| {
+            let total: i64 = conn.query_row(
+                &format!("SELECT COUNT(*) FROM keys WHERE {where_sql}"),
+                rusqlite::params_from_iter(args.iter()),
+                |r| r.get(0),
+            )?;
+            let mut page_args = args.clone();
+            page_args.push(Value::Integer(q.limit.min(i64::MAX as u64) as i64));
+            page_args.push(Value::Integer(q.offset.min(i64::MAX as u64) as i64));
+            let sql = format!(
+                "SELECT {KEY_COLUMNS} FROM keys WHERE {where_sql} \
+                 ORDER BY create_time {order}, rowid {order} LIMIT ? OFFSET ?"
+            );
+            let mut stmt = conn.prepare(&sql)?;
+            let rows = stmt
+                .query_map(rusqlite::params_from_iter(page_args.iter()), key_from_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok((total as u64, rows))
+        })
+    }
+
+    fn count_keys(&self, region: &str, owner_uin: u64) -> Result<u64> {
+        self.with(|conn| {
+            let n: i64 = conn.query_row(
+                "SELECT COUNT(*) FROM keys WHERE region = ?1 AND owner_uin = ?2",
+                params![region, owner_uin as i64],
+                |r| r.get(0),
+            )?;
+            Ok(n as u64)
+        })
+    }
+
+    fn insert_account(&self, a: &AccountRecord) -> Result<()> {
+        self.with(|conn| {
+            conn.execute(
+                "INSERT INTO accounts (uin, name, kind, create_time) VALUES (?1, ?2, ?3, ?4)",
+                params![a.uin as i64, a.name, a.kind, a.create_time],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn insert_api_key(&self, k: &ApiKeyRecord) -> Result<()> {
+        self.with(|conn| {
+            conn.execute(
+                "INSERT INTO api_keys (secret_id, uin, sealed_secret, status, create_time) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    k.secret_id,
+                    k.uin as i64,
+                    k.sealed_secret,
+                    if k.enabled { "Enabled" } else { "Disabled" },
+                    k.create_time
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn get_api_key(&self, secret_id: &str) -> Result<Option<ApiKeyRecord>> {
+        self.with(|conn| {
+            Ok(conn
+                .prepare_cached(
+                    "SELECT secret_id, uin, sealed_secret, status, create_time FROM api_keys \
+                     WHERE secret_id = ?1",
+                )?
+                .query_row(params![secret_id], |r| {
+                    Ok(ApiKeyRecord {
+                        secret_id: r.get(0)?,
+                        uin: r.get::<_, i64>(1)? as u64,
+                        sealed_secret: r.get(2)?,
+                        enabled: r.get::<_, String>(3)? == "Enabled",
+                        create_time: r.get(4)?,
+                    })
+                })
+                .optional()?)
+        })
+    }
+
+    fn get_meta(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        self.with(|conn| {
+            Ok(conn
+                .query_row("SELECT value FROM meta WHERE name = ?1", [name], |r| {
+                    r.get(0)
+                })
+                .optional()?)
+        })
+    }
+
+    fn insert_meta(&self, name: &str, value: &[u8]) -> Result<bool> {
+        self.with(|conn| {
+            let n = conn.execute(
+                "INSERT OR IGNORE INTO meta (name, value) VALUES (?1, ?2)",
+                params![name, value],
+            )?;
+            Ok(n == 1)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(id: &str, alias: &str, t: i64) -> KeyRecord {
+        KeyRecord {
+            key_id: id.into(),
+            region: "r".into(),
+            owner_uin: 1,
+            creator_uin: 1,
+            alias: alias.into(),
+            description: String::new(),
+            key_usage: "ENCRYPT_DECRYPT".into(),
+            origin: "TENCENT_KMS".into(),
+            owner: "user".into(),
+            algorithm: Algorithm::Aes256Gcm,
+            state: KeyState::Enabled,
+            create_time: t,
+            deletion_date: 0,
+            rotation_enabled: false,
+            rotate_days: 0,
+            next_rotate_time: 0,
+            last_rotate_time: 0,
+            current_version: 1,
+            tags: vec![Tag {
+                key: "env".into(),
+                value: alias.into(),
+            }],
+        }
+    }
+
+    #[test]
+    fn alias_unique_quota_and_failed_update_leaves_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(&dir.path().join("k.db")).unwrap();
+        s.insert_key(&key("a", "one", 1), None, 2).unwrap();
+        assert!(matches!(
+            s.insert_key(&key("b", "one", 2), None, 2),
+            Err(Error::AliasExists(_))
+        ));
+        s.insert_key(&key("b", "two", 2), None, 2).unwrap();
+        assert!(matches!(
+            s.insert_key(&key("c", "three", 3), None, 2),
+            Err(Error::CmkLimitExceeded(2))
+        ));
+        // A closure error aborts the transaction: nothing changes.
+        let r = s.update_key("r", 1, "a", &mut |k| {
+            k.description = "changed".into();
+            Err(Error::CmkDisabled("a".into()))
+        });
+        assert!(r.is_err());
+        assert_eq!(s.get_key("r", 1, "a").unwrap().unwrap().description, "");
+        let r = s.update_key("r", 1, "a", &mut |k| {
+            k.alias = "two".into();
+            Ok(())
+        });
+        assert!(matches!(r, Err(Error::AliasExists(_))));
+    }
+
+    #[test]
+    fn query_filters_and_pages() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(&dir.path().join("k.db")).unwrap();
+        for i in 0..5 {
+            s.insert_key(&key(&format!("id{i}"), &format!("al_{i}"), i), None, 100)
+                .unwrap();
+        }
+        let mut q = KeyQuery {
+            region: "r".into(),
+            owner_uin: 1,
+            states: None,
+            origin: None,
+            key_usage: None,
+            search: None,
+            tag_filters: vec![],
+            newest_first: true,
+            offset: 1,
+            limit: 2,
+        };
+        let (total, page) = s.query_keys(&q).unwrap();
+        assert_eq!(total, 5);
+        assert_eq!(page.iter().map(|k| k.key_id.as_str()).collect::<Vec<_>>(), ["id3", "id2"]);
+        q.search = Some("l_3".into());
+        assert_eq!(s.query_keys(&q).unwrap().0, 1);
+        q.search = Some("%".into());
+        assert_eq!(s.query_keys(&q).unwrap().0, 0);
+        q.search = None;
+        q.tag_filters = vec![TagFilter {
+            key: "env".into(),
+            values: vec!["al_1".into(), "al_4".into()],
+        }];
+        assert_eq!(s.query_keys(&q).unwrap().0, 2);
+    }
+
+    #[test]
+    fn reopen_keeps_data_and_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("k.db");
+        SqliteStore::open(&p)
+            .unwrap()
+            .insert_key(&key("a", "x", 1), None, 10)
+            .unwrap();
+        let s = SqliteStore::open(&p).unwrap();
+        assert!(s.get_key("r", 1, "a").unwrap().is_some());
+    }
+}
