@@ -29,6 +29,9 @@ pub struct RawRequest<'a> {
     pub body: Vec<u8>,
     /// Overrides the signing timestamp (defaults to now).
     pub timestamp: Option<i64>,
+    /// Signs and sends this Host header instead of the endpoint's (tccli sends
+    /// `http://127.0.0.1:8080`).
+    pub host: Option<String>,
     /// Extra or replacement headers applied after signing.
     pub headers: Vec<(String, String)>,
 }
@@ -95,6 +98,7 @@ impl TcClient {
                 action,
                 body: serde_json::to_vec(&body).map_err(|e| Error::Internal(e.to_string()))?,
                 timestamp: None,
+                host: None,
                 headers: vec![],
             })
             .await?;
@@ -108,17 +112,18 @@ impl TcClient {
     pub async fn raw(&self, req: RawRequest<'_>) -> Result<RawResponse> {
         let timestamp = req.timestamp.unwrap_or_else(now);
         let content_type = "application/json";
+        let host = req.host.as_deref().unwrap_or(&self.host);
         let auth = tc3::authorization_header(&tc3::SignRequest {
             secret_id: &self.secret_id,
             secret_key: &self.secret_key,
             service: req.service,
-            host: &self.host,
+            host,
             content_type,
             timestamp,
             body: &req.body,
         });
         let mut builder = hyper::Request::post(self.endpoint.clone())
-            .header("Host", &self.host)
+            .header("Host", host)
             .header("Content-Type", content_type)
             .header("Authorization", auth)
             .header("X-TC-Action", req.action)

@@ -86,6 +86,7 @@ mod tests {
     #[derive(Deserialize, Debug)]
     #[serde(deny_unknown_fields, rename_all = "PascalCase")]
     struct R {
+        #[allow(dead_code)]
         key_id: String,
         #[serde(default, deserialize_with = "opt_u64")]
         number_of_bytes: Option<u64>,

@@ -1,0 +1,246 @@
+//! Test harness: a fresh SoftHSM2 token and data directory per daemon, the real `keyward`
+//! binary started on an ephemeral port, and a TC3-signing client.
+#![allow(dead_code)]
+
+use keyward::client::TcClient;
+use serde_json::Value;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const SOFTHSM_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
+pub const TOKEN_LABEL: &str = "keyward";
+pub const PIN: &str = "1234";
+pub const REGION: &str = "ap-guangzhou";
+
+pub struct Credentials {
+    pub secret_id: String,
+    pub secret_key: String,
+}
+
+pub struct Daemon {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub softhsm_conf: Option<PathBuf>,
+    pub log: PathBuf,
+    pub cred: Credentials,
+    pub port: u16,
+    child: Option<Child>,
+}
+
+/// Creates `<dir>/softhsm2.conf` and an initialised token in `<dir>/tokens`.
+pub fn make_token(dir: &Path) -> PathBuf {
+    assert!(
+        Path::new(SOFTHSM_MODULE).exists(),
+        "SoftHSM2 is not installed ({SOFTHSM_MODULE} missing): run scripts/test.sh, which installs it"
+    );
+    let tokens = dir.join("tokens");
+    std::fs::create_dir_all(&tokens).unwrap();
+    let conf = dir.join("softhsm2.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+            tokens.display()
+        ),
+    )
+    .unwrap();
+    let st = Command::new("softhsm2-util")
+        .env("SOFTHSM2_CONF", &conf)
+        .args(["--init-token", "--free", "--label", TOKEN_LABEL, "--pin", PIN, "--so-pin", "5678"])
+        .stdout(Stdio::null())
+        .status()
+        .expect("softhsm2-util runs");
+    assert!(st.success(), "softhsm2-util --init-token failed");
+    conf
+}
+
+impl Daemon {
+    /// A daemon on a fresh SoftHSM2 token.
+    pub fn softhsm() -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = make_token(dir.path());
+        let hsm = format!(
+            "[hsm]\nbackend = \"pkcs11\"\nmodule = \"{SOFTHSM_MODULE}\"\ntoken_label = \"{TOKEN_LABEL}\"\npin_env = \"KEYWARD_TEST_PIN\"\npool_size = 4\n"
+        );
+        Self::with_config(dir, Some(conf), &hsm)
+    }
+
+    /// A daemon on the embedded (in-process firmware) backend.
+    pub fn embedded() -> Daemon {
+        Self::with_config(tempfile::tempdir().unwrap(), None, "")
+    }
+
+    fn with_config(dir: tempfile::TempDir, softhsm_conf: Option<PathBuf>, extra: &str) -> Daemon {
+        let config = dir.path().join("keyward.toml");
+        let data = dir.path().join("data");
+        std::fs::write(
+            &config,
+            format!(
+                "data_dir = \"{}\"\n[limits]\nmax_body_bytes = 65536\n{extra}",
+                data.display()
+            ),
+        )
+        .unwrap();
+        let log = dir.path().join("daemon.log");
+        let mut d = Daemon {
+            dir,
+            config,
+            softhsm_conf,
+            log,
+            cred: Credentials {
+                secret_id: String::new(),
+                secret_key: String::new(),
+            },
+            port: 0,
+            child: None,
+        };
+        let out = d
+            .command()
+            .arg("init")
+            .arg("--config")
+            .arg(&d.config)
+            .output().expect("keyward init runs");
+        assert!(
+            out.status.success(),
+            "keyward init failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Value = serde_json::from_slice(&out.stdout).expect("init prints JSON");
+        d.cred = Credentials {
+            secret_id: v["SecretId"].as_str().unwrap().into(),
+            secret_key: v["SecretKey"].as_str().unwrap().into(),
+        };
+        assert_eq!(v["Region"], REGION);
+        d.start();
+        d
+    }
+
+    fn command(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_keyward"));
+        c.env("KEYWARD_TEST_PIN", PIN)
+            .env("KEYWARD_LOG", "debug")
+            .env_remove("HTTP_PROXY")
+            .env_remove("http_proxy");
+        if let Some(conf) = &self.softhsm_conf {
+            c.env("SOFTHSM2_CONF", conf);
+        }
+        c
+    }
+
+    pub fn start(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let start_len = std::fs::metadata(&self.log).map(|m| m.len()).unwrap_or(0);
+        let child = self
+            .command()
+            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+            .arg(&self.config)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("keyward serve starts");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let mut text = String::new();
+            std::fs::File::open(&self.log)
+                .unwrap()
+                .read_to_string(&mut text)
+                .unwrap();
+            let fresh = &text[start_len as usize..];
+            if let Some(pos) = fresh.find("listening on http://127.0.0.1:") {
+                let rest = &fresh[pos + "listening on http://127.0.0.1:".len()..];
+                let port: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
+                self.port = port.parse().unwrap();
+                return;
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("keyward serve exited with {status}:\n{fresh}");
+            }
+            assert!(Instant::now() < deadline, "daemon did not start:\n{fresh}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stops the daemon with SIGTERM and waits for it.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while child.try_wait().unwrap().is_none() {
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.stop();
+        self.start();
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn client(&self) -> TcClient {
+        TcClient::new(&self.endpoint(), &self.cred.secret_id, &self.cred.secret_key, REGION)
+            .unwrap()
+    }
+
+    pub fn log_text(&self) -> Vec<u8> {
+        std::fs::read(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The error code of a `Response` object, if it is an error.
+pub fn code(resp: &Value) -> Option<&str> {
+    resp.get("Error").and_then(|e| e["Code"].as_str())
+}
+
+/// Asserts success and returns the response.
+#[track_caller]
+pub fn ok(resp: Value) -> Value {
+    assert!(code(&resp).is_none(), "expected success, got {resp}");
+    assert!(resp["RequestId"].as_str().is_some_and(|r| !r.is_empty()));
+    resp
+}
+
+#[track_caller]
+pub fn err(resp: &Value, expected: &str) {
+    assert_eq!(code(resp), Some(expected), "unexpected response {resp}");
+    assert!(resp["RequestId"].as_str().is_some_and(|r| !r.is_empty()));
+}
+
+pub fn b64(data: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(data)
+}
+
+pub fn unb64(s: &str) -> Vec<u8> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.decode(s).unwrap()
+}
+
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+}

@@ -1,0 +1,199 @@
+//! End-to-end security properties of the running daemon: keys stay in the token, a PIN holder
+//! cannot unwrap sealed keys as extractable, nothing secret reaches the disk or the logs, and
+//! keys survive a restart.
+
+mod common;
+
+use common::*;
+use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+use cryptoki::error::{Error as CkError, RvError};
+use cryptoki::mechanism::Mechanism;
+use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass};
+use cryptoki::session::UserType;
+use cryptoki::types::AuthPin;
+use serde_json::json;
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// The one test in this binary that loads SoftHSM2 itself (SOFTHSM2_CONF is read once per
+/// process at C_Initialize).
+#[tokio::test(flavor = "multi_thread")]
+async fn pin_holder_cannot_extract_keys_and_token_holds_no_extractable_key() {
+    let mut d = Daemon::softhsm();
+    let c = d.client();
+    let key_id = ok(c.kms("CreateKey", json!({"Alias": unique("attack")})).await.unwrap())["KeyId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    ok(c.kms("Encrypt", json!({"KeyId": key_id, "Plaintext": b64(b"x")})).await.unwrap());
+    d.stop();
+
+    // The sealed key as the store keeps it.
+    let db = rusqlite::Connection::open(d.data_dir().join("keyward.db")).unwrap();
+    let (backend, sealed): (String, Vec<u8>) = db
+        .query_row(
+            "SELECT backend, sealed FROM key_versions WHERE key_id = ?1 AND version = 1",
+            [&key_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(backend, "pkcs11");
+    assert_eq!(sealed[0], 0x02, "AES-KWP wrapped key format");
+    let wrapped = &sealed[1..];
+
+    std::env::set_var("SOFTHSM2_CONF", d.softhsm_conf.as_ref().unwrap());
+    let p11 = Pkcs11::new(SOFTHSM_MODULE).unwrap();
+    p11.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
+        .unwrap();
+    let slot = p11
+        .get_slots_with_token()
+        .unwrap()
+        .into_iter()
+        .find(|s| p11.get_token_info(*s).unwrap().label() == TOKEN_LABEL)
+        .unwrap();
+    let s = p11.open_rw_session(slot).unwrap();
+    s.login(UserType::User, Some(&AuthPin::from(PIN))).unwrap();
+
+    let roots = s
+        .find_objects(&[
+            Attribute::Class(ObjectClass::SECRET_KEY),
+            Attribute::Label(b"keyward-root".to_vec()),
+        ])
+        .unwrap();
+    assert_eq!(roots.len(), 1, "exactly one root key");
+    let root = roots[0];
+    let attrs = s
+        .get_attributes(
+            root,
+            &[
+                AttributeType::Token,
+                AttributeType::Sensitive,
+                AttributeType::Extractable,
+                AttributeType::NeverExtractable,
+                AttributeType::Modifiable,
+            ],
+        )
+        .unwrap();
+    for expect in [
+        Attribute::Token(true),
+        Attribute::Sensitive(true),
+        Attribute::Extractable(false),
+        Attribute::NeverExtractable(true),
+        Attribute::Modifiable(false),
+    ] {
+        assert!(attrs.contains(&expect), "root key lacks {expect:?}: {attrs:?}");
+    }
+
+    // The attack: unwrap the daemon's sealed CMK as an extractable, non-sensitive key.
+    let weak = [
+        Attribute::Class(ObjectClass::SECRET_KEY),
+        Attribute::KeyType(KeyType::AES),
+        Attribute::Token(false),
+        Attribute::Sensitive(false),
+        Attribute::Extractable(true),
+    ];
+    match s.unwrap_key(&Mechanism::AesKeyWrapPad, root, wrapped, &weak) {
+        Err(CkError::Pkcs11(RvError::TemplateInconsistent, _)) => {}
+        other => panic!("the PIN-holder unwrap must fail with CKR_TEMPLATE_INCONSISTENT, got {other:?}"),
+    }
+
+    // No token object is extractable, and no CMK is stored in the token at all: only the
+    // root and seal keys.
+    let all = s.find_objects(&[Attribute::Token(true)]).unwrap();
+    assert!(all.len() <= 2, "token holds {} objects, expected only root and seal keys", all.len());
+    for h in all {
+        let a = s
+            .get_attributes(h, &[AttributeType::Extractable, AttributeType::Label])
+            .unwrap();
+        assert!(!a.contains(&Attribute::Extractable(true)), "extractable token object: {a:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_plaintext_in_database_wal_or_logs() {
+    let mut d = Daemon::softhsm();
+    let c = d.client();
+    let key_id = ok(c.kms("CreateKey", json!({"Alias": unique("grep")})).await.unwrap())["KeyId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let secret_input = b"KEYWARD-GREP-MARKER-plaintext-must-not-persist-0123456789";
+    let enc = ok(c
+        .kms("Encrypt", json!({"KeyId": key_id, "Plaintext": b64(secret_input)}))
+        .await
+        .unwrap());
+    let dk = ok(c
+        .kms("GenerateDataKey", json!({"KeyId": key_id, "KeySpec": "AES_256"}))
+        .await
+        .unwrap());
+    let data_key = unb64(dk["Plaintext"].as_str().unwrap());
+    ok(c.kms("Decrypt", json!({"CiphertextBlob": enc["CiphertextBlob"]})).await.unwrap());
+
+    // Look while the daemon runs (WAL not yet checkpointed) and after it stops.
+    let (log, data_dir, api_key) = (d.log.clone(), d.data_dir(), d.cred.secret_key.clone());
+    let check = |when: &str| {
+        let mut files = vec![log.clone()];
+        for entry in std::fs::read_dir(&data_dir).unwrap() {
+            files.push(entry.unwrap().path());
+        }
+        for f in &files {
+            let bytes = std::fs::read(f).unwrap_or_default();
+            for (what, needle) in [
+                ("Encrypt input", secret_input.to_vec()),
+                ("Encrypt input (base64)", b64(secret_input).into_bytes()),
+                ("data key", data_key.clone()),
+                ("data key (base64)", b64(&data_key).into_bytes()),
+                ("root API SecretKey", api_key.as_bytes().to_vec()),
+            ] {
+                assert!(!contains(&bytes, &needle), "{what} found in {} ({when})", f.display());
+            }
+        }
+        files.len()
+    };
+    assert!(check("running") >= 3, "expected the database, its WAL and the log");
+    d.stop();
+    check("stopped");
+}
+
+async fn restart_round_trip(mut d: Daemon) {
+    let c = d.client();
+    let key_id = ok(c.kms("CreateKey", json!({"Alias": unique("restart")})).await.unwrap())["KeyId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let blob = ok(c
+        .kms("Encrypt", json!({"KeyId": key_id, "Plaintext": b64(b"survives"), "EncryptionContext": "{\"a\":\"b\"}"}))
+        .await
+        .unwrap())["CiphertextBlob"]
+        .clone();
+    d.restart();
+    let c = d.client();
+    let dec = ok(c
+        .kms("Decrypt", json!({"CiphertextBlob": blob, "EncryptionContext": "{\"a\":\"b\"}"}))
+        .await
+        .unwrap());
+    assert_eq!(unb64(dec["Plaintext"].as_str().unwrap()), b"survives");
+    // The same credential still authenticates and the key still encrypts.
+    ok(c.kms("Encrypt", json!({"KeyId": key_id, "Plaintext": b64(b"again")})).await.unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keys_survive_restart_softhsm() {
+    restart_round_trip(Daemon::softhsm()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keys_survive_restart_embedded() {
+    let d = Daemon::embedded();
+    let key_file = d.data_dir().join("device.key");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key_file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "device key must be private");
+    }
+    assert!(String::from_utf8_lossy(&d.log_text()).contains("NOT by a hardware security module"));
+    restart_round_trip(d).await;
+}
