@@ -80,7 +80,9 @@ impl Accounts {
 
     /// Creates the root account and its first API key if no root account exists yet.
     pub fn ensure_root(&self, region: &str) -> Result<Option<IssuedCredential>> {
-        let created = self.store.insert_meta("root_uin", ROOT_UIN.to_string().as_bytes())?;
+        let created = self
+            .store
+            .insert_meta("root_uin", ROOT_UIN.to_string().as_bytes())?;
         if !created {
             return Ok(None);
         }
@@ -97,9 +99,12 @@ impl Accounts {
         let secret_id = format!("AKID{}", self.random_token(32)?);
         let secret_key = Zeroizing::new(self.random_token(32)?);
         let aad = api_key_aad(&secret_id);
-        let (nonce, ct) =
-            self.hsm
-                .encrypt(SYSTEM_KEY_ALG, &self.system_key, &aad, secret_key.as_bytes())?;
+        let (nonce, ct) = self.hsm.encrypt(
+            SYSTEM_KEY_ALG,
+            &self.system_key,
+            &aad,
+            secret_key.as_bytes(),
+        )?;
         let mut sealed = nonce;
         sealed.extend_from_slice(&ct);
         self.store.insert_api_key(&ApiKeyRecord {
@@ -118,7 +123,12 @@ impl Accounts {
 
     /// Looks up a SecretId. `None` for unknown or disabled keys.
     pub fn credential(&self, secret_id: &str) -> Result<Option<Arc<ApiCredential>>> {
-        if let Some(c) = self.cache.read().ok().and_then(|m| m.get(secret_id).cloned()) {
+        if let Some(c) = self
+            .cache
+            .read()
+            .ok()
+            .and_then(|m| m.get(secret_id).cloned())
+        {
             return Ok(Some(c));
         }
         let Some(rec) = self.store.get_api_key(secret_id)? else {
@@ -129,7 +139,9 @@ impl Accounts {
         }
         let n = SYSTEM_KEY_ALG.nonce_len();
         if rec.sealed_secret.len() < n {
-            return Err(Error::Internal(format!("sealed secret of {secret_id} is truncated")));
+            return Err(Error::Internal(format!(
+                "sealed secret of {secret_id} is truncated"
+            )));
         }
         let (nonce, ct) = rec.sealed_secret.split_at(n);
         let plain = self.hsm.decrypt(

@@ -49,7 +49,10 @@ impl std::fmt::Display for BenchReport {
 
 /// Builds the request body for one action, creating what it needs (a key, a blob) first.
 async fn prepare(client: &TcClient, args: &BenchArgs) -> Result<Value> {
-    let needs_key = matches!(args.action.as_str(), "Encrypt" | "Decrypt" | "GenerateDataKey");
+    let needs_key = matches!(
+        args.action.as_str(),
+        "Encrypt" | "Decrypt" | "GenerateDataKey"
+    );
     let key_id = match (&args.key_id, needs_key) {
         (Some(k), _) => k.clone(),
         (None, true) => {
@@ -68,7 +71,10 @@ async fn prepare(client: &TcClient, args: &BenchArgs) -> Result<Value> {
         "Encrypt" => json!({ "KeyId": key_id, "Plaintext": plaintext }),
         "Decrypt" => {
             let r = client
-                .kms("Encrypt", json!({ "KeyId": key_id, "Plaintext": plaintext }))
+                .kms(
+                    "Encrypt",
+                    json!({ "KeyId": key_id, "Plaintext": plaintext }),
+                )
                 .await?;
             let blob = r["CiphertextBlob"]
                 .as_str()
@@ -83,7 +89,12 @@ async fn prepare(client: &TcClient, args: &BenchArgs) -> Result<Value> {
 }
 
 pub async fn run(args: BenchArgs) -> Result<BenchReport> {
-    let client = TcClient::new(&args.endpoint, &args.secret_id, &args.secret_key, &args.region)?;
+    let client = TcClient::new(
+        &args.endpoint,
+        &args.secret_id,
+        &args.secret_key,
+        &args.region,
+    )?;
     let body = Arc::new(prepare(&client, &args).await?);
     let deadline = Instant::now() + args.duration;
     let started = Instant::now();
@@ -98,9 +109,7 @@ pub async fn run(args: BenchArgs) -> Result<BenchReport> {
             while Instant::now() < deadline {
                 let t = Instant::now();
                 match client.kms(&action, (*body).clone()).await {
-                    Ok(r) if r.get("Error").is_none() => {
-                        lat.push(t.elapsed().as_micros() as u64)
-                    }
+                    Ok(r) if r.get("Error").is_none() => lat.push(t.elapsed().as_micros() as u64),
                     _ => errors += 1,
                 }
             }
@@ -148,7 +157,10 @@ pub async fn serve_bare(listen: std::net::SocketAddr) -> Result<()> {
         )
     });
     let listener = tokio::net::TcpListener::bind(listen).await?;
-    eprintln!("keyward: bare HTTP endpoint on http://{}", listener.local_addr()?);
+    eprintln!(
+        "keyward: bare HTTP endpoint on http://{}",
+        listener.local_addr()?
+    );
     axum::serve(listener, app).await?;
     Ok(())
 }

@@ -90,7 +90,13 @@ impl TcClient {
         self.call("2019-01-18", "kms", action, body).await
     }
 
-    pub async fn call(&self, version: &str, service: &str, action: &str, body: Value) -> Result<Value> {
+    pub async fn call(
+        &self,
+        version: &str,
+        service: &str,
+        action: &str,
+        body: Value,
+    ) -> Result<Value> {
         let raw = self
             .raw(RawRequest {
                 version,

@@ -99,7 +99,9 @@ impl Pkcs11Config {
                 ))
             }
         };
-        Ok(Zeroizing::new(raw.trim_end_matches(['\r', '\n']).to_string()))
+        Ok(Zeroizing::new(
+            raw.trim_end_matches(['\r', '\n']).to_string(),
+        ))
     }
 }
 
@@ -158,8 +160,8 @@ impl Config {
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
-        let cfg: Config = toml::from_str(&text)
-            .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+        let cfg: Config =
+            toml::from_str(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
         cfg.validate()?;
         Ok(cfg)
     }

@@ -39,18 +39,18 @@ pub fn error_code(e: &Error) -> &'static str {
         Error::CmkStateNotSupport(_) => "ResourceUnavailable.CmkStateNotSupport",
         Error::DecryptFailed => "FailedOperation.DecryptError",
         Error::CmkLimitExceeded(_) => "LimitExceeded.CmkLimitExceeded",
-        Error::Hsm(_)
-        | Error::Store(_)
-        | Error::Io(_)
-        | Error::Config(_)
-        | Error::Internal(_) => "InternalError",
+        Error::Hsm(_) | Error::Store(_) | Error::Io(_) | Error::Config(_) | Error::Internal(_) => {
+            "InternalError"
+        }
     }
 }
 
 /// The message clients see. Internal details stay in the log, keyed by RequestId.
 pub fn error_message(e: &Error) -> String {
     match error_code(e) {
-        "InternalError" => "an internal error occurred; see the server log for this RequestId".into(),
+        "InternalError" => {
+            "an internal error occurred; see the server log for this RequestId".into()
+        }
         _ => e.to_string(),
     }
 }

@@ -35,6 +35,21 @@ pub fn handler(action: &str) -> Option<Handler> {
     })
 }
 
+/// Actions that only read metadata or run one HSM operation; everything that writes (and so
+/// waits for an fsync) goes to the blocking pool instead.
+pub fn runs_inline(action: &str) -> bool {
+    matches!(
+        action,
+        "Encrypt"
+            | "Decrypt"
+            | "GenerateDataKey"
+            | "GenerateRandom"
+            | "DescribeKey"
+            | "GetRegions"
+            | "ListAlgorithms"
+    )
+}
+
 fn out<T: Serialize>(v: T) -> Result<Fields> {
     match serde_json::to_value(v) {
         Ok(Value::Object(m)) => Ok(m),
@@ -331,7 +346,11 @@ fn list_key_detail(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     q.newest_first = match req.order_type.unwrap_or(0) {
         0 => true,
         1 => false,
-        o => return Err(Error::InvalidValue(format!("OrderType must be 0 or 1, not {o}"))),
+        o => {
+            return Err(Error::InvalidValue(format!(
+                "OrderType must be 0 or 1, not {o}"
+            )))
+        }
     };
     q.states = match req.key_state.unwrap_or(0) {
         0 => None,
@@ -473,7 +492,8 @@ struct DecryptRequest {
 }
 
 fn no_public_key_rewrap(key: &Option<String>, alg: &Option<String>) -> Result<()> {
-    if key.as_deref().is_some_and(|k| !k.is_empty()) || alg.as_deref().is_some_and(|a| !a.is_empty())
+    if key.as_deref().is_some_and(|k| !k.is_empty())
+        || alg.as_deref().is_some_and(|a| !a.is_empty())
     {
         return Err(Error::Unsupported(
             "returning plaintext under EncryptionPublicKey is not supported yet".into(),
@@ -540,10 +560,17 @@ fn generate_data_key(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
                 "hosted data keys (IsHostedByKms=1) are not supported yet".into(),
             ))
         }
-        v => return Err(Error::InvalidValue(format!("IsHostedByKms must be 0 or 1, not {v}"))),
+        v => {
+            return Err(Error::InvalidValue(format!(
+                "IsHostedByKms must be 0 or 1, not {v}"
+            )))
+        }
     }
     // NumberOfBytes wins when both are given.
-    let len = match (req.number_of_bytes, req.key_spec.as_deref().filter(|s| !s.is_empty())) {
+    let len = match (
+        req.number_of_bytes,
+        req.key_spec.as_deref().filter(|s| !s.is_empty()),
+    ) {
         (Some(n), _) if (1..=MAX_DATA_KEY_BYTES).contains(&n) => n as usize,
         (Some(n), _) => {
             return Err(Error::InvalidValue(format!(
@@ -629,7 +656,13 @@ fn get_service_status(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
 
 fn get_regions(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     let _: Empty = parse(body)?;
-    let regions: Vec<&str> = ctx.state.cfg.regions.iter().map(|r| r.name.as_str()).collect();
+    let regions: Vec<&str> = ctx
+        .state
+        .cfg
+        .regions
+        .iter()
+        .map(|r| r.name.as_str())
+        .collect();
     out(json!({ "Regions": regions }))
 }
 

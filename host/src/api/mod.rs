@@ -87,10 +87,19 @@ async fn handle(State(st): State<Arc<AppState>>, req: Request<Body>) -> Response
         let body = axum::body::to_bytes(body, limit)
             .await
             .map_err(|_| Error::RequestTooLarge(limit))?;
-        let st = st.clone();
-        tokio::task::spawn_blocking(move || dispatch(&st, &parts, &body))
-            .await
-            .map_err(|e| Error::Internal(format!("action handler failed: {e}")))?
+        if kms_actions::runs_inline(&action) {
+            // Reads and crypto calls take microseconds: run them on the worker thread rather
+            // than paying a hand-off to the blocking pool (measured in docs/benchmarks.md).
+            // The PKCS#11 session pool is at least as large as the worker pool, so a worker
+            // never waits for a session here.
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| dispatch(&st, &parts, &body)))
+                .map_err(|_| Error::Internal("action handler panicked".into()))?
+        } else {
+            let st = st.clone();
+            tokio::task::spawn_blocking(move || dispatch(&st, &parts, &body))
+                .await
+                .map_err(|e| Error::Internal(format!("action handler failed: {e}")))?
+        }
     }
     .await;
     let elapsed_us = started.elapsed().as_micros() as u64;
@@ -161,9 +170,7 @@ fn authenticate(
         .ok_or(Error::SecretIdNotFound)?;
     let timestamp: i64 = header(parts, "x-tc-timestamp")
         .and_then(|t| t.trim().parse().ok())
-        .ok_or_else(|| {
-            Error::InvalidAuthorization("X-TC-Timestamp must be Unix seconds".into())
-        })?;
+        .ok_or_else(|| Error::InvalidAuthorization("X-TC-Timestamp must be Unix seconds".into()))?;
     if (st.clock.now() - timestamp).abs() > MAX_SKEW_SECS {
         return Err(Error::SignatureExpire);
     }

@@ -42,15 +42,16 @@ pub fn opt_u64<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<u6
     let v: Option<NumOrString> = Option::deserialize(d)?;
     match v {
         None => Ok(None),
-        Some(NumOrString::Num(n)) => n
-            .as_u64()
-            .map(Some)
-            .ok_or_else(|| D::Error::custom(format!("invalid type: expected an unsigned integer, got {n}"))),
-        Some(NumOrString::Str(s)) => s
-            .trim()
-            .parse::<u64>()
-            .map(Some)
-            .map_err(|_| D::Error::custom(format!("invalid type: expected an unsigned integer, got \"{s}\""))),
+        Some(NumOrString::Num(n)) => n.as_u64().map(Some).ok_or_else(|| {
+            D::Error::custom(format!(
+                "invalid type: expected an unsigned integer, got {n}"
+            ))
+        }),
+        Some(NumOrString::Str(s)) => s.trim().parse::<u64>().map(Some).map_err(|_| {
+            D::Error::custom(format!(
+                "invalid type: expected an unsigned integer, got \"{s}\""
+            ))
+        }),
     }
 }
 
@@ -97,7 +98,10 @@ mod tests {
         assert!(matches!(parse::<R>(b"{"), Err(Error::InvalidParameter(_))));
         assert!(matches!(parse::<R>(b"[]"), Err(Error::InvalidParameter(_))));
         assert!(matches!(parse::<R>(b"{}"), Err(Error::MissingParameter(_))));
-        assert!(matches!(parse::<R>(b"{\"KeyId\":1}"), Err(Error::InvalidParameter(_))));
+        assert!(matches!(
+            parse::<R>(b"{\"KeyId\":1}"),
+            Err(Error::InvalidParameter(_))
+        ));
         assert!(matches!(
             parse::<R>(b"{\"KeyId\":\"a\",\"Bogus\":1}"),
             Err(Error::UnknownParameter(_))

@@ -21,7 +21,9 @@ impl Pkcs11Backend {
             module: cfg.module.clone(),
             token_label: cfg.token_label.clone(),
             pin: cfg.pin()?,
-            pool_size: cfg.pool_size.max(1),
+            // Inline actions run on the runtime's worker threads; with at least one session per
+            // worker (plus two for the blocking pool) a worker never waits for a session.
+            pool_size: cfg.pool_size.max(workers() + 2),
         })?;
         tracing::info!(
             module = %cfg.module.display(),
@@ -31,6 +33,10 @@ impl Pkcs11Backend {
         );
         Ok(Pkcs11Backend { token })
     }
+}
+
+fn workers() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
 impl Hsm for Pkcs11Backend {
@@ -79,7 +85,9 @@ impl Hsm for Pkcs11Backend {
         ciphertext: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>> {
         match alg {
-            Algorithm::Aes256Gcm => Ok(self.token.aes_gcm_decrypt(sealed, nonce, aad, ciphertext)?),
+            Algorithm::Aes256Gcm => {
+                Ok(self.token.aes_gcm_decrypt(sealed, nonce, aad, ciphertext)?)
+            }
             Algorithm::Sm4Gcm => {
                 let key = self.token.unseal_software(sealed)?;
                 let pt = keyward_firmware::aead::decrypt(alg, &key, nonce, aad, ciphertext)?;

@@ -6,7 +6,11 @@ use crate::error::{Error, Result};
 pub const MAX_ALIAS_LEN: usize = 60;
 
 pub fn validate(alias: &str) -> Result<()> {
-    let bad = |why: &str| Err(Error::InvalidAlias(format!("invalid Alias `{alias}`: {why}")));
+    let bad = |why: &str| {
+        Err(Error::InvalidAlias(format!(
+            "invalid Alias `{alias}`: {why}"
+        )))
+    };
     if alias.is_empty() || alias.len() > MAX_ALIAS_LEN {
         return bad("must be 1 to 60 characters");
     }

@@ -12,7 +12,8 @@ use crate::hsm::{Hsm, ProtectionLevel};
 use crate::store::{KeyQuery, KeyRecord, KeyState, KeyVersion, Store, Tag};
 use keyward_shared::blob::{Blob, BlobHeader};
 use keyward_shared::Algorithm;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 use zeroize::Zeroizing;
 
 pub const KEY_USAGE_ENCRYPT_DECRYPT: &str = "ENCRYPT_DECRYPT";
@@ -52,7 +53,13 @@ pub struct Kms {
     hsm: Arc<dyn Hsm>,
     cfg: Arc<Config>,
     clock: Arc<dyn Clock>,
+    /// Key versions never change once written, so they are cached (sealed keys are not
+    /// secret). Saves a store round trip on every Encrypt/Decrypt.
+    versions: RwLock<HashMap<(String, u32), Arc<KeyVersion>>>,
 }
+
+/// Bound on cached key versions; the cache is simply emptied when it is full.
+const VERSION_CACHE_MAX: usize = 100_000;
 
 impl Kms {
     pub fn new(
@@ -66,6 +73,7 @@ impl Kms {
             hsm,
             cfg,
             clock,
+            versions: RwLock::new(HashMap::new()),
         }
     }
 
@@ -271,8 +279,7 @@ impl Kms {
             return Err(Error::DecryptFailed);
         }
         let version = self
-            .store
-            .get_version(&key.key_id, parsed.header.key_version)?
+            .cached_version(&key.key_id, parsed.header.key_version)?
             .ok_or(Error::DecryptFailed)?;
         let aad = aad(&parsed.header, &ctx);
         let plaintext = self.hsm.decrypt(
@@ -306,10 +313,27 @@ impl Kms {
         self.hsm.random(len)
     }
 
-    fn version(&self, key: &KeyRecord, version: u32) -> Result<KeyVersion> {
-        self.store
-            .get_version(&key.key_id, version)?
+    fn version(&self, key: &KeyRecord, version: u32) -> Result<Arc<KeyVersion>> {
+        self.cached_version(&key.key_id, version)?
             .ok_or_else(|| Error::Internal(format!("key {} lacks version {version}", key.key_id)))
+    }
+
+    fn cached_version(&self, key_id: &str, version: u32) -> Result<Option<Arc<KeyVersion>>> {
+        let cache_key = (key_id.to_string(), version);
+        if let Some(v) = self.versions.read().ok().and_then(|m| m.get(&cache_key).cloned()) {
+            return Ok(Some(v));
+        }
+        let Some(v) = self.store.get_version(key_id, version)? else {
+            return Ok(None);
+        };
+        let v = Arc::new(v);
+        if let Ok(mut m) = self.versions.write() {
+            if m.len() >= VERSION_CACHE_MAX {
+                m.clear();
+            }
+            m.insert(cache_key, v.clone());
+        }
+        Ok(Some(v))
     }
 }
 

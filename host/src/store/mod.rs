@@ -137,8 +137,7 @@ pub type KeyUpdate<'a> = &'a mut dyn FnMut(&mut KeyRecord) -> Result<()>;
 
 pub trait Store: Send + Sync {
     /// Inserts a key and its first version, refusing a duplicate alias and a full quota.
-    fn insert_key(&self, key: &KeyRecord, version: Option<&KeyVersion>, limit: u64)
-        -> Result<()>;
+    fn insert_key(&self, key: &KeyRecord, version: Option<&KeyVersion>, limit: u64) -> Result<()>;
     fn get_key(&self, region: &str, owner_uin: u64, key_id: &str) -> Result<Option<KeyRecord>>;
     fn get_version(&self, key_id: &str, version: u32) -> Result<Option<KeyVersion>>;
     /// Loads a key, applies `f`, and writes it back in one transaction. Returns the new record.

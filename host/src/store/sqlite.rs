@@ -5,12 +5,17 @@ use super::*;
 use crate::error::Error;
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 use std::path::Path;
-use std::sync::Mutex;
+use std::collections::HashMap;
+use std::sync::{Mutex, RwLock};
 
 const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_init.sql")];
 
 pub struct SqliteStore {
     conn: Mutex<Connection>,
+    /// Key records by id. The database is opened with an exclusive lock, so this process is
+    /// its only writer and the cache stays coherent: every write below refreshes it after
+    /// commit. It takes the store off the Encrypt/Decrypt path entirely.
+    keys: RwLock<HashMap<String, KeyRecord>>,
 }
 
 impl SqliteStore {
@@ -19,10 +24,16 @@ impl SqliteStore {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        // One daemon per data directory: a second one fails here instead of corrupting the
+        // key cache's coherence, and reads skip the per-transaction file locking.
+        conn.pragma_update(None, "locking_mode", "EXCLUSIVE")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         migrate(&mut conn)?;
+        // Take the exclusive lock now, so a second daemon on this directory fails at start.
+        conn.execute_batch("BEGIN IMMEDIATE; COMMIT;")?;
         Ok(SqliteStore {
             conn: Mutex::new(conn),
+            keys: RwLock::new(HashMap::new()),
         })
     }
 
@@ -32,6 +43,12 @@ impl SqliteStore {
             .lock()
             .map_err(|_| Error::Internal("store lock poisoned".into()))?;
         f(&mut conn)
+    }
+
+    fn cache_key(&self, key: &KeyRecord) {
+        if let Ok(mut m) = self.keys.write() {
+            m.insert(key.key_id.clone(), key.clone());
+        }
     }
 }
 
@@ -131,12 +148,7 @@ fn like_pattern(s: &str) -> String {
 }
 
 impl Store for SqliteStore {
-    fn insert_key(
-        &self,
-        key: &KeyRecord,
-        version: Option<&KeyVersion>,
-        limit: u64,
-    ) -> Result<()> {
+    fn insert_key(&self, key: &KeyRecord, version: Option<&KeyVersion>, limit: u64) -> Result<()> {
         self.with(|conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let count: i64 = tx.query_row(
@@ -190,11 +202,20 @@ impl Store for SqliteStore {
             }
             tx.commit()?;
             Ok(())
-        })
+        })?;
+        self.cache_key(key);
+        Ok(())
     }
 
     fn get_key(&self, region: &str, owner_uin: u64, key_id: &str) -> Result<Option<KeyRecord>> {
-        self.with(|conn| get_key_tx(conn, region, owner_uin, key_id))
+        if let Some(k) = self.keys.read().ok().and_then(|m| m.get(key_id).cloned()) {
+            return Ok((k.region == region && k.owner_uin == owner_uin).then_some(k));
+        }
+        let found = self.with(|conn| get_key_tx(conn, region, owner_uin, key_id))?;
+        if let Some(k) = &found {
+            self.cache_key(k);
+        }
+        Ok(found)
     }
 
     fn get_version(&self, key_id: &str, version: u32) -> Result<Option<KeyVersion>> {
@@ -254,6 +275,7 @@ impl Store for SqliteStore {
             tx.commit()?;
             Ok(key)
         })
+        .inspect(|key| self.cache_key(key))
     }
 
     fn query_keys(&self, q: &KeyQuery) -> Result<(u64, Vec<KeyRecord>)> {
@@ -289,7 +311,9 @@ impl Store for SqliteStore {
             args.push(Value::Text(tf.key.clone()));
             if !tf.values.is_empty() {
                 let marks = vec!["?"; tf.values.len()].join(",");
-                c.push_str(&format!(" AND json_extract(t.value, '$.TagValue') IN ({marks})"));
+                c.push_str(&format!(
+                    " AND json_extract(t.value, '$.TagValue') IN ({marks})"
+                ));
                 args.extend(tf.values.iter().map(|v| Value::Text(v.clone())));
             }
             c.push(')');
@@ -478,7 +502,10 @@ mod tests {
         };
         let (total, page) = s.query_keys(&q).unwrap();
         assert_eq!(total, 5);
-        assert_eq!(page.iter().map(|k| k.key_id.as_str()).collect::<Vec<_>>(), ["id3", "id2"]);
+        assert_eq!(
+            page.iter().map(|k| k.key_id.as_str()).collect::<Vec<_>>(),
+            ["id3", "id2"]
+        );
         q.search = Some("l_3".into());
         assert_eq!(s.query_keys(&q).unwrap().0, 1);
         q.search = Some("%".into());
