@@ -1,0 +1,86 @@
+//! The crate's single error type.
+
+use cryptoki::error::{Error as CryptokiError, RvError};
+
+/// Everything that can go wrong in this crate.
+///
+/// Callers that need to react to a specific PKCS#11 return value (for example to tell an
+/// operator that the token was removed) can use [`Error::rv`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A PKCS#11 call failed. `function` names the PKCS#11 function (or short sequence of
+    /// functions, e.g. `C_EncryptInit/C_Encrypt`) this crate was calling; `source` carries
+    /// cryptoki's error, which includes the return value and the exact function that failed.
+    // Debug of the cryptoki error ("Pkcs11(TemplateInconsistent, UnwrapKey)") names the return
+    // value; its Display is only the long spec prose, which is hard to grep in logs.
+    #[error("{function} failed: {source:?}")]
+    Pkcs11 {
+        /// PKCS#11 function(s) being called.
+        function: &'static str,
+        /// The underlying cryptoki error.
+        #[source]
+        source: CryptokiError,
+    },
+
+    /// No slot holds a token with this label.
+    #[error("no PKCS#11 token with label {0:?}")]
+    TokenNotFound(String),
+
+    /// More than one slot holds a token with this label, so the choice would be arbitrary.
+    #[error("more than one PKCS#11 token has the label {0:?}")]
+    AmbiguousToken(String),
+
+    /// A sealed blob has the wrong format byte or length, or the token refused to open it
+    /// (tampered, truncated, or sealed under a different root/seal key).
+    #[error("sealed key blob is malformed, tampered with, or sealed under another key")]
+    BadSealedKey,
+
+    /// AES-GCM tag verification failed: wrong key, nonce or AAD, or the ciphertext was modified.
+    #[error("authentication failed (wrong key, nonce or AAD, or modified ciphertext)")]
+    AuthenticationFailed,
+
+    /// A length argument is out of range (random length, nonce length, material length).
+    #[error("length out of range")]
+    BadLength,
+
+    /// The configuration cannot be used (for example `pool_size == 0`).
+    #[error("invalid configuration: {0}")]
+    InvalidConfig(&'static str),
+
+    /// A root or seal key found on the token does not have the attributes this crate requires,
+    /// or the token does not enforce them. We refuse to use such a key rather than silently
+    /// operating with a weaker hierarchy.
+    #[error("token key {label:?} violates the key policy: {reason}")]
+    KeyPolicy {
+        /// Label of the offending key.
+        label: &'static str,
+        /// Which check failed.
+        reason: String,
+    },
+}
+
+impl Error {
+    /// The PKCS#11 return value behind this error, if it came from the token.
+    pub fn rv(&self) -> Option<RvError> {
+        match self {
+            Error::Pkcs11 {
+                source: CryptokiError::Pkcs11(rv, _),
+                ..
+            } => Some(*rv),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn pkcs11(function: &'static str) -> impl FnOnce(CryptokiError) -> Error {
+        move |source| Error::Pkcs11 { function, source }
+    }
+}
+
+/// Return value carried by a cryptoki error, if any.
+pub(crate) fn rv_of(err: &CryptokiError) -> Option<RvError> {
+    match err {
+        CryptokiError::Pkcs11(rv, _) => Some(*rv),
+        _ => None,
+    }
+}

@@ -1,0 +1,277 @@
+//! A fixed-size pool of logged-in R/W sessions.
+//!
+//! A `cryptoki::session::Session` is `Send` but not `Sync` (PKCS#11 forbids concurrent calls
+//! on one session), so every operation checks out a whole session, uses it, and the
+//! [`SessionGuard`] puts it back on every path, including `?` early returns and panics.
+//!
+//! Two kinds of trouble are repaired here rather than surfaced to callers forever:
+//!
+//! * The process got logged out (login state is per process, so one `C_Logout` anywhere, or
+//!   a token reset, affects every session) and private-object handles went stale. A call
+//!   failing with a code that can mean this triggers a re-login if needed, a fresh
+//!   [`keys::locate`], and one retry.
+//! * The session itself is dead (closed, token removed, operation stuck). It is not returned
+//!   to the pool; its slot is counted in `missing` and the next checkout that finds no idle
+//!   session opens a replacement, so the pool neither shrinks for good nor wedges.
+
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+
+use cryptoki::context::Pkcs11;
+use cryptoki::error::{Error as CryptokiError, RvError};
+use cryptoki::object::ObjectHandle;
+use cryptoki::session::{Session, SessionState, UserType};
+use cryptoki::slot::Slot;
+use cryptoki::types::AuthPin;
+
+use crate::cache::{LruCache, DEFAULT_CAPACITY};
+use crate::error::{rv_of, Error};
+use crate::keys::{self, TokenKeys};
+
+/// One pooled session, the token-key handles valid in it, and the unwrapped data keys that
+/// live in it.
+pub(crate) struct PooledSession {
+    session: Session,
+    keys: TokenKeys,
+    cache: LruCache<ObjectHandle>,
+}
+
+/// What is needed to open (and re-open) logged-in sessions.
+pub(crate) struct SessionFactory {
+    pub(crate) pkcs11: Pkcs11,
+    pub(crate) slot: Slot,
+    /// Kept for re-login. `AuthPin` is a `secrecy::SecretString`: zeroized on drop, never
+    /// printed.
+    pub(crate) pin: AuthPin,
+}
+
+impl SessionFactory {
+    /// Open an R/W session and make sure the process is logged in.
+    pub(crate) fn open_session(&self) -> Result<Session, Error> {
+        let session = self
+            .pkcs11
+            .open_rw_session(self.slot)
+            .map_err(Error::pkcs11("C_OpenSession"))?;
+        login(&session, &self.pin).map_err(Error::pkcs11("C_Login"))?;
+        Ok(session)
+    }
+
+    /// Turn a logged-in session into a pool member.
+    pub(crate) fn adopt(&self, session: Session) -> Result<PooledSession, Error> {
+        let keys = keys::locate(&session)?;
+        Ok(PooledSession {
+            session,
+            keys,
+            cache: LruCache::new(DEFAULT_CAPACITY),
+        })
+    }
+
+    pub(crate) fn open(&self) -> Result<PooledSession, Error> {
+        self.adopt(self.open_session()?)
+    }
+}
+
+/// PKCS#11 login state is per application, not per session: once any session has logged in,
+/// C_Login returns CKR_USER_ALREADY_LOGGED_IN, which means "done".
+fn login(session: &Session, pin: &AuthPin) -> Result<(), CryptokiError> {
+    match session.login(UserType::User, Some(pin)) {
+        Err(e) if rv_of(&e) == Some(RvError::UserAlreadyLoggedIn) => Ok(()),
+        other => other,
+    }
+}
+
+struct PoolState {
+    idle: Vec<PooledSession>,
+    /// Sessions that were dropped as dead and not yet replaced.
+    missing: usize,
+}
+
+pub(crate) struct Pool {
+    state: Mutex<PoolState>,
+    returned: Condvar,
+    factory: SessionFactory,
+    size: usize,
+}
+
+impl Pool {
+    pub(crate) fn new(factory: SessionFactory, sessions: Vec<PooledSession>) -> Self {
+        Pool {
+            size: sessions.len(),
+            state: Mutex::new(PoolState {
+                idle: sessions,
+                missing: 0,
+            }),
+            returned: Condvar::new(),
+            factory,
+        }
+    }
+
+    pub(crate) fn size(&self) -> usize {
+        self.size
+    }
+
+    fn lock(&self) -> MutexGuard<'_, PoolState> {
+        // The lock is never held across a PKCS#11 call or anything that can panic, so the
+        // state behind a poisoned mutex is still consistent; keep serving.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Block until a session is free and take it.
+    pub(crate) fn checkout(&self) -> Result<SessionGuard<'_>, Error> {
+        let mut state = self.lock();
+        loop {
+            if let Some(s) = state.idle.pop() {
+                return Ok(SessionGuard::new(self, s));
+            }
+            if state.missing > 0 {
+                state.missing -= 1;
+                drop(state);
+                // Open the replacement without holding the lock: it is a slow token call.
+                return match self.factory.open() {
+                    Ok(s) => Ok(SessionGuard::new(self, s)),
+                    Err(e) => {
+                        self.lock().missing += 1;
+                        // Let another waiter try (and probably fail fast) instead of sleeping.
+                        self.returned.notify_one();
+                        Err(e)
+                    }
+                };
+            }
+            state = self
+                .returned
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+}
+
+/// Return values after which a session cannot be trusted to work again.
+fn is_session_fatal(rv: RvError) -> bool {
+    matches!(
+        rv,
+        RvError::SessionHandleInvalid
+            | RvError::SessionClosed
+            | RvError::DeviceRemoved
+            | RvError::DeviceError
+            | RvError::TokenNotPresent
+            | RvError::UserNotLoggedIn
+            | RvError::OperationActive
+            | RvError::CryptokiNotInitialized
+    )
+}
+
+/// Return values a token gives when we are logged out or hold a stale private-object handle.
+fn may_mean_stale_login(rv: RvError) -> bool {
+    matches!(
+        rv,
+        RvError::UserNotLoggedIn
+            | RvError::KeyHandleInvalid
+            | RvError::ObjectHandleInvalid
+            | RvError::UnwrappingKeyHandleInvalid
+            | RvError::WrappingKeyHandleInvalid
+    )
+}
+
+/// A checked-out session. Returns it to the pool on drop.
+pub(crate) struct SessionGuard<'a> {
+    pool: &'a Pool,
+    // Only `None` inside `drop`.
+    session: Option<PooledSession>,
+    dead: bool,
+}
+
+impl<'a> SessionGuard<'a> {
+    fn new(pool: &'a Pool, session: PooledSession) -> Self {
+        SessionGuard {
+            pool,
+            session: Some(session),
+            dead: false,
+        }
+    }
+
+    fn inner(&mut self) -> &mut PooledSession {
+        // Invariant: `session` is Some from construction until drop.
+        match self.session.as_mut() {
+            Some(s) => s,
+            None => unreachable!("SessionGuard used after drop"),
+        }
+    }
+
+    /// Close this session instead of returning it to the pool; its session objects die with
+    /// it. A replacement is opened on demand by a later checkout.
+    pub(crate) fn retire(&mut self) {
+        self.dead = true;
+    }
+
+    /// This session's cache of unwrapped data keys.
+    pub(crate) fn cache(&mut self) -> &mut LruCache<ObjectHandle> {
+        &mut self.inner().cache
+    }
+
+    /// Run one cryptoki call on this session. `function` names the PKCS#11 function(s) for the
+    /// error; `f` receives the session and the current token-key handles.
+    ///
+    /// `f` may run twice: if it fails with a code that can mean "logged out / stale handle",
+    /// we log in again if the session says we are logged out, re-locate the token keys, and
+    /// retry once. `f` must therefore be a complete, restartable operation (every cryptoki
+    /// call we make is: C_*Init starts over, failed calls leave no operation active).
+    pub(crate) fn call<T>(
+        &mut self,
+        function: &'static str,
+        mut f: impl FnMut(&Session, TokenKeys) -> Result<T, CryptokiError>,
+    ) -> Result<T, Error> {
+        let pool = self.pool;
+        let ps = self.inner();
+        let mut result = f(&ps.session, ps.keys);
+        if let Err(e) = &result {
+            if rv_of(e).is_some_and(may_mean_stale_login) {
+                if let Some(keys) = refresh(&ps.session, &pool.factory.pin)? {
+                    ps.keys = keys;
+                    result = f(&ps.session, ps.keys);
+                }
+            }
+        }
+        result.map_err(|e| {
+            if rv_of(&e).is_some_and(is_session_fatal) {
+                self.dead = true;
+            }
+            Error::pkcs11(function)(e)
+        })
+    }
+}
+
+/// Re-login if the session reports a public (logged-out) state, then locate the token keys
+/// again. `Ok(None)`: nothing better to offer, report the original error. `Err`: the keys
+/// found are not acceptable (e.g. substituted), which trumps the original error.
+fn refresh(session: &Session, pin: &AuthPin) -> Result<Option<TokenKeys>, Error> {
+    let logged_out = matches!(
+        session.get_session_info().map(|i| i.session_state()),
+        Ok(SessionState::RoPublic | SessionState::RwPublic)
+    );
+    if logged_out && login(session, pin).is_err() {
+        return Ok(None);
+    }
+    match keys::locate(session) {
+        Ok(keys) => Ok(Some(keys)),
+        Err(e @ Error::KeyPolicy { .. }) => Err(e),
+        Err(_) => Ok(None),
+    }
+}
+
+impl Drop for SessionGuard<'_> {
+    fn drop(&mut self) {
+        let Some(session) = self.session.take() else {
+            return;
+        };
+        // A panic mid-operation may leave a PKCS#11 operation active on the session; do not
+        // hand such a session to the next caller.
+        if self.dead || std::thread::panicking() {
+            // Dropping closes the session (cryptoki logs any error; the session is gone
+            // either way). Its session objects die with it, so the key cache goes too.
+            drop(session);
+            self.pool.lock().missing += 1;
+        } else {
+            self.pool.lock().idle.push(session);
+        }
+        self.pool.returned.notify_one();
+    }
+}

@@ -1,0 +1,179 @@
+//! Object templates for the key hierarchy.
+//!
+//! Kept in one place so the security-relevant attribute choices can be reviewed together.
+
+use std::ffi::c_void;
+use std::mem::size_of;
+
+use cryptoki::mechanism::MechanismType;
+use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass};
+use cryptoki_sys::{
+    CKA_EXTRACTABLE, CKA_SENSITIVE, CKA_UNWRAP_TEMPLATE, CK_ATTRIBUTE, CK_BBOOL, CK_FALSE, CK_TRUE,
+    CK_ULONG,
+};
+
+use crate::{Error, ROOT_KEY_LABEL, SEAL_KEY_LABEL};
+
+/// AES-256 key length in bytes.
+pub(crate) const AES256_LEN: usize = 32;
+
+/// `CKA_UNWRAP_TEMPLATE` as a cryptoki attribute type.
+///
+/// cryptoki 0.12 has no typed variant for the array-valued attributes (`CKA_WRAP_TEMPLATE`,
+/// `CKA_UNWRAP_TEMPLATE`, `CKA_DERIVE_TEMPLATE`), and `AttributeType::try_from` rejects the
+/// constant. `AttributeType::VendorDefined(x)` is converted to the raw `CK_ATTRIBUTE_TYPE`
+/// `x` without any range check, so it is the supported escape hatch for passing any type.
+pub(crate) const UNWRAP_TEMPLATE_TYPE: AttributeType =
+    AttributeType::VendorDefined(CKA_UNWRAP_TEMPLATE);
+
+// The nested template's values must live at stable addresses for as long as the outer
+// template is in use; statics are the simplest way to guarantee that. The token only reads them.
+static BBOOL_TRUE: CK_BBOOL = CK_TRUE;
+static BBOOL_FALSE: CK_BBOOL = CK_FALSE;
+
+// We copy CK_ATTRIBUTE values into a byte buffer below; that is only sound if the struct has
+// no padding bytes (uninitialised padding must not be read). Holds on every platform
+// cryptoki-sys supports (natural alignment on Unix, pack(1) on Windows).
+const _: () =
+    assert!(size_of::<CK_ATTRIBUTE>() == 2 * size_of::<CK_ULONG>() + size_of::<*mut c_void>());
+
+/// Build `CKA_UNWRAP_TEMPLATE = { CKA_SENSITIVE = TRUE, CKA_EXTRACTABLE = FALSE }`.
+///
+/// An array attribute's value is a `CK_ATTRIBUTE[]`, so we serialise the two nested
+/// `CK_ATTRIBUTE` structs (type, pointer to a static CK_BBOOL, length 1) into the byte vector
+/// carried by `Attribute::VendorDefined`. cryptoki passes that vector's pointer and length
+/// through unchanged as `pValue`/`ulValueLen`, which is exactly what the token expects.
+pub(crate) fn unwrap_template_attribute() -> Result<Attribute, Error> {
+    let nested = [
+        CK_ATTRIBUTE {
+            type_: CKA_SENSITIVE,
+            pValue: &BBOOL_TRUE as *const CK_BBOOL as *mut c_void,
+            ulValueLen: size_of::<CK_BBOOL>() as CK_ULONG,
+        },
+        CK_ATTRIBUTE {
+            type_: CKA_EXTRACTABLE,
+            pValue: &BBOOL_FALSE as *const CK_BBOOL as *mut c_void,
+            ulValueLen: size_of::<CK_BBOOL>() as CK_ULONG,
+        },
+    ];
+    // SAFETY: `nested` is a fully initialised array of a padding-free POD struct (asserted
+    // above), so viewing it as bytes reads only initialised memory.
+    let bytes = unsafe {
+        std::slice::from_raw_parts(nested.as_ptr().cast::<u8>(), size_of::<[CK_ATTRIBUTE; 2]>())
+    }
+    .to_vec();
+    // The token reads the buffer as CK_ATTRIBUTE[]; make sure that is an aligned read. The
+    // global allocator returns at least 16-byte-aligned blocks for a 48-byte request, so
+    // this never fires in practice, but if it did we would rather fail than hand C code a
+    // misaligned struct pointer.
+    if (bytes.as_ptr() as usize) % std::mem::align_of::<CK_ATTRIBUTE>() != 0 {
+        return Err(Error::InvalidConfig(
+            "allocator returned a misaligned buffer for CKA_UNWRAP_TEMPLATE",
+        ));
+    }
+    Ok(Attribute::VendorDefined((UNWRAP_TEMPLATE_TYPE, bytes)))
+}
+
+/// Attributes shared by the two long-lived token keys.
+fn token_key_common(label: &str) -> Vec<Attribute> {
+    vec![
+        Attribute::Class(ObjectClass::SECRET_KEY),
+        Attribute::KeyType(KeyType::AES),
+        Attribute::ValueLen((AES256_LEN as cryptoki_sys::CK_ULONG).into()),
+        Attribute::Token(true),
+        // Private: invisible without the user PIN.
+        Attribute::Private(true),
+        // Sensitive + !Extractable: CKA_VALUE can never be read or wrapped out, and the token
+        // then also reports CKA_ALWAYS_SENSITIVE / CKA_NEVER_EXTRACTABLE, which we verify.
+        Attribute::Sensitive(true),
+        Attribute::Extractable(false),
+        // !Modifiable: a PIN holder cannot later strip the unwrap template or flip usage flags.
+        Attribute::Modifiable(false),
+        // !Copyable: on a token that lets C_CopyObject override attributes, a PIN holder could
+        // mint a twin without CKA_UNWRAP_TEMPLATE and unwrap blobs with it as extractable.
+        // (SoftHSM2 already refuses attribute changes when copying a !Modifiable key; this is
+        // defence in depth for other tokens.)
+        Attribute::Copyable(false),
+        Attribute::Sign(false),
+        Attribute::Verify(false),
+        Attribute::Derive(false),
+        Attribute::Label(label.as_bytes().to_vec()),
+    ]
+}
+
+/// Template for the root (wrap/unwrap only) key.
+pub(crate) fn root_key_template() -> Result<Vec<Attribute>, Error> {
+    let mut t = token_key_common(ROOT_KEY_LABEL);
+    t.extend([
+        Attribute::Wrap(true),
+        Attribute::Unwrap(true),
+        // No encrypt/decrypt: AES-KWP is built from raw AES, so with CKA_DECRYPT a PIN holder
+        // could run C_Decrypt(CKM_AES_ECB) on a wrapped blob and undo the key wrap by hand,
+        // side-stepping the unwrap template. (SoftHSM2 defaults CKA_DECRYPT to true for AES
+        // keys, so it must be set explicitly.)
+        Attribute::Encrypt(false),
+        Attribute::Decrypt(false),
+        // Only the one wrapping mechanism we use.
+        Attribute::AllowedMechanisms(vec![MechanismType::AES_KEY_WRAP_PAD]),
+        unwrap_template_attribute()?,
+    ]);
+    Ok(t)
+}
+
+/// Template for the seal key (encrypt/decrypt of software-level material).
+pub(crate) fn seal_key_template() -> Vec<Attribute> {
+    let mut t = token_key_common(SEAL_KEY_LABEL);
+    t.extend([
+        Attribute::Wrap(false),
+        Attribute::Unwrap(false),
+        Attribute::Encrypt(true),
+        Attribute::Decrypt(true),
+        Attribute::AllowedMechanisms(vec![MechanismType::AES_GCM]),
+    ]);
+    t
+}
+
+/// Template for a freshly generated data key that is about to be wrapped.
+///
+/// It must be extractable (C_WrapKey refuses otherwise) but stays sensitive, so its value is
+/// never readable with C_GetAttributeValue; it is a session object and destroyed right after
+/// wrapping.
+pub(crate) fn generated_data_key_template() -> Vec<Attribute> {
+    vec![
+        Attribute::Class(ObjectClass::SECRET_KEY),
+        Attribute::KeyType(KeyType::AES),
+        Attribute::ValueLen((AES256_LEN as cryptoki_sys::CK_ULONG).into()),
+        Attribute::Token(false),
+        Attribute::Private(true),
+        Attribute::Sensitive(true),
+        Attribute::Extractable(true),
+        Attribute::Encrypt(true),
+        Attribute::Decrypt(true),
+        Attribute::Wrap(false),
+        Attribute::Unwrap(false),
+    ]
+}
+
+/// Template for unwrapping a sealed data key into a session object. Exactly the attributes
+/// the design calls for; the root key's unwrap template would reject anything weaker anyway.
+pub(crate) fn unwrapped_data_key_template() -> Vec<Attribute> {
+    vec![
+        Attribute::Class(ObjectClass::SECRET_KEY),
+        Attribute::KeyType(KeyType::AES),
+        Attribute::Token(false),
+        Attribute::Sensitive(true),
+        Attribute::Extractable(false),
+        Attribute::Encrypt(true),
+        Attribute::Decrypt(true),
+    ]
+}
+
+/// Find template for one of our token keys.
+pub(crate) fn find_template(label: &str) -> Vec<Attribute> {
+    vec![
+        Attribute::Class(ObjectClass::SECRET_KEY),
+        Attribute::KeyType(KeyType::AES),
+        Attribute::Token(true),
+        Attribute::Label(label.as_bytes().to_vec()),
+    ]
+}
