@@ -82,7 +82,10 @@ mod tests {
         let expect = hex("17F399F08C67D5EE19D0DC9969C4BB7D5FD46FD3756489069157B282BB200735D82710CA5C22F0CCFA7CBF93D496AC15A56834CBCF98C397B4024A2691233B8D83DE3541E4C2B58177E065A9BF7B62EC");
         let ct = encrypt(Algorithm::Sm4Gcm, &key, &nonce, &aad, &pt).unwrap();
         assert_eq!(ct, expect);
-        assert_eq!(decrypt(Algorithm::Sm4Gcm, &key, &nonce, &aad, &ct).unwrap(), pt);
+        assert_eq!(
+            decrypt(Algorithm::Sm4Gcm, &key, &nonce, &aad, &ct).unwrap(),
+            pt
+        );
     }
 
     #[test]

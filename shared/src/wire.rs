@@ -123,7 +123,9 @@ mod tests {
     #[test]
     fn garbage_is_an_error_not_a_panic() {
         for len in 0..64u8 {
-            let junk: Vec<u8> = (0..len).map(|i| i.wrapping_mul(37).wrapping_add(200)).collect();
+            let junk: Vec<u8> = (0..len)
+                .map(|i| i.wrapping_mul(37).wrapping_add(200))
+                .collect();
             let _ = postcard::from_bytes::<Request<'_>>(&junk);
         }
     }

@@ -25,7 +25,11 @@ async fn key_lifecycle_and_listing() {
     assert_eq!(created["TagCode"], 0);
     assert!(created["CreateTime"].as_u64().unwrap() > 1_700_000_000);
 
-    let meta = ok(c.kms("DescribeKey", json!({"KeyId": key_id})).await.unwrap())["KeyMetadata"].clone();
+    let meta = ok(c
+        .kms("DescribeKey", json!({"KeyId": key_id}))
+        .await
+        .unwrap())["KeyMetadata"]
+        .clone();
     assert_eq!(meta["Alias"], alias.as_str());
     assert_eq!(meta["Description"], "测试 key");
     assert_eq!(meta["Origin"], "TENCENT_KMS");
@@ -37,87 +41,244 @@ async fn key_lifecycle_and_listing() {
     assert!(meta["CreatorUin"].is_u64());
 
     // Alias rules.
-    err(&c.kms("CreateKey", json!({"Alias": alias})).await.unwrap(), "InvalidParameterValue.AliasAlreadyExists");
-    for bad in ["KMS-reserved", "kms-x", "-lead", "with space", "", &"a".repeat(61)] {
+    err(
+        &c.kms("CreateKey", json!({"Alias": alias})).await.unwrap(),
+        "InvalidParameterValue.AliasAlreadyExists",
+    );
+    for bad in [
+        "KMS-reserved",
+        "kms-x",
+        "-lead",
+        "with space",
+        "",
+        &"a".repeat(61),
+    ] {
         let r = c.kms("CreateKey", json!({"Alias": bad})).await.unwrap();
         assert!(
-            matches!(code(&r), Some("InvalidParameterValue.InvalidAlias") | Some("MissingParameter")),
+            matches!(
+                code(&r),
+                Some("InvalidParameterValue.InvalidAlias") | Some("MissingParameter")
+            ),
             "{bad}: {r}"
         );
     }
-    err(&c.kms("CreateKey", json!({"Alias": unique("u"), "KeyUsage": "NOPE"})).await.unwrap(), "InvalidParameterValue.InvalidKeyUsage");
-    err(&c.kms("CreateKey", json!({"Alias": unique("u"), "KeyUsage": "ASYMMETRIC_SIGN_VERIFY_SM2"})).await.unwrap(), "UnsupportedOperation.UnsupportedKeyUsageInCurrentRegion");
-    err(&c.kms("CreateKey", json!({"Alias": unique("u"), "Type": 3})).await.unwrap(), "InvalidParameterValue.InvalidType");
-    err(&c.kms("CreateKey", json!({"Alias": unique("u"), "Description": "x".repeat(1025)})).await.unwrap(), "InvalidParameterValue");
+    err(
+        &c.kms(
+            "CreateKey",
+            json!({"Alias": unique("u"), "KeyUsage": "NOPE"}),
+        )
+        .await
+        .unwrap(),
+        "InvalidParameterValue.InvalidKeyUsage",
+    );
+    err(
+        &c.kms(
+            "CreateKey",
+            json!({"Alias": unique("u"), "KeyUsage": "ASYMMETRIC_SIGN_VERIFY_SM2"}),
+        )
+        .await
+        .unwrap(),
+        "UnsupportedOperation.UnsupportedKeyUsageInCurrentRegion",
+    );
+    err(
+        &c.kms("CreateKey", json!({"Alias": unique("u"), "Type": 3}))
+            .await
+            .unwrap(),
+        "InvalidParameterValue.InvalidType",
+    );
+    err(
+        &c.kms(
+            "CreateKey",
+            json!({"Alias": unique("u"), "Description": "x".repeat(1025)}),
+        )
+        .await
+        .unwrap(),
+        "InvalidParameterValue",
+    );
 
     // Updates.
     let alias2 = unique("renamed");
-    ok(c.kms("UpdateAlias", json!({"KeyId": key_id, "Alias": alias2})).await.unwrap());
-    ok(c.kms("UpdateKeyDescription", json!({"KeyId": key_id, "Description": "new"})).await.unwrap());
-    let meta = ok(c.kms("DescribeKey", json!({"KeyId": key_id})).await.unwrap())["KeyMetadata"].clone();
+    ok(
+        c.kms("UpdateAlias", json!({"KeyId": key_id, "Alias": alias2}))
+            .await
+            .unwrap(),
+    );
+    ok(c.kms(
+        "UpdateKeyDescription",
+        json!({"KeyId": key_id, "Description": "new"}),
+    )
+    .await
+    .unwrap());
+    let meta = ok(c
+        .kms("DescribeKey", json!({"KeyId": key_id}))
+        .await
+        .unwrap())["KeyMetadata"]
+        .clone();
     assert_eq!(meta["Alias"], alias2.as_str());
     assert_eq!(meta["Description"], "new");
-    err(&c.kms("UpdateAlias", json!({"KeyId": key_id, "Alias": "kms-no"})).await.unwrap(), "InvalidParameterValue.InvalidAlias");
+    err(
+        &c.kms("UpdateAlias", json!({"KeyId": key_id, "Alias": "kms-no"}))
+            .await
+            .unwrap(),
+        "InvalidParameterValue.InvalidAlias",
+    );
     // The old alias is free again.
     let other = ok(c.kms("CreateKey", json!({"Alias": alias})).await.unwrap());
     let other_id = other["KeyId"].as_str().unwrap().to_string();
-    err(&c.kms("UpdateAlias", json!({"KeyId": other_id, "Alias": alias2})).await.unwrap(), "InvalidParameterValue.AliasAlreadyExists");
+    err(
+        &c.kms("UpdateAlias", json!({"KeyId": other_id, "Alias": alias2}))
+            .await
+            .unwrap(),
+        "InvalidParameterValue.AliasAlreadyExists",
+    );
 
     // An EXTERNAL key waits for its material.
-    let ext = ok(c.kms("CreateKey", json!({"Alias": unique("ext"), "Type": 2})).await.unwrap());
+    let ext = ok(c
+        .kms("CreateKey", json!({"Alias": unique("ext"), "Type": 2}))
+        .await
+        .unwrap());
     assert_eq!(ext["KeyState"], "PendingImport");
     let ext_id = ext["KeyId"].as_str().unwrap().to_string();
-    err(&c.kms("Encrypt", json!({"KeyId": ext_id, "Plaintext": b64(b"x")})).await.unwrap(), "ResourceUnavailable.CmkStateNotSupport");
+    err(
+        &c.kms("Encrypt", json!({"KeyId": ext_id, "Plaintext": b64(b"x")}))
+            .await
+            .unwrap(),
+        "ResourceUnavailable.CmkStateNotSupport",
+    );
 
     // Listing.
     let all = ok(c.kms("ListKeys", json!({})).await.unwrap());
     assert_eq!(all["TotalCount"], 3);
-    let page = ok(c.kms("ListKeys", json!({"Offset": 1, "Limit": "1"})).await.unwrap());
+    let page = ok(c
+        .kms("ListKeys", json!({"Offset": 1, "Limit": "1"}))
+        .await
+        .unwrap());
     assert_eq!(page["Keys"].as_array().unwrap().len(), 1);
-    err(&c.kms("ListKeys", json!({"Limit": 201})).await.unwrap(), "InvalidParameterValue");
-    let found = ok(c.kms("ListKeyDetail", json!({"SearchKeyAlias": "renamed"})).await.unwrap());
+    err(
+        &c.kms("ListKeys", json!({"Limit": 201})).await.unwrap(),
+        "InvalidParameterValue",
+    );
+    let found = ok(c
+        .kms("ListKeyDetail", json!({"SearchKeyAlias": "renamed"}))
+        .await
+        .unwrap());
     assert_eq!(found["TotalCount"], 1);
     assert_eq!(found["KeyMetadatas"][0]["KeyId"], key_id.as_str());
-    let asc = ok(c.kms("ListKeyDetail", json!({"OrderType": 1, "KeyUsage": "ALL"})).await.unwrap());
-    let desc = ok(c.kms("ListKeyDetail", json!({"OrderType": 0, "KeyUsage": "ALL"})).await.unwrap());
-    let ids = |v: &serde_json::Value| v["KeyMetadatas"].as_array().unwrap().iter().map(|m| m["KeyId"].as_str().unwrap().to_string()).collect::<Vec<_>>();
+    let asc = ok(c
+        .kms("ListKeyDetail", json!({"OrderType": 1, "KeyUsage": "ALL"}))
+        .await
+        .unwrap());
+    let desc = ok(c
+        .kms("ListKeyDetail", json!({"OrderType": 0, "KeyUsage": "ALL"}))
+        .await
+        .unwrap());
+    let ids = |v: &serde_json::Value| {
+        v["KeyMetadatas"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["KeyId"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
     let mut rev = ids(&desc);
     rev.reverse();
     assert_eq!(ids(&asc), rev);
     assert_eq!(ids(&asc)[0], key_id);
-    let ext_only = ok(c.kms("ListKeyDetail", json!({"Origin": "EXTERNAL"})).await.unwrap());
+    let ext_only = ok(c
+        .kms("ListKeyDetail", json!({"Origin": "EXTERNAL"}))
+        .await
+        .unwrap());
     assert_eq!(ids(&ext_only), vec![ext_id.clone()]);
-    let tagged = ok(c.kms("ListKeyDetail", json!({"TagFilters": [{"TagKey": "env", "TagValue": ["dev"]}]})).await.unwrap());
+    let tagged = ok(c
+        .kms(
+            "ListKeyDetail",
+            json!({"TagFilters": [{"TagKey": "env", "TagValue": ["dev"]}]}),
+        )
+        .await
+        .unwrap());
     assert_eq!(ids(&tagged), vec![key_id.clone()]);
-    err(&c.kms("ListKeyDetail", json!({"KeyState": 9})).await.unwrap(), "InvalidParameterValue");
+    err(
+        &c.kms("ListKeyDetail", json!({"KeyState": 9}))
+            .await
+            .unwrap(),
+        "InvalidParameterValue",
+    );
 
     // Enable / disable, single and batch, and the state filter.
-    ok(c.kms("DisableKeys", json!({"KeyIds": [key_id, other_id]})).await.unwrap());
-    let disabled = ok(c.kms("ListKeyDetail", json!({"KeyState": 2})).await.unwrap());
+    ok(c.kms("DisableKeys", json!({"KeyIds": [key_id, other_id]}))
+        .await
+        .unwrap());
+    let disabled = ok(c
+        .kms("ListKeyDetail", json!({"KeyState": 2}))
+        .await
+        .unwrap());
     assert_eq!(disabled["TotalCount"], 2);
-    ok(c.kms("EnableKey", json!({"KeyId": other_id})).await.unwrap());
-    let disabled = ok(c.kms("ListKeyDetail", json!({"KeyState": 2})).await.unwrap());
+    ok(c.kms("EnableKey", json!({"KeyId": other_id}))
+        .await
+        .unwrap());
+    let disabled = ok(c
+        .kms("ListKeyDetail", json!({"KeyState": 2}))
+        .await
+        .unwrap());
     assert_eq!(ids(&disabled), vec![key_id.clone()]);
-    ok(c.kms("EnableKeys", json!({"KeyIds": [key_id]})).await.unwrap());
-    err(&c.kms("DisableKeys", json!({"KeyIds": [key_id, key_id]})).await.unwrap(), "InvalidParameterValue.DuplicatedKeyId");
+    ok(c.kms("EnableKeys", json!({"KeyIds": [key_id]}))
+        .await
+        .unwrap());
+    err(
+        &c.kms("DisableKeys", json!({"KeyIds": [key_id, key_id]}))
+            .await
+            .unwrap(),
+        "InvalidParameterValue.DuplicatedKeyId",
+    );
     // A batch with one unknown key changes nothing.
     let missing = uuid::Uuid::new_v4().to_string();
-    err(&c.kms("DisableKeys", json!({"KeyIds": [key_id, missing]})).await.unwrap(), "ResourceUnavailable.CmkNotFound");
-    let meta = ok(c.kms("DescribeKey", json!({"KeyId": key_id})).await.unwrap())["KeyMetadata"].clone();
+    err(
+        &c.kms("DisableKeys", json!({"KeyIds": [key_id, missing]}))
+            .await
+            .unwrap(),
+        "ResourceUnavailable.CmkNotFound",
+    );
+    let meta = ok(c
+        .kms("DescribeKey", json!({"KeyId": key_id}))
+        .await
+        .unwrap())["KeyMetadata"]
+        .clone();
     assert_eq!(meta["KeyState"], "Enabled");
-    err(&c.kms("EnableKey", json!({"KeyId": ext_id})).await.unwrap(), "ResourceUnavailable.CmkStateNotSupport");
+    err(
+        &c.kms("EnableKey", json!({"KeyId": ext_id})).await.unwrap(),
+        "ResourceUnavailable.CmkStateNotSupport",
+    );
 
-    let many = ok(c.kms("DescribeKeys", json!({"KeyIds": [key_id, other_id, missing]})).await.unwrap());
+    let many = ok(c
+        .kms(
+            "DescribeKeys",
+            json!({"KeyIds": [key_id, other_id, missing]}),
+        )
+        .await
+        .unwrap());
     assert_eq!(many["KeyMetadatas"].as_array().unwrap().len(), 2);
-    err(&c.kms("DescribeKey", json!({"KeyId": missing})).await.unwrap(), "ResourceUnavailable.CmkNotFound");
-    err(&c.kms("DescribeKey", json!({"KeyId": "not a key"})).await.unwrap(), "InvalidParameterValue.InvalidKeyId");
+    err(
+        &c.kms("DescribeKey", json!({"KeyId": missing}))
+            .await
+            .unwrap(),
+        "ResourceUnavailable.CmkNotFound",
+    );
+    err(
+        &c.kms("DescribeKey", json!({"KeyId": "not a key"}))
+            .await
+            .unwrap(),
+        "InvalidParameterValue.InvalidKeyId",
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn encrypt_decrypt_data_keys_random() {
     let d = Daemon::softhsm();
     let c = d.client();
-    let key_id = ok(c.kms("CreateKey", json!({"Alias": unique("enc")})).await.unwrap())["KeyId"]
+    let key_id = ok(c
+        .kms("CreateKey", json!({"Alias": unique("enc")}))
+        .await
+        .unwrap())["KeyId"]
         .as_str()
         .unwrap()
         .to_string();
@@ -129,12 +290,39 @@ async fn encrypt_decrypt_data_keys_random() {
     assert_eq!(enc["KeyId"], key_id.as_str());
     let blob = enc["CiphertextBlob"].as_str().unwrap().to_string();
     // Same context, other spelling: decrypts.
-    let dec = ok(c.kms("Decrypt", json!({"CiphertextBlob": blob, "EncryptionContext": "{\"b\":\"2\",\"app\":\"demo\"}"})).await.unwrap());
+    let dec = ok(c
+        .kms(
+            "Decrypt",
+            json!({"CiphertextBlob": blob, "EncryptionContext": "{\"b\":\"2\",\"app\":\"demo\"}"}),
+        )
+        .await
+        .unwrap());
     assert_eq!(unb64(dec["Plaintext"].as_str().unwrap()), plaintext);
     assert_eq!(dec["KeyId"], key_id.as_str());
-    err(&c.kms("Decrypt", json!({"CiphertextBlob": blob})).await.unwrap(), "FailedOperation.DecryptError");
-    err(&c.kms("Decrypt", json!({"CiphertextBlob": blob, "EncryptionContext": "{\"app\":\"other\",\"b\":\"2\"}"})).await.unwrap(), "FailedOperation.DecryptError");
-    err(&c.kms("Encrypt", json!({"KeyId": key_id, "Plaintext": b64(b"x"), "EncryptionContext": "[1]"})).await.unwrap(), "InvalidParameterValue");
+    err(
+        &c.kms("Decrypt", json!({"CiphertextBlob": blob}))
+            .await
+            .unwrap(),
+        "FailedOperation.DecryptError",
+    );
+    err(
+        &c.kms(
+            "Decrypt",
+            json!({"CiphertextBlob": blob, "EncryptionContext": "{\"app\":\"other\",\"b\":\"2\"}"}),
+        )
+        .await
+        .unwrap(),
+        "FailedOperation.DecryptError",
+    );
+    err(
+        &c.kms(
+            "Encrypt",
+            json!({"KeyId": key_id, "Plaintext": b64(b"x"), "EncryptionContext": "[1]"}),
+        )
+        .await
+        .unwrap(),
+        "InvalidParameterValue",
+    );
 
     // Every tampered byte of the blob is refused, never decrypted to something else.
     let raw = unb64(&blob);
@@ -144,52 +332,192 @@ async fn encrypt_decrypt_data_keys_random() {
         let r = c.kms("Decrypt", json!({"CiphertextBlob": b64(&t), "EncryptionContext": "{\"app\":\"demo\",\"b\":\"2\"}"})).await.unwrap();
         assert!(code(&r).is_some(), "tampered byte {i} decrypted: {r}");
     }
-    err(&c.kms("Decrypt", json!({"CiphertextBlob": b64(&raw[..20])})).await.unwrap(), "InvalidParameterValue.InvalidCiphertext");
-    err(&c.kms("Decrypt", json!({"CiphertextBlob": "%%%not-base64"})).await.unwrap(), "InvalidParameterValue.InvalidCiphertext");
-    err(&c.kms("Encrypt", json!({"KeyId": key_id, "Plaintext": "***"})).await.unwrap(), "InvalidParameterValue.InvalidPlaintext");
+    err(
+        &c.kms("Decrypt", json!({"CiphertextBlob": b64(&raw[..20])}))
+            .await
+            .unwrap(),
+        "InvalidParameterValue.InvalidCiphertext",
+    );
+    err(
+        &c.kms("Decrypt", json!({"CiphertextBlob": "%%%not-base64"}))
+            .await
+            .unwrap(),
+        "InvalidParameterValue.InvalidCiphertext",
+    );
+    err(
+        &c.kms("Encrypt", json!({"KeyId": key_id, "Plaintext": "***"}))
+            .await
+            .unwrap(),
+        "InvalidParameterValue.InvalidPlaintext",
+    );
 
     // Size limits.
-    ok(c.kms("Encrypt", json!({"KeyId": key_id, "Plaintext": b64(&[7u8; 4096])})).await.unwrap());
-    err(&c.kms("Encrypt", json!({"KeyId": key_id, "Plaintext": b64(&[7u8; 4097])})).await.unwrap(), "InvalidParameterValue.InvalidPlaintext");
+    ok(c.kms(
+        "Encrypt",
+        json!({"KeyId": key_id, "Plaintext": b64(&[7u8; 4096])}),
+    )
+    .await
+    .unwrap());
+    err(
+        &c.kms(
+            "Encrypt",
+            json!({"KeyId": key_id, "Plaintext": b64(&[7u8; 4097])}),
+        )
+        .await
+        .unwrap(),
+        "InvalidParameterValue.InvalidPlaintext",
+    );
 
     // Disabled keys neither encrypt nor decrypt.
     ok(c.kms("DisableKey", json!({"KeyId": key_id})).await.unwrap());
-    err(&c.kms("Encrypt", json!({"KeyId": key_id, "Plaintext": b64(b"x")})).await.unwrap(), "ResourceUnavailable.CmkDisabled");
-    err(&c.kms("Decrypt", json!({"CiphertextBlob": blob, "EncryptionContext": "{\"app\":\"demo\",\"b\":\"2\"}"})).await.unwrap(), "ResourceUnavailable.CmkDisabled");
-    err(&c.kms("GenerateDataKey", json!({"KeyId": key_id, "KeySpec": "AES_256"})).await.unwrap(), "ResourceUnavailable.CmkDisabled");
+    err(
+        &c.kms("Encrypt", json!({"KeyId": key_id, "Plaintext": b64(b"x")}))
+            .await
+            .unwrap(),
+        "ResourceUnavailable.CmkDisabled",
+    );
+    err(
+        &c.kms(
+            "Decrypt",
+            json!({"CiphertextBlob": blob, "EncryptionContext": "{\"app\":\"demo\",\"b\":\"2\"}"}),
+        )
+        .await
+        .unwrap(),
+        "ResourceUnavailable.CmkDisabled",
+    );
+    err(
+        &c.kms(
+            "GenerateDataKey",
+            json!({"KeyId": key_id, "KeySpec": "AES_256"}),
+        )
+        .await
+        .unwrap(),
+        "ResourceUnavailable.CmkDisabled",
+    );
     ok(c.kms("EnableKey", json!({"KeyId": key_id})).await.unwrap());
-    err(&c.kms("Encrypt", json!({"KeyId": uuid::Uuid::new_v4().to_string(), "Plaintext": b64(b"x")})).await.unwrap(), "ResourceUnavailable.CmkNotFound");
+    err(
+        &c.kms(
+            "Encrypt",
+            json!({"KeyId": uuid::Uuid::new_v4().to_string(), "Plaintext": b64(b"x")}),
+        )
+        .await
+        .unwrap(),
+        "ResourceUnavailable.CmkNotFound",
+    );
 
     // Data keys.
     for (spec, len) in [("AES_128", 16), ("AES_256", 32)] {
-        let dk = ok(c.kms("GenerateDataKey", json!({"KeyId": key_id, "KeySpec": spec, "EncryptionContext": "{\"k\":\"v\"}"})).await.unwrap());
+        let dk = ok(c
+            .kms(
+                "GenerateDataKey",
+                json!({"KeyId": key_id, "KeySpec": spec, "EncryptionContext": "{\"k\":\"v\"}"}),
+            )
+            .await
+            .unwrap());
         let pt = unb64(dk["Plaintext"].as_str().unwrap());
         assert_eq!(pt.len(), len);
         let back = ok(c.kms("Decrypt", json!({"CiphertextBlob": dk["CiphertextBlob"], "EncryptionContext": "{\"k\": \"v\"}"})).await.unwrap());
         assert_eq!(unb64(back["Plaintext"].as_str().unwrap()), pt);
     }
-    let dk = ok(c.kms("GenerateDataKey", json!({"KeyId": key_id, "KeySpec": "AES_128", "NumberOfBytes": 1024})).await.unwrap());
-    assert_eq!(unb64(dk["Plaintext"].as_str().unwrap()).len(), 1024, "NumberOfBytes wins over KeySpec");
-    err(&c.kms("GenerateDataKey", json!({"KeyId": key_id, "NumberOfBytes": 1025})).await.unwrap(), "InvalidParameterValue");
-    err(&c.kms("GenerateDataKey", json!({"KeyId": key_id, "NumberOfBytes": 0})).await.unwrap(), "InvalidParameterValue");
-    err(&c.kms("GenerateDataKey", json!({"KeyId": key_id, "KeySpec": "AES_512"})).await.unwrap(), "InvalidParameterValue");
-    err(&c.kms("GenerateDataKey", json!({"KeyId": key_id})).await.unwrap(), "MissingParameter");
+    let dk = ok(c
+        .kms(
+            "GenerateDataKey",
+            json!({"KeyId": key_id, "KeySpec": "AES_128", "NumberOfBytes": 1024}),
+        )
+        .await
+        .unwrap());
+    assert_eq!(
+        unb64(dk["Plaintext"].as_str().unwrap()).len(),
+        1024,
+        "NumberOfBytes wins over KeySpec"
+    );
+    err(
+        &c.kms(
+            "GenerateDataKey",
+            json!({"KeyId": key_id, "NumberOfBytes": 1025}),
+        )
+        .await
+        .unwrap(),
+        "InvalidParameterValue",
+    );
+    err(
+        &c.kms(
+            "GenerateDataKey",
+            json!({"KeyId": key_id, "NumberOfBytes": 0}),
+        )
+        .await
+        .unwrap(),
+        "InvalidParameterValue",
+    );
+    err(
+        &c.kms(
+            "GenerateDataKey",
+            json!({"KeyId": key_id, "KeySpec": "AES_512"}),
+        )
+        .await
+        .unwrap(),
+        "InvalidParameterValue",
+    );
+    err(
+        &c.kms("GenerateDataKey", json!({"KeyId": key_id}))
+            .await
+            .unwrap(),
+        "MissingParameter",
+    );
 
     // Random.
-    let a = unb64(ok(c.kms("GenerateRandom", json!({"NumberOfBytes": 1024})).await.unwrap())["Plaintext"].as_str().unwrap());
-    let b = unb64(ok(c.kms("GenerateRandom", json!({"NumberOfBytes": 1024})).await.unwrap())["Plaintext"].as_str().unwrap());
+    let a = unb64(
+        ok(c.kms("GenerateRandom", json!({"NumberOfBytes": 1024}))
+            .await
+            .unwrap())["Plaintext"]
+            .as_str()
+            .unwrap(),
+    );
+    let b = unb64(
+        ok(c.kms("GenerateRandom", json!({"NumberOfBytes": 1024}))
+            .await
+            .unwrap())["Plaintext"]
+            .as_str()
+            .unwrap(),
+    );
     assert_eq!(a.len(), 1024);
     assert_ne!(a, b);
-    assert_eq!(unb64(ok(c.kms("GenerateRandom", json!({"NumberOfBytes": "1"})).await.unwrap())["Plaintext"].as_str().unwrap()).len(), 1);
-    err(&c.kms("GenerateRandom", json!({"NumberOfBytes": 0})).await.unwrap(), "InvalidParameterValue");
-    err(&c.kms("GenerateRandom", json!({"NumberOfBytes": 1025})).await.unwrap(), "InvalidParameterValue");
-    err(&c.kms("GenerateRandom", json!({})).await.unwrap(), "MissingParameter");
+    assert_eq!(
+        unb64(
+            ok(c.kms("GenerateRandom", json!({"NumberOfBytes": "1"}))
+                .await
+                .unwrap())["Plaintext"]
+                .as_str()
+                .unwrap()
+        )
+        .len(),
+        1
+    );
+    err(
+        &c.kms("GenerateRandom", json!({"NumberOfBytes": 0}))
+            .await
+            .unwrap(),
+        "InvalidParameterValue",
+    );
+    err(
+        &c.kms("GenerateRandom", json!({"NumberOfBytes": 1025}))
+            .await
+            .unwrap(),
+        "InvalidParameterValue",
+    );
+    err(
+        &c.kms("GenerateRandom", json!({})).await.unwrap(),
+        "MissingParameter",
+    );
 
     // Service queries.
     let regions = ok(c.kms("GetRegions", json!({})).await.unwrap());
     assert_eq!(regions["Regions"], json!([REGION]));
     let algs = ok(c.kms("ListAlgorithms", json!({})).await.unwrap());
-    assert_eq!(algs["SymmetricAlgorithms"], json!([{"KeyUsage": "ENCRYPT_DECRYPT", "Algorithm": "AES_256"}]));
+    assert_eq!(
+        algs["SymmetricAlgorithms"],
+        json!([{"KeyUsage": "ENCRYPT_DECRYPT", "Algorithm": "AES_256"}])
+    );
     let status = ok(c.kms("GetServiceStatus", json!({})).await.unwrap());
     assert_eq!(status["ServiceEnabled"], true);
     assert_eq!(status["CmkUserCount"], 1);
@@ -200,9 +528,21 @@ async fn authentication_failures() {
     let d = Daemon::softhsm();
     let c = d.client();
     let wrong_key = c.with_credentials(&d.cred.secret_id, "WrongSecretKey00000000000000000000");
-    err(&wrong_key.kms("GenerateRandom", json!({"NumberOfBytes": 4})).await.unwrap(), "AuthFailure.SignatureFailure");
+    err(
+        &wrong_key
+            .kms("GenerateRandom", json!({"NumberOfBytes": 4}))
+            .await
+            .unwrap(),
+        "AuthFailure.SignatureFailure",
+    );
     let unknown = c.with_credentials("AKIDunknown000000000000000000000000", &d.cred.secret_key);
-    err(&unknown.kms("GenerateRandom", json!({"NumberOfBytes": 4})).await.unwrap(), "AuthFailure.SecretIdNotFound");
+    err(
+        &unknown
+            .kms("GenerateRandom", json!({"NumberOfBytes": 4}))
+            .await
+            .unwrap(),
+        "AuthFailure.SecretIdNotFound",
+    );
 
     let send = |timestamp: Option<i64>, headers: Vec<(String, String)>, host: Option<String>| {
         let c = c.clone();
@@ -225,15 +565,51 @@ async fn authentication_failures() {
         }
     };
     let now = keyward::client::now();
-    err(&send(Some(now - 301), vec![], None).await, "AuthFailure.SignatureExpire");
-    err(&send(Some(now + 400), vec![], None).await, "AuthFailure.SignatureExpire");
+    err(
+        &send(Some(now - 301), vec![], None).await,
+        "AuthFailure.SignatureExpire",
+    );
+    err(
+        &send(Some(now + 400), vec![], None).await,
+        "AuthFailure.SignatureExpire",
+    );
     ok(send(Some(now - 200), vec![], None).await);
-    err(&send(None, vec![("Authorization".into(), "Basic abc".into())], None).await, "AuthFailure.InvalidAuthorization");
-    err(&send(None, vec![("X-TC-Region".into(), "mars-1".into())], None).await, "UnsupportedRegion");
-    err(&send(None, vec![("X-TC-Version".into(), "2017-03-12".into())], None).await, "NoSuchVersion");
-    err(&send(None, vec![("X-TC-Action".into(), "LaunchRockets".into())], None).await, "InvalidAction");
+    err(
+        &send(
+            None,
+            vec![("Authorization".into(), "Basic abc".into())],
+            None,
+        )
+        .await,
+        "AuthFailure.InvalidAuthorization",
+    );
+    err(
+        &send(None, vec![("X-TC-Region".into(), "mars-1".into())], None).await,
+        "UnsupportedRegion",
+    );
+    err(
+        &send(
+            None,
+            vec![("X-TC-Version".into(), "2017-03-12".into())],
+            None,
+        )
+        .await,
+        "NoSuchVersion",
+    );
+    err(
+        &send(
+            None,
+            vec![("X-TC-Action".into(), "LaunchRockets".into())],
+            None,
+        )
+        .await,
+        "InvalidAction",
+    );
     // A header swapped after signing breaks the signature.
-    err(&send(None, vec![("Host".into(), "evil.example:80".into())], None).await, "AuthFailure.SignatureFailure");
+    err(
+        &send(None, vec![("Host".into(), "evil.example:80".into())], None).await,
+        "AuthFailure.SignatureFailure",
+    );
     // tccli's `--endpoint http://host:port` signs a Host header that carries the scheme.
     ok(send(None, vec![], Some(format!("http://127.0.0.1:{}", d.port))).await);
     // A credential scope naming another service is refused.
@@ -257,7 +633,10 @@ async fn authentication_failures() {
 async fn bad_input_gets_documented_codes_and_daemon_keeps_serving() {
     let d = Daemon::softhsm();
     let c = d.client();
-    let key_id = ok(c.kms("CreateKey", json!({"Alias": unique("bad")})).await.unwrap())["KeyId"]
+    let key_id = ok(c
+        .kms("CreateKey", json!({"Alias": unique("bad")}))
+        .await
+        .unwrap())["KeyId"]
         .as_str()
         .unwrap()
         .to_string();
@@ -281,19 +660,57 @@ async fn bad_input_gets_documented_codes_and_daemon_keeps_serving() {
             serde_json::from_slice::<serde_json::Value>(&r.body).unwrap()["Response"].clone()
         }
     };
-    err(&raw("Encrypt", b"{not json".to_vec()).await, "InvalidParameter");
+    err(
+        &raw("Encrypt", b"{not json".to_vec()).await,
+        "InvalidParameter",
+    );
     err(&raw("Encrypt", b"[1,2]".to_vec()).await, "InvalidParameter");
-    err(&raw("Encrypt", format!("{{\"KeyId\": 5, \"Plaintext\": \"eA==\"}}").into_bytes()).await, "InvalidParameter");
-    err(&raw("Encrypt", format!("{{\"KeyId\": \"{key_id}\"}}").into_bytes()).await, "MissingParameter");
-    err(&raw("Encrypt", format!("{{\"KeyId\": \"{key_id}\", \"Plaintext\": \"eA==\", \"Bogus\": 1}}").into_bytes()).await, "UnknownParameter");
-    err(&raw("GenerateRandom", b"{\"NumberOfBytes\": \"lots\"}".to_vec()).await, "InvalidParameter");
-    err(&raw("GenerateRandom", b"{\"NumberOfBytes\": -4}".to_vec()).await, "InvalidParameter");
-    err(&raw("Encrypt", vec![b' '; 70_000]).await, "RequestSizeLimitExceeded");
+    err(
+        &raw("Encrypt", br#"{"KeyId": 5, "Plaintext": "eA=="}"#.to_vec()).await,
+        "InvalidParameter",
+    );
+    err(
+        &raw(
+            "Encrypt",
+            format!("{{\"KeyId\": \"{key_id}\"}}").into_bytes(),
+        )
+        .await,
+        "MissingParameter",
+    );
+    err(
+        &raw(
+            "Encrypt",
+            format!("{{\"KeyId\": \"{key_id}\", \"Plaintext\": \"eA==\", \"Bogus\": 1}}")
+                .into_bytes(),
+        )
+        .await,
+        "UnknownParameter",
+    );
+    err(
+        &raw("GenerateRandom", b"{\"NumberOfBytes\": \"lots\"}".to_vec()).await,
+        "InvalidParameter",
+    );
+    err(
+        &raw("GenerateRandom", b"{\"NumberOfBytes\": -4}".to_vec()).await,
+        "InvalidParameter",
+    );
+    err(
+        &raw("Encrypt", vec![b' '; 70_000]).await,
+        "RequestSizeLimitExceeded",
+    );
     err(&raw("NoSuchThing", b"{}".to_vec()).await, "InvalidAction");
-    err(&raw("Decrypt", b"{\"CiphertextBlob\": \"AAAA\"}".to_vec()).await, "InvalidParameterValue.InvalidCiphertext");
+    err(
+        &raw("Decrypt", b"{\"CiphertextBlob\": \"AAAA\"}".to_vec()).await,
+        "InvalidParameterValue.InvalidCiphertext",
+    );
     // Still serving, and nothing was half-written.
-    ok(c.kms("GenerateRandom", json!({"NumberOfBytes": 4})).await.unwrap());
-    assert_eq!(ok(c.kms("ListKeys", json!({})).await.unwrap())["TotalCount"], 1);
+    ok(c.kms("GenerateRandom", json!({"NumberOfBytes": 4}))
+        .await
+        .unwrap());
+    assert_eq!(
+        ok(c.kms("ListKeys", json!({})).await.unwrap())["TotalCount"],
+        1
+    );
 
     // A GET is refused with a Tencent error, not an HTTP error page.
     let out = std::process::Command::new("curl")

@@ -23,11 +23,18 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 async fn pin_holder_cannot_extract_keys_and_token_holds_no_extractable_key() {
     let mut d = Daemon::softhsm();
     let c = d.client();
-    let key_id = ok(c.kms("CreateKey", json!({"Alias": unique("attack")})).await.unwrap())["KeyId"]
+    let key_id = ok(c
+        .kms("CreateKey", json!({"Alias": unique("attack")}))
+        .await
+        .unwrap())["KeyId"]
         .as_str()
         .unwrap()
         .to_string();
-    ok(c.kms("Encrypt", json!({"KeyId": key_id, "Plaintext": b64(b"x")})).await.unwrap());
+    ok(
+        c.kms("Encrypt", json!({"KeyId": key_id, "Plaintext": b64(b"x")}))
+            .await
+            .unwrap(),
+    );
     d.stop();
 
     // The sealed key as the store keeps it.
@@ -83,7 +90,10 @@ async fn pin_holder_cannot_extract_keys_and_token_holds_no_extractable_key() {
         Attribute::NeverExtractable(true),
         Attribute::Modifiable(false),
     ] {
-        assert!(attrs.contains(&expect), "root key lacks {expect:?}: {attrs:?}");
+        assert!(
+            attrs.contains(&expect),
+            "root key lacks {expect:?}: {attrs:?}"
+        );
     }
 
     // The attack: unwrap the daemon's sealed CMK as an extractable, non-sensitive key.
@@ -96,18 +106,27 @@ async fn pin_holder_cannot_extract_keys_and_token_holds_no_extractable_key() {
     ];
     match s.unwrap_key(&Mechanism::AesKeyWrapPad, root, wrapped, &weak) {
         Err(CkError::Pkcs11(RvError::TemplateInconsistent, _)) => {}
-        other => panic!("the PIN-holder unwrap must fail with CKR_TEMPLATE_INCONSISTENT, got {other:?}"),
+        other => {
+            panic!("the PIN-holder unwrap must fail with CKR_TEMPLATE_INCONSISTENT, got {other:?}")
+        }
     }
 
     // No token object is extractable, and no CMK is stored in the token at all: only the
     // root and seal keys.
     let all = s.find_objects(&[Attribute::Token(true)]).unwrap();
-    assert!(all.len() <= 2, "token holds {} objects, expected only root and seal keys", all.len());
+    assert!(
+        all.len() <= 2,
+        "token holds {} objects, expected only root and seal keys",
+        all.len()
+    );
     for h in all {
         let a = s
             .get_attributes(h, &[AttributeType::Extractable, AttributeType::Label])
             .unwrap();
-        assert!(!a.contains(&Attribute::Extractable(true)), "extractable token object: {a:?}");
+        assert!(
+            !a.contains(&Attribute::Extractable(true)),
+            "extractable token object: {a:?}"
+        );
     }
 }
 
@@ -115,21 +134,34 @@ async fn pin_holder_cannot_extract_keys_and_token_holds_no_extractable_key() {
 async fn no_plaintext_in_database_wal_or_logs() {
     let mut d = Daemon::softhsm();
     let c = d.client();
-    let key_id = ok(c.kms("CreateKey", json!({"Alias": unique("grep")})).await.unwrap())["KeyId"]
+    let key_id = ok(c
+        .kms("CreateKey", json!({"Alias": unique("grep")}))
+        .await
+        .unwrap())["KeyId"]
         .as_str()
         .unwrap()
         .to_string();
     let secret_input = b"KEYWARD-GREP-MARKER-plaintext-must-not-persist-0123456789";
     let enc = ok(c
-        .kms("Encrypt", json!({"KeyId": key_id, "Plaintext": b64(secret_input)}))
+        .kms(
+            "Encrypt",
+            json!({"KeyId": key_id, "Plaintext": b64(secret_input)}),
+        )
         .await
         .unwrap());
     let dk = ok(c
-        .kms("GenerateDataKey", json!({"KeyId": key_id, "KeySpec": "AES_256"}))
+        .kms(
+            "GenerateDataKey",
+            json!({"KeyId": key_id, "KeySpec": "AES_256"}),
+        )
         .await
         .unwrap());
     let data_key = unb64(dk["Plaintext"].as_str().unwrap());
-    ok(c.kms("Decrypt", json!({"CiphertextBlob": enc["CiphertextBlob"]})).await.unwrap());
+    ok(
+        c.kms("Decrypt", json!({"CiphertextBlob": enc["CiphertextBlob"]}))
+            .await
+            .unwrap(),
+    );
 
     // Look while the daemon runs (WAL not yet checkpointed) and after it stops.
     let (log, data_dir, api_key) = (d.log.clone(), d.data_dir(), d.cred.secret_key.clone());
@@ -147,19 +179,29 @@ async fn no_plaintext_in_database_wal_or_logs() {
                 ("data key (base64)", b64(&data_key).into_bytes()),
                 ("root API SecretKey", api_key.as_bytes().to_vec()),
             ] {
-                assert!(!contains(&bytes, &needle), "{what} found in {} ({when})", f.display());
+                assert!(
+                    !contains(&bytes, &needle),
+                    "{what} found in {} ({when})",
+                    f.display()
+                );
             }
         }
         files.len()
     };
-    assert!(check("running") >= 3, "expected the database, its WAL and the log");
+    assert!(
+        check("running") >= 3,
+        "expected the database, its WAL and the log"
+    );
     d.stop();
     check("stopped");
 }
 
 async fn restart_round_trip(mut d: Daemon) {
     let c = d.client();
-    let key_id = ok(c.kms("CreateKey", json!({"Alias": unique("restart")})).await.unwrap())["KeyId"]
+    let key_id = ok(c
+        .kms("CreateKey", json!({"Alias": unique("restart")}))
+        .await
+        .unwrap())["KeyId"]
         .as_str()
         .unwrap()
         .to_string();
@@ -171,12 +213,20 @@ async fn restart_round_trip(mut d: Daemon) {
     d.restart();
     let c = d.client();
     let dec = ok(c
-        .kms("Decrypt", json!({"CiphertextBlob": blob, "EncryptionContext": "{\"a\":\"b\"}"}))
+        .kms(
+            "Decrypt",
+            json!({"CiphertextBlob": blob, "EncryptionContext": "{\"a\":\"b\"}"}),
+        )
         .await
         .unwrap());
     assert_eq!(unb64(dec["Plaintext"].as_str().unwrap()), b"survives");
     // The same credential still authenticates and the key still encrypts.
-    ok(c.kms("Encrypt", json!({"KeyId": key_id, "Plaintext": b64(b"again")})).await.unwrap());
+    ok(c.kms(
+        "Encrypt",
+        json!({"KeyId": key_id, "Plaintext": b64(b"again")}),
+    )
+    .await
+    .unwrap());
 }
 
 #[tokio::test(flavor = "multi_thread")]

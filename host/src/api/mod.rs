@@ -92,8 +92,10 @@ async fn handle(State(st): State<Arc<AppState>>, req: Request<Body>) -> Response
             // than paying a hand-off to the blocking pool (measured in docs/benchmarks.md).
             // The PKCS#11 session pool is at least as large as the worker pool, so a worker
             // never waits for a session here.
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| dispatch(&st, &parts, &body)))
-                .map_err(|_| Error::Internal("action handler panicked".into()))?
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                dispatch(&st, &parts, &body)
+            }))
+            .map_err(|_| Error::Internal("action handler panicked".into()))?
         } else {
             let st = st.clone();
             tokio::task::spawn_blocking(move || dispatch(&st, &parts, &body))

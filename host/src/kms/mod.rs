@@ -320,7 +320,12 @@ impl Kms {
 
     fn cached_version(&self, key_id: &str, version: u32) -> Result<Option<Arc<KeyVersion>>> {
         let cache_key = (key_id.to_string(), version);
-        if let Some(v) = self.versions.read().ok().and_then(|m| m.get(&cache_key).cloned()) {
+        if let Some(v) = self
+            .versions
+            .read()
+            .ok()
+            .and_then(|m| m.get(&cache_key).cloned())
+        {
             return Ok(Some(v));
         }
         let Some(v) = self.store.get_version(key_id, version)? else {

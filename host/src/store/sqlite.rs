@@ -4,8 +4,8 @@
 use super::*;
 use crate::error::Error;
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
-use std::path::Path;
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::{Mutex, RwLock};
 
 const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_init.sql")];

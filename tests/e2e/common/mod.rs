@@ -48,7 +48,16 @@ pub fn make_token(dir: &Path) -> PathBuf {
     .unwrap();
     let st = Command::new("softhsm2-util")
         .env("SOFTHSM2_CONF", &conf)
-        .args(["--init-token", "--free", "--label", TOKEN_LABEL, "--pin", PIN, "--so-pin", "5678"])
+        .args([
+            "--init-token",
+            "--free",
+            "--label",
+            TOKEN_LABEL,
+            "--pin",
+            PIN,
+            "--so-pin",
+            "5678",
+        ])
         .stdout(Stdio::null())
         .status()
         .expect("softhsm2-util runs");
@@ -101,7 +110,8 @@ impl Daemon {
             .arg("init")
             .arg("--config")
             .arg(&d.config)
-            .output().expect("keyward init runs");
+            .output()
+            .expect("keyward init runs");
         assert!(
             out.status.success(),
             "keyward init failed: {}",
@@ -197,8 +207,13 @@ impl Daemon {
     }
 
     pub fn client(&self) -> TcClient {
-        TcClient::new(&self.endpoint(), &self.cred.secret_id, &self.cred.secret_key, REGION)
-            .unwrap()
+        TcClient::new(
+            &self.endpoint(),
+            &self.cred.secret_id,
+            &self.cred.secret_key,
+            REGION,
+        )
+        .unwrap()
     }
 
     pub fn log_text(&self) -> Vec<u8> {
