@@ -322,10 +322,7 @@ impl Pkcs11Hsm {
     ) -> Result<(Vec<u8>, Vec<u8>), Error> {
         let wrapped = parse_aes_blob(sealed)?;
         let mut s = self.pool.checkout()?;
-        let mut nonce = [0u8; GCM_NONCE_LEN];
-        s.call("C_GenerateRandom", |s, _| {
-            s.generate_random_slice(&mut nonce)
-        })?;
+        let nonce: [u8; GCM_NONCE_LEN] = s.nonce()?;
         let ct = with_data_key(&mut s, sealed, wrapped, |s, key| {
             gcm_encrypt(s, GcmKey::Data(key), &nonce, aad, plaintext)
         })?;
@@ -376,10 +373,7 @@ impl Pkcs11Hsm {
 
 /// AES-GCM-seal software material under the seal key: `0x03 || nonce || ct||tag`.
 fn seal_with(s: &mut SessionGuard<'_>, material: &[u8]) -> Result<Vec<u8>, Error> {
-    let mut nonce = [0u8; GCM_NONCE_LEN];
-    s.call("C_GenerateRandom", |s, _| {
-        s.generate_random_slice(&mut nonce)
-    })?;
+    let nonce: [u8; GCM_NONCE_LEN] = s.nonce()?;
     let ct = gcm_encrypt(s, GcmKey::Seal, &nonce, SOFTWARE_AAD, material)?;
     let mut blob = Vec::with_capacity(1 + GCM_NONCE_LEN + ct.len());
     blob.push(FORMAT_SOFTWARE);

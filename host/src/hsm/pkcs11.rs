@@ -21,9 +21,10 @@ impl Pkcs11Backend {
             module: cfg.module.clone(),
             token_label: cfg.token_label.clone(),
             pin: cfg.pin()?,
-            // Inline actions run on the runtime's worker threads; with at least one session per
-            // worker (plus two for the blocking pool) a worker never waits for a session.
-            pool_size: cfg.pool_size.max(workers() + 2),
+            // Fewer sessions than worker threads is safe (a worker waits microseconds for a
+            // session whose holder never yields while holding it) and can be faster: SoftHSM2
+            // slows down with concurrent callers. Size it by measurement (docs/benchmarks.md).
+            pool_size: cfg.pool_size.max(1),
         })?;
         tracing::info!(
             module = %cfg.module.display(),
@@ -33,10 +34,6 @@ impl Pkcs11Backend {
         );
         Ok(Pkcs11Backend { token })
     }
-}
-
-fn workers() -> usize {
-    std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
 impl Hsm for Pkcs11Backend {
