@@ -386,3 +386,64 @@ fn check_batch(ids: &[String]) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::SystemClock;
+    use crate::hsm::EmbeddedHsm;
+    use crate::store::SqliteStore;
+
+    fn kms(dir: &std::path::Path) -> Kms {
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.join("k.db")).unwrap());
+        let hsm: Arc<dyn Hsm> = Arc::new(EmbeddedHsm::open(dir).unwrap());
+        Kms::new(store, hsm, Arc::new(Config::default()), Arc::new(SystemClock))
+    }
+
+    fn caller() -> Caller {
+        Caller {
+            owner_uin: 1,
+            uin: 1,
+            region: "ap-guangzhou".into(),
+        }
+    }
+
+    #[test]
+    fn every_tampered_blob_byte_is_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let kms = kms(dir.path());
+        let key = kms
+            .create_key(
+                &caller(),
+                NewKey {
+                    alias: "k".into(),
+                    description: String::new(),
+                    key_usage: KEY_USAGE_ENCRYPT_DECRYPT.into(),
+                    origin_type: 1,
+                    tags: vec![],
+                },
+            )
+            .unwrap();
+        let (blob, _) = kms
+            .encrypt(&caller(), &key.key_id, b"payload", Some(r#"{"a":"b"}"#))
+            .unwrap();
+        let (_, pt) = kms.decrypt(&caller(), &blob, Some(r#"{"a": "b"}"#)).unwrap();
+        assert_eq!(pt.as_slice(), b"payload");
+        for i in 0..blob.len() {
+            for bit in [0x01u8, 0x80] {
+                let mut t = blob.clone();
+                t[i] ^= bit;
+                assert!(
+                    kms.decrypt(&caller(), &t, Some(r#"{"a":"b"}"#)).is_err(),
+                    "byte {i} bit {bit:#x} accepted"
+                );
+            }
+        }
+        for cut in 0..blob.len() {
+            assert!(kms.decrypt(&caller(), &blob[..cut], Some(r#"{"a":"b"}"#)).is_err());
+        }
+        let mut longer = blob.clone();
+        longer.push(0);
+        assert!(kms.decrypt(&caller(), &longer, Some(r#"{"a":"b"}"#)).is_err());
+    }
+}

@@ -68,17 +68,27 @@ pub fn make_token(dir: &Path) -> PathBuf {
 impl Daemon {
     /// A daemon on a fresh SoftHSM2 token.
     pub fn softhsm() -> Daemon {
+        Self::softhsm_with("")
+    }
+
+    /// A daemon on a fresh SoftHSM2 token, with extra top-level configuration (placed before
+    /// the `[hsm]` table).
+    pub fn softhsm_with(extra: &str) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
         let conf = make_token(dir.path());
         let hsm = format!(
-            "[hsm]\nbackend = \"pkcs11\"\nmodule = \"{SOFTHSM_MODULE}\"\ntoken_label = \"{TOKEN_LABEL}\"\npin_env = \"KEYWARD_TEST_PIN\"\npool_size = 4\n"
+            "{extra}\n[hsm]\nbackend = \"pkcs11\"\nmodule = \"{SOFTHSM_MODULE}\"\ntoken_label = \"{TOKEN_LABEL}\"\npin_env = \"KEYWARD_TEST_PIN\"\npool_size = 4\n"
         );
         Self::with_config(dir, Some(conf), &hsm)
     }
 
     /// A daemon on the embedded (in-process firmware) backend.
     pub fn embedded() -> Daemon {
-        Self::with_config(tempfile::tempdir().unwrap(), None, "")
+        Self::embedded_with("")
+    }
+
+    pub fn embedded_with(extra: &str) -> Daemon {
+        Self::with_config(tempfile::tempdir().unwrap(), None, extra)
     }
 
     fn with_config(dir: tempfile::TempDir, softhsm_conf: Option<PathBuf>, extra: &str) -> Daemon {
@@ -87,7 +97,7 @@ impl Daemon {
         std::fs::write(
             &config,
             format!(
-                "data_dir = \"{}\"\n[limits]\nmax_body_bytes = 65536\n{extra}",
+                "data_dir = \"{}\"\n{extra}\n[limits]\nmax_body_bytes = 65536\n",
                 data.display()
             ),
         )

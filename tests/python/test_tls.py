@@ -1,0 +1,93 @@
+"""TLS: the daemon serves HTTPS with rustls when [tls] is configured, and the official SDK
+reaches it with `HttpProfile(certification=...)`. Uses the embedded backend: what is under test
+here is the transport, not the HSM."""
+
+import base64
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+from tencentcloud.common import credential
+from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
+from tencentcloud.common.profile.client_profile import ClientProfile
+from tencentcloud.common.profile.http_profile import HttpProfile
+from tencentcloud.kms.v20190118 import kms_client, models
+
+import json
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def tls_daemon():
+    binary = os.environ.get("KEYWARD_BIN") or str(REPO / "target" / "debug" / "keyward")
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.fail("openssl is needed to make the test certificate", pytrace=False)
+    tmp = Path(tempfile.mkdtemp(prefix="keyward-tls-"))
+    cert, key = tmp / "cert.pem", tmp / "key.pem"
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+         "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2",
+         "-subj", "/CN=keyward-test", "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True)
+    config = tmp / "keyward.toml"
+    config.write_text(
+        f'data_dir = "{tmp / "data"}"\n[tls]\ncert = "{cert}"\nkey = "{key}"\n')
+    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+    init = subprocess.run([binary, "init", "--config", str(config)], env=env,
+                          check=True, capture_output=True, text=True)
+    cred = json.loads(init.stdout)
+    log = open(tmp / "serve.log", "w")
+    proc = subprocess.Popen([binary, "serve", "--config", str(config), "--listen", "127.0.0.1:0"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=log)
+    port = None
+    deadline = time.monotonic() + 30
+    while port is None:
+        text = (tmp / "serve.log").read_text()
+        marker = "listening on https://127.0.0.1:"
+        if marker in text:
+            port = int(text.split(marker, 1)[1].split()[0])
+        elif proc.poll() is not None or time.monotonic() > deadline:
+            pytest.fail(f"TLS daemon did not start:\n{text}", pytrace=False)
+        else:
+            time.sleep(0.05)
+    yield {"port": port, "cert": str(cert), "cred": cred}
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=15)
+    log.close()
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _client(d, certification):
+    hp = HttpProfile(endpoint=f"127.0.0.1:{d['port']}", certification=certification)
+    cred = credential.Credential(d["cred"]["SecretId"], d["cred"]["SecretKey"])
+    return kms_client.KmsClient(cred, d["cred"]["Region"], ClientProfile(httpProfile=hp))
+
+
+def test_sdk_over_https_with_private_certificate(tls_daemon):
+    c = _client(tls_daemon, tls_daemon["cert"])
+    req = models.CreateKeyRequest()
+    req.Alias = "tls-key"
+    key_id = c.CreateKey(req).KeyId
+    req = models.EncryptRequest()
+    req.KeyId = key_id
+    req.Plaintext = base64.b64encode(b"over tls").decode()
+    blob = c.Encrypt(req).CiphertextBlob
+    req = models.DecryptRequest()
+    req.CiphertextBlob = blob
+    assert base64.b64decode(c.Decrypt(req).Plaintext) == b"over tls"
+
+
+def test_https_without_trusting_the_certificate_fails(tls_daemon):
+    c = _client(tls_daemon, None)  # certifi's bundle: our private certificate is not in it
+    req = models.GenerateRandomRequest()
+    req.NumberOfBytes = 8
+    with pytest.raises(TencentCloudSDKException) as e:
+        c.GenerateRandom(req)
+    assert "SSL" in str(e.value) or "certificate" in str(e.value).lower()
