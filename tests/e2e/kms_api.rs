@@ -731,7 +731,13 @@ async fn regions_are_separate_and_gm_region_uses_sm4() {
         "[[regions]]\nname = \"ap-guangzhou\"\nalgorithm = \"AES_256\"\n\n[[regions]]\nname = \"ap-beijing\"\nalgorithm = \"SM4\"\n",
     );
     let gz = d.client();
-    let bj = keyward::client::TcClient::new(&d.endpoint(), &d.cred.secret_id, &d.cred.secret_key, "ap-beijing").unwrap();
+    let bj = keyward::client::TcClient::new(
+        &d.endpoint(),
+        &d.cred.secret_id,
+        &d.cred.secret_key,
+        "ap-beijing",
+    )
+    .unwrap();
     let regions = ok(gz.kms("GetRegions", json!({})).await.unwrap());
     assert_eq!(regions["Regions"], json!(["ap-guangzhou", "ap-beijing"]));
     let algs = ok(bj.kms("ListAlgorithms", json!({})).await.unwrap());
@@ -739,33 +745,82 @@ async fn regions_are_separate_and_gm_region_uses_sm4() {
 
     // The same alias may exist once per region; keys are invisible across regions.
     let alias = unique("both");
-    let gz_key = ok(gz.kms("CreateKey", json!({"Alias": alias})).await.unwrap())["KeyId"].as_str().unwrap().to_string();
-    let bj_key = ok(bj.kms("CreateKey", json!({"Alias": alias})).await.unwrap())["KeyId"].as_str().unwrap().to_string();
-    err(&bj.kms("DescribeKey", json!({"KeyId": gz_key})).await.unwrap(), "ResourceUnavailable.CmkNotFound");
-    assert_eq!(ok(bj.kms("ListKeys", json!({})).await.unwrap())["TotalCount"], 1);
+    let gz_key = ok(gz.kms("CreateKey", json!({"Alias": alias})).await.unwrap())["KeyId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let bj_key = ok(bj.kms("CreateKey", json!({"Alias": alias})).await.unwrap())["KeyId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    err(
+        &bj.kms("DescribeKey", json!({"KeyId": gz_key}))
+            .await
+            .unwrap(),
+        "ResourceUnavailable.CmkNotFound",
+    );
+    assert_eq!(
+        ok(bj.kms("ListKeys", json!({})).await.unwrap())["TotalCount"],
+        1
+    );
 
-    let meta = ok(bj.kms("DescribeKey", json!({"KeyId": bj_key})).await.unwrap())["KeyMetadata"].clone();
+    let meta = ok(bj
+        .kms("DescribeKey", json!({"KeyId": bj_key}))
+        .await
+        .unwrap())["KeyMetadata"]
+        .clone();
     assert_eq!(meta["Type"], 4, "GM region keys report Type 4");
     assert_eq!(meta["Algorithm"], "SM4");
     assert_eq!(meta["ProtectionLevel"], "SOFTWARE", "SoftHSM2 has no SM4");
 
     let blob = ok(bj.kms("Encrypt", json!({"KeyId": bj_key, "Plaintext": b64(b"sm4 data"), "EncryptionContext": "{\"x\":\"y\"}"})).await.unwrap())["CiphertextBlob"].clone();
-    let dec = ok(bj.kms("Decrypt", json!({"CiphertextBlob": blob, "EncryptionContext": "{\"x\":\"y\"}"})).await.unwrap());
+    let dec = ok(bj
+        .kms(
+            "Decrypt",
+            json!({"CiphertextBlob": blob, "EncryptionContext": "{\"x\":\"y\"}"}),
+        )
+        .await
+        .unwrap());
     assert_eq!(unb64(dec["Plaintext"].as_str().unwrap()), b"sm4 data");
-    err(&bj.kms("Decrypt", json!({"CiphertextBlob": blob})).await.unwrap(), "FailedOperation.DecryptError");
+    err(
+        &bj.kms("Decrypt", json!({"CiphertextBlob": blob}))
+            .await
+            .unwrap(),
+        "FailedOperation.DecryptError",
+    );
     // A blob from one region does not decrypt in another.
-    err(&gz.kms("Decrypt", json!({"CiphertextBlob": blob, "EncryptionContext": "{\"x\":\"y\"}"})).await.unwrap(), "ResourceUnavailable.CmkNotFound");
-    let dk = ok(bj.kms("GenerateDataKey", json!({"KeyId": bj_key, "NumberOfBytes": 16})).await.unwrap());
-    let back = ok(bj.kms("Decrypt", json!({"CiphertextBlob": dk["CiphertextBlob"]})).await.unwrap());
+    err(
+        &gz.kms(
+            "Decrypt",
+            json!({"CiphertextBlob": blob, "EncryptionContext": "{\"x\":\"y\"}"}),
+        )
+        .await
+        .unwrap(),
+        "ResourceUnavailable.CmkNotFound",
+    );
+    let dk = ok(bj
+        .kms(
+            "GenerateDataKey",
+            json!({"KeyId": bj_key, "NumberOfBytes": 16}),
+        )
+        .await
+        .unwrap());
+    let back = ok(bj
+        .kms("Decrypt", json!({"CiphertextBlob": dk["CiphertextBlob"]}))
+        .await
+        .unwrap());
     assert_eq!(back["Plaintext"], dk["Plaintext"]);
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[allow(clippy::zombie_processes)] // the children are returned to the caller, which waits
 async fn first_serve_on_empty_directory_prints_root_key_once() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let start = || {
-        let log = dir.path().join(format!("serve-{}.log", uuid::Uuid::new_v4().simple()));
+        let log = dir
+            .path()
+            .join(format!("serve-{}.log", uuid::Uuid::new_v4().simple()));
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_keyward"))
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(&data)
@@ -776,7 +831,12 @@ async fn first_serve_on_empty_directory_prints_root_key_once() {
         loop {
             let text = std::fs::read_to_string(&log).unwrap_or_default();
             if let Some(p) = text.find("listening on http://127.0.0.1:") {
-                let port: u16 = text[p + 30..].chars().take_while(|c| c.is_ascii_digit()).collect::<String>().parse().unwrap();
+                let port: u16 = text[p + 30..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_digit())
+                    .collect::<String>()
+                    .parse()
+                    .unwrap();
                 return (child, text, port);
             }
             assert!(std::time::Instant::now() < deadline, "no start: {text}");
@@ -784,7 +844,10 @@ async fn first_serve_on_empty_directory_prints_root_key_once() {
         }
     };
     let (mut first, text, port) = start();
-    let line = text.lines().find(|l| l.starts_with("{\"SecretId\"")).expect("credential JSON on stderr");
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("{\"SecretId\""))
+        .expect("credential JSON on stderr");
     let cred: serde_json::Value = serde_json::from_str(line).unwrap();
     let c = keyward::client::TcClient::new(
         &format!("http://127.0.0.1:{port}"),
@@ -793,18 +856,26 @@ async fn first_serve_on_empty_directory_prints_root_key_once() {
         cred["Region"].as_str().unwrap(),
     )
     .unwrap();
-    ok(c.kms("GenerateRandom", json!({"NumberOfBytes": 8})).await.unwrap());
+    ok(c.kms("GenerateRandom", json!({"NumberOfBytes": 8}))
+        .await
+        .unwrap());
     // A second daemon on the same data directory is refused while the first runs.
     let second = std::process::Command::new(env!("CARGO_BIN_EXE_keyward"))
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(&data)
         .output()
         .unwrap();
-    assert!(!second.status.success(), "two daemons on one data directory");
+    assert!(
+        !second.status.success(),
+        "two daemons on one data directory"
+    );
     first.kill().unwrap();
     first.wait().unwrap();
     let (mut again, text, _) = start();
-    assert!(!text.contains("SecretKey"), "the root key is shown only on first start");
+    assert!(
+        !text.contains("SecretKey"),
+        "the root key is shown only on first start"
+    );
     again.kill().unwrap();
     again.wait().unwrap();
     // `init` on an initialised directory refuses instead of minting another root key.

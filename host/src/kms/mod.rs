@@ -397,7 +397,12 @@ mod tests {
     fn kms(dir: &std::path::Path) -> Kms {
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.join("k.db")).unwrap());
         let hsm: Arc<dyn Hsm> = Arc::new(EmbeddedHsm::open(dir).unwrap());
-        Kms::new(store, hsm, Arc::new(Config::default()), Arc::new(SystemClock))
+        Kms::new(
+            store,
+            hsm,
+            Arc::new(Config::default()),
+            Arc::new(SystemClock),
+        )
     }
 
     fn caller() -> Caller {
@@ -427,7 +432,9 @@ mod tests {
         let (blob, _) = kms
             .encrypt(&caller(), &key.key_id, b"payload", Some(r#"{"a":"b"}"#))
             .unwrap();
-        let (_, pt) = kms.decrypt(&caller(), &blob, Some(r#"{"a": "b"}"#)).unwrap();
+        let (_, pt) = kms
+            .decrypt(&caller(), &blob, Some(r#"{"a": "b"}"#))
+            .unwrap();
         assert_eq!(pt.as_slice(), b"payload");
         for i in 0..blob.len() {
             for bit in [0x01u8, 0x80] {
@@ -440,10 +447,14 @@ mod tests {
             }
         }
         for cut in 0..blob.len() {
-            assert!(kms.decrypt(&caller(), &blob[..cut], Some(r#"{"a":"b"}"#)).is_err());
+            assert!(kms
+                .decrypt(&caller(), &blob[..cut], Some(r#"{"a":"b"}"#))
+                .is_err());
         }
         let mut longer = blob.clone();
         longer.push(0);
-        assert!(kms.decrypt(&caller(), &longer, Some(r#"{"a":"b"}"#)).is_err());
+        assert!(kms
+            .decrypt(&caller(), &longer, Some(r#"{"a":"b"}"#))
+            .is_err());
     }
 }
