@@ -26,6 +26,50 @@ pub struct Config {
     pub hsm: HsmConfig,
     #[serde(default)]
     pub limits: Limits,
+    #[serde(default)]
+    pub alarms: AlarmConfig,
+    #[serde(default)]
+    pub scheduler: SchedulerConfig,
+    #[serde(default)]
+    pub testing: TestingConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct AlarmConfig {
+    /// `http://` URL that receives each alarm as a JSON POST.
+    #[serde(default)]
+    pub webhook: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchedulerConfig {
+    /// How often due rotations, deletion reminders and deletions are looked for.
+    #[serde(default = "default_scheduler_interval")]
+    pub interval_secs: u64,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        SchedulerConfig {
+            interval_secs: default_scheduler_interval(),
+        }
+    }
+}
+
+fn default_scheduler_interval() -> u64 {
+    60
+}
+
+/// Switches for end-to-end tests. Never enable them in production.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct TestingConfig {
+    /// Lets the root account move the service clock forward (`AdvanceClock`), so tests can
+    /// cover rotation periods and deletion windows without waiting days.
+    #[serde(default)]
+    pub adjustable_clock: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -172,6 +216,16 @@ impl Config {
         }
         for r in &self.regions {
             r.symmetric_algorithm()?;
+        }
+        if let Some(w) = &self.alarms.webhook {
+            let uri: hyper::Uri = w
+                .parse()
+                .map_err(|e| Error::Config(format!("alarms.webhook {w}: {e}")))?;
+            if uri.scheme_str() != Some("http") || uri.authority().is_none() {
+                return Err(Error::Config(format!(
+                    "alarms.webhook must be an http:// URL, not {w}"
+                )));
+            }
         }
         if self.tls.is_none() && !self.listen.ip().is_loopback() && !self.allow_insecure_http {
             return Err(Error::Config(format!(

@@ -70,6 +70,24 @@ pub enum Error {
     KeyPendingDelete(String),
     #[error("{0}")]
     CmkStateNotSupport(String),
+    #[error("CMK `{0}` must be disabled before it can be scheduled for deletion")]
+    CmkShouldBeDisabled(String),
+    #[error("CMK `{0}` is not pending deletion")]
+    CmkNotPendingDelete(String),
+    #[error("{0}")]
+    NotUserCreatedCmk(String),
+    #[error("CMK `{0}` is bound to cloud resources; unbind them first")]
+    CmkUsedByCloudProduct(String),
+    #[error("{0}")]
+    ExternalCmkCanNotRotate(String),
+    #[error("{0}")]
+    RotateRateLimited(String),
+    #[error("{0}")]
+    RotateNotSupported(String),
+    #[error("{0}")]
+    InvalidPendingWindow(String),
+    #[error("{0}")]
+    ResourceBindingNotFound(String),
     #[error("decryption failed: the ciphertext or the encryption context does not match")]
     DecryptFailed,
     #[error("the CMK quota of {0} is reached")]

@@ -1,6 +1,7 @@
 //! Keyward: an on-premises KMS speaking the Tencent Cloud KMS API, with keys that stay in an HSM.
 
 pub mod accounts;
+pub mod alarms;
 pub mod api;
 pub mod bench;
 pub mod cli;

@@ -1,7 +1,9 @@
 //! Start-up: data directory, store, HSM, accounts, then the HTTP(S) listener.
 
-use crate::accounts::{Accounts, IssuedCredential};
+use crate::accounts::{Accounts, IssuedCredential, ROOT_UIN};
+use crate::alarms::Alarms;
 use crate::api::{self, AppState};
+use crate::clock::AdjustableClock;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -20,17 +22,32 @@ pub fn bootstrap(cfg: Config) -> Result<(Arc<AppState>, Option<IssuedCredential>
     create_private_dir(&cfg.data_dir)?;
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&cfg.data_dir.join(DB_FILE))?);
     let hsm = hsm::open(&cfg)?;
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let adjustable = cfg.testing.adjustable_clock.then(|| {
+        tracing::warn!("[testing] adjustable_clock is on: the root account can move time forward");
+        Arc::new(AdjustableClock::default())
+    });
+    let clock: Arc<dyn Clock> = match &adjustable {
+        Some(c) => c.clone(),
+        None => Arc::new(SystemClock),
+    };
     let accounts = Accounts::open(store.clone(), hsm.clone(), clock.clone())?;
     let issued = accounts.ensure_root(&cfg.regions[0].name)?;
     let cfg = Arc::new(cfg);
-    let kms = Kms::new(store, hsm, cfg.clone(), clock.clone());
+    let alarms = Arc::new(Alarms::new(store.clone()));
+    let kms = Kms::new(store, hsm, cfg.clone(), clock.clone(), alarms.clone());
+    // Each served region has its service-managed key from the start, so Secrets Manager
+    // and operators always find it (ListKeys Role=1).
+    for region in &cfg.regions {
+        kms.managed_key(&region.name, ROOT_UIN)?;
+    }
     Ok((
         Arc::new(AppState {
             kms,
             accounts,
             cfg,
             clock,
+            adjustable_clock: adjustable,
+            alarms,
         }),
         issued,
     ))
@@ -51,6 +68,7 @@ fn create_private_dir(dir: &Path) -> Result<()> {
 /// Serves until SIGINT/SIGTERM. Prints `keyward: listening on <url>` on stderr once bound.
 pub async fn serve(state: Arc<AppState>) -> Result<()> {
     let cfg = state.cfg.clone();
+    spawn_background_jobs(&state)?;
     let app = api::router(state);
     match &cfg.tls {
         Some(tls) => {
@@ -85,6 +103,34 @@ pub async fn serve(state: Arc<AppState>) -> Result<()> {
         }
     }
     tracing::info!("keyward stopped");
+    Ok(())
+}
+
+/// The scheduler (rotation, deletion reminders, deletion) and the alarm webhook deliverer.
+fn spawn_background_jobs(state: &Arc<AppState>) -> Result<()> {
+    let st = state.clone();
+    let every = std::time::Duration::from_secs(state.cfg.scheduler.interval_secs.max(1));
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tick.tick().await;
+            let st = st.clone();
+            match tokio::task::spawn_blocking(move || st.kms.run_due_jobs()).await {
+                Ok(Ok((rotated, reminded, deleted))) if rotated + reminded + deleted > 0 => {
+                    tracing::info!(rotated, reminded, deleted, "scheduled jobs ran");
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::error!(error = %e, "scheduled jobs failed"),
+                Err(e) => tracing::error!(error = %e, "scheduled jobs panicked"),
+            }
+        }
+    });
+    if let Some(url) = &state.cfg.alarms.webhook {
+        let uri: hyper::Uri = url
+            .parse()
+            .map_err(|e| Error::Config(format!("alarms.webhook: {e}")))?;
+        tokio::spawn(state.alarms.clone().deliver_forever(uri));
+    }
     Ok(())
 }
 

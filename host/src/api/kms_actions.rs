@@ -28,6 +28,17 @@ pub fn handler(action: &str) -> Option<Handler> {
         "Decrypt" => decrypt,
         "GenerateDataKey" => generate_data_key,
         "GenerateRandom" => generate_random,
+        "ScheduleKeyDeletion" => schedule_key_deletion,
+        "CancelKeyDeletion" => cancel_key_deletion,
+        "ArchiveKey" => |c, b| archive(c, b, true),
+        "CancelKeyArchive" => |c, b| archive(c, b, false),
+        "EnableKeyRotation" => enable_key_rotation,
+        "DisableKeyRotation" => disable_key_rotation,
+        "GetKeyRotationStatus" => get_key_rotation_status,
+        "RotateKey" => rotate_key,
+        "ReEncrypt" => re_encrypt,
+        "BindCloudResource" => |c, b| bind_cloud_resource(c, b, true),
+        "UnbindCloudResource" => |c, b| bind_cloud_resource(c, b, false),
         "GetServiceStatus" => get_service_status,
         "GetRegions" => get_regions,
         "ListAlgorithms" => list_algorithms,
@@ -44,6 +55,8 @@ pub fn runs_inline(action: &str) -> bool {
             | "Decrypt"
             | "GenerateDataKey"
             | "GenerateRandom"
+            | "ReEncrypt"
+            | "GetKeyRotationStatus"
             | "DescribeKey"
             | "GetRegions"
             | "ListAlgorithms"
@@ -262,7 +275,7 @@ struct ListKeysRequest {
     hsm_cluster_id: Option<String>,
 }
 
-/// Role 0: keys users created; 1: keys cloud products created (there are none on-prem).
+/// Role 0: keys users created; 1: keys the service created (the managed keys).
 fn check_role(role: Option<u64>) -> Result<bool> {
     match role.unwrap_or(0) {
         0 => Ok(true),
@@ -280,6 +293,7 @@ fn base_query(ctx: &Ctx<'_>, offset: u64, limit: u64) -> KeyQuery {
         key_usage: None,
         search: None,
         tag_filters: vec![],
+        user_created: Some(true),
         newest_first: true,
         offset,
         limit,
@@ -289,10 +303,12 @@ fn base_query(ctx: &Ctx<'_>, offset: u64, limit: u64) -> KeyQuery {
 fn list_keys(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     let req: ListKeysRequest = parse(body)?;
     let (offset, limit) = page(req.offset, req.limit)?;
-    if !check_role(req.role)? || req.hsm_cluster_id.is_some_and(|c| !c.is_empty()) {
+    let user_created = check_role(req.role)?;
+    if req.hsm_cluster_id.is_some_and(|c| !c.is_empty()) {
         return out(json!({ "Keys": [], "TotalCount": 0 }));
     }
     let mut q = base_query(ctx, offset, limit);
+    q.user_created = Some(user_created);
     q.states = Some(vec![
         KeyState::Enabled,
         KeyState::Disabled,
@@ -382,9 +398,9 @@ fn list_key_detail(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
             values: t.tag_value.unwrap_or_default(),
         })
         .collect();
-    let product_keys = !check_role(req.role)?;
+    q.user_created = Some(check_role(req.role)?);
     let cluster = req.hsm_cluster_id.unwrap_or_default();
-    if product_keys || !(cluster.is_empty() || cluster == "default") {
+    if !(cluster.is_empty() || cluster == "default") {
         return out(json!({ "TotalCount": 0, "KeyMetadatas": [] }));
     }
     let (total, keys) = ctx.state.kms.query_keys(&q)?;
@@ -623,6 +639,156 @@ fn generate_random(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     }
     let bytes = ctx.state.kms.random(n as usize)?;
     out(json!({ "Plaintext": base64_encode(&bytes) }))
+}
+
+// ---------------------------------------------------------------- lifecycle
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+struct ScheduleDeletionRequest {
+    key_id: String,
+    #[serde(deserialize_with = "opt_u64")]
+    pending_window_in_days: Option<u64>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    member_account: MemberAccount,
+}
+
+fn schedule_key_deletion(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+    let req: ScheduleDeletionRequest = parse(body)?;
+    let key_id = required("KeyId", &req.key_id)?;
+    let days = req
+        .pending_window_in_days
+        .ok_or_else(|| Error::MissingParameter("PendingWindowInDays is required".into()))?;
+    let date = ctx.state.kms.schedule_deletion(&ctx.caller, key_id, days)?;
+    out(json!({ "DeletionDate": date, "KeyId": key_id }))
+}
+
+fn cancel_key_deletion(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+    let req: KeyIdRequest = parse(body)?;
+    let key_id = required("KeyId", &req.key_id)?;
+    ctx.state.kms.cancel_deletion(&ctx.caller, key_id)?;
+    out(json!({ "KeyId": key_id }))
+}
+
+fn archive(ctx: &Ctx<'_>, body: &[u8], archive: bool) -> Result<Fields> {
+    let req: KeyIdRequest = parse(body)?;
+    ctx.state
+        .kms
+        .archive(&ctx.caller, required("KeyId", &req.key_id)?, archive)?;
+    Ok(Fields::new())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+struct EnableRotationRequest {
+    key_id: String,
+    #[serde(default, deserialize_with = "opt_u64")]
+    rotate_days: Option<u64>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    member_account: MemberAccount,
+}
+
+fn enable_key_rotation(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+    let req: EnableRotationRequest = parse(body)?;
+    ctx.state.kms.enable_rotation(
+        &ctx.caller,
+        required("KeyId", &req.key_id)?,
+        req.rotate_days,
+    )?;
+    Ok(Fields::new())
+}
+
+fn disable_key_rotation(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+    let req: KeyIdRequest = parse(body)?;
+    ctx.state
+        .kms
+        .disable_rotation(&ctx.caller, required("KeyId", &req.key_id)?)?;
+    Ok(Fields::new())
+}
+
+fn get_key_rotation_status(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+    let req: KeyIdRequest = parse(body)?;
+    let k = ctx
+        .state
+        .kms
+        .rotation_status(&ctx.caller, required("KeyId", &req.key_id)?)?;
+    out(json!({ "KeyRotationEnabled": k.rotation_enabled }))
+}
+
+fn rotate_key(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+    let req: KeyIdRequest = parse(body)?;
+    let k = ctx
+        .state
+        .kms
+        .rotate_now(&ctx.caller, required("KeyId", &req.key_id)?)?;
+    // Rotation completes before the answer; the TaskId names it for callers that poll.
+    out(json!({ "TaskId": format!("rotate-{}-v{}", k.key_id, k.current_version) }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+struct ReEncryptRequest {
+    ciphertext_blob: String,
+    #[serde(default)]
+    destination_key_id: Option<String>,
+    #[serde(default)]
+    source_encryption_context: Option<String>,
+    #[serde(default)]
+    destination_encryption_context: Option<String>,
+}
+
+fn re_encrypt(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+    let req: ReEncryptRequest = parse(body)?;
+    let blob = base64_decode(
+        required("CiphertextBlob", &req.ciphertext_blob)?,
+        Error::InvalidCiphertext,
+    )?;
+    if let Some(d) = req.destination_key_id.as_deref().filter(|d| !d.is_empty()) {
+        kms::check_key_id(d)?;
+    }
+    let r = ctx.state.kms.re_encrypt(
+        &ctx.caller,
+        &blob,
+        req.destination_key_id.as_deref(),
+        req.source_encryption_context.as_deref(),
+        req.destination_encryption_context.as_deref(),
+    )?;
+    out(json!({
+        "CiphertextBlob": base64_encode(&r.blob),
+        "KeyId": r.key_id,
+        "SourceKeyId": r.source_key_id,
+        "ReEncrypted": r.re_encrypted,
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+struct BindRequest {
+    key_id: String,
+    product_id: String,
+    resource_id: String,
+}
+
+fn bind_cloud_resource(ctx: &Ctx<'_>, body: &[u8], bind: bool) -> Result<Fields> {
+    let req: BindRequest = parse(body)?;
+    let key_id = required("KeyId", &req.key_id)?;
+    let product = required("ProductId", &req.product_id)?;
+    let resource = required("ResourceId", &req.resource_id)?;
+    if product.len() > 128 || resource.len() > 256 {
+        return Err(Error::InvalidValue(
+            "ProductId must be at most 128 bytes and ResourceId at most 256".into(),
+        ));
+    }
+    if bind {
+        ctx.state.kms.bind(&ctx.caller, key_id, product, resource)?;
+    } else {
+        ctx.state
+            .kms
+            .unbind(&ctx.caller, key_id, product, resource)?;
+    }
+    Ok(Fields::new())
 }
 
 // ---------------------------------------------------------------- service queries

@@ -2,12 +2,14 @@
 //! (bounded), then authenticates, routes and runs the action on tokio's blocking pool, because
 //! store and HSM calls block.
 
+mod admin_actions;
 pub mod envelope;
 mod kms_actions;
 pub mod params;
 
 use crate::accounts::{Accounts, ApiCredential};
-use crate::clock::Clock;
+use crate::alarms::Alarms;
+use crate::clock::{AdjustableClock, Clock, SystemClock};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::kms::{Caller, Kms};
@@ -29,7 +31,12 @@ pub struct AppState {
     pub kms: Kms,
     pub accounts: Accounts,
     pub cfg: Arc<Config>,
+    /// The service clock (rotation, deletion). Request signatures are always checked against
+    /// the system clock, so an adjusted service clock never breaks authentication.
     pub clock: Arc<dyn Clock>,
+    /// Present only with `[testing] adjustable_clock`.
+    pub adjustable_clock: Option<Arc<AdjustableClock>>,
+    pub alarms: Arc<Alarms>,
 }
 
 /// Everything an action handler may use.
@@ -45,12 +52,15 @@ type Handler = fn(&Ctx<'_>, &[u8]) -> Result<Fields>;
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Product {
     Kms,
+    /// Keyward's own operator actions (service `keyward`, version `2026-11-01`).
+    Admin,
 }
 
 impl Product {
     fn from_version(v: &str) -> Option<Self> {
         match v {
             "2019-01-18" => Some(Product::Kms),
+            admin_actions::VERSION => Some(Product::Admin),
             _ => None,
         }
     }
@@ -58,18 +68,44 @@ impl Product {
     fn service(self) -> &'static str {
         match self {
             Product::Kms => "kms",
+            Product::Admin => admin_actions::SERVICE,
         }
     }
 
     fn handler(self, action: &str) -> Option<Handler> {
         match self {
             Product::Kms => kms_actions::handler(action),
+            Product::Admin => admin_actions::handler(action),
         }
     }
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new().fallback(handle).with_state(state)
+    Router::new()
+        .route("/metrics", axum::routing::get(metrics))
+        .fallback(handle)
+        .with_state(state)
+}
+
+/// Prometheus text exposition of the counters operators alert on.
+async fn metrics(State(st): State<Arc<AppState>>) -> Response {
+    use std::sync::atomic::Ordering::Relaxed;
+    let c = &st.alarms.counters;
+    let body = format!(
+        "# TYPE keyward_alarms_raised_total counter\nkeyward_alarms_raised_total {}\n\
+         # TYPE keyward_alarms_delivered_total counter\nkeyward_alarms_delivered_total {}\n\
+         # TYPE keyward_alarm_delivery_failures_total counter\nkeyward_alarm_delivery_failures_total {}\n",
+        c.raised.load(Relaxed),
+        c.delivered.load(Relaxed),
+        c.delivery_failures.load(Relaxed),
+    );
+    axum::response::IntoResponse::into_response((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        body,
+    ))
 }
 
 async fn handle(State(st): State<Arc<AppState>>, req: Request<Body>) -> Response {
@@ -173,7 +209,7 @@ fn authenticate(
     let timestamp: i64 = header(parts, "x-tc-timestamp")
         .and_then(|t| t.trim().parse().ok())
         .ok_or_else(|| Error::InvalidAuthorization("X-TC-Timestamp must be Unix seconds".into()))?;
-    if (st.clock.now() - timestamp).abs() > MAX_SKEW_SECS {
+    if (SystemClock.now() - timestamp).abs() > MAX_SKEW_SECS {
         return Err(Error::SignatureExpire);
     }
     if auth.service != service {

@@ -3,8 +3,12 @@
 
 pub mod alias;
 pub mod context;
+mod lifecycle;
 pub mod state;
 
+pub use lifecycle::{ReEncrypted, MANAGED_KEY_ALIAS, MANAGED_KEY_OWNER};
+
+use crate::alarms::{self, Alarms};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -53,6 +57,7 @@ pub struct Kms {
     hsm: Arc<dyn Hsm>,
     cfg: Arc<Config>,
     clock: Arc<dyn Clock>,
+    alarms: Arc<Alarms>,
     /// Key versions never change once written, so they are cached (sealed keys are not
     /// secret). Saves a store round trip on every Encrypt/Decrypt.
     versions: RwLock<HashMap<(String, u32), Arc<KeyVersion>>>,
@@ -67,12 +72,14 @@ impl Kms {
         hsm: Arc<dyn Hsm>,
         cfg: Arc<Config>,
         clock: Arc<dyn Clock>,
+        alarms: Arc<Alarms>,
     ) -> Self {
         Kms {
             store,
             hsm,
             cfg,
             clock,
+            alarms,
             versions: RwLock::new(HashMap::new()),
         }
     }
@@ -153,6 +160,8 @@ impl Kms {
             last_rotate_time: 0,
             current_version: u32::from(version.is_some()),
             tags: req.tags,
+            last_manual_rotate: 0,
+            last_alarm_time: 0,
         };
         self.store
             .insert_key(&key, version.as_ref(), self.cfg.limits.cmk_limit)?;
@@ -170,53 +179,6 @@ impl Kms {
         self.store.query_keys(q)
     }
 
-    pub fn update_alias(&self, caller: &Caller, key_id: &str, new_alias: &str) -> Result<()> {
-        alias::validate(new_alias)?;
-        self.update(caller, key_id, &mut |k| {
-            state::check_editable(k)?;
-            k.alias = new_alias.to_string();
-            Ok(())
-        })
-    }
-
-    pub fn update_description(&self, caller: &Caller, key_id: &str, desc: &str) -> Result<()> {
-        check_description(desc)?;
-        self.update(caller, key_id, &mut |k| {
-            state::check_editable(k)?;
-            k.description = desc.to_string();
-            Ok(())
-        })
-    }
-
-    pub fn set_enabled(&self, caller: &Caller, key_id: &str, enabled: bool) -> Result<()> {
-        self.update(caller, key_id, &mut |k| state::set_enabled(k, enabled))
-    }
-
-    /// Enables or disables several keys; all are checked first so a bad id changes nothing.
-    pub fn set_enabled_batch(&self, caller: &Caller, ids: &[String], enabled: bool) -> Result<()> {
-        check_batch(ids)?;
-        for id in ids {
-            let k = self.describe_key(caller, id)?;
-            state::check_can_set_enabled(&k, enabled)?;
-        }
-        for id in ids {
-            self.set_enabled(caller, id, enabled)?;
-        }
-        Ok(())
-    }
-
-    fn update(
-        &self,
-        caller: &Caller,
-        key_id: &str,
-        f: &mut dyn FnMut(&mut KeyRecord) -> Result<()>,
-    ) -> Result<()> {
-        check_key_id(key_id)?;
-        self.store
-            .update_key(&caller.region, caller.owner_uin, key_id, f)
-            .map(|_| ())
-    }
-
     /// Encrypts under the key's newest version. Returns the blob and the key id.
     pub fn encrypt(
         &self,
@@ -227,7 +189,7 @@ impl Kms {
     ) -> Result<(Vec<u8>, String)> {
         let ctx = context::canonical(context)?;
         let key = self.describe_key(caller, key_id)?;
-        state::check_usable_for_encrypt(&key)?;
+        self.gate(state::Op::Encrypt, &key)?;
         let version = self.version(&key, key.current_version)?;
         let blob = self.seal_data(&key, &version, &ctx, plaintext)?;
         Ok((blob, key.key_id))
@@ -268,20 +230,33 @@ impl Kms {
         context: Option<&str>,
     ) -> Result<(String, Zeroizing<Vec<u8>>)> {
         let ctx = context::canonical(context)?;
+        let (key, _, plaintext) = self.open_blob(caller, blob, &ctx, state::Op::Decrypt)?;
+        Ok((key.key_id, plaintext))
+    }
+
+    /// Authenticates and decrypts a blob; returns its key, the key version it names, and the
+    /// plaintext.
+    fn open_blob(
+        &self,
+        caller: &Caller,
+        blob: &[u8],
+        ctx: &[u8],
+        op: state::Op,
+    ) -> Result<(KeyRecord, u32, Zeroizing<Vec<u8>>)> {
         let parsed = Blob::parse(blob).map_err(|e| Error::InvalidCiphertext(e.to_string()))?;
         let key_id = uuid::Uuid::from_bytes(parsed.header.key_id).to_string();
         let key = self
             .store
             .get_key(&caller.region, caller.owner_uin, &key_id)?
             .ok_or_else(|| Error::CmkNotFound(key_id.clone()))?;
-        state::check_usable_for_decrypt(&key)?;
+        self.gate(op, &key)?;
         if parsed.header.algorithm != key.algorithm {
             return Err(Error::DecryptFailed);
         }
         let version = self
             .cached_version(&key.key_id, parsed.header.key_version)?
             .ok_or(Error::DecryptFailed)?;
-        let aad = aad(&parsed.header, &ctx);
+        let aad = aad(&parsed.header, ctx);
         let plaintext = self.hsm.decrypt(
             key.algorithm,
             &version.sealed,
@@ -289,7 +264,36 @@ impl Kms {
             &aad,
             parsed.ciphertext,
         )?;
-        Ok((key.key_id, plaintext))
+        Ok((key, parsed.header.key_version, plaintext))
+    }
+
+    /// Consults the state table; a refused use of a key that waits for deletion also raises
+    /// an alarm (someone still depends on a key that is about to disappear).
+    fn gate(&self, op: state::Op, key: &KeyRecord) -> Result<()> {
+        let res = state::check(op, key);
+        if let Err(Error::KeyPendingDelete(_)) = &res {
+            let uses_material = matches!(
+                op,
+                state::Op::Encrypt
+                    | state::Op::Decrypt
+                    | state::Op::GenerateDataKey
+                    | state::Op::ReEncryptFrom
+                    | state::Op::ReEncryptTo
+            );
+            if uses_material {
+                self.alarms.raise(
+                    self.clock.now(),
+                    &key.region,
+                    &key.key_id,
+                    alarms::KIND_PENDING_DELETE_USED,
+                    format!(
+                        "{op:?} was attempted with CMK {} which is pending deletion on {}",
+                        key.key_id, key.deletion_date
+                    ),
+                )?;
+            }
+        }
+        res
     }
 
     /// Creates a data key of `len` bytes from the HSM's RNG and encrypts it under the CMK.
@@ -302,7 +306,7 @@ impl Kms {
     ) -> Result<(Zeroizing<Vec<u8>>, Vec<u8>, String)> {
         let ctx = context::canonical(context)?;
         let key = self.describe_key(caller, key_id)?;
-        state::check_usable_for_encrypt(&key)?;
+        self.gate(state::Op::GenerateDataKey, &key)?;
         let version = self.version(&key, key.current_version)?;
         let plaintext = self.hsm.random(len)?;
         let blob = self.seal_data(&key, &version, &ctx, &plaintext)?;
@@ -390,6 +394,7 @@ fn check_batch(ids: &[String]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::alarms::Alarms;
     use crate::clock::SystemClock;
     use crate::hsm::EmbeddedHsm;
     use crate::store::SqliteStore;
@@ -397,11 +402,13 @@ mod tests {
     fn kms(dir: &std::path::Path) -> Kms {
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.join("k.db")).unwrap());
         let hsm: Arc<dyn Hsm> = Arc::new(EmbeddedHsm::open(dir).unwrap());
+        let alarms = Arc::new(Alarms::new(store.clone()));
         Kms::new(
             store,
             hsm,
             Arc::new(Config::default()),
             Arc::new(SystemClock),
+            alarms,
         )
     }
 

@@ -1,65 +1,166 @@
-//! The CMK state machine, in one place: which state allows which operation, and transitions.
+//! The CMK state machine as one table: for every operation and every key state, either
+//! "allowed" or the documented refusal. Every action consults `check` before it acts.
 
 use crate::error::{Error, Result};
 use crate::store::{KeyRecord, KeyState};
 
-/// Encrypt and GenerateDataKey need an Enabled key.
-pub fn check_usable_for_encrypt(k: &KeyRecord) -> Result<()> {
-    match k.state {
-        KeyState::Enabled => Ok(()),
-        KeyState::Archived => Err(Error::CmkArchived(k.key_id.clone())),
-        other => refuse(k, other),
+/// Operations whose permission depends on the key's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Describe,
+    Encrypt,
+    GenerateDataKey,
+    Decrypt,
+    ReEncryptFrom,
+    ReEncryptTo,
+    UpdateAlias,
+    UpdateDescription,
+    Enable,
+    Disable,
+    ScheduleDeletion,
+    CancelDeletion,
+    Archive,
+    CancelArchive,
+    EnableRotation,
+    DisableRotation,
+    GetRotationStatus,
+    Rotate,
+    Bind,
+    Unbind,
+}
+
+impl Op {
+    pub const ALL: [Op; 20] = [
+        Op::Describe,
+        Op::Encrypt,
+        Op::GenerateDataKey,
+        Op::Decrypt,
+        Op::ReEncryptFrom,
+        Op::ReEncryptTo,
+        Op::UpdateAlias,
+        Op::UpdateDescription,
+        Op::Enable,
+        Op::Disable,
+        Op::ScheduleDeletion,
+        Op::CancelDeletion,
+        Op::Archive,
+        Op::CancelArchive,
+        Op::EnableRotation,
+        Op::DisableRotation,
+        Op::GetRotationStatus,
+        Op::Rotate,
+        Op::Bind,
+        Op::Unbind,
+    ];
+}
+
+/// What a state does with an operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rule {
+    Allow,
+    /// `ResourceUnavailable.CmkDisabled`
+    Disabled,
+    /// `ResourceUnavailable.KeyPendingDelete`
+    PendingDelete,
+    /// `ResourceUnavailable.CmkArchived`
+    Archived,
+    /// `ResourceUnavailable.CmkStateNotSupport`
+    NotSupported,
+    /// `ResourceUnavailable.CmkShouldBeDisabled`
+    ShouldBeDisabled,
+    /// `ResourceUnavailable.CmkNotPendingDelete`
+    NotPendingDelete,
+}
+
+use Rule::*;
+
+/// Columns: Enabled, Disabled, PendingDelete, PendingImport, Archived (as `KeyState::ALL`).
+pub fn rules(op: Op) -> [Rule; 5] {
+    match op {
+        Op::Describe | Op::GetRotationStatus | Op::Unbind => [Allow; 5],
+        Op::Encrypt | Op::GenerateDataKey | Op::ReEncryptTo | Op::Rotate | Op::Bind => {
+            [Allow, Disabled, PendingDelete, NotSupported, Archived]
+        }
+        // Archived keys still decrypt: that is what archiving is for.
+        Op::Decrypt | Op::ReEncryptFrom => [Allow, Disabled, PendingDelete, NotSupported, Allow],
+        Op::UpdateAlias | Op::UpdateDescription => [Allow, Allow, PendingDelete, Allow, Allow],
+        // Repeating a transition is a no-op, as in Tencent KMS.
+        Op::Enable | Op::Disable => [Allow, Allow, PendingDelete, NotSupported, Archived],
+        // PendingImport keys have no material to protect and may be deleted directly.
+        Op::ScheduleDeletion => [
+            ShouldBeDisabled,
+            Allow,
+            PendingDelete,
+            Allow,
+            ShouldBeDisabled,
+        ],
+        Op::CancelDeletion => [
+            NotPendingDelete,
+            NotPendingDelete,
+            Allow,
+            NotPendingDelete,
+            NotPendingDelete,
+        ],
+        Op::Archive => [Allow, Disabled, PendingDelete, NotSupported, Allow],
+        Op::CancelArchive => [
+            NotSupported,
+            NotSupported,
+            PendingDelete,
+            NotSupported,
+            Allow,
+        ],
+        Op::EnableRotation | Op::DisableRotation => {
+            [Allow, Allow, PendingDelete, NotSupported, Archived]
+        }
     }
 }
 
-/// Decrypt works on Enabled and Archived keys (archived keys only decrypt).
-pub fn check_usable_for_decrypt(k: &KeyRecord) -> Result<()> {
-    match k.state {
-        KeyState::Enabled | KeyState::Archived => Ok(()),
-        other => refuse(k, other),
-    }
+fn column(state: KeyState) -> usize {
+    KeyState::ALL
+        .iter()
+        .position(|s| *s == state)
+        .unwrap_or_default()
 }
 
-fn refuse(k: &KeyRecord, state: KeyState) -> Result<()> {
-    Err(match state {
-        KeyState::Disabled => Error::CmkDisabled(k.key_id.clone()),
-        KeyState::PendingDelete => Error::KeyPendingDelete(k.key_id.clone()),
-        KeyState::Archived => Error::CmkArchived(k.key_id.clone()),
-        KeyState::PendingImport | KeyState::Enabled => Error::CmkStateNotSupport(format!(
-            "CMK {} is in state {} and cannot be used for this operation",
+/// Allowed, or the documented error for this operation in the key's state.
+pub fn check(op: Op, k: &KeyRecord) -> Result<()> {
+    let id = || k.key_id.clone();
+    match rules(op)[column(k.state)] {
+        Allow => Ok(()),
+        Disabled => Err(Error::CmkDisabled(id())),
+        PendingDelete => Err(Error::KeyPendingDelete(id())),
+        Archived => Err(Error::CmkArchived(id())),
+        ShouldBeDisabled => Err(Error::CmkShouldBeDisabled(id())),
+        NotPendingDelete => Err(Error::CmkNotPendingDelete(id())),
+        NotSupported => Err(Error::CmkStateNotSupport(format!(
+            "CMK {} is in state {}, which does not allow {op:?}",
             k.key_id,
-            state.as_str()
-        )),
-    })
-}
-
-/// Alias and description edits are refused while a key waits for deletion.
-pub fn check_editable(k: &KeyRecord) -> Result<()> {
-    if k.state == KeyState::PendingDelete {
-        return Err(Error::KeyPendingDelete(k.key_id.clone()));
-    }
-    Ok(())
-}
-
-pub fn check_can_set_enabled(k: &KeyRecord, enabled: bool) -> Result<()> {
-    match (k.state, enabled) {
-        (KeyState::Enabled | KeyState::Disabled, _) => Ok(()),
-        (other, _) => Err(Error::CmkStateNotSupport(format!(
-            "CMK {} is in state {} and cannot be {}",
-            k.key_id,
-            other.as_str(),
-            if enabled { "enabled" } else { "disabled" }
+            k.state.as_str()
         ))),
     }
 }
 
-/// EnableKey / DisableKey: Enabled <-> Disabled; repeating a transition is a no-op.
-pub fn set_enabled(k: &mut KeyRecord, enabled: bool) -> Result<()> {
-    check_can_set_enabled(k, enabled)?;
-    k.state = if enabled {
-        KeyState::Enabled
-    } else {
-        KeyState::Disabled
-    };
+/// The state an allowed operation leaves the key in (None: unchanged).
+pub fn target(op: Op, k: &KeyRecord) -> Option<KeyState> {
+    match op {
+        Op::Enable => Some(KeyState::Enabled),
+        Op::Disable => Some(KeyState::Disabled),
+        Op::ScheduleDeletion => Some(KeyState::PendingDelete),
+        // Back to Disabled (scheduling required it), or to PendingImport if the key never
+        // received material.
+        Op::CancelDeletion if k.current_version == 0 => Some(KeyState::PendingImport),
+        Op::CancelDeletion => Some(KeyState::Disabled),
+        Op::Archive => Some(KeyState::Archived),
+        Op::CancelArchive => Some(KeyState::Enabled),
+        _ => None,
+    }
+}
+
+/// Checks `op` and applies its state change.
+pub fn transition(op: Op, k: &mut KeyRecord) -> Result<()> {
+    check(op, k)?;
+    if let Some(next) = target(op, k) {
+        k.state = next;
+    }
     Ok(())
 }

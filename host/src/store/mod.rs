@@ -80,6 +80,10 @@ pub struct KeyRecord {
     /// Newest key version (0 while an EXTERNAL key has no material).
     pub current_version: u32,
     pub tags: Vec<Tag>,
+    /// Last RotateKey call (manual rotations are limited to one per 24 hours).
+    pub last_manual_rotate: i64,
+    /// Last pending-deletion reminder alarm.
+    pub last_alarm_time: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,6 +114,8 @@ pub struct KeyQuery {
     /// Substring of KeyId or Alias.
     pub search: Option<String>,
     pub tag_filters: Vec<TagFilter>,
+    /// `Some(true)`: keys users created (Owner `user`); `Some(false)`: service-managed keys.
+    pub user_created: Option<bool>,
     pub newest_first: bool,
     pub offset: u64,
     pub limit: u64,
@@ -132,6 +138,24 @@ pub struct ApiKeyRecord {
     pub create_time: i64,
 }
 
+/// An alarm waiting in the outbox for webhook delivery.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Alarm {
+    #[serde(rename = "AlarmId")]
+    pub id: i64,
+    #[serde(rename = "Time")]
+    pub time: i64,
+    #[serde(rename = "Region")]
+    pub region: String,
+    #[serde(rename = "KeyId")]
+    pub key_id: String,
+    /// `PendingDeleteKeyUsed` or `PendingDeleteReminder`.
+    #[serde(rename = "Kind")]
+    pub kind: String,
+    #[serde(rename = "Message")]
+    pub message: String,
+}
+
 /// A read-modify-write step run inside the store's transaction.
 pub type KeyUpdate<'a> = &'a mut dyn FnMut(&mut KeyRecord) -> Result<()>;
 
@@ -151,6 +175,33 @@ pub trait Store: Send + Sync {
     /// Returns the total number of matches and one page of them.
     fn query_keys(&self, q: &KeyQuery) -> Result<(u64, Vec<KeyRecord>)>;
     fn count_keys(&self, region: &str, owner_uin: u64) -> Result<u64>;
+    /// Like `update_key`, and also stores `version` as the key's new newest version
+    /// (`current_version + 1`) in the same transaction.
+    fn add_version(
+        &self,
+        region: &str,
+        owner_uin: u64,
+        key_id: &str,
+        backend: &str,
+        sealed: &[u8],
+        f: KeyUpdate<'_>,
+    ) -> Result<KeyRecord>;
+    /// Deletes a key, its versions and bindings. Returns false if it did not exist.
+    fn delete_key(&self, key_id: &str) -> Result<bool>;
+    /// Every key in `state`, across regions and accounts (for background jobs).
+    fn keys_in_state(&self, state: KeyState) -> Result<Vec<KeyRecord>>;
+    /// Keys with automatic rotation on whose next rotation time has come.
+    fn keys_rotation_due(&self, now: i64) -> Result<Vec<KeyRecord>>;
+
+    fn bind(&self, key_id: &str, product: &str, resource: &str, now: i64) -> Result<bool>;
+    fn unbind(&self, key_id: &str, product: &str, resource: &str) -> Result<bool>;
+    fn count_bindings(&self, key_id: &str) -> Result<u64>;
+
+    /// Appends an alarm to the outbox and returns its id.
+    fn insert_alarm(&self, a: &Alarm) -> Result<i64>;
+    fn undelivered_alarms(&self, limit: u32) -> Result<Vec<Alarm>>;
+    fn mark_alarm_delivered(&self, id: i64) -> Result<()>;
+    fn alarms_for_key(&self, key_id: &str) -> Result<Vec<Alarm>>;
 
     fn insert_account(&self, a: &AccountRecord) -> Result<()>;
     fn insert_api_key(&self, k: &ApiKeyRecord) -> Result<()>;

@@ -8,7 +8,10 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Mutex, RwLock};
 
-const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_init.sql"),
+    include_str!("migrations/0002_lifecycle.sql"),
+];
 
 pub struct SqliteStore {
     conn: Mutex<Connection>,
@@ -24,6 +27,8 @@ impl SqliteStore {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        // Deleted key material (sealed versions) is overwritten, not left in free pages.
+        conn.pragma_update(None, "secure_delete", "ON")?;
         // One daemon per data directory: a second one fails here instead of corrupting the
         // key cache's coherence, and reads skip the per-transaction file locking.
         conn.pragma_update(None, "locking_mode", "EXCLUSIVE")?;
@@ -43,6 +48,25 @@ impl SqliteStore {
             .lock()
             .map_err(|_| Error::Internal("store lock poisoned".into()))?;
         f(&mut conn)
+    }
+
+    fn alarms_query(&self, sql: &str, arg: rusqlite::types::Value) -> Result<Vec<Alarm>> {
+        self.with(|conn| {
+            let mut stmt = conn.prepare_cached(sql)?;
+            let rows = stmt
+                .query_map([arg], |r| {
+                    Ok(Alarm {
+                        id: r.get(0)?,
+                        time: r.get(1)?,
+                        region: r.get(2)?,
+                        key_id: r.get(3)?,
+                        kind: r.get(4)?,
+                        message: r.get(5)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })
     }
 
     fn cache_key(&self, key: &KeyRecord) {
@@ -72,7 +96,8 @@ fn migrate(conn: &mut Connection) -> Result<()> {
 
 const KEY_COLUMNS: &str = "key_id, region, owner_uin, creator_uin, alias, description, key_usage, \
     origin, owner, algorithm, state, create_time, deletion_date, rotation_enabled, rotate_days, \
-    next_rotate_time, last_rotate_time, current_version, tags";
+    next_rotate_time, last_rotate_time, current_version, tags, last_manual_rotate, \
+    last_alarm_time";
 
 fn key_from_row(r: &Row<'_>) -> rusqlite::Result<KeyRecord> {
     let bad = |i: usize, what: &str| {
@@ -105,6 +130,8 @@ fn key_from_row(r: &Row<'_>) -> rusqlite::Result<KeyRecord> {
         last_rotate_time: r.get(16)?,
         current_version: r.get(17)?,
         tags: serde_json::from_str(&tags).map_err(|_| bad(18, "tags"))?,
+        last_manual_rotate: r.get(19)?,
+        last_alarm_time: r.get(20)?,
     })
 }
 
@@ -131,6 +158,34 @@ fn get_key_tx(
         .prepare_cached(&sql)?
         .query_row(params![key_id, region, owner_uin as i64], key_from_row)
         .optional()?)
+}
+
+fn write_key_tx(tx: &Connection, key: &KeyRecord) -> Result<()> {
+    let res = tx.execute(
+        "UPDATE keys SET alias = ?2, description = ?3, state = ?4, deletion_date = ?5, \
+         rotation_enabled = ?6, rotate_days = ?7, next_rotate_time = ?8, \
+         last_rotate_time = ?9, current_version = ?10, tags = ?11, last_manual_rotate = ?12, \
+         last_alarm_time = ?13 WHERE key_id = ?1",
+        params![
+            key.key_id,
+            key.alias,
+            key.description,
+            key.state.as_str(),
+            key.deletion_date,
+            key.rotation_enabled,
+            key.rotate_days,
+            key.next_rotate_time,
+            key.last_rotate_time,
+            key.current_version,
+            tags_json(&key.tags)?,
+            key.last_manual_rotate,
+            key.last_alarm_time,
+        ],
+    );
+    match res {
+        Err(e) if is_unique_violation(&e) => Err(Error::AliasExists(key.alias.clone())),
+        other => other.map(|_| ()).map_err(Error::from),
+    }
 }
 
 /// Escapes LIKE wildcards so a search for `a_b` matches only that text.
@@ -161,7 +216,7 @@ impl Store for SqliteStore {
             }
             let sql = format!(
                 "INSERT INTO keys ({KEY_COLUMNS}) VALUES \
-                 (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19)"
+                 (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21)"
             );
             let res = tx.execute(
                 &sql,
@@ -185,6 +240,8 @@ impl Store for SqliteStore {
                     key.last_rotate_time,
                     key.current_version,
                     tags_json(&key.tags)?,
+                    key.last_manual_rotate,
+                    key.last_alarm_time,
                 ],
             );
             match res {
@@ -250,32 +307,149 @@ impl Store for SqliteStore {
             let mut key = get_key_tx(&tx, region, owner_uin, key_id)?
                 .ok_or_else(|| Error::CmkNotFound(key_id.to_string()))?;
             f(&mut key)?;
-            let res = tx.execute(
-                "UPDATE keys SET alias = ?2, description = ?3, state = ?4, deletion_date = ?5, \
-                 rotation_enabled = ?6, rotate_days = ?7, next_rotate_time = ?8, \
-                 last_rotate_time = ?9, current_version = ?10, tags = ?11 WHERE key_id = ?1",
-                params![
-                    key.key_id,
-                    key.alias,
-                    key.description,
-                    key.state.as_str(),
-                    key.deletion_date,
-                    key.rotation_enabled,
-                    key.rotate_days,
-                    key.next_rotate_time,
-                    key.last_rotate_time,
-                    key.current_version,
-                    tags_json(&key.tags)?,
-                ],
-            );
-            match res {
-                Err(e) if is_unique_violation(&e) => return Err(Error::AliasExists(key.alias)),
-                other => other?,
-            };
+            write_key_tx(&tx, &key)?;
             tx.commit()?;
             Ok(key)
         })
         .inspect(|key| self.cache_key(key))
+    }
+
+    fn add_version(
+        &self,
+        region: &str,
+        owner_uin: u64,
+        key_id: &str,
+        backend: &str,
+        sealed: &[u8],
+        f: KeyUpdate<'_>,
+    ) -> Result<KeyRecord> {
+        self.with(|conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mut key = get_key_tx(&tx, region, owner_uin, key_id)?
+                .ok_or_else(|| Error::CmkNotFound(key_id.to_string()))?;
+            f(&mut key)?;
+            key.current_version += 1;
+            tx.execute(
+                "INSERT INTO key_versions (key_id, version, backend, sealed, create_time) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    key.key_id,
+                    key.current_version,
+                    backend,
+                    sealed,
+                    key.last_rotate_time
+                ],
+            )?;
+            write_key_tx(&tx, &key)?;
+            tx.commit()?;
+            Ok(key)
+        })
+        .inspect(|key| self.cache_key(key))
+    }
+
+    fn delete_key(&self, key_id: &str) -> Result<bool> {
+        let n = self.with(|conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.execute("DELETE FROM key_versions WHERE key_id = ?1", [key_id])?;
+            tx.execute("DELETE FROM key_bindings WHERE key_id = ?1", [key_id])?;
+            let n = tx.execute("DELETE FROM keys WHERE key_id = ?1", [key_id])?;
+            tx.commit()?;
+            Ok(n)
+        })?;
+        if let Ok(mut m) = self.keys.write() {
+            m.remove(key_id);
+        }
+        Ok(n == 1)
+    }
+
+    fn keys_in_state(&self, state: KeyState) -> Result<Vec<KeyRecord>> {
+        self.with(|conn| {
+            let sql = format!("SELECT {KEY_COLUMNS} FROM keys WHERE state = ?1");
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let rows = stmt
+                .query_map([state.as_str()], key_from_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })
+    }
+
+    fn keys_rotation_due(&self, now: i64) -> Result<Vec<KeyRecord>> {
+        self.with(|conn| {
+            let sql = format!(
+                "SELECT {KEY_COLUMNS} FROM keys WHERE rotation_enabled = 1 \
+                 AND next_rotate_time > 0 AND next_rotate_time <= ?1"
+            );
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let rows = stmt
+                .query_map([now], key_from_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })
+    }
+
+    fn bind(&self, key_id: &str, product: &str, resource: &str, now: i64) -> Result<bool> {
+        self.with(|conn| {
+            let n = conn.execute(
+                "INSERT OR IGNORE INTO key_bindings (key_id, product_id, resource_id, create_time) \
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![key_id, product, resource, now],
+            )?;
+            Ok(n == 1)
+        })
+    }
+
+    fn unbind(&self, key_id: &str, product: &str, resource: &str) -> Result<bool> {
+        self.with(|conn| {
+            let n = conn.execute(
+                "DELETE FROM key_bindings WHERE key_id = ?1 AND product_id = ?2 AND resource_id = ?3",
+                params![key_id, product, resource],
+            )?;
+            Ok(n == 1)
+        })
+    }
+
+    fn count_bindings(&self, key_id: &str) -> Result<u64> {
+        self.with(|conn| {
+            let n: i64 = conn.query_row(
+                "SELECT COUNT(*) FROM key_bindings WHERE key_id = ?1",
+                [key_id],
+                |r| r.get(0),
+            )?;
+            Ok(n as u64)
+        })
+    }
+
+    fn insert_alarm(&self, a: &Alarm) -> Result<i64> {
+        self.with(|conn| {
+            conn.execute(
+                "INSERT INTO alarms (time, region, key_id, kind, message) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![a.time, a.region, a.key_id, a.kind, a.message],
+            )?;
+            Ok(conn.last_insert_rowid())
+        })
+    }
+
+    fn undelivered_alarms(&self, limit: u32) -> Result<Vec<Alarm>> {
+        self.alarms_query(
+            "SELECT id, time, region, key_id, kind, message FROM alarms \
+             WHERE delivered = 0 ORDER BY id LIMIT ?1",
+            rusqlite::types::Value::Integer(limit as i64),
+        )
+    }
+
+    fn mark_alarm_delivered(&self, id: i64) -> Result<()> {
+        self.with(|conn| {
+            conn.execute("UPDATE alarms SET delivered = 1 WHERE id = ?1", [id])?;
+            Ok(())
+        })
+    }
+
+    fn alarms_for_key(&self, key_id: &str) -> Result<Vec<Alarm>> {
+        self.alarms_query(
+            "SELECT id, time, region, key_id, kind, message FROM alarms \
+             WHERE key_id = ?1 ORDER BY id",
+            rusqlite::types::Value::Text(key_id.into()),
+        )
     }
 
     fn query_keys(&self, q: &KeyQuery) -> Result<(u64, Vec<KeyRecord>)> {
@@ -289,6 +463,11 @@ impl Store for SqliteStore {
             let marks = vec!["?"; states.len()].join(",");
             clauses.push(format!("state IN ({marks})"));
             args.extend(states.iter().map(|s| Value::Text(s.as_str().into())));
+        }
+        match q.user_created {
+            Some(true) => clauses.push("owner = 'user'".into()),
+            Some(false) => clauses.push("owner <> 'user'".into()),
+            None => {}
         }
         if let Some(origin) = &q.origin {
             clauses.push("origin = ?".into());
@@ -345,7 +524,7 @@ impl Store for SqliteStore {
     fn count_keys(&self, region: &str, owner_uin: u64) -> Result<u64> {
         self.with(|conn| {
             let n: i64 = conn.query_row(
-                "SELECT COUNT(*) FROM keys WHERE region = ?1 AND owner_uin = ?2",
+                "SELECT COUNT(*) FROM keys WHERE region = ?1 AND owner_uin = ?2 AND owner = 'user'",
                 params![region, owner_uin as i64],
                 |r| r.get(0),
             )?;
@@ -449,6 +628,8 @@ mod tests {
                 key: "env".into(),
                 value: alias.into(),
             }],
+            last_manual_rotate: 0,
+            last_alarm_time: 0,
         }
     }
 
@@ -496,6 +677,7 @@ mod tests {
             key_usage: None,
             search: None,
             tag_filters: vec![],
+            user_created: None,
             newest_first: true,
             offset: 1,
             limit: 2,

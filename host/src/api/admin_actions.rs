@@ -1,0 +1,71 @@
+//! Keyward's own actions (service `keyward`, version `2026-11-01`), signed like any other
+//! request. Only the root account may call them.
+
+use super::params::{opt_u64, parse};
+use super::{Ctx, Fields, Handler};
+use crate::accounts::ROOT_UIN;
+use crate::error::{Error, Result};
+use serde::Deserialize;
+use serde_json::json;
+
+pub const VERSION: &str = "2026-11-01";
+pub const SERVICE: &str = "keyward";
+
+pub fn handler(action: &str) -> Option<Handler> {
+    Some(match action {
+        "AdvanceClock" => advance_clock,
+        "RunScheduledJobs" => run_scheduled_jobs,
+        _ => return None,
+    })
+}
+
+fn require_root(ctx: &Ctx<'_>) -> Result<()> {
+    if ctx.caller.uin != ROOT_UIN {
+        return Err(Error::InvalidAction(
+            "only the root account may call Keyward admin actions".into(),
+        ));
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+struct AdvanceClockRequest {
+    #[serde(deserialize_with = "opt_u64")]
+    seconds: Option<u64>,
+}
+
+/// Moves the service clock forward (only with `[testing] adjustable_clock`) and runs the
+/// scheduled jobs once, so a test sees their effect deterministically.
+fn advance_clock(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+    require_root(ctx)?;
+    let req: AdvanceClockRequest = parse(body)?;
+    let clock = ctx.state.adjustable_clock.as_ref().ok_or_else(|| {
+        Error::Unsupported(
+            "the clock is not adjustable ([testing] adjustable_clock = false)".into(),
+        )
+    })?;
+    let secs = req
+        .seconds
+        .ok_or_else(|| Error::MissingParameter("Seconds is required".into()))?;
+    let now = clock.advance(
+        i64::try_from(secs).map_err(|_| Error::InvalidValue("Seconds is too large".into()))?,
+    );
+    let (rotated, reminded, deleted) = ctx.state.kms.run_due_jobs()?;
+    Ok(
+        json!({ "Now": now, "Rotated": rotated, "Reminded": reminded, "Deleted": deleted })
+            .as_object()
+            .cloned()
+            .unwrap_or_default(),
+    )
+}
+
+fn run_scheduled_jobs(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+    require_root(ctx)?;
+    let _: serde_json::Map<String, serde_json::Value> = parse(body)?;
+    let (rotated, reminded, deleted) = ctx.state.kms.run_due_jobs()?;
+    Ok(json!({ "Now": ctx.state.clock.now(), "Rotated": rotated, "Reminded": reminded, "Deleted": deleted })
+        .as_object()
+        .cloned()
+        .unwrap_or_default())
+}

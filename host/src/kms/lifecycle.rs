@@ -1,0 +1,447 @@
+//! CMK lifecycle: enable/disable, scheduled deletion, archive, rotation, ReEncrypt, cloud
+//! resource bindings, the service-managed key, and the time-driven jobs (automatic rotation,
+//! deletion reminders, deletion).
+
+use super::state::{self, Op};
+use super::{alias, check_batch, check_description, check_key_id, context, Caller, Kms};
+use super::{KEY_USAGE_ENCRYPT_DECRYPT, ORIGIN_EXTERNAL, ORIGIN_KMS};
+use crate::alarms;
+use crate::error::{Error, Result};
+use crate::store::{KeyRecord, KeyState, KeyVersion};
+
+/// Alias of the per-region service-managed CMK (the reserved prefix keeps users off it).
+pub const MANAGED_KEY_ALIAS: &str = "KMS-Default";
+/// Owner of the managed CMK: the service that uses it by default.
+pub const MANAGED_KEY_OWNER: &str = "ssm";
+
+const DAY: i64 = 86_400;
+const MANUAL_ROTATION_INTERVAL: i64 = DAY;
+/// Reminder alarms start this long before a key is deleted, once a day.
+const REMINDER_WINDOW: i64 = 3 * DAY;
+
+pub struct ReEncrypted {
+    pub blob: Vec<u8>,
+    pub key_id: String,
+    pub source_key_id: String,
+    pub re_encrypted: bool,
+}
+
+fn refuse_managed(k: &KeyRecord, what: &str) -> Result<()> {
+    if k.owner != "user" {
+        return Err(Error::NotUserCreatedCmk(format!(
+            "CMK {} is managed by the service and cannot be {what}",
+            k.key_id
+        )));
+    }
+    Ok(())
+}
+
+impl Kms {
+    fn update(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        f: &mut dyn FnMut(&mut KeyRecord) -> Result<()>,
+    ) -> Result<KeyRecord> {
+        check_key_id(key_id)?;
+        self.store
+            .update_key(&caller.region, caller.owner_uin, key_id, f)
+    }
+
+    pub fn update_alias(&self, caller: &Caller, key_id: &str, new_alias: &str) -> Result<()> {
+        alias::validate(new_alias)?;
+        self.update(caller, key_id, &mut |k| {
+            refuse_managed(k, "renamed")?;
+            state::check(Op::UpdateAlias, k)?;
+            k.alias = new_alias.to_string();
+            Ok(())
+        })
+        .map(|_| ())
+    }
+
+    pub fn update_description(&self, caller: &Caller, key_id: &str, desc: &str) -> Result<()> {
+        check_description(desc)?;
+        self.update(caller, key_id, &mut |k| {
+            state::check(Op::UpdateDescription, k)?;
+            k.description = desc.to_string();
+            Ok(())
+        })
+        .map(|_| ())
+    }
+
+    fn enable_op(enabled: bool) -> Op {
+        if enabled {
+            Op::Enable
+        } else {
+            Op::Disable
+        }
+    }
+
+    pub fn set_enabled(&self, caller: &Caller, key_id: &str, enabled: bool) -> Result<()> {
+        self.update(caller, key_id, &mut |k| {
+            if !enabled {
+                refuse_managed(k, "disabled")?;
+            }
+            state::transition(Self::enable_op(enabled), k)
+        })
+        .map(|_| ())
+    }
+
+    /// EnableKeys / DisableKeys: all-or-nothing. Every id is validated (format, duplicates,
+    /// existence, state) before any key changes, so a bad id leaves every key as it was.
+    pub fn set_enabled_batch(&self, caller: &Caller, ids: &[String], enabled: bool) -> Result<()> {
+        check_batch(ids)?;
+        for id in ids {
+            let k = self.describe_key(caller, id)?;
+            if !enabled {
+                refuse_managed(&k, "disabled")?;
+            }
+            state::check(Self::enable_op(enabled), &k)?;
+        }
+        for id in ids {
+            self.set_enabled(caller, id, enabled)?;
+        }
+        Ok(())
+    }
+
+    /// ScheduleKeyDeletion: returns the deletion date.
+    pub fn schedule_deletion(&self, caller: &Caller, key_id: &str, days: u64) -> Result<i64> {
+        if !(7..=30).contains(&days) {
+            return Err(Error::InvalidPendingWindow(format!(
+                "PendingWindowInDays must be 7 to 30, not {days}"
+            )));
+        }
+        check_key_id(key_id)?;
+        if self.store.count_bindings(key_id)? > 0 {
+            // Checked again below against the loaded key; this gives the right code first.
+            let k = self.describe_key(caller, key_id)?;
+            refuse_managed(&k, "deleted")?;
+            return Err(Error::CmkUsedByCloudProduct(key_id.to_string()));
+        }
+        let now = self.clock.now();
+        let k = self.update(caller, key_id, &mut |k| {
+            refuse_managed(k, "deleted")?;
+            state::transition(Op::ScheduleDeletion, k)?;
+            k.deletion_date = now + days as i64 * DAY;
+            k.last_alarm_time = 0;
+            Ok(())
+        })?;
+        tracing::warn!(
+            key_id,
+            deletion_date = k.deletion_date,
+            "CMK scheduled for deletion"
+        );
+        Ok(k.deletion_date)
+    }
+
+    pub fn cancel_deletion(&self, caller: &Caller, key_id: &str) -> Result<()> {
+        self.update(caller, key_id, &mut |k| {
+            state::transition(Op::CancelDeletion, k)?;
+            k.deletion_date = 0;
+            k.last_alarm_time = 0;
+            Ok(())
+        })
+        .map(|_| ())
+    }
+
+    pub fn archive(&self, caller: &Caller, key_id: &str, archive: bool) -> Result<()> {
+        self.update(caller, key_id, &mut |k| {
+            if archive {
+                refuse_managed(k, "archived")?;
+                state::transition(Op::Archive, k)
+            } else {
+                state::transition(Op::CancelArchive, k)
+            }
+        })
+        .map(|_| ())
+    }
+
+    pub fn enable_rotation(&self, caller: &Caller, key_id: &str, days: Option<u64>) -> Result<()> {
+        let days = days.unwrap_or(365);
+        if !(7..=365).contains(&days) {
+            return Err(Error::InvalidValue(format!(
+                "RotateDays must be 7 to 365, not {days}"
+            )));
+        }
+        let now = self.clock.now();
+        self.update(caller, key_id, &mut |k| {
+            if k.origin == ORIGIN_EXTERNAL {
+                return Err(Error::ExternalCmkCanNotRotate(format!(
+                    "CMK {} holds imported material and cannot rotate",
+                    k.key_id
+                )));
+            }
+            state::check(Op::EnableRotation, k)?;
+            k.rotation_enabled = true;
+            k.rotate_days = days as u32;
+            k.next_rotate_time = now + days as i64 * DAY;
+            Ok(())
+        })
+        .map(|_| ())
+    }
+
+    pub fn disable_rotation(&self, caller: &Caller, key_id: &str) -> Result<()> {
+        self.update(caller, key_id, &mut |k| {
+            state::check(Op::DisableRotation, k)?;
+            k.rotation_enabled = false;
+            k.next_rotate_time = 0;
+            Ok(())
+        })
+        .map(|_| ())
+    }
+
+    pub fn rotation_status(&self, caller: &Caller, key_id: &str) -> Result<KeyRecord> {
+        let k = self.describe_key(caller, key_id)?;
+        state::check(Op::GetRotationStatus, &k)?;
+        Ok(k)
+    }
+
+    /// RotateKey: a new version now, at most once per 24 hours. Encrypt then uses the new
+    /// version; older blobs keep decrypting with theirs.
+    pub fn rotate_now(&self, caller: &Caller, key_id: &str) -> Result<KeyRecord> {
+        let k = self.describe_key(caller, key_id)?;
+        if k.origin != ORIGIN_KMS {
+            return Err(Error::RotateNotSupported(format!(
+                "CMK {} holds imported material and cannot rotate",
+                k.key_id
+            )));
+        }
+        state::check(Op::Rotate, &k)?;
+        let now = self.clock.now();
+        // Generated before the transaction (HSM calls do not belong inside it); if the
+        // transaction refuses, the sealed material is simply dropped.
+        let sealed = self.hsm.generate(k.algorithm)?;
+        self.store.add_version(
+            &caller.region,
+            caller.owner_uin,
+            key_id,
+            self.hsm.backend(),
+            &sealed,
+            &mut |k| {
+                state::check(Op::Rotate, k)?;
+                if k.last_manual_rotate > 0 && now - k.last_manual_rotate < MANUAL_ROTATION_INTERVAL
+                {
+                    return Err(Error::RotateRateLimited(format!(
+                        "CMK {} was rotated manually less than 24 hours ago",
+                        k.key_id
+                    )));
+                }
+                k.last_manual_rotate = now;
+                k.last_rotate_time = now;
+                Ok(())
+            },
+        )
+    }
+
+    /// ReEncrypt: decrypt and encrypt again inside the daemon, under the newest version of the
+    /// destination key (default: the blob's own key) and the destination context.
+    pub fn re_encrypt(
+        &self,
+        caller: &Caller,
+        blob: &[u8],
+        destination: Option<&str>,
+        source_context: Option<&str>,
+        destination_context: Option<&str>,
+    ) -> Result<ReEncrypted> {
+        let src_ctx = context::canonical(source_context)?;
+        let dst_ctx = context::canonical(destination_context)?;
+        let (src, version, plaintext) =
+            self.open_blob(caller, blob, &src_ctx, Op::ReEncryptFrom)?;
+        let dst = match destination.filter(|d| !d.is_empty()) {
+            Some(id) if id != src.key_id => self.describe_key(caller, id)?,
+            _ => src.clone(),
+        };
+        self.gate(Op::ReEncryptTo, &dst)?;
+        if dst.key_id == src.key_id && version == src.current_version && src_ctx == dst_ctx {
+            return Ok(ReEncrypted {
+                blob: blob.to_vec(),
+                key_id: src.key_id.clone(),
+                source_key_id: src.key_id,
+                re_encrypted: false,
+            });
+        }
+        let dst_version = self.version(&dst, dst.current_version)?;
+        let new_blob = self.seal_data(&dst, &dst_version, &dst_ctx, &plaintext)?;
+        Ok(ReEncrypted {
+            blob: new_blob,
+            key_id: dst.key_id,
+            source_key_id: src.key_id,
+            re_encrypted: true,
+        })
+    }
+
+    pub fn bind(&self, caller: &Caller, key_id: &str, product: &str, resource: &str) -> Result<()> {
+        let k = self.describe_key(caller, key_id)?;
+        state::check(Op::Bind, &k)?;
+        self.store
+            .bind(&k.key_id, product, resource, self.clock.now())?;
+        Ok(())
+    }
+
+    pub fn unbind(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        product: &str,
+        resource: &str,
+    ) -> Result<()> {
+        let k = self.describe_key(caller, key_id)?;
+        state::check(Op::Unbind, &k)?;
+        if !self.store.unbind(&k.key_id, product, resource)? {
+            return Err(Error::ResourceBindingNotFound(format!(
+                "CMK {key_id} is not bound to {product}/{resource}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The region's service-managed CMK, created on first need.
+    pub fn managed_key(&self, region: &str, owner_uin: u64) -> Result<KeyRecord> {
+        let q = crate::store::KeyQuery {
+            region: region.to_string(),
+            owner_uin,
+            states: None,
+            origin: None,
+            key_usage: None,
+            search: None,
+            tag_filters: vec![],
+            user_created: Some(false),
+            newest_first: false,
+            offset: 0,
+            limit: 10,
+        };
+        if let Some(k) = self
+            .store
+            .query_keys(&q)?
+            .1
+            .into_iter()
+            .find(|k| k.alias == MANAGED_KEY_ALIAS)
+        {
+            return Ok(k);
+        }
+        let algorithm = self.region_algorithm(region)?;
+        let now = self.clock.now();
+        let key_id = uuid::Uuid::new_v4().to_string();
+        let version = KeyVersion {
+            key_id: key_id.clone(),
+            version: 1,
+            backend: self.hsm.backend().to_string(),
+            sealed: self.hsm.generate(algorithm)?,
+            create_time: now,
+        };
+        let key = KeyRecord {
+            key_id,
+            region: region.to_string(),
+            owner_uin,
+            creator_uin: owner_uin,
+            alias: MANAGED_KEY_ALIAS.into(),
+            description:
+                "Service-managed default key (used by Secrets Manager when no KmsKeyId is given)"
+                    .into(),
+            key_usage: KEY_USAGE_ENCRYPT_DECRYPT.into(),
+            origin: ORIGIN_KMS.into(),
+            owner: MANAGED_KEY_OWNER.into(),
+            algorithm,
+            state: KeyState::Enabled,
+            create_time: now,
+            deletion_date: 0,
+            rotation_enabled: false,
+            rotate_days: 0,
+            next_rotate_time: 0,
+            last_rotate_time: 0,
+            current_version: 1,
+            tags: vec![],
+            last_manual_rotate: 0,
+            last_alarm_time: 0,
+        };
+        match self.store.insert_key(&key, Some(&version), u64::MAX) {
+            Ok(()) => Ok(key),
+            // Another request created it first: use that one.
+            Err(Error::AliasExists(_)) => self.managed_key(region, owner_uin),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// One pass of the time-driven jobs. Returns how many keys each job touched.
+    pub fn run_due_jobs(&self) -> Result<(usize, usize, usize)> {
+        let now = self.clock.now();
+        let mut rotated = 0;
+        for k in self.store.keys_rotation_due(now)? {
+            // Disabled and archived keys are not rotated; they rotate once enabled again.
+            if k.state != KeyState::Enabled || k.origin != ORIGIN_KMS {
+                continue;
+            }
+            let sealed = self.hsm.generate(k.algorithm)?;
+            let res = self.store.add_version(
+                &k.region,
+                k.owner_uin,
+                &k.key_id,
+                self.hsm.backend(),
+                &sealed,
+                &mut |k| {
+                    if !(k.rotation_enabled && k.next_rotate_time > 0 && k.next_rotate_time <= now)
+                    {
+                        return Err(Error::Internal("rotation no longer due".into()));
+                    }
+                    k.last_rotate_time = now;
+                    k.next_rotate_time = now + i64::from(k.rotate_days.max(1)) * DAY;
+                    Ok(())
+                },
+            );
+            match res {
+                Ok(k) => {
+                    rotated += 1;
+                    tracing::info!(key_id = %k.key_id, version = k.current_version, "CMK rotated");
+                }
+                Err(e) => {
+                    tracing::warn!(key_id = %k.key_id, error = %e, "automatic rotation skipped")
+                }
+            }
+        }
+        let (mut reminded, mut deleted) = (0, 0);
+        for k in self.store.keys_in_state(KeyState::PendingDelete)? {
+            if k.deletion_date <= now {
+                if self.store.delete_key(&k.key_id)? {
+                    deleted += 1;
+                    if let Ok(mut m) = self.versions.write() {
+                        m.retain(|(id, _), _| id != &k.key_id);
+                    }
+                    self.alarms.raise(
+                        now,
+                        &k.region,
+                        &k.key_id,
+                        alarms::KIND_KEY_DELETED,
+                        format!("CMK {} was deleted with all its key material", k.key_id),
+                    )?;
+                }
+            } else if k.deletion_date - now <= REMINDER_WINDOW && now - k.last_alarm_time >= DAY {
+                let key_id = k.key_id.clone();
+                let updated = self
+                    .store
+                    .update_key(&k.region, k.owner_uin, &key_id, &mut |k| {
+                        if k.state != KeyState::PendingDelete || now - k.last_alarm_time < DAY {
+                            return Err(Error::Internal("reminder no longer due".into()));
+                        }
+                        k.last_alarm_time = now;
+                        Ok(())
+                    });
+                if updated.is_ok() {
+                    reminded += 1;
+                    self.alarms.raise(
+                        now,
+                        &k.region,
+                        &k.key_id,
+                        alarms::KIND_DELETION_REMINDER,
+                        format!(
+                            "CMK {} will be deleted in {} hours (at {})",
+                            k.key_id,
+                            (k.deletion_date - now) / 3600,
+                            k.deletion_date
+                        ),
+                    )?;
+                }
+            }
+        }
+        Ok((rotated, reminded, deleted))
+    }
+}
