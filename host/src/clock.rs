@@ -31,6 +31,17 @@ pub struct AdjustableClock {
 }
 
 impl AdjustableClock {
+    /// Starts `offset` seconds ahead of the system clock (restored across restarts).
+    pub fn with_offset(offset: i64) -> Self {
+        AdjustableClock {
+            offset: AtomicI64::new(offset.max(0)),
+        }
+    }
+
+    pub fn offset(&self) -> i64 {
+        self.offset.load(Ordering::SeqCst)
+    }
+
     /// Moves the clock forward by `seconds` (negative values are ignored) and returns now.
     pub fn advance(&self, seconds: i64) -> i64 {
         self.offset.fetch_add(seconds.max(0), Ordering::SeqCst);

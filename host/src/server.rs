@@ -14,6 +14,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub const DB_FILE: &str = "keyward.db";
+/// Where the adjustable test clock keeps its offset, so restarts do not turn time back.
+pub const CLOCK_OFFSET_META: &str = "test_clock_offset";
 
 /// Opens (creating on first use) everything the daemon needs. Returns the root credential if
 /// this call created it.
@@ -22,10 +24,20 @@ pub fn bootstrap(cfg: Config) -> Result<(Arc<AppState>, Option<IssuedCredential>
     create_private_dir(&cfg.data_dir)?;
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&cfg.data_dir.join(DB_FILE))?);
     let hsm = hsm::open(&cfg)?;
-    let adjustable = cfg.testing.adjustable_clock.then(|| {
-        tracing::warn!("[testing] adjustable_clock is on: the root account can move time forward");
-        Arc::new(AdjustableClock::default())
-    });
+    let adjustable = match cfg.testing.adjustable_clock {
+        true => {
+            tracing::warn!(
+                "[testing] adjustable_clock is on: the root account can move time forward"
+            );
+            let offset = store
+                .get_meta(CLOCK_OFFSET_META)?
+                .and_then(|v| String::from_utf8(v).ok())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            Some(Arc::new(AdjustableClock::with_offset(offset)))
+        }
+        false => None,
+    };
     let clock: Arc<dyn Clock> = match &adjustable {
         Some(c) => c.clone(),
         None => Arc::new(SystemClock),

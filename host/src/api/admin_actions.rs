@@ -51,6 +51,10 @@ fn advance_clock(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     let now = clock.advance(
         i64::try_from(secs).map_err(|_| Error::InvalidValue("Seconds is too large".into()))?,
     );
+    ctx.state.kms.store().set_meta(
+        crate::server::CLOCK_OFFSET_META,
+        clock.offset().to_string().as_bytes(),
+    )?;
     let (rotated, reminded, deleted) = ctx.state.kms.run_due_jobs()?;
     Ok(
         json!({ "Now": now, "Rotated": rotated, "Reminded": reminded, "Deleted": deleted })

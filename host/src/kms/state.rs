@@ -109,9 +109,9 @@ pub fn rules(op: Op) -> [Rule; 5] {
             NotSupported,
             Allow,
         ],
-        Op::EnableRotation | Op::DisableRotation => {
-            [Allow, Allow, PendingDelete, NotSupported, Archived]
-        }
+        Op::EnableRotation => [Allow, Allow, PendingDelete, NotSupported, Archived],
+        // Turning rotation off is harmless wherever the key can still be managed.
+        Op::DisableRotation => [Allow, Allow, PendingDelete, Allow, Archived],
     }
 }
 

@@ -589,6 +589,17 @@ impl Store for SqliteStore {
         })
     }
 
+    fn set_meta(&self, name: &str, value: &[u8]) -> Result<()> {
+        self.with(|conn| {
+            conn.execute(
+                "INSERT INTO meta (name, value) VALUES (?1, ?2) \
+                 ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                params![name, value],
+            )?;
+            Ok(())
+        })
+    }
+
     fn insert_meta(&self, name: &str, value: &[u8]) -> Result<bool> {
         self.with(|conn| {
             let n = conn.execute(
