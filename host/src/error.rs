@@ -88,6 +88,26 @@ pub enum Error {
     InvalidPendingWindow(String),
     #[error("{0}")]
     ResourceBindingNotFound(String),
+    #[error("data key `{0}` does not exist")]
+    DataKeyNotFound(String),
+    #[error("data key `{0}` is disabled")]
+    DataKeyDisabled(String),
+    #[error("data key `{0}` is pending deletion")]
+    DataKeyPendingDelete(String),
+    #[error("data key `{0}` is not pending deletion")]
+    DataKeyNotPendingDelete(String),
+    #[error("data key name `{0}` already exists in this region")]
+    DataKeyNameExists(String),
+    #[error("{0}")]
+    InvalidDataKeyName(String),
+    #[error("{0}")]
+    InvalidDataKeyId(String),
+    #[error("DataKeyId `{0}` appears more than once")]
+    DuplicatedDataKeyId(String),
+    #[error("{0}")]
+    InvalidImportKeyMaterial(String),
+    #[error("the hosted data key quota of {0} is reached")]
+    DataKeyLimitExceeded(u64),
     #[error("decryption failed: the ciphertext or the encryption context does not match")]
     DecryptFailed,
     #[error("the CMK quota of {0} is reached")]

@@ -587,3 +587,301 @@ async fn managed_key_and_bindings() {
         "MissingParameter",
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hosted_data_keys() {
+    let mut d = Daemon::softhsm_with("[testing]\nadjustable_clock = true\n");
+    let c = d.client();
+    let cmk = create(&c, json!({"Alias": unique("dk")})).await;
+    let name = unique("hosted");
+
+    // Generated and hosted in one call.
+    let g = ok(c.kms("GenerateDataKey", json!({"KeyId": cmk, "KeySpec": "AES_256", "IsHostedByKms": 1, "DataKeyName": name, "Description": "db key", "Tags": [{"TagKey": "app", "TagValue": "db"}]})).await.unwrap());
+    let dk = g["DataKeyId"].as_str().unwrap().to_string();
+    let value = unb64(g["Plaintext"].as_str().unwrap());
+    err(
+        &c.kms(
+            "GenerateDataKey",
+            json!({"KeyId": cmk, "KeySpec": "AES_256", "IsHostedByKms": 1}),
+        )
+        .await
+        .unwrap(),
+        "MissingParameter",
+    );
+    err(
+        &c.kms(
+            "GenerateDataKey",
+            json!({"KeyId": cmk, "KeySpec": "AES_256", "IsHostedByKms": 1, "DataKeyName": name}),
+        )
+        .await
+        .unwrap(),
+        "InvalidParameterValue.DataKeyNameAlreadyExists",
+    );
+
+    let meta = ok(c
+        .kms("DescribeDataKey", json!({"DataKeyId": dk}))
+        .await
+        .unwrap())["DataKeyMetadata"]
+        .clone();
+    assert_eq!(meta["DataKeyName"], name.as_str());
+    assert_eq!(meta["KeyId"], cmk.as_str());
+    assert_eq!(meta["NumberOfBytes"], 32);
+    assert_eq!(meta["KeyState"], "Enabled");
+    assert_eq!(meta["Origin"], "TENCENT_KMS");
+    assert_eq!(meta["Description"], "db key");
+    let pt = ok(c
+        .kms("GetDataKeyPlaintext", json!({"DataKeyId": dk}))
+        .await
+        .unwrap());
+    assert_eq!(unb64(pt["Plaintext"].as_str().unwrap()), value);
+    let blob = ok(c
+        .kms("GetDataKeyCiphertextBlob", json!({"DataKeyId": dk}))
+        .await
+        .unwrap())["CiphertextBlob"]
+        .clone();
+    assert_eq!(
+        unb64(
+            ok(c.kms("Decrypt", json!({"CiphertextBlob": blob}))
+                .await
+                .unwrap())["Plaintext"]
+                .as_str()
+                .unwrap()
+        ),
+        value
+    );
+
+    // Imports: a ciphertext DEK and a plaintext DEK.
+    let dek = ok(c
+        .kms(
+            "GenerateDataKey",
+            json!({"KeyId": cmk, "NumberOfBytes": 24}),
+        )
+        .await
+        .unwrap());
+    let imp1 = ok(c.kms("ImportDataKey", json!({"DataKeyName": unique("imp"), "ImportKeyMaterial": dek["CiphertextBlob"], "ImportType": 1})).await.unwrap());
+    assert_eq!(imp1["KeyId"], cmk.as_str());
+    let imp1_id = imp1["DataKeyId"].as_str().unwrap().to_string();
+    assert_eq!(
+        ok(c.kms("GetDataKeyPlaintext", json!({"DataKeyId": imp1_id}))
+            .await
+            .unwrap())["Plaintext"],
+        dek["Plaintext"]
+    );
+    let raw = [9u8; 16];
+    let imp2 = ok(c.kms("ImportDataKey", json!({"DataKeyName": unique("imp"), "ImportKeyMaterial": b64(&raw), "ImportType": 2, "KeyId": cmk})).await.unwrap());
+    let imp2_id = imp2["DataKeyId"].as_str().unwrap().to_string();
+    assert_eq!(
+        unb64(
+            ok(c.kms("GetDataKeyPlaintext", json!({"DataKeyId": imp2_id}))
+                .await
+                .unwrap())["Plaintext"]
+                .as_str()
+                .unwrap()
+        ),
+        raw
+    );
+    err(
+        &c.kms(
+            "ImportDataKey",
+            json!({"DataKeyName": unique("imp"), "ImportKeyMaterial": b64(&raw), "ImportType": 2}),
+        )
+        .await
+        .unwrap(),
+        "MissingParameter",
+    );
+    err(&c.kms("ImportDataKey", json!({"DataKeyName": unique("imp"), "ImportKeyMaterial": b64(b"not a blob at all, really"), "ImportType": 1})).await.unwrap(), "InvalidParameterValue.InvalidImportKeyMaterial");
+    err(&c.kms("ImportDataKey", json!({"DataKeyName": "bad name!", "ImportKeyMaterial": b64(&raw), "ImportType": 2, "KeyId": cmk})).await.unwrap(), "InvalidParameterValue.InvalidDataKeyName");
+
+    // Listing and filters.
+    assert_eq!(
+        ok(c.kms("ListDataKeys", json!({})).await.unwrap())["TotalCount"],
+        3
+    );
+    let ext = ok(c
+        .kms("ListDataKeyDetail", json!({"Origin": "EXTERNAL"}))
+        .await
+        .unwrap());
+    assert_eq!(ext["TotalCount"], 2);
+    assert_eq!(
+        ok(c.kms("ListDataKeyDetail", json!({"DataKeyLen": 16}))
+            .await
+            .unwrap())["TotalCount"],
+        1
+    );
+    assert_eq!(
+        ok(c.kms("ListDataKeyDetail", json!({"SearchKeyAlias": name}))
+            .await
+            .unwrap())["TotalCount"],
+        1
+    );
+    assert_eq!(
+        ok(c.kms(
+            "ListDataKeyDetail",
+            json!({"TagFilters": [{"TagKey": "app", "TagValue": ["db"]}]})
+        )
+        .await
+        .unwrap())["TotalCount"],
+        1
+    );
+    assert_eq!(
+        ok(
+            c.kms("DescribeDataKeys", json!({"DataKeyIds": [dk, imp1_id]}))
+                .await
+                .unwrap()
+        )["DataKeyMetadatas"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+
+    // Edits and state.
+    let renamed = unique("renamed");
+    ok(c.kms(
+        "UpdateDataKeyName",
+        json!({"DataKeyId": dk, "DataKeyName": renamed}),
+    )
+    .await
+    .unwrap());
+    ok(c.kms(
+        "UpdateDataKeyDescription",
+        json!({"DataKeyId": dk, "Description": "new"}),
+    )
+    .await
+    .unwrap());
+    err(
+        &c.kms(
+            "UpdateDataKeyDescription",
+            json!({"DataKeyId": dk, "Description": "x".repeat(101)}),
+        )
+        .await
+        .unwrap(),
+        "InvalidParameterValue",
+    );
+    let meta = ok(c
+        .kms("DescribeDataKey", json!({"DataKeyId": dk}))
+        .await
+        .unwrap())["DataKeyMetadata"]
+        .clone();
+    assert_eq!(meta["DataKeyName"], renamed.as_str());
+    assert_eq!(meta["Description"], "new");
+    ok(c.kms("DisableDataKey", json!({"DataKeyId": dk}))
+        .await
+        .unwrap());
+    err(
+        &c.kms("GetDataKeyPlaintext", json!({"DataKeyId": dk}))
+            .await
+            .unwrap(),
+        "ResourceUnavailable.DataKeyDisabled",
+    );
+    ok(c.kms("EnableDataKeys", json!({"DataKeyIds": [dk]}))
+        .await
+        .unwrap());
+    err(
+        &c.kms("DisableDataKeys", json!({"DataKeyIds": [dk, dk]}))
+            .await
+            .unwrap(),
+        "InvalidParameterValue.DuplicatedDataKeyId",
+    );
+    ok(
+        c.kms("DisableDataKeys", json!({"DataKeyIds": [dk, imp1_id]}))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        ok(c.kms("ListDataKeyDetail", json!({"KeyState": 2}))
+            .await
+            .unwrap())["TotalCount"],
+        2
+    );
+    err(
+        &c.kms(
+            "DescribeDataKey",
+            json!({"DataKeyId": uuid::Uuid::new_v4().to_string()}),
+        )
+        .await
+        .unwrap(),
+        "ResourceUnavailable.DataKeyNotFound",
+    );
+
+    // Deletion: window, cancel, reschedule, restart, due.
+    err(
+        &c.kms(
+            "ScheduleDataKeyDeletion",
+            json!({"DataKeyId": dk, "PendingWindowInDays": 3}),
+        )
+        .await
+        .unwrap(),
+        "InvalidParameter.InvalidPendingWindowInDays",
+    );
+    err(
+        &c.kms("CancelDataKeyDeletion", json!({"DataKeyId": dk}))
+            .await
+            .unwrap(),
+        "ResourceUnavailable.DataKeyNotPendingDelete",
+    );
+    let date = ok(c
+        .kms(
+            "ScheduleDataKeyDeletion",
+            json!({"DataKeyId": dk, "PendingWindowInDays": 7}),
+        )
+        .await
+        .unwrap())["DeletionDate"]
+        .as_u64()
+        .unwrap();
+    assert!(date > 0);
+    err(
+        &c.kms("GetDataKeyPlaintext", json!({"DataKeyId": dk}))
+            .await
+            .unwrap(),
+        "ResourceUnavailable.DataKeyPendingDelete",
+    );
+    err(
+        &c.kms("EnableDataKey", json!({"DataKeyId": dk}))
+            .await
+            .unwrap(),
+        "ResourceUnavailable.DataKeyPendingDelete",
+    );
+    ok(c.kms("CancelDataKeyDeletion", json!({"DataKeyId": dk}))
+        .await
+        .unwrap());
+    assert_eq!(
+        ok(c.kms("DescribeDataKey", json!({"DataKeyId": dk}))
+            .await
+            .unwrap())["DataKeyMetadata"]["KeyState"],
+        "Disabled"
+    );
+    ok(c.kms(
+        "ScheduleDataKeyDeletion",
+        json!({"DataKeyId": dk, "PendingWindowInDays": 7}),
+    )
+    .await
+    .unwrap());
+    d.restart();
+    let c = d.client();
+    assert_eq!(
+        ok(c.kms("DescribeDataKey", json!({"DataKeyId": dk}))
+            .await
+            .unwrap())["DataKeyMetadata"]["KeyState"],
+        "PendingDelete"
+    );
+    assert_eq!(advance(&c, 7 * DAY + 60).await["Deleted"], 1);
+    err(
+        &c.kms("DescribeDataKey", json!({"DataKeyId": dk}))
+            .await
+            .unwrap(),
+        "ResourceUnavailable.DataKeyNotFound",
+    );
+    let status = ok(c.kms("GetServiceStatus", json!({})).await.unwrap());
+    assert_eq!(status["IsAllowedDataKeyHosted"], true);
+    assert_eq!(status["DataKeyUsedCount"], 2);
+
+    // The value lives only encrypted: not in the database file.
+    d.stop();
+    let mut bytes = std::fs::read(d.data_dir().join("keyward.db")).unwrap();
+    bytes.extend(std::fs::read(d.data_dir().join("keyward.db-wal")).unwrap_or_default());
+    assert!(
+        !bytes.windows(raw.len()).any(|w| w == raw),
+        "imported data key in plaintext on disk"
+    );
+}

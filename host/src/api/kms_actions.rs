@@ -57,6 +57,9 @@ pub fn runs_inline(action: &str) -> bool {
             | "GenerateRandom"
             | "ReEncrypt"
             | "GetKeyRotationStatus"
+            | "GetDataKeyPlaintext"
+            | "GetDataKeyCiphertextBlob"
+            | "DescribeDataKey"
             | "DescribeKey"
             | "GetRegions"
             | "ListAlgorithms"
@@ -147,7 +150,7 @@ struct CreateKeyRequest {
     hsm_cluster_id: Option<String>,
 }
 
-fn check_tags(tags: &[Tag]) -> Result<()> {
+pub(super) fn check_tags(tags: &[Tag]) -> Result<()> {
     let mut seen = std::collections::HashSet::new();
     for t in tags {
         if t.key.is_empty() || t.key.len() > 127 || t.value.len() > 255 {
@@ -162,7 +165,7 @@ fn check_tags(tags: &[Tag]) -> Result<()> {
     Ok(())
 }
 
-fn no_hsm_cluster(id: &Option<String>) -> Result<()> {
+pub(super) fn no_hsm_cluster(id: &Option<String>) -> Result<()> {
     match id.as_deref() {
         None | Some("") => Ok(()),
         Some(other) => Err(Error::InvalidValue(format!(
@@ -507,7 +510,7 @@ struct DecryptRequest {
     encryption_algorithm: Option<String>,
 }
 
-fn no_public_key_rewrap(key: &Option<String>, alg: &Option<String>) -> Result<()> {
+pub(super) fn no_public_key_rewrap(key: &Option<String>, alg: &Option<String>) -> Result<()> {
     if key.as_deref().is_some_and(|k| !k.is_empty())
         || alg.as_deref().is_some_and(|a| !a.is_empty())
     {
@@ -550,15 +553,12 @@ struct GenerateDataKeyRequest {
     #[serde(default, deserialize_with = "opt_u64")]
     is_hosted_by_kms: Option<u64>,
     #[serde(default)]
-    #[allow(dead_code)]
     data_key_name: Option<String>,
     #[serde(default)]
-    #[allow(dead_code)]
     description: Option<String>,
     #[serde(default)]
     hsm_cluster_id: Option<String>,
     #[serde(default)]
-    #[allow(dead_code)]
     tags: Option<Vec<Tag>>,
 }
 
@@ -569,18 +569,25 @@ fn generate_data_key(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     let key_id = required("KeyId", &req.key_id)?;
     no_public_key_rewrap(&req.encryption_public_key, &req.encryption_algorithm)?;
     no_hsm_cluster(&req.hsm_cluster_id)?;
-    match req.is_hosted_by_kms.unwrap_or(0) {
-        0 => {}
-        1 => {
-            return Err(Error::Unsupported(
-                "hosted data keys (IsHostedByKms=1) are not supported yet".into(),
-            ))
-        }
+    let hosted = match req.is_hosted_by_kms.unwrap_or(0) {
+        0 => false,
+        1 => true,
         v => {
             return Err(Error::InvalidValue(format!(
                 "IsHostedByKms must be 0 or 1, not {v}"
             )))
         }
+    };
+    let tags = req.tags.unwrap_or_default();
+    let name = req.data_key_name.unwrap_or_default();
+    if hosted {
+        if name.is_empty() {
+            return Err(Error::MissingParameter(
+                "DataKeyName is required when IsHostedByKms is 1".into(),
+            ));
+        }
+        crate::kms::data_keys::check_name(&name)?;
+        check_tags(&tags)?;
     }
     // NumberOfBytes wins when both are given.
     let len = match (
@@ -613,11 +620,31 @@ fn generate_data_key(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
         req.encryption_context.as_deref(),
     )?;
     let encoded = Zeroizing::new(base64_encode(&plaintext));
-    out(json!({
+    let mut fields = out(json!({
         "KeyId": key_id,
         "Plaintext": encoded.as_str(),
         "CiphertextBlob": base64_encode(&blob),
-    }))
+    }))?;
+    if hosted {
+        let has_tags = !tags.is_empty();
+        let dk = ctx.state.kms.host_data_key(
+            &ctx.caller,
+            &key_id,
+            &plaintext,
+            crate::kms::data_keys::NewDataKey {
+                name: &name,
+                description: req.description.as_deref().unwrap_or(""),
+                tags,
+                origin: crate::kms::ORIGIN_KMS,
+            },
+        )?;
+        fields.insert("DataKeyId".into(), json!(dk.data_key_id));
+        if has_tags {
+            fields.insert("TagCode".into(), json!(0));
+            fields.insert("TagMsg".into(), json!(""));
+        }
+    }
+    Ok(fields)
 }
 
 #[derive(Deserialize)]
@@ -816,7 +843,10 @@ fn get_service_status(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
         "SubscriptionInfo": "",
         "CmkUserCount": used,
         "CmkLimit": ctx.state.cfg.limits.cmk_limit,
-        "IsAllowedDataKeyHosted": false,
+        "IsAllowedDataKeyHosted": true,
+        "DataKeyLimit": crate::kms::data_keys::DATA_KEY_LIMIT,
+        "FreeDataKeyLimit": crate::kms::data_keys::DATA_KEY_LIMIT,
+        "DataKeyUsedCount": ctx.state.kms.store().count_data_keys(&ctx.caller.region, ctx.caller.owner_uin)?,
     }))
 }
 

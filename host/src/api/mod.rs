@@ -3,6 +3,7 @@
 //! store and HSM calls block.
 
 mod admin_actions;
+mod data_key_actions;
 pub mod envelope;
 mod kms_actions;
 pub mod params;
@@ -74,7 +75,9 @@ impl Product {
 
     fn handler(self, action: &str) -> Option<Handler> {
         match self {
-            Product::Kms => kms_actions::handler(action),
+            Product::Kms => {
+                kms_actions::handler(action).or_else(|| data_key_actions::handler(action))
+            }
             Product::Admin => admin_actions::handler(action),
         }
     }

@@ -442,6 +442,7 @@ impl Kms {
                 }
             }
         }
+        deleted += self.delete_due_data_keys(now)?;
         Ok((rotated, reminded, deleted))
     }
 }

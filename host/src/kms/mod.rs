@@ -3,6 +3,7 @@
 
 pub mod alias;
 pub mod context;
+pub mod data_keys;
 mod lifecycle;
 pub mod state;
 

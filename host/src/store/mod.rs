@@ -138,6 +138,47 @@ pub struct ApiKeyRecord {
     pub create_time: i64,
 }
 
+/// A hosted data key: its metadata and its value encrypted under `key_id`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataKeyRecord {
+    pub data_key_id: String,
+    pub region: String,
+    pub owner_uin: u64,
+    pub creator_uin: u64,
+    pub name: String,
+    pub description: String,
+    pub key_id: String,
+    pub origin: String,
+    pub owner: String,
+    /// Enabled, Disabled or PendingDelete.
+    pub state: KeyState,
+    pub number_of_bytes: u32,
+    pub create_time: i64,
+    pub deletion_date: i64,
+    pub blob: Vec<u8>,
+    pub tags: Vec<Tag>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DataKeyQuery {
+    pub region: String,
+    pub owner_uin: u64,
+    pub states: Option<Vec<KeyState>>,
+    pub origin: Option<String>,
+    pub key_id: Option<String>,
+    pub number_of_bytes: Option<u32>,
+    /// Substring of DataKeyId or name.
+    pub search: Option<String>,
+    pub tag_filters: Vec<TagFilter>,
+    pub user_created: Option<bool>,
+    pub newest_first: bool,
+    pub offset: u64,
+    pub limit: u64,
+}
+
+/// A read-modify-write step on a data key, run inside the store's transaction.
+pub type DataKeyUpdate<'a> = &'a mut dyn FnMut(&mut DataKeyRecord) -> Result<()>;
+
 /// An alarm waiting in the outbox for webhook delivery.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Alarm {
@@ -196,6 +237,22 @@ pub trait Store: Send + Sync {
     fn bind(&self, key_id: &str, product: &str, resource: &str, now: i64) -> Result<bool>;
     fn unbind(&self, key_id: &str, product: &str, resource: &str) -> Result<bool>;
     fn count_bindings(&self, key_id: &str) -> Result<u64>;
+
+    /// Inserts a hosted data key, refusing a duplicate name and a full quota.
+    fn insert_data_key(&self, k: &DataKeyRecord, limit: u64) -> Result<()>;
+    fn get_data_key(&self, region: &str, owner_uin: u64, id: &str)
+        -> Result<Option<DataKeyRecord>>;
+    fn update_data_key(
+        &self,
+        region: &str,
+        owner_uin: u64,
+        id: &str,
+        f: DataKeyUpdate<'_>,
+    ) -> Result<DataKeyRecord>;
+    fn query_data_keys(&self, q: &DataKeyQuery) -> Result<(u64, Vec<DataKeyRecord>)>;
+    fn count_data_keys(&self, region: &str, owner_uin: u64) -> Result<u64>;
+    fn data_keys_in_state(&self, state: KeyState) -> Result<Vec<DataKeyRecord>>;
+    fn delete_data_key(&self, id: &str) -> Result<bool>;
 
     /// Appends an alarm to the outbox and returns its id.
     fn insert_alarm(&self, a: &Alarm) -> Result<i64>;

@@ -11,6 +11,7 @@ use std::sync::{Mutex, RwLock};
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_init.sql"),
     include_str!("migrations/0002_lifecycle.sql"),
+    include_str!("migrations/0003_data_keys.sql"),
 ];
 
 pub struct SqliteStore {
@@ -133,6 +134,79 @@ fn key_from_row(r: &Row<'_>) -> rusqlite::Result<KeyRecord> {
         last_manual_rotate: r.get(19)?,
         last_alarm_time: r.get(20)?,
     })
+}
+
+const DATA_KEY_COLUMNS: &str = "data_key_id, region, owner_uin, creator_uin, name, description, \
+    key_id, origin, owner, state, number_of_bytes, create_time, deletion_date, blob, tags";
+
+fn data_key_from_row(r: &Row<'_>) -> rusqlite::Result<DataKeyRecord> {
+    let bad = |i: usize, what: &str| {
+        rusqlite::Error::FromSqlConversionFailure(
+            i,
+            rusqlite::types::Type::Text,
+            format!("bad {what}").into(),
+        )
+    };
+    let state: String = r.get(9)?;
+    let tags: String = r.get(14)?;
+    Ok(DataKeyRecord {
+        data_key_id: r.get(0)?,
+        region: r.get(1)?,
+        owner_uin: r.get::<_, i64>(2)? as u64,
+        creator_uin: r.get::<_, i64>(3)? as u64,
+        name: r.get(4)?,
+        description: r.get(5)?,
+        key_id: r.get(6)?,
+        origin: r.get(7)?,
+        owner: r.get(8)?,
+        state: KeyState::parse(&state).ok_or_else(|| bad(9, "state"))?,
+        number_of_bytes: r.get(10)?,
+        create_time: r.get(11)?,
+        deletion_date: r.get(12)?,
+        blob: r.get(13)?,
+        tags: serde_json::from_str(&tags).map_err(|_| bad(14, "tags"))?,
+    })
+}
+
+fn get_data_key_tx(
+    conn: &Connection,
+    region: &str,
+    owner_uin: u64,
+    id: &str,
+) -> Result<Option<DataKeyRecord>> {
+    let sql = format!(
+        "SELECT {DATA_KEY_COLUMNS} FROM data_keys WHERE data_key_id = ?1 AND region = ?2 AND owner_uin = ?3"
+    );
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row(params![id, region, owner_uin as i64], data_key_from_row)
+        .optional()?)
+}
+
+/// WHERE clauses shared by key and data-key listings: tag filters over a `tags` JSON column.
+fn tag_filter_clauses(
+    table: &str,
+    filters: &[TagFilter],
+    clauses: &mut Vec<String>,
+    args: &mut Vec<rusqlite::types::Value>,
+) {
+    use rusqlite::types::Value;
+    for tf in filters {
+        let mut c = format!(
+            "EXISTS (SELECT 1 FROM json_each({table}.tags) t \
+             WHERE json_extract(t.value, '$.TagKey') = ?"
+        );
+        args.push(Value::Text(tf.key.clone()));
+        if !tf.values.is_empty() {
+            let marks = vec!["?"; tf.values.len()].join(",");
+            c.push_str(&format!(
+                " AND json_extract(t.value, '$.TagValue') IN ({marks})"
+            ));
+            args.extend(tf.values.iter().map(|v| Value::Text(v.clone())));
+        }
+        c.push(')');
+        clauses.push(c);
+    }
 }
 
 fn tags_json(tags: &[Tag]) -> Result<String> {
@@ -416,6 +490,183 @@ impl Store for SqliteStore {
                 |r| r.get(0),
             )?;
             Ok(n as u64)
+        })
+    }
+
+    fn insert_data_key(&self, k: &DataKeyRecord, limit: u64) -> Result<()> {
+        self.with(|conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let count: i64 = tx.query_row(
+                "SELECT COUNT(*) FROM data_keys WHERE region = ?1 AND owner_uin = ?2",
+                params![k.region, k.owner_uin as i64],
+                |r| r.get(0),
+            )?;
+            if count as u64 >= limit {
+                return Err(Error::DataKeyLimitExceeded(limit));
+            }
+            let sql = format!(
+                "INSERT INTO data_keys ({DATA_KEY_COLUMNS}) VALUES \
+                 (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15)"
+            );
+            let res = tx.execute(
+                &sql,
+                params![
+                    k.data_key_id,
+                    k.region,
+                    k.owner_uin as i64,
+                    k.creator_uin as i64,
+                    k.name,
+                    k.description,
+                    k.key_id,
+                    k.origin,
+                    k.owner,
+                    k.state.as_str(),
+                    k.number_of_bytes,
+                    k.create_time,
+                    k.deletion_date,
+                    k.blob,
+                    tags_json(&k.tags)?,
+                ],
+            );
+            match res {
+                Err(e) if is_unique_violation(&e) => {
+                    return Err(Error::DataKeyNameExists(k.name.clone()))
+                }
+                other => other?,
+            };
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    fn get_data_key(
+        &self,
+        region: &str,
+        owner_uin: u64,
+        id: &str,
+    ) -> Result<Option<DataKeyRecord>> {
+        self.with(|conn| get_data_key_tx(conn, region, owner_uin, id))
+    }
+
+    fn update_data_key(
+        &self,
+        region: &str,
+        owner_uin: u64,
+        id: &str,
+        f: DataKeyUpdate<'_>,
+    ) -> Result<DataKeyRecord> {
+        self.with(|conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mut k = get_data_key_tx(&tx, region, owner_uin, id)?
+                .ok_or_else(|| Error::DataKeyNotFound(id.to_string()))?;
+            f(&mut k)?;
+            let res = tx.execute(
+                "UPDATE data_keys SET name = ?2, description = ?3, state = ?4, deletion_date = ?5 \
+                 WHERE data_key_id = ?1",
+                params![
+                    k.data_key_id,
+                    k.name,
+                    k.description,
+                    k.state.as_str(),
+                    k.deletion_date
+                ],
+            );
+            match res {
+                Err(e) if is_unique_violation(&e) => return Err(Error::DataKeyNameExists(k.name)),
+                other => other?,
+            };
+            tx.commit()?;
+            Ok(k)
+        })
+    }
+
+    fn query_data_keys(&self, q: &DataKeyQuery) -> Result<(u64, Vec<DataKeyRecord>)> {
+        use rusqlite::types::Value;
+        let mut clauses = vec!["region = ?".to_string(), "owner_uin = ?".to_string()];
+        let mut args: Vec<Value> = vec![
+            Value::Text(q.region.clone()),
+            Value::Integer(q.owner_uin as i64),
+        ];
+        if let Some(states) = &q.states {
+            let marks = vec!["?"; states.len()].join(",");
+            clauses.push(format!("state IN ({marks})"));
+            args.extend(states.iter().map(|s| Value::Text(s.as_str().into())));
+        }
+        match q.user_created {
+            Some(true) => clauses.push("owner = 'user'".into()),
+            Some(false) => clauses.push("owner <> 'user'".into()),
+            None => {}
+        }
+        if let Some(origin) = &q.origin {
+            clauses.push("origin = ?".into());
+            args.push(Value::Text(origin.clone()));
+        }
+        if let Some(key_id) = &q.key_id {
+            clauses.push("key_id = ?".into());
+            args.push(Value::Text(key_id.clone()));
+        }
+        if let Some(n) = q.number_of_bytes {
+            clauses.push("number_of_bytes = ?".into());
+            args.push(Value::Integer(n.into()));
+        }
+        if let Some(search) = &q.search {
+            clauses.push("(data_key_id LIKE ? ESCAPE '\\' OR name LIKE ? ESCAPE '\\')".into());
+            let p = like_pattern(search);
+            args.push(Value::Text(p.clone()));
+            args.push(Value::Text(p));
+        }
+        tag_filter_clauses("data_keys", &q.tag_filters, &mut clauses, &mut args);
+        let where_sql = clauses.join(" AND ");
+        let order = if q.newest_first { "DESC" } else { "ASC" };
+        self.with(|conn| {
+            let total: i64 = conn.query_row(
+                &format!("SELECT COUNT(*) FROM data_keys WHERE {where_sql}"),
+                rusqlite::params_from_iter(args.iter()),
+                |r| r.get(0),
+            )?;
+            let mut page_args = args.clone();
+            page_args.push(Value::Integer(q.limit.min(i64::MAX as u64) as i64));
+            page_args.push(Value::Integer(q.offset.min(i64::MAX as u64) as i64));
+            let sql = format!(
+                "SELECT {DATA_KEY_COLUMNS} FROM data_keys WHERE {where_sql} \
+                 ORDER BY create_time {order}, rowid {order} LIMIT ? OFFSET ?"
+            );
+            let mut stmt = conn.prepare(&sql)?;
+            let rows = stmt
+                .query_map(
+                    rusqlite::params_from_iter(page_args.iter()),
+                    data_key_from_row,
+                )?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok((total as u64, rows))
+        })
+    }
+
+    fn count_data_keys(&self, region: &str, owner_uin: u64) -> Result<u64> {
+        self.with(|conn| {
+            let n: i64 = conn.query_row(
+                "SELECT COUNT(*) FROM data_keys WHERE region = ?1 AND owner_uin = ?2",
+                params![region, owner_uin as i64],
+                |r| r.get(0),
+            )?;
+            Ok(n as u64)
+        })
+    }
+
+    fn data_keys_in_state(&self, state: KeyState) -> Result<Vec<DataKeyRecord>> {
+        self.with(|conn| {
+            let sql = format!("SELECT {DATA_KEY_COLUMNS} FROM data_keys WHERE state = ?1");
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let rows = stmt
+                .query_map([state.as_str()], data_key_from_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })
+    }
+
+    fn delete_data_key(&self, id: &str) -> Result<bool> {
+        self.with(|conn| {
+            Ok(conn.execute("DELETE FROM data_keys WHERE data_key_id = ?1", [id])? == 1)
         })
     }
 
