@@ -160,6 +160,10 @@ fn describe_data_keys(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
             "DataKeyIds must hold 1 to 100 entries".into(),
         ));
     }
+    let mut seen = std::collections::HashSet::new();
+    if let Some(dup) = req.data_key_ids.iter().find(|id| !seen.insert(id.as_str())) {
+        return Err(Error::DuplicatedDataKeyId(dup.clone()));
+    }
     let mut metas = vec![];
     for id in &req.data_key_ids {
         match ctx.state.kms.data_key(&ctx.caller, id) {

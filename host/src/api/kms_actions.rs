@@ -252,9 +252,9 @@ fn check_key_ids(ids: &[String]) -> Result<()> {
 fn describe_keys(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     let req: KeyIdsRequest = parse(body)?;
     check_key_ids(&req.key_ids)?;
+    kms::check_batch(&req.key_ids)?;
     let mut metas = Vec::with_capacity(req.key_ids.len());
     for id in &req.key_ids {
-        kms::check_key_id(id)?;
         // Unknown ids are left out, as a lookup by filter would.
         match ctx.state.kms.describe_key(&ctx.caller, id) {
             Ok(k) => metas.push(key_metadata(ctx, &k)),

@@ -376,7 +376,8 @@ pub fn check_key_id(id: &str) -> Result<()> {
 
 pub const MAX_BATCH: usize = 100;
 
-fn check_batch(ids: &[String]) -> Result<()> {
+/// Batch id lists: 1 to 100 well-formed ids, no duplicates.
+pub fn check_batch(ids: &[String]) -> Result<()> {
     if ids.is_empty() || ids.len() > MAX_BATCH {
         return Err(Error::InvalidValue(format!(
             "KeyIds must hold 1 to {MAX_BATCH} entries"
