@@ -1,11 +1,14 @@
 //! KMS hosted data key actions (2019-01-18): models and glue to `kms::data_keys`.
 
-use super::params::{base64_decode, base64_encode, opt_u64, page, parse};
+use super::params::{
+    base64_decode, base64_encode, newest_first, opt_u64, page, parse, required, tag_filters,
+    user_created, TagFilterParam,
+};
 use super::{Ctx, Fields, Handler};
 use crate::error::{Error, Result};
 use crate::kms::data_keys::{self, NewDataKey, ORIGINS};
 use crate::kms::ORIGIN_EXTERNAL;
-use crate::store::{DataKeyQuery, DataKeyRecord, KeyState, Tag, TagFilter};
+use crate::store::{DataKeyQuery, DataKeyRecord, KeyState, Tag};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use zeroize::Zeroizing;
@@ -36,13 +39,6 @@ fn obj(v: Value) -> Fields {
         Value::Object(m) => m,
         _ => Fields::new(),
     }
-}
-
-fn required<'a>(name: &str, v: &'a str) -> Result<&'a str> {
-    if v.is_empty() {
-        return Err(Error::MissingParameter(format!("{name} must not be empty")));
-    }
-    Ok(v)
 }
 
 /// DataKeyMetadata with every always-present field.
@@ -176,11 +172,6 @@ fn describe_data_keys(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
 }
 
 fn base_query(ctx: &Ctx<'_>, offset: u64, limit: u64, role: Option<u64>) -> Result<DataKeyQuery> {
-    let user_created = match role.unwrap_or(0) {
-        0 => true,
-        1 => false,
-        r => return Err(Error::InvalidValue(format!("Role must be 0 or 1, not {r}"))),
-    };
     Ok(DataKeyQuery {
         region: ctx.caller.region.clone(),
         owner_uin: ctx.caller.owner_uin,
@@ -190,7 +181,7 @@ fn base_query(ctx: &Ctx<'_>, offset: u64, limit: u64, role: Option<u64>) -> Resu
         number_of_bytes: None,
         search: None,
         tag_filters: vec![],
-        user_created: Some(user_created),
+        user_created: Some(user_created(role)?),
         newest_first: true,
         offset,
         limit,
@@ -230,14 +221,6 @@ fn list_data_keys(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "PascalCase")]
-struct TagFilterParam {
-    tag_key: String,
-    #[serde(default)]
-    tag_value: Option<Vec<String>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "PascalCase")]
 struct ListDetailRequest {
     #[serde(default, deserialize_with = "opt_u64")]
     offset: Option<u64>,
@@ -270,15 +253,7 @@ fn list_data_key_detail(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     let req: ListDetailRequest = parse(body)?;
     let (offset, limit) = page(req.offset, req.limit)?;
     let mut q = base_query(ctx, offset, limit, req.role)?;
-    q.newest_first = match req.order_type.unwrap_or(0) {
-        0 => true,
-        1 => false,
-        o => {
-            return Err(Error::InvalidValue(format!(
-                "OrderType must be 0 or 1, not {o}"
-            )))
-        }
-    };
+    q.newest_first = newest_first(req.order_type)?;
     q.states = match req.key_state.unwrap_or(0) {
         0 => None,
         1 => Some(vec![KeyState::Enabled]),
@@ -306,15 +281,7 @@ fn list_data_key_detail(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
         }
     };
     q.search = req.search_key_alias.filter(|s| !s.is_empty());
-    q.tag_filters = req
-        .tag_filters
-        .unwrap_or_default()
-        .into_iter()
-        .map(|t| TagFilter {
-            key: t.tag_key,
-            values: t.tag_value.unwrap_or_default(),
-        })
-        .collect();
+    q.tag_filters = tag_filters(req.tag_filters);
     if req
         .hsm_cluster_id
         .is_some_and(|c| !c.is_empty() && c != "default")

@@ -1,11 +1,14 @@
 //! KMS (2019-01-18) actions: request/response models exactly as the reference names them, and
 //! the glue from them to `kms::Kms`.
 
-use super::params::{base64_decode, base64_encode, opt_u64, page, parse};
+use super::params::{
+    base64_decode, base64_encode, newest_first, opt_u64, page, parse, required, tag_filters,
+    user_created, TagFilterParam,
+};
 use super::{Ctx, Fields, Handler};
 use crate::error::{Error, Result};
 use crate::kms::{self, NewKey, ASYMMETRIC_KEY_USAGES, KEY_USAGE_ENCRYPT_DECRYPT};
-use crate::store::{KeyQuery, KeyRecord, KeyState, Tag, TagFilter};
+use crate::store::{KeyQuery, KeyRecord, KeyState, Tag};
 use keyward_shared::Algorithm;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -72,14 +75,6 @@ fn out<T: Serialize>(v: T) -> Result<Fields> {
         Ok(_) => Err(Error::Internal("response is not an object".into())),
         Err(e) => Err(Error::Internal(e.to_string())),
     }
-}
-
-/// Required string fields: absent or empty both count as missing.
-fn required<'a>(name: &str, v: &'a str) -> Result<&'a str> {
-    if v.is_empty() {
-        return Err(Error::MissingParameter(format!("{name} must not be empty")));
-    }
-    Ok(v)
 }
 
 /// Multi-account targets are accepted for compatibility; one appliance has no organisation.
@@ -278,15 +273,6 @@ struct ListKeysRequest {
     hsm_cluster_id: Option<String>,
 }
 
-/// Role 0: keys users created; 1: keys the service created (the managed keys).
-fn check_role(role: Option<u64>) -> Result<bool> {
-    match role.unwrap_or(0) {
-        0 => Ok(true),
-        1 => Ok(false),
-        r => Err(Error::InvalidValue(format!("Role must be 0 or 1, not {r}"))),
-    }
-}
-
 fn base_query(ctx: &Ctx<'_>, offset: u64, limit: u64) -> KeyQuery {
     KeyQuery {
         region: ctx.caller.region.clone(),
@@ -306,7 +292,7 @@ fn base_query(ctx: &Ctx<'_>, offset: u64, limit: u64) -> KeyQuery {
 fn list_keys(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     let req: ListKeysRequest = parse(body)?;
     let (offset, limit) = page(req.offset, req.limit)?;
-    let user_created = check_role(req.role)?;
+    let user_created = user_created(req.role)?;
     if req.hsm_cluster_id.is_some_and(|c| !c.is_empty()) {
         return out(json!({ "Keys": [], "TotalCount": 0 }));
     }
@@ -320,14 +306,6 @@ fn list_keys(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     let (total, keys) = ctx.state.kms.query_keys(&q)?;
     let keys: Vec<Value> = keys.iter().map(|k| json!({ "KeyId": k.key_id })).collect();
     out(json!({ "Keys": keys, "TotalCount": total }))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "PascalCase")]
-struct TagFilterParam {
-    tag_key: String,
-    #[serde(default)]
-    tag_value: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -362,15 +340,7 @@ fn list_key_detail(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     let req: ListKeyDetailRequest = parse(body)?;
     let (offset, limit) = page(req.offset, req.limit)?;
     let mut q = base_query(ctx, offset, limit);
-    q.newest_first = match req.order_type.unwrap_or(0) {
-        0 => true,
-        1 => false,
-        o => {
-            return Err(Error::InvalidValue(format!(
-                "OrderType must be 0 or 1, not {o}"
-            )))
-        }
-    };
+    q.newest_first = newest_first(req.order_type)?;
     q.states = match req.key_state.unwrap_or(0) {
         0 => None,
         code => Some(vec![KeyState::from_filter_code(code).ok_or_else(|| {
@@ -392,16 +362,8 @@ fn list_key_detail(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
         u => return Err(Error::InvalidKeyUsage(format!("invalid KeyUsage `{u}`"))),
     };
     q.search = req.search_key_alias.filter(|s| !s.is_empty());
-    q.tag_filters = req
-        .tag_filters
-        .unwrap_or_default()
-        .into_iter()
-        .map(|t| TagFilter {
-            key: t.tag_key,
-            values: t.tag_value.unwrap_or_default(),
-        })
-        .collect();
-    q.user_created = Some(check_role(req.role)?);
+    q.tag_filters = tag_filters(req.tag_filters);
+    q.user_created = Some(user_created(req.role)?);
     let cluster = req.hsm_cluster_id.unwrap_or_default();
     if !(cluster.is_empty() || cluster == "default") {
         return out(json!({ "TotalCount": 0, "KeyMetadatas": [] }));

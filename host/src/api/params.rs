@@ -80,6 +80,54 @@ pub fn page(offset: Option<u64>, limit: Option<u64>) -> Result<(u64, u64)> {
     Ok((offset.unwrap_or(0), if limit == 0 { 10 } else { limit }))
 }
 
+/// Required string fields: absent or empty both count as missing.
+pub fn required<'a>(name: &str, v: &'a str) -> Result<&'a str> {
+    if v.is_empty() {
+        return Err(Error::MissingParameter(format!("{name} must not be empty")));
+    }
+    Ok(v)
+}
+
+/// `OrderType`: 0 (default) newest first, 1 oldest first.
+pub fn newest_first(order_type: Option<u64>) -> Result<bool> {
+    match order_type.unwrap_or(0) {
+        0 => Ok(true),
+        1 => Ok(false),
+        o => Err(Error::InvalidValue(format!(
+            "OrderType must be 0 or 1, not {o}"
+        ))),
+    }
+}
+
+/// `Role`: 0 (default) resources users created, 1 resources the service created.
+pub fn user_created(role: Option<u64>) -> Result<bool> {
+    match role.unwrap_or(0) {
+        0 => Ok(true),
+        1 => Ok(false),
+        r => Err(Error::InvalidValue(format!("Role must be 0 or 1, not {r}"))),
+    }
+}
+
+/// One `TagFilters` entry as the API spells it.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+pub struct TagFilterParam {
+    tag_key: String,
+    #[serde(default)]
+    tag_value: Option<Vec<String>>,
+}
+
+pub fn tag_filters(params: Option<Vec<TagFilterParam>>) -> Vec<crate::store::TagFilter> {
+    params
+        .unwrap_or_default()
+        .into_iter()
+        .map(|t| crate::store::TagFilter {
+            key: t.tag_key,
+            values: t.tag_value.unwrap_or_default(),
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -183,29 +183,117 @@ fn get_data_key_tx(
         .optional()?)
 }
 
-/// WHERE clauses shared by key and data-key listings: tag filters over a `tags` JSON column.
-fn tag_filter_clauses(
-    table: &str,
-    filters: &[TagFilter],
-    clauses: &mut Vec<String>,
-    args: &mut Vec<rusqlite::types::Value>,
-) {
-    use rusqlite::types::Value;
-    for tf in filters {
-        let mut c = format!(
-            "EXISTS (SELECT 1 FROM json_each({table}.tags) t \
-             WHERE json_extract(t.value, '$.TagKey') = ?"
-        );
-        args.push(Value::Text(tf.key.clone()));
-        if !tf.values.is_empty() {
-            let marks = vec!["?"; tf.values.len()].join(",");
-            c.push_str(&format!(
-                " AND json_extract(t.value, '$.TagValue') IN ({marks})"
-            ));
-            args.extend(tf.values.iter().map(|v| Value::Text(v.clone())));
+/// A WHERE clause under construction, with its positional arguments; shared by the key and
+/// data-key listings so their common filters mean the same thing.
+struct Filter {
+    table: &'static str,
+    columns: &'static str,
+    clauses: Vec<String>,
+    args: Vec<rusqlite::types::Value>,
+}
+
+impl Filter {
+    fn new(table: &'static str, columns: &'static str, region: &str, owner_uin: u64) -> Self {
+        use rusqlite::types::Value;
+        Filter {
+            table,
+            columns,
+            clauses: vec!["region = ?".into(), "owner_uin = ?".into()],
+            args: vec![Value::Text(region.into()), Value::Integer(owner_uin as i64)],
         }
-        c.push(')');
-        clauses.push(c);
+    }
+
+    fn eq(&mut self, column: &str, value: rusqlite::types::Value) {
+        self.clauses.push(format!("{column} = ?"));
+        self.args.push(value);
+    }
+
+    fn states(&mut self, states: &Option<Vec<KeyState>>) {
+        if let Some(states) = states {
+            let marks = vec!["?"; states.len()].join(",");
+            self.clauses.push(format!("state IN ({marks})"));
+            self.args.extend(
+                states
+                    .iter()
+                    .map(|s| rusqlite::types::Value::Text(s.as_str().into())),
+            );
+        }
+    }
+
+    fn user_created(&mut self, user_created: Option<bool>) {
+        match user_created {
+            Some(true) => self.clauses.push("owner = 'user'".into()),
+            Some(false) => self.clauses.push("owner <> 'user'".into()),
+            None => {}
+        }
+    }
+
+    /// Substring match on either column, LIKE wildcards in `text` taken literally.
+    fn search(&mut self, columns: [&str; 2], text: &Option<String>) {
+        if let Some(text) = text {
+            self.clauses.push(format!(
+                "({} LIKE ? ESCAPE '\\' OR {} LIKE ? ESCAPE '\\')",
+                columns[0], columns[1]
+            ));
+            let p = like_pattern(text);
+            self.args.push(rusqlite::types::Value::Text(p.clone()));
+            self.args.push(rusqlite::types::Value::Text(p));
+        }
+    }
+
+    /// Resources carrying a tag key (and, if given, one of the values) for every filter.
+    fn tags(&mut self, filters: &[TagFilter]) {
+        use rusqlite::types::Value;
+        let table = self.table;
+        for tf in filters {
+            let mut c = format!(
+                "EXISTS (SELECT 1 FROM json_each({table}.tags) t \
+                 WHERE json_extract(t.value, '$.TagKey') = ?"
+            );
+            self.args.push(Value::Text(tf.key.clone()));
+            if !tf.values.is_empty() {
+                let marks = vec!["?"; tf.values.len()].join(",");
+                c.push_str(&format!(
+                    " AND json_extract(t.value, '$.TagValue') IN ({marks})"
+                ));
+                self.args
+                    .extend(tf.values.iter().map(|v| Value::Text(v.clone())));
+            }
+            c.push(')');
+            self.clauses.push(c);
+        }
+    }
+
+    /// The total match count and one page, ordered by creation time.
+    fn page<T>(
+        &self,
+        conn: &Connection,
+        newest_first: bool,
+        offset: u64,
+        limit: u64,
+        row: fn(&Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<(u64, Vec<T>)> {
+        use rusqlite::types::Value;
+        let (table, columns) = (self.table, self.columns);
+        let where_sql = self.clauses.join(" AND ");
+        let total: i64 = conn.query_row(
+            &format!("SELECT COUNT(*) FROM {table} WHERE {where_sql}"),
+            rusqlite::params_from_iter(self.args.iter()),
+            |r| r.get(0),
+        )?;
+        let order = if newest_first { "DESC" } else { "ASC" };
+        let mut args = self.args.clone();
+        args.push(Value::Integer(limit.min(i64::MAX as u64) as i64));
+        args.push(Value::Integer(offset.min(i64::MAX as u64) as i64));
+        let sql = format!(
+            "SELECT {columns} FROM {table} WHERE {where_sql} \
+             ORDER BY create_time {order}, rowid {order} LIMIT ? OFFSET ?"
+        );
+        let mut stmt = conn.prepare(&sql)?;
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(args.iter()), row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok((total as u64, rows))
     }
 }
 
@@ -582,64 +670,21 @@ impl Store for SqliteStore {
 
     fn query_data_keys(&self, q: &DataKeyQuery) -> Result<(u64, Vec<DataKeyRecord>)> {
         use rusqlite::types::Value;
-        let mut clauses = vec!["region = ?".to_string(), "owner_uin = ?".to_string()];
-        let mut args: Vec<Value> = vec![
-            Value::Text(q.region.clone()),
-            Value::Integer(q.owner_uin as i64),
-        ];
-        if let Some(states) = &q.states {
-            let marks = vec!["?"; states.len()].join(",");
-            clauses.push(format!("state IN ({marks})"));
-            args.extend(states.iter().map(|s| Value::Text(s.as_str().into())));
-        }
-        match q.user_created {
-            Some(true) => clauses.push("owner = 'user'".into()),
-            Some(false) => clauses.push("owner <> 'user'".into()),
-            None => {}
-        }
+        let mut f = Filter::new("data_keys", DATA_KEY_COLUMNS, &q.region, q.owner_uin);
+        f.states(&q.states);
+        f.user_created(q.user_created);
         if let Some(origin) = &q.origin {
-            clauses.push("origin = ?".into());
-            args.push(Value::Text(origin.clone()));
+            f.eq("origin", Value::Text(origin.clone()));
         }
         if let Some(key_id) = &q.key_id {
-            clauses.push("key_id = ?".into());
-            args.push(Value::Text(key_id.clone()));
+            f.eq("key_id", Value::Text(key_id.clone()));
         }
         if let Some(n) = q.number_of_bytes {
-            clauses.push("number_of_bytes = ?".into());
-            args.push(Value::Integer(n.into()));
+            f.eq("number_of_bytes", Value::Integer(n.into()));
         }
-        if let Some(search) = &q.search {
-            clauses.push("(data_key_id LIKE ? ESCAPE '\\' OR name LIKE ? ESCAPE '\\')".into());
-            let p = like_pattern(search);
-            args.push(Value::Text(p.clone()));
-            args.push(Value::Text(p));
-        }
-        tag_filter_clauses("data_keys", &q.tag_filters, &mut clauses, &mut args);
-        let where_sql = clauses.join(" AND ");
-        let order = if q.newest_first { "DESC" } else { "ASC" };
-        self.with(|conn| {
-            let total: i64 = conn.query_row(
-                &format!("SELECT COUNT(*) FROM data_keys WHERE {where_sql}"),
-                rusqlite::params_from_iter(args.iter()),
-                |r| r.get(0),
-            )?;
-            let mut page_args = args.clone();
-            page_args.push(Value::Integer(q.limit.min(i64::MAX as u64) as i64));
-            page_args.push(Value::Integer(q.offset.min(i64::MAX as u64) as i64));
-            let sql = format!(
-                "SELECT {DATA_KEY_COLUMNS} FROM data_keys WHERE {where_sql} \
-                 ORDER BY create_time {order}, rowid {order} LIMIT ? OFFSET ?"
-            );
-            let mut stmt = conn.prepare(&sql)?;
-            let rows = stmt
-                .query_map(
-                    rusqlite::params_from_iter(page_args.iter()),
-                    data_key_from_row,
-                )?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            Ok((total as u64, rows))
-        })
+        f.search(["data_key_id", "name"], &q.search);
+        f.tags(&q.tag_filters);
+        self.with(|conn| f.page(conn, q.newest_first, q.offset, q.limit, data_key_from_row))
     }
 
     fn count_data_keys(&self, region: &str, owner_uin: u64) -> Result<u64> {
@@ -705,71 +750,18 @@ impl Store for SqliteStore {
 
     fn query_keys(&self, q: &KeyQuery) -> Result<(u64, Vec<KeyRecord>)> {
         use rusqlite::types::Value;
-        let mut clauses = vec!["region = ?".to_string(), "owner_uin = ?".to_string()];
-        let mut args: Vec<Value> = vec![
-            Value::Text(q.region.clone()),
-            Value::Integer(q.owner_uin as i64),
-        ];
-        if let Some(states) = &q.states {
-            let marks = vec!["?"; states.len()].join(",");
-            clauses.push(format!("state IN ({marks})"));
-            args.extend(states.iter().map(|s| Value::Text(s.as_str().into())));
-        }
-        match q.user_created {
-            Some(true) => clauses.push("owner = 'user'".into()),
-            Some(false) => clauses.push("owner <> 'user'".into()),
-            None => {}
-        }
+        let mut f = Filter::new("keys", KEY_COLUMNS, &q.region, q.owner_uin);
+        f.states(&q.states);
+        f.user_created(q.user_created);
         if let Some(origin) = &q.origin {
-            clauses.push("origin = ?".into());
-            args.push(Value::Text(origin.clone()));
+            f.eq("origin", Value::Text(origin.clone()));
         }
         if let Some(usage) = &q.key_usage {
-            clauses.push("key_usage = ?".into());
-            args.push(Value::Text(usage.clone()));
+            f.eq("key_usage", Value::Text(usage.clone()));
         }
-        if let Some(search) = &q.search {
-            clauses.push("(key_id LIKE ? ESCAPE '\\' OR alias LIKE ? ESCAPE '\\')".into());
-            let p = like_pattern(search);
-            args.push(Value::Text(p.clone()));
-            args.push(Value::Text(p));
-        }
-        for tf in &q.tag_filters {
-            let mut c = "EXISTS (SELECT 1 FROM json_each(keys.tags) t \
-                         WHERE json_extract(t.value, '$.TagKey') = ?"
-                .to_string();
-            args.push(Value::Text(tf.key.clone()));
-            if !tf.values.is_empty() {
-                let marks = vec!["?"; tf.values.len()].join(",");
-                c.push_str(&format!(
-                    " AND json_extract(t.value, '$.TagValue') IN ({marks})"
-                ));
-                args.extend(tf.values.iter().map(|v| Value::Text(v.clone())));
-            }
-            c.push(')');
-            clauses.push(c);
-        }
-        let where_sql = clauses.join(" AND ");
-        let order = if q.newest_first { "DESC" } else { "ASC" };
-        self.with(|conn| {
-            let total: i64 = conn.query_row(
-                &format!("SELECT COUNT(*) FROM keys WHERE {where_sql}"),
-                rusqlite::params_from_iter(args.iter()),
-                |r| r.get(0),
-            )?;
-            let mut page_args = args.clone();
-            page_args.push(Value::Integer(q.limit.min(i64::MAX as u64) as i64));
-            page_args.push(Value::Integer(q.offset.min(i64::MAX as u64) as i64));
-            let sql = format!(
-                "SELECT {KEY_COLUMNS} FROM keys WHERE {where_sql} \
-                 ORDER BY create_time {order}, rowid {order} LIMIT ? OFFSET ?"
-            );
-            let mut stmt = conn.prepare(&sql)?;
-            let rows = stmt
-                .query_map(rusqlite::params_from_iter(page_args.iter()), key_from_row)?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            Ok((total as u64, rows))
-        })
+        f.search(["key_id", "alias"], &q.search);
+        f.tags(&q.tag_filters);
+        self.with(|conn| f.page(conn, q.newest_first, q.offset, q.limit, key_from_row))
     }
 
     fn count_keys(&self, region: &str, owner_uin: u64) -> Result<u64> {
