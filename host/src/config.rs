@@ -158,6 +158,9 @@ pub struct Limits {
     pub max_body_bytes: usize,
     #[serde(default = "default_cmk_limit")]
     pub cmk_limit: u64,
+    /// Secrets per region and account (Tencent's cloud quota is 1000; an appliance can hold more).
+    #[serde(default = "default_secret_limit")]
+    pub secret_limit: u64,
 }
 
 impl Default for Limits {
@@ -165,6 +168,7 @@ impl Default for Limits {
         Limits {
             max_body_bytes: default_max_body(),
             cmk_limit: default_cmk_limit(),
+            secret_limit: default_secret_limit(),
         }
     }
 }
@@ -189,6 +193,9 @@ fn default_pool_size() -> usize {
 }
 fn default_max_body() -> usize {
     1024 * 1024
+}
+fn default_secret_limit() -> u64 {
+    100_000
 }
 fn default_cmk_limit() -> u64 {
     10_000

@@ -113,6 +113,29 @@ pub enum Error {
     #[error("the CMK quota of {0} is reached")]
     CmkLimitExceeded(u64),
 
+    // --- Secrets Manager ---
+    #[error("secret `{0}` does not exist")]
+    SecretNotFound(String),
+    #[error("secret `{0}` already exists in this region")]
+    SecretExists(String),
+    #[error("version `{0}` does not exist")]
+    SecretVersionNotFound(String),
+    #[error("version `{0}` already exists")]
+    VersionIdExists(String),
+    #[error("a secret holds at most {0} versions")]
+    SecretVersionLimit(u64),
+    #[error("the secret quota of {0} is reached")]
+    SecretLimitExceeded(u64),
+    #[error("secret `{0}` is disabled")]
+    SecretDisabled(String),
+    #[error("secret `{0}` is pending deletion")]
+    SecretPendingDelete(String),
+    #[error("{0}")]
+    OperationDenied(String),
+    /// A KMS failure while protecting or opening a secret value.
+    #[error("KMS operation failed: {0}")]
+    AccessKms(String),
+
     // --- infrastructure (reported as InternalError, details only in the log) ---
     #[error("HSM error: {0}")]
     Hsm(String),

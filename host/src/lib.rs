@@ -12,6 +12,7 @@ pub mod error;
 pub mod hsm;
 pub mod kms;
 pub mod server;
+pub mod ssm;
 pub mod store;
 pub mod tc3;
 

@@ -9,6 +9,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::hsm;
 use crate::kms::Kms;
+use crate::ssm::Ssm;
 use crate::store::{SqliteStore, Store};
 use std::path::Path;
 use std::sync::Arc;
@@ -46,7 +47,14 @@ pub fn bootstrap(cfg: Config) -> Result<(Arc<AppState>, Option<IssuedCredential>
     let issued = accounts.ensure_root(&cfg.regions[0].name)?;
     let cfg = Arc::new(cfg);
     let alarms = Arc::new(Alarms::new(store.clone()));
-    let kms = Kms::new(store, hsm, cfg.clone(), clock.clone(), alarms.clone());
+    let kms = Arc::new(Kms::new(
+        store.clone(),
+        hsm,
+        cfg.clone(),
+        clock.clone(),
+        alarms.clone(),
+    ));
+    let ssm = Ssm::new(kms.clone(), store, cfg.clone(), clock.clone());
     // Each served region has its service-managed key from the start, so Secrets Manager
     // and operators always find it (ListKeys Role=1).
     for region in &cfg.regions {
@@ -55,6 +63,7 @@ pub fn bootstrap(cfg: Config) -> Result<(Arc<AppState>, Option<IssuedCredential>
     Ok((
         Arc::new(AppState {
             kms,
+            ssm,
             accounts,
             cfg,
             clock,
@@ -127,9 +136,15 @@ fn spawn_background_jobs(state: &Arc<AppState>) -> Result<()> {
         loop {
             tick.tick().await;
             let st = st.clone();
-            match tokio::task::spawn_blocking(move || st.kms.run_due_jobs()).await {
-                Ok(Ok((rotated, reminded, deleted))) if rotated + reminded + deleted > 0 => {
-                    tracing::info!(rotated, reminded, deleted, "scheduled jobs ran");
+            let jobs = move || -> Result<(usize, usize, usize, usize)> {
+                let (rotated, reminded, deleted) = st.kms.run_due_jobs()?;
+                Ok((rotated, reminded, deleted, st.ssm.run_due_jobs()?))
+            };
+            match tokio::task::spawn_blocking(jobs).await {
+                Ok(Ok((rotated, reminded, deleted, secrets)))
+                    if rotated + reminded + deleted + secrets > 0 =>
+                {
+                    tracing::info!(rotated, reminded, deleted, secrets, "scheduled jobs ran");
                 }
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => tracing::error!(error = %e, "scheduled jobs failed"),

@@ -55,21 +55,27 @@ fn advance_clock(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
         crate::server::CLOCK_OFFSET_META,
         clock.offset().to_string().as_bytes(),
     )?;
+    run_jobs(ctx, now)
+}
+
+/// One pass of every scheduled job (KMS and SSM), reported by count.
+fn run_jobs(ctx: &Ctx<'_>, now: i64) -> Result<Fields> {
     let (rotated, reminded, deleted) = ctx.state.kms.run_due_jobs()?;
-    Ok(
-        json!({ "Now": now, "Rotated": rotated, "Reminded": reminded, "Deleted": deleted })
-            .as_object()
-            .cloned()
-            .unwrap_or_default(),
-    )
+    let secrets = ctx.state.ssm.run_due_jobs()?;
+    Ok(json!({
+        "Now": now,
+        "Rotated": rotated,
+        "Reminded": reminded,
+        "Deleted": deleted,
+        "SecretsDeleted": secrets,
+    })
+    .as_object()
+    .cloned()
+    .unwrap_or_default())
 }
 
 fn run_scheduled_jobs(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     require_root(ctx)?;
     let _: serde_json::Map<String, serde_json::Value> = parse(body)?;
-    let (rotated, reminded, deleted) = ctx.state.kms.run_due_jobs()?;
-    Ok(json!({ "Now": ctx.state.clock.now(), "Rotated": rotated, "Reminded": reminded, "Deleted": deleted })
-        .as_object()
-        .cloned()
-        .unwrap_or_default())
+    run_jobs(ctx, ctx.state.clock.now())
 }

@@ -7,6 +7,7 @@ mod data_key_actions;
 pub mod envelope;
 mod kms_actions;
 pub mod params;
+mod ssm_actions;
 
 use crate::accounts::{Accounts, ApiCredential};
 use crate::alarms::Alarms;
@@ -14,6 +15,7 @@ use crate::clock::{AdjustableClock, Clock, SystemClock};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::kms::{Caller, Kms};
+use crate::ssm::Ssm;
 use crate::tc3;
 use axum::body::Body;
 use axum::extract::State;
@@ -29,7 +31,8 @@ use std::time::Instant;
 pub const MAX_SKEW_SECS: i64 = 300;
 
 pub struct AppState {
-    pub kms: Kms,
+    pub kms: Arc<Kms>,
+    pub ssm: Ssm,
     pub accounts: Accounts,
     pub cfg: Arc<Config>,
     /// The service clock (rotation, deletion). Request signatures are always checked against
@@ -53,6 +56,7 @@ type Handler = fn(&Ctx<'_>, &[u8]) -> Result<Fields>;
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Product {
     Kms,
+    Ssm,
     /// Keyward's own operator actions (service `keyward`, version `2026-11-01`).
     Admin,
 }
@@ -61,6 +65,7 @@ impl Product {
     fn from_version(v: &str) -> Option<Self> {
         match v {
             "2019-01-18" => Some(Product::Kms),
+            "2019-09-23" => Some(Product::Ssm),
             admin_actions::VERSION => Some(Product::Admin),
             _ => None,
         }
@@ -69,6 +74,7 @@ impl Product {
     fn service(self) -> &'static str {
         match self {
             Product::Kms => "kms",
+            Product::Ssm => "ssm",
             Product::Admin => admin_actions::SERVICE,
         }
     }
@@ -78,6 +84,7 @@ impl Product {
             Product::Kms => {
                 kms_actions::handler(action).or_else(|| data_key_actions::handler(action))
             }
+            Product::Ssm => ssm_actions::handler(action),
             Product::Admin => admin_actions::handler(action),
         }
     }
@@ -126,7 +133,7 @@ async fn handle(State(st): State<Arc<AppState>>, req: Request<Body>) -> Response
         let body = axum::body::to_bytes(body, limit)
             .await
             .map_err(|_| Error::RequestTooLarge(limit))?;
-        if kms_actions::runs_inline(&action) {
+        if kms_actions::runs_inline(&action) || ssm_actions::runs_inline(&action) {
             // Reads and crypto calls take microseconds: run them on the worker thread rather
             // than paying a hand-off to the blocking pool (measured in docs/benchmarks.md).
             // The PKCS#11 session pool is at least as large as the worker pool, so a worker

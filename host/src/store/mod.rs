@@ -179,6 +179,75 @@ pub struct DataKeyQuery {
 /// A read-modify-write step on a data key, run inside the store's transaction.
 pub type DataKeyUpdate<'a> = &'a mut dyn FnMut(&mut DataKeyRecord) -> Result<()>;
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretStatus {
+    Enabled,
+    Disabled,
+    PendingDelete,
+}
+
+impl SecretStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SecretStatus::Enabled => "Enabled",
+            SecretStatus::Disabled => "Disabled",
+            SecretStatus::PendingDelete => "PendingDelete",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Enabled, Self::Disabled, Self::PendingDelete]
+            .into_iter()
+            .find(|v| v.as_str() == s)
+    }
+}
+
+/// A secret's metadata (its values live in `SecretVersion`s).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretRecord {
+    pub region: String,
+    pub owner_uin: u64,
+    pub name: String,
+    pub create_uin: u64,
+    pub description: String,
+    pub kms_key_id: String,
+    /// `DEFAULT` (the service-managed CMK) or `CUSTOMER`.
+    pub kms_key_type: String,
+    pub status: SecretStatus,
+    pub secret_type: u64,
+    pub create_time: i64,
+    pub delete_time: i64,
+    pub tags: Vec<Tag>,
+}
+
+/// One envelope-encrypted secret value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretVersion {
+    pub version_id: String,
+    pub create_time: i64,
+    pub is_binary: bool,
+    /// The data key, encrypted by KMS under the secret's CMK.
+    pub key_blob: Vec<u8>,
+    pub nonce: Vec<u8>,
+    pub ciphertext: Vec<u8>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SecretQuery {
+    pub region: String,
+    pub owner_uin: u64,
+    pub status: Option<SecretStatus>,
+    pub search: Option<String>,
+    pub tag_filters: Vec<TagFilter>,
+    pub secret_type: u64,
+    pub newest_first: bool,
+    pub offset: u64,
+    pub limit: u64,
+}
+
+/// A read-modify-write step on a secret, run inside the store's transaction.
+pub type SecretUpdate<'a> = &'a mut dyn FnMut(&mut SecretRecord) -> Result<()>;
+
 /// An alarm waiting in the outbox for webhook delivery.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Alarm {
@@ -253,6 +322,56 @@ pub trait Store: Send + Sync {
     fn count_data_keys(&self, region: &str, owner_uin: u64) -> Result<u64>;
     fn data_keys_in_state(&self, state: KeyState) -> Result<Vec<DataKeyRecord>>;
     fn delete_data_key(&self, id: &str) -> Result<bool>;
+
+    /// Inserts a secret with its first version; refuses a duplicate name and a full quota.
+    fn insert_secret(&self, s: &SecretRecord, first: &SecretVersion, limit: u64) -> Result<()>;
+    fn get_secret(&self, region: &str, owner_uin: u64, name: &str) -> Result<Option<SecretRecord>>;
+    fn update_secret(
+        &self,
+        region: &str,
+        owner_uin: u64,
+        name: &str,
+        f: SecretUpdate<'_>,
+    ) -> Result<SecretRecord>;
+    /// Deletes a secret and all its versions.
+    fn delete_secret(&self, region: &str, owner_uin: u64, name: &str) -> Result<bool>;
+    fn query_secrets(&self, q: &SecretQuery) -> Result<(u64, Vec<SecretRecord>)>;
+    fn count_secrets(&self, region: &str, owner_uin: u64) -> Result<u64>;
+    fn secrets_in_status(&self, status: SecretStatus) -> Result<Vec<SecretRecord>>;
+    /// Adds (`replace` false) or overwrites (`replace` true) a version, after `check` approved
+    /// the secret, in one transaction. Adding refuses an existing id and more than
+    /// `max_versions`; overwriting refuses a missing id.
+    fn put_secret_version(
+        &self,
+        region: &str,
+        owner_uin: u64,
+        name: &str,
+        v: &SecretVersion,
+        replace: bool,
+        max_versions: u64,
+        check: SecretUpdate<'_>,
+    ) -> Result<()>;
+    fn get_secret_version(
+        &self,
+        region: &str,
+        owner_uin: u64,
+        name: &str,
+        version_id: &str,
+    ) -> Result<Option<SecretVersion>>;
+    /// (version id, create time), oldest first.
+    fn list_secret_versions(
+        &self,
+        region: &str,
+        owner_uin: u64,
+        name: &str,
+    ) -> Result<Vec<(String, i64)>>;
+    fn delete_secret_version(
+        &self,
+        region: &str,
+        owner_uin: u64,
+        name: &str,
+        version_id: &str,
+    ) -> Result<bool>;
 
     /// Appends an alarm to the outbox and returns its id.
     fn insert_alarm(&self, a: &Alarm) -> Result<i64>;

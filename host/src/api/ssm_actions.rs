@@ -1,0 +1,552 @@
+//! Secrets Manager (2019-09-23) actions: request/response models as the reference names them,
+//! and the glue to `ssm::Ssm`.
+
+use super::params::{
+    base64_decode, base64_encode, newest_first, opt_u64, parse, required, tag_filters,
+    TagFilterParam,
+};
+use super::{Ctx, Fields, Handler};
+use crate::error::{Error, Result};
+use crate::ssm::{NewSecret, SecretValue, DEFAULT_VERSION_ID, MAX_VALUE_BYTES};
+use crate::store::{SecretQuery, SecretRecord, SecretStatus, Tag};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use zeroize::Zeroizing;
+
+pub fn handler(action: &str) -> Option<Handler> {
+    Some(match action {
+        "CreateSecret" => create_secret,
+        "GetSecretValue" => get_secret_value,
+        "PutSecretValue" => |c, b| put_secret_value(c, b, false),
+        "UpdateSecret" => |c, b| put_secret_value(c, b, true),
+        "UpdateDescription" => update_description,
+        "DescribeSecret" => describe_secret,
+        "ListSecrets" => list_secrets,
+        "ListSecretVersionIds" => list_secret_version_ids,
+        "DeleteSecretVersion" => delete_secret_version,
+        "EnableSecret" => |c, b| set_enabled(c, b, true),
+        "DisableSecret" => |c, b| set_enabled(c, b, false),
+        "DeleteSecret" => delete_secret,
+        "RestoreSecret" => restore_secret,
+        "GetServiceStatus" => get_service_status,
+        "GetRegions" => get_regions,
+        "CreateService" => create_service,
+        "CreateProductSecret"
+        | "RotateProductSecret"
+        | "UpdateRotationStatus"
+        | "DescribeRotationDetail"
+        | "DescribeRotationHistory"
+        | "DescribeAsyncRequestInfo"
+        | "DescribeSupportedProducts"
+        | "CreateSSHKeyPairSecret"
+        | "GetSSHKeyPairValue" => not_yet,
+        _ => return None,
+    })
+}
+
+/// Reads that take microseconds run on the worker thread (see `api::handle`).
+pub fn runs_inline(action: &str) -> bool {
+    matches!(
+        action,
+        "GetSecretValue" | "DescribeSecret" | "ListSecretVersionIds"
+    )
+}
+
+fn obj(v: Value) -> Fields {
+    match v {
+        Value::Object(m) => m,
+        _ => Fields::new(),
+    }
+}
+
+/// Product (cloud database, SSH key pair) secrets need infrastructure this appliance does
+/// not have yet; they are refused clearly rather than half-emulated.
+fn not_yet(_: &Ctx<'_>, _: &[u8]) -> Result<Fields> {
+    Err(Error::Unsupported(
+        "product secrets (database credentials, SSH key pairs, rotation) are not supported by this Keyward version; use user-defined secrets (SecretType 0)".into(),
+    ))
+}
+
+/// Exactly one of SecretString (text as sent) and SecretBinary (base64), at most 32 KiB.
+fn value(string: Option<String>, binary: Option<String>) -> Result<SecretValue> {
+    let string = string.filter(|s| !s.is_empty()).map(Zeroizing::new);
+    let binary = binary.filter(|s| !s.is_empty()).map(Zeroizing::new);
+    let v = match (string, binary) {
+        (Some(_), Some(_)) => {
+            return Err(Error::InvalidValue(
+                "give exactly one of SecretString and SecretBinary".into(),
+            ))
+        }
+        (None, None) => {
+            return Err(Error::MissingParameter(
+                "one of SecretString and SecretBinary is required".into(),
+            ))
+        }
+        (Some(s), None) => SecretValue {
+            bytes: Zeroizing::new(s.as_bytes().to_vec()),
+            is_binary: false,
+        },
+        (None, Some(b)) => SecretValue {
+            bytes: Zeroizing::new(base64_decode(&b, |m| {
+                Error::InvalidValue(format!("SecretBinary is {m}"))
+            })?),
+            is_binary: true,
+        },
+    };
+    if v.bytes.len() > MAX_VALUE_BYTES {
+        return Err(Error::InvalidValue(format!(
+            "the secret value is {} bytes; at most {MAX_VALUE_BYTES} are allowed",
+            v.bytes.len()
+        )));
+    }
+    Ok(v)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+struct CreateSecretRequest {
+    secret_name: String,
+    #[serde(default)]
+    version_id: Option<String>,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    kms_key_id: Option<String>,
+    #[serde(default, deserialize_with = "opt_u64")]
+    secret_type: Option<u64>,
+    #[serde(default)]
+    secret_binary: Option<String>,
+    #[serde(default)]
+    secret_string: Option<String>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    additional_config: Option<String>,
+    #[serde(default)]
+    tags: Option<Vec<Tag>>,
+    #[serde(default)]
+    kms_hsm_cluster_id: Option<String>,
+    #[serde(default, deserialize_with = "opt_u64")]
+    encrypt_type: Option<u64>,
+}
+
+fn create_secret(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+    let req: CreateSecretRequest = parse(body)?;
+    match req.secret_type.unwrap_or(0) {
+        0 => {}
+        t => {
+            return Err(Error::InvalidValue(format!(
+                "CreateSecret creates user-defined secrets (SecretType 0), not type {t}"
+            )))
+        }
+    }
+    if req.encrypt_type.unwrap_or(0) != 0 {
+        return Err(Error::Unsupported(
+            "EncryptType 1 (software key) is not offered: every secret is protected by a KMS key"
+                .into(),
+        ));
+    }
+    if req
+        .kms_hsm_cluster_id
+        .as_deref()
+        .is_some_and(|c| !c.is_empty())
+    {
+        return Err(Error::InvalidValue(
+            "KmsHsmClusterId: this appliance has no dedicated HSM clusters".into(),
+        ));
+    }
+    let tags = req.tags.unwrap_or_default();
+    super::kms_actions::check_tags(&tags)?;
+    let has_tags = !tags.is_empty();
+    let version_id = req
+        .version_id
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| DEFAULT_VERSION_ID.into());
+    let s = ctx.state.ssm.create(
+        &ctx.caller,
+        NewSecret {
+            name: req.secret_name,
+            version_id: version_id.clone(),
+            description: req.description.unwrap_or_default(),
+            kms_key_id: req.kms_key_id,
+            value: value(req.secret_string, req.secret_binary)?,
+            tags,
+        },
+    )?;
+    let mut out = obj(json!({ "SecretName": s.name, "VersionId": version_id }));
+    if has_tags {
+        out.insert("TagCode".into(), json!(0));
+        out.insert("TagMsg".into(), json!(""));
+    }
+    Ok(out)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+struct GetValueRequest {
+    secret_name: String,
+    version_id: String,
+    #[serde(default)]
+    encryption_public_key: Option<String>,
+    #[serde(default)]
+    encryption_algorithm: Option<String>,
+}
+
+fn get_secret_value(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+    let req: GetValueRequest = parse(body)?;
+    super::kms_actions::no_public_key_rewrap(
+        &req.encryption_public_key,
+        &req.encryption_algorithm,
+    )?;
+    let v = ctx
+        .state
+        .ssm
+        .get_value(&ctx.caller, &req.secret_name, &req.version_id)?;
+    // Both fields are always present; the unused one is empty.
+    let (string, binary) = if v.is_binary {
+        (
+            Zeroizing::new(String::new()),
+            Zeroizing::new(base64_encode(&v.bytes)),
+        )
+    } else {
+        let text = String::from_utf8(v.bytes.to_vec())
+            .map_err(|_| Error::Internal("stored text value is not UTF-8".into()))?;
+        (Zeroizing::new(text), Zeroizing::new(String::new()))
+    };
+    Ok(obj(json!({
+        "SecretName": req.secret_name,
+        "VersionId": req.version_id,
+        "SecretBinary": binary.as_str(),
+        "SecretString": string.as_str(),
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+struct PutValueRequest {
+    secret_name: String,
+    version_id: String,
+    #[serde(default)]
+    secret_binary: Option<String>,
+    #[serde(default)]
+    secret_string: Option<String>,
+}
+
+fn put_secret_value(ctx: &Ctx<'_>, body: &[u8], replace: bool) -> Result<Fields> {
+    let req: PutValueRequest = parse(body)?;
+    let v = value(req.secret_string, req.secret_binary)?;
+    ctx.state
+        .ssm
+        .put_value(&ctx.caller, &req.secret_name, &req.version_id, &v, replace)?;
+    Ok(obj(
+        json!({ "SecretName": req.secret_name, "VersionId": req.version_id }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+struct DescriptionRequest {
+    secret_name: String,
+    description: String,
+}
+
+fn update_description(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+    let req: DescriptionRequest = parse(body)?;
+    ctx.state
+        .ssm
+        .update_description(&ctx.caller, &req.secret_name, &req.description)?;
+    Ok(obj(json!({ "SecretName": req.secret_name })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+struct NameRequest {
+    secret_name: String,
+}
+
+fn describe_secret(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+    let req: NameRequest = parse(body)?;
+    let s = ctx.state.ssm.secret(&ctx.caller, &req.secret_name)?;
+    Ok(obj(json!({
+        "SecretName": s.name,
+        "Description": s.description,
+        "KmsKeyId": s.kms_key_id,
+        "CreateUin": s.create_uin,
+        "Status": s.status.as_str(),
+        "DeleteTime": s.delete_time,
+        "CreateTime": s.create_time,
+        "SecretType": s.secret_type,
+        "ProductName": "",
+        "ResourceID": "",
+        "RotationStatus": false,
+        "RotationFrequency": 0,
+        "ResourceName": "",
+        "ProjectID": 0,
+        "AssociatedInstanceIDs": [],
+        "TargetUin": 0,
+        "AdditionalConfig": "",
+        "EncryptType": 0,
+        "EncryptSwitching": false,
+        "CreateUinString": s.create_uin.to_string(),
+        "TargetUinString": "0",
+        "NextRotationTime": "",
+    })))
+}
+
+/// SecretMetadata (ListSecrets item) with every always-present field.
+fn metadata(s: &SecretRecord) -> Value {
+    json!({
+        "SecretName": s.name,
+        "Description": s.description,
+        "KmsKeyId": s.kms_key_id,
+        "CreateUin": s.create_uin,
+        "Status": s.status.as_str(),
+        "DeleteTime": s.delete_time,
+        "CreateTime": s.create_time,
+        "KmsKeyType": s.kms_key_type,
+        "RotationStatus": 0,
+        "NextRotationTime": 0,
+        "SecretType": s.secret_type,
+        "ProductName": "",
+        "ResourceName": "",
+        "ProjectID": 0,
+        "AssociatedInstanceIDs": [],
+        "TargetUin": 0,
+        "RotationFrequency": 0,
+        "ResourceID": "",
+        "RotationBeginTime": "",
+        "EncryptType": 0,
+        "EncryptSwitching": false,
+        "CreateUinString": s.create_uin.to_string(),
+        "TargetUinString": "0",
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+struct ListSecretsRequest {
+    #[serde(default, deserialize_with = "opt_u64")]
+    offset: Option<u64>,
+    #[serde(default, deserialize_with = "opt_u64")]
+    limit: Option<u64>,
+    #[serde(default, deserialize_with = "opt_u64")]
+    order_type: Option<u64>,
+    #[serde(default, deserialize_with = "opt_u64")]
+    state: Option<u64>,
+    #[serde(default)]
+    search_secret_name: Option<String>,
+    #[serde(default)]
+    tag_filters: Option<Vec<TagFilterParam>>,
+    #[serde(default, deserialize_with = "opt_u64")]
+    secret_type: Option<u64>,
+    #[serde(default)]
+    product_name: Option<String>,
+    #[serde(default, deserialize_with = "opt_u64")]
+    encrypt_type: Option<u64>,
+    #[serde(default, rename = "InstanceID")]
+    instance_id: Option<String>,
+}
+
+fn list_secrets(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+    let req: ListSecretsRequest = parse(body)?;
+    let empty = || obj(json!({ "TotalCount": 0, "SecretMetadatas": [] }));
+    let status = match req.state.unwrap_or(0) {
+        0 => None,
+        1 => Some(SecretStatus::Enabled),
+        2 => Some(SecretStatus::Disabled),
+        3 => Some(SecretStatus::PendingDelete),
+        // PendingCreate / CreateFailed exist only for product secrets.
+        4 | 5 => return Ok(empty()),
+        s => {
+            return Err(Error::InvalidValue(format!(
+                "State must be 0 to 5, not {s}"
+            )))
+        }
+    };
+    let secret_type = req.secret_type.unwrap_or(0);
+    if secret_type > 4 {
+        return Err(Error::InvalidValue(format!(
+            "SecretType must be 0 to 4, not {secret_type}"
+        )));
+    }
+    // Only user-defined, KMS-encrypted secrets exist here; other filters match nothing.
+    if req.encrypt_type.unwrap_or(0) != 0
+        || req.product_name.is_some_and(|p| !p.is_empty())
+        || req.instance_id.is_some_and(|i| !i.is_empty())
+    {
+        return Ok(empty());
+    }
+    let q = SecretQuery {
+        region: ctx.caller.region.clone(),
+        owner_uin: ctx.caller.owner_uin,
+        status,
+        search: req.search_secret_name.filter(|s| !s.is_empty()),
+        tag_filters: tag_filters(req.tag_filters),
+        secret_type,
+        newest_first: newest_first(req.order_type)?,
+        offset: req.offset.unwrap_or(0),
+        limit: match req.limit.unwrap_or(0) {
+            0 => 20,
+            n => n,
+        },
+    };
+    let (total, secrets) = ctx.state.ssm.query(&q)?;
+    let metas: Vec<Value> = secrets.iter().map(metadata).collect();
+    Ok(obj(
+        json!({ "TotalCount": total, "SecretMetadatas": metas }),
+    ))
+}
+
+fn list_secret_version_ids(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+    let req: NameRequest = parse(body)?;
+    let versions: Vec<Value> = ctx
+        .state
+        .ssm
+        .versions(&ctx.caller, &req.secret_name)?
+        .into_iter()
+        .map(|(v, t)| json!({ "VersionId": v, "CreateTime": t }))
+        .collect();
+    Ok(obj(
+        json!({ "SecretName": req.secret_name, "Versions": versions }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+struct VersionRequest {
+    secret_name: String,
+    version_id: String,
+}
+
+fn delete_secret_version(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+    let req: VersionRequest = parse(body)?;
+    ctx.state
+        .ssm
+        .delete_version(&ctx.caller, &req.secret_name, &req.version_id)?;
+    Ok(obj(
+        json!({ "SecretName": req.secret_name, "VersionId": req.version_id }),
+    ))
+}
+
+fn set_enabled(ctx: &Ctx<'_>, body: &[u8], enabled: bool) -> Result<Fields> {
+    let req: NameRequest = parse(body)?;
+    ctx.state
+        .ssm
+        .set_enabled(&ctx.caller, &req.secret_name, enabled)?;
+    Ok(obj(json!({ "SecretName": req.secret_name })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+struct DeleteSecretRequest {
+    secret_name: String,
+    #[serde(default, deserialize_with = "opt_u64")]
+    recovery_window_in_days: Option<u64>,
+    #[serde(default, rename = "CleanSSHKey")]
+    #[allow(dead_code)]
+    clean_ssh_key: Option<bool>,
+    #[serde(default, deserialize_with = "opt_u64")]
+    delete_mode: Option<u64>,
+}
+
+fn delete_secret(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+    let req: DeleteSecretRequest = parse(body)?;
+    if req.delete_mode.unwrap_or(0) != 0 {
+        return Err(Error::Unsupported(
+            "DeleteMode 1 (also delete the database account) applies to product secrets only"
+                .into(),
+        ));
+    }
+    let when = ctx.state.ssm.delete(
+        &ctx.caller,
+        &req.secret_name,
+        req.recovery_window_in_days.unwrap_or(0),
+    )?;
+    Ok(obj(
+        json!({ "SecretName": req.secret_name, "DeleteTime": when }),
+    ))
+}
+
+fn restore_secret(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+    let req: NameRequest = parse(body)?;
+    ctx.state.ssm.restore(&ctx.caller, &req.secret_name)?;
+    Ok(obj(json!({ "SecretName": req.secret_name })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Empty {}
+
+fn get_service_status(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+    let _: Empty = parse(body)?;
+    Ok(obj(json!({
+        "ServiceEnabled": true,
+        "InvalidType": 1,
+        "AccessKeyEscrowEnabled": false,
+        "ExpireTime": "",
+        "SecretLimit": ctx.state.cfg.limits.secret_limit,
+        "PayModel": "",
+        "RenewFlag": 0,
+        "ResourceId": "",
+        "TotalCount": ctx.state.ssm.count(&ctx.caller)?,
+        "ResourceRegion": 0,
+    })))
+}
+
+fn get_regions(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+    let _: Empty = parse(body)?;
+    let regions: Vec<&str> = ctx
+        .state
+        .cfg
+        .regions
+        .iter()
+        .map(|r| r.name.as_str())
+        .collect();
+    Ok(obj(json!({ "Regions": regions })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+struct CreateServiceRequest {
+    pay_mode: String,
+    client_token: String,
+}
+
+/// The service is always on here; activation succeeds idempotently (same token, same order).
+fn create_service(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+    let req: CreateServiceRequest = parse(body)?;
+    if required("PayMode", &req.pay_mode)? != "PostPay" {
+        return Err(Error::InvalidValue("PayMode must be PostPay".into()));
+    }
+    let token = required("ClientToken", &req.client_token)?;
+    if token.len() > 64 || !token.bytes().all(|b| (b'!'..=b'~').contains(&b)) {
+        return Err(Error::InvalidValue(
+            "ClientToken must be 1 to 64 visible ASCII characters without spaces".into(),
+        ));
+    }
+    let order = crate::tc3::sha256_hex(format!("{}/{token}", ctx.caller.owner_uin).as_bytes());
+    Ok(obj(json!({
+        "ResourceId": format!("ssm_{}", ctx.caller.owner_uin),
+        "OrderId": format!("keyward-{}", &order[..20]),
+    })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ssm;
+
+    #[test]
+    fn value_limits() {
+        assert!(value(Some("x".repeat(MAX_VALUE_BYTES)), None).is_ok());
+        assert!(value(Some("x".repeat(MAX_VALUE_BYTES + 1)), None).is_err());
+        assert!(value(Some("a".into()), Some("YQ==".into())).is_err());
+        assert!(matches!(value(None, None), Err(Error::MissingParameter(_))));
+        let b = value(None, Some("AAEC/w==".into())).unwrap();
+        assert!(b.is_binary);
+        assert_eq!(b.bytes.as_slice(), &[0, 1, 2, 255]);
+        assert!(ssm::check_version_id("v1.2_x-y").is_ok());
+        assert!(ssm::check_version_id(".v").is_err());
+        assert!(ssm::check_name(&"n".repeat(128)).is_ok());
+        assert!(ssm::check_name(&"n".repeat(129)).is_err());
+    }
+}

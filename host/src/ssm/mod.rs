@@ -1,0 +1,445 @@
+//! Secrets Manager: named secrets with versions, each value envelope-encrypted through KMS.
+//!
+//! Every version gets a fresh data key from `Kms::generate_data_key` under the secret's CMK,
+//! with the encryption context `{"SecretName", "VersionId"}`; only that key's CMK blob is
+//! stored. The value is AES-256-GCM (SM4-GCM when the CMK is SM4) under the data key, with the
+//! region, name and version as associated data. Reading goes through KMS Decrypt, so the CMK's
+//! state governs the secret, and a stored ciphertext moved to another secret or version fails
+//! to authenticate instead of revealing the other value.
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::kms::{Caller, Kms, KEY_USAGE_ENCRYPT_DECRYPT};
+use crate::store::{SecretQuery, SecretRecord, SecretStatus, SecretVersion, Store, Tag};
+use keyward_shared::Algorithm;
+use rand_core::{OsRng, RngCore};
+use std::sync::Arc;
+use zeroize::Zeroizing;
+
+pub const DEFAULT_VERSION_ID: &str = "SSM_Current";
+pub const MAX_VALUE_BYTES: usize = 32 * 1024;
+pub const MAX_VERSIONS: u64 = 10;
+pub const MAX_DESCRIPTION_BYTES: usize = 2048;
+const DAY: i64 = 86_400;
+
+/// A secret value: text (`SecretString`) or bytes (`SecretBinary`).
+pub struct SecretValue {
+    pub bytes: Zeroizing<Vec<u8>>,
+    pub is_binary: bool,
+}
+
+/// What the state of a secret permits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretOp {
+    Read,
+    Write,
+    Enable,
+    Disable,
+    Delete,
+    Restore,
+}
+
+pub fn check(op: SecretOp, s: &SecretRecord) -> Result<()> {
+    use SecretStatus::*;
+    let name = || s.name.clone();
+    match (op, s.status) {
+        (SecretOp::Read, Enabled) => Ok(()),
+        (SecretOp::Read, Disabled) => Err(Error::SecretDisabled(name())),
+        (SecretOp::Restore, PendingDelete) => Ok(()),
+        (SecretOp::Restore, _) => Err(Error::OperationDenied(format!(
+            "secret {} is not pending deletion",
+            s.name
+        ))),
+        (SecretOp::Delete, Enabled) => Err(Error::OperationDenied(format!(
+            "secret {} must be disabled before it can be deleted",
+            s.name
+        ))),
+        // A pending-delete secret may still be deleted at once (window 0); the caller decides.
+        (SecretOp::Delete, _) => Ok(()),
+        (_, PendingDelete) => Err(Error::SecretPendingDelete(name())),
+        _ => Ok(()),
+    }
+}
+
+pub fn check_name(name: &str) -> Result<()> {
+    if name.is_empty() {
+        return Err(Error::MissingParameter(
+            "SecretName must not be empty".into(),
+        ));
+    }
+    let ok = name.len() <= 128
+        && name.as_bytes()[0].is_ascii_alphanumeric()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if !ok {
+        return Err(Error::InvalidValue(format!(
+            "invalid SecretName `{name}`: at most 128 letters, digits, `_` or `-`, starting with a letter or digit"
+        )));
+    }
+    Ok(())
+}
+
+pub fn check_version_id(v: &str) -> Result<()> {
+    if v.is_empty() {
+        return Err(Error::MissingParameter(
+            "VersionId must not be empty".into(),
+        ));
+    }
+    let ok = v.len() <= 64
+        && v.as_bytes()[0].is_ascii_alphanumeric()
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if !ok {
+        return Err(Error::InvalidValue(format!(
+            "invalid VersionId `{v}`: at most 64 letters, digits, `.`, `_` or `-`, starting with a letter or digit"
+        )));
+    }
+    Ok(())
+}
+
+pub fn check_description(d: &str) -> Result<()> {
+    if d.len() > MAX_DESCRIPTION_BYTES {
+        return Err(Error::InvalidValue(format!(
+            "Description must be at most {MAX_DESCRIPTION_BYTES} bytes"
+        )));
+    }
+    Ok(())
+}
+
+/// KMS refusals surface as SSM's AccessKmsError; infrastructure failures stay internal.
+fn via_kms(e: Error) -> Error {
+    match crate::api::envelope::error_code(&e) {
+        "InternalError" => e,
+        _ => Error::AccessKms(e.to_string()),
+    }
+}
+
+fn kms_context(name: &str, version_id: &str) -> String {
+    serde_json::json!({ "SecretName": name, "VersionId": version_id }).to_string()
+}
+
+fn value_aad(region: &str, name: &str, version_id: &str) -> Vec<u8> {
+    let mut aad = b"keyward/ssm/v1\0".to_vec();
+    for part in [region, name, version_id] {
+        aad.extend_from_slice(part.as_bytes());
+        aad.push(0);
+    }
+    aad
+}
+
+pub struct NewSecret {
+    pub name: String,
+    pub version_id: String,
+    pub description: String,
+    pub kms_key_id: Option<String>,
+    pub value: SecretValue,
+    pub tags: Vec<Tag>,
+}
+
+pub struct Ssm {
+    kms: Arc<Kms>,
+    store: Arc<dyn Store>,
+    cfg: Arc<Config>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Ssm {
+    pub fn new(
+        kms: Arc<Kms>,
+        store: Arc<dyn Store>,
+        cfg: Arc<Config>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Ssm {
+            kms,
+            store,
+            cfg,
+            clock,
+        }
+    }
+
+    /// Encrypts one value for `secret`/`version_id` under a fresh data key.
+    fn seal(
+        &self,
+        caller: &Caller,
+        secret: &SecretRecord,
+        version_id: &str,
+        value: &SecretValue,
+    ) -> Result<SecretVersion> {
+        let cmk = self
+            .kms
+            .describe_key(caller, &secret.kms_key_id)
+            .map_err(via_kms)?;
+        let alg = cmk.algorithm;
+        let (dek, key_blob, _) = self
+            .kms
+            .generate_data_key(
+                caller,
+                &cmk.key_id,
+                alg.key_len(),
+                Some(&kms_context(&secret.name, version_id)),
+            )
+            .map_err(via_kms)?;
+        let mut nonce = vec![0u8; alg.nonce_len()];
+        OsRng.fill_bytes(&mut nonce);
+        let ciphertext = keyward_firmware::aead::encrypt(
+            alg,
+            &dek,
+            &nonce,
+            &value_aad(&secret.region, &secret.name, version_id),
+            &value.bytes,
+        )?;
+        Ok(SecretVersion {
+            version_id: version_id.to_string(),
+            create_time: self.clock.now(),
+            is_binary: value.is_binary,
+            key_blob,
+            nonce,
+            ciphertext,
+        })
+    }
+
+    fn open(
+        &self,
+        caller: &Caller,
+        secret: &SecretRecord,
+        v: &SecretVersion,
+    ) -> Result<SecretValue> {
+        let (_, dek) = self
+            .kms
+            .decrypt(
+                caller,
+                &v.key_blob,
+                Some(&kms_context(&secret.name, &v.version_id)),
+            )
+            .map_err(via_kms)?;
+        let alg = match dek.len() {
+            32 => Algorithm::Aes256Gcm,
+            16 => Algorithm::Sm4Gcm,
+            n => return Err(Error::Internal(format!("data key of {n} bytes"))),
+        };
+        let bytes = keyward_firmware::aead::decrypt(
+            alg,
+            &dek,
+            &v.nonce,
+            &value_aad(&secret.region, &secret.name, &v.version_id),
+            &v.ciphertext,
+        )
+        .map_err(|_| {
+            Error::AccessKms(format!(
+                "the stored value of {}/{} failed authentication",
+                secret.name, v.version_id
+            ))
+        })?;
+        Ok(SecretValue {
+            bytes: Zeroizing::new(bytes),
+            is_binary: v.is_binary,
+        })
+    }
+
+    pub fn create(&self, caller: &Caller, new: NewSecret) -> Result<SecretRecord> {
+        check_name(&new.name)?;
+        check_version_id(&new.version_id)?;
+        check_description(&new.description)?;
+        let (kms_key_id, kms_key_type) = match new.kms_key_id.filter(|k| !k.is_empty()) {
+            Some(k) => {
+                let cmk = self.kms.describe_key(caller, &k).map_err(via_kms)?;
+                if cmk.key_usage != KEY_USAGE_ENCRYPT_DECRYPT {
+                    return Err(Error::AccessKms(format!(
+                        "CMK {k} is not a symmetric ENCRYPT_DECRYPT key"
+                    )));
+                }
+                (cmk.key_id, "CUSTOMER")
+            }
+            None => (
+                self.kms
+                    .managed_key(&caller.region, caller.owner_uin)?
+                    .key_id,
+                "DEFAULT",
+            ),
+        };
+        let secret = SecretRecord {
+            region: caller.region.clone(),
+            owner_uin: caller.owner_uin,
+            name: new.name,
+            create_uin: caller.uin,
+            description: new.description,
+            kms_key_id,
+            kms_key_type: kms_key_type.into(),
+            status: SecretStatus::Enabled,
+            secret_type: 0,
+            create_time: self.clock.now(),
+            delete_time: 0,
+            tags: new.tags,
+        };
+        if self
+            .store
+            .get_secret(&secret.region, secret.owner_uin, &secret.name)?
+            .is_some()
+        {
+            return Err(Error::SecretExists(secret.name));
+        }
+        let first = self.seal(caller, &secret, &new.version_id, &new.value)?;
+        self.store
+            .insert_secret(&secret, &first, self.cfg.limits.secret_limit)?;
+        Ok(secret)
+    }
+
+    pub fn secret(&self, caller: &Caller, name: &str) -> Result<SecretRecord> {
+        check_name(name)?;
+        self.store
+            .get_secret(&caller.region, caller.owner_uin, name)?
+            .ok_or_else(|| Error::SecretNotFound(name.to_string()))
+    }
+
+    pub fn get_value(&self, caller: &Caller, name: &str, version_id: &str) -> Result<SecretValue> {
+        let secret = self.secret(caller, name)?;
+        check(SecretOp::Read, &secret)?;
+        check_version_id(version_id)?;
+        let v = self
+            .store
+            .get_secret_version(&caller.region, caller.owner_uin, name, version_id)?
+            .ok_or_else(|| Error::SecretVersionNotFound(version_id.to_string()))?;
+        self.open(caller, &secret, &v)
+    }
+
+    /// PutSecretValue (`replace` false) or UpdateSecret (`replace` true).
+    pub fn put_value(
+        &self,
+        caller: &Caller,
+        name: &str,
+        version_id: &str,
+        value: &SecretValue,
+        replace: bool,
+    ) -> Result<()> {
+        let secret = self.secret(caller, name)?;
+        check(SecretOp::Write, &secret)?;
+        check_version_id(version_id)?;
+        let sealed = self.seal(caller, &secret, version_id, value)?;
+        self.store.put_secret_version(
+            &caller.region,
+            caller.owner_uin,
+            name,
+            &sealed,
+            replace,
+            MAX_VERSIONS,
+            &mut |s| check(SecretOp::Write, s),
+        )
+    }
+
+    pub fn update_description(&self, caller: &Caller, name: &str, desc: &str) -> Result<()> {
+        check_name(name)?;
+        check_description(desc)?;
+        self.store
+            .update_secret(&caller.region, caller.owner_uin, name, &mut |s| {
+                check(SecretOp::Write, s)?;
+                s.description = desc.to_string();
+                Ok(())
+            })
+            .map(|_| ())
+    }
+
+    pub fn set_enabled(&self, caller: &Caller, name: &str, enabled: bool) -> Result<()> {
+        check_name(name)?;
+        self.store
+            .update_secret(&caller.region, caller.owner_uin, name, &mut |s| {
+                check(
+                    if enabled {
+                        SecretOp::Enable
+                    } else {
+                        SecretOp::Disable
+                    },
+                    s,
+                )?;
+                s.status = if enabled {
+                    SecretStatus::Enabled
+                } else {
+                    SecretStatus::Disabled
+                };
+                Ok(())
+            })
+            .map(|_| ())
+    }
+
+    /// DeleteSecret: window 0 deletes now; 1–30 days schedules. Returns the deletion time.
+    pub fn delete(&self, caller: &Caller, name: &str, window_days: u64) -> Result<i64> {
+        if window_days > 30 {
+            return Err(Error::InvalidValue(format!(
+                "RecoveryWindowInDays must be 0 to 30, not {window_days}"
+            )));
+        }
+        let now = self.clock.now();
+        let secret = self.secret(caller, name)?;
+        check(SecretOp::Delete, &secret)?;
+        if window_days == 0 {
+            self.store
+                .delete_secret(&caller.region, caller.owner_uin, name)?;
+            return Ok(now);
+        }
+        let s = self
+            .store
+            .update_secret(&caller.region, caller.owner_uin, name, &mut |s| {
+                check(SecretOp::Delete, s)?;
+                if s.status == SecretStatus::PendingDelete {
+                    return Err(Error::SecretPendingDelete(s.name.clone()));
+                }
+                s.status = SecretStatus::PendingDelete;
+                s.delete_time = now + window_days as i64 * DAY;
+                Ok(())
+            })?;
+        Ok(s.delete_time)
+    }
+
+    pub fn restore(&self, caller: &Caller, name: &str) -> Result<()> {
+        check_name(name)?;
+        self.store
+            .update_secret(&caller.region, caller.owner_uin, name, &mut |s| {
+                check(SecretOp::Restore, s)?;
+                s.status = SecretStatus::Disabled;
+                s.delete_time = 0;
+                Ok(())
+            })
+            .map(|_| ())
+    }
+
+    pub fn versions(&self, caller: &Caller, name: &str) -> Result<Vec<(String, i64)>> {
+        self.secret(caller, name)?;
+        self.store
+            .list_secret_versions(&caller.region, caller.owner_uin, name)
+    }
+
+    pub fn delete_version(&self, caller: &Caller, name: &str, version_id: &str) -> Result<()> {
+        self.secret(caller, name)?;
+        check_version_id(version_id)?;
+        if !self
+            .store
+            .delete_secret_version(&caller.region, caller.owner_uin, name, version_id)?
+        {
+            return Err(Error::SecretVersionNotFound(version_id.to_string()));
+        }
+        Ok(())
+    }
+
+    pub fn query(&self, q: &SecretQuery) -> Result<(u64, Vec<SecretRecord>)> {
+        self.store.query_secrets(q)
+    }
+
+    pub fn count(&self, caller: &Caller) -> Result<u64> {
+        self.store.count_secrets(&caller.region, caller.owner_uin)
+    }
+
+    /// Deletes secrets whose recovery window has ended. Returns how many.
+    pub fn run_due_jobs(&self) -> Result<usize> {
+        let now = self.clock.now();
+        let mut n = 0;
+        for s in self.store.secrets_in_status(SecretStatus::PendingDelete)? {
+            if s.delete_time <= now && self.store.delete_secret(&s.region, s.owner_uin, &s.name)? {
+                tracing::info!(secret = %s.name, region = %s.region, "secret deleted");
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+}
