@@ -11,7 +11,9 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::kms::{Caller, Kms, KEY_USAGE_ENCRYPT_DECRYPT};
-use crate::store::{SecretQuery, SecretRecord, SecretStatus, SecretVersion, Store, Tag};
+use crate::store::{
+    SecretQuery, SecretRecord, SecretStatus, SecretVersion, Store, Tag, VersionWrite,
+};
 use keyward_shared::Algorithm;
 use rand_core::{OsRng, RngCore};
 use std::sync::Arc;
@@ -323,8 +325,13 @@ impl Ssm {
             caller.owner_uin,
             name,
             &sealed,
-            replace,
-            MAX_VERSIONS,
+            if replace {
+                VersionWrite::Replace
+            } else {
+                VersionWrite::Add {
+                    max_versions: MAX_VERSIONS,
+                }
+            },
             &mut |s| check(SecretOp::Write, s),
         )
     }

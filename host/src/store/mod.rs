@@ -245,6 +245,15 @@ pub struct SecretQuery {
     pub limit: u64,
 }
 
+/// How `put_secret_version` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VersionWrite {
+    /// A new version id: refused if it exists or the secret already has `max_versions`.
+    Add { max_versions: u64 },
+    /// Overwrite an existing version: refused if it does not exist.
+    Replace,
+}
+
 /// A read-modify-write step on a secret, run inside the store's transaction.
 pub type SecretUpdate<'a> = &'a mut dyn FnMut(&mut SecretRecord) -> Result<()>;
 
@@ -338,17 +347,14 @@ pub trait Store: Send + Sync {
     fn query_secrets(&self, q: &SecretQuery) -> Result<(u64, Vec<SecretRecord>)>;
     fn count_secrets(&self, region: &str, owner_uin: u64) -> Result<u64>;
     fn secrets_in_status(&self, status: SecretStatus) -> Result<Vec<SecretRecord>>;
-    /// Adds (`replace` false) or overwrites (`replace` true) a version, after `check` approved
-    /// the secret, in one transaction. Adding refuses an existing id and more than
-    /// `max_versions`; overwriting refuses a missing id.
+    /// Adds or overwrites a version, after `check` approved the secret, in one transaction.
     fn put_secret_version(
         &self,
         region: &str,
         owner_uin: u64,
         name: &str,
         v: &SecretVersion,
-        replace: bool,
-        max_versions: u64,
+        mode: VersionWrite,
         check: SecretUpdate<'_>,
     ) -> Result<()>;
     fn get_secret_version(

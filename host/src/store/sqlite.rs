@@ -929,8 +929,7 @@ impl Store for SqliteStore {
         owner_uin: u64,
         name: &str,
         v: &SecretVersion,
-        replace: bool,
-        max_versions: u64,
+        mode: VersionWrite,
         check: SecretUpdate<'_>,
     ) -> Result<()> {
         self.with(|conn| {
@@ -938,7 +937,23 @@ impl Store for SqliteStore {
             let mut sec = get_secret_tx(&tx, region, owner_uin, name)?
                 .ok_or_else(|| Error::SecretNotFound(name.to_string()))?;
             check(&mut sec)?;
-            if replace {
+            if let VersionWrite::Add { max_versions } = mode {
+                let count: i64 = tx.query_row(
+                    "SELECT COUNT(*) FROM secret_versions WHERE region = ?1 AND owner_uin = ?2 \
+                     AND secret_name = ?3",
+                    params![region, owner_uin as i64, name],
+                    |r| r.get(0),
+                )?;
+                if count as u64 >= max_versions {
+                    return Err(Error::SecretVersionLimit(max_versions));
+                }
+                match insert_version_tx(&tx, region, owner_uin, name, v) {
+                    Err(e) if is_constraint(&e) => {
+                        return Err(Error::VersionIdExists(v.version_id.clone()))
+                    }
+                    other => other?,
+                };
+            } else {
                 let n = tx.execute(
                     "UPDATE secret_versions SET is_binary = ?5, key_blob = ?6, nonce = ?7, \
                      ciphertext = ?8 WHERE region = ?1 AND owner_uin = ?2 AND secret_name = ?3 \
@@ -957,22 +972,6 @@ impl Store for SqliteStore {
                 if n == 0 {
                     return Err(Error::SecretVersionNotFound(v.version_id.clone()));
                 }
-            } else {
-                let count: i64 = tx.query_row(
-                    "SELECT COUNT(*) FROM secret_versions WHERE region = ?1 AND owner_uin = ?2 \
-                     AND secret_name = ?3",
-                    params![region, owner_uin as i64, name],
-                    |r| r.get(0),
-                )?;
-                if count as u64 >= max_versions {
-                    return Err(Error::SecretVersionLimit(max_versions));
-                }
-                match insert_version_tx(&tx, region, owner_uin, name, v) {
-                    Err(e) if is_constraint(&e) => {
-                        return Err(Error::VersionIdExists(v.version_id.clone()))
-                    }
-                    other => other?,
-                };
             }
             tx.commit()?;
             Ok(())
