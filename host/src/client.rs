@@ -90,6 +90,11 @@ impl TcClient {
         self.call("2019-01-18", "kms", action, body).await
     }
 
+    /// Calls a Secrets Manager action and returns the `Response` object (errors included).
+    pub async fn ssm(&self, action: &str, body: Value) -> Result<Value> {
+        self.call("2019-09-23", "ssm", action, body).await
+    }
+
     pub async fn call(
         &self,
         version: &str,

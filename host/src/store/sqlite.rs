@@ -938,6 +938,16 @@ impl Store for SqliteStore {
                 .ok_or_else(|| Error::SecretNotFound(name.to_string()))?;
             check(&mut sec)?;
             if let VersionWrite::Add { max_versions } = mode {
+                // An existing id is the more specific refusal, so it is checked first.
+                let exists: bool = tx.query_row(
+                    "SELECT EXISTS (SELECT 1 FROM secret_versions WHERE region = ?1 \
+                     AND owner_uin = ?2 AND secret_name = ?3 AND version_id = ?4)",
+                    params![region, owner_uin as i64, name, v.version_id],
+                    |r| r.get(0),
+                )?;
+                if exists {
+                    return Err(Error::VersionIdExists(v.version_id.clone()));
+                }
                 let count: i64 = tx.query_row(
                     "SELECT COUNT(*) FROM secret_versions WHERE region = ?1 AND owner_uin = ?2 \
                      AND secret_name = ?3",
