@@ -33,6 +33,12 @@ for action in Encrypt GenerateDataKey Decrypt; do
   "$bin" bench --endpoint http://127.0.0.1:18181 --credentials "$work/cred.json" \
     --action "$action" --concurrency "$conc" --duration "$secs"
 done
+for c in 1 16 64; do
+  for action in GetSecretValue Encrypt; do
+    "$bin" bench --endpoint http://127.0.0.1:18181 --credentials "$work/cred.json" \
+      --action "$action" --concurrency "$c" --duration "$secs"
+  done
+done
 "$bin" bench --endpoint http://127.0.0.1:18182 --credentials "$work/cred.json" \
   --action BareHttp --concurrency "$conc" --duration "$secs"
 for t in 1 2; do

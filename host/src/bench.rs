@@ -82,6 +82,21 @@ async fn prepare(client: &TcClient, args: &BenchArgs) -> Result<Value> {
             json!({ "CiphertextBlob": blob })
         }
         "GenerateDataKey" => json!({ "KeyId": key_id, "KeySpec": "AES_256" }),
+        "GetSecretValue" => {
+            let name = format!("bench-{}", uuid::Uuid::new_v4().simple());
+            // A 64-byte value: a typical database password or API token with its JSON wrapper.
+            let value = "b".repeat(64);
+            let r = client
+                .ssm(
+                    "CreateSecret",
+                    json!({ "SecretName": name, "SecretString": value }),
+                )
+                .await?;
+            if r.get("Error").is_some() {
+                return Err(Error::Internal(format!("CreateSecret failed: {r}")));
+            }
+            json!({ "SecretName": name, "VersionId": "SSM_Current" })
+        }
         "GenerateRandom" => json!({ "NumberOfBytes": 32 }),
         // Anything else is sent with an empty body (e.g. against the bare HTTP ceiling).
         _ => json!({}),
@@ -108,7 +123,12 @@ pub async fn run(args: BenchArgs) -> Result<BenchReport> {
             let mut errors = 0u64;
             while Instant::now() < deadline {
                 let t = Instant::now();
-                match client.kms(&action, (*body).clone()).await {
+                let call = if action == "GetSecretValue" {
+                    client.ssm(&action, (*body).clone()).await
+                } else {
+                    client.kms(&action, (*body).clone()).await
+                };
+                match call {
                     Ok(r) if r.get("Error").is_none() => lat.push(t.elapsed().as_micros() as u64),
                     _ => errors += 1,
                 }

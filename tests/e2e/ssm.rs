@@ -607,3 +607,75 @@ async fn ten_thousand_secrets_survive_restart() {
         t.await.unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ssh_key_pair_secrets() {
+    let d = Daemon::softhsm();
+    let c = d.client();
+    let name = unique("ssh");
+    let r = ok(c
+        .ssm(
+            "CreateSSHKeyPairSecret",
+            json!({"SecretName": name, "ProjectId": 3, "SSHKeyName": "ops_key"}),
+        )
+        .await
+        .unwrap());
+    let key_id = r["SSHKeyID"].as_str().unwrap().to_string();
+    assert!(key_id.starts_with("skey-"));
+    assert_eq!(r["SSHKeyName"], "ops_key");
+    let by_id = ok(c
+        .ssm("GetSSHKeyPairValue", json!({"SSHKeyId": key_id}))
+        .await
+        .unwrap());
+    let by_name = ok(c
+        .ssm("GetSSHKeyPairValue", json!({"SecretName": name}))
+        .await
+        .unwrap());
+    assert_eq!(by_id["PrivateKey"], by_name["PrivateKey"]);
+    assert_eq!(by_id["ProjectID"], 3);
+    let public = ssh_key::PublicKey::from_openssh(by_id["PublicKey"].as_str().unwrap()).unwrap();
+    let private = ssh_key::PrivateKey::from_openssh(by_id["PrivateKey"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        private.public_key().key_data(),
+        public.key_data(),
+        "the halves belong together"
+    );
+    assert_eq!(public.comment(), "ops_key");
+    err(
+        &c.ssm("GetSSHKeyPairValue", json!({})).await.unwrap(),
+        "MissingParameter",
+    );
+    err(
+        &c.ssm(
+            "CreateSSHKeyPairSecret",
+            json!({"SecretName": unique("ssh")}),
+        )
+        .await
+        .unwrap(),
+        "MissingParameter",
+    );
+    err(
+        &c.ssm(
+            "UpdateSecret",
+            json!({"SecretName": name, "VersionId": "SSM_Current", "SecretString": "x"}),
+        )
+        .await
+        .unwrap(),
+        "OperationDenied",
+    );
+    let desc = ok(c
+        .ssm("DescribeSecret", json!({"SecretName": name}))
+        .await
+        .unwrap());
+    assert_eq!(desc["SecretType"], 2);
+    assert_eq!(desc["ResourceName"], "ops_key");
+    // The private key is stored only envelope-encrypted.
+    let mut d = d;
+    d.stop();
+    let bytes = std::fs::read(d.data_dir().join("keyward.db")).unwrap();
+    let pem = by_id["PrivateKey"].as_str().unwrap();
+    let body_line = pem.lines().nth(1).unwrap();
+    assert!(!bytes
+        .windows(body_line.len())
+        .any(|w| w == body_line.as_bytes()));
+}

@@ -37,9 +37,9 @@ pub fn handler(action: &str) -> Option<Handler> {
         | "DescribeRotationDetail"
         | "DescribeRotationHistory"
         | "DescribeAsyncRequestInfo"
-        | "DescribeSupportedProducts"
-        | "CreateSSHKeyPairSecret"
-        | "GetSSHKeyPairValue" => not_yet,
+        | "DescribeSupportedProducts" => not_yet,
+        "CreateSSHKeyPairSecret" => create_ssh_key_pair_secret,
+        "GetSSHKeyPairValue" => get_ssh_key_pair_value,
         _ => return None,
     })
 }
@@ -59,11 +59,11 @@ fn obj(v: Value) -> Fields {
     }
 }
 
-/// Product (cloud database, SSH key pair) secrets need infrastructure this appliance does
+/// Cloud-database product secrets and their rotation need infrastructure this appliance does
 /// not have yet; they are refused clearly rather than half-emulated.
 fn not_yet(_: &Ctx<'_>, _: &[u8]) -> Result<Fields> {
     Err(Error::Unsupported(
-        "product secrets (database credentials, SSH key pairs, rotation) are not supported by this Keyward version; use user-defined secrets (SecretType 0)".into(),
+        "cloud-product secrets (database credentials and their rotation) are not supported by this Keyward version; use user-defined secrets (SecretType 0)".into(),
     ))
 }
 
@@ -164,6 +164,8 @@ fn create_secret(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     let s = ctx.state.ssm.create(
         &ctx.caller,
         NewSecret {
+            secret_type: 0,
+            ssh: Default::default(),
             name: req.secret_name,
             version_id: version_id.clone(),
             description: req.description.unwrap_or_default(),
@@ -279,8 +281,8 @@ fn describe_secret(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
         "ResourceID": "",
         "RotationStatus": false,
         "RotationFrequency": 0,
-        "ResourceName": "",
-        "ProjectID": 0,
+        "ResourceName": s.ssh_key_name,
+        "ProjectID": s.project_id,
         "AssociatedInstanceIDs": [],
         "TargetUin": 0,
         "AdditionalConfig": "",
@@ -307,8 +309,8 @@ fn metadata(s: &SecretRecord) -> Value {
         "NextRotationTime": 0,
         "SecretType": s.secret_type,
         "ProductName": "",
-        "ResourceName": "",
-        "ProjectID": 0,
+        "ResourceName": s.ssh_key_name,
+        "ProjectID": s.project_id,
         "AssociatedInstanceIDs": [],
         "TargetUin": 0,
         "RotationFrequency": 0,
@@ -470,6 +472,110 @@ fn restore_secret(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     let req: NameRequest = parse(body)?;
     ctx.state.ssm.restore(&ctx.caller, &req.secret_name)?;
     Ok(obj(json!({ "SecretName": req.secret_name })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+struct CreateSshRequest {
+    secret_name: String,
+    #[serde(deserialize_with = "opt_i64")]
+    project_id: Option<i64>,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    kms_key_id: Option<String>,
+    #[serde(default)]
+    tags: Option<Vec<Tag>>,
+    #[serde(default, rename = "SSHKeyName")]
+    ssh_key_name: Option<String>,
+    #[serde(default)]
+    kms_hsm_cluster_id: Option<String>,
+    #[serde(default, deserialize_with = "opt_u64")]
+    encrypt_type: Option<u64>,
+}
+
+fn opt_i64<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option<i64>, D::Error> {
+    use serde::de::Error as _;
+    match Option::<Value>::deserialize(d)? {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => n
+            .as_i64()
+            .map(Some)
+            .ok_or_else(|| D::Error::custom("invalid type: expected an integer")),
+        Some(Value::String(s)) => s
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| D::Error::custom("invalid type: expected an integer")),
+        Some(_) => Err(D::Error::custom("invalid type: expected an integer")),
+    }
+}
+
+/// Creates an Ed25519 key pair and stores it as an SSH key pair secret (see `ssm::ssh`).
+fn create_ssh_key_pair_secret(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+    let req: CreateSshRequest = parse(body)?;
+    let project_id = req
+        .project_id
+        .ok_or_else(|| Error::MissingParameter("ProjectId is required".into()))?;
+    if req.encrypt_type.unwrap_or(0) != 0 {
+        return Err(Error::Unsupported(
+            "EncryptType 1 (software key) is not offered: every secret is protected by a KMS key"
+                .into(),
+        ));
+    }
+    if req
+        .kms_hsm_cluster_id
+        .as_deref()
+        .is_some_and(|c| !c.is_empty())
+    {
+        return Err(Error::InvalidValue(
+            "KmsHsmClusterId: this appliance has no dedicated HSM clusters".into(),
+        ));
+    }
+    let tags = req.tags.unwrap_or_default();
+    super::kms_actions::check_tags(&tags)?;
+    let s = ctx.state.ssm.create_ssh_key_pair(
+        &ctx.caller,
+        req.secret_name,
+        req.description.unwrap_or_default(),
+        req.kms_key_id,
+        req.ssh_key_name,
+        project_id,
+        tags,
+    )?;
+    Ok(obj(json!({
+        "SecretName": s.name,
+        "SSHKeyID": s.ssh_key_id,
+        "SSHKeyName": s.ssh_key_name,
+        "TagCode": 0,
+        "TagMsg": "",
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+struct GetSshRequest {
+    #[serde(default)]
+    secret_name: Option<String>,
+    #[serde(default, rename = "SSHKeyId")]
+    ssh_key_id: Option<String>,
+}
+
+fn get_ssh_key_pair_value(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+    let req: GetSshRequest = parse(body)?;
+    let pair = ctx.state.ssm.ssh_key_pair(
+        &ctx.caller,
+        req.secret_name.as_deref(),
+        req.ssh_key_id.as_deref(),
+    )?;
+    Ok(obj(json!({
+        "SSHKeyID": pair.info.id,
+        "PublicKey": pair.public_key,
+        "PrivateKey": pair.private_key.as_str(),
+        "ProjectID": pair.info.project_id,
+        "SSHKeyDescription": "",
+        "SSHKeyName": pair.info.name,
+    })))
 }
 
 #[derive(Deserialize)]

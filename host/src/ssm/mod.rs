@@ -7,6 +7,8 @@
 //! state governs the secret, and a stored ciphertext moved to another secret or version fails
 //! to authenticate instead of revealing the other value.
 
+pub mod ssh;
+
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -110,6 +112,17 @@ pub fn check_description(d: &str) -> Result<()> {
     Ok(())
 }
 
+/// Values of SSH key pair secrets are generated, never written by callers.
+fn user_defined_only(s: &SecretRecord) -> Result<()> {
+    if s.secret_type != 0 {
+        return Err(Error::OperationDenied(format!(
+            "secret {} is not user-defined; its versions cannot be written or deleted",
+            s.name
+        )));
+    }
+    Ok(())
+}
+
 /// KMS refusals surface as SSM's AccessKmsError; infrastructure failures stay internal.
 fn via_kms(e: Error) -> Error {
     match crate::api::envelope::error_code(&e) {
@@ -131,7 +144,18 @@ fn value_aad(region: &str, name: &str, version_id: &str) -> Vec<u8> {
     aad
 }
 
+/// The key pair behind an SSH key pair secret.
+#[derive(Debug, Clone, Default)]
+pub struct SshKeyInfo {
+    pub id: String,
+    pub name: String,
+    pub project_id: i64,
+}
+
 pub struct NewSecret {
+    /// 0 user-defined, 2 SSH key pair.
+    pub secret_type: u64,
+    pub ssh: SshKeyInfo,
     pub name: String,
     pub version_id: String,
     pub description: String,
@@ -271,10 +295,13 @@ impl Ssm {
             kms_key_id,
             kms_key_type: kms_key_type.into(),
             status: SecretStatus::Enabled,
-            secret_type: 0,
+            secret_type: new.secret_type,
             create_time: self.clock.now(),
             delete_time: 0,
             tags: new.tags,
+            ssh_key_id: new.ssh.id,
+            ssh_key_name: new.ssh.name,
+            project_id: new.ssh.project_id,
         };
         if self
             .store
@@ -317,6 +344,7 @@ impl Ssm {
         replace: bool,
     ) -> Result<()> {
         let secret = self.secret(caller, name)?;
+        user_defined_only(&secret)?;
         check(SecretOp::Write, &secret)?;
         check_version_id(version_id)?;
         let sealed = self.seal(caller, &secret, version_id, value)?;
@@ -380,6 +408,11 @@ impl Ssm {
         let now = self.clock.now();
         let secret = self.secret(caller, name)?;
         check(SecretOp::Delete, &secret)?;
+        if secret.secret_type == ssh::SECRET_TYPE_SSH && window_days != 0 {
+            return Err(Error::InvalidValue(
+                "SSH key pair secrets are deleted at once: RecoveryWindowInDays must be 0".into(),
+            ));
+        }
         if window_days == 0 {
             self.store
                 .delete_secret(&caller.region, caller.owner_uin, name)?;
@@ -418,7 +451,7 @@ impl Ssm {
     }
 
     pub fn delete_version(&self, caller: &Caller, name: &str, version_id: &str) -> Result<()> {
-        self.secret(caller, name)?;
+        user_defined_only(&self.secret(caller, name)?)?;
         check_version_id(version_id)?;
         if !self
             .store

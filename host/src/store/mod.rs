@@ -218,6 +218,10 @@ pub struct SecretRecord {
     pub create_time: i64,
     pub delete_time: i64,
     pub tags: Vec<Tag>,
+    /// SSH key pair secrets (type 2): the key pair's id (`skey-…`), name and project.
+    pub ssh_key_id: String,
+    pub ssh_key_name: String,
+    pub project_id: i64,
 }
 
 /// One envelope-encrypted secret value.
@@ -346,6 +350,12 @@ pub trait Store: Send + Sync {
     fn delete_secret(&self, region: &str, owner_uin: u64, name: &str) -> Result<bool>;
     fn query_secrets(&self, q: &SecretQuery) -> Result<(u64, Vec<SecretRecord>)>;
     fn count_secrets(&self, region: &str, owner_uin: u64) -> Result<u64>;
+    fn secret_by_ssh_key(
+        &self,
+        region: &str,
+        owner_uin: u64,
+        ssh_key_id: &str,
+    ) -> Result<Option<SecretRecord>>;
     fn secrets_in_status(&self, status: SecretStatus) -> Result<Vec<SecretRecord>>;
     /// Adds or overwrites a version, after `check` approved the secret, in one transaction.
     fn put_secret_version(

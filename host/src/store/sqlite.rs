@@ -13,6 +13,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0002_lifecycle.sql"),
     include_str!("migrations/0003_data_keys.sql"),
     include_str!("migrations/0004_secrets.sql"),
+    include_str!("migrations/0005_ssh_keys.sql"),
 ];
 
 pub struct SqliteStore {
@@ -300,7 +301,8 @@ impl Filter {
 
 const SECRET_COLUMNS: &str =
     "region, owner_uin, secret_name, create_uin, description, kms_key_id, \
-    kms_key_type, status, secret_type, create_time, delete_time, tags";
+    kms_key_type, status, secret_type, create_time, delete_time, tags, ssh_key_id, \
+    ssh_key_name, project_id";
 
 fn secret_from_row(r: &Row<'_>) -> rusqlite::Result<SecretRecord> {
     let bad = |i: usize, what: &str| {
@@ -325,6 +327,9 @@ fn secret_from_row(r: &Row<'_>) -> rusqlite::Result<SecretRecord> {
         create_time: r.get(9)?,
         delete_time: r.get(10)?,
         tags: serde_json::from_str(&tags).map_err(|_| bad(11, "tags"))?,
+        ssh_key_id: r.get(12)?,
+        ssh_key_name: r.get(13)?,
+        project_id: r.get(14)?,
     })
 }
 
@@ -822,7 +827,8 @@ impl Store for SqliteStore {
                 return Err(Error::SecretLimitExceeded(limit));
             }
             let sql = format!(
-                "INSERT INTO secrets ({SECRET_COLUMNS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)"
+                "INSERT INTO secrets ({SECRET_COLUMNS}) VALUES \
+                 (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15)"
             );
             let res = tx.execute(
                 &sql,
@@ -839,6 +845,9 @@ impl Store for SqliteStore {
                     sec.create_time,
                     sec.delete_time,
                     tags_json(&sec.tags)?,
+                    sec.ssh_key_id,
+                    sec.ssh_key_name,
+                    sec.project_id,
                 ],
             );
             match res {
@@ -899,6 +908,27 @@ impl Store for SqliteStore {
         f.search(["secret_name", "secret_name"], &q.search);
         f.tags(&q.tag_filters);
         self.with(|conn| f.page(conn, q.newest_first, q.offset, q.limit, secret_from_row))
+    }
+
+    fn secret_by_ssh_key(
+        &self,
+        region: &str,
+        owner_uin: u64,
+        ssh_key_id: &str,
+    ) -> Result<Option<SecretRecord>> {
+        self.with(|conn| {
+            let sql = format!(
+                "SELECT {SECRET_COLUMNS} FROM secrets WHERE region = ?1 AND owner_uin = ?2 \
+                 AND ssh_key_id = ?3 AND secret_type = 2"
+            );
+            Ok(conn
+                .prepare_cached(&sql)?
+                .query_row(
+                    params![region, owner_uin as i64, ssh_key_id],
+                    secret_from_row,
+                )
+                .optional()?)
+        })
     }
 
     fn count_secrets(&self, region: &str, owner_uin: u64) -> Result<u64> {
