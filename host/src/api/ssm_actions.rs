@@ -536,12 +536,14 @@ fn create_ssh_key_pair_secret(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     super::kms_actions::check_tags(&tags)?;
     let s = ctx.state.ssm.create_ssh_key_pair(
         &ctx.caller,
-        req.secret_name,
-        req.description.unwrap_or_default(),
-        req.kms_key_id,
-        req.ssh_key_name,
-        project_id,
-        tags,
+        crate::ssm::ssh::NewSshKeyPair {
+            name: req.secret_name,
+            description: req.description.unwrap_or_default(),
+            kms_key_id: req.kms_key_id,
+            key_name: req.ssh_key_name,
+            project_id,
+            tags,
+        },
     )?;
     Ok(obj(json!({
         "SecretName": s.name,

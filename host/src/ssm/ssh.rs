@@ -28,6 +28,16 @@ impl Drop for KeyPairValue {
     }
 }
 
+/// What CreateSSHKeyPairSecret asks for.
+pub struct NewSshKeyPair {
+    pub name: String,
+    pub description: String,
+    pub kms_key_id: Option<String>,
+    pub key_name: Option<String>,
+    pub project_id: i64,
+    pub tags: Vec<Tag>,
+}
+
 pub struct KeyPair {
     pub info: SshKeyInfo,
     pub public_key: String,
@@ -50,16 +60,15 @@ pub fn check_key_name(name: &str) -> Result<()> {
 
 impl Ssm {
     /// CreateSSHKeyPairSecret: a new Ed25519 key pair stored as a secret.
-    pub fn create_ssh_key_pair(
-        &self,
-        caller: &Caller,
-        name: String,
-        description: String,
-        kms_key_id: Option<String>,
-        key_name: Option<String>,
-        project_id: i64,
-        tags: Vec<Tag>,
-    ) -> Result<SecretRecord> {
+    pub fn create_ssh_key_pair(&self, caller: &Caller, new: NewSshKeyPair) -> Result<SecretRecord> {
+        let NewSshKeyPair {
+            name,
+            description,
+            kms_key_id,
+            key_name,
+            project_id,
+            tags,
+        } = new;
         let mut id_bytes = [0u8; 4];
         OsRng.fill_bytes(&mut id_bytes);
         let id = format!("skey-{}", hex::encode(id_bytes));
