@@ -10,6 +10,9 @@ use keyward_shared::Algorithm;
 type Sm4Gcm = AesGcm<sm4::Sm4, aes_gcm::aead::consts::U12>;
 
 fn check(alg: Algorithm, key: &[u8], nonce: &[u8]) -> Result<(), DeviceError> {
+    if !alg.is_symmetric() {
+        return Err(DeviceError::UnsupportedAlgorithm);
+    }
     if key.len() != alg.key_len() || nonce.len() != alg.nonce_len() {
         return Err(DeviceError::BadLength);
     }
@@ -36,6 +39,7 @@ pub fn encrypt(
         Algorithm::Sm4Gcm => Sm4Gcm::new_from_slice(key)
             .map_err(|_| DeviceError::BadLength)?
             .encrypt(nonce, payload),
+        _ => return Err(DeviceError::UnsupportedAlgorithm),
     };
     out.map_err(|_| DeviceError::Internal)
 }
@@ -64,6 +68,7 @@ pub fn decrypt(
         Algorithm::Sm4Gcm => Sm4Gcm::new_from_slice(key)
             .map_err(|_| DeviceError::BadLength)?
             .decrypt(nonce, payload),
+        _ => return Err(DeviceError::UnsupportedAlgorithm),
     };
     out.map_err(|_| DeviceError::AuthenticationFailed)
 }

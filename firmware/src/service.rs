@@ -66,6 +66,11 @@ impl<R: RngCore + CryptoRng> KeyService<R> {
                 Ok(Response::Hello(self.info()))
             }
             Request::GenerateKey { algorithm } => {
+                // Asymmetric keys come with the serial firmware work; this core seals
+                // symmetric keys only.
+                if !algorithm.is_symmetric() {
+                    return Err(DeviceError::UnsupportedAlgorithm);
+                }
                 let mut material = Zeroizing::new(vec![0u8; algorithm.key_len()]);
                 self.rng.fill_bytes(&mut material);
                 Ok(Response::Sealed(self.seal(algorithm, &material)?))
@@ -74,6 +79,9 @@ impl<R: RngCore + CryptoRng> KeyService<R> {
                 algorithm,
                 material,
             } => {
+                if !algorithm.is_symmetric() {
+                    return Err(DeviceError::UnsupportedAlgorithm);
+                }
                 if material.len() != algorithm.key_len() {
                     return Err(DeviceError::BadLength);
                 }

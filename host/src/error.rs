@@ -162,6 +162,9 @@ impl From<keyward_hsm_pkcs11::Error> for Error {
     fn from(e: keyward_hsm_pkcs11::Error) -> Self {
         match e {
             keyward_hsm_pkcs11::Error::AuthenticationFailed => Error::DecryptFailed,
+            keyward_hsm_pkcs11::Error::Unsupported(what) => {
+                Error::Unsupported(format!("the HSM does not support {what}"))
+            }
             other => Error::Hsm(other.to_string()),
         }
     }

@@ -12,8 +12,15 @@
 //!   cryptoki's `Session::encrypt` does: C_EncryptInit, C_Encrypt (length query), C_Encrypt.
 //! * `raw_pkcs11_unwrap threads=1 ops_per_sec=X`: C_UnwrapKey (AES-KWP) of an AES-256 key into
 //!   a session object, plus the C_DestroyObject that keeps the object count flat.
+//! * with `--asym`, also `raw_pkcs11_sign alg=rsa2048|p256|p384 threads=1 ops_per_sec=X`:
+//!   C_SignInit + C_Sign (cryptoki's `Session::sign`, which adds a length-query C_Sign) on a
+//!   32-byte digest with a sensitive, non-extractable session-object key. RSA signs
+//!   DigestInfo(SHA-256) || digest with CKM_RSA_PKCS, as `Pkcs11Hsm::sign` does; EC uses
+//!   CKM_ECDSA on the bare digest.
 //! * with `--library`, also `keyward_aes_gcm_encrypt threads=N ops_per_sec=X` through
-//!   `Pkcs11Hsm::aes_gcm_encrypt` (session pool, cached unwrapped key, C_GenerateRandom nonce).
+//!   `Pkcs11Hsm::aes_gcm_encrypt` (session pool, cached unwrapped key, C_GenerateRandom nonce),
+//!   and with `--library --asym` `keyward_sign alg=... threads=N ops_per_sec=X` through
+//!   `Pkcs11Hsm::sign` with a sealed key pair (cached unwrapped private key).
 //!   This creates the Keyward root/seal keys on the token if they are missing, so it is opt-in.
 
 use std::path::PathBuf;
@@ -29,12 +36,23 @@ use cryptoki::object::{Attribute, KeyType, ObjectClass, ObjectHandle};
 use cryptoki::session::{Session, UserType};
 use cryptoki::slot::Slot;
 use cryptoki::types::AuthPin;
-use keyward_hsm_pkcs11::{Pkcs11Config, Pkcs11Hsm};
+use keyward_hsm_pkcs11::{AsymKind, Pkcs11Config, Pkcs11Hsm, SignMechanism};
 use zeroize::Zeroizing;
 
 const USAGE: &str =
-    "usage: raw_bench --module PATH --token LABEL --pin PIN --threads N --seconds S [--library]";
+    "usage: raw_bench --module PATH --token LABEL --pin PIN --threads N --seconds S \
+                     [--library] [--asym]";
 const MESSAGE: [u8; 32] = [0x5a; 32];
+/// A stand-in SHA-256 digest for the signing benchmarks.
+const DIGEST: [u8; 32] = [0xa5; 32];
+/// DER prefix of DigestInfo(SHA-256) (RFC 8017 section 9.2, note 1).
+const SHA256_DIGEST_INFO_PREFIX: [u8; 19] = [
+    0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05,
+    0x00, 0x04, 0x20,
+];
+/// DER OIDs of prime256v1 and secp384r1 (CKA_EC_PARAMS).
+const P256_PARAMS: &[u8] = &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+const P384_PARAMS: &[u8] = &[0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22];
 
 struct Args {
     module: PathBuf,
@@ -43,6 +61,7 @@ struct Args {
     threads: usize,
     duration: Duration,
     library: bool,
+    asym: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -52,6 +71,7 @@ fn parse_args() -> Result<Args, String> {
     let mut threads = 1usize;
     let mut seconds = 3.0f64;
     let mut library = false;
+    let mut asym = false;
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || {
@@ -65,6 +85,7 @@ fn parse_args() -> Result<Args, String> {
             "--threads" => threads = value()?.parse().map_err(|e| format!("--threads: {e}"))?,
             "--seconds" => seconds = value()?.parse().map_err(|e| format!("--seconds: {e}"))?,
             "--library" => library = true,
+            "--asym" => asym = true,
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument {other}\n{USAGE}")),
         }
@@ -83,6 +104,7 @@ fn parse_args() -> Result<Args, String> {
         threads,
         duration,
         library,
+        asym,
     })
 }
 
@@ -138,6 +160,16 @@ fn run(args: &Args) -> Result<(), String> {
     let ops = bench_unwrap(&owner, args.duration)?;
     println!("raw_pkcs11_unwrap threads=1 ops_per_sec={ops:.0}");
 
+    if args.asym {
+        for alg in [Alg::Rsa2048, Alg::P256, Alg::P384] {
+            let ops = bench_sign(&owner, alg, args.duration)?;
+            println!(
+                "raw_pkcs11_sign alg={} threads=1 ops_per_sec={ops:.0}",
+                alg.name()
+            );
+        }
+    }
+
     if args.library {
         let hsm = Pkcs11Hsm::open(&Pkcs11Config {
             module: args.module.clone(),
@@ -161,8 +193,126 @@ fn run(args: &Args) -> Result<(), String> {
             "keyward_aes_gcm_encrypt threads={} ops_per_sec={ops:.0}",
             args.threads
         );
+
+        if args.asym {
+            for alg in [Alg::Rsa2048, Alg::P256, Alg::P384] {
+                let pair = hsm
+                    .generate_key_pair_sealed(alg.kind())
+                    .map_err(|e| format!("generate_key_pair_sealed: {e}"))?;
+                let (sealed, mech) = (&pair.sealed_private, alg.sign_mechanism());
+                let ops = run_threads(args.threads, args.duration, |_| {
+                    Ok(move |_: u64| {
+                        hsm.sign(sealed, mech, &DIGEST)
+                            .map(drop)
+                            .map_err(|e| format!("sign: {e}"))
+                    })
+                })?;
+                println!(
+                    "keyward_sign alg={} threads={} ops_per_sec={ops:.0}",
+                    alg.name(),
+                    args.threads
+                );
+            }
+        }
     }
     Ok(())
+}
+
+#[derive(Clone, Copy)]
+enum Alg {
+    Rsa2048,
+    P256,
+    P384,
+}
+
+impl Alg {
+    fn name(self) -> &'static str {
+        match self {
+            Alg::Rsa2048 => "rsa2048",
+            Alg::P256 => "p256",
+            Alg::P384 => "p384",
+        }
+    }
+
+    fn kind(self) -> AsymKind {
+        match self {
+            Alg::Rsa2048 => AsymKind::Rsa2048,
+            Alg::P256 => AsymKind::EcP256,
+            Alg::P384 => AsymKind::EcP384,
+        }
+    }
+
+    fn sign_mechanism(self) -> SignMechanism {
+        match self {
+            Alg::Rsa2048 => SignMechanism::RsaPkcs1Sha256,
+            Alg::P256 | Alg::P384 => SignMechanism::Ecdsa,
+        }
+    }
+}
+
+/// Single-threaded C_SignInit + C_Sign on a 32-byte digest with a sensitive, non-extractable
+/// session-object private key; the key pair is destroyed afterwards.
+fn bench_sign(session: &Session, alg: Alg, duration: Duration) -> Result<f64, String> {
+    let private = [
+        Attribute::Token(false),
+        Attribute::Private(true),
+        Attribute::Sensitive(true),
+        Attribute::Extractable(false),
+        Attribute::Sign(true),
+    ];
+    let (mechanism, public, data) = match alg {
+        Alg::Rsa2048 => (
+            Mechanism::RsaPkcsKeyPairGen,
+            vec![
+                Attribute::Token(false),
+                Attribute::Verify(true),
+                Attribute::ModulusBits(2048u64.into()),
+                Attribute::PublicExponent(vec![0x01, 0x00, 0x01]),
+            ],
+            [&SHA256_DIGEST_INFO_PREFIX[..], &DIGEST].concat(),
+        ),
+        Alg::P256 | Alg::P384 => (
+            Mechanism::EccKeyPairGen,
+            vec![
+                Attribute::Token(false),
+                Attribute::Verify(true),
+                Attribute::EcParams(
+                    if matches!(alg, Alg::P256) {
+                        P256_PARAMS
+                    } else {
+                        P384_PARAMS
+                    }
+                    .to_vec(),
+                ),
+            ],
+            DIGEST.to_vec(),
+        ),
+    };
+    let (public_key, private_key) = session
+        .generate_key_pair(&mechanism, &public, &private)
+        .map_err(ck("C_GenerateKeyPair"))?;
+    let sign_mechanism = match alg {
+        Alg::Rsa2048 => Mechanism::RsaPkcs,
+        Alg::P256 | Alg::P384 => Mechanism::Ecdsa,
+    };
+    let started = Instant::now();
+    let mut count = 0u64;
+    let mut result = Ok(());
+    while started.elapsed() < duration {
+        if let Err(e) = session.sign(&sign_mechanism, private_key, &data) {
+            result = Err(format!("C_Sign ({}): {e}", alg.name()));
+            break;
+        }
+        count += 1;
+    }
+    let rate = count as f64 / started.elapsed().as_secs_f64();
+    session
+        .destroy_object(private_key)
+        .map_err(ck("C_DestroyObject"))?;
+    session
+        .destroy_object(public_key)
+        .map_err(ck("C_DestroyObject"))?;
+    result.map(|()| rate)
 }
 
 fn find_slot(pkcs11: &Pkcs11, label: &str) -> Result<Slot, String> {

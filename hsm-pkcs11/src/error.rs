@@ -2,6 +2,8 @@
 
 use cryptoki::error::{Error as CryptokiError, RvError};
 
+use crate::asym::AsymKind;
+
 /// Everything that can go wrong in this crate.
 ///
 /// Callers that need to react to a specific PKCS#11 return value (for example to tell an
@@ -47,6 +49,26 @@ pub enum Error {
     /// The configuration cannot be used (for example `pool_size == 0`).
     #[error("invalid configuration: {0}")]
     InvalidConfig(&'static str),
+
+    /// The token cannot do what was asked (key kind or mechanism); see
+    /// `Pkcs11Hsm::capabilities`.
+    #[error("not supported: {0}")]
+    Unsupported(&'static str),
+
+    /// The mechanism does not fit the sealed key (e.g. ECDSA with an RSA key, or RSA
+    /// decryption with an EC key).
+    #[error("{mechanism} cannot be used with a {kind:?} key")]
+    WrongKeyKind {
+        /// Kind of the sealed key that was passed.
+        kind: AsymKind,
+        /// The operation that was asked for.
+        mechanism: &'static str,
+    },
+
+    /// The token returned something this crate cannot accept (a malformed public key, a
+    /// signature or wrapped key of an impossible size).
+    #[error("unexpected output from the token: {0}")]
+    TokenOutput(String),
 
     /// A root or seal key found on the token does not have the attributes this crate requires,
     /// or the token does not enforce them. We refuse to use such a key rather than silently

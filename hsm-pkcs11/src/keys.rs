@@ -33,8 +33,8 @@ enum KeyUsage {
 }
 
 /// First-open setup: find or create both keys, vet them, and check that the token really
-/// enforces the root key's unwrap template.
-pub(crate) fn provision(session: &Session) -> Result<(), Error> {
+/// enforces the root key's unwrap template. Returns the root key's handle in `session`.
+pub(crate) fn provision(session: &Session) -> Result<ObjectHandle, Error> {
     let root = find_or_create(session, ROOT_KEY_LABEL, templates::root_key_template)?;
     verify(session, root, ROOT_KEY_LABEL, KeyUsage::WrapUnwrap)?;
     probe_unwrap_template(session, root)?;
@@ -42,7 +42,7 @@ pub(crate) fn provision(session: &Session) -> Result<(), Error> {
         Ok(templates::seal_key_template())
     })?;
     verify(session, seal, SEAL_KEY_LABEL, KeyUsage::EncryptDecrypt)?;
-    Ok(())
+    Ok(root)
 }
 
 /// Find both (existing) keys and vet them.

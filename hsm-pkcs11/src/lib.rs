@@ -64,8 +64,25 @@
 //! * `0x02 || AES-KWP(root, data key)` (41 bytes): an AES-256 data key.
 //! * `0x03 || nonce[12] || AES-GCM(seal, material, aad = "keyward/software-key/v1") || tag[16]`:
 //!   software material.
+//! * `0x04 || kind || AES-KWP(root, PKCS#8 private key)`: an RSA-2048 (kind 0x01), P-256 (0x02)
+//!   or P-384 (0x03) private key generated in the token; see "Asymmetric keys" below.
 //!
 //! A blob with the wrong format byte or length is rejected with [`Error::BadSealedKey`].
+//!
+//! # Asymmetric keys
+//!
+//! RSA-2048 and ECDSA P-256/P-384 key pairs are generated in the token as session objects; the
+//! private half is wrapped once under the root key (SoftHSM2 wraps it as PKCS#8 inside AES-KWP)
+//! and both objects are destroyed. To sign or decrypt, the blob is unwrapped into a sensitive,
+//! non-extractable session object (the root key's unwrap template applies exactly as for AES
+//! data keys) and cached in the same per-session LRU. The public key is returned as a DER
+//! SubjectPublicKeyInfo built from the public object's attributes.
+//!
+//! What the token can do is established once, at [`Pkcs11Hsm::open`], by running that whole
+//! cycle with throw-away keys for each kind and mechanism ([`Pkcs11Hsm::capabilities`]); the
+//! mechanism list alone cannot tell, e.g., that SoftHSM2 2.6.1 lists `CKM_RSA_PKCS_OAEP` but
+//! answers `CKR_ARGUMENTS_BAD` to any hash but SHA-1. The RSA-2048 key generation makes this
+//! probe cost a few hundred milliseconds per `open` on SoftHSM2.
 //!
 //! # Concurrency and performance
 //!
@@ -91,6 +108,7 @@
 #![forbid(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+mod asym;
 mod cache;
 mod error;
 mod keys;
@@ -117,6 +135,7 @@ use crate::error::rv_of;
 use crate::keys::TokenKeys;
 use crate::pool::{Pool, SessionFactory, SessionGuard};
 
+pub use crate::asym::{AsymKind, Capabilities, RsaDecryptMechanism, SealedKeyPair, SignMechanism};
 pub use crate::error::Error;
 
 /// Label of the root key (wrap/unwrap of AES data keys).
@@ -171,6 +190,7 @@ impl fmt::Debug for Pkcs11Config {
 pub struct Pkcs11Hsm {
     pool: Pool,
     token_label: String,
+    caps: Capabilities,
 }
 
 // The host shares one instance across threads; fail the build if that ever stops holding.
@@ -184,6 +204,7 @@ impl fmt::Debug for Pkcs11Hsm {
         f.debug_struct("Pkcs11Hsm")
             .field("token_label", &self.token_label)
             .field("pool_size", &self.pool.size())
+            .field("capabilities", &self.caps)
             .finish_non_exhaustive()
     }
 }
@@ -223,7 +244,8 @@ impl Pkcs11Hsm {
         // Provision on the first session, then make it the first pool member. If anything
         // fails, dropping it closes it and destroys any probe objects left behind.
         let first = factory.open_session()?;
-        keys::provision(&first)?;
+        let root = keys::provision(&first)?;
+        let caps = asym::probe_capabilities(&factory.pkcs11, factory.slot, &first, root)?;
         let mut sessions = Vec::with_capacity(cfg.pool_size);
         sessions.push(factory.adopt(first)?);
         for _ in 1..cfg.pool_size {
@@ -233,6 +255,7 @@ impl Pkcs11Hsm {
         Ok(Pkcs11Hsm {
             pool: Pool::new(factory, sessions),
             token_label: label,
+            caps,
         })
     }
 
@@ -382,15 +405,27 @@ fn seal_with(s: &mut SessionGuard<'_>, material: &[u8]) -> Result<Vec<u8>, Error
     Ok(blob)
 }
 
-/// Run `op` with the unwrapped session-object handle for `sealed`, unwrapping (and caching)
-/// it if this session has not seen the blob yet.
-///
-/// If a cached handle turns out to be invalid (private session objects are destroyed when
-/// the process logs out), forget it and run once more with a fresh unwrap.
+/// Run `op` with the unwrapped session-object handle for the AES data key `sealed`,
+/// unwrapping (and caching) it if this session has not seen the blob yet.
 fn with_data_key<T>(
     s: &mut SessionGuard<'_>,
     sealed: &[u8],
     wrapped: &[u8],
+    op: impl FnMut(&mut SessionGuard<'_>, ObjectHandle) -> Result<T, Error>,
+) -> Result<T, Error> {
+    with_cached_key(s, sealed, |s| unwrap_data_key(s, wrapped), op)
+}
+
+/// Run `op` with the session-object handle for `sealed` (any sealed key kind), taken from this
+/// session's cache or produced by `unwrap` and then cached. The cache key is SHA-256 of the
+/// whole blob, format byte included, so AES and private-key blobs cannot collide.
+///
+/// If a cached handle turns out to be invalid (private session objects are destroyed when
+/// the process logs out), forget it and run once more with a fresh unwrap.
+fn with_cached_key<T>(
+    s: &mut SessionGuard<'_>,
+    sealed: &[u8],
+    unwrap: impl FnOnce(&mut SessionGuard<'_>) -> Result<ObjectHandle, Error>,
     mut op: impl FnMut(&mut SessionGuard<'_>, ObjectHandle) -> Result<T, Error>,
 ) -> Result<T, Error> {
     let digest: BlobDigest = Sha256::digest(sealed).into();
@@ -407,7 +442,7 @@ fn with_data_key<T>(
             other => return other,
         }
     }
-    let key = unwrap_data_key(s, wrapped)?;
+    let key = unwrap(s)?;
     for evicted in s.cache().insert(digest, key) {
         // Best effort: if destroying fails the object still dies with its session, and
         // failing the caller's operation over it would be worse.
@@ -422,12 +457,18 @@ fn unwrap_data_key(s: &mut SessionGuard<'_>, wrapped: &[u8]) -> Result<ObjectHan
     s.call("C_UnwrapKey", |s, k| {
         s.unwrap_key(&Mechanism::AesKeyWrapPad, k.root, wrapped, &template)
     })
-    .map_err(|e| match e.rv() {
-        // AES-KWP integrity check failed: tampered, or wrapped under a different root key.
-        // The spec'd codes are WRAPPED_KEY_INVALID / *_LEN_RANGE; SoftHSM2 2.6.1 reports an
-        // integrity failure as CKR_GENERAL_ERROR instead. The blob length was already
-        // validated and the root handle is known-good, so on this path GENERAL_ERROR means
-        // "this blob does not unwrap".
+    .map_err(map_unwrap_error)
+}
+
+/// Map a failed C_UnwrapKey of a sealed blob to [`Error::BadSealedKey`] where it means "this
+/// blob does not unwrap".
+///
+/// AES-KWP integrity check failed: tampered, or wrapped under a different root key. The
+/// spec'd codes are WRAPPED_KEY_INVALID / *_LEN_RANGE; SoftHSM2 2.6.1 reports an integrity
+/// failure as CKR_GENERAL_ERROR instead. The blob length was already validated and the root
+/// handle is known-good, so on this path GENERAL_ERROR means "this blob does not unwrap".
+fn map_unwrap_error(e: Error) -> Error {
+    match e.rv() {
         Some(
             RvError::WrappedKeyInvalid
             | RvError::WrappedKeyLenRange
@@ -436,7 +477,7 @@ fn unwrap_data_key(s: &mut SessionGuard<'_>, wrapped: &[u8]) -> Result<ObjectHan
             | RvError::GeneralError,
         ) => Error::BadSealedKey,
         _ => e,
-    })
+    }
 }
 
 /// Load and `C_Initialize` a module once per process and path.

@@ -12,6 +12,7 @@ use cryptoki_sys::{
     CK_ULONG,
 };
 
+use crate::asym::AsymKind;
 use crate::{Error, ROOT_KEY_LABEL, SEAL_KEY_LABEL};
 
 /// AES-256 key length in bytes.
@@ -166,6 +167,65 @@ pub(crate) fn unwrapped_data_key_template() -> Vec<Attribute> {
         Attribute::Encrypt(true),
         Attribute::Decrypt(true),
     ]
+}
+
+/// RSA public exponent F4 = 65537, big-endian.
+pub(crate) const RSA_PUBLIC_EXPONENT: [u8; 3] = [0x01, 0x00, 0x01];
+
+/// (public, private) templates for C_GenerateKeyPair of a key pair that is about to be sealed.
+///
+/// Both halves are session objects. The private half must be extractable (C_WrapKey refuses
+/// otherwise) but is sensitive, so its components can never be read with
+/// C_GetAttributeValue; it is wrapped once and destroyed straight away, together with the
+/// public half (whose attributes we read to build the SubjectPublicKeyInfo).
+pub(crate) fn generated_key_pair_templates(
+    kind: AsymKind,
+) -> Result<(Vec<Attribute>, Vec<Attribute>), Error> {
+    let mut public = vec![
+        Attribute::Token(false),
+        Attribute::Private(false),
+        Attribute::Verify(true),
+    ];
+    let mut private = vec![
+        Attribute::Token(false),
+        Attribute::Private(true),
+        Attribute::Sensitive(true),
+        Attribute::Extractable(true),
+        Attribute::Sign(true),
+        // Usages we never need on the short-lived generated object.
+        Attribute::Derive(false),
+        Attribute::Unwrap(false),
+    ];
+    match kind.ec_params_der()? {
+        None => {
+            public.extend([
+                Attribute::Encrypt(true),
+                Attribute::ModulusBits(kind.bits().into()),
+                Attribute::PublicExponent(RSA_PUBLIC_EXPONENT.to_vec()),
+            ]);
+            private.push(Attribute::Decrypt(true));
+        }
+        Some(params) => public.push(Attribute::EcParams(params)),
+    }
+    Ok((public, private))
+}
+
+/// Template for unwrapping a sealed private key into a session object: exactly the
+/// attributes the design calls for. The key type comes from the blob's kind byte; a blob whose
+/// kind byte was altered fails to unwrap or fails the check in `asym::vet_unwrapped`.
+pub(crate) fn unwrapped_private_key_template(kind: AsymKind) -> Vec<Attribute> {
+    let mut t = vec![
+        Attribute::Class(ObjectClass::PRIVATE_KEY),
+        Attribute::KeyType(kind.key_type()),
+        Attribute::Token(false),
+        Attribute::Sensitive(true),
+        Attribute::Extractable(false),
+        Attribute::Sign(true),
+    ];
+    if kind.is_rsa() {
+        t.push(Attribute::Decrypt(true));
+    }
+    t
 }
 
 /// Find template for one of our token keys.

@@ -1,32 +1,19 @@
-//! Integration tests against a throw-away SoftHSM2 token.
-//!
-//! SoftHSM2 reads `SOFTHSM2_CONF` once, at `C_Initialize`, and only sees tokens that exist at
-//! that moment. So one `OnceLock` sets up a private token directory with one fresh token per
-//! test (tests run in parallel and must not race to create the same root key) before anything
-//! loads the module.
-//!
-//! These tests FAIL, not skip, when SoftHSM2 is missing: a silently skipped HSM test suite
-//! would look green while testing nothing.
+//! Integration tests against throw-away SoftHSM2 tokens: key hierarchy, AES-GCM, software
+//! seal. Setup lives in `common` (fails, never skips, without SoftHSM2).
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::{Arc, OnceLock};
+mod common;
 
-use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+use std::sync::Arc;
+
+use common::{config, find_token_key, open, raw_session, rv};
 use cryptoki::error::{Error as CkError, RvError};
 use cryptoki::mechanism::Mechanism;
-use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
-use cryptoki::session::{Session, UserType};
-use cryptoki::types::AuthPin;
-use keyward_hsm_pkcs11::{Error, Pkcs11Config, Pkcs11Hsm, ROOT_KEY_LABEL, SEAL_KEY_LABEL};
+use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass};
+use keyward_hsm_pkcs11::{Error, Pkcs11Hsm, ROOT_KEY_LABEL, SEAL_KEY_LABEL};
 use zeroize::Zeroizing;
 
-const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
-const PIN: &str = "1234";
-const SO_PIN: &str = "5678";
-
 /// One token per test, all created before the module is initialised.
-const TOKENS: &[&str] = &[
+pub const TOKENS: &[&str] = &[
     "kw-roundtrip",
     "kw-aad",
     "kw-tamper",
@@ -41,115 +28,6 @@ const TOKENS: &[&str] = &[
     "kw-relogin",
     "kw-substitute",
 ];
-
-fn setup() {
-    static SETUP: OnceLock<PathBuf> = OnceLock::new();
-    SETUP.get_or_init(|| {
-        assert!(
-            Path::new(MODULE).exists(),
-            "SoftHSM2 module not found at {MODULE}. Install SoftHSM2 (e.g. `apt-get install \
-             softhsm2`); the HSM tests refuse to pass without it."
-        );
-        let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-        remove_stale_dirs(&root);
-        let dir = root.join(format!("softhsm-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let tokens = dir.join("tokens");
-        std::fs::create_dir_all(&tokens).expect("create token dir");
-        let conf = dir.join("softhsm2.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-                tokens.display()
-            ),
-        )
-        .expect("write softhsm2.conf");
-        // Must happen before the first C_Initialize in this process.
-        std::env::set_var("SOFTHSM2_CONF", &conf);
-        for label in TOKENS {
-            let out = Command::new("softhsm2-util")
-                .args(["--init-token", "--free", "--label", label])
-                .args(["--pin", PIN, "--so-pin", SO_PIN])
-                .env("SOFTHSM2_CONF", &conf)
-                .output()
-                .expect("run softhsm2-util (is SoftHSM2 installed?)");
-            assert!(
-                out.status.success(),
-                "softhsm2-util --init-token {label} failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        dir
-    });
-}
-
-/// Token directories of earlier runs whose process is gone (Linux: no /proc/<pid>).
-fn remove_stale_dirs(root: &Path) {
-    let Ok(entries) = std::fs::read_dir(root) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix("softhsm-")) else {
-            continue;
-        };
-        if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
-            let _ = std::fs::remove_dir_all(entry.path());
-        }
-    }
-}
-
-fn config(label: &str, pool_size: usize) -> Pkcs11Config {
-    setup();
-    Pkcs11Config {
-        module: MODULE.into(),
-        token_label: label.into(),
-        pin: Zeroizing::new(PIN.into()),
-        pool_size,
-    }
-}
-
-fn open(label: &str) -> Pkcs11Hsm {
-    Pkcs11Hsm::open(&config(label, 4)).expect("open token")
-}
-
-/// A session of our own, straight through cryptoki: what an attacker holding the user PIN
-/// (or an admin tool) would have.
-fn raw_session(label: &str) -> Session {
-    setup();
-    let pkcs11 = Pkcs11::new(MODULE).expect("load module");
-    match pkcs11.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
-        Ok(()) | Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {}
-        Err(e) => panic!("C_Initialize: {e}"),
-    }
-    let slot = pkcs11
-        .get_slots_with_token()
-        .expect("slots")
-        .into_iter()
-        .find(|s| pkcs11.get_token_info(*s).expect("token info").label() == label)
-        .expect("test token");
-    let session = pkcs11.open_rw_session(slot).expect("open session");
-    match session.login(UserType::User, Some(&AuthPin::from(PIN))) {
-        Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
-        Err(e) => panic!("C_Login: {e}"),
-    }
-    session
-}
-
-fn find_token_key(session: &Session, label: &str) -> Vec<ObjectHandle> {
-    session
-        .find_objects(&[
-            Attribute::Class(ObjectClass::SECRET_KEY),
-            Attribute::Token(true),
-            Attribute::Label(label.as_bytes().to_vec()),
-        ])
-        .expect("find objects")
-}
-
-fn rv(e: &Error) -> Option<RvError> {
-    e.rv()
-}
 
 #[test]
 fn aes_gcm_round_trip() {

@@ -11,17 +11,35 @@ pub enum Algorithm {
     Aes256Gcm = 1,
     /// SM4 in GCM mode, 96-bit nonce, 128-bit tag (GM regions).
     Sm4Gcm = 2,
+    /// RSA-2048 key pair (signing with PKCS#1 v1.5 / PSS, decryption with PKCS#1 v1.5 / OAEP).
+    Rsa2048 = 16,
+    /// ECDSA over NIST P-256.
+    EccP256 = 17,
+    /// ECDSA over NIST P-384.
+    EccP384 = 18,
+    /// SM2 (GB/T 32918): SM2DSA signatures with SM3, SM2 public-key encryption.
+    Sm2 = 19,
 }
 
 impl Algorithm {
+    /// The symmetric (AEAD) algorithms: the only ones a ciphertext blob or the firmware's
+    /// sealed-key AEAD can name.
     pub const ALL: [Algorithm; 2] = [Algorithm::Aes256Gcm, Algorithm::Sm4Gcm];
 
     pub fn from_u8(v: u8) -> Option<Self> {
         match v {
             1 => Some(Self::Aes256Gcm),
             2 => Some(Self::Sm4Gcm),
+            16 => Some(Self::Rsa2048),
+            17 => Some(Self::EccP256),
+            18 => Some(Self::EccP384),
+            19 => Some(Self::Sm2),
             _ => None,
         }
+    }
+
+    pub fn is_symmetric(self) -> bool {
+        matches!(self, Self::Aes256Gcm | Self::Sm4Gcm)
     }
 
     pub fn id(self) -> u8 {
@@ -29,10 +47,14 @@ impl Algorithm {
     }
 
     /// Length of the secret key material in bytes.
+    /// Length of the secret key material in bytes (symmetric keys; the private scalar for the
+    /// elliptic-curve ones; 0 for RSA, whose private key has no fixed-size encoding).
     pub fn key_len(self) -> usize {
         match self {
-            Self::Aes256Gcm => 32,
+            Self::Aes256Gcm | Self::EccP256 | Self::Sm2 => 32,
             Self::Sm4Gcm => 16,
+            Self::EccP384 => 48,
+            Self::Rsa2048 => 0,
         }
     }
 
@@ -49,6 +71,10 @@ impl Algorithm {
         match self {
             Self::Aes256Gcm => "AES_256",
             Self::Sm4Gcm => "SM4",
+            Self::Rsa2048 => "RSA_2048",
+            Self::EccP256 => "ECC_P256",
+            Self::EccP384 => "ECC_P384",
+            Self::Sm2 => "SM2",
         }
     }
 }

@@ -88,7 +88,9 @@ impl<'a> Blob<'a> {
         let mut key_id = [0u8; 16];
         key_id.copy_from_slice(&bytes[1..17]);
         let key_version = u32::from_be_bytes([bytes[17], bytes[18], bytes[19], bytes[20]]);
-        let algorithm = Algorithm::from_u8(bytes[21]).ok_or(BlobError::UnknownAlgorithm)?;
+        let algorithm = Algorithm::from_u8(bytes[21])
+            .filter(|a| a.is_symmetric())
+            .ok_or(BlobError::UnknownAlgorithm)?;
         let nonce_len = bytes[NONCE_LEN_OFFSET] as usize;
         if nonce_len != algorithm.nonce_len() {
             return Err(BlobError::BadNonceLength);

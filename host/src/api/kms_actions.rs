@@ -42,6 +42,11 @@ pub fn handler(action: &str) -> Option<Handler> {
         "ReEncrypt" => re_encrypt,
         "BindCloudResource" => |c, b| bind_cloud_resource(c, b, true),
         "UnbindCloudResource" => |c, b| bind_cloud_resource(c, b, false),
+        "GetPublicKey" => get_public_key,
+        "SignByAsymmetricKey" => sign_by_asymmetric_key,
+        "VerifyByAsymmetricKey" => verify_by_asymmetric_key,
+        "AsymmetricRsaDecrypt" => asymmetric_rsa_decrypt,
+        "AsymmetricSm2Decrypt" => asymmetric_sm2_decrypt,
         "GetServiceStatus" => get_service_status,
         "GetRegions" => get_regions,
         "ListAlgorithms" => list_algorithms,
@@ -59,6 +64,11 @@ pub fn runs_inline(action: &str) -> bool {
             | "GenerateDataKey"
             | "GenerateRandom"
             | "ReEncrypt"
+            | "GetPublicKey"
+            | "SignByAsymmetricKey"
+            | "VerifyByAsymmetricKey"
+            | "AsymmetricRsaDecrypt"
+            | "AsymmetricSm2Decrypt"
             | "GetKeyRotationStatus"
             | "GetDataKeyPlaintext"
             | "GetDataKeyCiphertextBlob"
@@ -84,8 +94,8 @@ type MemberAccount = Option<Value>;
 
 fn compliance_type(alg: Algorithm) -> i64 {
     match alg {
-        Algorithm::Aes256Gcm => 2,
-        Algorithm::Sm4Gcm => 4,
+        Algorithm::Sm4Gcm | Algorithm::Sm2 => 4,
+        Algorithm::Aes256Gcm | Algorithm::Rsa2048 | Algorithm::EccP256 | Algorithm::EccP384 => 2,
     }
 }
 
@@ -824,14 +834,168 @@ fn get_regions(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     out(json!({ "Regions": regions }))
 }
 
+/// What this region and HSM backend can do: every (KeyUsage, Algorithm) pair a CreateKey here
+/// would accept, with where the key would live (`ProtectionLevel`, a Keyward extension).
 fn list_algorithms(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     let _: Empty = parse(body)?;
-    let alg = ctx.state.kms.region_algorithm(&ctx.caller.region)?;
+    let kms = &ctx.state.kms;
+    let alg = kms.region_algorithm(&ctx.caller.region)?;
+    let info = |usage: &str, a: Algorithm| {
+        json!({
+            "KeyUsage": usage,
+            "Algorithm": a.api_name(),
+            "ProtectionLevel": kms.protection_level(a).as_str(),
+        })
+    };
+    let pick = |pairs: &[(&str, Algorithm)]| -> Vec<Value> {
+        pairs
+            .iter()
+            .filter(|(_, a)| kms.supports(*a))
+            .map(|(u, a)| info(u, *a))
+            .collect()
+    };
     out(json!({
-        "SymmetricAlgorithms": [
-            { "KeyUsage": KEY_USAGE_ENCRYPT_DECRYPT, "Algorithm": alg.api_name() }
-        ],
-        "AsymmetricAlgorithms": [],
-        "AsymmetricSignVerifyAlgorithms": [],
+        "SymmetricAlgorithms": [info(KEY_USAGE_ENCRYPT_DECRYPT, alg)],
+        "AsymmetricAlgorithms": pick(&[
+            ("ASYMMETRIC_DECRYPT_RSA_2048", Algorithm::Rsa2048),
+            ("ASYMMETRIC_DECRYPT_SM2", Algorithm::Sm2),
+        ]),
+        "AsymmetricSignVerifyAlgorithms": pick(&[
+            ("ASYMMETRIC_SIGN_VERIFY_SM2", Algorithm::Sm2),
+            ("ASYMMETRIC_SIGN_VERIFY_ECC", Algorithm::EccP256),
+            ("ASYMMETRIC_SIGN_VERIFY_RSA_2048", Algorithm::Rsa2048),
+            ("ASYMMETRIC_SIGN_VERIFY_ECDSA384", Algorithm::EccP384),
+        ]),
     }))
+}
+
+// ---------------------------------------------------------------- asymmetric keys
+
+fn get_public_key(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+    let req: KeyIdRequest = parse(body)?;
+    let key_id = required("KeyId", &req.key_id)?;
+    let der = ctx.state.kms.public_key(&ctx.caller, key_id)?;
+    out(json!({
+        "KeyId": key_id,
+        "PublicKey": base64_encode(&der),
+        "PublicKeyPem": crate::hsm::asym::spki_pem(&der),
+    }))
+}
+
+/// `MessageType`: RAW (default) or DIGEST.
+fn is_digest(message_type: &Option<String>) -> Result<bool> {
+    match message_type.as_deref().unwrap_or("") {
+        "" | "RAW" => Ok(false),
+        "DIGEST" => Ok(true),
+        other => Err(Error::InvalidValue(format!(
+            "MessageType must be RAW or DIGEST, not `{other}`"
+        ))),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+struct SignRequest {
+    algorithm: String,
+    message: String,
+    key_id: String,
+    #[serde(default)]
+    message_type: Option<String>,
+}
+
+fn sign_by_asymmetric_key(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+    let req: SignRequest = parse(body)?;
+    let digest = is_digest(&req.message_type)?;
+    let message = Zeroizing::new(base64_decode(required("Message", &req.message)?, |m| {
+        Error::InvalidValue(format!("Message is {m}"))
+    })?);
+    let sig = ctx.state.kms.sign(
+        &ctx.caller,
+        required("KeyId", &req.key_id)?,
+        required("Algorithm", &req.algorithm)?,
+        &message,
+        digest,
+    )?;
+    out(json!({ "Signature": base64_encode(&sig) }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+struct VerifyRequest {
+    key_id: String,
+    signature_value: String,
+    message: String,
+    algorithm: String,
+    #[serde(default)]
+    message_type: Option<String>,
+}
+
+fn verify_by_asymmetric_key(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+    let req: VerifyRequest = parse(body)?;
+    let digest = is_digest(&req.message_type)?;
+    let message = base64_decode(required("Message", &req.message)?, |m| {
+        Error::InvalidValue(format!("Message is {m}"))
+    })?;
+    let signature = base64_decode(required("SignatureValue", &req.signature_value)?, |m| {
+        Error::InvalidValue(format!("SignatureValue is {m}"))
+    })?;
+    let valid = ctx.state.kms.verify(
+        &ctx.caller,
+        required("KeyId", &req.key_id)?,
+        required("Algorithm", &req.algorithm)?,
+        &message,
+        digest,
+        &signature,
+    )?;
+    out(json!({ "SignatureValid": valid }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+struct RsaDecryptRequest {
+    key_id: String,
+    ciphertext: String,
+    algorithm: String,
+}
+
+fn asymmetric_rsa_decrypt(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+    let req: RsaDecryptRequest = parse(body)?;
+    let scheme = crate::kms::rsa_decrypt_scheme(required("Algorithm", &req.algorithm)?)?;
+    asymmetric_decrypt(ctx, &req.key_id, &req.ciphertext, scheme)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+struct Sm2DecryptRequest {
+    key_id: String,
+    ciphertext: String,
+}
+
+fn asymmetric_sm2_decrypt(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+    let req: Sm2DecryptRequest = parse(body)?;
+    asymmetric_decrypt(
+        ctx,
+        &req.key_id,
+        &req.ciphertext,
+        crate::hsm::asym::DecryptScheme::Sm2Der,
+    )
+}
+
+fn asymmetric_decrypt(
+    ctx: &Ctx<'_>,
+    key_id: &str,
+    ciphertext: &str,
+    scheme: crate::hsm::asym::DecryptScheme,
+) -> Result<Fields> {
+    let key_id = required("KeyId", key_id)?;
+    let ct = base64_decode(
+        required("Ciphertext", ciphertext)?,
+        Error::InvalidCiphertext,
+    )?;
+    let pt = ctx
+        .state
+        .kms
+        .asymmetric_decrypt(&ctx.caller, key_id, scheme, &ct)?;
+    let encoded = Zeroizing::new(base64_encode(&pt));
+    out(json!({ "KeyId": key_id, "Plaintext": encoded.as_str() }))
 }

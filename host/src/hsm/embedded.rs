@@ -1,6 +1,7 @@
 //! The firmware key-service core linked into the daemon. Zero setup, and not an HSM: its
 //! device key is a file in the data directory, protected only by file permissions.
 
+use super::asym::{DecryptScheme, SignScheme};
 use super::{Hsm, ProtectionLevel};
 use crate::error::{Error, Result};
 use keyward_firmware::KeyService;
@@ -59,6 +60,13 @@ impl EmbeddedHsm {
             other => Ok(other),
         }
     }
+}
+
+fn not_here(alg: Algorithm) -> Error {
+    Error::UnsupportedKeyUsage(format!(
+        "{} keys are not available with the embedded backend",
+        alg.api_name()
+    ))
 }
 
 fn unexpected(resp: Response) -> Error {
@@ -134,6 +142,30 @@ impl Hsm for EmbeddedHsm {
             Response::Plaintext(p) => Ok(Zeroizing::new(p)),
             other => Err(unexpected(other)),
         }
+    }
+
+    fn supports(&self, alg: Algorithm) -> bool {
+        // The firmware core holds symmetric keys; its asymmetric algorithms arrive with the
+        // serial firmware work.
+        alg.is_symmetric()
+    }
+
+    fn generate_key_pair(&self, alg: Algorithm) -> Result<(Vec<u8>, Vec<u8>)> {
+        Err(not_here(alg))
+    }
+
+    fn sign(&self, alg: Algorithm, _: &[u8], _: SignScheme, _: &[u8], _: bool) -> Result<Vec<u8>> {
+        Err(not_here(alg))
+    }
+
+    fn asym_decrypt(
+        &self,
+        alg: Algorithm,
+        _: &[u8],
+        _: DecryptScheme,
+        _: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>> {
+        Err(not_here(alg))
     }
 
     fn random(&self, len: usize) -> Result<Zeroizing<Vec<u8>>> {

@@ -4,6 +4,7 @@
 //! key that never leaves the backend). The store keeps sealed keys; each operation hands the
 //! sealed key back. Calls are blocking: the API layer runs them on tokio's blocking pool.
 
+pub mod asym;
 mod embedded;
 mod pkcs11;
 
@@ -56,6 +57,28 @@ pub trait Hsm: Send + Sync {
         ciphertext: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>>;
     fn random(&self, len: usize) -> Result<Zeroizing<Vec<u8>>>;
+
+    /// Whether this backend can hold and use keys of `alg` at all (HSM or SOFTWARE level).
+    fn supports(&self, alg: Algorithm) -> bool;
+    /// Creates an asymmetric key pair; returns the sealed private key and the public key as
+    /// DER SubjectPublicKeyInfo.
+    fn generate_key_pair(&self, alg: Algorithm) -> Result<(Vec<u8>, Vec<u8>)>;
+    /// Signs `message` (or, with `is_digest`, a 32-byte digest of it) with a sealed private key.
+    fn sign(
+        &self,
+        alg: Algorithm,
+        sealed: &[u8],
+        scheme: asym::SignScheme,
+        message: &[u8],
+        is_digest: bool,
+    ) -> Result<Vec<u8>>;
+    fn asym_decrypt(
+        &self,
+        alg: Algorithm,
+        sealed: &[u8],
+        scheme: asym::DecryptScheme,
+        ciphertext: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>>;
 }
 
 /// Opens the backend named in the configuration.

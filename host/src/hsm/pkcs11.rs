@@ -4,10 +4,12 @@
 //! sealed by the token's seal key and unsealed into host memory (zeroized) for one operation:
 //! such keys report protection level SOFTWARE.
 
+use super::asym::{self, DecryptScheme, SignScheme};
 use super::{Hsm, ProtectionLevel};
 use crate::config::Pkcs11Config;
+use crate::error::Error;
 use crate::error::Result;
-use keyward_hsm_pkcs11::Pkcs11Hsm;
+use keyward_hsm_pkcs11::{AsymKind, Pkcs11Hsm, RsaDecryptMechanism, SignMechanism};
 use keyward_shared::Algorithm;
 use zeroize::Zeroizing;
 
@@ -36,6 +38,18 @@ impl Pkcs11Backend {
     }
 }
 
+fn asym_kind(alg: Algorithm) -> Result<AsymKind> {
+    match alg {
+        Algorithm::Rsa2048 => Ok(AsymKind::Rsa2048),
+        Algorithm::EccP256 => Ok(AsymKind::EcP256),
+        Algorithm::EccP384 => Ok(AsymKind::EcP384),
+        other => Err(Error::Internal(format!(
+            "{} is not a token key pair",
+            other.api_name()
+        ))),
+    }
+}
+
 impl Hsm for Pkcs11Backend {
     fn backend(&self) -> &'static str {
         "pkcs11"
@@ -43,16 +57,92 @@ impl Hsm for Pkcs11Backend {
 
     fn protection_level(&self, alg: Algorithm) -> ProtectionLevel {
         match alg {
-            Algorithm::Aes256Gcm => ProtectionLevel::Hsm,
-            Algorithm::Sm4Gcm => ProtectionLevel::Software,
+            Algorithm::Sm4Gcm | Algorithm::Sm2 => ProtectionLevel::Software,
+            _ => ProtectionLevel::Hsm,
+        }
+    }
+
+    fn supports(&self, alg: Algorithm) -> bool {
+        let caps = self.token.capabilities();
+        match alg {
+            Algorithm::Aes256Gcm | Algorithm::Sm4Gcm | Algorithm::Sm2 => true,
+            Algorithm::Rsa2048 => caps.rsa_2048,
+            Algorithm::EccP256 => caps.ec_p256,
+            Algorithm::EccP384 => caps.ec_p384,
         }
     }
 
     fn generate(&self, alg: Algorithm) -> Result<Vec<u8>> {
-        Ok(match alg {
-            Algorithm::Aes256Gcm => self.token.generate_aes256_sealed()?,
-            Algorithm::Sm4Gcm => self.token.generate_software_sealed(alg.key_len())?,
-        })
+        match alg {
+            Algorithm::Aes256Gcm => Ok(self.token.generate_aes256_sealed()?),
+            Algorithm::Sm4Gcm => Ok(self.token.generate_software_sealed(alg.key_len())?),
+            other => Err(Error::Internal(format!(
+                "{} is not a symmetric algorithm",
+                other.api_name()
+            ))),
+        }
+    }
+
+    fn generate_key_pair(&self, alg: Algorithm) -> Result<(Vec<u8>, Vec<u8>)> {
+        if alg == Algorithm::Sm2 {
+            // No SM2 in the token: the scalar comes from its RNG and stays sealed by its seal
+            // key; the public key is derived in host memory (SOFTWARE level).
+            for _ in 0..8 {
+                let sealed = self.token.generate_software_sealed(alg.key_len())?;
+                let secret = self.token.unseal_software(&sealed)?;
+                if let Some(public) = asym::sm2_public_from_secret(&secret) {
+                    return Ok((sealed, public));
+                }
+            }
+            return Err(Error::Hsm("no valid SM2 scalar in 8 draws".into()));
+        }
+        let pair = self.token.generate_key_pair_sealed(asym_kind(alg)?)?;
+        Ok((pair.sealed_private, pair.public_spki_der))
+    }
+
+    fn sign(
+        &self,
+        alg: Algorithm,
+        sealed: &[u8],
+        scheme: SignScheme,
+        message: &[u8],
+        is_digest: bool,
+    ) -> Result<Vec<u8>> {
+        if alg == Algorithm::Sm2 {
+            let secret = self.token.unseal_software(sealed)?;
+            return asym::sm2_sign(&secret, message, is_digest);
+        }
+        let mech = match scheme {
+            SignScheme::RsaPkcs1Sha256 => SignMechanism::RsaPkcs1Sha256,
+            SignScheme::RsaPssSha256 => SignMechanism::RsaPssSha256,
+            SignScheme::Ecdsa => SignMechanism::Ecdsa,
+            SignScheme::Sm2 => return Err(Error::Internal("SM2DSA on a non-SM2 key".into())),
+        };
+        Ok(self
+            .token
+            .sign(sealed, mech, &asym::sha256_input(message, is_digest))?)
+    }
+
+    fn asym_decrypt(
+        &self,
+        alg: Algorithm,
+        sealed: &[u8],
+        scheme: DecryptScheme,
+        ciphertext: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>> {
+        if alg == Algorithm::Sm2 {
+            let secret = self.token.unseal_software(sealed)?;
+            return asym::sm2_decrypt(&secret, ciphertext);
+        }
+        let mech = match scheme {
+            DecryptScheme::RsaPkcs1v15 => RsaDecryptMechanism::Pkcs1v15,
+            DecryptScheme::RsaOaepSha1 => RsaDecryptMechanism::OaepSha1,
+            DecryptScheme::RsaOaepSha256 => RsaDecryptMechanism::OaepSha256,
+            DecryptScheme::Sm2Der => {
+                return Err(Error::Internal("SM2 decryption on an RSA key".into()))
+            }
+        };
+        Ok(self.token.rsa_decrypt(sealed, mech, ciphertext)?)
     }
 
     fn encrypt(
@@ -70,6 +160,10 @@ impl Hsm for Pkcs11Backend {
                 let ct = keyward_firmware::aead::encrypt(alg, &key, &nonce, aad, plaintext)?;
                 Ok((nonce.to_vec(), ct))
             }
+            other => Err(Error::Internal(format!(
+                "{} is not an AEAD",
+                other.api_name()
+            ))),
         }
     }
 
@@ -90,6 +184,10 @@ impl Hsm for Pkcs11Backend {
                 let pt = keyward_firmware::aead::decrypt(alg, &key, nonce, aad, ciphertext)?;
                 Ok(Zeroizing::new(pt))
             }
+            other => Err(Error::Internal(format!(
+                "{} is not an AEAD",
+                other.api_name()
+            ))),
         }
     }
 

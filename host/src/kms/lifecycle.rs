@@ -165,6 +165,12 @@ impl Kms {
         }
         let now = self.clock.now();
         self.update(caller, key_id, &mut |k| {
+            if !k.algorithm.is_symmetric() {
+                return Err(Error::RotateNotSupported(format!(
+                    "CMK {} is asymmetric; asymmetric keys do not rotate",
+                    k.key_id
+                )));
+            }
             if k.origin == ORIGIN_EXTERNAL {
                 return Err(Error::ExternalCmkCanNotRotate(format!(
                     "CMK {} holds imported material and cannot rotate",
@@ -200,7 +206,7 @@ impl Kms {
     /// version; older blobs keep decrypting with theirs.
     pub fn rotate_now(&self, caller: &Caller, key_id: &str) -> Result<KeyRecord> {
         let k = self.describe_key(caller, key_id)?;
-        if k.origin != ORIGIN_KMS {
+        if k.origin != ORIGIN_KMS || !k.algorithm.is_symmetric() {
             return Err(Error::RotateNotSupported(format!(
                 "CMK {} holds imported material and cannot rotate",
                 k.key_id
@@ -328,6 +334,7 @@ impl Kms {
             backend: self.hsm.backend().to_string(),
             sealed: self.hsm.generate(algorithm)?,
             create_time: now,
+            public_key: vec![],
         };
         let key = KeyRecord {
             key_id,
@@ -368,7 +375,8 @@ impl Kms {
         let mut rotated = 0;
         for k in self.store.keys_rotation_due(now)? {
             // Disabled and archived keys are not rotated; they rotate once enabled again.
-            if k.state != KeyState::Enabled || k.origin != ORIGIN_KMS {
+            if k.state != KeyState::Enabled || k.origin != ORIGIN_KMS || !k.algorithm.is_symmetric()
+            {
                 continue;
             }
             let sealed = self.hsm.generate(k.algorithm)?;

@@ -2,6 +2,9 @@
 //! API layer calls it from tokio's blocking pool because both store and HSM calls block.
 
 pub mod alias;
+mod asymmetric;
+
+pub use asymmetric::{rsa_decrypt_scheme, sign_algorithm_names, sign_scheme};
 pub mod context;
 pub mod data_keys;
 mod lifecycle;
@@ -22,7 +25,7 @@ use std::sync::{Arc, RwLock};
 use zeroize::Zeroizing;
 
 pub const KEY_USAGE_ENCRYPT_DECRYPT: &str = "ENCRYPT_DECRYPT";
-/// Asymmetric usages Tencent documents; accepted as valid names but not yet served.
+/// The asymmetric key usages Tencent documents (see `usage_algorithm`).
 pub const ASYMMETRIC_KEY_USAGES: [&str; 6] = [
     "ASYMMETRIC_DECRYPT_RSA_2048",
     "ASYMMETRIC_DECRYPT_SM2",
@@ -31,6 +34,27 @@ pub const ASYMMETRIC_KEY_USAGES: [&str; 6] = [
     "ASYMMETRIC_SIGN_VERIFY_RSA_2048",
     "ASYMMETRIC_SIGN_VERIFY_ECDSA384",
 ];
+/// What a KeyUsage asks for: the region's symmetric algorithm, or a fixed asymmetric one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UsageAlgorithm {
+    Symmetric,
+    Asymmetric(Algorithm),
+}
+
+pub fn usage_algorithm(usage: &str) -> Option<UsageAlgorithm> {
+    use UsageAlgorithm::*;
+    Some(match usage {
+        KEY_USAGE_ENCRYPT_DECRYPT => Symmetric,
+        "ASYMMETRIC_DECRYPT_RSA_2048" | "ASYMMETRIC_SIGN_VERIFY_RSA_2048" => {
+            Asymmetric(Algorithm::Rsa2048)
+        }
+        "ASYMMETRIC_DECRYPT_SM2" | "ASYMMETRIC_SIGN_VERIFY_SM2" => Asymmetric(Algorithm::Sm2),
+        "ASYMMETRIC_SIGN_VERIFY_ECC" => Asymmetric(Algorithm::EccP256),
+        "ASYMMETRIC_SIGN_VERIFY_ECDSA384" => Asymmetric(Algorithm::EccP384),
+        _ => return None,
+    })
+}
+
 pub const ORIGIN_KMS: &str = "TENCENT_KMS";
 pub const ORIGIN_EXTERNAL: &str = "EXTERNAL";
 pub const MAX_DESCRIPTION_BYTES: usize = 1024;
@@ -108,31 +132,49 @@ impl Kms {
     pub fn create_key(&self, caller: &Caller, req: NewKey) -> Result<KeyRecord> {
         alias::validate(&req.alias)?;
         check_description(&req.description)?;
-        if req.key_usage != KEY_USAGE_ENCRYPT_DECRYPT {
-            return Err(if ASYMMETRIC_KEY_USAGES.contains(&req.key_usage.as_str()) {
-                Error::UnsupportedKeyUsage(format!(
-                    "KeyUsage {} is not supported in this region",
-                    req.key_usage
-                ))
-            } else {
-                Error::InvalidKeyUsage(format!("invalid KeyUsage `{}`", req.key_usage))
-            });
-        }
         let origin = match req.origin_type {
             1 => ORIGIN_KMS,
             2 => ORIGIN_EXTERNAL,
             other => return Err(Error::InvalidType(format!("invalid Type {other}"))),
         };
-        let algorithm = self.region_algorithm(&caller.region)?;
+        let algorithm = match usage_algorithm(&req.key_usage) {
+            Some(UsageAlgorithm::Symmetric) => self.region_algorithm(&caller.region)?,
+            Some(UsageAlgorithm::Asymmetric(alg)) => {
+                if !self.hsm.supports(alg) {
+                    return Err(Error::UnsupportedKeyUsage(format!(
+                        "KeyUsage {} is not available with this HSM backend",
+                        req.key_usage
+                    )));
+                }
+                if origin == ORIGIN_EXTERNAL {
+                    return Err(Error::InvalidType(
+                        "Type 2 (imported material) is for ENCRYPT_DECRYPT keys only".into(),
+                    ));
+                }
+                alg
+            }
+            None => {
+                return Err(Error::InvalidKeyUsage(format!(
+                    "invalid KeyUsage `{}`",
+                    req.key_usage
+                )))
+            }
+        };
         let now = self.clock.now();
         let key_id = uuid::Uuid::new_v4().to_string();
         let version = if origin == ORIGIN_KMS {
+            let (sealed, public_key) = if algorithm.is_symmetric() {
+                (self.hsm.generate(algorithm)?, vec![])
+            } else {
+                self.hsm.generate_key_pair(algorithm)?
+            };
             Some(KeyVersion {
                 key_id: key_id.clone(),
                 version: 1,
                 backend: self.hsm.backend().to_string(),
-                sealed: self.hsm.generate(algorithm)?,
+                sealed,
                 create_time: now,
+                public_key,
             })
         } else {
             None
@@ -271,6 +313,20 @@ impl Kms {
     /// Consults the state table; a refused use of a key that waits for deletion also raises
     /// an alarm (someone still depends on a key that is about to disappear).
     fn gate(&self, op: state::Op, key: &KeyRecord) -> Result<()> {
+        let symmetric_op = matches!(
+            op,
+            state::Op::Encrypt
+                | state::Op::Decrypt
+                | state::Op::GenerateDataKey
+                | state::Op::ReEncryptFrom
+                | state::Op::ReEncryptTo
+        );
+        if symmetric_op && key.key_usage != KEY_USAGE_ENCRYPT_DECRYPT {
+            return Err(Error::Unsupported(format!(
+                "CMK {} has KeyUsage {}; {op:?} needs an ENCRYPT_DECRYPT key",
+                key.key_id, key.key_usage
+            )));
+        }
         let res = state::check(op, key);
         if let Err(Error::KeyPendingDelete(_)) = &res {
             let uses_material = matches!(
@@ -318,7 +374,7 @@ impl Kms {
         self.hsm.random(len)
     }
 
-    fn version(&self, key: &KeyRecord, version: u32) -> Result<Arc<KeyVersion>> {
+    pub(crate) fn version(&self, key: &KeyRecord, version: u32) -> Result<Arc<KeyVersion>> {
         self.cached_version(&key.key_id, version)?
             .ok_or_else(|| Error::Internal(format!("key {} lacks version {version}", key.key_id)))
     }

@@ -27,10 +27,14 @@ pub enum Op {
     Rotate,
     Bind,
     Unbind,
+    GetPublicKey,
+    Sign,
+    Verify,
+    AsymmetricDecrypt,
 }
 
 impl Op {
-    pub const ALL: [Op; 20] = [
+    pub const ALL: [Op; 24] = [
         Op::Describe,
         Op::Encrypt,
         Op::GenerateDataKey,
@@ -51,6 +55,10 @@ impl Op {
         Op::Rotate,
         Op::Bind,
         Op::Unbind,
+        Op::GetPublicKey,
+        Op::Sign,
+        Op::Verify,
+        Op::AsymmetricDecrypt,
     ];
 }
 
@@ -78,11 +86,17 @@ use Rule::*;
 pub fn rules(op: Op) -> [Rule; 5] {
     match op {
         Op::Describe | Op::GetRotationStatus | Op::Unbind => [Allow; 5],
-        Op::Encrypt | Op::GenerateDataKey | Op::ReEncryptTo | Op::Rotate | Op::Bind => {
-            [Allow, Disabled, PendingDelete, NotSupported, Archived]
-        }
+        Op::Encrypt
+        | Op::GenerateDataKey
+        | Op::ReEncryptTo
+        | Op::Rotate
+        | Op::Bind
+        | Op::GetPublicKey
+        | Op::Sign => [Allow, Disabled, PendingDelete, NotSupported, Archived],
         // Archived keys still decrypt: that is what archiving is for.
-        Op::Decrypt | Op::ReEncryptFrom => [Allow, Disabled, PendingDelete, NotSupported, Allow],
+        Op::Decrypt | Op::ReEncryptFrom | Op::AsymmetricDecrypt | Op::Verify => {
+            [Allow, Disabled, PendingDelete, NotSupported, Allow]
+        }
         Op::UpdateAlias | Op::UpdateDescription => [Allow, Allow, PendingDelete, Allow, Allow],
         // Repeating a transition is a no-op, as in Tencent KMS.
         Op::Enable | Op::Disable => [Allow, Allow, PendingDelete, NotSupported, Archived],

@@ -94,6 +94,8 @@ pub struct KeyVersion {
     pub backend: String,
     pub sealed: Vec<u8>,
     pub create_time: i64,
+    /// Asymmetric keys: the public key, DER SubjectPublicKeyInfo (empty for symmetric keys).
+    pub public_key: Vec<u8>,
 }
 
 #[derive(Debug, Clone, Default)]

@@ -14,6 +14,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0003_data_keys.sql"),
     include_str!("migrations/0004_secrets.sql"),
     include_str!("migrations/0005_ssh_keys.sql"),
+    include_str!("migrations/0006_public_keys.sql"),
 ];
 
 pub struct SqliteStore {
@@ -514,9 +515,16 @@ impl Store for SqliteStore {
             };
             if let Some(v) = version {
                 tx.execute(
-                    "INSERT INTO key_versions (key_id, version, backend, sealed, create_time) \
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![v.key_id, v.version, v.backend, v.sealed, v.create_time],
+                    "INSERT INTO key_versions (key_id, version, backend, sealed, create_time, \
+                     public_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![
+                        v.key_id,
+                        v.version,
+                        v.backend,
+                        v.sealed,
+                        v.create_time,
+                        v.public_key
+                    ],
                 )?;
             }
             tx.commit()?;
@@ -541,8 +549,8 @@ impl Store for SqliteStore {
         self.with(|conn| {
             Ok(conn
                 .prepare_cached(
-                    "SELECT key_id, version, backend, sealed, create_time FROM key_versions \
-                     WHERE key_id = ?1 AND version = ?2",
+                    "SELECT key_id, version, backend, sealed, create_time, public_key \
+                     FROM key_versions WHERE key_id = ?1 AND version = ?2",
                 )?
                 .query_row(params![key_id, version], |r| {
                     Ok(KeyVersion {
@@ -551,6 +559,7 @@ impl Store for SqliteStore {
                         backend: r.get(2)?,
                         sealed: r.get(3)?,
                         create_time: r.get(4)?,
+                        public_key: r.get(5)?,
                     })
                 })
                 .optional()?)

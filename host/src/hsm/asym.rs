@@ -1,0 +1,162 @@
+//! Asymmetric operations that need no private key (verification, public key parsing), and the
+//! SM2 private-key operations for backends without SM2 (SOFTWARE protection level: the scalar
+//! is unsealed into a zeroizing buffer for one operation).
+//!
+//! All of it is RustCrypto: `rsa`, `p256`, `p384`, `sm2` (SM2DSA with SM3, SM2 encryption in
+//! C1C3C2 order with ASN.1 DER encoding).
+
+use crate::error::{Error, Result};
+use keyward_shared::Algorithm;
+use zeroize::Zeroizing;
+
+/// The SM2 user id both sides use when none is agreed (GB/T 35276).
+pub const SM2_DEFAULT_ID: &str = "1234567812345678";
+
+/// How a signature is made; the input is a message (RAW) or its digest (DIGEST).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignScheme {
+    RsaPkcs1Sha256,
+    RsaPssSha256,
+    /// ECDSA with SHA-256 over P-256 or P-384, DER signature.
+    Ecdsa,
+    /// SM2DSA with SM3 and the default user id, DER signature.
+    Sm2,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecryptScheme {
+    RsaPkcs1v15,
+    RsaOaepSha1,
+    RsaOaepSha256,
+    /// SM2 encryption, C1C3C2, ASN.1 DER.
+    Sm2Der,
+}
+
+/// SHA-256 of `message` unless it is already a digest.
+pub fn sha256_input(message: &[u8], is_digest: bool) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    if is_digest {
+        message.to_vec()
+    } else {
+        Sha256::digest(message).to_vec()
+    }
+}
+
+fn bad_key(e: impl std::fmt::Display) -> Error {
+    Error::Internal(format!("stored public key is unusable: {e}"))
+}
+
+/// PEM of a SubjectPublicKeyInfo.
+pub fn spki_pem(spki_der: &[u8]) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(spki_der);
+    let mut pem = String::from("-----BEGIN PUBLIC KEY-----\n");
+    for chunk in b64.as_bytes().chunks(64) {
+        pem.push_str(std::str::from_utf8(chunk).unwrap_or_default());
+        pem.push('\n');
+    }
+    pem.push_str("-----END PUBLIC KEY-----\n");
+    pem
+}
+
+/// Verifies a DER (ECDSA, SM2) or raw (RSA) signature with a stored public key. A malformed
+/// signature is simply "not valid".
+pub fn verify(
+    alg: Algorithm,
+    spki_der: &[u8],
+    scheme: SignScheme,
+    message: &[u8],
+    is_digest: bool,
+    signature: &[u8],
+) -> Result<bool> {
+    use rsa::pkcs8::DecodePublicKey;
+    use rsa::signature::hazmat::PrehashVerifier;
+    Ok(match (alg, scheme) {
+        (Algorithm::Rsa2048, SignScheme::RsaPkcs1Sha256 | SignScheme::RsaPssSha256) => {
+            let key = rsa::RsaPublicKey::from_public_key_der(spki_der).map_err(bad_key)?;
+            let digest = sha256_input(message, is_digest);
+            let padding = match scheme {
+                SignScheme::RsaPkcs1Sha256 => {
+                    key.verify(rsa::Pkcs1v15Sign::new::<sha2::Sha256>(), &digest, signature)
+                }
+                _ => key.verify(rsa::Pss::new::<sha2::Sha256>(), &digest, signature),
+            };
+            padding.is_ok()
+        }
+        (Algorithm::EccP256, SignScheme::Ecdsa) => {
+            let key = p256::ecdsa::VerifyingKey::from_public_key_der(spki_der).map_err(bad_key)?;
+            match p256::ecdsa::Signature::from_der(signature) {
+                Ok(sig) => key
+                    .verify_prehash(&sha256_input(message, is_digest), &sig)
+                    .is_ok(),
+                Err(_) => false,
+            }
+        }
+        (Algorithm::EccP384, SignScheme::Ecdsa) => {
+            let key = p384::ecdsa::VerifyingKey::from_public_key_der(spki_der).map_err(bad_key)?;
+            match p384::ecdsa::Signature::from_der(signature) {
+                Ok(sig) => key
+                    .verify_prehash(&sha256_input(message, is_digest), &sig)
+                    .is_ok(),
+                Err(_) => false,
+            }
+        }
+        (Algorithm::Sm2, SignScheme::Sm2) => {
+            let public = sm2_public(spki_der)?;
+            let key = sm2::dsa::VerifyingKey::new(SM2_DEFAULT_ID, public).map_err(bad_key)?;
+            let Ok(sig) = sm2::dsa::Signature::from_der(signature) else {
+                return Ok(false);
+            };
+            if is_digest {
+                sm2::dsa::signature::hazmat::PrehashVerifier::verify_prehash(&key, message, &sig)
+                    .is_ok()
+            } else {
+                sm2::dsa::signature::Verifier::verify(&key, message, &sig).is_ok()
+            }
+        }
+        _ => {
+            return Err(Error::InvalidValue(format!(
+                "this algorithm does not apply to a {} key",
+                alg.api_name()
+            )))
+        }
+    })
+}
+
+fn sm2_public(spki_der: &[u8]) -> Result<sm2::PublicKey> {
+    use sm2::pkcs8::DecodePublicKey;
+    sm2::PublicKey::from_public_key_der(spki_der).map_err(bad_key)
+}
+
+/// A fresh SM2 key from 32 random bytes (from the HSM's RNG); returns None when the bytes are
+/// not a valid scalar (zero or ≥ n, probability ~2^-32), so the caller draws again.
+pub fn sm2_public_from_secret(secret: &[u8]) -> Option<Vec<u8>> {
+    use sm2::pkcs8::EncodePublicKey;
+    let sk = sm2::SecretKey::from_slice(secret).ok()?;
+    sk.public_key()
+        .to_public_key_der()
+        .ok()
+        .map(|d| d.as_bytes().to_vec())
+}
+
+pub fn sm2_sign(secret: &[u8], message: &[u8], is_digest: bool) -> Result<Vec<u8>> {
+    let sk = sm2::SecretKey::from_slice(secret).map_err(|_| Error::Hsm("bad SM2 scalar".into()))?;
+    let key = sm2::dsa::SigningKey::new(SM2_DEFAULT_ID, &sk)
+        .map_err(|e| Error::Hsm(format!("SM2 key: {e}")))?;
+    let sig: sm2::dsa::Signature = if is_digest {
+        sm2::dsa::signature::hazmat::PrehashSigner::sign_prehash(&key, message)
+            .map_err(|e| Error::Hsm(format!("SM2 sign: {e}")))?
+    } else {
+        sm2::dsa::signature::Signer::try_sign(&key, message)
+            .map_err(|e| Error::Hsm(format!("SM2 sign: {e}")))?
+    };
+    Ok(sig.to_der().as_bytes().to_vec())
+}
+
+pub fn sm2_decrypt(secret: &[u8], ciphertext: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+    let key = sm2::pke::DecryptingKey::from_slice(secret)
+        .map_err(|_| Error::Hsm("bad SM2 scalar".into()))?;
+    key.decrypt_der(ciphertext)
+        .map(Zeroizing::new)
+        .map_err(|_| Error::DecryptFailed)
+}

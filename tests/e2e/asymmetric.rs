@@ -1,0 +1,366 @@
+//! End-to-end asymmetric CMKs on SoftHSM2: every KeyUsage × algorithm × message type, the
+//! public key checked with RustCrypto, local encryption decrypted by the daemon, and refusals.
+
+mod common;
+
+use common::*;
+use keyward::client::TcClient;
+use serde_json::json;
+use sha2::Digest;
+
+async fn create(c: &TcClient, usage: &str) -> String {
+    let r = ok(c
+        .kms(
+            "CreateKey",
+            json!({"Alias": unique("asym"), "KeyUsage": usage}),
+        )
+        .await
+        .unwrap());
+    assert_eq!(r["KeyUsage"], usage);
+    r["KeyId"].as_str().unwrap().to_string()
+}
+
+async fn public_der(c: &TcClient, key_id: &str) -> Vec<u8> {
+    let r = ok(c
+        .kms("GetPublicKey", json!({"KeyId": key_id}))
+        .await
+        .unwrap());
+    assert!(r["PublicKeyPem"]
+        .as_str()
+        .unwrap()
+        .starts_with("-----BEGIN PUBLIC KEY-----\n"));
+    unb64(r["PublicKey"].as_str().unwrap())
+}
+
+async fn sign(c: &TcClient, key_id: &str, alg: &str, msg: &[u8], digest: bool) -> Vec<u8> {
+    let r = ok(c
+        .kms("SignByAsymmetricKey", json!({"KeyId": key_id, "Algorithm": alg, "Message": b64(msg), "MessageType": if digest { "DIGEST" } else { "RAW" }}))
+        .await
+        .unwrap());
+    unb64(r["Signature"].as_str().unwrap())
+}
+
+async fn verify(
+    c: &TcClient,
+    key_id: &str,
+    alg: &str,
+    msg: &[u8],
+    digest: bool,
+    sig: &[u8],
+) -> bool {
+    ok(c.kms("VerifyByAsymmetricKey", json!({"KeyId": key_id, "Algorithm": alg, "Message": b64(msg), "MessageType": if digest { "DIGEST" } else { "RAW" }, "SignatureValue": b64(sig)}))
+        .await
+        .unwrap())["SignatureValid"]
+        .as_bool()
+        .unwrap()
+}
+
+/// Signs RAW and DIGEST, verifies through the API (and a tampered message fails), and
+/// returns the RAW signature for independent checks.
+async fn sign_both_ways(
+    c: &TcClient,
+    key_id: &str,
+    alg: &str,
+    msg: &[u8],
+    digest: &[u8],
+) -> (Vec<u8>, Vec<u8>) {
+    let raw = sign(c, key_id, alg, msg, false).await;
+    assert!(verify(c, key_id, alg, msg, false, &raw).await, "{alg} RAW");
+    assert!(!verify(c, key_id, alg, b"another message", false, &raw).await);
+    let dig = sign(c, key_id, alg, digest, true).await;
+    assert!(
+        verify(c, key_id, alg, digest, true, &dig).await,
+        "{alg} DIGEST"
+    );
+    (raw, dig)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn signing_keys_verify_independently() {
+    use rsa::pkcs8::DecodePublicKey;
+    use rsa::signature::hazmat::PrehashVerifier;
+    let d = Daemon::softhsm();
+    let c = d.client();
+    let msg = b"keyward signs this";
+    let digest = sha2::Sha256::digest(msg).to_vec();
+
+    let rsa_key = create(&c, "ASYMMETRIC_SIGN_VERIFY_RSA_2048").await;
+    let pk = rsa::RsaPublicKey::from_public_key_der(&public_der(&c, &rsa_key).await).unwrap();
+    assert_eq!(rsa::traits::PublicKeyParts::size(&pk), 256);
+    for alg in ["RSA_PKCS1_SHA_256", "RSA_PSS_SHA_256"] {
+        let (raw, dig) = sign_both_ways(&c, &rsa_key, alg, msg, &digest).await;
+        for sig in [raw, dig] {
+            let ok = if alg == "RSA_PKCS1_SHA_256" {
+                pk.verify(rsa::Pkcs1v15Sign::new::<sha2::Sha256>(), &digest, &sig)
+            } else {
+                pk.verify(rsa::Pss::new::<sha2::Sha256>(), &digest, &sig)
+            };
+            assert!(
+                ok.is_ok(),
+                "{alg} signature does not verify with the rsa crate"
+            );
+        }
+    }
+
+    let p256_key = create(&c, "ASYMMETRIC_SIGN_VERIFY_ECC").await;
+    let vk =
+        p256::ecdsa::VerifyingKey::from_public_key_der(&public_der(&c, &p256_key).await).unwrap();
+    let (raw, dig) = sign_both_ways(&c, &p256_key, "ECC_P256_R1", msg, &digest).await;
+    for sig in [raw, dig] {
+        let sig = p256::ecdsa::Signature::from_der(&sig).expect("DER signature");
+        vk.verify_prehash(&digest, &sig).expect("p256 verifies");
+    }
+
+    let p384_key = create(&c, "ASYMMETRIC_SIGN_VERIFY_ECDSA384").await;
+    let vk =
+        p384::ecdsa::VerifyingKey::from_public_key_der(&public_der(&c, &p384_key).await).unwrap();
+    let (raw, _) = sign_both_ways(&c, &p384_key, "ECC_P384_R1", msg, &digest).await;
+    vk.verify_prehash(&digest, &p384::ecdsa::Signature::from_der(&raw).unwrap())
+        .expect("p384 verifies");
+
+    let sm2_key = create(&c, "ASYMMETRIC_SIGN_VERIFY_SM2").await;
+    let meta = ok(c
+        .kms("DescribeKey", json!({"KeyId": sm2_key}))
+        .await
+        .unwrap())["KeyMetadata"]
+        .clone();
+    assert_eq!(meta["ProtectionLevel"], "SOFTWARE", "SoftHSM2 has no SM2");
+    assert_eq!(meta["Type"], 4);
+    let spki = public_der(&c, &sm2_key).await;
+    let (raw, _) = sign_both_ways(
+        &c,
+        &sm2_key,
+        "SM2DSA",
+        msg,
+        &sha2::Sha256::digest(b"e"),
+    )
+    .await;
+    let pk = <sm2::PublicKey as sm2::pkcs8::DecodePublicKey>::from_public_key_der(&spki).unwrap();
+    let vk = sm2::dsa::VerifyingKey::new("1234567812345678", pk).unwrap();
+    sm2::dsa::signature::Verifier::verify(&vk, msg, &sm2::dsa::Signature::from_der(&raw).unwrap())
+        .expect("SM2DSA verifies");
+
+    // Refusals.
+    err(&c.kms("SignByAsymmetricKey", json!({"KeyId": p256_key, "Algorithm": "ECC_P256_R1", "Message": b64(&[0u8; 33]), "MessageType": "DIGEST"})).await.unwrap(), "InvalidParameterValue");
+    err(
+        &c.kms(
+            "SignByAsymmetricKey",
+            json!({"KeyId": p256_key, "Algorithm": "ECC_P256_R1", "Message": b64(&[0u8; 4097])}),
+        )
+        .await
+        .unwrap(),
+        "InvalidParameterValue",
+    );
+    err(
+        &c.kms(
+            "SignByAsymmetricKey",
+            json!({"KeyId": p256_key, "Algorithm": "RSA_PSS_SHA_256", "Message": b64(msg)}),
+        )
+        .await
+        .unwrap(),
+        "InvalidParameterValue",
+    );
+    err(&c.kms("SignByAsymmetricKey", json!({"KeyId": p256_key, "Algorithm": "ECC_P256_R1", "Message": b64(msg), "MessageType": "HASH"})).await.unwrap(), "InvalidParameterValue");
+    err(
+        &c.kms("Encrypt", json!({"KeyId": rsa_key, "Plaintext": b64(b"x")}))
+            .await
+            .unwrap(),
+        "UnsupportedOperation",
+    );
+    err(&c.kms("AsymmetricRsaDecrypt", json!({"KeyId": rsa_key, "Ciphertext": b64(&[1u8; 256]), "Algorithm": "RSAES_PKCS1_V1_5"})).await.unwrap(), "UnsupportedOperation");
+    err(
+        &c.kms("RotateKey", json!({"KeyId": rsa_key})).await.unwrap(),
+        "UnsupportedOperation.RotateNotSupported",
+    );
+    let sym = ok(c
+        .kms("CreateKey", json!({"Alias": unique("sym")}))
+        .await
+        .unwrap())["KeyId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    err(
+        &c.kms("GetPublicKey", json!({"KeyId": sym})).await.unwrap(),
+        "UnsupportedOperation",
+    );
+    err(
+        &c.kms(
+            "SignByAsymmetricKey",
+            json!({"KeyId": sym, "Algorithm": "SM2DSA", "Message": b64(msg)}),
+        )
+        .await
+        .unwrap(),
+        "UnsupportedOperation",
+    );
+    // State gating: a disabled key neither signs nor exports.
+    ok(c.kms("DisableKey", json!({"KeyId": p256_key}))
+        .await
+        .unwrap());
+    err(
+        &c.kms(
+            "SignByAsymmetricKey",
+            json!({"KeyId": p256_key, "Algorithm": "ECC_P256_R1", "Message": b64(msg)}),
+        )
+        .await
+        .unwrap(),
+        "ResourceUnavailable.CmkDisabled",
+    );
+    err(
+        &c.kms("GetPublicKey", json!({"KeyId": p256_key}))
+            .await
+            .unwrap(),
+        "ResourceUnavailable.CmkDisabled",
+    );
+
+    // ListAlgorithms reports what the backend does, and where.
+    let algs = ok(c.kms("ListAlgorithms", json!({})).await.unwrap());
+    let sv: Vec<(String, String)> = algs["AsymmetricSignVerifyAlgorithms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["KeyUsage"].as_str().unwrap().to_string(),
+                a["ProtectionLevel"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert!(sv.contains(&("ASYMMETRIC_SIGN_VERIFY_ECC".into(), "HSM".into())));
+    assert!(sv.contains(&("ASYMMETRIC_SIGN_VERIFY_SM2".into(), "SOFTWARE".into())));
+
+    // Private keys exist only sealed: RSA/EC wrapped by the token's root key, SM2 by its seal key.
+    let mut d = d;
+    d.stop();
+    let db = rusqlite::Connection::open(d.data_dir().join("keyward.db")).unwrap();
+    for (key, format) in [
+        (&rsa_key, 0x04u8),
+        (&p256_key, 0x04),
+        (&p384_key, 0x04),
+        (&sm2_key, 0x03),
+    ] {
+        let sealed: Vec<u8> = db
+            .query_row(
+                "SELECT sealed FROM key_versions WHERE key_id = ?1",
+                [key],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(sealed[0], format, "sealed format of {key}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn decryption_keys_open_local_ciphertexts() {
+    use rsa::pkcs8::DecodePublicKey;
+    let d = Daemon::softhsm();
+    let c = d.client();
+    let rsa_key = create(&c, "ASYMMETRIC_DECRYPT_RSA_2048").await;
+    let pk = rsa::RsaPublicKey::from_public_key_der(&public_der(&c, &rsa_key).await).unwrap();
+    let mut rng = rand_core::OsRng;
+    let secret = b"wrapped for keyward";
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "RSAES_PKCS1_V1_5",
+            pk.encrypt(&mut rng, rsa::Pkcs1v15Encrypt, secret).unwrap(),
+        ),
+        (
+            "RSAES_OAEP_SHA_1",
+            pk.encrypt(&mut rng, rsa::Oaep::new::<sha1::Sha1>(), secret)
+                .unwrap(),
+        ),
+    ];
+    for (alg, ct) in &cases {
+        let r = ok(c
+            .kms(
+                "AsymmetricRsaDecrypt",
+                json!({"KeyId": rsa_key, "Ciphertext": b64(ct), "Algorithm": alg}),
+            )
+            .await
+            .unwrap());
+        assert_eq!(unb64(r["Plaintext"].as_str().unwrap()), secret, "{alg}");
+        let mut bad = ct.clone();
+        bad[10] ^= 1;
+        let r = c
+            .kms(
+                "AsymmetricRsaDecrypt",
+                json!({"KeyId": rsa_key, "Ciphertext": b64(&bad), "Algorithm": alg}),
+            )
+            .await
+            .unwrap();
+        assert!(
+            code(&r).is_some(),
+            "tampered {alg} ciphertext decrypted: {r}"
+        );
+    }
+    err(
+        &c.kms(
+            "AsymmetricRsaDecrypt",
+            json!({"KeyId": rsa_key, "Ciphertext": b64(&cases[0].1), "Algorithm": "RSA_RAW"}),
+        )
+        .await
+        .unwrap(),
+        "InvalidParameterValue",
+    );
+    let oaep256 = pk
+        .encrypt(&mut rng, rsa::Oaep::new::<sha2::Sha256>(), secret)
+        .unwrap();
+    let r = c.kms("AsymmetricRsaDecrypt", json!({"KeyId": rsa_key, "Ciphertext": b64(&oaep256), "Algorithm": "RSAES_OAEP_SHA_256"})).await.unwrap();
+    // SoftHSM2 2.6.1 refuses OAEP with SHA-256: either it works or it is refused cleanly.
+    match code(&r) {
+        None => assert_eq!(unb64(r["Plaintext"].as_str().unwrap()), secret),
+        Some(c) => assert_eq!(c, "UnsupportedOperation", "{r}"),
+    }
+
+    let sm2_key = create(&c, "ASYMMETRIC_DECRYPT_SM2").await;
+    let spki = public_der(&c, &sm2_key).await;
+    let pk = <sm2::PublicKey as sm2::pkcs8::DecodePublicKey>::from_public_key_der(&spki).unwrap();
+    let ek = sm2::pke::EncryptingKey::new(pk);
+    let ct = ek.encrypt_der(&mut getrandom::SysRng, secret).unwrap();
+    let r = ok(c
+        .kms(
+            "AsymmetricSm2Decrypt",
+            json!({"KeyId": sm2_key, "Ciphertext": b64(&ct)}),
+        )
+        .await
+        .unwrap());
+    assert_eq!(unb64(r["Plaintext"].as_str().unwrap()), secret);
+    let mut bad = ct.clone();
+    let last = bad.len() - 1;
+    bad[last] ^= 1;
+    err(
+        &c.kms(
+            "AsymmetricSm2Decrypt",
+            json!({"KeyId": sm2_key, "Ciphertext": b64(&bad)}),
+        )
+        .await
+        .unwrap(),
+        "FailedOperation.DecryptError",
+    );
+    err(
+        &c.kms(
+            "AsymmetricSm2Decrypt",
+            json!({"KeyId": sm2_key, "Ciphertext": b64(&[0u8; 257])}),
+        )
+        .await
+        .unwrap(),
+        "InvalidParameterValue.InvalidCiphertext",
+    );
+    err(
+        &c.kms(
+            "AsymmetricSm2Decrypt",
+            json!({"KeyId": rsa_key, "Ciphertext": b64(&ct)}),
+        )
+        .await
+        .unwrap(),
+        "UnsupportedOperation",
+    );
+    err(
+        &c.kms(
+            "SignByAsymmetricKey",
+            json!({"KeyId": sm2_key, "Algorithm": "SM2DSA", "Message": b64(b"x")}),
+        )
+        .await
+        .unwrap(),
+        "UnsupportedOperation",
+    );
+}

@@ -1,0 +1,181 @@
+"""Asymmetric CMKs through the official SDK, checked only with third-party libraries:
+`cryptography` for RSA and ECDSA, `gmssl` for SM2. Signatures made by Keyward verify with the
+public key from GetPublicKey; data encrypted locally to that key is decrypted by Keyward."""
+
+import base64
+import hashlib
+import uuid
+
+import pytest
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, utils
+from gmssl import sm2 as gm_sm2
+from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
+from tencentcloud.kms.v20190118 import models
+
+MESSAGE = b"signed by keyward, checked elsewhere"
+
+
+def create(kms, usage):
+    req = models.CreateKeyRequest()
+    req.Alias = f"asym-{uuid.uuid4().hex[:12]}"
+    req.KeyUsage = usage
+    return kms.CreateKey(req).KeyId
+
+
+def public_key(kms, key_id):
+    req = models.GetPublicKeyRequest()
+    req.KeyId = key_id
+    r = kms.GetPublicKey(req)
+    der = base64.b64decode(r.PublicKey)
+    lines = r.PublicKeyPem.strip().splitlines()
+    assert lines[0] == "-----BEGIN PUBLIC KEY-----" and lines[-1] == "-----END PUBLIC KEY-----"
+    assert base64.b64decode("".join(lines[1:-1])) == der
+    return der
+
+
+def sign(kms, key_id, algorithm, message, message_type="RAW"):
+    req = models.SignByAsymmetricKeyRequest()
+    req.KeyId, req.Algorithm, req.Message, req.MessageType = key_id, algorithm, base64.b64encode(message).decode(), message_type
+    return base64.b64decode(kms.SignByAsymmetricKey(req).Signature)
+
+
+def verify(kms, key_id, algorithm, message, signature, message_type="RAW"):
+    req = models.VerifyByAsymmetricKeyRequest()
+    req.KeyId, req.Algorithm, req.MessageType = key_id, algorithm, message_type
+    req.Message = base64.b64encode(message).decode()
+    req.SignatureValue = base64.b64encode(signature).decode()
+    return kms.VerifyByAsymmetricKey(req).SignatureValid
+
+
+def expect(code, fn, req):
+    with pytest.raises(TencentCloudSDKException) as e:
+        fn(req)
+    assert e.value.code == code, f"expected {code}, got {e.value.code}: {e.value.message}"
+
+
+@pytest.mark.parametrize("algorithm", ["RSA_PKCS1_SHA_256", "RSA_PSS_SHA_256"])
+@pytest.mark.parametrize("message_type", ["RAW", "DIGEST"])
+def test_rsa_signatures_verify_with_cryptography(kms, algorithm, message_type):
+    key_id = create(kms, "ASYMMETRIC_SIGN_VERIFY_RSA_2048")
+    pub = serialization.load_der_public_key(public_key(kms, key_id))
+    assert pub.key_size == 2048
+    digest = hashlib.sha256(MESSAGE).digest()
+    sig = sign(kms, key_id, algorithm, MESSAGE if message_type == "RAW" else digest, message_type)
+    pad = padding.PKCS1v15() if algorithm == "RSA_PKCS1_SHA_256" else padding.PSS(
+        mgf=padding.MGF1(hashes.SHA256()), salt_length=padding.PSS.AUTO)
+    pub.verify(sig, MESSAGE, pad, hashes.SHA256())
+    assert verify(kms, key_id, algorithm, MESSAGE if message_type == "RAW" else digest, sig, message_type)
+    with pytest.raises(InvalidSignature):
+        pub.verify(sig, b"something else", pad, hashes.SHA256())
+
+
+@pytest.mark.parametrize("usage,algorithm,curve", [
+    ("ASYMMETRIC_SIGN_VERIFY_ECC", "ECC_P256_R1", ec.SECP256R1),
+    ("ASYMMETRIC_SIGN_VERIFY_ECDSA384", "ECC_P384_R1", ec.SECP384R1),
+])
+@pytest.mark.parametrize("message_type", ["RAW", "DIGEST"])
+def test_ecdsa_signatures_verify_with_cryptography(kms, usage, algorithm, curve, message_type):
+    key_id = create(kms, usage)
+    pub = serialization.load_der_public_key(public_key(kms, key_id))
+    assert isinstance(pub.curve, curve)
+    digest = hashlib.sha256(MESSAGE).digest()
+    sig = sign(kms, key_id, algorithm, MESSAGE if message_type == "RAW" else digest, message_type)
+    # RAW messages are hashed with SHA-256 for every ECDSA key (documented in docs/).
+    pub.verify(sig, digest, ec.ECDSA(utils.Prehashed(hashes.SHA256())))
+    assert not verify(kms, key_id, algorithm, b"tampered", sig)
+
+
+def sm2_public_hex(der):
+    """The uncompressed point (x||y) that gmssl expects, from the SubjectPublicKeyInfo."""
+    assert der[-65] == 0x04
+    return der[-64:].hex()
+
+
+def der_to_rs(sig):
+    """ECDSA-Sig-Value DER -> r||s (32 bytes each), the form gmssl verifies."""
+    assert sig[0] == 0x30
+    i = 2
+    out = b""
+    for _ in range(2):
+        assert sig[i] == 0x02
+        n = sig[i + 1]
+        out += sig[i + 2:i + 2 + n].lstrip(b"\x00").rjust(32, b"\x00")
+        i += 2 + n
+    return out
+
+
+def test_sm2_signature_verifies_with_gmssl(kms):
+    key_id = create(kms, "ASYMMETRIC_SIGN_VERIFY_SM2")
+    pub_hex = sm2_public_hex(public_key(kms, key_id))
+    sig = sign(kms, key_id, "SM2DSA", MESSAGE)
+    checker = gm_sm2.CryptSM2(private_key=None, public_key=pub_hex)
+    assert checker.verify_with_sm3(der_to_rs(sig).hex(), MESSAGE)
+    assert not checker.verify_with_sm3(der_to_rs(sig).hex(), b"tampered")
+    assert verify(kms, key_id, "SM2DSA", MESSAGE, sig)
+
+
+@pytest.mark.parametrize("algorithm", ["RSAES_PKCS1_V1_5", "RSAES_OAEP_SHA_1"])
+def test_rsa_decrypt_of_local_ciphertext(kms, algorithm):
+    key_id = create(kms, "ASYMMETRIC_DECRYPT_RSA_2048")
+    pub = serialization.load_der_public_key(public_key(kms, key_id))
+    pad = padding.PKCS1v15() if algorithm == "RSAES_PKCS1_V1_5" else padding.OAEP(
+        mgf=padding.MGF1(hashes.SHA1()), algorithm=hashes.SHA1(), label=None)
+    ct = pub.encrypt(b"for keyward only", pad)
+    req = models.AsymmetricRsaDecryptRequest()
+    req.KeyId, req.Algorithm, req.Ciphertext = key_id, algorithm, base64.b64encode(ct).decode()
+    r = kms.AsymmetricRsaDecrypt(req)
+    assert base64.b64decode(r.Plaintext) == b"for keyward only"
+    assert r.KeyId == key_id
+
+
+def der_len(n):
+    return bytes([n]) if n < 0x80 else bytes([0x81, n]) if n < 0x100 else bytes([0x82, n >> 8, n & 0xFF])
+
+
+def der_int(b):
+    b = b.lstrip(b"\x00")
+    if not b or b[0] & 0x80:
+        b = b"\x00" + b
+    return b"\x02" + der_len(len(b)) + b
+
+
+def c1c3c2_to_der(raw):
+    """gmssl's C1(x||y) C3 C2 -> the GM/T 0009 ASN.1 form AsymmetricSm2Decrypt takes."""
+    x, y, c3, c2 = raw[:32], raw[32:64], raw[64:96], raw[96:]
+    body = der_int(x) + der_int(y) + b"\x04" + der_len(32) + c3 + b"\x04" + der_len(len(c2)) + c2
+    return b"\x30" + der_len(len(body)) + body
+
+
+def test_sm2_decrypt_of_gmssl_ciphertext(kms):
+    key_id = create(kms, "ASYMMETRIC_DECRYPT_SM2")
+    pub_hex = sm2_public_hex(public_key(kms, key_id))
+    raw = gm_sm2.CryptSM2(private_key=None, public_key=pub_hex, mode=1).encrypt(b"sm2 secret")
+    req = models.AsymmetricSm2DecryptRequest()
+    req.KeyId, req.Ciphertext = key_id, base64.b64encode(c1c3c2_to_der(raw)).decode()
+    assert base64.b64decode(kms.AsymmetricSm2Decrypt(req).Plaintext) == b"sm2 secret"
+
+
+def test_refusals(kms):
+    key_id = create(kms, "ASYMMETRIC_SIGN_VERIFY_ECC")
+    req = models.SignByAsymmetricKeyRequest()
+    req.KeyId, req.Algorithm, req.MessageType = key_id, "ECC_P256_R1", "DIGEST"
+    req.Message = base64.b64encode(b"\x00" * 33).decode()
+    expect("InvalidParameterValue", kms.SignByAsymmetricKey, req)
+    req.MessageType, req.Message = "RAW", base64.b64encode(b"\x00" * 4097).decode()
+    expect("InvalidParameterValue", kms.SignByAsymmetricKey, req)
+    enc = models.EncryptRequest()
+    enc.KeyId, enc.Plaintext = key_id, base64.b64encode(b"x").decode()
+    expect("UnsupportedOperation", kms.Encrypt, enc)
+    ck = models.CreateKeyRequest()
+    ck.Alias, ck.KeyUsage = f"bad-{uuid.uuid4().hex[:8]}", "ASYMMETRIC_SIGN_VERIFY_DSA"
+    expect("InvalidParameterValue.InvalidKeyUsage", kms.CreateKey, ck)
+
+
+def test_list_algorithms_reports_the_backend(kms):
+    r = kms.ListAlgorithms(models.ListAlgorithmsRequest())
+    usages = {a.KeyUsage for a in r.AsymmetricSignVerifyAlgorithms}
+    assert {"ASYMMETRIC_SIGN_VERIFY_ECC", "ASYMMETRIC_SIGN_VERIFY_RSA_2048", "ASYMMETRIC_SIGN_VERIFY_SM2",
+            "ASYMMETRIC_SIGN_VERIFY_ECDSA384"} <= usages
+    assert {a.KeyUsage for a in r.AsymmetricAlgorithms} == {"ASYMMETRIC_DECRYPT_RSA_2048", "ASYMMETRIC_DECRYPT_SM2"}
