@@ -165,6 +165,9 @@ impl From<keyward_hsm_pkcs11::Error> for Error {
             keyward_hsm_pkcs11::Error::Unsupported(what) => {
                 Error::Unsupported(format!("the HSM does not support {what}"))
             }
+            keyward_hsm_pkcs11::Error::BadLength => {
+                Error::InvalidValue("input length out of range for this key".into())
+            }
             other => Error::Hsm(other.to_string()),
         }
     }

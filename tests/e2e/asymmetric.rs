@@ -127,14 +127,7 @@ async fn signing_keys_verify_independently() {
     assert_eq!(meta["ProtectionLevel"], "SOFTWARE", "SoftHSM2 has no SM2");
     assert_eq!(meta["Type"], 4);
     let spki = public_der(&c, &sm2_key).await;
-    let (raw, _) = sign_both_ways(
-        &c,
-        &sm2_key,
-        "SM2DSA",
-        msg,
-        &sha2::Sha256::digest(b"e"),
-    )
-    .await;
+    let (raw, _) = sign_both_ways(&c, &sm2_key, "SM2DSA", msg, &sha2::Sha256::digest(b"e")).await;
     let pk = <sm2::PublicKey as sm2::pkcs8::DecodePublicKey>::from_public_key_der(&spki).unwrap();
     let vk = sm2::dsa::VerifyingKey::new("1234567812345678", pk).unwrap();
     sm2::dsa::signature::Verifier::verify(&vk, msg, &sm2::dsa::Signature::from_der(&raw).unwrap())

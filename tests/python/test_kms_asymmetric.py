@@ -179,3 +179,52 @@ def test_list_algorithms_reports_the_backend(kms):
     assert {"ASYMMETRIC_SIGN_VERIFY_ECC", "ASYMMETRIC_SIGN_VERIFY_RSA_2048", "ASYMMETRIC_SIGN_VERIFY_SM2",
             "ASYMMETRIC_SIGN_VERIFY_ECDSA384"} <= usages
     assert {a.KeyUsage for a in r.AsymmetricAlgorithms} == {"ASYMMETRIC_DECRYPT_RSA_2048", "ASYMMETRIC_DECRYPT_SM2"}
+
+
+def test_plaintext_rewrapped_to_caller_rsa_key(kms):
+    """Decrypt and GenerateDataKey hand the plaintext out only encrypted to the caller's key."""
+    from cryptography.hazmat.primitives.asymmetric import rsa as crsa
+
+    mine = crsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = mine.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    ck = models.CreateKeyRequest()
+    ck.Alias = f"rewrap-{uuid.uuid4().hex[:8]}"
+    key_id = kms.CreateKey(ck).KeyId
+    gdk = models.GenerateDataKeyRequest()
+    gdk.KeyId, gdk.KeySpec = key_id, "AES_256"
+    gdk.EncryptionPublicKey, gdk.EncryptionAlgorithm = pem, "RSAES_OAEP_SHA_256"
+    r = kms.GenerateDataKey(gdk)
+    oaep256 = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
+    data_key = mine.decrypt(base64.b64decode(r.Plaintext), oaep256)
+    assert len(data_key) == 32
+    dec = models.DecryptRequest()
+    dec.CiphertextBlob = r.CiphertextBlob
+    assert base64.b64decode(kms.Decrypt(dec).Plaintext) == data_key
+    dec.EncryptionPublicKey, dec.EncryptionAlgorithm = pem, "RSAES_PKCS1_V1_5"
+    assert mine.decrypt(base64.b64decode(kms.Decrypt(dec).Plaintext), padding.PKCS1v15()) == data_key
+    dec.EncryptionAlgorithm = "RSAES_NOPE"
+    expect("InvalidParameterValue", kms.Decrypt, dec)
+    dec.EncryptionPublicKey, dec.EncryptionAlgorithm = "not a pem", "RSAES_OAEP_SHA_1"
+    expect("InvalidParameterValue", kms.Decrypt, dec)
+
+
+def test_plaintext_rewrapped_to_caller_sm2_key(kms):
+    priv_hex = "3945208f7b2144b13f36e38ac6d39f95889393692860b51a42fb81ef4df7c5b8"
+    pub_hex = ("09f9df311e5421a150dd7d161e4bc5c672179fad1833fc076bb08ff356f35020"
+               "ccea490ce26775a52dc6ea718cc1aa600aed05fbf35e084a6632f6072da9ad13")
+    # SubjectPublicKeyInfo for SM2: id-ecPublicKey with the SM2 curve OID, then the point.
+    spki = bytes.fromhex("3059301306072a8648ce3d020106082a811ccf5501822d03420004") + bytes.fromhex(pub_hex)
+    pem = "-----BEGIN PUBLIC KEY-----\n" + base64.encodebytes(spki).decode() + "-----END PUBLIC KEY-----\n"
+    ck = models.CreateKeyRequest()
+    ck.Alias = f"rewrap-{uuid.uuid4().hex[:8]}"
+    key_id = kms.CreateKey(ck).KeyId
+    enc = models.EncryptRequest()
+    enc.KeyId, enc.Plaintext = key_id, base64.b64encode(b"sm2-wrapped plaintext").decode()
+    blob = kms.Encrypt(enc).CiphertextBlob
+    dec = models.DecryptRequest()
+    dec.CiphertextBlob, dec.EncryptionPublicKey = blob, pem  # EncryptionAlgorithm defaults to SM2
+    raw = base64.b64decode(kms.Decrypt(dec).Plaintext)
+    if raw[0] == 0x04 and len(raw) == 65 + 32 + len(b"sm2-wrapped plaintext"):
+        raw = raw[1:]  # C1 as an uncompressed point; gmssl wants x||y
+    got = gm_sm2.CryptSM2(private_key=priv_hex, public_key=pub_hex, mode=1).decrypt(raw)
+    assert got == b"sm2-wrapped plaintext"

@@ -307,15 +307,16 @@ struct PlaintextRequest {
 
 fn get_data_key_plaintext(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     let req: PlaintextRequest = parse(body)?;
-    super::kms_actions::no_public_key_rewrap(
-        &req.encryption_public_key,
-        &req.encryption_algorithm,
-    )?;
+
     let pt = ctx
         .state
         .kms
         .data_key_plaintext(&ctx.caller, &req.data_key_id)?;
-    let encoded = Zeroizing::new(base64_encode(&pt));
+    let encoded = super::kms_actions::deliver_plaintext(
+        &pt,
+        &req.encryption_public_key,
+        &req.encryption_algorithm,
+    )?;
     Ok(obj(json!({ "Plaintext": encoded.as_str() })))
 }
 

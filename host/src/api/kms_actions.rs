@@ -482,20 +482,48 @@ struct DecryptRequest {
     encryption_algorithm: Option<String>,
 }
 
+/// SSM's undocumented EncryptionPublicKey fields are refused rather than guessed at.
 pub(super) fn no_public_key_rewrap(key: &Option<String>, alg: &Option<String>) -> Result<()> {
     if key.as_deref().is_some_and(|k| !k.is_empty())
         || alg.as_deref().is_some_and(|a| !a.is_empty())
     {
         return Err(Error::Unsupported(
-            "returning plaintext under EncryptionPublicKey is not supported yet".into(),
+            "EncryptionPublicKey is not supported for this action".into(),
         ));
     }
     Ok(())
 }
 
+/// The `Plaintext` field: base64 of the plaintext, or — when the caller gave
+/// `EncryptionPublicKey` — base64 of the plaintext encrypted to that key with
+/// `EncryptionAlgorithm` (default `SM2`, C1C3C2), so it never travels in the clear.
+pub(super) fn deliver_plaintext(
+    plaintext: &[u8],
+    public_key: &Option<String>,
+    algorithm: &Option<String>,
+) -> Result<Zeroizing<String>> {
+    match public_key.as_deref().filter(|k| !k.is_empty()) {
+        None => {
+            if algorithm.as_deref().is_some_and(|a| !a.is_empty()) {
+                return Err(Error::MissingParameter(
+                    "EncryptionAlgorithm needs EncryptionPublicKey".into(),
+                ));
+            }
+            Ok(Zeroizing::new(base64_encode(plaintext)))
+        }
+        Some(pem) => {
+            let wrapped = crate::hsm::asym::encrypt_to_public_key(
+                pem,
+                algorithm.as_deref().unwrap_or(""),
+                plaintext,
+            )?;
+            Ok(Zeroizing::new(base64_encode(&wrapped)))
+        }
+    }
+}
+
 fn decrypt(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     let req: DecryptRequest = parse(body)?;
-    no_public_key_rewrap(&req.encryption_public_key, &req.encryption_algorithm)?;
     let blob = base64_decode(
         required("CiphertextBlob", &req.ciphertext_blob)?,
         Error::InvalidCiphertext,
@@ -504,7 +532,11 @@ fn decrypt(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
         ctx.state
             .kms
             .decrypt(&ctx.caller, &blob, req.encryption_context.as_deref())?;
-    let encoded = Zeroizing::new(base64_encode(&plaintext));
+    let encoded = deliver_plaintext(
+        &plaintext,
+        &req.encryption_public_key,
+        &req.encryption_algorithm,
+    )?;
     out(json!({ "KeyId": key_id, "Plaintext": encoded.as_str() }))
 }
 
@@ -539,7 +571,6 @@ pub const MAX_DATA_KEY_BYTES: u64 = 1024;
 fn generate_data_key(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     let req: GenerateDataKeyRequest = parse(body)?;
     let key_id = required("KeyId", &req.key_id)?;
-    no_public_key_rewrap(&req.encryption_public_key, &req.encryption_algorithm)?;
     no_hsm_cluster(&req.hsm_cluster_id)?;
     let hosted = match req.is_hosted_by_kms.unwrap_or(0) {
         0 => false,
@@ -591,7 +622,11 @@ fn generate_data_key(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
         len,
         req.encryption_context.as_deref(),
     )?;
-    let encoded = Zeroizing::new(base64_encode(&plaintext));
+    let encoded = deliver_plaintext(
+        &plaintext,
+        &req.encryption_public_key,
+        &req.encryption_algorithm,
+    )?;
     let mut fields = out(json!({
         "KeyId": key_id,
         "Plaintext": encoded.as_str(),

@@ -160,3 +160,96 @@ pub fn sm2_decrypt(secret: &[u8], ciphertext: &[u8]) -> Result<Zeroizing<Vec<u8>
         .map(Zeroizing::new)
         .map_err(|_| Error::DecryptFailed)
 }
+
+/// Encrypts `plaintext` to a caller's public key (PEM), for the `EncryptionPublicKey` /
+/// `EncryptionAlgorithm` fields of Decrypt, GenerateDataKey and GetDataKeyPlaintext: the
+/// plaintext then leaves the daemon only encrypted to the caller.
+pub fn encrypt_to_public_key(pem: &str, algorithm: &str, plaintext: &[u8]) -> Result<Vec<u8>> {
+    use rsa::pkcs8::DecodePublicKey;
+    let algorithm = if algorithm.is_empty() {
+        "SM2"
+    } else {
+        algorithm
+    };
+    let bad_key = |e: &dyn std::fmt::Display| {
+        Error::InvalidValue(format!(
+            "EncryptionPublicKey is not a usable {algorithm} public key: {e}"
+        ))
+    };
+    let der = pem_body(pem).ok_or_else(|| bad_key(&"not a PEM PUBLIC KEY"))?;
+    match algorithm {
+        "SM2" | "SM2_C1C3C2_ASN1" => {
+            let key = <sm2::PublicKey as sm2::pkcs8::DecodePublicKey>::from_public_key_der(&der)
+                .map_err(|e| bad_key(&e))?;
+            let ek = sm2::pke::EncryptingKey::new(key);
+            let mut rng = Sm2Rng;
+            let out = if algorithm == "SM2_C1C3C2_ASN1" {
+                ek.encrypt_der(&mut rng, plaintext)
+            } else {
+                ek.encrypt(&mut rng, plaintext)
+            };
+            out.map_err(|e| Error::Internal(format!("SM2 encryption: {e}")))
+        }
+        "RSAES_PKCS1_V1_5" | "RSAES_OAEP_SHA_1" | "RSAES_OAEP_SHA_256" => {
+            let key = rsa::RsaPublicKey::from_public_key_der(&der).map_err(|e| bad_key(&e))?;
+            let mut rng = rand_core::OsRng;
+            let out = match algorithm {
+                "RSAES_PKCS1_V1_5" => key.encrypt(&mut rng, rsa::Pkcs1v15Encrypt, plaintext),
+                "RSAES_OAEP_SHA_1" => {
+                    key.encrypt(&mut rng, rsa::Oaep::new::<sha1::Sha1>(), plaintext)
+                }
+                _ => key.encrypt(&mut rng, rsa::Oaep::new::<sha2::Sha256>(), plaintext),
+            };
+            out.map_err(|e| {
+                Error::InvalidValue(format!("cannot encrypt to EncryptionPublicKey: {e}"))
+            })
+        }
+        other => Err(Error::InvalidValue(format!(
+            "EncryptionAlgorithm must be SM2, SM2_C1C3C2_ASN1, RSAES_PKCS1_V1_5, RSAES_OAEP_SHA_1 or RSAES_OAEP_SHA_256, not `{other}`"
+        ))),
+    }
+}
+
+/// The DER inside a `PUBLIC KEY` PEM. Lenient about line length and whitespace (clients send
+/// 64- or 76-column bodies, with or without a final newline), strict about the label.
+fn pem_body(pem: &str) -> Option<Vec<u8>> {
+    use base64::Engine;
+    const BEGIN: &str = "-----BEGIN PUBLIC KEY-----";
+    let start = pem.find(BEGIN)? + BEGIN.len();
+    let end = pem[start..].find("-----END PUBLIC KEY-----")? + start;
+    let body: String = pem[start..end]
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
+    base64::engine::general_purpose::STANDARD.decode(body).ok()
+}
+
+/// The `sm2` crate belongs to the newer RustCrypto generation (rand_core 0.10); this adapts
+/// the operating system's RNG to it.
+struct Sm2Rng;
+
+impl sm2::elliptic_curve::rand_core::TryRng for Sm2Rng {
+    type Error = std::convert::Infallible;
+    fn try_next_u32(&mut self) -> std::result::Result<u32, Self::Error> {
+        let mut b = [0u8; 4];
+        self.fill(&mut b);
+        Ok(u32::from_le_bytes(b))
+    }
+    fn try_next_u64(&mut self) -> std::result::Result<u64, Self::Error> {
+        let mut b = [0u8; 8];
+        self.fill(&mut b);
+        Ok(u64::from_le_bytes(b))
+    }
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> std::result::Result<(), Self::Error> {
+        self.fill(dst);
+        Ok(())
+    }
+}
+
+impl sm2::elliptic_curve::rand_core::TryCryptoRng for Sm2Rng {}
+
+impl Sm2Rng {
+    fn fill(&mut self, dst: &mut [u8]) {
+        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, dst);
+    }
+}
