@@ -84,6 +84,14 @@ pub enum Error {
     RotateRateLimited(String),
     #[error("{0}")]
     RotateNotSupported(String),
+    #[error("CMK `{0}` does not hold imported material (create it with Type 2)")]
+    NotExternalCmk(String),
+    #[error("the import token has expired or does not exist; call GetParametersForImport again")]
+    TokenExpired,
+    #[error("the material differs from the material imported before into CMK `{0}`")]
+    MaterialNotMatch(String),
+    #[error("{0}")]
+    DecryptMaterial(String),
     #[error("{0}")]
     InvalidPendingWindow(String),
     #[error("{0}")]

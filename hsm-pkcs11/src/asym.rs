@@ -62,7 +62,7 @@ const MAX_WRAPPED_PRIVATE_LEN: usize = 4096;
 const KWP_BLOCK: usize = 8;
 
 /// RSA modulus size in bytes for [`AsymKind::Rsa2048`].
-const RSA2048_LEN: usize = 256;
+pub(crate) const RSA2048_LEN: usize = 256;
 /// Length of a SHA-256 digest.
 const SHA256_LEN: usize = 32;
 /// Digest lengths accepted for ECDSA: SHA-256 up to SHA-512 (the token truncates a digest
@@ -212,7 +212,7 @@ pub enum RsaDecryptMechanism {
 }
 
 impl RsaDecryptMechanism {
-    fn mechanism(self) -> Mechanism<'static> {
+    pub(crate) fn mechanism(self) -> Mechanism<'static> {
         let oaep = |hash, mgf| {
             Mechanism::RsaPkcsOaep(PkcsOaepParams::new(hash, mgf, PkcsOaepSource::empty()))
         };
@@ -256,7 +256,7 @@ impl Capabilities {
         }
     }
 
-    fn require_kind(&self, kind: AsymKind) -> Result<(), Error> {
+    pub(crate) fn require_kind(&self, kind: AsymKind) -> Result<(), Error> {
         if self.kind(kind) {
             return Ok(());
         }
@@ -265,6 +265,21 @@ impl Capabilities {
             AsymKind::EcP256 => "P-256 key pairs are not supported by this token",
             AsymKind::EcP384 => "P-384 key pairs are not supported by this token",
         }))
+    }
+
+    /// `mech` worked in the decryption trial at open (PKCS#1 v1.5 comes with `rsa_2048`).
+    pub(crate) fn require_rsa_decrypt(&self, mech: RsaDecryptMechanism) -> Result<(), Error> {
+        match mech {
+            RsaDecryptMechanism::Pkcs1v15 => Ok(()),
+            RsaDecryptMechanism::OaepSha1 if self.rsa_oaep_sha1 => Ok(()),
+            RsaDecryptMechanism::OaepSha256 if self.rsa_oaep_sha256 => Ok(()),
+            RsaDecryptMechanism::OaepSha1 => Err(Error::Unsupported(
+                "RSA-OAEP with SHA-1 is not supported by this token",
+            )),
+            RsaDecryptMechanism::OaepSha256 => Err(Error::Unsupported(
+                "RSA-OAEP with SHA-256 is not supported by this token",
+            )),
+        }
     }
 }
 
@@ -366,21 +381,7 @@ impl Pkcs11Hsm {
             });
         }
         self.caps.require_kind(kind)?;
-        match mech {
-            RsaDecryptMechanism::Pkcs1v15 => {}
-            RsaDecryptMechanism::OaepSha1 if self.caps.rsa_oaep_sha1 => {}
-            RsaDecryptMechanism::OaepSha256 if self.caps.rsa_oaep_sha256 => {}
-            RsaDecryptMechanism::OaepSha1 => {
-                return Err(Error::Unsupported(
-                    "RSA-OAEP with SHA-1 is not supported by this token",
-                ))
-            }
-            RsaDecryptMechanism::OaepSha256 => {
-                return Err(Error::Unsupported(
-                    "RSA-OAEP with SHA-256 is not supported by this token",
-                ))
-            }
-        }
+        self.caps.require_rsa_decrypt(mech)?;
         // An RSA ciphertext is exactly one modulus long; anything else cannot decrypt.
         if ciphertext.len() != RSA2048_LEN {
             return Err(Error::AuthenticationFailed);
@@ -403,7 +404,7 @@ impl Pkcs11Hsm {
 }
 
 /// `0x04 || kind || wrapped` -> (kind, wrapped).
-fn parse_private_blob(sealed: &[u8]) -> Result<(AsymKind, &[u8]), Error> {
+pub(crate) fn parse_private_blob(sealed: &[u8]) -> Result<(AsymKind, &[u8]), Error> {
     match sealed {
         [FORMAT_KWP_PRIVATE, kind, wrapped @ ..] => {
             let kind = AsymKind::from_byte(*kind).ok_or(Error::BadSealedKey)?;
@@ -617,14 +618,29 @@ fn ec_spki(kind: AsymKind, ec_point: &[u8]) -> Result<Vec<u8>, Error> {
     Ok(doc.into_vec())
 }
 
-/// C_UnwrapKey a sealed private key into a sensitive, non-extractable session object and
-/// check that it is the key the kind byte claims.
+/// C_UnwrapKey a sealed private key into a sensitive, non-extractable session object for
+/// signing/decryption and check that it is the key the kind byte claims.
 fn unwrap_private_key(
     s: &mut SessionGuard<'_>,
     kind: AsymKind,
     wrapped: &[u8],
 ) -> Result<ObjectHandle, Error> {
-    let template = templates::unwrapped_private_key_template(kind);
+    unwrap_private_key_with(
+        s,
+        kind,
+        wrapped,
+        templates::unwrapped_private_key_template(kind),
+    )
+}
+
+/// [`unwrap_private_key`] with the given unwrap template (which must ask for a sensitive,
+/// non-extractable object; the root key's unwrap template refuses anything else).
+pub(crate) fn unwrap_private_key_with(
+    s: &mut SessionGuard<'_>,
+    kind: AsymKind,
+    wrapped: &[u8],
+    template: Vec<Attribute>,
+) -> Result<ObjectHandle, Error> {
     let key = s
         .call("C_UnwrapKey", |s, k| {
             s.unwrap_key(&Mechanism::AesKeyWrapPad, k.root, wrapped, &template)

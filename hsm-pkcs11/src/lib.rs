@@ -111,6 +111,7 @@
 mod asym;
 mod cache;
 mod error;
+mod import;
 mod keys;
 mod pool;
 mod templates;
@@ -137,6 +138,7 @@ use crate::pool::{Pool, SessionFactory, SessionGuard};
 
 pub use crate::asym::{AsymKind, Capabilities, RsaDecryptMechanism, SealedKeyPair, SignMechanism};
 pub use crate::error::Error;
+pub use crate::import::KCV_LEN;
 
 /// Label of the root key (wrap/unwrap of AES data keys).
 pub const ROOT_KEY_LABEL: &str = "keyward-root";
@@ -377,6 +379,19 @@ impl Pkcs11Hsm {
         })
     }
 
+    /// Key check value of a sealed AES-256 data key (format 0x02), computed in the token:
+    /// `KCV = AES-256-ECB(key, 0^16)`, all 16 bytes (see [`KCV_LEN`]).
+    ///
+    /// Agrees with the KCV returned by [`Pkcs11Hsm::import_wrapped_aes256`] for the same
+    /// material, so a caller can recognise material it imported before. The KCV is a
+    /// deterministic function of the key: it reveals whether two sealed keys hold the same
+    /// material, and nothing else usable about the key.
+    pub fn aes_key_check_value(&self, sealed: &[u8]) -> Result<[u8; KCV_LEN], Error> {
+        let wrapped = parse_aes_blob(sealed)?;
+        let mut s = self.pool.checkout()?;
+        with_data_key(&mut s, sealed, wrapped, import::key_check_value)
+    }
+
     /// `len` random bytes from the token's RNG (`C_GenerateRandom`), 1..=4096.
     pub fn random(&self, len: usize) -> Result<Zeroizing<Vec<u8>>, Error> {
         if len == 0 || len > MAX_RANDOM_LEN {
@@ -426,15 +441,33 @@ fn with_cached_key<T>(
     s: &mut SessionGuard<'_>,
     sealed: &[u8],
     unwrap: impl FnOnce(&mut SessionGuard<'_>) -> Result<ObjectHandle, Error>,
+    op: impl FnMut(&mut SessionGuard<'_>, ObjectHandle) -> Result<T, Error>,
+) -> Result<T, Error> {
+    with_cached_digest(s, Sha256::digest(sealed).into(), unwrap, op)
+}
+
+/// [`with_cached_key`] with an explicit cache key, for session objects made from a blob for a
+/// purpose other than the default one (they need other attributes, so they must not share a
+/// cache entry with the default object).
+///
+/// `op` may also be the *unwrapping* key of a C_UnwrapKey, hence
+/// CKR_UNWRAPPING_KEY_HANDLE_INVALID among the stale-handle codes.
+fn with_cached_digest<T>(
+    s: &mut SessionGuard<'_>,
+    digest: BlobDigest,
+    unwrap: impl FnOnce(&mut SessionGuard<'_>) -> Result<ObjectHandle, Error>,
     mut op: impl FnMut(&mut SessionGuard<'_>, ObjectHandle) -> Result<T, Error>,
 ) -> Result<T, Error> {
-    let digest: BlobDigest = Sha256::digest(sealed).into();
     if let Some(key) = s.cache().get(&digest) {
         match op(s, key) {
             Err(e)
                 if matches!(
                     e.rv(),
-                    Some(RvError::KeyHandleInvalid | RvError::ObjectHandleInvalid)
+                    Some(
+                        RvError::KeyHandleInvalid
+                            | RvError::ObjectHandleInvalid
+                            | RvError::UnwrappingKeyHandleInvalid
+                    )
                 ) =>
             {
                 s.cache().remove(&digest);

@@ -18,6 +18,7 @@ use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 
 use cryptoki::context::Pkcs11;
 use cryptoki::error::{Error as CryptokiError, RvError};
+use cryptoki::mechanism::MechanismType;
 use cryptoki::object::ObjectHandle;
 use cryptoki::session::{Session, SessionState, UserType};
 use cryptoki::slot::Slot;
@@ -209,6 +210,14 @@ impl<'a> SessionGuard<'a> {
     /// it. A replacement is opened on demand by a later checkout.
     pub(crate) fn retire(&mut self) {
         self.dead = true;
+    }
+
+    /// Whether the token lists `mech` in C_GetMechanismList (false if the list cannot be read).
+    pub(crate) fn mechanism_listed(&self, mech: MechanismType) -> bool {
+        let f = &self.pool.factory;
+        f.pkcs11
+            .get_mechanism_list(f.slot)
+            .is_ok_and(|list| list.contains(&mech))
     }
 
     /// This session's cache of unwrapped data keys.

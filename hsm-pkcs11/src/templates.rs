@@ -213,6 +213,10 @@ pub(crate) fn generated_key_pair_templates(
 /// Template for unwrapping a sealed private key into a session object: exactly the
 /// attributes the design calls for. The key type comes from the blob's kind byte; a blob whose
 /// kind byte was altered fails to unwrap or fails the check in `asym::vet_unwrapped`.
+///
+/// `CKA_UNWRAP=false` is explicit: SoftHSM2 2.6.1 (measured) defaults it to true on unwrapped
+/// private keys. Use as an unwrapping key (BYOK import) gets its own object, see
+/// [`unwrapping_private_key_template`].
 pub(crate) fn unwrapped_private_key_template(kind: AsymKind) -> Vec<Attribute> {
     let mut t = vec![
         Attribute::Class(ObjectClass::PRIVATE_KEY),
@@ -221,11 +225,50 @@ pub(crate) fn unwrapped_private_key_template(kind: AsymKind) -> Vec<Attribute> {
         Attribute::Sensitive(true),
         Attribute::Extractable(false),
         Attribute::Sign(true),
+        Attribute::Unwrap(false),
     ];
     if kind.is_rsa() {
         t.push(Attribute::Decrypt(true));
     }
     t
+}
+
+/// Template for unwrapping a sealed RSA private key as the *unwrapping* key of a BYOK import
+/// (`Pkcs11Hsm::import_wrapped_aes256`). Same protection as
+/// [`unwrapped_private_key_template`], but the only usage is `CKA_UNWRAP`: this object is
+/// cached under its own cache key, apart from the sign/decrypt object of the same blob.
+pub(crate) fn unwrapping_private_key_template(kind: AsymKind) -> Vec<Attribute> {
+    vec![
+        Attribute::Class(ObjectClass::PRIVATE_KEY),
+        Attribute::KeyType(kind.key_type()),
+        Attribute::Token(false),
+        Attribute::Sensitive(true),
+        Attribute::Extractable(false),
+        Attribute::Unwrap(true),
+        Attribute::Sign(false),
+        Attribute::Decrypt(false),
+    ]
+}
+
+/// Template for the AES key a BYOK import unwraps with the caller's RSA wrapping key.
+///
+/// It must be extractable, only so that it can be wrapped under the root key once (the
+/// wrapping RSA key has no unwrap template, so the token allows this); it is sensitive, so its
+/// value is never readable, and it is a session object destroyed right after wrapping.
+/// `CKA_ENCRYPT` is for the key check value (AES-ECB of a zero block).
+pub(crate) fn imported_data_key_template() -> Vec<Attribute> {
+    vec![
+        Attribute::Class(ObjectClass::SECRET_KEY),
+        Attribute::KeyType(KeyType::AES),
+        Attribute::Token(false),
+        Attribute::Private(true),
+        Attribute::Sensitive(true),
+        Attribute::Extractable(true),
+        Attribute::Encrypt(true),
+        Attribute::Decrypt(false),
+        Attribute::Wrap(false),
+        Attribute::Unwrap(false),
+    ]
 }
 
 /// Find template for one of our token keys.

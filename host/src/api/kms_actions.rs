@@ -47,6 +47,9 @@ pub fn handler(action: &str) -> Option<Handler> {
         "VerifyByAsymmetricKey" => verify_by_asymmetric_key,
         "AsymmetricRsaDecrypt" => asymmetric_rsa_decrypt,
         "AsymmetricSm2Decrypt" => asymmetric_sm2_decrypt,
+        "GetParametersForImport" => get_parameters_for_import,
+        "ImportKeyMaterial" => import_key_material,
+        "DeleteImportedKeyMaterial" => delete_imported_key_material,
         "GetServiceStatus" => get_service_status,
         "GetRegions" => get_regions,
         "ListAlgorithms" => list_algorithms,
@@ -115,7 +118,7 @@ fn key_metadata(ctx: &Ctx<'_>, k: &KeyRecord) -> Value {
         "NextRotateTime": k.next_rotate_time,
         "DeletionDate": k.deletion_date,
         "Origin": k.origin,
-        "ValidTo": 0,
+        "ValidTo": k.valid_to,
         "ResourceId": format!("creatorUin/{}/{}", k.creator_uin, k.key_id),
         "HsmClusterId": "",
         "RotateDays": k.rotate_days,
@@ -902,6 +905,66 @@ fn list_algorithms(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
             ("ASYMMETRIC_SIGN_VERIFY_ECDSA384", Algorithm::EccP384),
         ]),
     }))
+}
+
+// ---------------------------------------------------------------- BYOK
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+struct ImportParamsRequest {
+    key_id: String,
+    wrapping_algorithm: String,
+    wrapping_key_spec: String,
+}
+
+fn get_parameters_for_import(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+    let req: ImportParamsRequest = parse(body)?;
+    let p = ctx.state.kms.import_parameters(
+        &ctx.caller,
+        required("KeyId", &req.key_id)?,
+        required("WrappingAlgorithm", &req.wrapping_algorithm)?,
+        required("WrappingKeySpec", &req.wrapping_key_spec)?,
+    )?;
+    out(json!({
+        "KeyId": p.key_id,
+        "ImportToken": p.token,
+        "PublicKey": base64_encode(&p.public_key),
+        "ParametersValidTo": p.valid_to,
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+struct ImportMaterialRequest {
+    encrypted_key_material: String,
+    import_token: String,
+    key_id: String,
+    #[serde(default, deserialize_with = "opt_u64")]
+    valid_to: Option<u64>,
+}
+
+fn import_key_material(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+    let req: ImportMaterialRequest = parse(body)?;
+    let encrypted = base64_decode(
+        required("EncryptedKeyMaterial", &req.encrypted_key_material)?,
+        |m| Error::DecryptMaterial(format!("EncryptedKeyMaterial is {m}")),
+    )?;
+    ctx.state.kms.import_material(
+        &ctx.caller,
+        required("KeyId", &req.key_id)?,
+        &encrypted,
+        required("ImportToken", &req.import_token)?,
+        req.valid_to,
+    )?;
+    Ok(Fields::new())
+}
+
+fn delete_imported_key_material(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+    let req: KeyIdRequest = parse(body)?;
+    ctx.state
+        .kms
+        .delete_material(&ctx.caller, required("KeyId", &req.key_id)?)?;
+    Ok(Fields::new())
 }
 
 // ---------------------------------------------------------------- asymmetric keys

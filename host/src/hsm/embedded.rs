@@ -168,6 +168,16 @@ impl Hsm for EmbeddedHsm {
         Err(not_here(alg))
     }
 
+    fn import_wrapped(
+        &self,
+        alg: Algorithm,
+        _: &[u8],
+        _: DecryptScheme,
+        _: &[u8],
+    ) -> Result<(Vec<u8>, Vec<u8>)> {
+        Err(not_here(alg))
+    }
+
     fn random(&self, len: usize) -> Result<Zeroizing<Vec<u8>>> {
         let len = u32::try_from(len).map_err(|_| Error::Internal("random length".into()))?;
         match self.call(Request::Random { len })? {

@@ -79,6 +79,16 @@ pub trait Hsm: Send + Sync {
         scheme: asym::DecryptScheme,
         ciphertext: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>>;
+    /// BYOK: takes symmetric material of `alg` that a caller encrypted to the RSA-2048
+    /// wrapping key `sealed_wrapping` and returns it sealed like generated material, with a
+    /// check value of the material (computed where the material lives) to recognise it later.
+    fn import_wrapped(
+        &self,
+        alg: Algorithm,
+        sealed_wrapping: &[u8],
+        scheme: asym::DecryptScheme,
+        encrypted: &[u8],
+    ) -> Result<(Vec<u8>, Vec<u8>)>;
 }
 
 /// Opens the backend named in the configuration.

@@ -38,6 +38,25 @@ impl Pkcs11Backend {
     }
 }
 
+fn rsa_mechanism(scheme: DecryptScheme) -> Result<RsaDecryptMechanism> {
+    Ok(match scheme {
+        DecryptScheme::RsaPkcs1v15 => RsaDecryptMechanism::Pkcs1v15,
+        DecryptScheme::RsaOaepSha1 => RsaDecryptMechanism::OaepSha1,
+        DecryptScheme::RsaOaepSha256 => RsaDecryptMechanism::OaepSha256,
+        DecryptScheme::Sm2Der => {
+            return Err(Error::Internal("SM2 decryption on an RSA key".into()))
+        }
+    })
+}
+
+/// Check value of SM4 material: the first 16 bytes of SM4-GCM with an all-zero nonce over 16
+/// zero bytes (the same construction the token uses for AES material).
+fn sm4_check_value(material: &[u8]) -> Result<Vec<u8>> {
+    let ct =
+        keyward_firmware::aead::encrypt(Algorithm::Sm4Gcm, material, &[0u8; 12], b"", &[0u8; 16])?;
+    Ok(ct[..16].to_vec())
+}
+
 fn asym_kind(alg: Algorithm) -> Result<AsymKind> {
     match alg {
         Algorithm::Rsa2048 => Ok(AsymKind::Rsa2048),
@@ -134,14 +153,7 @@ impl Hsm for Pkcs11Backend {
             let secret = self.token.unseal_software(sealed)?;
             return asym::sm2_decrypt(&secret, ciphertext);
         }
-        let mech = match scheme {
-            DecryptScheme::RsaPkcs1v15 => RsaDecryptMechanism::Pkcs1v15,
-            DecryptScheme::RsaOaepSha1 => RsaDecryptMechanism::OaepSha1,
-            DecryptScheme::RsaOaepSha256 => RsaDecryptMechanism::OaepSha256,
-            DecryptScheme::Sm2Der => {
-                return Err(Error::Internal("SM2 decryption on an RSA key".into()))
-            }
-        };
+        let mech = rsa_mechanism(scheme)?;
         Ok(self.token.rsa_decrypt(sealed, mech, ciphertext)?)
     }
 
@@ -186,6 +198,39 @@ impl Hsm for Pkcs11Backend {
             }
             other => Err(Error::Internal(format!(
                 "{} is not an AEAD",
+                other.api_name()
+            ))),
+        }
+    }
+
+    fn import_wrapped(
+        &self,
+        alg: Algorithm,
+        sealed_wrapping: &[u8],
+        scheme: DecryptScheme,
+        encrypted: &[u8],
+    ) -> Result<(Vec<u8>, Vec<u8>)> {
+        let mech = rsa_mechanism(scheme)?;
+        match alg {
+            // Unwrapped by the token straight into a sealed key: never in host memory.
+            Algorithm::Aes256Gcm => {
+                let (sealed, kcv) =
+                    self.token
+                        .import_wrapped_aes256(sealed_wrapping, mech, encrypted)?;
+                Ok((sealed, kcv.to_vec()))
+            }
+            // SM4 is SOFTWARE level on this token: the material is decrypted by the token's RSA
+            // key into host memory, sealed by the seal key, and zeroized.
+            Algorithm::Sm4Gcm => {
+                let material = self.token.rsa_decrypt(sealed_wrapping, mech, encrypted)?;
+                if material.len() != alg.key_len() {
+                    return Err(Error::InvalidValue("material must be 16 bytes".into()));
+                }
+                let sealed = self.token.seal_software(&material)?;
+                Ok((sealed, sm4_check_value(&material)?))
+            }
+            other => Err(Error::Internal(format!(
+                "{} material cannot be imported",
                 other.api_name()
             ))),
         }

@@ -360,6 +360,8 @@ impl Kms {
             tags: vec![],
             last_manual_rotate: 0,
             last_alarm_time: 0,
+            valid_to: 0,
+            material_kcv: vec![],
         };
         match self.store.insert_key(&key, Some(&version), u64::MAX) {
             Ok(()) => Ok(key),
@@ -451,6 +453,7 @@ impl Kms {
             }
         }
         deleted += self.delete_due_data_keys(now)?;
+        self.expire_materials(now)?;
         Ok((rotated, reminded, deleted))
     }
 }

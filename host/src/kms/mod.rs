@@ -3,6 +3,7 @@
 
 pub mod alias;
 mod asymmetric;
+mod byok;
 
 pub use asymmetric::{rsa_decrypt_scheme, sign_algorithm_names, sign_scheme};
 pub mod context;
@@ -205,6 +206,8 @@ impl Kms {
             tags: req.tags,
             last_manual_rotate: 0,
             last_alarm_time: 0,
+            valid_to: 0,
+            material_kcv: vec![],
         };
         self.store
             .insert_key(&key, version.as_ref(), self.cfg.limits.cmk_limit)?;
@@ -327,6 +330,12 @@ impl Kms {
                 key.key_id, key.key_usage
             )));
         }
+        if key.valid_to > 0 && key.valid_to <= self.clock.now() && op != state::Op::Describe {
+            return Err(Error::CmkStateNotSupport(format!(
+                "the imported material of CMK {} expired at {}",
+                key.key_id, key.valid_to
+            )));
+        }
         let res = state::check(op, key);
         if let Err(Error::KeyPendingDelete(_)) = &res {
             let uses_material = matches!(
@@ -377,6 +386,13 @@ impl Kms {
     pub(crate) fn version(&self, key: &KeyRecord, version: u32) -> Result<Arc<KeyVersion>> {
         self.cached_version(&key.key_id, version)?
             .ok_or_else(|| Error::Internal(format!("key {} lacks version {version}", key.key_id)))
+    }
+
+    /// Drops cached versions of a key whose material changed (BYOK delete/re-import, expiry).
+    pub(crate) fn forget_versions(&self, key_id: &str) {
+        if let Ok(mut m) = self.versions.write() {
+            m.retain(|(id, _), _| id != key_id);
+        }
     }
 
     fn cached_version(&self, key_id: &str, version: u32) -> Result<Option<Arc<KeyVersion>>> {

@@ -84,6 +84,22 @@ pub struct KeyRecord {
     pub last_manual_rotate: i64,
     /// Last pending-deletion reminder alarm.
     pub last_alarm_time: i64,
+    /// EXTERNAL keys: when the imported material expires (0 = never).
+    pub valid_to: i64,
+    /// EXTERNAL keys: check value of the imported material, computed in the HSM, so only the
+    /// same material can be imported again (empty before the first import).
+    pub material_kcv: Vec<u8>,
+}
+
+/// GetParametersForImport: one wrapping key pair and its token.
+#[derive(Debug, Clone)]
+pub struct ImportParams {
+    pub token: String,
+    pub key_id: String,
+    pub wrapping_algorithm: String,
+    pub sealed_private: Vec<u8>,
+    pub public_key: Vec<u8>,
+    pub valid_to: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -317,6 +333,20 @@ pub trait Store: Send + Sync {
     fn keys_in_state(&self, state: KeyState) -> Result<Vec<KeyRecord>>;
     /// Keys with automatic rotation on whose next rotation time has come.
     fn keys_rotation_due(&self, now: i64) -> Result<Vec<KeyRecord>>;
+
+    /// Sets a key's material: with `sealed` it becomes the key's version 1 again (an import),
+    /// without it every version is removed (DeleteImportedKeyMaterial, expiry). `f` updates
+    /// the record in the same transaction.
+    fn set_key_material(
+        &self,
+        region: &str,
+        owner_uin: u64,
+        key_id: &str,
+        sealed: Option<(&str, &[u8])>,
+        f: KeyUpdate<'_>,
+    ) -> Result<KeyRecord>;
+    fn insert_import_params(&self, p: &ImportParams) -> Result<()>;
+    fn get_import_params(&self, token: &str) -> Result<Option<ImportParams>>;
 
     fn bind(&self, key_id: &str, product: &str, resource: &str, now: i64) -> Result<bool>;
     fn unbind(&self, key_id: &str, product: &str, resource: &str) -> Result<bool>;

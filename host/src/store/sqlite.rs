@@ -15,6 +15,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0004_secrets.sql"),
     include_str!("migrations/0005_ssh_keys.sql"),
     include_str!("migrations/0006_public_keys.sql"),
+    include_str!("migrations/0007_byok.sql"),
 ];
 
 pub struct SqliteStore {
@@ -101,7 +102,7 @@ fn migrate(conn: &mut Connection) -> Result<()> {
 const KEY_COLUMNS: &str = "key_id, region, owner_uin, creator_uin, alias, description, key_usage, \
     origin, owner, algorithm, state, create_time, deletion_date, rotation_enabled, rotate_days, \
     next_rotate_time, last_rotate_time, current_version, tags, last_manual_rotate, \
-    last_alarm_time";
+    last_alarm_time, valid_to, material_kcv";
 
 fn key_from_row(r: &Row<'_>) -> rusqlite::Result<KeyRecord> {
     let bad = |i: usize, what: &str| {
@@ -136,6 +137,8 @@ fn key_from_row(r: &Row<'_>) -> rusqlite::Result<KeyRecord> {
         tags: serde_json::from_str(&tags).map_err(|_| bad(18, "tags"))?,
         last_manual_rotate: r.get(19)?,
         last_alarm_time: r.get(20)?,
+        valid_to: r.get(21)?,
+        material_kcv: r.get(22)?,
     })
 }
 
@@ -428,7 +431,7 @@ fn write_key_tx(tx: &Connection, key: &KeyRecord) -> Result<()> {
         "UPDATE keys SET alias = ?2, description = ?3, state = ?4, deletion_date = ?5, \
          rotation_enabled = ?6, rotate_days = ?7, next_rotate_time = ?8, \
          last_rotate_time = ?9, current_version = ?10, tags = ?11, last_manual_rotate = ?12, \
-         last_alarm_time = ?13 WHERE key_id = ?1",
+         last_alarm_time = ?13, valid_to = ?14, material_kcv = ?15 WHERE key_id = ?1",
         params![
             key.key_id,
             key.alias,
@@ -443,6 +446,8 @@ fn write_key_tx(tx: &Connection, key: &KeyRecord) -> Result<()> {
             tags_json(&key.tags)?,
             key.last_manual_rotate,
             key.last_alarm_time,
+            key.valid_to,
+            key.material_kcv,
         ],
     );
     match res {
@@ -479,7 +484,7 @@ impl Store for SqliteStore {
             }
             let sql = format!(
                 "INSERT INTO keys ({KEY_COLUMNS}) VALUES \
-                 (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21)"
+                 (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23)"
             );
             let res = tx.execute(
                 &sql,
@@ -505,6 +510,8 @@ impl Store for SqliteStore {
                     tags_json(&key.tags)?,
                     key.last_manual_rotate,
                     key.last_alarm_time,
+                    key.valid_to,
+                    key.material_kcv,
                 ],
             );
             match res {
@@ -655,6 +662,77 @@ impl Store for SqliteStore {
                 .query_map([now], key_from_row)?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             Ok(rows)
+        })
+    }
+
+    fn set_key_material(
+        &self,
+        region: &str,
+        owner_uin: u64,
+        key_id: &str,
+        sealed: Option<(&str, &[u8])>,
+        f: KeyUpdate<'_>,
+    ) -> Result<KeyRecord> {
+        let key = self.with(|conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mut key = get_key_tx(&tx, region, owner_uin, key_id)?
+                .ok_or_else(|| Error::CmkNotFound(key_id.to_string()))?;
+            f(&mut key)?;
+            tx.execute("DELETE FROM key_versions WHERE key_id = ?1", [key_id])?;
+            key.current_version = 0;
+            if let Some((backend, sealed)) = sealed {
+                key.current_version = 1;
+                tx.execute(
+                    "INSERT INTO key_versions (key_id, version, backend, sealed, create_time, \
+                     public_key) VALUES (?1, 1, ?2, ?3, ?4, x'')",
+                    params![key_id, backend, sealed, key.create_time],
+                )?;
+            }
+            write_key_tx(&tx, &key)?;
+            tx.commit()?;
+            Ok(key)
+        })?;
+        self.cache_key(&key);
+        Ok(key)
+    }
+
+    fn insert_import_params(&self, p: &ImportParams) -> Result<()> {
+        self.with(|conn| {
+            conn.execute(
+                "INSERT INTO import_params (token, key_id, wrapping_algorithm, sealed_private, \
+                 public_key, valid_to) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    p.token,
+                    p.key_id,
+                    p.wrapping_algorithm,
+                    p.sealed_private,
+                    p.public_key,
+                    p.valid_to
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn get_import_params(&self, token: &str) -> Result<Option<ImportParams>> {
+        self.with(|conn| {
+            Ok(conn
+                .query_row(
+                    "SELECT token, key_id, wrapping_algorithm, sealed_private, public_key, valid_to \
+                     FROM import_params WHERE token = ?1",
+                    [token],
+                    |r| {
+                        Ok(ImportParams {
+                            token: r.get(0)?,
+                            key_id: r.get(1)?,
+                            wrapping_algorithm: r.get(2)?,
+                            sealed_private: r.get(3)?,
+                            public_key: r.get(4)?,
+                            valid_to: r.get(5)?,
+                        })
+                    },
+                )
+                .optional()?)
         })
     }
 
@@ -1261,6 +1339,8 @@ mod tests {
             }],
             last_manual_rotate: 0,
             last_alarm_time: 0,
+            valid_to: 0,
+            material_kcv: vec![],
         }
     }
 
