@@ -41,6 +41,12 @@ for c in 1 16 64; do
 done
 "$bin" bench --endpoint http://127.0.0.1:18182 --credentials "$work/cred.json" \
   --action BareHttp --concurrency "$conc" --duration "$secs"
+for a in Sign-RSA Sign-ECC Sign-P384 Sign-SM2 Verify-RSA Verify-ECC Verify-P384 Verify-SM2; do
+  "$bin" bench --endpoint http://127.0.0.1:18181 --credentials "$work/cred.json" \
+    --action "$a" --concurrency "$conc" --duration "$secs"
+done
+target/release/examples/raw_bench --module /usr/lib/softhsm/libsofthsm2.so --token keyward \
+  --pin 1234 --threads 1 --seconds "$secs" --asym | grep raw_pkcs11_sign || true
 for t in 1 2; do
   target/release/examples/raw_bench --module /usr/lib/softhsm/libsofthsm2.so --token keyward \
     --pin 1234 --threads "$t" --seconds "$secs"

@@ -11,8 +11,9 @@
 //! 2. `C_UnwrapKey(CKM_RSA_PKCS or CKM_RSA_PKCS_OAEP)` turns the caller's ciphertext into an
 //!    AES session object inside the token: the material never exists in host memory. The
 //!    object is sensitive and extractable only so that step 4 can wrap it.
-//! 3. `CKA_VALUE_LEN` must be 32 ([`Error::BadLength`] otherwise); the key check value is
-//!    computed in the token.
+//! 3. The key must be 32 bytes ([`Error::BadLength`] otherwise; see `seal_imported` for how
+//!    that is established on SoftHSM2, which leaves `CKA_VALUE_LEN` at 0 on unwrapped secret
+//!    keys); the key check value is computed in the token.
 //! 4. `C_WrapKey(CKM_AES_KEY_WRAP_PAD, root)` gives the ordinary sealed data-key format
 //!    `0x02 || AES-KWP(root, key)`. The temporary object is destroyed on every path (if that
 //!    fails, the session is closed, which destroys it).
@@ -27,6 +28,10 @@
 //! `CKA_ALLOWED_MECHANISMS`), so the AES-GCM fallback definition is not needed.
 //!
 //! # Oracles
+//!
+//! SoftHSM2 2.6.1 (measured) answers a ciphertext with bad padding, or encrypted to another
+//! key, with CKR_GENERAL_ERROR from C_UnwrapKey; OAEP unwrapping works with SHA-1 only, like
+//! OAEP decryption, so the decryption capabilities from `open` gate the mechanisms here too.
 //!
 //! As with [`Pkcs11Hsm::rsa_decrypt`], a failed import is reported as
 //! [`Error::AuthenticationFailed`], and a well-formed ciphertext of the wrong length as

@@ -78,6 +78,13 @@
 //! data keys) and cached in the same per-session LRU. The public key is returned as a DER
 //! SubjectPublicKeyInfo built from the public object's attributes.
 //!
+//! A sealed RSA-2048 pair can also receive AES-256 material from outside (BYOK):
+//! [`Pkcs11Hsm::import_wrapped_aes256`] runs `C_UnwrapKey` with the RSA private key (unwrapped
+//! for that purpose into its own cached object with `CKA_UNWRAP=true`, apart from the
+//! sign/decrypt object, which has `CKA_UNWRAP=false`) and reseals the result as an ordinary
+//! `0x02` data key, returning the key check value `AES-256-ECB(key, 0^16)` that
+//! [`Pkcs11Hsm::aes_key_check_value`] also computes.
+//!
 //! What the token can do is established once, at [`Pkcs11Hsm::open`], by running that whole
 //! cycle with throw-away keys for each kind and mechanism ([`Pkcs11Hsm::capabilities`]); the
 //! mechanism list alone cannot tell, e.g., that SoftHSM2 2.6.1 lists `CKM_RSA_PKCS_OAEP` but

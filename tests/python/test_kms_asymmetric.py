@@ -228,3 +228,31 @@ def test_plaintext_rewrapped_to_caller_sm2_key(kms):
         raw = raw[1:]  # C1 as an uncompressed point; gmssl wants x||y
     got = gm_sm2.CryptSM2(private_key=priv_hex, public_key=pub_hex, mode=1).decrypt(raw)
     assert got == b"sm2-wrapped plaintext"
+
+
+def test_byok_material_wrapped_locally_round_trips(kms):
+    """Material wrapped with `cryptography` to the daemon's wrapping key is what the daemon
+    then encrypts with: its ciphertext opens locally with that material."""
+    import os
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    ck = models.CreateKeyRequest()
+    ck.Alias, ck.Type = f"byok-{uuid.uuid4().hex[:8]}", 2
+    key_id = kms.CreateKey(ck).KeyId
+    gp = models.GetParametersForImportRequest()
+    gp.KeyId, gp.WrappingAlgorithm, gp.WrappingKeySpec = key_id, "RSAES_OAEP_SHA_1", "RSA_2048"
+    params = kms.GetParametersForImport(gp)
+    wrapping = serialization.load_der_public_key(base64.b64decode(params.PublicKey))
+    material = os.urandom(32)
+    oaep1 = padding.OAEP(mgf=padding.MGF1(hashes.SHA1()), algorithm=hashes.SHA1(), label=None)
+    imp = models.ImportKeyMaterialRequest()
+    imp.KeyId, imp.ImportToken = key_id, params.ImportToken
+    imp.EncryptedKeyMaterial = base64.b64encode(wrapping.encrypt(material, oaep1)).decode()
+    kms.ImportKeyMaterial(imp)
+    enc = models.EncryptRequest()
+    enc.KeyId, enc.Plaintext = key_id, base64.b64encode(b"brought my own key").decode()
+    blob = base64.b64decode(kms.Encrypt(enc).CiphertextBlob)
+    # Keyward blob: 22-byte authenticated prefix, nonce length, 12-byte nonce, ciphertext||tag.
+    assert AESGCM(material).decrypt(blob[23:35], blob[35:], blob[:22]) == b"brought my own key"
+    imp.EncryptedKeyMaterial = base64.b64encode(wrapping.encrypt(os.urandom(32), oaep1)).decode()
+    expect("InvalidParameterValue.MaterialNotMatch", kms.ImportKeyMaterial, imp)
