@@ -72,15 +72,6 @@ async fn key_lifecycle_and_listing() {
         "InvalidParameterValue.InvalidKeyUsage",
     );
     err(
-        &c.kms(
-            "CreateKey",
-            json!({"Alias": unique("u"), "KeyUsage": "ASYMMETRIC_SIGN_VERIFY_SM2"}),
-        )
-        .await
-        .unwrap(),
-        "UnsupportedOperation.UnsupportedKeyUsageInCurrentRegion",
-    );
-    err(
         &c.kms("CreateKey", json!({"Alias": unique("u"), "Type": 3}))
             .await
             .unwrap(),
@@ -516,7 +507,7 @@ async fn encrypt_decrypt_data_keys_random() {
     let algs = ok(c.kms("ListAlgorithms", json!({})).await.unwrap());
     assert_eq!(
         algs["SymmetricAlgorithms"],
-        json!([{"KeyUsage": "ENCRYPT_DECRYPT", "Algorithm": "AES_256"}])
+        json!([{"KeyUsage": "ENCRYPT_DECRYPT", "Algorithm": "AES_256", "ProtectionLevel": "HSM"}])
     );
     let status = ok(c.kms("GetServiceStatus", json!({})).await.unwrap());
     assert_eq!(status["ServiceEnabled"], true);
@@ -886,4 +877,39 @@ async fn first_serve_on_empty_directory_prints_root_key_once() {
         .unwrap();
     assert!(!init.status.success());
     assert!(init.stdout.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn embedded_backend_offers_symmetric_keys_only() {
+    let d = Daemon::embedded();
+    let c = d.client();
+    err(
+        &c.kms(
+            "CreateKey",
+            json!({"Alias": unique("u"), "KeyUsage": "ASYMMETRIC_SIGN_VERIFY_SM2"}),
+        )
+        .await
+        .unwrap(),
+        "UnsupportedOperation.UnsupportedKeyUsageInCurrentRegion",
+    );
+    let algs = ok(c.kms("ListAlgorithms", json!({})).await.unwrap());
+    assert_eq!(algs["AsymmetricAlgorithms"], json!([]));
+    assert_eq!(algs["AsymmetricSignVerifyAlgorithms"], json!([]));
+    let key = ok(c
+        .kms("CreateKey", json!({"Alias": unique("sym")}))
+        .await
+        .unwrap());
+    let blob = ok(c
+        .kms(
+            "Encrypt",
+            json!({"KeyId": key["KeyId"], "Plaintext": b64(b"embedded")}),
+        )
+        .await
+        .unwrap())["CiphertextBlob"]
+        .clone();
+    let back = ok(c
+        .kms("Decrypt", json!({"CiphertextBlob": blob}))
+        .await
+        .unwrap());
+    assert_eq!(unb64(back["Plaintext"].as_str().unwrap()), b"embedded");
 }

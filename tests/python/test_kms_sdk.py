@@ -234,9 +234,11 @@ def test_alias_of_sixty_characters_accepted(kms):
     assert create_key(kms, alias=alias).Alias == alias
 
 
-def test_asymmetric_key_usage_unsupported(kms):
-    expect_error("UnsupportedOperation.UnsupportedKeyUsageInCurrentRegion",
-                 create_key, kms, unique_alias("asym"), None, "ASYMMETRIC_DECRYPT_RSA_2048")
+def test_asymmetric_key_usage_is_created(kms):
+    # The SoftHSM2 backend generates RSA keys in the token (see test_kms_asymmetric.py).
+    key = create_key(kms, unique_alias("asym"), None, "ASYMMETRIC_DECRYPT_RSA_2048")
+    assert key.KeyUsage == "ASYMMETRIC_DECRYPT_RSA_2048"
+    assert key.KeyState == "Enabled"
 
 
 def test_describe_unknown_key(kms):
