@@ -12,6 +12,7 @@ extern crate std;
 
 pub mod alg;
 pub mod blob;
+pub mod frame;
 #[cfg(feature = "alloc")]
 pub mod wire;
 

@@ -1,0 +1,271 @@
+//! Serial framing between the host and a Keyward HSM.
+//!
+//! A frame is `COBS(postcard(Envelope) || CRC-32(postcard bytes), little-endian)` followed by
+//! one `0x00` delimiter. COBS leaves no zero inside the frame, so a receiver resynchronises
+//! after garbage or a reset by discarding bytes up to the next zero; the CRC (CRC-32/ISO-HDLC)
+//! rejects corrupted frames; the sequence number pairs a response with its request so a late
+//! answer to an earlier request is never taken for the current one. See docs/wire-protocol.md.
+//!
+//! Everything here works on caller-provided buffers: no allocation on the device's path.
+
+use serde::{Deserialize, Serialize};
+
+/// Largest postcard payload (the biggest request carries `wire::MAX_DATA_LEN` bytes of data
+/// plus a sealed key and associated data).
+pub const MAX_PAYLOAD: usize = 72 * 1024;
+/// Largest encoded frame, delimiter included.
+pub const MAX_FRAME: usize = cobs::max_encoding_length(MAX_PAYLOAD + CRC_LEN) + 1;
+const CRC_LEN: usize = 4;
+const CRC32: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
+
+/// What travels in a frame: a sequence number and a request or response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope<T> {
+    pub seq: u32,
+    pub body: T,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameError {
+    /// The message does not fit the buffers (or `MAX_PAYLOAD`).
+    TooLarge,
+    /// Not valid COBS, or shorter than a CRC.
+    Malformed,
+    /// The CRC does not match: corrupted on the line.
+    Crc,
+    /// The CRC matched but the payload is not a message this side understands.
+    Decode,
+}
+
+impl core::fmt::Display for FrameError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            FrameError::TooLarge => "frame too large",
+            FrameError::Malformed => "malformed frame",
+            FrameError::Crc => "frame CRC mismatch",
+            FrameError::Decode => "undecodable message",
+        })
+    }
+}
+
+#[cfg(feature = "std")]
+impl std::error::Error for FrameError {}
+
+/// Encodes one frame into `out` (delimiter included) using `scratch` for the postcard bytes.
+/// Returns the frame length.
+pub fn encode_frame<T: Serialize>(
+    seq: u32,
+    body: &T,
+    scratch: &mut [u8],
+    out: &mut [u8],
+) -> Result<usize, FrameError> {
+    let envelope = Envelope { seq, body };
+    let n = postcard::to_slice(&envelope, scratch)
+        .map_err(|_| FrameError::TooLarge)?
+        .len();
+    if n > MAX_PAYLOAD || scratch.len() < n + CRC_LEN {
+        return Err(FrameError::TooLarge);
+    }
+    let crc = CRC32.checksum(&scratch[..n]);
+    scratch[n..n + CRC_LEN].copy_from_slice(&crc.to_le_bytes());
+    let m = cobs::try_encode(&scratch[..n + CRC_LEN], out).map_err(|_| FrameError::TooLarge)?;
+    *out.get_mut(m).ok_or(FrameError::TooLarge)? = 0;
+    Ok(m + 1)
+}
+
+/// Encodes one frame into a new vector.
+#[cfg(feature = "alloc")]
+pub fn encode_frame_vec<T: Serialize>(
+    seq: u32,
+    body: &T,
+) -> Result<alloc::vec::Vec<u8>, FrameError> {
+    let payload =
+        postcard::to_allocvec(&Envelope { seq, body }).map_err(|_| FrameError::TooLarge)?;
+    if payload.len() > MAX_PAYLOAD {
+        return Err(FrameError::TooLarge);
+    }
+    let mut scratch = alloc::vec![0u8; payload.len() + CRC_LEN];
+    let mut out = alloc::vec![0u8; cobs::max_encoding_length(scratch.len()) + 1];
+    let n = encode_frame(seq, body, &mut scratch, &mut out)?;
+    out.truncate(n);
+    Ok(out)
+}
+
+/// Decodes a frame (without its delimiter) in place; the message may borrow from `frame`.
+pub fn decode_frame<'a, T: Deserialize<'a>>(
+    frame: &'a mut [u8],
+) -> Result<Envelope<T>, FrameError> {
+    let n = cobs::decode_in_place(frame).map_err(|_| FrameError::Malformed)?;
+    if n < CRC_LEN {
+        return Err(FrameError::Malformed);
+    }
+    let (payload, crc) = frame[..n].split_at(n - CRC_LEN);
+    let expected = u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]);
+    if CRC32.checksum(payload) != expected {
+        return Err(FrameError::Crc);
+    }
+    postcard::from_bytes(payload).map_err(|_| FrameError::Decode)
+}
+
+/// What one received byte did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Feed {
+    /// Inside a frame.
+    Pending,
+    /// A frame of this many bytes (delimiter excluded) is in `frame()`.
+    Frame(usize),
+    /// A frame longer than the buffer ended and was thrown away.
+    Dropped,
+}
+
+/// Collects bytes from a serial line into frames, in a fixed caller-provided buffer. An
+/// over-long frame is discarded up to its delimiter, which is how the reader resynchronises.
+pub struct FrameReader<'b> {
+    buf: &'b mut [u8],
+    len: usize,
+    overflowed: bool,
+}
+
+impl<'b> FrameReader<'b> {
+    pub fn new(buf: &'b mut [u8]) -> Self {
+        FrameReader {
+            buf,
+            len: 0,
+            overflowed: false,
+        }
+    }
+
+    pub fn feed(&mut self, byte: u8) -> Feed {
+        if byte == 0 {
+            let len = core::mem::take(&mut self.len);
+            if core::mem::take(&mut self.overflowed) {
+                return Feed::Dropped;
+            }
+            return if len == 0 {
+                Feed::Pending
+            } else {
+                Feed::Frame(len)
+            };
+        }
+        if self.len == self.buf.len() {
+            self.overflowed = true;
+            return Feed::Pending;
+        }
+        if !self.overflowed {
+            self.buf[self.len] = byte;
+            self.len += 1;
+        }
+        Feed::Pending
+    }
+
+    /// The last complete frame's bytes (valid until the next `feed`).
+    pub fn frame(&mut self, len: usize) -> &mut [u8] {
+        &mut self.buf[..len]
+    }
+}
+
+#[cfg(all(test, feature = "alloc"))]
+mod tests {
+    use super::*;
+    use crate::wire::{DeviceError, Request, Response};
+    use alloc::vec::Vec;
+
+    fn hex(b: &[u8]) -> alloc::string::String {
+        b.iter().map(|x| alloc::format!("{x:02x}")).collect()
+    }
+
+    /// These bytes are documented in docs/wire-protocol.md; a change here is a protocol change.
+    #[test]
+    fn golden_frames() {
+        let hello = encode_frame_vec(1, &Request::Hello { protocol: 1 }).unwrap();
+        assert_eq!(hex(&hello), "02010601b383848900");
+        let random = encode_frame_vec(7, &Request::Random { len: 32 }).unwrap();
+        assert_eq!(hex(&random), "080705201a1b17bc00");
+        let err = encode_frame_vec(7, &Response::Error(DeviceError::BadLength)).unwrap();
+        assert_eq!(hex(&err), "08070504cbff148000");
+    }
+
+    #[test]
+    fn round_trip_borrows_from_the_frame() {
+        let req = Request::Encrypt {
+            algorithm: crate::Algorithm::Aes256Gcm,
+            sealed: &[0, 1, 2, 0, 0],
+            aad: b"aad\0",
+            plaintext: &[0u8; 300],
+        };
+        let mut frame = encode_frame_vec(42, &req).unwrap();
+        assert_eq!(
+            frame.iter().filter(|b| **b == 0).count(),
+            1,
+            "only the delimiter is zero"
+        );
+        let n = frame.len() - 1;
+        let back: Envelope<Request<'_>> = decode_frame(&mut frame[..n]).unwrap();
+        assert_eq!(back.seq, 42);
+        assert_eq!(back.body, req);
+    }
+
+    #[test]
+    fn corruption_is_detected() {
+        let frame = encode_frame_vec(9, &Request::Random { len: 16 }).unwrap();
+        let n = frame.len() - 1;
+        for i in 0..n {
+            for bit in 0..8 {
+                let mut f = frame.clone();
+                f[i] ^= 1 << bit;
+                if f[i] == 0 {
+                    continue; // a new delimiter: the reader splits there instead
+                }
+                let r = decode_frame::<Request<'_>>(&mut f[..n]);
+                assert!(r.is_err(), "flip at byte {i} bit {bit} accepted");
+            }
+        }
+    }
+
+    #[test]
+    fn no_input_makes_the_decoder_panic() {
+        // A small deterministic generator: every length up to 300, many contents.
+        let mut x: u32 = 0x1234_5678;
+        for len in 0..300usize {
+            for _ in 0..20 {
+                let mut junk: Vec<u8> = (0..len)
+                    .map(|_| {
+                        x ^= x << 13;
+                        x ^= x >> 17;
+                        x ^= x << 5;
+                        x as u8
+                    })
+                    .collect();
+                let _ = decode_frame::<Request<'_>>(&mut junk);
+                let _ = decode_frame::<Response>(&mut junk);
+            }
+        }
+    }
+
+    #[test]
+    fn reader_resynchronises_after_garbage_and_overflow() {
+        let good = encode_frame_vec(3, &Request::Hello { protocol: 1 }).unwrap();
+        let mut buf = [0u8; 16];
+        let mut reader = FrameReader::new(&mut buf);
+        let mut stream: Vec<u8> = Vec::new();
+        stream.extend_from_slice(&[0x55; 40]); // garbage longer than the buffer
+        stream.push(0);
+        stream.extend_from_slice(&[1, 2, 3]); // short garbage
+        stream.push(0);
+        stream.extend_from_slice(&good);
+        let mut frames = Vec::new();
+        let mut dropped = 0;
+        for b in stream {
+            match reader.feed(b) {
+                Feed::Frame(n) => {
+                    let mut f = reader.frame(n).to_vec();
+                    frames.push(decode_frame::<Request<'_>>(&mut f).map(|e| e.seq).ok());
+                }
+                Feed::Dropped => dropped += 1,
+                Feed::Pending => {}
+            }
+        }
+        assert_eq!(dropped, 1);
+        assert_eq!(frames, [None, Some(3)]);
+    }
+}
