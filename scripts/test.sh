@@ -29,7 +29,11 @@ echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 echo "==> cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+cargo clippy -p keyward-firmware --features sim --all-targets --quiet -- -D warnings
 echo "==> cargo test"
+# The firmware simulator (a std binary behind the `sim` feature) serves the serial-backend tests.
+cargo build -p keyward-firmware --features sim --bin keyward-fw-sim
+cargo test -p keyward-firmware --features sim --test sim
 cargo test --workspace
 echo "==> Python SDK compatibility suite"
 KEYWARD_BIN="$PWD/target/debug/keyward" .venv/bin/python -m pytest -q tests/python

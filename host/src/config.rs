@@ -108,6 +108,26 @@ pub enum HsmConfig {
     #[default]
     Embedded,
     Pkcs11(Pkcs11Config),
+    /// A Keyward firmware device on a serial line (or the simulator's pseudo-terminal).
+    Serial(SerialConfig),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SerialConfig {
+    pub path: PathBuf,
+    #[serde(default = "default_baud")]
+    pub baud: u32,
+    /// How long to wait for one answer before retrying.
+    #[serde(default = "default_serial_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+fn default_baud() -> u32 {
+    115_200
+}
+fn default_serial_timeout_ms() -> u64 {
+    2_000
 }
 
 #[derive(Debug, Clone, Deserialize)]

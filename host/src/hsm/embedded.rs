@@ -1,12 +1,10 @@
 //! The firmware key-service core linked into the daemon. Zero setup, and not an HSM: its
 //! device key is a file in the data directory, protected only by file permissions.
 
-use super::asym::{DecryptScheme, SignScheme};
-use super::{Hsm, ProtectionLevel};
+use super::device::{DeviceHsm, Transport};
 use crate::error::{Error, Result};
 use keyward_firmware::KeyService;
 use keyward_shared::wire::{Request, Response};
-use keyward_shared::Algorithm;
 use rand_core::OsRng;
 use std::io::Write;
 use std::path::Path;
@@ -15,11 +13,14 @@ use zeroize::Zeroizing;
 
 const DEVICE_KEY_FILE: &str = "device.key";
 
-pub struct EmbeddedHsm {
+/// The firmware core in this process, one request at a time.
+pub struct EmbeddedCore {
     core: Mutex<KeyService<OsRng>>,
 }
 
-impl EmbeddedHsm {
+pub type EmbeddedHsm = DeviceHsm<EmbeddedCore>;
+
+impl DeviceHsm<EmbeddedCore> {
     /// Loads `<data_dir>/device.key`, creating it (mode 0600) on first use.
     pub fn open(data_dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(data_dir)?;
@@ -45,32 +46,23 @@ impl EmbeddedHsm {
              [hsm] backend = \"pkcs11\" for production.",
             path.display()
         );
-        Ok(EmbeddedHsm {
-            core: Mutex::new(KeyService::new(*key, OsRng)),
-        })
+        Ok(DeviceHsm::new(
+            "embedded",
+            EmbeddedCore {
+                core: Mutex::new(KeyService::new(*key, OsRng)),
+            },
+        ))
     }
+}
 
-    fn call(&self, req: Request<'_>) -> Result<Response> {
+impl Transport for EmbeddedCore {
+    fn exchange(&self, req: Request<'_>) -> Result<Response> {
         let mut core = self
             .core
             .lock()
             .map_err(|_| Error::Internal("embedded HSM lock poisoned".into()))?;
-        match core.handle(req) {
-            Response::Error(e) => Err(e.into()),
-            other => Ok(other),
-        }
+        Ok(core.handle(req))
     }
-}
-
-fn not_here(alg: Algorithm) -> Error {
-    Error::UnsupportedKeyUsage(format!(
-        "{} keys are not available with the embedded backend",
-        alg.api_name()
-    ))
-}
-
-fn unexpected(resp: Response) -> Error {
-    Error::Hsm(format!("unexpected device response {resp:?}"))
 }
 
 /// Creates a file that must not already exist, readable by the owner only, and syncs it.
@@ -86,103 +78,4 @@ fn write_new_secret_file(path: &Path, data: &[u8]) -> Result<()> {
     f.write_all(data)?;
     f.sync_all()?;
     Ok(())
-}
-
-impl Hsm for EmbeddedHsm {
-    fn backend(&self) -> &'static str {
-        "embedded"
-    }
-
-    fn protection_level(&self, _alg: Algorithm) -> ProtectionLevel {
-        // The firmware runs every algorithm itself; when it sits on a real device this is
-        // the HSM level. Linked in-process the "device" is this daemon, which start-up says.
-        ProtectionLevel::Hsm
-    }
-
-    fn generate(&self, algorithm: Algorithm) -> Result<Vec<u8>> {
-        match self.call(Request::GenerateKey { algorithm })? {
-            Response::Sealed(s) => Ok(s),
-            other => Err(unexpected(other)),
-        }
-    }
-
-    fn encrypt(
-        &self,
-        algorithm: Algorithm,
-        sealed: &[u8],
-        aad: &[u8],
-        plaintext: &[u8],
-    ) -> Result<(Vec<u8>, Vec<u8>)> {
-        match self.call(Request::Encrypt {
-            algorithm,
-            sealed,
-            aad,
-            plaintext,
-        })? {
-            Response::Encrypted { nonce, ciphertext } => Ok((nonce, ciphertext)),
-            other => Err(unexpected(other)),
-        }
-    }
-
-    fn decrypt(
-        &self,
-        algorithm: Algorithm,
-        sealed: &[u8],
-        nonce: &[u8],
-        aad: &[u8],
-        ciphertext: &[u8],
-    ) -> Result<Zeroizing<Vec<u8>>> {
-        match self.call(Request::Decrypt {
-            algorithm,
-            sealed,
-            aad,
-            nonce,
-            ciphertext,
-        })? {
-            Response::Plaintext(p) => Ok(Zeroizing::new(p)),
-            other => Err(unexpected(other)),
-        }
-    }
-
-    fn supports(&self, alg: Algorithm) -> bool {
-        // The firmware core holds symmetric keys; its asymmetric algorithms arrive with the
-        // serial firmware work.
-        alg.is_symmetric()
-    }
-
-    fn generate_key_pair(&self, alg: Algorithm) -> Result<(Vec<u8>, Vec<u8>)> {
-        Err(not_here(alg))
-    }
-
-    fn sign(&self, alg: Algorithm, _: &[u8], _: SignScheme, _: &[u8], _: bool) -> Result<Vec<u8>> {
-        Err(not_here(alg))
-    }
-
-    fn asym_decrypt(
-        &self,
-        alg: Algorithm,
-        _: &[u8],
-        _: DecryptScheme,
-        _: &[u8],
-    ) -> Result<Zeroizing<Vec<u8>>> {
-        Err(not_here(alg))
-    }
-
-    fn import_wrapped(
-        &self,
-        alg: Algorithm,
-        _: &[u8],
-        _: DecryptScheme,
-        _: &[u8],
-    ) -> Result<(Vec<u8>, Vec<u8>)> {
-        Err(not_here(alg))
-    }
-
-    fn random(&self, len: usize) -> Result<Zeroizing<Vec<u8>>> {
-        let len = u32::try_from(len).map_err(|_| Error::Internal("random length".into()))?;
-        match self.call(Request::Random { len })? {
-            Response::Random(r) => Ok(Zeroizing::new(r)),
-            other => Err(unexpected(other)),
-        }
-    }
 }

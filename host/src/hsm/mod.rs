@@ -5,11 +5,15 @@
 //! sealed key back. Calls are blocking: the API layer runs them on tokio's blocking pool.
 
 pub mod asym;
+mod device;
 mod embedded;
 mod pkcs11;
+mod serial;
 
+pub use device::{DeviceHsm, Transport};
 pub use embedded::EmbeddedHsm;
 pub use pkcs11::Pkcs11Backend;
+pub use serial::SerialLink;
 
 use crate::config::{Config, HsmConfig};
 use crate::error::Result;
@@ -96,5 +100,6 @@ pub fn open(cfg: &Config) -> Result<Arc<dyn Hsm>> {
     match &cfg.hsm {
         HsmConfig::Embedded => Ok(Arc::new(EmbeddedHsm::open(&cfg.data_dir)?)),
         HsmConfig::Pkcs11(p) => Ok(Arc::new(Pkcs11Backend::open(p)?)),
+        HsmConfig::Serial(s) => Ok(Arc::new(SerialLink::open(s)?)),
     }
 }

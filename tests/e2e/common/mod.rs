@@ -87,6 +87,11 @@ impl Daemon {
         Self::embedded_with("")
     }
 
+    /// A daemon with its own `[hsm]` section (e.g. the serial backend), in `dir`.
+    pub fn with_hsm_section(dir: tempfile::TempDir, hsm: &str) -> Daemon {
+        Self::with_config(dir, None, hsm)
+    }
+
     pub fn embedded_with(extra: &str) -> Daemon {
         Self::with_config(tempfile::tempdir().unwrap(), None, extra)
     }

@@ -1,0 +1,305 @@
+//! `keyward-fw-sim`: the firmware key service behind a pseudo-terminal, speaking the serial
+//! framing of `keyward_shared::frame`, so the host's serial backend can be tested without a
+//! device.
+//!
+//! Usage: `keyward-fw-sim --state-dir DIR [--drop-every N] [--corrupt-every N]`
+//!
+//! Prints one line, `keyward-fw-sim: device <slave path>`, then serves until killed.
+
+use keyward_firmware::KeyService;
+use keyward_shared::frame::{
+    decode_frame, encode_frame_vec, Envelope, Feed, FrameError, FrameReader, MAX_FRAME,
+};
+use keyward_shared::wire::{DeviceError, Request, Response};
+use rand_core::OsRng;
+use std::ffi::CStr;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use zeroize::Zeroizing;
+
+const SECRET_FILE: &str = "device.secret";
+
+struct Args {
+    state_dir: PathBuf,
+    drop_every: Option<u64>,
+    corrupt_every: Option<u64>,
+}
+
+const USAGE: &str = "usage: keyward-fw-sim --state-dir DIR [--drop-every N] [--corrupt-every N]";
+
+fn parse_args() -> Result<Args, String> {
+    let mut state_dir = None;
+    let mut drop_every = None;
+    let mut corrupt_every = None;
+    let mut it = std::env::args_os().skip(1);
+    while let Some(arg) = it.next() {
+        let arg = arg.to_string_lossy().into_owned();
+        let mut value = || it.next().ok_or_else(|| format!("{arg} needs a value"));
+        match arg.as_str() {
+            "--state-dir" => state_dir = Some(PathBuf::from(value()?)),
+            "--drop-every" | "--corrupt-every" => {
+                let v = value()?;
+                let n = v
+                    .to_str()
+                    .and_then(|s| s.parse::<u64>().ok())
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| format!("{arg}: expected a positive integer"))?;
+                if arg == "--drop-every" {
+                    drop_every = Some(n);
+                } else {
+                    corrupt_every = Some(n);
+                }
+            }
+            "-h" | "--help" => return Err(USAGE.into()),
+            other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
+        }
+    }
+    Ok(Args {
+        state_dir: state_dir.ok_or_else(|| format!("--state-dir is required\n{USAGE}"))?,
+        drop_every,
+        corrupt_every,
+    })
+}
+
+/// Loads the device secret from `dir`, creating the directory and the secret (mode 0600) on
+/// first start.
+fn load_or_create_secret(dir: &Path) -> io::Result<Zeroizing<[u8; 32]>> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    let path = dir.join(SECRET_FILE);
+    match File::open(&path) {
+        Ok(mut f) => {
+            let mut bytes = Zeroizing::new(Vec::new());
+            f.read_to_end(&mut bytes)?;
+            let key: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "{}: expected 32 bytes, found {}",
+                        path.display(),
+                        bytes.len()
+                    ),
+                )
+            })?;
+            if f.metadata()?.permissions().mode() & 0o077 != 0 {
+                f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+            }
+            Ok(Zeroizing::new(key))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let key = KeyService::<OsRng>::generate_device_key(&mut OsRng);
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)?;
+            f.write_all(key.as_ref())?;
+            f.sync_all()?;
+            Ok(key)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn set_raw(fd: &OwnedFd) -> io::Result<()> {
+    // SAFETY: `fd` is an open descriptor; `termios` is plain data filled in by tcgetattr.
+    unsafe {
+        let mut t: libc::termios = std::mem::zeroed();
+        if libc::tcgetattr(fd.as_raw_fd(), &mut t) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        libc::cfmakeraw(&mut t);
+        if libc::tcsetattr(fd.as_raw_fd(), libc::TCSANOW, &t) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Opens a pseudo-terminal pair, both ends in raw mode. Returns (master, slave, slave path).
+fn open_pty() -> io::Result<(OwnedFd, OwnedFd, String)> {
+    let mut master: libc::c_int = -1;
+    let mut slave: libc::c_int = -1;
+    // SAFETY: out-pointers are valid; name/termios/winsize may be null.
+    let rc = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: openpty succeeded, so both descriptors are open and owned by us alone.
+    let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+    let mut name = [0 as libc::c_char; 256];
+    // SAFETY: `name` is a writable buffer of the given length.
+    if unsafe { libc::ttyname_r(slave.as_raw_fd(), name.as_mut_ptr(), name.len()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: ttyname_r succeeded and wrote a NUL-terminated string into `name`.
+    let path = unsafe { CStr::from_ptr(name.as_ptr()) }
+        .to_string_lossy()
+        .into_owned();
+    set_raw(&master)?;
+    set_raw(&slave)?;
+    Ok((master, slave, path))
+}
+
+/// Flips one bit inside a frame (never the delimiter, never creating a zero byte).
+fn corrupt(frame: &mut [u8]) {
+    if frame.len() < 2 {
+        return;
+    }
+    let i = (frame.len() - 1) / 2;
+    frame[i] ^= if frame[i] == 1 { 2 } else { 1 };
+}
+
+/// Fires on every `n`th tick (never when `n` is `None`).
+struct Every {
+    n: Option<u64>,
+    count: u64,
+}
+
+impl Every {
+    fn new(n: Option<u64>) -> Self {
+        Every { n, count: 0 }
+    }
+
+    fn tick(&mut self) -> bool {
+        let Some(n) = self.n else { return false };
+        self.count += 1;
+        if self.count == n {
+            self.count = 0;
+            return true;
+        }
+        false
+    }
+}
+
+struct Server<R: rand_core::RngCore + rand_core::CryptoRng> {
+    service: KeyService<R>,
+    /// Counts decoded requests; the `n`th is ignored.
+    drop: Every,
+    /// Counts written responses; the `n`th gets one bit flipped.
+    corrupt: Every,
+}
+
+impl<R: rand_core::RngCore + rand_core::CryptoRng> Server<R> {
+    /// Answers one received frame (delimiter excluded); `None` means stay silent.
+    fn on_frame(&mut self, frame: &mut [u8]) -> Option<Vec<u8>> {
+        let copy = frame.to_vec();
+        let (seq, response) = match decode_frame::<Request<'_>>(frame) {
+            Ok(Envelope { seq, body }) => {
+                if self.drop.tick() {
+                    eprintln!("keyward-fw-sim: dropping request seq {seq} (fault injection)");
+                    return None;
+                }
+                let service = &mut self.service;
+                let response =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| service.handle(body)))
+                        .unwrap_or(Response::Error(DeviceError::Internal));
+                (seq, response)
+            }
+            Err(FrameError::Decode) => {
+                // The CRC matched, so the sequence number in front is probably readable.
+                let mut copy = copy;
+                let seq = decode_frame::<()>(&mut copy).map_or(0, |e| e.seq);
+                (seq, Response::Error(DeviceError::UnsupportedProtocol))
+            }
+            // Line noise: say nothing, the host times out and retries.
+            Err(_) => return None,
+        };
+        let mut out = match encode_frame_vec(seq, &response) {
+            Ok(out) => out,
+            Err(e) => {
+                eprintln!("keyward-fw-sim: cannot encode response: {e}");
+                encode_frame_vec(seq, &Response::Error(DeviceError::Internal)).ok()?
+            }
+        };
+        if self.corrupt.tick() {
+            eprintln!("keyward-fw-sim: corrupting response seq {seq} (fault injection)");
+            corrupt(&mut out);
+        }
+        Some(out)
+    }
+}
+
+fn serve<R: rand_core::RngCore + rand_core::CryptoRng>(
+    mut server: Server<R>,
+    master: OwnedFd,
+) -> io::Result<()> {
+    let mut line = File::from(master);
+    let mut frame_buf = vec![0u8; MAX_FRAME];
+    let mut reader = FrameReader::new(&mut frame_buf);
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = match line.read(&mut chunk) {
+            Ok(0) => {
+                // Should not happen while we hold the slave open; avoid a busy loop anyway.
+                std::thread::sleep(std::time::Duration::from_millis(10));
+                continue;
+            }
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        for &byte in &chunk[..n] {
+            match reader.feed(byte) {
+                Feed::Frame(len) => {
+                    if let Some(out) = server.on_frame(reader.frame(len)) {
+                        if let Err(e) = line.write_all(&out).and_then(|()| line.flush()) {
+                            eprintln!("keyward-fw-sim: write failed: {e}");
+                        }
+                    }
+                }
+                Feed::Dropped => eprintln!("keyward-fw-sim: dropped an over-long frame"),
+                Feed::Pending => {}
+            }
+        }
+    }
+}
+
+fn run(args: Args) -> io::Result<()> {
+    let secret = load_or_create_secret(&args.state_dir)?;
+    let (master, slave, path) = open_pty()?;
+    let server = Server {
+        service: KeyService::new(*secret, OsRng),
+        drop: Every::new(args.drop_every),
+        corrupt: Every::new(args.corrupt_every),
+    };
+    drop(secret);
+    let mut stdout = io::stdout().lock();
+    writeln!(stdout, "keyward-fw-sim: device {path}")?;
+    stdout.flush()?;
+    drop(stdout);
+    // Keep our own slave descriptor open so the line never hangs up between host sessions.
+    let _slave = slave;
+    serve(server, master)
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(msg) => {
+            eprintln!("{msg}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("keyward-fw-sim: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

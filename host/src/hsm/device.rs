@@ -1,0 +1,143 @@
+//! A backend that runs the Keyward firmware key service: linked into the daemon (`embedded`)
+//! or on a device behind a serial line (`serial`). Both speak the same `Request`/`Response`
+//! enums; only the transport differs.
+
+use super::asym::{DecryptScheme, SignScheme};
+use super::{Hsm, ProtectionLevel};
+use crate::error::{Error, Result};
+use keyward_shared::wire::{Request, Response};
+use keyward_shared::Algorithm;
+use zeroize::Zeroizing;
+
+/// Carries one request to the key service and brings back its answer.
+pub trait Transport: Send + Sync {
+    fn exchange(&self, req: Request<'_>) -> Result<Response>;
+}
+
+pub struct DeviceHsm<T> {
+    name: &'static str,
+    transport: T,
+}
+
+impl<T: Transport> DeviceHsm<T> {
+    pub fn new(name: &'static str, transport: T) -> Self {
+        DeviceHsm { name, transport }
+    }
+
+    fn call(&self, req: Request<'_>) -> Result<Response> {
+        match self.transport.exchange(req)? {
+            Response::Error(e) => Err(e.into()),
+            other => Ok(other),
+        }
+    }
+}
+
+fn not_here(alg: Algorithm) -> Error {
+    Error::UnsupportedKeyUsage(format!(
+        "{} keys are not available with the firmware backends yet",
+        alg.api_name()
+    ))
+}
+
+fn unexpected(resp: Response) -> Error {
+    Error::Hsm(format!("unexpected device response {resp:?}"))
+}
+
+impl<T: Transport> Hsm for DeviceHsm<T> {
+    fn backend(&self) -> &'static str {
+        self.name
+    }
+
+    fn protection_level(&self, _alg: Algorithm) -> ProtectionLevel {
+        // The firmware runs every algorithm itself; when it sits on a real device this is
+        // the HSM level. Linked in-process the "device" is this daemon, which start-up says.
+        ProtectionLevel::Hsm
+    }
+
+    fn generate(&self, algorithm: Algorithm) -> Result<Vec<u8>> {
+        match self.call(Request::GenerateKey { algorithm })? {
+            Response::Sealed(s) => Ok(s),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    fn encrypt(
+        &self,
+        algorithm: Algorithm,
+        sealed: &[u8],
+        aad: &[u8],
+        plaintext: &[u8],
+    ) -> Result<(Vec<u8>, Vec<u8>)> {
+        match self.call(Request::Encrypt {
+            algorithm,
+            sealed,
+            aad,
+            plaintext,
+        })? {
+            Response::Encrypted { nonce, ciphertext } => Ok((nonce, ciphertext)),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    fn decrypt(
+        &self,
+        algorithm: Algorithm,
+        sealed: &[u8],
+        nonce: &[u8],
+        aad: &[u8],
+        ciphertext: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>> {
+        match self.call(Request::Decrypt {
+            algorithm,
+            sealed,
+            aad,
+            nonce,
+            ciphertext,
+        })? {
+            Response::Plaintext(p) => Ok(Zeroizing::new(p)),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    fn supports(&self, alg: Algorithm) -> bool {
+        // The firmware core holds symmetric keys; its asymmetric algorithms arrive with the
+        // serial firmware work.
+        alg.is_symmetric()
+    }
+
+    fn generate_key_pair(&self, alg: Algorithm) -> Result<(Vec<u8>, Vec<u8>)> {
+        Err(not_here(alg))
+    }
+
+    fn sign(&self, alg: Algorithm, _: &[u8], _: SignScheme, _: &[u8], _: bool) -> Result<Vec<u8>> {
+        Err(not_here(alg))
+    }
+
+    fn asym_decrypt(
+        &self,
+        alg: Algorithm,
+        _: &[u8],
+        _: DecryptScheme,
+        _: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>> {
+        Err(not_here(alg))
+    }
+
+    fn import_wrapped(
+        &self,
+        alg: Algorithm,
+        _: &[u8],
+        _: DecryptScheme,
+        _: &[u8],
+    ) -> Result<(Vec<u8>, Vec<u8>)> {
+        Err(not_here(alg))
+    }
+
+    fn random(&self, len: usize) -> Result<Zeroizing<Vec<u8>>> {
+        let len = u32::try_from(len).map_err(|_| Error::Internal("random length".into()))?;
+        match self.call(Request::Random { len })? {
+            Response::Random(r) => Ok(Zeroizing::new(r)),
+            other => Err(unexpected(other)),
+        }
+    }
+}
