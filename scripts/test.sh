@@ -35,5 +35,8 @@ echo "==> cargo test"
 cargo build -p keyward-firmware --features sim --bin keyward-fw-sim
 cargo test -p keyward-firmware --features sim --test sim
 cargo test --workspace
+echo "==> the KMS API suite on the embedded and serial (firmware simulator) backends"
+KEYWARD_TEST_BACKEND=embedded cargo test -p keyward --test e2e_kms_api
+KEYWARD_TEST_BACKEND=serial cargo test -p keyward --test e2e_kms_api
 echo "==> Python SDK compatibility suite"
 KEYWARD_BIN="$PWD/target/debug/keyward" .venv/bin/python -m pytest -q tests/python

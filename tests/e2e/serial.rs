@@ -5,49 +5,15 @@ mod common;
 
 use common::*;
 use serde_json::json;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-
-/// The simulator binary, built by scripts/test.sh (`cargo build -p keyward-firmware --features
-/// sim`); KEYWARD_FW_SIM overrides the path.
-fn sim_binary() -> std::path::PathBuf {
-    let path = std::env::var_os("KEYWARD_FW_SIM")
-        .map(Into::into)
-        .unwrap_or_else(|| {
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/keyward-fw-sim")
-        });
-    assert!(
-        path.exists(),
-        "{} is missing: build it with `cargo build -p keyward-firmware --features sim`",
-        path.display()
-    );
-    path
-}
 
 struct Sim {
-    child: Child,
+    child: std::process::Child,
     device: String,
 }
 
 impl Sim {
     fn start(state: &std::path::Path, extra: &[&str]) -> Sim {
-        let mut child = Command::new(sim_binary())
-            .arg("--state-dir")
-            .arg(state)
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("simulator starts");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let device = line
-            .trim()
-            .strip_prefix("keyward-fw-sim: device ")
-            .unwrap_or_else(|| panic!("unexpected simulator banner {line:?}"))
-            .to_string();
+        let (child, device) = start_sim(state, extra);
         Sim { child, device }
     }
 }

@@ -19,7 +19,65 @@ pub struct Credentials {
     pub secret_key: String,
 }
 
+/// Which HSM backend the backend-neutral suites run on: `KEYWARD_TEST_BACKEND` = `softhsm`
+/// (default), `embedded` or `serial` (the firmware simulator on a pseudo-terminal).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    SoftHsm,
+    Embedded,
+    Serial,
+}
+
+pub fn backend_under_test() -> Backend {
+    match std::env::var("KEYWARD_TEST_BACKEND").as_deref() {
+        Ok("embedded") => Backend::Embedded,
+        Ok("serial") => Backend::Serial,
+        Ok("softhsm") | Err(_) => Backend::SoftHsm,
+        Ok(other) => panic!("unknown KEYWARD_TEST_BACKEND {other}"),
+    }
+}
+
+/// The firmware simulator binary (built by scripts/test.sh); KEYWARD_FW_SIM overrides it.
+pub fn sim_binary() -> PathBuf {
+    let path: PathBuf = std::env::var_os("KEYWARD_FW_SIM")
+        .map(Into::into)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/keyward-fw-sim")
+        });
+    assert!(
+        path.exists(),
+        "{} is missing: build it with `cargo build -p keyward-firmware --features sim`",
+        path.display()
+    );
+    path
+}
+
+/// Starts the simulator with its state in `state`; returns the process and its device path.
+pub fn start_sim(state: &Path, extra: &[&str]) -> (Child, String) {
+    use std::io::BufRead;
+    let mut child = Command::new(sim_binary())
+        .arg("--state-dir")
+        .arg(state)
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("simulator starts");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let device = line
+        .trim()
+        .strip_prefix("keyward-fw-sim: device ")
+        .unwrap_or_else(|| panic!("unexpected simulator banner {line:?}"))
+        .to_string();
+    (child, device)
+}
+
 pub struct Daemon {
+    /// The firmware simulator behind a serial-backend daemon (stopped after the daemon).
+    sim: Option<Child>,
     pub dir: tempfile::TempDir,
     pub config: PathBuf,
     pub softhsm_conf: Option<PathBuf>,
@@ -87,6 +145,28 @@ impl Daemon {
         Self::embedded_with("")
     }
 
+    /// A daemon on the backend chosen by `KEYWARD_TEST_BACKEND`.
+    pub fn under_test() -> Daemon {
+        Self::under_test_with("")
+    }
+
+    pub fn under_test_with(extra: &str) -> Daemon {
+        match backend_under_test() {
+            Backend::SoftHsm => Self::softhsm_with(extra),
+            Backend::Embedded => Self::embedded_with(extra),
+            Backend::Serial => {
+                let dir = tempfile::tempdir().unwrap();
+                let (sim, device) = start_sim(&dir.path().join("device"), &[]);
+                let hsm = format!(
+                    "{extra}\n[hsm]\nbackend = \"serial\"\npath = \"{device}\"\ntimeout_ms = 1000\n"
+                );
+                let mut d = Self::with_config(dir, None, &hsm);
+                d.sim = Some(sim);
+                d
+            }
+        }
+    }
+
     /// A daemon with its own `[hsm]` section (e.g. the serial backend), in `dir`.
     pub fn with_hsm_section(dir: tempfile::TempDir, hsm: &str) -> Daemon {
         Self::with_config(dir, None, hsm)
@@ -109,6 +189,7 @@ impl Daemon {
         .unwrap();
         let log = dir.path().join("daemon.log");
         let mut d = Daemon {
+            sim: None,
             dir,
             config,
             softhsm_conf,
@@ -239,6 +320,10 @@ impl Daemon {
 impl Drop for Daemon {
     fn drop(&mut self) {
         self.stop();
+        if let Some(mut sim) = self.sim.take() {
+            let _ = sim.kill();
+            let _ = sim.wait();
+        }
     }
 }
 
