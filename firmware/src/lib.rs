@@ -9,6 +9,7 @@
 extern crate alloc;
 
 pub mod aead;
+pub mod asym;
 pub mod service;
 
 pub use service::KeyService;

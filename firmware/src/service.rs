@@ -4,7 +4,7 @@
 //! the layout tag and algorithm bound as associated data so a sealed key cannot be replayed as a
 //! key of another algorithm.
 
-use crate::aead;
+use crate::{aead, asym};
 use alloc::vec;
 use alloc::vec::Vec;
 use keyward_shared::wire::{
@@ -45,7 +45,13 @@ impl<R: RngCore + CryptoRng> KeyService<R> {
             protocol: PROTOCOL_VERSION,
             model: "keyward-fw".into(),
             firmware_version: env!("CARGO_PKG_VERSION").into(),
-            algorithms: Algorithm::ALL.to_vec(),
+            algorithms: [
+                Algorithm::Aes256Gcm,
+                Algorithm::Sm4Gcm,
+                Algorithm::EccP256,
+                Algorithm::Sm2,
+            ]
+            .to_vec(),
             max_data_len: MAX_DATA_LEN as u32,
         }
     }
@@ -119,6 +125,54 @@ impl<R: RngCore + CryptoRng> KeyService<R> {
                 let key = self.unseal(algorithm, sealed)?;
                 let pt = aead::decrypt(algorithm, &key, nonce, aad, ciphertext)?;
                 Ok(Response::Plaintext(pt))
+            }
+            Request::GenerateKeyPair { algorithm } => {
+                if !asym::supports(algorithm) {
+                    return Err(DeviceError::UnsupportedAlgorithm);
+                }
+                // A random 32-byte string is a valid scalar except with negligible probability;
+                // draw again if not.
+                for _ in 0..8 {
+                    let mut secret = Zeroizing::new(vec![0u8; algorithm.key_len()]);
+                    self.rng.fill_bytes(&mut secret);
+                    if let Some(public_key) = asym::public_key(algorithm, &secret) {
+                        return Ok(Response::KeyPair {
+                            sealed: self.seal(algorithm, &secret)?,
+                            public_key,
+                        });
+                    }
+                }
+                Err(DeviceError::Internal)
+            }
+            Request::Sign {
+                algorithm,
+                sealed,
+                message,
+                is_digest,
+            } => {
+                if !asym::supports(algorithm) {
+                    return Err(DeviceError::UnsupportedAlgorithm);
+                }
+                if message.len() > MAX_DATA_LEN {
+                    return Err(DeviceError::BadLength);
+                }
+                let secret = self.unseal(algorithm, sealed)?;
+                Ok(Response::Signature(asym::sign(
+                    algorithm, &secret, message, is_digest,
+                )?))
+            }
+            Request::AsymDecrypt {
+                algorithm,
+                sealed,
+                ciphertext,
+            } => {
+                if ciphertext.len() > MAX_DATA_LEN {
+                    return Err(DeviceError::BadLength);
+                }
+                let secret = self.unseal(algorithm, sealed)?;
+                Ok(Response::Plaintext(asym::decrypt(
+                    algorithm, &secret, ciphertext,
+                )?))
             }
             Request::Random { len } => {
                 let len = len as usize;
@@ -268,5 +322,56 @@ mod tests {
             Response::Random(r) => assert_eq!(r.len(), 1024),
             other => panic!("{other:?}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod asym_tests {
+    use super::*;
+    use rand_core::OsRng;
+
+    #[test]
+    fn key_pairs_sign_and_bad_inputs() {
+        let mut svc = KeyService::new([9u8; 32], OsRng);
+        for algorithm in [Algorithm::EccP256, Algorithm::Sm2] {
+            let (sealed, public_key) = match svc.handle(Request::GenerateKeyPair { algorithm }) {
+                Response::KeyPair { sealed, public_key } => (sealed, public_key),
+                other => panic!("{other:?}"),
+            };
+            assert!(public_key.len() > 64);
+            let sig = svc.handle(Request::Sign {
+                algorithm,
+                sealed: &sealed,
+                message: b"m",
+                is_digest: false,
+            });
+            assert!(
+                matches!(sig, Response::Signature(ref s) if s[0] == 0x30),
+                "{sig:?}"
+            );
+            // A 33-byte digest and a tampered sealed key are refused, not used.
+            let long = svc.handle(Request::Sign {
+                algorithm,
+                sealed: &sealed,
+                message: &[0u8; 33],
+                is_digest: true,
+            });
+            assert_eq!(long, Response::Error(DeviceError::BadLength));
+            let mut t = sealed.clone();
+            t[5] ^= 1;
+            let bad = svc.handle(Request::Sign {
+                algorithm,
+                sealed: &t,
+                message: b"m",
+                is_digest: false,
+            });
+            assert_eq!(bad, Response::Error(DeviceError::BadSealedKey));
+        }
+        assert_eq!(
+            svc.handle(Request::GenerateKeyPair {
+                algorithm: Algorithm::Rsa2048
+            }),
+            Response::Error(DeviceError::UnsupportedAlgorithm)
+        );
     }
 }

@@ -54,6 +54,28 @@ pub enum Request<'a> {
     Random {
         len: u32,
     },
+    // Variants are only ever appended: their index is the wire format.
+    /// Generate an asymmetric key pair inside the device; the private half comes back sealed.
+    GenerateKeyPair {
+        algorithm: Algorithm,
+    },
+    /// Sign a message (the device hashes it) or a 32-byte digest with a sealed private key.
+    Sign {
+        algorithm: Algorithm,
+        #[serde(borrow)]
+        sealed: &'a [u8],
+        #[serde(borrow)]
+        message: &'a [u8],
+        is_digest: bool,
+    },
+    /// Decrypt an SM2 (C1C3C2, ASN.1) ciphertext with a sealed private key.
+    AsymDecrypt {
+        algorithm: Algorithm,
+        #[serde(borrow)]
+        sealed: &'a [u8],
+        #[serde(borrow)]
+        ciphertext: &'a [u8],
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -69,10 +91,20 @@ pub struct DeviceInfo {
 pub enum Response {
     Hello(DeviceInfo),
     Sealed(Vec<u8>),
-    Encrypted { nonce: Vec<u8>, ciphertext: Vec<u8> },
+    Encrypted {
+        nonce: Vec<u8>,
+        ciphertext: Vec<u8>,
+    },
     Plaintext(Vec<u8>),
     Random(Vec<u8>),
     Error(DeviceError),
+    /// A sealed private key and its public key (DER SubjectPublicKeyInfo).
+    KeyPair {
+        sealed: Vec<u8>,
+        public_key: Vec<u8>,
+    },
+    /// A DER signature.
+    Signature(Vec<u8>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

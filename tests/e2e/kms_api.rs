@@ -886,21 +886,34 @@ async fn first_serve_on_empty_directory_prints_root_key_once() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn embedded_backend_offers_symmetric_keys_only() {
+async fn embedded_backend_offers_what_the_firmware_runs() {
     let d = Daemon::embedded();
     let c = d.client();
+    // The firmware core has no RSA.
     err(
         &c.kms(
             "CreateKey",
-            json!({"Alias": unique("u"), "KeyUsage": "ASYMMETRIC_SIGN_VERIFY_SM2"}),
+            json!({"Alias": unique("u"), "KeyUsage": "ASYMMETRIC_SIGN_VERIFY_RSA_2048"}),
         )
         .await
         .unwrap(),
         "UnsupportedOperation.UnsupportedKeyUsageInCurrentRegion",
     );
     let algs = ok(c.kms("ListAlgorithms", json!({})).await.unwrap());
-    assert_eq!(algs["AsymmetricAlgorithms"], json!([]));
-    assert_eq!(algs["AsymmetricSignVerifyAlgorithms"], json!([]));
+    assert_eq!(
+        algs["AsymmetricAlgorithms"],
+        json!([{"KeyUsage": "ASYMMETRIC_DECRYPT_SM2", "Algorithm": "SM2", "ProtectionLevel": "HSM"}])
+    );
+    let sv: Vec<&str> = algs["AsymmetricSignVerifyAlgorithms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["KeyUsage"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        sv,
+        ["ASYMMETRIC_SIGN_VERIFY_SM2", "ASYMMETRIC_SIGN_VERIFY_ECC"]
+    );
     let key = ok(c
         .kms("CreateKey", json!({"Alias": unique("sym")}))
         .await

@@ -134,3 +134,135 @@ async fn lost_and_corrupted_frames_are_retried() {
         assert_eq!(unb64(back["Plaintext"].as_str().unwrap()), msg, "round {i}");
     }
 }
+
+/// SM2 and P-256 keys live in the device (protection level HSM): signatures verify with
+/// RustCrypto and SM2 ciphertexts made locally are decrypted by the device.
+#[tokio::test(flavor = "multi_thread")]
+async fn asymmetric_keys_in_the_device() {
+    use p256::ecdsa::signature::hazmat::PrehashVerifier;
+    use p256::pkcs8::DecodePublicKey;
+    use sha2::Digest;
+    let state = tempfile::tempdir().unwrap();
+    let sim = Sim::start(state.path(), &[]);
+    let d = serial_daemon(&sim);
+    let c = d.client();
+    let msg = b"signed inside the device";
+
+    let ecc = ok(c
+        .kms(
+            "CreateKey",
+            json!({"Alias": unique("ecc"), "KeyUsage": "ASYMMETRIC_SIGN_VERIFY_ECC"}),
+        )
+        .await
+        .unwrap())["KeyId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let meta =
+        ok(c.kms("DescribeKey", json!({"KeyId": ecc})).await.unwrap())["KeyMetadata"].clone();
+    assert_eq!(meta["ProtectionLevel"], "HSM");
+    let spki = unb64(
+        ok(c.kms("GetPublicKey", json!({"KeyId": ecc})).await.unwrap())["PublicKey"]
+            .as_str()
+            .unwrap(),
+    );
+    let sig = unb64(
+        ok(c.kms(
+            "SignByAsymmetricKey",
+            json!({"KeyId": ecc, "Algorithm": "ECC_P256_R1", "Message": b64(msg)}),
+        )
+        .await
+        .unwrap())["Signature"]
+            .as_str()
+            .unwrap(),
+    );
+    let vk = p256::ecdsa::VerifyingKey::from_public_key_der(&spki).unwrap();
+    vk.verify_prehash(
+        &sha2::Sha256::digest(msg),
+        &p256::ecdsa::Signature::from_der(&sig).unwrap(),
+    )
+    .expect("the device's P-256 signature verifies");
+
+    let sm2_sign = ok(c
+        .kms(
+            "CreateKey",
+            json!({"Alias": unique("sm2"), "KeyUsage": "ASYMMETRIC_SIGN_VERIFY_SM2"}),
+        )
+        .await
+        .unwrap())["KeyId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let spki = unb64(
+        ok(c.kms("GetPublicKey", json!({"KeyId": sm2_sign}))
+            .await
+            .unwrap())["PublicKey"]
+            .as_str()
+            .unwrap(),
+    );
+    let sig = unb64(
+        ok(c.kms(
+            "SignByAsymmetricKey",
+            json!({"KeyId": sm2_sign, "Algorithm": "SM2DSA", "Message": b64(msg)}),
+        )
+        .await
+        .unwrap())["Signature"]
+            .as_str()
+            .unwrap(),
+    );
+    let pk = <sm2::PublicKey as sm2::pkcs8::DecodePublicKey>::from_public_key_der(&spki).unwrap();
+    let vk = sm2::dsa::VerifyingKey::new("1234567812345678", pk).unwrap();
+    sm2::dsa::signature::Verifier::verify(&vk, msg, &sm2::dsa::Signature::from_der(&sig).unwrap())
+        .expect("the device's SM2 signature verifies");
+
+    let sm2_dec = ok(c
+        .kms(
+            "CreateKey",
+            json!({"Alias": unique("sm2d"), "KeyUsage": "ASYMMETRIC_DECRYPT_SM2"}),
+        )
+        .await
+        .unwrap())["KeyId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let spki = unb64(
+        ok(c.kms("GetPublicKey", json!({"KeyId": sm2_dec}))
+            .await
+            .unwrap())["PublicKey"]
+            .as_str()
+            .unwrap(),
+    );
+    let pk = <sm2::PublicKey as sm2::pkcs8::DecodePublicKey>::from_public_key_der(&spki).unwrap();
+    let ct = sm2::pke::EncryptingKey::new(pk)
+        .encrypt_der(&mut getrandom::SysRng, b"to the device")
+        .unwrap();
+    let r = ok(c
+        .kms(
+            "AsymmetricSm2Decrypt",
+            json!({"KeyId": sm2_dec, "Ciphertext": b64(&ct)}),
+        )
+        .await
+        .unwrap());
+    assert_eq!(unb64(r["Plaintext"].as_str().unwrap()), b"to the device");
+    let mut bad = ct.clone();
+    let last = bad.len() - 1;
+    bad[last] ^= 1;
+    err(
+        &c.kms(
+            "AsymmetricSm2Decrypt",
+            json!({"KeyId": sm2_dec, "Ciphertext": b64(&bad)}),
+        )
+        .await
+        .unwrap(),
+        "FailedOperation.DecryptError",
+    );
+    err(
+        &c.kms(
+            "CreateKey",
+            json!({"Alias": unique("rsa"), "KeyUsage": "ASYMMETRIC_DECRYPT_RSA_2048"}),
+        )
+        .await
+        .unwrap(),
+        "UnsupportedOperation.UnsupportedKeyUsageInCurrentRegion",
+    );
+}

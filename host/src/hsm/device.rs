@@ -100,27 +100,63 @@ impl<T: Transport> Hsm for DeviceHsm<T> {
     }
 
     fn supports(&self, alg: Algorithm) -> bool {
-        // The firmware core holds symmetric keys; its asymmetric algorithms arrive with the
-        // serial firmware work.
-        alg.is_symmetric()
+        alg.is_symmetric() || keyward_firmware::asym::supports(alg)
     }
 
-    fn generate_key_pair(&self, alg: Algorithm) -> Result<(Vec<u8>, Vec<u8>)> {
-        Err(not_here(alg))
+    fn generate_key_pair(&self, algorithm: Algorithm) -> Result<(Vec<u8>, Vec<u8>)> {
+        if !self.supports(algorithm) || algorithm.is_symmetric() {
+            return Err(not_here(algorithm));
+        }
+        match self.call(Request::GenerateKeyPair { algorithm })? {
+            Response::KeyPair { sealed, public_key } => Ok((sealed, public_key)),
+            other => Err(unexpected(other)),
+        }
     }
 
-    fn sign(&self, alg: Algorithm, _: &[u8], _: SignScheme, _: &[u8], _: bool) -> Result<Vec<u8>> {
-        Err(not_here(alg))
+    fn sign(
+        &self,
+        algorithm: Algorithm,
+        sealed: &[u8],
+        scheme: SignScheme,
+        message: &[u8],
+        is_digest: bool,
+    ) -> Result<Vec<u8>> {
+        let fits = matches!(
+            (algorithm, scheme),
+            (Algorithm::EccP256, SignScheme::Ecdsa) | (Algorithm::Sm2, SignScheme::Sm2)
+        );
+        if !fits {
+            return Err(not_here(algorithm));
+        }
+        match self.call(Request::Sign {
+            algorithm,
+            sealed,
+            message,
+            is_digest,
+        })? {
+            Response::Signature(s) => Ok(s),
+            other => Err(unexpected(other)),
+        }
     }
 
     fn asym_decrypt(
         &self,
-        alg: Algorithm,
-        _: &[u8],
-        _: DecryptScheme,
-        _: &[u8],
+        algorithm: Algorithm,
+        sealed: &[u8],
+        scheme: DecryptScheme,
+        ciphertext: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>> {
-        Err(not_here(alg))
+        if (algorithm, scheme) != (Algorithm::Sm2, DecryptScheme::Sm2Der) {
+            return Err(not_here(algorithm));
+        }
+        match self.call(Request::AsymDecrypt {
+            algorithm,
+            sealed,
+            ciphertext,
+        })? {
+            Response::Plaintext(p) => Ok(Zeroizing::new(p)),
+            other => Err(unexpected(other)),
+        }
     }
 
     fn import_wrapped(
