@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 secs=${1:-10}
 conc=${2:-16}
 cargo build --release --quiet --bin keyward --example raw_bench -p keyward -p keyward-hsm-pkcs11
+cargo build --release --quiet -p keyward-firmware --features sim --bin keyward-fw-sim
 bin=target/release/keyward
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
@@ -47,6 +48,24 @@ for a in Sign-RSA Sign-ECC Sign-P384 Sign-SM2 Verify-RSA Verify-ECC Verify-P384 
 done
 target/release/examples/raw_bench --module /usr/lib/softhsm/libsofthsm2.so --token keyward \
   --pin 1234 --threads 1 --seconds "$secs" --asym | grep raw_pkcs11_sign || true
+# The same Encrypt through the firmware core: linked in (embedded) and over a pty (serial).
+target/release/keyward-fw-sim --state-dir "$work/sim" > "$work/sim.out" &
+sleep 0.5
+device=$(sed -n 's/^keyward-fw-sim: device //p' "$work/sim.out")
+for backend in embedded serial; do
+  if [ "$backend" = serial ]; then hsm="[hsm]
+backend = \"serial\"
+path = \"$device\""; else hsm=""; fi
+  printf 'data_dir = "%s"\n%s\n' "$work/data-$backend" "$hsm" > "$work/$backend.toml"
+  "$bin" init --config "$work/$backend.toml" > "$work/$backend.json"
+  "$bin" serve --config "$work/$backend.toml" --listen 127.0.0.1:18183 2> "$work/$backend.log" &
+  pid=$!
+  sleep 1
+  echo "backend=$backend"
+  "$bin" bench --endpoint http://127.0.0.1:18183 --credentials "$work/$backend.json" \
+    --action Encrypt --concurrency "$conc" --duration "$secs"
+  kill $pid; wait $pid 2>/dev/null || true
+done
 for t in 1 2; do
   target/release/examples/raw_bench --module /usr/lib/softhsm/libsofthsm2.so --token keyward \
     --pin 1234 --threads "$t" --seconds "$secs"
