@@ -161,6 +161,23 @@ impl<R: RngCore + CryptoRng> KeyService<R> {
                     algorithm, &secret, message, is_digest,
                 )?))
             }
+            Request::Attest { challenge } => {
+                if challenge.len() > 64 {
+                    return Err(DeviceError::BadLength);
+                }
+                let info = self.info();
+                let serial = self.serial();
+                let key = self.identity_key()?;
+                let message = keyward_shared::wire::attestation_message(challenge, &info, &serial);
+                let signature = asym::sign(Algorithm::EccP256, &key, &message, false)?;
+                let public_key =
+                    asym::public_key(Algorithm::EccP256, &key).ok_or(DeviceError::Internal)?;
+                Ok(Response::Attestation {
+                    serial,
+                    public_key,
+                    signature,
+                })
+            }
             Request::AsymDecrypt {
                 algorithm,
                 sealed,
@@ -184,6 +201,37 @@ impl<R: RngCore + CryptoRng> KeyService<R> {
                 Ok(Response::Random(out))
             }
         }
+    }
+
+    /// The device identity key: a P-256 scalar derived from the device key, so it is stable
+    /// for the device's life and never stored anywhere.
+    fn identity_key(&self) -> Result<Zeroizing<Vec<u8>>, DeviceError> {
+        use sha2::{Digest, Sha256};
+        for counter in 0u8..8 {
+            let mut h = Sha256::new();
+            h.update(b"keyward/device-identity/v1");
+            h.update([counter]);
+            h.update(self.device_key.as_ref());
+            let candidate = Zeroizing::new(h.finalize().to_vec());
+            if asym::public_key(Algorithm::EccP256, &candidate).is_some() {
+                return Ok(candidate);
+            }
+        }
+        Err(DeviceError::Internal)
+    }
+
+    /// A stable, non-secret serial number derived from the device key.
+    fn serial(&self) -> alloc::string::String {
+        use core::fmt::Write;
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(b"keyward/device-serial/v1");
+        h.update(self.device_key.as_ref());
+        let mut s = alloc::string::String::from("KW-");
+        for b in &h.finalize()[..6] {
+            let _ = write!(s, "{b:02X}");
+        }
+        s
     }
 
     fn seal(&mut self, alg: Algorithm, material: &[u8]) -> Result<Vec<u8>, DeviceError> {

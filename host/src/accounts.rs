@@ -14,6 +14,7 @@ use zeroize::Zeroizing;
 
 const SYSTEM_KEY_META: &str = "system_key";
 const BACKEND_META: &str = "hsm_backend";
+const DEVICE_IDENTITY_META: &str = "hsm_device_identity";
 const SYSTEM_KEY_ALG: Algorithm = Algorithm::Aes256Gcm;
 pub const ROOT_UIN: u64 = 100_000_000_001;
 
@@ -61,6 +62,16 @@ impl Accounts {
                 String::from_utf8_lossy(&bound),
                 hsm.backend()
             )));
+        }
+        if let Some(identity) = hsm.device_identity() {
+            store.insert_meta(DEVICE_IDENTITY_META, &identity)?;
+            if store.get_meta(DEVICE_IDENTITY_META)?.as_deref() != Some(identity.as_slice()) {
+                return Err(Error::Config(
+                    "this data directory belongs to another HSM device (its attested identity \
+                     differs); connect the original device"
+                        .into(),
+                ));
+            }
         }
         if store.get_meta(SYSTEM_KEY_META)?.is_none() {
             let sealed = hsm.generate(SYSTEM_KEY_ALG)?;

@@ -121,6 +121,10 @@ pub struct SerialConfig {
     /// How long to wait for one answer before retrying.
     #[serde(default = "default_serial_timeout_ms")]
     pub timeout_ms: u64,
+    /// Pin the device: base64 DER identity public key it must attest with. Without it the
+    /// first device a data directory sees is pinned in the store.
+    #[serde(default)]
+    pub device_public_key: Option<String>,
 }
 
 fn default_baud() -> u32 {

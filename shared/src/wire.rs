@@ -76,6 +76,12 @@ pub enum Request<'a> {
         #[serde(borrow)]
         ciphertext: &'a [u8],
     },
+    /// Prove the device's identity: sign `ATTESTATION_CONTEXT || challenge || model || 0 ||
+    /// firmware_version || 0 || serial` with the device identity key (P-256, ECDSA/SHA-256).
+    Attest {
+        #[serde(borrow)]
+        challenge: &'a [u8],
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -105,6 +111,28 @@ pub enum Response {
     },
     /// A DER signature.
     Signature(Vec<u8>),
+    Attestation {
+        serial: alloc::string::String,
+        /// The identity public key, DER SubjectPublicKeyInfo.
+        public_key: Vec<u8>,
+        /// DER ECDSA signature over the attestation message.
+        signature: Vec<u8>,
+    },
+}
+
+/// Domain separation for attestation signatures.
+pub const ATTESTATION_CONTEXT: &[u8] = b"keyward/attest/v1\0";
+
+/// The bytes an attestation signature covers.
+pub fn attestation_message(challenge: &[u8], info: &DeviceInfo, serial: &str) -> Vec<u8> {
+    let mut m = ATTESTATION_CONTEXT.to_vec();
+    m.extend_from_slice(challenge);
+    m.extend_from_slice(info.model.as_bytes());
+    m.push(0);
+    m.extend_from_slice(info.firmware_version.as_bytes());
+    m.push(0);
+    m.extend_from_slice(serial.as_bytes());
+    m
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -266,3 +266,56 @@ async fn asymmetric_keys_in_the_device() {
         "UnsupportedOperation.UnsupportedKeyUsageInCurrentRegion",
     );
 }
+
+/// The daemon pins the device it first saw: another device (another device secret) on the
+/// same data directory is refused at start, the original one is accepted again.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_data_directory_is_pinned_to_its_device() {
+    let first_state = tempfile::tempdir().unwrap();
+    let other_state = tempfile::tempdir().unwrap();
+    let first = Sim::start(first_state.path(), &[]);
+    let mut d = serial_daemon(&first);
+    let c = d.client();
+    ok(c.kms("GenerateRandom", json!({"NumberOfBytes": 8}))
+        .await
+        .unwrap());
+    d.stop();
+    drop(first);
+
+    let other = Sim::start(other_state.path(), &[]);
+    let config = std::fs::read_to_string(&d.config).unwrap();
+    let device_line = config
+        .lines()
+        .find(|l| l.starts_with("path = "))
+        .unwrap()
+        .to_string();
+    std::fs::write(
+        &d.config,
+        config.replace(&device_line, &format!("path = \"{}\"", other.device)),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_keyward"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&d.config)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("another HSM device"));
+
+    // The original device (same secret, new pseudo-terminal) is accepted again.
+    let again = Sim::start(first_state.path(), &[]);
+    let config = std::fs::read_to_string(&d.config).unwrap();
+    std::fs::write(
+        &d.config,
+        config.replace(
+            &format!("path = \"{}\"", other.device),
+            &format!("path = \"{}\"", again.device),
+        ),
+    )
+    .unwrap();
+    d.start();
+    ok(d.client()
+        .kms("GenerateRandom", json!({"NumberOfBytes": 8}))
+        .await
+        .unwrap());
+}

@@ -17,11 +17,22 @@ pub trait Transport: Send + Sync {
 pub struct DeviceHsm<T> {
     name: &'static str,
     transport: T,
+    /// The attested identity public key of a physical device (serial backend).
+    identity: Option<Vec<u8>>,
 }
 
 impl<T: Transport> DeviceHsm<T> {
     pub fn new(name: &'static str, transport: T) -> Self {
-        DeviceHsm { name, transport }
+        DeviceHsm {
+            name,
+            transport,
+            identity: None,
+        }
+    }
+
+    pub fn with_identity(mut self, public_key: Vec<u8>) -> Self {
+        self.identity = Some(public_key);
+        self
     }
 
     fn call(&self, req: Request<'_>) -> Result<Response> {
@@ -97,6 +108,10 @@ impl<T: Transport> Hsm for DeviceHsm<T> {
             Response::Plaintext(p) => Ok(Zeroizing::new(p)),
             other => Err(unexpected(other)),
         }
+    }
+
+    fn device_identity(&self) -> Option<Vec<u8>> {
+        self.identity.clone()
     }
 
     fn supports(&self, alg: Algorithm) -> bool {

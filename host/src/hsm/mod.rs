@@ -62,6 +62,9 @@ pub trait Hsm: Send + Sync {
     ) -> Result<Zeroizing<Vec<u8>>>;
     fn random(&self, len: usize) -> Result<Zeroizing<Vec<u8>>>;
 
+    /// The attested identity (public key) of the device behind this backend, if it has one;
+    /// the store pins it so a data directory is never served by another device.
+    fn device_identity(&self) -> Option<Vec<u8>>;
     /// Whether this backend can hold and use keys of `alg` at all (HSM or SOFTWARE level).
     fn supports(&self, alg: Algorithm) -> bool;
     /// Creates an asymmetric key pair; returns the sealed private key and the public key as

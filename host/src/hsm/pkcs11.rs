@@ -81,6 +81,11 @@ impl Hsm for Pkcs11Backend {
         }
     }
 
+    fn device_identity(&self) -> Option<Vec<u8>> {
+        // The token is identified by label and PIN; its root key is what binds the data.
+        None
+    }
+
     fn supports(&self, alg: Algorithm) -> bool {
         let caps = self.token.capabilities();
         match alg {

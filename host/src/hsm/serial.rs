@@ -29,7 +29,8 @@ struct Link {
 }
 
 impl SerialLink {
-    /// Opens the device, negotiates the protocol (Hello) and logs the device's identity.
+    /// Opens the device, negotiates the protocol (Hello) and verifies the device's attested
+    /// identity (pinned by configuration, or by the store on first use).
     pub fn open(cfg: &SerialConfig) -> Result<DeviceHsm<SerialLink>> {
         let port = serialport::new(cfg.path.to_string_lossy(), cfg.baud)
             .timeout(Duration::from_millis(50))
@@ -43,27 +44,72 @@ impl SerialLink {
                 timeout: Duration::from_millis(cfg.timeout_ms.max(10)),
             }),
         };
-        match link.exchange(Request::Hello {
+        let identity = link.attest()?;
+        if let Some(pin) = &cfg.device_public_key {
+            use base64::Engine;
+            let pinned = base64::engine::general_purpose::STANDARD
+                .decode(pin.trim())
+                .map_err(|e| Error::Config(format!("hsm.device_public_key: {e}")))?;
+            if pinned != identity {
+                return Err(Error::Config(format!(
+                    "serial device {} is not the pinned device",
+                    cfg.path.display()
+                )));
+            }
+        }
+        Ok(DeviceHsm::new("serial", link).with_identity(identity))
+    }
+
+    /// Challenges the device to sign its identity with its P-256 identity key and verifies
+    /// the signature; returns the identity public key.
+    fn attest(&self) -> Result<Vec<u8>> {
+        use p256::ecdsa::signature::Verifier;
+        use p256::pkcs8::DecodePublicKey;
+        let mut challenge = [0u8; 32];
+        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut challenge);
+        // Hello negotiates the protocol version and names the device.
+        let info = match self.exchange(Request::Hello {
             protocol: PROTOCOL_VERSION,
         })? {
-            Response::Hello(info) if info.protocol == PROTOCOL_VERSION => {
-                tracing::info!(
-                    device = %cfg.path.display(),
-                    model = %info.model,
-                    firmware = %info.firmware_version,
-                    "serial HSM ready"
-                );
-            }
+            Response::Hello(info) if info.protocol == PROTOCOL_VERSION => info,
             Response::Error(e) => {
                 return Err(Error::Config(format!("serial device refused Hello: {e}")))
             }
             other => {
                 return Err(Error::Config(format!(
-                    "serial device answered Hello with {other:?}"
+                    "device answered Hello with {other:?}"
                 )))
             }
-        }
-        Ok(DeviceHsm::new("serial", link))
+        };
+        let (serial, public_key, signature) = match self.exchange(Request::Attest {
+            challenge: &challenge,
+        })? {
+            Response::Attestation {
+                serial,
+                public_key,
+                signature,
+            } => (serial, public_key, signature),
+            other => {
+                return Err(Error::Config(format!(
+                    "device answered Attest with {other:?}"
+                )))
+            }
+        };
+        let key = p256::ecdsa::VerifyingKey::from_public_key_der(&public_key)
+            .map_err(|e| Error::Config(format!("device identity key: {e}")))?;
+        let sig = p256::ecdsa::Signature::from_der(&signature)
+            .map_err(|e| Error::Config(format!("device attestation signature: {e}")))?;
+        let message = keyward_shared::wire::attestation_message(&challenge, &info, &serial);
+        key.verify(&message, &sig).map_err(|_| {
+            Error::Config("the device's attestation signature does not verify".into())
+        })?;
+        tracing::info!(
+            %serial,
+            model = %info.model,
+            firmware = %info.firmware_version,
+            "serial HSM attested its identity"
+        );
+        Ok(public_key)
     }
 }
 
