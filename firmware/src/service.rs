@@ -444,7 +444,7 @@ mod robustness {
                         x ^= x >> 7;
                         x ^= x << 17;
                         // Bias towards small values: valid variant indices and lengths.
-                        if x % 3 == 0 {
+                        if x.is_multiple_of(3) {
                             (x >> 8) as u8 % 12
                         } else {
                             (x >> 16) as u8
