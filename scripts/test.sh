@@ -38,5 +38,9 @@ cargo test --workspace
 echo "==> the KMS API suite on the embedded and serial (firmware simulator) backends"
 KEYWARD_TEST_BACKEND=embedded cargo test -p keyward --test e2e_kms_api
 KEYWARD_TEST_BACKEND=serial cargo test -p keyward --test e2e_kms_api
+echo "==> the freestanding (no_std, no_main) firmware build"
+cargo fmt --manifest-path firmware/device/Cargo.toml -- --check
+cargo clippy --release --quiet --manifest-path firmware/device/Cargo.toml -- -D warnings
+cargo build --release --quiet --manifest-path firmware/device/Cargo.toml
 echo "==> Python SDK compatibility suite"
 KEYWARD_BIN="$PWD/target/debug/keyward" .venv/bin/python -m pytest -q tests/python
