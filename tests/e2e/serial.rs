@@ -26,10 +26,14 @@ impl Drop for Sim {
 }
 
 fn serial_daemon(sim: &Sim) -> Daemon {
+    serial_daemon_with_timeout(sim, 500)
+}
+
+fn serial_daemon_with_timeout(sim: &Sim, timeout_ms: u64) -> Daemon {
     Daemon::with_hsm_section(
         tempfile::tempdir().unwrap(),
         &format!(
-            "[hsm]\nbackend = \"serial\"\npath = \"{}\"\ntimeout_ms = 500\n",
+            "[hsm]\nbackend = \"serial\"\npath = \"{}\"\ntimeout_ms = {timeout_ms}\n",
             sim.device
         ),
     )
@@ -318,4 +322,42 @@ async fn the_data_directory_is_pinned_to_its_device() {
         .kms("GenerateRandom", json!({"NumberOfBytes": 8}))
         .await
         .unwrap());
+}
+
+/// A device that stalls past the host's timeout (its late answer must be ignored, never taken
+/// for the retry's) and a device that resets halfway through an answer.
+#[tokio::test(flavor = "multi_thread")]
+async fn stalled_and_resetting_devices() {
+    for faults in [["--stall-every", "3"], ["--reset-every", "3"]] {
+        let state = tempfile::tempdir().unwrap();
+        let sim = Sim::start(state.path(), &faults);
+        // 1 s: a stalled request (1.5 s) times out once; its late answer arrives while the
+        // retry is pending and must be ignored.
+        let d = serial_daemon_with_timeout(&sim, 1000);
+        let c = d.client();
+        let key_id = ok(c
+            .kms("CreateKey", json!({"Alias": unique("f")}))
+            .await
+            .unwrap())["KeyId"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        for i in 0..6u8 {
+            let msg = vec![i; 24];
+            let blob = ok(c
+                .kms("Encrypt", json!({"KeyId": key_id, "Plaintext": b64(&msg)}))
+                .await
+                .unwrap())["CiphertextBlob"]
+                .clone();
+            let back = ok(c
+                .kms("Decrypt", json!({"CiphertextBlob": blob}))
+                .await
+                .unwrap());
+            assert_eq!(
+                unb64(back["Plaintext"].as_str().unwrap()),
+                msg,
+                "{faults:?} round {i}"
+            );
+        }
+    }
 }

@@ -2,7 +2,8 @@
 //! framing of `keyward_shared::frame`, so the host's serial backend can be tested without a
 //! device.
 //!
-//! Usage: `keyward-fw-sim --state-dir DIR [--drop-every N] [--corrupt-every N]`
+//! Usage: `keyward-fw-sim --state-dir DIR [--drop-every N] [--corrupt-every N]
+//! [--stall-every N] [--reset-every N]`
 //!
 //! Prints one line, `keyward-fw-sim: device <slave path>`, then serves until killed.
 
@@ -27,31 +28,40 @@ struct Args {
     state_dir: PathBuf,
     drop_every: Option<u64>,
     corrupt_every: Option<u64>,
+    stall_every: Option<u64>,
+    reset_every: Option<u64>,
 }
 
-const USAGE: &str = "usage: keyward-fw-sim --state-dir DIR [--drop-every N] [--corrupt-every N]";
+const USAGE: &str = "usage: keyward-fw-sim --state-dir DIR [--drop-every N] [--corrupt-every N] \
+                     [--stall-every N] [--reset-every N]";
+
+/// How long a stalled request makes the host wait (longer than its timeout).
+const STALL: std::time::Duration = std::time::Duration::from_millis(1500);
 
 fn parse_args() -> Result<Args, String> {
     let mut state_dir = None;
     let mut drop_every = None;
     let mut corrupt_every = None;
+    let mut stall_every = None;
+    let mut reset_every = None;
     let mut it = std::env::args_os().skip(1);
     while let Some(arg) = it.next() {
         let arg = arg.to_string_lossy().into_owned();
         let mut value = || it.next().ok_or_else(|| format!("{arg} needs a value"));
         match arg.as_str() {
             "--state-dir" => state_dir = Some(PathBuf::from(value()?)),
-            "--drop-every" | "--corrupt-every" => {
+            "--drop-every" | "--corrupt-every" | "--stall-every" | "--reset-every" => {
                 let v = value()?;
                 let n = v
                     .to_str()
                     .and_then(|s| s.parse::<u64>().ok())
                     .filter(|n| *n > 0)
                     .ok_or_else(|| format!("{arg}: expected a positive integer"))?;
-                if arg == "--drop-every" {
-                    drop_every = Some(n);
-                } else {
-                    corrupt_every = Some(n);
+                match arg.as_str() {
+                    "--drop-every" => drop_every = Some(n),
+                    "--corrupt-every" => corrupt_every = Some(n),
+                    "--stall-every" => stall_every = Some(n),
+                    _ => reset_every = Some(n),
                 }
             }
             "-h" | "--help" => return Err(USAGE.into()),
@@ -62,6 +72,8 @@ fn parse_args() -> Result<Args, String> {
         state_dir: state_dir.ok_or_else(|| format!("--state-dir is required\n{USAGE}"))?,
         drop_every,
         corrupt_every,
+        stall_every,
+        reset_every,
     })
 }
 
@@ -192,6 +204,12 @@ struct Server<R: rand_core::RngCore + rand_core::CryptoRng> {
     drop: Every,
     /// Counts written responses; the `n`th gets one bit flipped.
     corrupt: Every,
+    /// Counts decoded requests; the `n`th is answered only after `STALL`.
+    stall: Every,
+    /// Counts written responses; the `n`th is cut in half by a "reset", after which the
+    /// rebooted device starts its output with a delimiter.
+    reset: Every,
+    rebooted: bool,
 }
 
 impl<R: rand_core::RngCore + rand_core::CryptoRng> Server<R> {
@@ -203,6 +221,10 @@ impl<R: rand_core::RngCore + rand_core::CryptoRng> Server<R> {
                 if self.drop.tick() {
                     eprintln!("keyward-fw-sim: dropping request seq {seq} (fault injection)");
                     return None;
+                }
+                if self.stall.tick() {
+                    eprintln!("keyward-fw-sim: stalling request seq {seq} (fault injection)");
+                    std::thread::sleep(STALL);
                 }
                 let service = &mut self.service;
                 let response =
@@ -229,6 +251,15 @@ impl<R: rand_core::RngCore + rand_core::CryptoRng> Server<R> {
         if self.corrupt.tick() {
             eprintln!("keyward-fw-sim: corrupting response seq {seq} (fault injection)");
             corrupt(&mut out);
+        }
+        if self.reset.tick() {
+            eprintln!("keyward-fw-sim: reset while answering seq {seq} (fault injection)");
+            out.truncate(out.len() / 2);
+            self.rebooted = true;
+            return Some(out);
+        }
+        if std::mem::take(&mut self.rebooted) {
+            out.insert(0, 0);
         }
         Some(out)
     }
@@ -276,6 +307,9 @@ fn run(args: Args) -> io::Result<()> {
         service: KeyService::new(*secret, OsRng),
         drop: Every::new(args.drop_every),
         corrupt: Every::new(args.corrupt_every),
+        stall: Every::new(args.stall_every),
+        reset: Every::new(args.reset_every),
+        rebooted: false,
     };
     drop(secret);
     let mut stdout = io::stdout().lock();
