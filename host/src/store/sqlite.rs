@@ -99,22 +99,29 @@ fn migrate(conn: &mut Connection) -> Result<()> {
     Ok(())
 }
 
+/// A column whose stored text does not parse (a damaged or foreign database).
+fn bad(i: usize, what: &str) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(
+        i,
+        rusqlite::types::Type::Text,
+        format!("bad {what}").into(),
+    )
+}
+
+/// The `tags` JSON column at index `i`.
+fn tags_at(r: &Row<'_>, i: usize) -> rusqlite::Result<Vec<Tag>> {
+    let text: String = r.get(i)?;
+    serde_json::from_str(&text).map_err(|_| bad(i, "tags"))
+}
+
 const KEY_COLUMNS: &str = "key_id, region, owner_uin, creator_uin, alias, description, key_usage, \
     origin, owner, algorithm, state, create_time, deletion_date, rotation_enabled, rotate_days, \
     next_rotate_time, last_rotate_time, current_version, tags, last_manual_rotate, \
     last_alarm_time, valid_to, material_kcv";
 
 fn key_from_row(r: &Row<'_>) -> rusqlite::Result<KeyRecord> {
-    let bad = |i: usize, what: &str| {
-        rusqlite::Error::FromSqlConversionFailure(
-            i,
-            rusqlite::types::Type::Text,
-            format!("bad {what}").into(),
-        )
-    };
     let alg: u8 = r.get(9)?;
     let state: String = r.get(10)?;
-    let tags: String = r.get(18)?;
     Ok(KeyRecord {
         key_id: r.get(0)?,
         region: r.get(1)?,
@@ -134,7 +141,7 @@ fn key_from_row(r: &Row<'_>) -> rusqlite::Result<KeyRecord> {
         next_rotate_time: r.get(15)?,
         last_rotate_time: r.get(16)?,
         current_version: r.get(17)?,
-        tags: serde_json::from_str(&tags).map_err(|_| bad(18, "tags"))?,
+        tags: tags_at(r, 18)?,
         last_manual_rotate: r.get(19)?,
         last_alarm_time: r.get(20)?,
         valid_to: r.get(21)?,
@@ -146,15 +153,7 @@ const DATA_KEY_COLUMNS: &str = "data_key_id, region, owner_uin, creator_uin, nam
     key_id, origin, owner, state, number_of_bytes, create_time, deletion_date, blob, tags";
 
 fn data_key_from_row(r: &Row<'_>) -> rusqlite::Result<DataKeyRecord> {
-    let bad = |i: usize, what: &str| {
-        rusqlite::Error::FromSqlConversionFailure(
-            i,
-            rusqlite::types::Type::Text,
-            format!("bad {what}").into(),
-        )
-    };
     let state: String = r.get(9)?;
-    let tags: String = r.get(14)?;
     Ok(DataKeyRecord {
         data_key_id: r.get(0)?,
         region: r.get(1)?,
@@ -170,7 +169,7 @@ fn data_key_from_row(r: &Row<'_>) -> rusqlite::Result<DataKeyRecord> {
         create_time: r.get(11)?,
         deletion_date: r.get(12)?,
         blob: r.get(13)?,
-        tags: serde_json::from_str(&tags).map_err(|_| bad(14, "tags"))?,
+        tags: tags_at(r, 14)?,
     })
 }
 
@@ -309,15 +308,7 @@ const SECRET_COLUMNS: &str =
     ssh_key_name, project_id";
 
 fn secret_from_row(r: &Row<'_>) -> rusqlite::Result<SecretRecord> {
-    let bad = |i: usize, what: &str| {
-        rusqlite::Error::FromSqlConversionFailure(
-            i,
-            rusqlite::types::Type::Text,
-            format!("bad {what}").into(),
-        )
-    };
     let status: String = r.get(7)?;
-    let tags: String = r.get(11)?;
     Ok(SecretRecord {
         region: r.get(0)?,
         owner_uin: r.get::<_, i64>(1)? as u64,
@@ -330,7 +321,7 @@ fn secret_from_row(r: &Row<'_>) -> rusqlite::Result<SecretRecord> {
         secret_type: r.get::<_, i64>(8)? as u64,
         create_time: r.get(9)?,
         delete_time: r.get(10)?,
-        tags: serde_json::from_str(&tags).map_err(|_| bad(11, "tags"))?,
+        tags: tags_at(r, 11)?,
         ssh_key_id: r.get(12)?,
         ssh_key_name: r.get(13)?,
         project_id: r.get(14)?,
