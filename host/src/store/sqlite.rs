@@ -99,6 +99,30 @@ fn migrate(conn: &mut Connection) -> Result<()> {
     Ok(())
 }
 
+/// Rows of `table` whose `column` equals `value` (background jobs scan by state).
+fn rows_with<T>(
+    conn: &Connection,
+    table: &str,
+    columns: &str,
+    column: &str,
+    value: &str,
+    row: fn(&Row<'_>) -> rusqlite::Result<T>,
+) -> Result<Vec<T>> {
+    let sql = format!("SELECT {columns} FROM {table} WHERE {column} = ?1");
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt
+        .query_map([value], row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
+/// How many rows of `table` belong to one account in one region.
+fn count_owned(conn: &Connection, table: &str, region: &str, owner_uin: u64) -> Result<u64> {
+    let sql = format!("SELECT COUNT(*) FROM {table} WHERE region = ?1 AND owner_uin = ?2");
+    let n: i64 = conn.query_row(&sql, params![region, owner_uin as i64], |r| r.get(0))?;
+    Ok(n as u64)
+}
+
 /// A column whose stored text does not parse (a damaged or foreign database).
 fn bad(i: usize, what: &str) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(
@@ -633,12 +657,14 @@ impl Store for SqliteStore {
 
     fn keys_in_state(&self, state: KeyState) -> Result<Vec<KeyRecord>> {
         self.with(|conn| {
-            let sql = format!("SELECT {KEY_COLUMNS} FROM keys WHERE state = ?1");
-            let mut stmt = conn.prepare_cached(&sql)?;
-            let rows = stmt
-                .query_map([state.as_str()], key_from_row)?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            Ok(rows)
+            rows_with(
+                conn,
+                "keys",
+                KEY_COLUMNS,
+                "state",
+                state.as_str(),
+                key_from_row,
+            )
         })
     }
 
@@ -866,24 +892,19 @@ impl Store for SqliteStore {
     }
 
     fn count_data_keys(&self, region: &str, owner_uin: u64) -> Result<u64> {
-        self.with(|conn| {
-            let n: i64 = conn.query_row(
-                "SELECT COUNT(*) FROM data_keys WHERE region = ?1 AND owner_uin = ?2",
-                params![region, owner_uin as i64],
-                |r| r.get(0),
-            )?;
-            Ok(n as u64)
-        })
+        self.with(|conn| count_owned(conn, "data_keys", region, owner_uin))
     }
 
     fn data_keys_in_state(&self, state: KeyState) -> Result<Vec<DataKeyRecord>> {
         self.with(|conn| {
-            let sql = format!("SELECT {DATA_KEY_COLUMNS} FROM data_keys WHERE state = ?1");
-            let mut stmt = conn.prepare_cached(&sql)?;
-            let rows = stmt
-                .query_map([state.as_str()], data_key_from_row)?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            Ok(rows)
+            rows_with(
+                conn,
+                "data_keys",
+                DATA_KEY_COLUMNS,
+                "state",
+                state.as_str(),
+                data_key_from_row,
+            )
         })
     }
 
@@ -1010,24 +1031,19 @@ impl Store for SqliteStore {
     }
 
     fn count_secrets(&self, region: &str, owner_uin: u64) -> Result<u64> {
-        self.with(|conn| {
-            let n: i64 = conn.query_row(
-                "SELECT COUNT(*) FROM secrets WHERE region = ?1 AND owner_uin = ?2",
-                params![region, owner_uin as i64],
-                |r| r.get(0),
-            )?;
-            Ok(n as u64)
-        })
+        self.with(|conn| count_owned(conn, "secrets", region, owner_uin))
     }
 
     fn secrets_in_status(&self, status: SecretStatus) -> Result<Vec<SecretRecord>> {
         self.with(|conn| {
-            let sql = format!("SELECT {SECRET_COLUMNS} FROM secrets WHERE status = ?1");
-            let mut stmt = conn.prepare_cached(&sql)?;
-            let rows = stmt
-                .query_map([status.as_str()], secret_from_row)?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            Ok(rows)
+            rows_with(
+                conn,
+                "secrets",
+                SECRET_COLUMNS,
+                "status",
+                status.as_str(),
+                secret_from_row,
+            )
         })
     }
 
