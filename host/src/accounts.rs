@@ -9,7 +9,7 @@ use crate::store::{AccountRecord, ApiKeyRecord, Store};
 use keyward_shared::Algorithm;
 use serde::Serialize;
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use zeroize::Zeroizing;
 
 const SYSTEM_KEY_META: &str = "system_key";
@@ -38,9 +38,18 @@ fn serialize_secret<S: serde::Serializer>(
 
 /// What a verified SecretId stands for.
 pub struct ApiCredential {
+    pub secret_id: String,
     pub uin: u64,
     pub owner_uin: u64,
+    /// The account's user name (the audit log's Username).
+    pub username: String,
     pub secret_key: Zeroizing<String>,
+}
+
+impl ApiCredential {
+    pub fn is_root(&self) -> bool {
+        self.uin == self.owner_uin
+    }
 }
 
 pub struct Accounts {
@@ -49,6 +58,8 @@ pub struct Accounts {
     clock: Arc<dyn Clock>,
     system_key: Vec<u8>,
     cache: RwLock<HashMap<String, Arc<ApiCredential>>>,
+    /// Last-use times not yet written to the store: one write per flush, not per request.
+    last_used: Mutex<HashMap<String, i64>>,
 }
 
 impl Accounts {
@@ -86,6 +97,7 @@ impl Accounts {
             clock,
             system_key,
             cache: RwLock::new(HashMap::new()),
+            last_used: Mutex::new(HashMap::new()),
         })
     }
 
@@ -101,6 +113,7 @@ impl Accounts {
             uin: ROOT_UIN,
             name: "root".into(),
             kind: "root".into(),
+            remark: String::new(),
             create_time: self.clock.now(),
         })?;
         self.issue_api_key(ROOT_UIN, region).map(Some)
@@ -124,6 +137,7 @@ impl Accounts {
             sealed_secret: sealed,
             enabled: true,
             create_time: self.clock.now(),
+            last_used: 0,
         })?;
         Ok(IssuedCredential {
             secret_id,
@@ -166,15 +180,61 @@ impl Accounts {
             String::from_utf8(plain.to_vec())
                 .map_err(|_| Error::Internal("sealed secret is not UTF-8".into()))?,
         );
+        let username = self
+            .store
+            .get_account(rec.uin)?
+            .map(|a| a.name)
+            .unwrap_or_default();
         let cred = Arc::new(ApiCredential {
+            secret_id: secret_id.to_string(),
             uin: rec.uin,
             owner_uin: ROOT_UIN,
+            username,
             secret_key,
         });
         if let Ok(mut m) = self.cache.write() {
             m.insert(secret_id.to_string(), cred.clone());
         }
         Ok(Some(cred))
+    }
+
+    /// Drops cached credentials after a key or account changed, so the next request reads
+    /// the store again (a disabled key stops working at once).
+    pub fn forget(&self, pred: impl Fn(&ApiCredential) -> bool) {
+        if let Ok(mut m) = self.cache.write() {
+            m.retain(|_, c| !pred(c));
+        }
+    }
+
+    /// Remembers that a key was just used; `flush_last_used` writes it out.
+    pub fn mark_used(&self, secret_id: &str, now: i64) {
+        if let Ok(mut m) = self.last_used.lock() {
+            match m.get_mut(secret_id) {
+                Some(t) => *t = (*t).max(now),
+                None => {
+                    m.insert(secret_id.to_string(), now);
+                }
+            }
+        }
+    }
+
+    /// The last-use time of a key, including uses not yet flushed.
+    pub fn last_used(&self, rec: &ApiKeyRecord) -> i64 {
+        let pending = self
+            .last_used
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&rec.secret_id).copied())
+            .unwrap_or(0);
+        rec.last_used.max(pending)
+    }
+
+    pub fn flush_last_used(&self) -> Result<()> {
+        let used: Vec<(String, i64)> = match self.last_used.lock() {
+            Ok(mut m) => m.drain().collect(),
+            Err(_) => return Ok(()),
+        };
+        self.store.touch_api_keys(&used)
     }
 
     /// A random string of letters and digits drawn from the HSM's RNG.

@@ -32,6 +32,85 @@ pub struct Config {
     pub scheduler: SchedulerConfig,
     #[serde(default)]
     pub testing: TestingConfig,
+    #[serde(default)]
+    pub audit: AuditConfig,
+    #[serde(default)]
+    pub rate_limit: RateLimitConfig,
+}
+
+/// The audit log (docs/audit.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Record every request. Turning it off is for measurements only.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Sign a checkpoint after this many new records...
+    #[serde(default = "default_checkpoint_every")]
+    pub checkpoint_every: u64,
+    /// ...or when this many seconds have passed with unsigned records.
+    #[serde(default = "default_checkpoint_secs")]
+    pub checkpoint_secs: u64,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            enabled: true,
+            checkpoint_every: default_checkpoint_every(),
+            checkpoint_secs: default_checkpoint_secs(),
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_checkpoint_every() -> u64 {
+    10_000
+}
+
+fn default_checkpoint_secs() -> u64 {
+    60
+}
+
+/// Requests per second allowed per SecretId and action family; 0 turns a family's limit off.
+/// Bursts of up to one second's worth are let through.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Encrypt, Decrypt, GenerateDataKey, Sign... and GetSecretValue.
+    #[serde(default = "default_crypto_rate")]
+    pub crypto_per_sec: u32,
+    /// Describe*, List*, Get* that read metadata.
+    #[serde(default = "default_read_rate")]
+    pub read_per_sec: u32,
+    /// Everything that changes state.
+    #[serde(default = "default_write_rate")]
+    pub write_per_sec: u32,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        RateLimitConfig {
+            crypto_per_sec: default_crypto_rate(),
+            read_per_sec: default_read_rate(),
+            write_per_sec: default_write_rate(),
+        }
+    }
+}
+
+fn default_crypto_rate() -> u32 {
+    0
+}
+
+fn default_read_rate() -> u32 {
+    0
+}
+
+fn default_write_rate() -> u32 {
+    0
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]

@@ -144,6 +144,38 @@ pub enum Error {
     #[error("KMS operation failed: {0}")]
     AccessKms(String),
 
+    // --- access control ---
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    RequestLimitExceeded(String),
+    #[error("{0}")]
+    IamConflict(String),
+    #[error("user `{0}` does not exist")]
+    UserNotFound(String),
+    #[error("group `{0}` does not exist")]
+    GroupNotFound(String),
+    #[error("policy `{0}` does not exist")]
+    PolicyNotFound(String),
+    #[error("access key `{0}` does not exist")]
+    AccessKeyNotFound(String),
+    #[error("policy document: {0}")]
+    InvalidPolicyDocument(String),
+    #[error("{0}")]
+    OperationNotPermitted(String),
+
+    // --- audit queries (CloudAudit codes) ---
+    #[error("StartTime and EndTime are required unix-second timestamps")]
+    AuditTimeMissing,
+    #[error("StartTime is later than EndTime")]
+    AuditTimeOrder,
+    #[error("MaxResults must be between 1 and 50")]
+    AuditMaxResults,
+    #[error("{0}")]
+    AuditAttributeKey(String),
+    #[error("the search range may span at most 7 days")]
+    AuditOverTime,
+
     // --- infrastructure (reported as InternalError, details only in the log) ---
     #[error("HSM error: {0}")]
     Hsm(String),

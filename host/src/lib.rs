@@ -3,6 +3,7 @@
 pub mod accounts;
 pub mod alarms;
 pub mod api;
+pub mod audit;
 pub mod bench;
 pub mod cli;
 pub mod client;
@@ -10,7 +11,9 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod hsm;
+pub mod iam;
 pub mod kms;
+pub mod ratelimit;
 pub mod server;
 pub mod ssm;
 pub mod store;

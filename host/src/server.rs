@@ -3,12 +3,15 @@
 use crate::accounts::{Accounts, IssuedCredential, ROOT_UIN};
 use crate::alarms::Alarms;
 use crate::api::{self, AppState};
+use crate::audit::Audit;
 use crate::clock::AdjustableClock;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::hsm;
+use crate::iam::Iam;
 use crate::kms::Kms;
+use crate::ratelimit::Limiter;
 use crate::ssm::Ssm;
 use crate::store::{SqliteStore, Store};
 use std::path::Path;
@@ -47,6 +50,7 @@ pub fn bootstrap(cfg: Config) -> Result<(Arc<AppState>, Option<IssuedCredential>
     let issued = accounts.ensure_root(&cfg.regions[0].name)?;
     let cfg = Arc::new(cfg);
     let alarms = Arc::new(Alarms::new(store.clone()));
+    let hsm_for_audit = hsm.clone();
     let kms = Arc::new(Kms::new(
         store.clone(),
         hsm,
@@ -54,12 +58,19 @@ pub fn bootstrap(cfg: Config) -> Result<(Arc<AppState>, Option<IssuedCredential>
         clock.clone(),
         alarms.clone(),
     ));
-    let ssm = Ssm::new(kms.clone(), store, cfg.clone(), clock.clone());
+    let ssm = Ssm::new(kms.clone(), store.clone(), cfg.clone(), clock.clone());
+    let audit = Audit::start(store.clone(), hsm_for_audit, &cfg.audit)?;
+    tracing::info!(
+        key_fingerprint = %audit.signer.fingerprint(),
+        enabled = audit.enabled(),
+        "audit log ready"
+    );
     // Each served region has its service-managed key from the start, so Secrets Manager
     // and operators always find it (ListKeys Role=1).
     for region in &cfg.regions {
         kms.managed_key(&region.name, ROOT_UIN)?;
     }
+    let limiter = Limiter::new(&cfg.rate_limit);
     Ok((
         Arc::new(AppState {
             kms,
@@ -69,6 +80,9 @@ pub fn bootstrap(cfg: Config) -> Result<(Arc<AppState>, Option<IssuedCredential>
             clock,
             adjustable_clock: adjustable,
             alarms,
+            iam: Iam::new(store),
+            limiter,
+            audit,
         }),
         issued,
     ))
@@ -90,7 +104,7 @@ fn create_private_dir(dir: &Path) -> Result<()> {
 pub async fn serve(state: Arc<AppState>) -> Result<()> {
     let cfg = state.cfg.clone();
     spawn_background_jobs(&state)?;
-    let app = api::router(state);
+    let app = api::router(state.clone());
     match &cfg.tls {
         Some(tls) => {
             // The rustls build carries only the ring provider; make it the process default.
@@ -111,18 +125,28 @@ pub async fn serve(state: Arc<AppState>) -> Result<()> {
             });
             axum_server::from_tcp_rustls(listener, rustls_cfg)?
                 .handle(handle)
-                .serve(app.into_make_service())
+                .serve(app.into_make_service_with_connect_info::<std::net::SocketAddr>())
                 .await?;
         }
         None => {
             let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
             let addr = listener.local_addr()?;
             eprintln!("keyward: listening on http://{addr}");
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown_signal())
-                .await?;
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .with_graceful_shutdown(shutdown_signal())
+            .await?;
         }
     }
+    // Queued audit records become durable (and signed) before the process exits.
+    let st = state.clone();
+    let _ = tokio::task::spawn_blocking(move || {
+        st.audit.flush();
+        st.accounts.flush_last_used()
+    })
+    .await;
     tracing::info!("keyward stopped");
     Ok(())
 }
@@ -137,6 +161,8 @@ fn spawn_background_jobs(state: &Arc<AppState>) -> Result<()> {
             tick.tick().await;
             let st = st.clone();
             let jobs = move || -> Result<(usize, usize, usize, usize)> {
+                st.accounts.flush_last_used()?;
+                st.limiter.housekeeping();
                 let (rotated, reminded, deleted) = st.kms.run_due_jobs()?;
                 Ok((rotated, reminded, deleted, st.ssm.run_due_jobs()?))
             };

@@ -211,7 +211,7 @@ fn list_data_keys(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     {
         return Ok(obj(json!({ "DataKeys": [], "TotalCount": 0 })));
     }
-    let (total, keys) = ctx.state.kms.store().query_data_keys(&q)?;
+    let (total, keys) = ctx.state.kms.query_data_keys(&ctx.caller, &q)?;
     let ids: Vec<Value> = keys
         .iter()
         .map(|k| json!({ "DataKeyId": k.data_key_id }))
@@ -288,7 +288,7 @@ fn list_data_key_detail(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     {
         return Ok(obj(json!({ "TotalCount": 0, "DataKeyMetadatas": [] })));
     }
-    let (total, keys) = ctx.state.kms.store().query_data_keys(&q)?;
+    let (total, keys) = ctx.state.kms.query_data_keys(&ctx.caller, &q)?;
     let metas: Vec<Value> = keys.iter().map(|k| metadata(ctx, k)).collect();
     Ok(obj(
         json!({ "TotalCount": total, "DataKeyMetadatas": metas }),

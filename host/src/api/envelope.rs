@@ -71,6 +71,20 @@ pub fn error_code(e: &Error) -> &'static str {
         Error::AccessKms(_) => "FailedOperation.AccessKmsError",
         Error::DecryptFailed => "FailedOperation.DecryptError",
         Error::CmkLimitExceeded(_) => "LimitExceeded.CmkLimitExceeded",
+        Error::Unauthorized(_) => "AuthFailure.UnauthorizedOperation",
+        Error::RequestLimitExceeded(_) => "RequestLimitExceeded",
+        Error::IamConflict(_) => "ResourceInUse",
+        Error::UserNotFound(_) => "ResourceNotFound.UserNotExist",
+        Error::GroupNotFound(_) => "ResourceNotFound.GroupNotExist",
+        Error::PolicyNotFound(_) => "ResourceNotFound.PolicyIdNotFound",
+        Error::AccessKeyNotFound(_) => "ResourceNotFound.SecretNotExist",
+        Error::InvalidPolicyDocument(_) => "InvalidParameter.PolicyDocumentError",
+        Error::OperationNotPermitted(_) => "OperationDenied",
+        Error::AuditTimeMissing => "InvalidParameter.Time",
+        Error::AuditTimeOrder => "InvalidParameterValue.Time",
+        Error::AuditMaxResults => "InvalidParameterValue.MaxResult",
+        Error::AuditAttributeKey(_) => "InvalidParameterValue.attributeKey",
+        Error::AuditOverTime => "LimitExceeded.OverTime",
         Error::Hsm(_) | Error::Store(_) | Error::Io(_) | Error::Config(_) | Error::Internal(_) => {
             "InternalError"
         }

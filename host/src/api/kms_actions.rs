@@ -316,7 +316,7 @@ fn list_keys(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
         KeyState::Disabled,
         KeyState::PendingImport,
     ]);
-    let (total, keys) = ctx.state.kms.query_keys(&q)?;
+    let (total, keys) = ctx.state.kms.query_keys(&ctx.caller, &q)?;
     let keys: Vec<Value> = keys.iter().map(|k| json!({ "KeyId": k.key_id })).collect();
     out(json!({ "Keys": keys, "TotalCount": total }))
 }
@@ -381,7 +381,7 @@ fn list_key_detail(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     if !(cluster.is_empty() || cluster == "default") {
         return out(json!({ "TotalCount": 0, "KeyMetadatas": [] }));
     }
-    let (total, keys) = ctx.state.kms.query_keys(&q)?;
+    let (total, keys) = ctx.state.kms.query_keys(&ctx.caller, &q)?;
     let metas: Vec<Value> = keys.iter().map(|k| key_metadata(ctx, k)).collect();
     out(json!({ "TotalCount": total, "KeyMetadatas": metas }))
 }

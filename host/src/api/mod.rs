@@ -3,6 +3,7 @@
 //! store and HSM calls block.
 
 mod admin_actions;
+mod audit_actions;
 mod data_key_actions;
 pub mod envelope;
 mod kms_actions;
@@ -11,19 +12,23 @@ mod ssm_actions;
 
 use crate::accounts::{Accounts, ApiCredential};
 use crate::alarms::Alarms;
+use crate::audit::{pending, record::AuditRecord, Audit};
 use crate::clock::{AdjustableClock, Clock, SystemClock};
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::iam::{Access, Iam};
 use crate::kms::{Caller, Kms};
+use crate::ratelimit::{Family, Limiter};
 use crate::ssm::Ssm;
 use crate::tc3;
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::request::Parts;
 use axum::http::Request;
 use axum::response::Response;
 use axum::Router;
 use serde_json::{Map, Value};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -41,6 +46,9 @@ pub struct AppState {
     /// Present only with `[testing] adjustable_clock`.
     pub adjustable_clock: Option<Arc<AdjustableClock>>,
     pub alarms: Arc<Alarms>,
+    pub iam: Iam,
+    pub audit: Audit,
+    pub limiter: Limiter,
 }
 
 /// Everything an action handler may use.
@@ -59,6 +67,8 @@ pub enum Product {
     Ssm,
     /// Keyward's own operator actions (service `keyward`, version `2026-11-01`).
     Admin,
+    /// The audit log, queried like Tencent CloudAudit.
+    CloudAudit,
 }
 
 impl Product {
@@ -66,6 +76,7 @@ impl Product {
         match v {
             "2019-01-18" => Some(Product::Kms),
             "2019-09-23" => Some(Product::Ssm),
+            audit_actions::VERSION => Some(Product::CloudAudit),
             admin_actions::VERSION => Some(Product::Admin),
             _ => None,
         }
@@ -76,7 +87,34 @@ impl Product {
             Product::Kms => "kms",
             Product::Ssm => "ssm",
             Product::Admin => admin_actions::SERVICE,
+            Product::CloudAudit => audit_actions::SERVICE,
         }
+    }
+
+    /// Actions that touch no particular resource: a policy grants them on resource `*`.
+    fn resource_less(self, action: &str) -> bool {
+        match self {
+            Product::Kms => matches!(
+                action,
+                "GenerateRandom" | "GetServiceStatus" | "GetRegions" | "ListAlgorithms"
+            ),
+            Product::Ssm => matches!(
+                action,
+                "GetServiceStatus" | "GetRegions" | "CreateService" | "DescribeSupportedProducts"
+            ),
+            Product::Admin | Product::CloudAudit => true,
+        }
+    }
+
+    /// List actions decide per item: they run when a policy names them at all.
+    fn is_list(self, action: &str) -> bool {
+        matches!(
+            (self, action),
+            (
+                Product::Kms,
+                "ListKeys" | "ListKeyDetail" | "ListDataKeys" | "ListDataKeyDetail"
+            ) | (Product::Ssm, "ListSecrets")
+        )
     }
 
     fn handler(self, action: &str) -> Option<Handler> {
@@ -86,6 +124,7 @@ impl Product {
             }
             Product::Ssm => ssm_actions::handler(action),
             Product::Admin => admin_actions::handler(action),
+            Product::CloudAudit => audit_actions::handler(action),
         }
     }
 }
@@ -121,43 +160,81 @@ async fn metrics(State(st): State<Arc<AppState>>) -> Response {
 async fn handle(State(st): State<Arc<AppState>>, req: Request<Body>) -> Response {
     let request_id = uuid::Uuid::new_v4().to_string();
     let started = Instant::now();
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
     let (parts, body) = req.into_parts();
     let action = header(&parts, "x-tc-action").unwrap_or("").to_string();
+    let audit = st
+        .audit
+        .enabled()
+        .then(|| base_record(&st, &parts, &action, &request_id, peer));
     let limit = st.cfg.limits.max_body_bytes;
-    let result = async {
+    let outcome = async {
         if parts.method != axum::http::Method::POST {
-            return Err(Error::UnsupportedProtocol(
-                "only POST requests with a JSON body are supported".into(),
-            ));
+            return (
+                Err(Error::UnsupportedProtocol(
+                    "only POST requests with a JSON body are supported".into(),
+                )),
+                None,
+            );
         }
-        let body = axum::body::to_bytes(body, limit)
-            .await
-            .map_err(|_| Error::RequestTooLarge(limit))?;
+        let body = match axum::body::to_bytes(body, limit).await {
+            Ok(b) => b,
+            Err(_) => return (Err(Error::RequestTooLarge(limit)), None),
+        };
+        let run = {
+            let st = st.clone();
+            let audit = audit.clone();
+            move || {
+                if let Some(r) = audit {
+                    pending::begin(r);
+                }
+                let result = dispatch(&st, &parts, &body, peer);
+                (result, pending::finish())
+            }
+        };
         if kms_actions::runs_inline(&action) || ssm_actions::runs_inline(&action) {
             // Reads and crypto calls take microseconds: run them on the worker thread rather
             // than paying a hand-off to the blocking pool (measured in docs/benchmarks.md).
             // The PKCS#11 session pool is at least as large as the worker pool, so a worker
             // never waits for a session here.
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                dispatch(&st, &parts, &body)
-            }))
-            .map_err(|_| Error::Internal("action handler panicked".into()))?
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)).unwrap_or_else(|_| {
+                let _ = pending::finish();
+                (Err(Error::Internal("action handler panicked".into())), None)
+            })
         } else {
-            let st = st.clone();
-            tokio::task::spawn_blocking(move || dispatch(&st, &parts, &body))
-                .await
-                .map_err(|e| Error::Internal(format!("action handler failed: {e}")))?
+            tokio::task::spawn_blocking(run).await.unwrap_or_else(|e| {
+                (
+                    Err(Error::Internal(format!("action handler failed: {e}"))),
+                    None,
+                )
+            })
         }
     }
     .await;
+    let (result, recorded) = outcome;
     let elapsed_us = started.elapsed().as_micros() as u64;
+    let code = match &result {
+        Ok(_) => "Success",
+        Err(e) => envelope::error_code(e),
+    };
+    // One record per request: the one a write transaction already committed, or this one.
+    match (recorded, audit) {
+        (Some((_, true)), _) => {}
+        (Some((mut r, false)), _) | (None, Some(mut r)) => {
+            r.result_code = code.to_string();
+            st.audit.submit(r);
+        }
+        (None, None) => {}
+    }
     match result {
         Ok(fields) => {
             tracing::debug!(%request_id, %action, elapsed_us, "ok");
             envelope::success(fields, &request_id)
         }
         Err(e) => {
-            let code = envelope::error_code(&e);
             if code == "InternalError" {
                 tracing::error!(%request_id, %action, error = %e, "internal error");
             } else {
@@ -168,11 +245,48 @@ async fn handle(State(st): State<Arc<AppState>>, req: Request<Body>) -> Response
     }
 }
 
+/// What is known of a request before it is authenticated.
+fn base_record(
+    st: &AppState,
+    parts: &Parts,
+    action: &str,
+    request_id: &str,
+    peer: Option<IpAddr>,
+) -> AuditRecord {
+    let product = header(parts, "x-tc-version").and_then(Product::from_version);
+    AuditRecord {
+        event_id: uuid::Uuid::new_v4().to_string(),
+        event_time: SystemClock.now(),
+        region: header(parts, "x-tc-region")
+            .filter(|r| !r.is_empty())
+            .unwrap_or(&st.cfg.regions[0].name)
+            .chars()
+            .take(64)
+            .collect(),
+        service: product.map(|p| p.service()).unwrap_or("").to_string(),
+        action: action.chars().take(128).collect(),
+        read_only: Family::of(action).read_only(),
+        // Claimed until the signature is verified; the account fields stay 0 until then.
+        secret_id: header(parts, "authorization")
+            .and_then(|a| tc3::parse_authorization(a).ok())
+            .map(|a| a.secret_id.chars().take(128).collect())
+            .unwrap_or_default(),
+        source_ip: peer.map(|ip| ip.to_string()).unwrap_or_default(),
+        user_agent: header(parts, "user-agent")
+            .unwrap_or("")
+            .chars()
+            .take(256)
+            .collect(),
+        request_id: request_id.to_string(),
+        ..Default::default()
+    }
+}
+
 fn header<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
     parts.headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-fn dispatch(st: &AppState, parts: &Parts, body: &[u8]) -> Result<Fields> {
+fn dispatch(st: &AppState, parts: &Parts, body: &[u8], peer: Option<IpAddr>) -> Result<Fields> {
     let action = header(parts, "x-tc-action")
         .filter(|a| !a.is_empty())
         .ok_or_else(|| Error::MissingParameter("the X-TC-Action header is required".into()))?;
@@ -185,20 +299,54 @@ fn dispatch(st: &AppState, parts: &Parts, body: &[u8]) -> Result<Fields> {
         .handler(action)
         .ok_or_else(|| Error::InvalidAction(action.into()))?;
     let cred = authenticate(st, parts, body, product.service())?;
+    let now = SystemClock.now();
+    st.accounts.mark_used(&cred.secret_id, now);
+    pending::update(|r| {
+        r.owner_uin = cred.owner_uin;
+        r.uin = cred.uin;
+        r.username = cred.username.clone();
+    });
     let region = match header(parts, "x-tc-region").filter(|r| !r.is_empty()) {
         Some(r) if st.cfg.region(r).is_some() => r.to_string(),
         Some(r) => return Err(Error::UnsupportedRegion(r.into())),
         None => st.cfg.regions[0].name.clone(),
     };
+    st.limiter.check(&cred.secret_id, Family::of(action))?;
+    // Policies are asked with the action's CAM name (`kms:Encrypt`).
+    let cam_action = format!("{}:{action}", product.service());
+    let access = if cred.is_root() {
+        Access::root(cam_action, peer, now)
+    } else {
+        Access::user(cam_action, st.iam.policies_for(cred.uin)?, peer, now)
+    };
+    access.may_run()?;
+    if product.resource_less(action) {
+        access.check_global()?;
+    }
+    let access = Arc::new(access);
     let ctx = Ctx {
         state: st,
         caller: Caller {
             owner_uin: cred.owner_uin,
             uin: cred.uin,
             region,
+            access: Some(access.clone()),
         },
     };
-    handler(&ctx, body)
+    let fields = handler(&ctx, body)?;
+    if access.is_restricted() && !access.was_checked() && !product.is_list(action) {
+        // Every action decides on the resources it touches; one that did not is a gap in
+        // this code, and a sub-account must not benefit from it.
+        tracing::error!(
+            action,
+            "a restricted request ran without a resource decision"
+        );
+        return Err(Error::Unauthorized(format!(
+            "you are not authorized to perform operation ({})",
+            access.action
+        )));
+    }
+    Ok(fields)
 }
 
 /// TC3-HMAC-SHA256 verification in the order the reference gives, each failure with its code.

@@ -391,7 +391,7 @@ fn list_secrets(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
             n => n,
         },
     };
-    let (total, secrets) = ctx.state.ssm.query(&q)?;
+    let (total, secrets) = ctx.state.ssm.query(&ctx.caller, &q)?;
     let metas: Vec<Value> = secrets.iter().map(metadata).collect();
     Ok(obj(
         json!({ "TotalCount": total, "SecretMetadatas": metas }),

@@ -5,7 +5,7 @@
 use super::state::Op;
 use super::{Caller, Kms, ORIGIN_EXTERNAL, ORIGIN_KMS};
 use crate::error::{Error, Result};
-use crate::store::{DataKeyRecord, KeyState, Tag};
+use crate::store::{DataKeyQuery, DataKeyRecord, KeyState, Tag};
 use zeroize::Zeroizing;
 
 pub const MAX_DATA_KEY_DESCRIPTION: usize = 100;
@@ -165,17 +165,40 @@ impl Kms {
         self.host_data_key(caller, &cmk_id, &plaintext, new)
     }
 
+    /// A page of hosted data keys, of those the caller may see.
+    pub fn query_data_keys(
+        &self,
+        caller: &Caller,
+        q: &DataKeyQuery,
+    ) -> Result<(u64, Vec<DataKeyRecord>)> {
+        super::visible_page(
+            caller,
+            q.offset,
+            q.limit,
+            |offset, limit| {
+                let mut q = q.clone();
+                (q.offset, q.limit) = (offset, limit);
+                self.store.query_data_keys(&q)
+            },
+            |k| caller.may_see(&data_key_resource(caller, &k.data_key_id), &k.tags),
+        )
+    }
+
     pub fn data_key(&self, caller: &Caller, id: &str) -> Result<DataKeyRecord> {
         check_id(id)?;
-        self.store
+        let k = self
+            .store
             .get_data_key(&caller.region, caller.owner_uin, id)?
-            .ok_or_else(|| Error::DataKeyNotFound(id.to_string()))
+            .ok_or_else(|| Error::DataKeyNotFound(id.to_string()))?;
+        caller.check("kms_datakey", &data_key_resource(caller, id), &k.tags)?;
+        Ok(k)
     }
 
     pub fn data_key_plaintext(&self, caller: &Caller, id: &str) -> Result<Zeroizing<Vec<u8>>> {
         let k = self.data_key(caller, id)?;
         check(DataKeyOp::Plaintext, &k)?;
-        Ok(self.decrypt(caller, &k.blob, None)?.1)
+        // The data key's own permission governs; its CMK is the service's business.
+        Ok(self.decrypt(&caller.internal(), &k.blob, None)?.1)
     }
 
     pub fn data_key_blob(&self, caller: &Caller, id: &str) -> Result<Vec<u8>> {
@@ -191,8 +214,12 @@ impl Kms {
         f: &mut dyn FnMut(&mut DataKeyRecord) -> Result<()>,
     ) -> Result<DataKeyRecord> {
         check_id(id)?;
+        let resource = data_key_resource(caller, id);
         self.store
-            .update_data_key(&caller.region, caller.owner_uin, id, f)
+            .update_data_key(&caller.region, caller.owner_uin, id, &mut |k| {
+                caller.check("kms_datakey", &resource, &k.tags)?;
+                f(k)
+            })
     }
 
     pub fn rename_data_key(&self, caller: &Caller, id: &str, name: &str) -> Result<()> {
@@ -299,3 +326,11 @@ impl Kms {
 }
 
 pub const ORIGINS: [&str; 2] = [ORIGIN_KMS, ORIGIN_EXTERNAL];
+
+/// The CAM resource name of a hosted data key.
+pub fn data_key_resource(caller: &Caller, id: &str) -> String {
+    format!(
+        "qcs::kms:{}:uin/{}:datakey/{id}",
+        caller.region, caller.owner_uin
+    )
+}

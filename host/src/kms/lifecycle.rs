@@ -45,7 +45,10 @@ impl Kms {
     ) -> Result<KeyRecord> {
         check_key_id(key_id)?;
         self.store
-            .update_key(&caller.region, caller.owner_uin, key_id, f)
+            .update_key(&caller.region, caller.owner_uin, key_id, &mut |k| {
+                caller.check_key(k)?;
+                f(k)
+            })
     }
 
     pub fn update_alias(&self, caller: &Caller, key_id: &str, new_alias: &str) -> Result<()> {

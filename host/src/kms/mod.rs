@@ -14,10 +14,13 @@ pub mod state;
 pub use lifecycle::{ReEncrypted, MANAGED_KEY_ALIAS, MANAGED_KEY_OWNER};
 
 use crate::alarms::{self, Alarms};
+use crate::audit::pending;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::hsm::{Hsm, ProtectionLevel};
+use crate::iam::access::tag_pairs;
+use crate::iam::{policy, Access};
 use crate::store::{KeyQuery, KeyRecord, KeyState, KeyVersion, Store, Tag};
 use keyward_shared::blob::{Blob, BlobHeader};
 use keyward_shared::Algorithm;
@@ -67,6 +70,95 @@ pub struct Caller {
     pub owner_uin: u64,
     pub uin: u64,
     pub region: String,
+    /// The request's authority; `None` for the service's own calls (Secrets Manager using
+    /// its CMK, background jobs), which act with the service's rights.
+    pub access: Option<Arc<Access>>,
+}
+
+impl Caller {
+    pub fn new(owner_uin: u64, uin: u64, region: impl Into<String>) -> Self {
+        Caller {
+            owner_uin,
+            uin,
+            region: region.into(),
+            access: None,
+        }
+    }
+
+    /// The same account and region, acting as the service itself.
+    pub fn internal(&self) -> Caller {
+        Caller {
+            access: None,
+            ..self.clone()
+        }
+    }
+
+    pub fn key_resource(&self, key_id: &str) -> String {
+        policy::kms_key_resource(&self.region, self.owner_uin, key_id)
+    }
+
+    pub fn check_key(&self, key: &KeyRecord) -> Result<()> {
+        match &self.access {
+            Some(a) => a.check(
+                "kms_key",
+                &self.key_resource(&key.key_id),
+                &tag_pairs(&key.tags),
+            ),
+            None => Ok(()),
+        }
+    }
+
+    /// Decides on a resource about to be created (`resource` is its CAM name, or a
+    /// `.../key/*`-style name for resources whose id the service assigns).
+    pub fn check_new(&self, kind: &str, resource: &str, tags: &[Tag]) -> Result<()> {
+        match &self.access {
+            Some(a) => a.check_create(kind, resource, &tag_pairs(tags)),
+            None => Ok(()),
+        }
+    }
+
+    pub fn check(&self, kind: &str, resource: &str, tags: &[Tag]) -> Result<()> {
+        match &self.access {
+            Some(a) => a.check(kind, resource, &tag_pairs(tags)),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether a list action may show this resource.
+    pub fn may_see(&self, resource: &str, tags: &[Tag]) -> bool {
+        self.access
+            .as_ref()
+            .is_none_or(|a| a.visible(resource, &tag_pairs(tags)))
+    }
+
+    /// Whether list results must be filtered one by one.
+    pub fn is_restricted(&self) -> bool {
+        self.access.as_ref().is_some_and(|a| a.is_restricted())
+    }
+}
+
+/// One page of a listing. An unrestricted caller pages in the store; a caller limited by
+/// policies sees only what they allow, so the whole match is filtered first and paged after,
+/// and TotalCount counts only visible items.
+pub fn visible_page<T>(
+    caller: &Caller,
+    offset: u64,
+    limit: u64,
+    fetch: impl Fn(u64, u64) -> Result<(u64, Vec<T>)>,
+    visible: impl Fn(&T) -> bool,
+) -> Result<(u64, Vec<T>)> {
+    if !caller.is_restricted() {
+        return fetch(offset, limit);
+    }
+    let (_, all) = fetch(0, i64::MAX as u64)?;
+    let seen: Vec<T> = all.into_iter().filter(|t| visible(t)).collect();
+    let total = seen.len() as u64;
+    let page = seen
+        .into_iter()
+        .skip(offset.min(usize::MAX as u64) as usize)
+        .take(limit.min(usize::MAX as u64) as usize)
+        .collect();
+    Ok((total, page))
 }
 
 pub struct NewKey {
@@ -131,6 +223,7 @@ impl Kms {
     }
 
     pub fn create_key(&self, caller: &Caller, req: NewKey) -> Result<KeyRecord> {
+        caller.check_new("kms_key", &caller.key_resource("*"), &req.tags)?;
         alias::validate(&req.alias)?;
         check_description(&req.description)?;
         let origin = match req.origin_type {
@@ -216,13 +309,27 @@ impl Kms {
 
     pub fn describe_key(&self, caller: &Caller, key_id: &str) -> Result<KeyRecord> {
         check_key_id(key_id)?;
-        self.store
+        let key = self
+            .store
             .get_key(&caller.region, caller.owner_uin, key_id)?
-            .ok_or_else(|| Error::CmkNotFound(key_id.to_string()))
+            .ok_or_else(|| Error::CmkNotFound(key_id.to_string()))?;
+        caller.check_key(&key)?;
+        Ok(key)
     }
 
-    pub fn query_keys(&self, q: &KeyQuery) -> Result<(u64, Vec<KeyRecord>)> {
-        self.store.query_keys(q)
+    /// A page of keys, of those the caller may see.
+    pub fn query_keys(&self, caller: &Caller, q: &KeyQuery) -> Result<(u64, Vec<KeyRecord>)> {
+        visible_page(
+            caller,
+            q.offset,
+            q.limit,
+            |offset, limit| {
+                let mut q = q.clone();
+                (q.offset, q.limit) = (offset, limit);
+                self.store.query_keys(&q)
+            },
+            |k| caller.may_see(&caller.key_resource(&k.key_id), &k.tags),
+        )
     }
 
     /// Encrypts under the key's newest version. Returns the blob and the key id.
@@ -295,6 +402,8 @@ impl Kms {
             .store
             .get_key(&caller.region, caller.owner_uin, &key_id)?
             .ok_or_else(|| Error::CmkNotFound(key_id.clone()))?;
+        caller.check_key(&key)?;
+        pending::key_version(&key.key_id, parsed.header.key_version);
         self.gate(op, &key)?;
         if parsed.header.algorithm != key.algorithm {
             return Err(Error::DecryptFailed);
@@ -384,6 +493,7 @@ impl Kms {
     }
 
     pub(crate) fn version(&self, key: &KeyRecord, version: u32) -> Result<Arc<KeyVersion>> {
+        pending::key_version(&key.key_id, version);
         self.cached_version(&key.key_id, version)?
             .ok_or_else(|| Error::Internal(format!("key {} lacks version {version}", key.key_id)))
     }
@@ -487,11 +597,7 @@ mod tests {
     }
 
     fn caller() -> Caller {
-        Caller {
-            owner_uin: 1,
-            uin: 1,
-            region: "ap-guangzhou".into(),
-        }
+        Caller::new(1, 1, "ap-guangzhou")
     }
 
     #[test]

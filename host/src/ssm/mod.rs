@@ -12,6 +12,7 @@ pub mod ssh;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::iam::policy;
 use crate::kms::{Caller, Kms, KEY_USAGE_ENCRYPT_DECRYPT};
 use crate::store::{
     SecretQuery, SecretRecord, SecretStatus, SecretVersion, Store, Tag, VersionWrite,
@@ -196,13 +197,13 @@ impl Ssm {
     ) -> Result<SecretVersion> {
         let cmk = self
             .kms
-            .describe_key(caller, &secret.kms_key_id)
+            .describe_key(&caller.internal(), &secret.kms_key_id)
             .map_err(via_kms)?;
         let alg = cmk.algorithm;
         let (dek, key_blob, _) = self
             .kms
             .generate_data_key(
-                caller,
+                &caller.internal(),
                 &cmk.key_id,
                 alg.key_len(),
                 Some(&kms_context(&secret.name, version_id)),
@@ -236,7 +237,7 @@ impl Ssm {
         let (_, dek) = self
             .kms
             .decrypt(
-                caller,
+                &caller.internal(),
                 &v.key_blob,
                 Some(&kms_context(&secret.name, &v.version_id)),
             )
@@ -269,9 +270,19 @@ impl Ssm {
         check_name(&new.name)?;
         check_version_id(&new.version_id)?;
         check_description(&new.description)?;
+        caller.check_new(
+            "ssm_secret",
+            &policy::ssm_secret_resource(&caller.region, caller.owner_uin, caller.uin, &new.name),
+            &new.tags,
+        )?;
         let (kms_key_id, kms_key_type) = match new.kms_key_id.filter(|k| !k.is_empty()) {
             Some(k) => {
-                let cmk = self.kms.describe_key(caller, &k).map_err(via_kms)?;
+                // Secrets Manager uses the CMK with its own rights (as Tencent's does through
+                // its service role): the caller's policy governs the secret.
+                let cmk = self
+                    .kms
+                    .describe_key(&caller.internal(), &k)
+                    .map_err(via_kms)?;
                 if cmk.key_usage != KEY_USAGE_ENCRYPT_DECRYPT {
                     return Err(Error::AccessKms(format!(
                         "CMK {k} is not a symmetric ENCRYPT_DECRYPT key"
@@ -318,9 +329,12 @@ impl Ssm {
 
     pub fn secret(&self, caller: &Caller, name: &str) -> Result<SecretRecord> {
         check_name(name)?;
-        self.store
+        let s = self
+            .store
             .get_secret(&caller.region, caller.owner_uin, name)?
-            .ok_or_else(|| Error::SecretNotFound(name.to_string()))
+            .ok_or_else(|| Error::SecretNotFound(name.to_string()))?;
+        authorize(caller, &s)?;
+        Ok(s)
     }
 
     pub fn get_value(&self, caller: &Caller, name: &str, version_id: &str) -> Result<SecretValue> {
@@ -369,6 +383,7 @@ impl Ssm {
         check_description(desc)?;
         self.store
             .update_secret(&caller.region, caller.owner_uin, name, &mut |s| {
+                authorize(caller, s)?;
                 check(SecretOp::Write, s)?;
                 s.description = desc.to_string();
                 Ok(())
@@ -380,6 +395,7 @@ impl Ssm {
         check_name(name)?;
         self.store
             .update_secret(&caller.region, caller.owner_uin, name, &mut |s| {
+                authorize(caller, s)?;
                 check(
                     if enabled {
                         SecretOp::Enable
@@ -421,6 +437,7 @@ impl Ssm {
         let s = self
             .store
             .update_secret(&caller.region, caller.owner_uin, name, &mut |s| {
+                authorize(caller, s)?;
                 check(SecretOp::Delete, s)?;
                 if s.status == SecretStatus::PendingDelete {
                     return Err(Error::SecretPendingDelete(s.name.clone()));
@@ -436,6 +453,7 @@ impl Ssm {
         check_name(name)?;
         self.store
             .update_secret(&caller.region, caller.owner_uin, name, &mut |s| {
+                authorize(caller, s)?;
                 check(SecretOp::Restore, s)?;
                 s.status = SecretStatus::Disabled;
                 s.delete_time = 0;
@@ -462,8 +480,19 @@ impl Ssm {
         Ok(())
     }
 
-    pub fn query(&self, q: &SecretQuery) -> Result<(u64, Vec<SecretRecord>)> {
-        self.store.query_secrets(q)
+    /// A page of secrets, of those the caller may see.
+    pub fn query(&self, caller: &Caller, q: &SecretQuery) -> Result<(u64, Vec<SecretRecord>)> {
+        crate::kms::visible_page(
+            caller,
+            q.offset,
+            q.limit,
+            |offset, limit| {
+                let mut q = q.clone();
+                (q.offset, q.limit) = (offset, limit);
+                self.store.query_secrets(&q)
+            },
+            |s| caller.may_see(&secret_resource(s), &s.tags),
+        )
     }
 
     pub fn count(&self, caller: &Caller) -> Result<u64> {
@@ -482,4 +511,14 @@ impl Ssm {
         }
         Ok(n)
     }
+}
+
+/// The CAM resource name of a secret.
+pub fn secret_resource(s: &SecretRecord) -> String {
+    policy::ssm_secret_resource(&s.region, s.owner_uin, s.create_uin, &s.name)
+}
+
+/// Asks the request's policies about a secret (and notes it for the audit log).
+fn authorize(caller: &Caller, s: &SecretRecord) -> Result<()> {
+    caller.check("ssm_secret", &secret_resource(s), &s.tags)
 }

@@ -3,8 +3,12 @@
 //!
 //! Every method is one transaction: a crash leaves either the old or the new state.
 
+pub mod audit;
+pub mod iam;
 mod sqlite;
 
+pub use audit::{AuditAttribute, AuditQuery, AuditStore};
+pub use iam::{GroupRecord, IamStore, PolicyRecord, Target};
 pub use sqlite::SqliteStore;
 
 use crate::error::Result;
@@ -144,6 +148,7 @@ pub struct AccountRecord {
     pub uin: u64,
     pub name: String,
     pub kind: String,
+    pub remark: String,
     pub create_time: i64,
 }
 
@@ -154,6 +159,8 @@ pub struct ApiKeyRecord {
     pub sealed_secret: Vec<u8>,
     pub enabled: bool,
     pub create_time: i64,
+    /// Unix seconds of the last authenticated request (0: never), flushed periodically.
+    pub last_used: i64,
 }
 
 /// A hosted data key: its metadata and its value encrypted under `key_id`.
@@ -300,7 +307,7 @@ pub struct Alarm {
 /// A read-modify-write step run inside the store's transaction.
 pub type KeyUpdate<'a> = &'a mut dyn FnMut(&mut KeyRecord) -> Result<()>;
 
-pub trait Store: Send + Sync {
+pub trait Store: AuditStore + IamStore + Send + Sync {
     /// Inserts a key and its first version, refusing a duplicate alias and a full quota.
     fn insert_key(&self, key: &KeyRecord, version: Option<&KeyVersion>, limit: u64) -> Result<()>;
     fn get_key(&self, region: &str, owner_uin: u64, key_id: &str) -> Result<Option<KeyRecord>>;

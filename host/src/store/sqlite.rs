@@ -16,6 +16,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0005_ssh_keys.sql"),
     include_str!("migrations/0006_public_keys.sql"),
     include_str!("migrations/0007_byok.sql"),
+    include_str!("migrations/0008_iam.sql"),
+    include_str!("migrations/0009_audit.sql"),
 ];
 
 pub struct SqliteStore {
@@ -47,7 +49,7 @@ impl SqliteStore {
         })
     }
 
-    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
+    pub(super) fn with<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
         let mut conn = self
             .conn
             .lock()
@@ -549,7 +551,7 @@ impl Store for SqliteStore {
                     ],
                 )?;
             }
-            tx.commit()?;
+            super::audit::commit(tx)?;
             Ok(())
         })?;
         self.cache_key(key);
@@ -601,7 +603,7 @@ impl Store for SqliteStore {
                 .ok_or_else(|| Error::CmkNotFound(key_id.to_string()))?;
             f(&mut key)?;
             write_key_tx(&tx, &key)?;
-            tx.commit()?;
+            super::audit::commit(tx)?;
             Ok(key)
         })
         .inspect(|key| self.cache_key(key))
@@ -634,7 +636,7 @@ impl Store for SqliteStore {
                 ],
             )?;
             write_key_tx(&tx, &key)?;
-            tx.commit()?;
+            super::audit::commit(tx)?;
             Ok(key)
         })
         .inspect(|key| self.cache_key(key))
@@ -646,7 +648,7 @@ impl Store for SqliteStore {
             tx.execute("DELETE FROM key_versions WHERE key_id = ?1", [key_id])?;
             tx.execute("DELETE FROM key_bindings WHERE key_id = ?1", [key_id])?;
             let n = tx.execute("DELETE FROM keys WHERE key_id = ?1", [key_id])?;
-            tx.commit()?;
+            super::audit::commit(tx)?;
             Ok(n)
         })?;
         if let Ok(mut m) = self.keys.write() {
@@ -706,7 +708,7 @@ impl Store for SqliteStore {
                 )?;
             }
             write_key_tx(&tx, &key)?;
-            tx.commit()?;
+            super::audit::commit(tx)?;
             Ok(key)
         })?;
         self.cache_key(&key);
@@ -826,7 +828,7 @@ impl Store for SqliteStore {
                 }
                 other => other?,
             };
-            tx.commit()?;
+            super::audit::commit(tx)?;
             Ok(())
         })
     }
@@ -867,7 +869,7 @@ impl Store for SqliteStore {
                 Err(e) if is_unique_violation(&e) => return Err(Error::DataKeyNameExists(k.name)),
                 other => other?,
             };
-            tx.commit()?;
+            super::audit::commit(tx)?;
             Ok(k)
         })
     }
@@ -954,7 +956,7 @@ impl Store for SqliteStore {
                 other => other?,
             };
             insert_version_tx(&tx, &sec.region, sec.owner_uin, &sec.name, first)?;
-            tx.commit()?;
+            super::audit::commit(tx)?;
             Ok(())
         })
     }
@@ -976,7 +978,7 @@ impl Store for SqliteStore {
                 .ok_or_else(|| Error::SecretNotFound(name.to_string()))?;
             f(&mut sec)?;
             write_secret_tx(&tx, &sec)?;
-            tx.commit()?;
+            super::audit::commit(tx)?;
             Ok(sec)
         })
     }
@@ -992,7 +994,7 @@ impl Store for SqliteStore {
                 "DELETE FROM secrets WHERE region = ?1 AND owner_uin = ?2 AND secret_name = ?3",
                 params![region, owner_uin as i64, name],
             )?;
-            tx.commit()?;
+            super::audit::commit(tx)?;
             Ok(n == 1)
         })
     }
@@ -1107,7 +1109,7 @@ impl Store for SqliteStore {
                     return Err(Error::SecretVersionNotFound(v.version_id.clone()));
                 }
             }
-            tx.commit()?;
+            super::audit::commit(tx)?;
             Ok(())
         })
     }
@@ -1240,8 +1242,9 @@ impl Store for SqliteStore {
     fn insert_account(&self, a: &AccountRecord) -> Result<()> {
         self.with(|conn| {
             conn.execute(
-                "INSERT INTO accounts (uin, name, kind, create_time) VALUES (?1, ?2, ?3, ?4)",
-                params![a.uin as i64, a.name, a.kind, a.create_time],
+                "INSERT INTO accounts (uin, name, kind, remark, create_time) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![a.uin as i64, a.name, a.kind, a.remark, a.create_time],
             )?;
             Ok(())
         })
@@ -1249,7 +1252,8 @@ impl Store for SqliteStore {
 
     fn insert_api_key(&self, k: &ApiKeyRecord) -> Result<()> {
         self.with(|conn| {
-            conn.execute(
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.execute(
                 "INSERT INTO api_keys (secret_id, uin, sealed_secret, status, create_time) \
                  VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![
@@ -1260,6 +1264,7 @@ impl Store for SqliteStore {
                     k.create_time
                 ],
             )?;
+            super::audit::commit(tx)?;
             Ok(())
         })
     }
@@ -1268,18 +1273,10 @@ impl Store for SqliteStore {
         self.with(|conn| {
             Ok(conn
                 .prepare_cached(
-                    "SELECT secret_id, uin, sealed_secret, status, create_time FROM api_keys \
-                     WHERE secret_id = ?1",
+                    "SELECT secret_id, uin, sealed_secret, status, create_time, last_used \
+                     FROM api_keys WHERE secret_id = ?1",
                 )?
-                .query_row(params![secret_id], |r| {
-                    Ok(ApiKeyRecord {
-                        secret_id: r.get(0)?,
-                        uin: r.get::<_, i64>(1)? as u64,
-                        sealed_secret: r.get(2)?,
-                        enabled: r.get::<_, String>(3)? == "Enabled",
-                        create_time: r.get(4)?,
-                    })
-                })
+                .query_row(params![secret_id], super::iam::api_key_row)
                 .optional()?)
         })
     }

@@ -1,0 +1,258 @@
+//! The audit log: every API request, allowed or refused, becomes one chained record.
+//!
+//! Records of requests that change state are appended inside the store transaction that makes
+//! the change (`store::audit::commit`), so the change and its record are durable together.
+//! Records of other requests (reads, crypto, refusals) go through a queue to one writer thread
+//! that appends them in batches: one transaction, one fsync, for many requests. A power cut
+//! can lose the queue, at most the last moment of read-only records; never a change's record.
+//! The writer also signs checkpoints with a P-256 key held in the HSM (docs/audit.md).
+
+pub mod record;
+pub mod verify;
+
+use crate::clock::Clock;
+use crate::error::{Error, Result};
+use crate::hsm::{asym::SignScheme, Hsm};
+use crate::store::Store;
+use keyward_shared::Algorithm;
+use record::{checkpoint_message, AuditRecord, Checkpoint};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub use crate::store::audit::pending;
+
+const SIGNING_KEY_META: &str = "audit_signing_key";
+const PUBLIC_KEY_META: &str = "audit_public_key";
+const QUEUE: usize = 65_536;
+const BATCH: usize = 2_048;
+
+/// The checkpoint key: P-256, generated in and held by the HSM; the store keeps its sealed
+/// form and public key.
+pub struct Signer {
+    hsm: Arc<dyn Hsm>,
+    sealed: Vec<u8>,
+    pub public_key: Vec<u8>,
+}
+
+impl Signer {
+    pub fn open(store: &dyn Store, hsm: Arc<dyn Hsm>) -> Result<Self> {
+        if store.get_meta(SIGNING_KEY_META)?.is_none() {
+            let (sealed, public_key) = hsm.generate_key_pair(Algorithm::EccP256)?;
+            store.set_meta(PUBLIC_KEY_META, &public_key)?;
+            store.insert_meta(SIGNING_KEY_META, &sealed)?;
+        }
+        let sealed = store
+            .get_meta(SIGNING_KEY_META)?
+            .ok_or_else(|| Error::Internal("audit signing key vanished".into()))?;
+        let public_key = store
+            .get_meta(PUBLIC_KEY_META)?
+            .ok_or_else(|| Error::Internal("audit public key vanished".into()))?;
+        let signer = Signer {
+            hsm,
+            sealed,
+            public_key,
+        };
+        // The stored public key must belong to the HSM key, or checkpoints would be
+        // unverifiable (or verifiable against a key an intruder put there).
+        let probe = b"keyward/audit-key-probe";
+        let sig = signer.sign(probe)?;
+        if !verify::signature_ok(&signer.public_key, probe, &sig) {
+            return Err(Error::Config(
+                "the stored audit public key does not match the HSM's audit key".into(),
+            ));
+        }
+        Ok(signer)
+    }
+
+    pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>> {
+        self.hsm.sign(
+            Algorithm::EccP256,
+            &self.sealed,
+            SignScheme::Ecdsa,
+            message,
+            false,
+        )
+    }
+
+    /// SHA-256 fingerprint of the public key (hex), for pinning by auditors.
+    pub fn fingerprint(&self) -> String {
+        verify::fingerprint(&self.public_key)
+    }
+}
+
+enum Msg {
+    Record(Box<AuditRecord>),
+    Flush(mpsc::Sender<()>),
+}
+
+#[derive(Default)]
+pub struct Counters {
+    pub written: AtomicU64,
+    pub failures: AtomicU64,
+    pub checkpoints: AtomicU64,
+}
+
+pub struct Audit {
+    tx: Option<SyncSender<Msg>>,
+    pub signer: Arc<Signer>,
+    pub counters: Arc<Counters>,
+}
+
+impl Audit {
+    pub fn start(
+        store: Arc<dyn Store>,
+        hsm: Arc<dyn Hsm>,
+        cfg: &crate::config::AuditConfig,
+    ) -> Result<Self> {
+        let signer = Arc::new(Signer::open(store.as_ref(), hsm)?);
+        let counters = Arc::new(Counters::default());
+        if !cfg.enabled {
+            return Ok(Audit {
+                tx: None,
+                signer,
+                counters,
+            });
+        }
+        let (tx, rx) = mpsc::sync_channel(QUEUE);
+        let w = Writer {
+            store,
+            signer: signer.clone(),
+            counters: counters.clone(),
+            every: cfg.checkpoint_every.max(1),
+            interval: Duration::from_secs(cfg.checkpoint_secs.max(1)),
+        };
+        std::thread::Builder::new()
+            .name("keyward-audit".into())
+            .spawn(move || w.run(rx))?;
+        Ok(Audit {
+            tx: Some(tx),
+            signer,
+            counters,
+        })
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.tx.is_some()
+    }
+
+    /// Queues a record for the writer. Blocks only when the queue is full (back-pressure).
+    pub fn submit(&self, record: AuditRecord) {
+        if let Some(tx) = &self.tx {
+            if tx.send(Msg::Record(Box::new(record))).is_err() {
+                self.counters.failures.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Waits until every record queued so far is in the store, and signs a checkpoint.
+    pub fn flush(&self) {
+        if let Some(tx) = &self.tx {
+            let (done, wait) = mpsc::channel();
+            if tx.send(Msg::Flush(done)).is_ok() {
+                let _ = wait.recv_timeout(Duration::from_secs(30));
+            }
+        }
+    }
+}
+
+struct Writer {
+    store: Arc<dyn Store>,
+    signer: Arc<Signer>,
+    counters: Arc<Counters>,
+    every: u64,
+    interval: Duration,
+}
+
+impl Writer {
+    fn run(self, rx: Receiver<Msg>) {
+        let mut last_checkpoint = Instant::now();
+        loop {
+            let first = match rx.recv_timeout(Duration::from_millis(500)) {
+                Ok(m) => Some(m),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => return,
+            };
+            let mut batch = Vec::new();
+            let mut waiters = Vec::new();
+            let mut next = first;
+            while let Some(m) = next.take() {
+                match m {
+                    Msg::Record(r) => batch.push(*r),
+                    Msg::Flush(w) => waiters.push(w),
+                }
+                if batch.len() < BATCH {
+                    next = rx.try_recv().ok();
+                }
+            }
+            if !batch.is_empty() {
+                self.append(&batch);
+            }
+            if self.checkpoint_due(&mut last_checkpoint, !waiters.is_empty()) {
+                if let Err(e) = self.checkpoint() {
+                    tracing::error!(error = %e, "cannot sign an audit checkpoint");
+                }
+            }
+            for w in waiters {
+                let _ = w.send(());
+            }
+        }
+    }
+
+    fn append(&self, batch: &[AuditRecord]) {
+        for attempt in 0..3 {
+            match self.store.append_audit(batch) {
+                Ok(_) => {
+                    self.counters
+                        .written
+                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    return;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, attempt, "cannot append audit records");
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        }
+        self.counters
+            .failures
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+    }
+
+    /// Due after `every` new records, or after `interval` with any unsigned record; a flush
+    /// (an auditor is about to read) also signs what is there.
+    fn checkpoint_due(&self, last: &mut Instant, flushing: bool) -> bool {
+        let (Ok(Some((head, _))), Ok(cp)) = (self.store.audit_head(), self.store.last_checkpoint())
+        else {
+            return false;
+        };
+        let signed = cp.map(|c| c.seq).unwrap_or(0);
+        if head <= signed {
+            return false;
+        }
+        let due = head - signed >= self.every || last.elapsed() >= self.interval || flushing;
+        if due {
+            *last = Instant::now();
+        }
+        due
+    }
+
+    fn checkpoint(&self) -> Result<()> {
+        let Some((seq, hash)) = self.store.audit_head()? else {
+            return Ok(());
+        };
+        let create_time = crate::clock::SystemClock.now();
+        let signature = self
+            .signer
+            .sign(&checkpoint_message(seq, &hash, create_time))?;
+        self.store.insert_checkpoint(&Checkpoint {
+            seq,
+            hash,
+            create_time,
+            signature,
+        })?;
+        self.counters.checkpoints.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}

@@ -1,0 +1,151 @@
+//! Walks the audit chain and its signed checkpoints; reports the first broken record.
+
+use super::record::{chain_hash, checkpoint_message, GENESIS};
+use crate::error::Result;
+use crate::store::AuditStore;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub struct Report {
+    /// Records that were walked.
+    pub records: u64,
+    /// Checkpoints whose signature and hash were checked.
+    pub checkpoints: u64,
+    /// Records after the last valid checkpoint (chained, not yet signed).
+    pub unsigned_tail: u64,
+    /// Sequence number of the first record that breaks the chain, if any.
+    pub first_broken: Option<u64>,
+    pub reason: Option<String>,
+    /// SHA-256 of the audit public key the signatures were checked with.
+    pub key_fingerprint: String,
+}
+
+impl Report {
+    pub fn ok(&self) -> bool {
+        self.first_broken.is_none()
+    }
+}
+
+pub fn fingerprint(spki_der: &[u8]) -> String {
+    hex::encode(Sha256::digest(spki_der))
+}
+
+/// A DER ECDSA P-256/SHA-256 signature by `spki_der` over `message`.
+pub fn signature_ok(spki_der: &[u8], message: &[u8], signature: &[u8]) -> bool {
+    crate::hsm::asym::verify(
+        keyward_shared::Algorithm::EccP256,
+        spki_der,
+        crate::hsm::asym::SignScheme::Ecdsa,
+        message,
+        false,
+        signature,
+    )
+    .unwrap_or(false)
+}
+
+/// Checks every record's hash and link, and every checkpoint's signature and hash.
+pub fn verify(store: &dyn AuditStore, public_key: &[u8]) -> Result<Report> {
+    let mut report = Report {
+        records: 0,
+        checkpoints: 0,
+        unsigned_tail: 0,
+        first_broken: None,
+        reason: None,
+        key_fingerprint: fingerprint(public_key),
+    };
+    let checkpoints = store.checkpoints()?;
+    let mut next_cp = checkpoints.iter().peekable();
+    let mut prev = GENESIS;
+    let mut expected = 1u64;
+    let mut last_signed = 0u64;
+    let broken = |report: &mut Report, seq: u64, why: String| {
+        if report.first_broken.is_none() {
+            report.first_broken = Some(seq);
+            report.reason = Some(why);
+        }
+    };
+    'walk: loop {
+        let page = store.audit_after(expected - 1, 1000)?;
+        if page.is_empty() {
+            break;
+        }
+        for r in page {
+            if r.seq != expected {
+                broken(
+                    &mut report,
+                    expected,
+                    format!(
+                        "record {expected} is missing (the next record is {})",
+                        r.seq
+                    ),
+                );
+                break 'walk;
+            }
+            if r.prev_hash != prev {
+                broken(
+                    &mut report,
+                    r.seq,
+                    "its link to the previous record does not match (records deleted, \
+                     inserted or reordered)"
+                        .into(),
+                );
+                break 'walk;
+            }
+            if chain_hash(&prev, r.seq, &r.record) != r.hash {
+                broken(
+                    &mut report,
+                    r.seq,
+                    "its content does not match its hash (the record was edited)".into(),
+                );
+                break 'walk;
+            }
+            while let Some(cp) = next_cp.next_if(|cp| cp.seq <= r.seq) {
+                if cp.seq < r.seq {
+                    continue;
+                }
+                if cp.hash != r.hash {
+                    broken(
+                        &mut report,
+                        r.seq,
+                        format!("checkpoint at record {} names a different chain", cp.seq),
+                    );
+                    break 'walk;
+                }
+                if !signature_ok(
+                    public_key,
+                    &checkpoint_message(cp.seq, &cp.hash, cp.create_time),
+                    &cp.signature,
+                ) {
+                    broken(
+                        &mut report,
+                        r.seq,
+                        format!("checkpoint at record {} has an invalid signature", cp.seq),
+                    );
+                    break 'walk;
+                }
+                report.checkpoints += 1;
+                last_signed = r.seq;
+            }
+            prev = r.hash;
+            report.records += 1;
+            expected += 1;
+        }
+    }
+    if report.ok() {
+        if let Some(cp) = next_cp.next() {
+            // A signed checkpoint beyond the last record: records at the end were removed.
+            broken(
+                &mut report,
+                expected,
+                format!(
+                    "record {expected} is missing: a checkpoint signs the chain up to record {}",
+                    cp.seq
+                ),
+            );
+        }
+    }
+    report.unsigned_tail = report.records.saturating_sub(last_signed);
+    Ok(report)
+}

@@ -1,0 +1,397 @@
+//! Audit log persistence: the hash chain, checkpoints, queries, and the ambient record of the
+//! request being served, which a write transaction appends so that a change and the record
+//! describing it commit together.
+
+use super::SqliteStore;
+use crate::audit::record::{chain_hash, AuditRecord, ChainedRecord, Checkpoint, GENESIS};
+use crate::error::{Error, Result};
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row, Transaction};
+use std::cell::RefCell;
+
+/// What LookUpEvents can filter on (CloudAudit's LookupAttributes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditAttribute {
+    RequestId(String),
+    EventName(String),
+    EventId(String),
+    Username(String),
+    ResourceType(String),
+    /// A resource id (key id, secret name) or a full CAM resource name.
+    ResourceName(String),
+    AccessKeyId(String),
+    ReadOnly(bool),
+    /// The result: `Success` or a Tencent error code.
+    ResultCode(String),
+    SourceIp(String),
+    /// The calling account's uin.
+    Uin(u64),
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    /// Inclusive bounds in unix seconds.
+    pub start_time: i64,
+    pub end_time: i64,
+    /// Every group must hold; within a group, any attribute may (CloudAudit ORs repeated
+    /// keys and ANDs different ones).
+    pub attributes: Vec<Vec<AuditAttribute>>,
+    /// Paging: only records with a smaller sequence number (newest first).
+    pub before_seq: Option<u64>,
+    pub limit: u32,
+}
+
+pub trait AuditStore: Send + Sync {
+    /// Appends records after the current head in one transaction; returns the new head.
+    fn append_audit(&self, records: &[AuditRecord]) -> Result<Option<(u64, [u8; 32])>>;
+    fn audit_head(&self) -> Result<Option<(u64, [u8; 32])>>;
+    /// Records with `seq > after`, oldest first.
+    fn audit_after(&self, after: u64, limit: u32) -> Result<Vec<ChainedRecord>>;
+    /// Newest first.
+    fn query_audit(&self, q: &AuditQuery) -> Result<Vec<ChainedRecord>>;
+    /// How many records match, ignoring paging.
+    fn count_audit(&self, q: &AuditQuery) -> Result<u64>;
+    fn insert_checkpoint(&self, cp: &Checkpoint) -> Result<()>;
+    /// Oldest first.
+    fn checkpoints(&self) -> Result<Vec<Checkpoint>>;
+    fn last_checkpoint(&self) -> Result<Option<Checkpoint>>;
+}
+
+// ---- the request being served ----------------------------------------------------------
+
+thread_local! {
+    static PENDING: RefCell<Option<Pending>> = const { RefCell::new(None) };
+}
+
+struct Pending {
+    record: AuditRecord,
+    /// Set once a write transaction has committed the record.
+    written: bool,
+}
+
+/// The audit record of the request running on this thread. Action handlers run synchronously
+/// on one thread (a runtime worker or a blocking-pool thread), so a thread-local carries the
+/// record from the dispatcher into the store without threading it through every call.
+pub mod pending {
+    use super::*;
+
+    pub fn begin(record: AuditRecord) {
+        PENDING.with(|p| {
+            *p.borrow_mut() = Some(Pending {
+                record,
+                written: false,
+            })
+        });
+    }
+
+    /// Ends the request: the record, and whether a write transaction already committed it.
+    pub fn finish() -> Option<(AuditRecord, bool)> {
+        PENDING.with(|p| p.borrow_mut().take().map(|p| (p.record, p.written)))
+    }
+
+    pub fn update(f: impl FnOnce(&mut AuditRecord)) {
+        PENDING.with(|p| {
+            if let Some(p) = p.borrow_mut().as_mut() {
+                if !p.written {
+                    f(&mut p.record)
+                }
+            }
+        });
+    }
+
+    /// Notes a resource the request touched (once each).
+    pub fn resource(kind: &str, name: &str) {
+        update(|r| {
+            if !r.resources.iter().any(|n| n == name) {
+                r.resources.push(name.to_string());
+            }
+            if r.resource_type.is_empty() {
+                r.resource_type = kind.to_string();
+            }
+        });
+    }
+
+    /// Notes the CMK version a cryptographic action used (the first one, for ReEncrypt the
+    /// source).
+    pub fn key_version(key_id: &str, version: u32) {
+        update(|r| {
+            if r.key_id.is_empty() {
+                r.key_id = key_id.to_string();
+                r.key_version = version;
+            }
+        });
+    }
+
+    pub(super) fn for_commit() -> Option<AuditRecord> {
+        PENDING.with(|p| {
+            p.borrow().as_ref().filter(|p| !p.written).map(|p| {
+                let mut r = p.record.clone();
+                r.result_code = "Success".into();
+                r
+            })
+        })
+    }
+
+    pub(super) fn mark_written() {
+        PENDING.with(|p| {
+            if let Some(p) = p.borrow_mut().as_mut() {
+                p.written = true;
+            }
+        });
+    }
+}
+
+/// Commits a write transaction of the store, appending the current request's audit record to
+/// it first, so the change and its record are durable together or not at all.
+pub(super) fn commit(tx: Transaction<'_>) -> Result<()> {
+    let record = pending::for_commit();
+    if let Some(r) = &record {
+        append_tx(&tx, std::slice::from_ref(r))?;
+    }
+    tx.commit()?;
+    if record.is_some() {
+        pending::mark_written();
+    }
+    Ok(())
+}
+
+fn head_tx(conn: &Connection) -> Result<Option<(u64, [u8; 32])>> {
+    Ok(conn
+        .prepare_cached("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")?
+        .query_row([], |r| Ok((r.get::<_, i64>(0)? as u64, hash_col(r, 1)?)))
+        .optional()?)
+}
+
+fn append_tx(conn: &Connection, records: &[AuditRecord]) -> Result<Option<(u64, [u8; 32])>> {
+    let (mut seq, mut prev) = head_tx(conn)?.unwrap_or((0, GENESIS));
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO audit_log (seq, event_id, event_time, region, service, action, read_only, \
+         owner_uin, uin, username, secret_id, source_ip, user_agent, resource_type, resources, \
+         request_id, result_code, key_id, key_version, prev_hash, hash) VALUES \
+         (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, \
+         ?20, ?21)",
+    )?;
+    for r in records {
+        seq += 1;
+        let hash = chain_hash(&prev, seq, r);
+        let resources = serde_json::to_string(&r.resources)
+            .map_err(|e| Error::Internal(format!("audit resources: {e}")))?;
+        stmt.execute(params![
+            seq as i64,
+            r.event_id,
+            r.event_time,
+            r.region,
+            r.service,
+            r.action,
+            r.read_only,
+            r.owner_uin as i64,
+            r.uin as i64,
+            r.username,
+            r.secret_id,
+            r.source_ip,
+            r.user_agent,
+            r.resource_type,
+            resources,
+            r.request_id,
+            r.result_code,
+            r.key_id,
+            r.key_version,
+            prev.as_slice(),
+            hash.as_slice(),
+        ])?;
+        prev = hash;
+    }
+    Ok((seq > 0).then_some((seq, prev)))
+}
+
+fn hash_col(r: &Row<'_>, i: usize) -> rusqlite::Result<[u8; 32]> {
+    let v: Vec<u8> = r.get(i)?;
+    // A damaged hash column must not stop the walk: it simply fails verification.
+    let mut out = [0u8; 32];
+    if v.len() == 32 {
+        out.copy_from_slice(&v);
+    } else {
+        out[..v.len().min(32)].copy_from_slice(&v[..v.len().min(32)]);
+        out[31] ^= 0xff;
+    }
+    Ok(out)
+}
+
+const COLUMNS: &str = "seq, event_id, event_time, region, service, action, read_only, owner_uin, \
+     uin, username, secret_id, source_ip, user_agent, resource_type, resources, request_id, \
+     result_code, key_id, key_version, prev_hash, hash";
+
+fn chained(r: &Row<'_>) -> rusqlite::Result<ChainedRecord> {
+    let resources: String = r.get(14)?;
+    Ok(ChainedRecord {
+        seq: r.get::<_, i64>(0)? as u64,
+        record: AuditRecord {
+            event_id: r.get(1)?,
+            event_time: r.get(2)?,
+            region: r.get(3)?,
+            service: r.get(4)?,
+            action: r.get(5)?,
+            read_only: r.get(6)?,
+            owner_uin: r.get::<_, i64>(7)? as u64,
+            uin: r.get::<_, i64>(8)? as u64,
+            username: r.get(9)?,
+            secret_id: r.get(10)?,
+            source_ip: r.get(11)?,
+            user_agent: r.get(12)?,
+            resource_type: r.get(13)?,
+            // An unparsable list is kept verbatim so verification flags the record.
+            resources: serde_json::from_str(&resources).unwrap_or_else(|_| vec![resources]),
+            request_id: r.get(15)?,
+            result_code: r.get(16)?,
+            key_id: r.get(17)?,
+            key_version: r.get(18)?,
+        },
+        prev_hash: hash_col(r, 19)?,
+        hash: hash_col(r, 20)?,
+    })
+}
+
+fn checkpoint_row(r: &Row<'_>) -> rusqlite::Result<Checkpoint> {
+    Ok(Checkpoint {
+        seq: r.get::<_, i64>(0)? as u64,
+        hash: hash_col(r, 1)?,
+        create_time: r.get(2)?,
+        signature: r.get(3)?,
+    })
+}
+
+impl AuditStore for SqliteStore {
+    fn append_audit(&self, records: &[AuditRecord]) -> Result<Option<(u64, [u8; 32])>> {
+        if records.is_empty() {
+            return self.audit_head();
+        }
+        self.with(|conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let head = append_tx(&tx, records)?;
+            tx.commit()?;
+            Ok(head)
+        })
+    }
+
+    fn audit_head(&self) -> Result<Option<(u64, [u8; 32])>> {
+        self.with(|conn| head_tx(conn))
+    }
+
+    fn audit_after(&self, after: u64, limit: u32) -> Result<Vec<ChainedRecord>> {
+        self.with(|conn| {
+            let sql =
+                format!("SELECT {COLUMNS} FROM audit_log WHERE seq > ?1 ORDER BY seq LIMIT ?2");
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let rows = stmt
+                .query_map(params![after as i64, limit], chained)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })
+    }
+
+    fn query_audit(&self, q: &AuditQuery) -> Result<Vec<ChainedRecord>> {
+        let (clause, mut args) = where_clause(q, true);
+        args.push(rusqlite::types::Value::Integer(q.limit as i64));
+        let sql =
+            format!("SELECT {COLUMNS} FROM audit_log WHERE {clause} ORDER BY seq DESC LIMIT ?");
+        self.with(|conn| {
+            let mut stmt = conn.prepare(&sql)?;
+            let rows = stmt
+                .query_map(params_from_iter(args.iter()), chained)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })
+    }
+
+    fn count_audit(&self, q: &AuditQuery) -> Result<u64> {
+        let (clause, args) = where_clause(q, false);
+        let sql = format!("SELECT COUNT(*) FROM audit_log WHERE {clause}");
+        self.with(|conn| {
+            let n: i64 = conn.query_row(&sql, params_from_iter(args.iter()), |r| r.get(0))?;
+            Ok(n as u64)
+        })
+    }
+
+    fn insert_checkpoint(&self, cp: &Checkpoint) -> Result<()> {
+        self.with(|conn| {
+            conn.execute(
+                "INSERT OR REPLACE INTO audit_checkpoints (seq, hash, create_time, signature) \
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![
+                    cp.seq as i64,
+                    cp.hash.as_slice(),
+                    cp.create_time,
+                    cp.signature
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn checkpoints(&self) -> Result<Vec<Checkpoint>> {
+        self.with(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT seq, hash, create_time, signature FROM audit_checkpoints ORDER BY seq",
+            )?;
+            let rows = stmt
+                .query_map([], checkpoint_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })
+    }
+
+    fn last_checkpoint(&self) -> Result<Option<Checkpoint>> {
+        self.with(|conn| {
+            Ok(conn
+                .prepare_cached(
+                    "SELECT seq, hash, create_time, signature FROM audit_checkpoints \
+                     ORDER BY seq DESC LIMIT 1",
+                )?
+                .query_row([], checkpoint_row)
+                .optional()?)
+        })
+    }
+}
+
+/// The WHERE clause of an audit query and its arguments (values are always bound, never
+/// spliced into the SQL).
+fn where_clause(q: &AuditQuery, paged: bool) -> (String, Vec<rusqlite::types::Value>) {
+    use rusqlite::types::Value;
+    let mut clauses = vec!["event_time >= ?".to_string(), "event_time <= ?".to_string()];
+    let mut args: Vec<Value> = vec![Value::Integer(q.start_time), Value::Integer(q.end_time)];
+    if let (true, Some(b)) = (paged, q.before_seq) {
+        clauses.push("seq < ?".into());
+        args.push(Value::Integer(b as i64));
+    }
+    for group in q.attributes.iter().filter(|g| !g.is_empty()) {
+        let mut alternatives = Vec::new();
+        for a in group {
+            let text = |v: &String| Value::Text(v.clone());
+            let (clause, arg, times) = match a {
+                AuditAttribute::RequestId(v) => ("request_id = ?", text(v), 1),
+                AuditAttribute::EventName(v) => ("action = ?", text(v), 1),
+                AuditAttribute::EventId(v) => ("event_id = ?", text(v), 1),
+                AuditAttribute::Username(v) => ("username = ?", text(v), 1),
+                AuditAttribute::ResourceType(v) => ("resource_type = ?", text(v), 1),
+                AuditAttribute::AccessKeyId(v) => ("secret_id = ?", text(v), 1),
+                AuditAttribute::ReadOnly(v) => ("read_only = ?", Value::Integer(*v as i64), 1),
+                AuditAttribute::ResultCode(v) => ("result_code = ?", text(v), 1),
+                AuditAttribute::SourceIp(v) => ("source_ip = ?", text(v), 1),
+                AuditAttribute::Uin(v) => ("uin = ?", Value::Integer(*v as i64), 1),
+                // A short name (key id, secret name) matches the last path segment of a CAM
+                // resource name; a full name matches exactly.
+                AuditAttribute::ResourceName(v) => (
+                    "EXISTS (SELECT 1 FROM json_each(audit_log.resources) AS j WHERE \
+                     j.value = ? OR substr(j.value, -length(?) - 1) = '/' || ?)",
+                    text(v),
+                    3,
+                ),
+            };
+            alternatives.push(clause.to_string());
+            for _ in 0..times {
+                args.push(arg.clone());
+            }
+        }
+        clauses.push(format!("({})", alternatives.join(" OR ")));
+    }
+    (clauses.join(" AND "), args)
+}

@@ -1,0 +1,533 @@
+//! Access-control persistence: sub-accounts, API keys, groups, policies and their
+//! attachments. Each method is one transaction that also carries the request's audit record.
+
+use super::{AccountRecord, ApiKeyRecord, SqliteStore};
+use crate::error::{Error, Result};
+use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupRecord {
+    pub group_id: u64,
+    pub name: String,
+    pub remark: String,
+    pub create_time: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyRecord {
+    pub policy_id: u64,
+    pub name: String,
+    pub description: String,
+    pub document: String,
+    pub create_time: i64,
+    pub update_time: i64,
+}
+
+/// What a policy is attached to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    User(u64),
+    Group(u64),
+}
+
+impl Target {
+    fn parts(self) -> (&'static str, i64) {
+        match self {
+            Target::User(u) => ("user", u as i64),
+            Target::Group(g) => ("group", g as i64),
+        }
+    }
+}
+
+pub trait IamStore: Send + Sync {
+    /// Creates a sub-account with the next free uin; refuses a duplicate name.
+    fn create_sub_account(&self, name: &str, remark: &str, now: i64) -> Result<AccountRecord>;
+    fn get_account(&self, uin: u64) -> Result<Option<AccountRecord>>;
+    fn account_by_name(&self, name: &str) -> Result<Option<AccountRecord>>;
+    fn list_accounts(&self) -> Result<Vec<AccountRecord>>;
+    fn update_account_remark(&self, uin: u64, remark: &str) -> Result<bool>;
+    /// Deletes a sub-account with its API keys, memberships and attachments.
+    fn delete_account(&self, uin: u64) -> Result<bool>;
+
+    fn list_api_keys(&self, uin: u64) -> Result<Vec<ApiKeyRecord>>;
+    fn set_api_key_enabled(&self, secret_id: &str, enabled: bool) -> Result<bool>;
+    fn delete_api_key(&self, secret_id: &str) -> Result<bool>;
+    /// Records last-use times (batched by the caller; not audited).
+    fn touch_api_keys(&self, used: &[(String, i64)]) -> Result<()>;
+
+    fn create_group(&self, name: &str, remark: &str, now: i64) -> Result<GroupRecord>;
+    fn get_group(&self, group_id: u64) -> Result<Option<GroupRecord>>;
+    fn list_groups(&self) -> Result<Vec<GroupRecord>>;
+    fn delete_group(&self, group_id: u64) -> Result<bool>;
+    /// Returns false if the user already was a member.
+    fn add_group_member(&self, group_id: u64, uin: u64) -> Result<bool>;
+    fn remove_group_member(&self, group_id: u64, uin: u64) -> Result<bool>;
+    fn group_members(&self, group_id: u64) -> Result<Vec<u64>>;
+    fn groups_of(&self, uin: u64) -> Result<Vec<GroupRecord>>;
+
+    fn create_policy(
+        &self,
+        name: &str,
+        description: &str,
+        document: &str,
+        now: i64,
+    ) -> Result<PolicyRecord>;
+    fn get_policy(&self, policy_id: u64) -> Result<Option<PolicyRecord>>;
+    fn list_policies(&self) -> Result<Vec<PolicyRecord>>;
+    /// Replaces the given fields; `None` keeps the stored value.
+    fn update_policy(
+        &self,
+        policy_id: u64,
+        description: Option<&str>,
+        document: Option<&str>,
+        now: i64,
+    ) -> Result<bool>;
+    fn delete_policy(&self, policy_id: u64) -> Result<bool>;
+    /// Returns false if the policy was already attached there.
+    fn attach_policy(&self, policy_id: u64, target: Target, now: i64) -> Result<bool>;
+    fn detach_policy(&self, policy_id: u64, target: Target) -> Result<bool>;
+    fn attached_policies(&self, target: Target) -> Result<Vec<PolicyRecord>>;
+    /// Every policy that applies to a user: attached to it or to one of its groups.
+    fn effective_policies(&self, uin: u64) -> Result<Vec<PolicyRecord>>;
+}
+
+const ACCOUNT_COLS: &str = "uin, name, kind, remark, create_time";
+const API_KEY_COLS: &str = "secret_id, uin, sealed_secret, status, create_time, last_used";
+const POLICY_COLS: &str = "p.policy_id, p.name, p.description, p.document, p.create_time, \
+                           p.update_time";
+
+fn account_row(r: &Row<'_>) -> rusqlite::Result<AccountRecord> {
+    Ok(AccountRecord {
+        uin: r.get::<_, i64>(0)? as u64,
+        name: r.get(1)?,
+        kind: r.get(2)?,
+        remark: r.get(3)?,
+        create_time: r.get(4)?,
+    })
+}
+
+pub(super) fn api_key_row(r: &Row<'_>) -> rusqlite::Result<ApiKeyRecord> {
+    Ok(ApiKeyRecord {
+        secret_id: r.get(0)?,
+        uin: r.get::<_, i64>(1)? as u64,
+        sealed_secret: r.get(2)?,
+        enabled: r.get::<_, String>(3)? == "Enabled",
+        create_time: r.get(4)?,
+        last_used: r.get(5)?,
+    })
+}
+
+fn group_row(r: &Row<'_>) -> rusqlite::Result<GroupRecord> {
+    Ok(GroupRecord {
+        group_id: r.get::<_, i64>(0)? as u64,
+        name: r.get(1)?,
+        remark: r.get(2)?,
+        create_time: r.get(3)?,
+    })
+}
+
+fn policy_row(r: &Row<'_>) -> rusqlite::Result<PolicyRecord> {
+    Ok(PolicyRecord {
+        policy_id: r.get::<_, i64>(0)? as u64,
+        name: r.get(1)?,
+        description: r.get(2)?,
+        document: r.get(3)?,
+        create_time: r.get(4)?,
+        update_time: r.get(5)?,
+    })
+}
+
+fn rows<T, P: rusqlite::Params>(
+    conn: &Connection,
+    sql: &str,
+    p: P,
+    row: fn(&Row<'_>) -> rusqlite::Result<T>,
+) -> Result<Vec<T>> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let out = stmt
+        .query_map(p, row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(out)
+}
+
+fn is_unique_violation(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _)
+        if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+            || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY)
+}
+
+impl SqliteStore {
+    /// One audited write transaction returning the closure's value.
+    fn iam_write<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        self.with(|conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let out = f(&tx)?;
+            super::audit::commit(tx)?;
+            Ok(out)
+        })
+    }
+}
+
+impl IamStore for SqliteStore {
+    fn create_sub_account(&self, name: &str, remark: &str, now: i64) -> Result<AccountRecord> {
+        self.iam_write(|tx| {
+            let next: i64 =
+                tx.query_row("SELECT COALESCE(MAX(uin), 0) + 1 FROM accounts", [], |r| {
+                    r.get(0)
+                })?;
+            let rec = AccountRecord {
+                uin: next as u64,
+                name: name.to_string(),
+                kind: "sub".into(),
+                remark: remark.to_string(),
+                create_time: now,
+            };
+            tx.execute(
+                "INSERT INTO accounts (uin, name, kind, remark, create_time) \
+                 VALUES (?1, ?2, 'sub', ?3, ?4)",
+                params![next, name, remark, now],
+            )
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    Error::IamConflict(format!("a user named `{name}` already exists"))
+                } else {
+                    e.into()
+                }
+            })?;
+            Ok(rec)
+        })
+    }
+
+    fn get_account(&self, uin: u64) -> Result<Option<AccountRecord>> {
+        self.with(|conn| {
+            Ok(conn
+                .prepare_cached(&format!(
+                    "SELECT {ACCOUNT_COLS} FROM accounts WHERE uin = ?1"
+                ))?
+                .query_row([uin as i64], account_row)
+                .optional()?)
+        })
+    }
+
+    fn account_by_name(&self, name: &str) -> Result<Option<AccountRecord>> {
+        self.with(|conn| {
+            Ok(conn
+                .prepare_cached(&format!(
+                    "SELECT {ACCOUNT_COLS} FROM accounts WHERE name = ?1"
+                ))?
+                .query_row([name], account_row)
+                .optional()?)
+        })
+    }
+
+    fn list_accounts(&self) -> Result<Vec<AccountRecord>> {
+        self.with(|conn| {
+            rows(
+                conn,
+                &format!("SELECT {ACCOUNT_COLS} FROM accounts ORDER BY uin"),
+                [],
+                account_row,
+            )
+        })
+    }
+
+    fn update_account_remark(&self, uin: u64, remark: &str) -> Result<bool> {
+        self.iam_write(|tx| {
+            Ok(tx.execute(
+                "UPDATE accounts SET remark = ?2 WHERE uin = ?1",
+                params![uin as i64, remark],
+            )? > 0)
+        })
+    }
+
+    fn delete_account(&self, uin: u64) -> Result<bool> {
+        self.iam_write(|tx| {
+            tx.execute("DELETE FROM api_keys WHERE uin = ?1", [uin as i64])?;
+            tx.execute(
+                "DELETE FROM policy_attachments WHERE target_kind = 'user' AND target_id = ?1",
+                [uin as i64],
+            )?;
+            Ok(tx.execute(
+                "DELETE FROM accounts WHERE uin = ?1 AND kind = 'sub'",
+                [uin as i64],
+            )? > 0)
+        })
+    }
+
+    fn list_api_keys(&self, uin: u64) -> Result<Vec<ApiKeyRecord>> {
+        self.with(|conn| {
+            rows(
+                conn,
+                &format!(
+                    "SELECT {API_KEY_COLS} FROM api_keys WHERE uin = ?1 ORDER BY create_time, \
+                     secret_id"
+                ),
+                [uin as i64],
+                api_key_row,
+            )
+        })
+    }
+
+    fn set_api_key_enabled(&self, secret_id: &str, enabled: bool) -> Result<bool> {
+        self.iam_write(|tx| {
+            Ok(tx.execute(
+                "UPDATE api_keys SET status = ?2 WHERE secret_id = ?1",
+                params![secret_id, if enabled { "Enabled" } else { "Disabled" }],
+            )? > 0)
+        })
+    }
+
+    fn delete_api_key(&self, secret_id: &str) -> Result<bool> {
+        self.iam_write(|tx| {
+            Ok(tx.execute("DELETE FROM api_keys WHERE secret_id = ?1", [secret_id])? > 0)
+        })
+    }
+
+    fn touch_api_keys(&self, used: &[(String, i64)]) -> Result<()> {
+        if used.is_empty() {
+            return Ok(());
+        }
+        self.with(|conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            {
+                let mut stmt = tx.prepare_cached(
+                    "UPDATE api_keys SET last_used = MAX(last_used, ?2) WHERE secret_id = ?1",
+                )?;
+                for (id, t) in used {
+                    stmt.execute(params![id, t])?;
+                }
+            }
+            // Bookkeeping, not a request's change: committed without an audit record.
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    fn create_group(&self, name: &str, remark: &str, now: i64) -> Result<GroupRecord> {
+        self.iam_write(|tx| {
+            tx.execute(
+                "INSERT INTO groups (name, remark, create_time) VALUES (?1, ?2, ?3)",
+                params![name, remark, now],
+            )
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    Error::IamConflict(format!("a group named `{name}` already exists"))
+                } else {
+                    e.into()
+                }
+            })?;
+            Ok(GroupRecord {
+                group_id: tx.last_insert_rowid() as u64,
+                name: name.into(),
+                remark: remark.into(),
+                create_time: now,
+            })
+        })
+    }
+
+    fn get_group(&self, group_id: u64) -> Result<Option<GroupRecord>> {
+        self.with(|conn| {
+            Ok(conn
+                .prepare_cached(
+                    "SELECT group_id, name, remark, create_time FROM groups WHERE group_id = ?1",
+                )?
+                .query_row([group_id as i64], group_row)
+                .optional()?)
+        })
+    }
+
+    fn list_groups(&self) -> Result<Vec<GroupRecord>> {
+        self.with(|conn| {
+            rows(
+                conn,
+                "SELECT group_id, name, remark, create_time FROM groups ORDER BY group_id",
+                [],
+                group_row,
+            )
+        })
+    }
+
+    fn delete_group(&self, group_id: u64) -> Result<bool> {
+        self.iam_write(|tx| {
+            tx.execute(
+                "DELETE FROM policy_attachments WHERE target_kind = 'group' AND target_id = ?1",
+                [group_id as i64],
+            )?;
+            Ok(tx.execute("DELETE FROM groups WHERE group_id = ?1", [group_id as i64])? > 0)
+        })
+    }
+
+    fn add_group_member(&self, group_id: u64, uin: u64) -> Result<bool> {
+        self.iam_write(|tx| {
+            Ok(tx.execute(
+                "INSERT OR IGNORE INTO group_members (group_id, uin) VALUES (?1, ?2)",
+                params![group_id as i64, uin as i64],
+            )? > 0)
+        })
+    }
+
+    fn remove_group_member(&self, group_id: u64, uin: u64) -> Result<bool> {
+        self.iam_write(|tx| {
+            Ok(tx.execute(
+                "DELETE FROM group_members WHERE group_id = ?1 AND uin = ?2",
+                params![group_id as i64, uin as i64],
+            )? > 0)
+        })
+    }
+
+    fn group_members(&self, group_id: u64) -> Result<Vec<u64>> {
+        self.with(|conn| {
+            rows(
+                conn,
+                "SELECT uin FROM group_members WHERE group_id = ?1 ORDER BY uin",
+                [group_id as i64],
+                |r| Ok(r.get::<_, i64>(0)? as u64),
+            )
+        })
+    }
+
+    fn groups_of(&self, uin: u64) -> Result<Vec<GroupRecord>> {
+        self.with(|conn| {
+            rows(
+                conn,
+                "SELECT g.group_id, g.name, g.remark, g.create_time FROM groups g \
+                 JOIN group_members m ON m.group_id = g.group_id WHERE m.uin = ?1 \
+                 ORDER BY g.group_id",
+                [uin as i64],
+                group_row,
+            )
+        })
+    }
+
+    fn create_policy(
+        &self,
+        name: &str,
+        description: &str,
+        document: &str,
+        now: i64,
+    ) -> Result<PolicyRecord> {
+        self.iam_write(|tx| {
+            tx.execute(
+                "INSERT INTO policies (name, description, document, create_time, update_time) \
+                 VALUES (?1, ?2, ?3, ?4, ?4)",
+                params![name, description, document, now],
+            )
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    Error::IamConflict(format!("a policy named `{name}` already exists"))
+                } else {
+                    e.into()
+                }
+            })?;
+            Ok(PolicyRecord {
+                policy_id: tx.last_insert_rowid() as u64,
+                name: name.into(),
+                description: description.into(),
+                document: document.into(),
+                create_time: now,
+                update_time: now,
+            })
+        })
+    }
+
+    fn get_policy(&self, policy_id: u64) -> Result<Option<PolicyRecord>> {
+        self.with(|conn| {
+            Ok(conn
+                .prepare_cached(&format!(
+                    "SELECT {POLICY_COLS} FROM policies p WHERE p.policy_id = ?1"
+                ))?
+                .query_row([policy_id as i64], policy_row)
+                .optional()?)
+        })
+    }
+
+    fn list_policies(&self) -> Result<Vec<PolicyRecord>> {
+        self.with(|conn| {
+            rows(
+                conn,
+                &format!("SELECT {POLICY_COLS} FROM policies p ORDER BY p.policy_id"),
+                [],
+                policy_row,
+            )
+        })
+    }
+
+    fn update_policy(
+        &self,
+        policy_id: u64,
+        description: Option<&str>,
+        document: Option<&str>,
+        now: i64,
+    ) -> Result<bool> {
+        self.iam_write(|tx| {
+            Ok(tx.execute(
+                "UPDATE policies SET description = COALESCE(?2, description), \
+                 document = COALESCE(?3, document), update_time = ?4 WHERE policy_id = ?1",
+                params![policy_id as i64, description, document, now],
+            )? > 0)
+        })
+    }
+
+    fn delete_policy(&self, policy_id: u64) -> Result<bool> {
+        self.iam_write(|tx| {
+            Ok(tx.execute(
+                "DELETE FROM policies WHERE policy_id = ?1",
+                [policy_id as i64],
+            )? > 0)
+        })
+    }
+
+    fn attach_policy(&self, policy_id: u64, target: Target, now: i64) -> Result<bool> {
+        let (kind, id) = target.parts();
+        self.iam_write(|tx| {
+            Ok(tx.execute(
+                "INSERT OR IGNORE INTO policy_attachments (policy_id, target_kind, target_id, \
+                 create_time) VALUES (?1, ?2, ?3, ?4)",
+                params![policy_id as i64, kind, id, now],
+            )? > 0)
+        })
+    }
+
+    fn detach_policy(&self, policy_id: u64, target: Target) -> Result<bool> {
+        let (kind, id) = target.parts();
+        self.iam_write(|tx| {
+            Ok(tx.execute(
+                "DELETE FROM policy_attachments WHERE policy_id = ?1 AND target_kind = ?2 AND \
+                 target_id = ?3",
+                params![policy_id as i64, kind, id],
+            )? > 0)
+        })
+    }
+
+    fn attached_policies(&self, target: Target) -> Result<Vec<PolicyRecord>> {
+        let (kind, id) = target.parts();
+        self.with(|conn| {
+            rows(
+                conn,
+                &format!(
+                    "SELECT {POLICY_COLS} FROM policies p JOIN policy_attachments a ON \
+                     a.policy_id = p.policy_id WHERE a.target_kind = ?1 AND a.target_id = ?2 \
+                     ORDER BY p.policy_id"
+                ),
+                params![kind, id],
+                policy_row,
+            )
+        })
+    }
+
+    fn effective_policies(&self, uin: u64) -> Result<Vec<PolicyRecord>> {
+        self.with(|conn| {
+            rows(
+                conn,
+                &format!(
+                    "SELECT DISTINCT {POLICY_COLS} FROM policies p JOIN policy_attachments a ON \
+                     a.policy_id = p.policy_id WHERE (a.target_kind = 'user' AND \
+                     a.target_id = ?1) OR (a.target_kind = 'group' AND a.target_id IN \
+                     (SELECT group_id FROM group_members WHERE uin = ?1)) ORDER BY p.policy_id"
+                ),
+                [uin as i64],
+                policy_row,
+            )
+        })
+    }
+}
