@@ -1,6 +1,7 @@
 //! The `keyward` command line: serve, init, bench.
 
 use crate::bench::{self, BenchArgs};
+use crate::client::TcClient;
 use crate::config::Config;
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
@@ -62,6 +63,23 @@ enum Command {
         #[arg(long)]
         key_id: Option<String>,
     },
+    /// Call an access-management action of the extension API (service `keyward`), e.g.
+    /// `keyward admin --credentials root.json AddUser '{"Name":"alice","UseApi":1}'`.
+    /// Prints the response as JSON; fails on an API error.
+    Admin {
+        #[command(flatten)]
+        remote: Remote,
+        /// The action: AddUser, ListUsers, CreateAccessKey, CreatePolicy, AttachUserPolicy...
+        action: String,
+        /// The request parameters as a JSON object.
+        #[arg(default_value = "{}")]
+        params: String,
+    },
+    /// Audit log tools: verify the hash chain and signed checkpoints, export as JSON lines.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Serve a bare HTTP endpoint (fixed 100-byte JSON) to measure the HTTP ceiling.
     #[command(hide = true)]
     BareHttp {
@@ -69,6 +87,194 @@ enum Command {
         listen: SocketAddr,
     },
 }
+
+#[derive(clap::Args)]
+struct Remote {
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    endpoint: String,
+    /// JSON file with SecretId/SecretKey/Region, as printed by `keyward init`.
+    #[arg(long)]
+    credentials: PathBuf,
+}
+
+/// Where an audit command reads the log: the data directory directly (the daemon must be
+/// stopped: it holds the database exclusively), or a running daemon through its API.
+#[derive(clap::Args)]
+struct AuditSource {
+    #[command(flatten)]
+    common: Common,
+    /// Ask a running daemon instead of reading the data directory.
+    #[arg(long, requires = "credentials")]
+    endpoint: Option<String>,
+    #[arg(long)]
+    credentials: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Walk the chain and check every checkpoint signature. Prints a JSON report; exits
+    /// non-zero at the first broken record.
+    Verify {
+        #[command(flatten)]
+        source: AuditSource,
+        /// Expected SHA-256 fingerprint (hex) of the audit public key; without it the key
+        /// stored beside the log is trusted (compare its printed fingerprint out of band).
+        #[arg(long)]
+        fingerprint: Option<String>,
+    },
+    /// Print every record as one JSON object per line.
+    Export {
+        #[command(flatten)]
+        source: AuditSource,
+        /// Only records after this sequence number.
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+    },
+}
+
+fn client(remote_endpoint: &str, credentials: &std::path::Path) -> crate::Result<TcClient> {
+    let text = std::fs::read_to_string(credentials)?;
+    let v: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| crate::Error::Config(format!("{}: {e}", credentials.display())))?;
+    let field = |k: &str| v[k].as_str().unwrap_or_default().to_string();
+    TcClient::new(
+        remote_endpoint,
+        &field("SecretId"),
+        &field("SecretKey"),
+        &field("Region"),
+    )
+}
+
+/// A response's `Error`, as a CLI failure.
+fn api_result(resp: serde_json::Value) -> crate::Result<serde_json::Value> {
+    match resp.get("Error") {
+        Some(e) => Err(crate::Error::Cli(format!(
+            "{}: {}",
+            e["Code"].as_str().unwrap_or(""),
+            e["Message"].as_str().unwrap_or("")
+        ))),
+        None => Ok(resp),
+    }
+}
+
+/// Opens the store of a stopped daemon for reading the audit log.
+fn offline_store(common: &Common) -> crate::Result<crate::store::SqliteStore> {
+    let cfg = load_config(common)?;
+    let path = cfg.data_dir.join(crate::server::DB_FILE);
+    if !path.exists() {
+        return Err(crate::Error::Config(format!(
+            "{} does not exist",
+            path.display()
+        )));
+    }
+    crate::store::SqliteStore::open(&path)
+}
+
+async fn audit(command: AuditCommand) -> crate::Result<()> {
+    use crate::store::{AuditStore, Store};
+    match command {
+        AuditCommand::Verify {
+            source,
+            fingerprint,
+        } => {
+            let mut report = match (&source.endpoint, &source.credentials) {
+                (Some(e), Some(c)) => api_result(
+                    client(e, c)?
+                        .call(
+                            ADMIN_VERSION,
+                            ADMIN_SERVICE,
+                            "VerifyAuditLog",
+                            serde_json::json!({}),
+                        )
+                        .await?,
+                )?,
+                _ => {
+                    let store = offline_store(&source.common)?;
+                    let key = store.get_meta("audit_public_key")?.ok_or_else(|| {
+                        crate::Error::Config("this data directory has no audit key".into())
+                    })?;
+                    let r = crate::audit::verify::verify(&store, &key)?;
+                    let mut v = serde_json::to_value(&r)
+                        .map_err(|e| crate::Error::Internal(e.to_string()))?;
+                    v["Ok"] = serde_json::json!(r.ok());
+                    v
+                }
+            };
+            if let Some(fp) = fingerprint {
+                if report["KeyFingerprint"].as_str() != Some(fp.to_ascii_lowercase().as_str()) {
+                    report["Ok"] = serde_json::json!(false);
+                    report["Reason"] = serde_json::json!(
+                        "the audit public key does not have the expected fingerprint"
+                    );
+                }
+            }
+            println!("{report}");
+            if report["Ok"] == serde_json::json!(true) {
+                Ok(())
+            } else {
+                Err(crate::Error::Cli(format!(
+                    "the audit log is broken at record {}: {}",
+                    report["FirstBroken"],
+                    report["Reason"].as_str().unwrap_or("")
+                )))
+            }
+        }
+        AuditCommand::Export { source, after } => {
+            let mut after = after;
+            match (&source.endpoint, &source.credentials) {
+                (Some(e), Some(c)) => {
+                    let client = client(e, c)?;
+                    loop {
+                        let resp = api_result(
+                            client
+                                .call(
+                                    ADMIN_VERSION,
+                                    ADMIN_SERVICE,
+                                    "ExportAuditLog",
+                                    serde_json::json!({ "AfterSeq": after }),
+                                )
+                                .await?,
+                        )?;
+                        let records = resp["Records"].as_array().cloned().unwrap_or_default();
+                        if records.is_empty() {
+                            return Ok(());
+                        }
+                        for r in &records {
+                            line(&r.to_string())?;
+                        }
+                        after = resp["NextSeq"].as_u64().unwrap_or(u64::MAX);
+                    }
+                }
+                _ => {
+                    let store = offline_store(&source.common)?;
+                    loop {
+                        let rows = store.audit_after(after, 1000)?;
+                        let Some(last) = rows.last() else {
+                            return Ok(());
+                        };
+                        after = last.seq;
+                        for r in &rows {
+                            line(&crate::audit::export_json(r).to_string())?;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One output line; a closed pipe (`| head`) ends the export quietly.
+fn line(text: &str) -> crate::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{text}") {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        other => Ok(other?),
+    }
+}
+
+const ADMIN_VERSION: &str = "2026-11-01";
+const ADMIN_SERVICE: &str = "keyward";
 
 fn load_config(common: &Common) -> crate::Result<Config> {
     let mut cfg = match &common.config {
@@ -176,6 +382,25 @@ async fn run(cli: Cli) -> crate::Result<()> {
             println!("{report}");
             Ok(())
         }
+        Command::Admin {
+            remote,
+            action,
+            params,
+        } => {
+            let body: serde_json::Value = serde_json::from_str(&params)
+                .map_err(|e| crate::Error::Config(format!("parameters are not JSON: {e}")))?;
+            let resp = api_result(
+                client(&remote.endpoint, &remote.credentials)?
+                    .call(ADMIN_VERSION, ADMIN_SERVICE, &action, body)
+                    .await?,
+            )?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&resp).unwrap_or_default()
+            );
+            Ok(())
+        }
+        Command::Audit { command } => audit(command).await,
         Command::BareHttp { listen } => bench::serve_bare(listen).await,
     }
 }

@@ -187,6 +187,9 @@ pub enum Error {
     Config(String),
     #[error("internal error: {0}")]
     Internal(String),
+    /// A command-line failure (an API error returned to `keyward admin`, a broken audit log).
+    #[error("{0}")]
+    Cli(String),
 }
 
 impl From<DeviceError> for Error {

@@ -85,9 +85,12 @@ pub fn error_code(e: &Error) -> &'static str {
         Error::AuditMaxResults => "InvalidParameterValue.MaxResult",
         Error::AuditAttributeKey(_) => "InvalidParameterValue.attributeKey",
         Error::AuditOverTime => "LimitExceeded.OverTime",
-        Error::Hsm(_) | Error::Store(_) | Error::Io(_) | Error::Config(_) | Error::Internal(_) => {
-            "InternalError"
-        }
+        Error::Hsm(_)
+        | Error::Store(_)
+        | Error::Io(_)
+        | Error::Config(_)
+        | Error::Internal(_)
+        | Error::Cli(_) => "InternalError",
     }
 }
 

@@ -6,6 +6,7 @@ mod admin_actions;
 mod audit_actions;
 mod data_key_actions;
 pub mod envelope;
+mod iam_actions;
 mod kms_actions;
 pub mod params;
 mod ssm_actions;
@@ -123,7 +124,9 @@ impl Product {
                 kms_actions::handler(action).or_else(|| data_key_actions::handler(action))
             }
             Product::Ssm => ssm_actions::handler(action),
-            Product::Admin => admin_actions::handler(action),
+            Product::Admin => {
+                admin_actions::handler(action).or_else(|| iam_actions::handler(action))
+            }
             Product::CloudAudit => audit_actions::handler(action),
         }
     }

@@ -256,3 +256,31 @@ impl Writer {
         Ok(())
     }
 }
+
+/// One record as a JSON object (the export format, one per line in `keyward audit export`).
+pub fn export_json(c: &record::ChainedRecord) -> serde_json::Value {
+    let r = &c.record;
+    serde_json::json!({
+        "Seq": c.seq,
+        "EventId": r.event_id,
+        "EventTime": r.event_time,
+        "Region": r.region,
+        "Service": r.service,
+        "Action": r.action,
+        "ReadOnly": r.read_only,
+        "OwnerUin": r.owner_uin,
+        "Uin": r.uin,
+        "Username": r.username,
+        "SecretId": r.secret_id,
+        "SourceIp": r.source_ip,
+        "UserAgent": r.user_agent,
+        "ResourceType": r.resource_type,
+        "Resources": r.resources,
+        "RequestId": r.request_id,
+        "ResultCode": r.result_code,
+        "KeyId": r.key_id,
+        "KeyVersion": r.key_version,
+        "PrevHash": hex::encode(c.prev_hash),
+        "Hash": hex::encode(c.hash),
+    })
+}
