@@ -117,6 +117,10 @@ impl Kms {
             blob,
             tags: new.tags,
         };
+        crate::audit::pending::resource(
+            "kms_datakey",
+            &data_key_resource(caller, &record.data_key_id),
+        );
         self.store.insert_data_key(&record, DATA_KEY_LIMIT)?;
         Ok(record)
     }

@@ -302,6 +302,7 @@ impl Kms {
             valid_to: 0,
             material_kcv: vec![],
         };
+        pending::resource("kms_key", &caller.key_resource(&key.key_id));
         self.store
             .insert_key(&key, version.as_ref(), self.cfg.limits.cmk_limit)?;
         Ok(key)
