@@ -1,9 +1,8 @@
 //! The device's asymmetric algorithms: ECDSA P-256 (SHA-256) and SM2 (SM2DSA with SM3 and the
 //! default user id; SM2 decryption, C1C3C2 ASN.1). Private scalars exist unsealed only inside
 //! these functions, in zeroizing buffers. Signing is deterministic (RFC 6979), so it needs no
-//! randomness from the platform.
+//! randomness from the platform. Everything writes into caller-supplied buffers: no heap.
 
-use alloc::vec::Vec;
 use keyward_shared::wire::DeviceError;
 use keyward_shared::Algorithm;
 use sha2::{Digest, Sha256};
@@ -11,40 +10,71 @@ use sha2::{Digest, Sha256};
 /// The SM2 user id used when none is agreed (GB/T 35276).
 pub const SM2_DEFAULT_ID: &str = "1234567812345678";
 
+/// Length of a P-256 or SM2 public key as DER SubjectPublicKeyInfo: a constant 26-byte prefix
+/// and the 65-byte uncompressed SEC1 point.
+pub const SPKI_LEN: usize = SPKI_PREFIX_LEN + 65;
+const SPKI_PREFIX_LEN: usize = 26;
+
+/// Longest DER ECDSA/SM2DSA signature over a 256-bit curve (two 33-byte INTEGERs in a SEQUENCE).
+pub const MAX_SIGNATURE_LEN: usize = 72;
+
+/// `SEQUENCE { SEQUENCE { OID id-ecPublicKey, OID <curve> }, BIT STRING (0 unused bits) ... }`:
+/// everything of the SubjectPublicKeyInfo before the point. Both curve OIDs (prime256v1
+/// 1.2.840.10045.3.1.7 and SM2 1.2.156.10197.1.301) encode in 8 bytes, so both prefixes are 26
+/// bytes. The tests check them against the crates' own `to_public_key_der`.
+const P256_SPKI_PREFIX: [u8; SPKI_PREFIX_LEN] = [
+    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a,
+    0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+];
+const SM2_SPKI_PREFIX: [u8; SPKI_PREFIX_LEN] = [
+    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a,
+    0x81, 0x1c, 0xcf, 0x55, 0x01, 0x82, 0x2d, 0x03, 0x42, 0x00,
+];
+
 pub fn supports(alg: Algorithm) -> bool {
     matches!(alg, Algorithm::EccP256 | Algorithm::Sm2)
 }
 
 /// The public key (DER SubjectPublicKeyInfo) of a private scalar, or `None` if the bytes are
 /// not a valid scalar (the caller draws again).
-pub fn public_key(alg: Algorithm, secret: &[u8]) -> Option<Vec<u8>> {
+pub fn public_key(alg: Algorithm, secret: &[u8]) -> Option<[u8; SPKI_LEN]> {
+    let mut out = [0u8; SPKI_LEN];
     match alg {
         Algorithm::EccP256 => {
-            use p256::pkcs8::EncodePublicKey;
+            use p256::elliptic_curve::sec1::ToEncodedPoint;
             let sk = p256::SecretKey::from_slice(secret).ok()?;
-            sk.public_key()
-                .to_public_key_der()
-                .ok()
-                .map(|d| d.as_bytes().to_vec())
+            let point = sk.public_key().to_encoded_point(false);
+            out[..SPKI_PREFIX_LEN].copy_from_slice(&P256_SPKI_PREFIX);
+            out[SPKI_PREFIX_LEN..].copy_from_slice(point.as_bytes().get(..65)?);
         }
         Algorithm::Sm2 => {
-            use sm2::pkcs8::EncodePublicKey;
+            use sm2::elliptic_curve::sec1::ToSec1Point;
             let sk = sm2::SecretKey::from_slice(secret).ok()?;
-            sk.public_key()
-                .to_public_key_der()
-                .ok()
-                .map(|d| d.as_bytes().to_vec())
+            let point = sk.public_key().to_sec1_point(false);
+            out[..SPKI_PREFIX_LEN].copy_from_slice(&SM2_SPKI_PREFIX);
+            out[SPKI_PREFIX_LEN..].copy_from_slice(point.as_bytes().get(..65)?);
         }
-        _ => None,
+        _ => return None,
     }
+    Some(out)
 }
 
+fn put(out: &mut [u8], bytes: &[u8]) -> Result<usize, DeviceError> {
+    out.get_mut(..bytes.len())
+        .ok_or(DeviceError::BadLength)?
+        .copy_from_slice(bytes);
+    Ok(bytes.len())
+}
+
+/// Signs `message` (or the 32-byte digest `message` when `is_digest`) and writes the DER
+/// signature into `out`; returns its length (at most `MAX_SIGNATURE_LEN`).
 pub fn sign(
     alg: Algorithm,
     secret: &[u8],
     message: &[u8],
     is_digest: bool,
-) -> Result<Vec<u8>, DeviceError> {
+    out: &mut [u8],
+) -> Result<usize, DeviceError> {
     if is_digest && message.len() != 32 {
         return Err(DeviceError::BadLength);
     }
@@ -61,7 +91,7 @@ pub fn sign(
             let sig: p256::ecdsa::Signature = key
                 .sign_prehash(&digest)
                 .map_err(|_| DeviceError::Internal)?;
-            Ok(sig.to_der().as_bytes().to_vec())
+            put(out, sig.to_der().as_bytes())
         }
         Algorithm::Sm2 => {
             let sk = sm2::SecretKey::from_slice(secret).map_err(|_| DeviceError::BadSealedKey)?;
@@ -73,20 +103,136 @@ pub fn sign(
                 sm2::dsa::signature::Signer::try_sign(&key, message)
             }
             .map_err(|_| DeviceError::Internal)?;
-            Ok(sig.to_der().as_bytes().to_vec())
+            put(out, sig.to_der().as_bytes())
         }
         _ => Err(DeviceError::UnsupportedAlgorithm),
     }
 }
 
-pub fn decrypt(alg: Algorithm, secret: &[u8], ciphertext: &[u8]) -> Result<Vec<u8>, DeviceError> {
+/// Decrypts an SM2 ciphertext (C1C3C2, ASN.1 DER) into `out`; returns the plaintext length.
+/// The same steps as the `sm2` crate's `decrypt_der` (which needs `alloc` only for its result
+/// vector): the crate's DER decoder, then its decryption into a caller buffer.
+pub fn decrypt(
+    alg: Algorithm,
+    secret: &[u8],
+    ciphertext: &[u8],
+    out: &mut [u8],
+) -> Result<usize, DeviceError> {
     match alg {
         Algorithm::Sm2 => {
+            use sm2::pkcs8::der::Decode;
             let key = sm2::pke::DecryptingKey::from_slice(secret)
                 .map_err(|_| DeviceError::BadSealedKey)?;
-            key.decrypt_der(ciphertext)
+            // The type's defaults name the curve (SM2) and the digest (SM3).
+            let cipher: sm2::pke::Cipher<'_> =
+                Decode::from_der(ciphertext).map_err(|_| DeviceError::AuthenticationFailed)?;
+            if out.len() < cipher.c2().len() {
+                return Err(DeviceError::BadLength);
+            }
+            key.decrypt_cipher_with_buf(&cipher, out)
                 .map_err(|_| DeviceError::AuthenticationFailed)
         }
         _ => Err(DeviceError::UnsupportedAlgorithm),
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec::Vec;
+
+    #[test]
+    fn spki_matches_the_crates_encoders() {
+        for seed in 1u8..6 {
+            let secret = [seed; 32];
+            let ours = public_key(Algorithm::EccP256, &secret).unwrap();
+            let theirs = {
+                use p256::pkcs8::EncodePublicKey;
+                p256::SecretKey::from_slice(&secret)
+                    .unwrap()
+                    .public_key()
+                    .to_public_key_der()
+                    .unwrap()
+            };
+            assert_eq!(&ours[..], theirs.as_bytes());
+            let ours = public_key(Algorithm::Sm2, &secret).unwrap();
+            let theirs = {
+                use sm2::pkcs8::EncodePublicKey;
+                sm2::SecretKey::from_slice(&secret)
+                    .unwrap()
+                    .public_key()
+                    .to_public_key_der()
+                    .unwrap()
+            };
+            assert_eq!(&ours[..], theirs.as_bytes());
+        }
+    }
+
+    #[test]
+    fn sm2_decrypt_matches_decrypt_der() {
+        use sm2::pkcs8::DecodePublicKey;
+        let secret = [7u8; 32];
+        let spki = public_key(Algorithm::Sm2, &secret).unwrap();
+        let pk = sm2::PublicKey::from_public_key_der(&spki).unwrap();
+        let theirs = sm2::pke::DecryptingKey::from_slice(&secret).unwrap();
+        for len in [1usize, 31, 32, 33, 100, 1000] {
+            let pt: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            let ct = sm2::pke::EncryptingKey::new(pk)
+                .encrypt_der(&mut TestRng(len as u64), &pt)
+                .unwrap();
+            let mut out = [0u8; 1024];
+            let n = decrypt(Algorithm::Sm2, &secret, &ct, &mut out).unwrap();
+            assert_eq!(&out[..n], &pt[..]);
+            assert_eq!(theirs.decrypt_der(&ct).unwrap(), pt);
+            assert_eq!(
+                decrypt(Algorithm::Sm2, &secret, &ct, &mut out[..len - 1]),
+                Err(DeviceError::BadLength)
+            );
+            let mut bad = ct.clone();
+            let last = bad.len() - 1;
+            bad[last] ^= 1;
+            assert!(decrypt(Algorithm::Sm2, &secret, &bad, &mut out).is_err());
+            assert!(theirs.decrypt_der(&bad).is_err());
+        }
+    }
+
+    #[test]
+    fn signatures_fit_their_bound() {
+        let mut out = [0u8; MAX_SIGNATURE_LEN];
+        for alg in [Algorithm::EccP256, Algorithm::Sm2] {
+            for m in 0u8..20 {
+                let n = sign(alg, &[9u8; 32], &[m; 5], false, &mut out).unwrap();
+                assert!(n <= MAX_SIGNATURE_LEN && out[0] == 0x30);
+            }
+            assert_eq!(
+                sign(alg, &[9u8; 32], b"m", false, &mut [0u8; 8]),
+                Err(DeviceError::BadLength)
+            );
+        }
+    }
+
+    /// A deterministic rand_core 0.10 generator for the `sm2` crate's encryption.
+    struct TestRng(u64);
+
+    impl sm2::elliptic_curve::rand_core::TryRng for TestRng {
+        type Error = core::convert::Infallible;
+        fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
+            self.try_next_u64().map(|x| x as u32)
+        }
+        fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
+            self.0 = self
+                .0
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            Ok(self.0 >> 11 ^ self.0)
+        }
+        fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
+            for b in dst {
+                *b = self.try_next_u64()? as u8;
+            }
+            Ok(())
+        }
+    }
+
+    impl sm2::elliptic_curve::rand_core::TryCryptoRng for TestRng {}
 }

@@ -3,13 +3,15 @@
 //! Sealed key layout: `[1][algorithm][nonce 12][AES-256-GCM(device key, material) || tag]`, with
 //! the layout tag and algorithm bound as associated data so a sealed key cannot be replayed as a
 //! key of another algorithm.
+//!
+//! Bounded resources, no heap: a request is answered into the caller's output buffer of
+//! `OUTPUT_LEN` bytes; the one key a request needs is unsealed into a fixed zeroizing array on
+//! the stack for the length of that request and never cached.
 
 use crate::{aead, asym};
-use alloc::vec;
-use alloc::vec::Vec;
 use keyward_shared::wire::{
-    DeviceError, DeviceInfo, Request, Response, MAX_AAD_LEN, MAX_DATA_LEN, MAX_RANDOM_LEN,
-    PROTOCOL_VERSION,
+    DeviceError, DeviceInfo, Request, Response, MAX_AAD_LEN, MAX_CHALLENGE_LEN, MAX_DATA_LEN,
+    MAX_RANDOM_LEN, PROTOCOL_VERSION,
 };
 use keyward_shared::Algorithm;
 use rand_core::{CryptoRng, RngCore};
@@ -18,6 +20,62 @@ use zeroize::Zeroizing;
 const SEALED_FORMAT: u8 = 1;
 const SEAL_AAD: &[u8] = b"keyward/sealed-key/v1";
 const SEAL_NONCE_LEN: usize = 12;
+/// The longest key material any algorithm id names (P-384's scalar).
+const MAX_KEY_LEN: usize = 48;
+
+const MODEL: &str = "keyward-fw";
+const FIRMWARE_VERSION: &str = env!("CARGO_PKG_VERSION");
+static ALGORITHMS: [Algorithm; 4] = [
+    Algorithm::Aes256Gcm,
+    Algorithm::Sm4Gcm,
+    Algorithm::EccP256,
+    Algorithm::Sm2,
+];
+
+/// `KW-` and 12 hex digits.
+const SERIAL_LEN: usize = 15;
+const ATTESTATION_MESSAGE_MAX: usize = keyward_shared::wire::ATTESTATION_CONTEXT.len()
+    + MAX_CHALLENGE_LEN
+    + MODEL.len()
+    + FIRMWARE_VERSION.len()
+    + SERIAL_LEN
+    + 2;
+
+/// Size of the output buffer `KeyService::handle` needs for every response: the largest is an
+/// `Encrypted` of `MAX_DATA_LEN` bytes (nonce, ciphertext, tag); a shorter buffer only makes
+/// large requests fail with `BadLength`.
+pub const OUTPUT_LEN: usize = SEAL_NONCE_LEN + MAX_DATA_LEN + aead::TAG_LEN;
+
+/// Unsealed key material: a fixed zeroizing array and the algorithm's key length.
+struct Material {
+    bytes: Zeroizing<[u8; MAX_KEY_LEN]>,
+    len: usize,
+}
+
+impl Material {
+    fn new(len: usize) -> Result<Self, DeviceError> {
+        if len > MAX_KEY_LEN {
+            return Err(DeviceError::UnsupportedAlgorithm);
+        }
+        Ok(Material {
+            bytes: Zeroizing::new([0u8; MAX_KEY_LEN]),
+            len,
+        })
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+
+    fn as_mut_slice(&mut self) -> &mut [u8] {
+        &mut self.bytes[..self.len]
+    }
+}
+
+/// `out[..n]` as a shared slice for the rest of the output buffer's borrow.
+fn prefix(out: &mut [u8], n: usize) -> Result<&[u8], DeviceError> {
+    out.get(..n).ok_or(DeviceError::BadLength)
+}
 
 pub struct KeyService<R> {
     device_key: Zeroizing<[u8; 32]>,
@@ -43,27 +101,27 @@ impl<R: RngCore + CryptoRng> KeyService<R> {
     pub fn info(&self) -> DeviceInfo {
         DeviceInfo {
             protocol: PROTOCOL_VERSION,
-            model: "keyward-fw".into(),
-            firmware_version: env!("CARGO_PKG_VERSION").into(),
-            algorithms: [
-                Algorithm::Aes256Gcm,
-                Algorithm::Sm4Gcm,
-                Algorithm::EccP256,
-                Algorithm::Sm2,
-            ]
-            .to_vec(),
+            model: MODEL,
+            firmware_version: FIRMWARE_VERSION,
+            algorithms: &ALGORITHMS,
             max_data_len: MAX_DATA_LEN as u32,
         }
     }
 
-    pub fn handle(&mut self, req: Request<'_>) -> Response {
-        match self.dispatch(req) {
+    /// Answers one request. The response's byte fields are written into `out` (give it
+    /// `OUTPUT_LEN` bytes) and borrow from it; nothing is allocated.
+    pub fn handle<'o>(&mut self, req: Request<'_>, out: &'o mut [u8]) -> Response<'o> {
+        match self.dispatch(req, out) {
             Ok(resp) => resp,
             Err(e) => Response::Error(e),
         }
     }
 
-    fn dispatch(&mut self, req: Request<'_>) -> Result<Response, DeviceError> {
+    fn dispatch<'o>(
+        &mut self,
+        req: Request<'_>,
+        out: &'o mut [u8],
+    ) -> Result<Response<'o>, DeviceError> {
         match req {
             Request::Hello { protocol } => {
                 if protocol != PROTOCOL_VERSION {
@@ -72,14 +130,14 @@ impl<R: RngCore + CryptoRng> KeyService<R> {
                 Ok(Response::Hello(self.info()))
             }
             Request::GenerateKey { algorithm } => {
-                // Asymmetric keys come with the serial firmware work; this core seals
-                // symmetric keys only.
+                // Asymmetric keys come from GenerateKeyPair; this seals symmetric keys only.
                 if !algorithm.is_symmetric() {
                     return Err(DeviceError::UnsupportedAlgorithm);
                 }
-                let mut material = Zeroizing::new(vec![0u8; algorithm.key_len()]);
-                self.rng.fill_bytes(&mut material);
-                Ok(Response::Sealed(self.seal(algorithm, &material)?))
+                let mut material = Material::new(algorithm.key_len())?;
+                self.rng.fill_bytes(material.as_mut_slice());
+                let n = self.seal(algorithm, material.as_slice(), out)?;
+                Ok(Response::Sealed(prefix(out, n)?))
             }
             Request::ImportKey {
                 algorithm,
@@ -91,7 +149,8 @@ impl<R: RngCore + CryptoRng> KeyService<R> {
                 if material.len() != algorithm.key_len() {
                     return Err(DeviceError::BadLength);
                 }
-                Ok(Response::Sealed(self.seal(algorithm, material)?))
+                let n = self.seal(algorithm, material, out)?;
+                Ok(Response::Sealed(prefix(out, n)?))
             }
             Request::Encrypt {
                 algorithm,
@@ -103,12 +162,25 @@ impl<R: RngCore + CryptoRng> KeyService<R> {
                     return Err(DeviceError::BadLength);
                 }
                 let key = self.unseal(algorithm, sealed)?;
-                let mut nonce = [0u8; 12];
+                let mut nonce = [0u8; SEAL_NONCE_LEN];
                 self.rng.fill_bytes(&mut nonce);
-                let ciphertext = aead::encrypt(algorithm, &key, &nonce, aad, plaintext)?;
+                if out.len() < SEAL_NONCE_LEN + plaintext.len() + aead::TAG_LEN {
+                    return Err(DeviceError::BadLength);
+                }
+                let (nonce_out, rest) = out.split_at_mut(SEAL_NONCE_LEN);
+                nonce_out.copy_from_slice(&nonce);
+                rest[..plaintext.len()].copy_from_slice(plaintext);
+                let n = aead::encrypt_in_place(
+                    algorithm,
+                    key.as_slice(),
+                    &nonce,
+                    aad,
+                    rest,
+                    plaintext.len(),
+                )?;
                 Ok(Response::Encrypted {
-                    nonce: nonce.to_vec(),
-                    ciphertext,
+                    nonce: nonce_out,
+                    ciphertext: prefix(rest, n)?,
                 })
             }
             Request::Decrypt {
@@ -123,8 +195,12 @@ impl<R: RngCore + CryptoRng> KeyService<R> {
                     return Err(DeviceError::BadLength);
                 }
                 let key = self.unseal(algorithm, sealed)?;
-                let pt = aead::decrypt(algorithm, &key, nonce, aad, ciphertext)?;
-                Ok(Response::Plaintext(pt))
+                let buf = out
+                    .get_mut(..ciphertext.len())
+                    .ok_or(DeviceError::BadLength)?;
+                buf.copy_from_slice(ciphertext);
+                let n = aead::decrypt_in_place(algorithm, key.as_slice(), nonce, aad, buf)?;
+                Ok(Response::Plaintext(prefix(out, n)?))
             }
             Request::GenerateKeyPair { algorithm } => {
                 if !asym::supports(algorithm) {
@@ -133,12 +209,18 @@ impl<R: RngCore + CryptoRng> KeyService<R> {
                 // A random 32-byte string is a valid scalar except with negligible probability;
                 // draw again if not.
                 for _ in 0..8 {
-                    let mut secret = Zeroizing::new(vec![0u8; algorithm.key_len()]);
-                    self.rng.fill_bytes(&mut secret);
-                    if let Some(public_key) = asym::public_key(algorithm, &secret) {
+                    let mut secret = Material::new(algorithm.key_len())?;
+                    self.rng.fill_bytes(secret.as_mut_slice());
+                    if let Some(public_key) = asym::public_key(algorithm, secret.as_slice()) {
+                        let n = self.seal(algorithm, secret.as_slice(), out)?;
+                        let (sealed, rest) = out.split_at_mut(n);
+                        let pk = rest
+                            .get_mut(..public_key.len())
+                            .ok_or(DeviceError::BadLength)?;
+                        pk.copy_from_slice(&public_key);
                         return Ok(Response::KeyPair {
-                            sealed: self.seal(algorithm, &secret)?,
-                            public_key,
+                            sealed,
+                            public_key: pk,
                         });
                     }
                 }
@@ -157,25 +239,36 @@ impl<R: RngCore + CryptoRng> KeyService<R> {
                     return Err(DeviceError::BadLength);
                 }
                 let secret = self.unseal(algorithm, sealed)?;
-                Ok(Response::Signature(asym::sign(
-                    algorithm, &secret, message, is_digest,
-                )?))
+                let n = asym::sign(algorithm, secret.as_slice(), message, is_digest, out)?;
+                Ok(Response::Signature(prefix(out, n)?))
             }
             Request::Attest { challenge } => {
-                if challenge.len() > 64 {
+                if challenge.len() > MAX_CHALLENGE_LEN {
                     return Err(DeviceError::BadLength);
                 }
-                let info = self.info();
-                let serial = self.serial();
-                let key = self.identity_key()?;
-                let message = keyward_shared::wire::attestation_message(challenge, &info, &serial);
-                let signature = asym::sign(Algorithm::EccP256, &key, &message, false)?;
-                let public_key =
-                    asym::public_key(Algorithm::EccP256, &key).ok_or(DeviceError::Internal)?;
+                let (key, public_key) = self.identity_key()?;
+                if out.len() < SERIAL_LEN + asym::SPKI_LEN + asym::MAX_SIGNATURE_LEN {
+                    return Err(DeviceError::BadLength);
+                }
+                let (serial, rest) = out.split_at_mut(SERIAL_LEN);
+                let (pk, sig) = rest.split_at_mut(asym::SPKI_LEN);
+                self.write_serial(serial);
+                pk.copy_from_slice(&public_key);
+                let serial = core::str::from_utf8(serial).map_err(|_| DeviceError::Internal)?;
+                let mut message = [0u8; ATTESTATION_MESSAGE_MAX];
+                let len = keyward_shared::wire::write_attestation_message(
+                    &mut message,
+                    challenge,
+                    MODEL,
+                    FIRMWARE_VERSION,
+                    serial,
+                )
+                .ok_or(DeviceError::Internal)?;
+                let n = asym::sign(Algorithm::EccP256, &key[..], &message[..len], false, sig)?;
                 Ok(Response::Attestation {
                     serial,
-                    public_key,
-                    signature,
+                    public_key: pk,
+                    signature: prefix(sig, n)?,
                 })
             }
             Request::AsymDecrypt {
@@ -187,90 +280,105 @@ impl<R: RngCore + CryptoRng> KeyService<R> {
                     return Err(DeviceError::BadLength);
                 }
                 let secret = self.unseal(algorithm, sealed)?;
-                Ok(Response::Plaintext(asym::decrypt(
-                    algorithm, &secret, ciphertext,
-                )?))
+                let n = asym::decrypt(algorithm, secret.as_slice(), ciphertext, out)?;
+                Ok(Response::Plaintext(prefix(out, n)?))
             }
             Request::Random { len } => {
                 let len = len as usize;
                 if len == 0 || len > MAX_RANDOM_LEN {
                     return Err(DeviceError::BadLength);
                 }
-                let mut out = vec![0u8; len];
-                self.rng.fill_bytes(&mut out);
-                Ok(Response::Random(out))
+                let buf = out.get_mut(..len).ok_or(DeviceError::BadLength)?;
+                self.rng.fill_bytes(buf);
+                Ok(Response::Random(buf))
             }
         }
     }
 
     /// The device identity key: a P-256 scalar derived from the device key, so it is stable
-    /// for the device's life and never stored anywhere.
-    fn identity_key(&self) -> Result<Zeroizing<Vec<u8>>, DeviceError> {
+    /// for the device's life and never stored anywhere. Returned with its public key.
+    fn identity_key(&self) -> Result<(Zeroizing<[u8; 32]>, [u8; asym::SPKI_LEN]), DeviceError> {
         use sha2::{Digest, Sha256};
         for counter in 0u8..8 {
             let mut h = Sha256::new();
             h.update(b"keyward/device-identity/v1");
             h.update([counter]);
             h.update(self.device_key.as_ref());
-            let candidate = Zeroizing::new(h.finalize().to_vec());
-            if asym::public_key(Algorithm::EccP256, &candidate).is_some() {
-                return Ok(candidate);
+            let mut candidate = Zeroizing::new([0u8; 32]);
+            h.finalize_into((&mut candidate[..]).into());
+            if let Some(public_key) = asym::public_key(Algorithm::EccP256, &candidate[..]) {
+                return Ok((candidate, public_key));
             }
         }
         Err(DeviceError::Internal)
     }
 
-    /// A stable, non-secret serial number derived from the device key.
-    fn serial(&self) -> alloc::string::String {
-        use core::fmt::Write;
+    /// A stable, non-secret serial number derived from the device key: `KW-` and 12
+    /// upper-case hex digits, written into `out` (`SERIAL_LEN` bytes).
+    fn write_serial(&self, out: &mut [u8]) {
         use sha2::{Digest, Sha256};
+        const HEX: &[u8; 16] = b"0123456789ABCDEF";
         let mut h = Sha256::new();
         h.update(b"keyward/device-serial/v1");
         h.update(self.device_key.as_ref());
-        let mut s = alloc::string::String::from("KW-");
-        for b in &h.finalize()[..6] {
-            let _ = write!(s, "{b:02X}");
+        let digest = h.finalize();
+        out[..3].copy_from_slice(b"KW-");
+        for (i, b) in digest[..6].iter().enumerate() {
+            out[3 + 2 * i] = HEX[usize::from(b >> 4)];
+            out[4 + 2 * i] = HEX[usize::from(b & 0xf)];
         }
-        s
     }
 
-    fn seal(&mut self, alg: Algorithm, material: &[u8]) -> Result<Vec<u8>, DeviceError> {
+    /// Seals `material` as a key of `alg` into `out`; returns the sealed key's length.
+    fn seal(
+        &mut self,
+        alg: Algorithm,
+        material: &[u8],
+        out: &mut [u8],
+    ) -> Result<usize, DeviceError> {
         let mut nonce = [0u8; SEAL_NONCE_LEN];
         self.rng.fill_bytes(&mut nonce);
-        let aad = seal_aad(alg);
-        let ct = aead::encrypt(
+        let len = 2 + SEAL_NONCE_LEN + material.len() + aead::TAG_LEN;
+        let out = out.get_mut(..len).ok_or(DeviceError::BadLength)?;
+        out[0] = SEALED_FORMAT;
+        out[1] = alg.id();
+        out[2..2 + SEAL_NONCE_LEN].copy_from_slice(&nonce);
+        let body = &mut out[2 + SEAL_NONCE_LEN..];
+        body[..material.len()].copy_from_slice(material);
+        aead::encrypt_in_place(
             Algorithm::Aes256Gcm,
             self.device_key.as_ref(),
             &nonce,
-            &aad,
-            material,
+            &seal_aad(alg),
+            body,
+            material.len(),
         )?;
-        let mut out = Vec::with_capacity(2 + SEAL_NONCE_LEN + ct.len());
-        out.push(SEALED_FORMAT);
-        out.push(alg.id());
-        out.extend_from_slice(&nonce);
-        out.extend_from_slice(&ct);
-        Ok(out)
+        Ok(len)
     }
 
-    fn unseal(&self, alg: Algorithm, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, DeviceError> {
-        if sealed.len() != 2 + SEAL_NONCE_LEN + alg.key_len() + 16
+    fn unseal(&self, alg: Algorithm, sealed: &[u8]) -> Result<Material, DeviceError> {
+        let key_len = alg.key_len();
+        if sealed.len() != 2 + SEAL_NONCE_LEN + key_len + aead::TAG_LEN
             || sealed[0] != SEALED_FORMAT
             || sealed[1] != alg.id()
         {
             return Err(DeviceError::BadSealedKey);
         }
-        let nonce = &sealed[2..2 + SEAL_NONCE_LEN];
-        let aad = seal_aad(alg);
-        aead::decrypt(
+        // Ciphertext and tag are decrypted in place in one fixed zeroizing array.
+        let mut buf = Zeroizing::new([0u8; MAX_KEY_LEN + aead::TAG_LEN]);
+        let body = &sealed[2 + SEAL_NONCE_LEN..];
+        buf[..body.len()].copy_from_slice(body);
+        let n = aead::decrypt_in_place(
             Algorithm::Aes256Gcm,
             self.device_key.as_ref(),
-            nonce,
-            &aad,
-            &sealed[2 + SEAL_NONCE_LEN..],
+            &sealed[2..2 + SEAL_NONCE_LEN],
+            &seal_aad(alg),
+            &mut buf[..body.len()],
         )
-        .map(Zeroizing::new)
-        .map_err(|_| DeviceError::BadSealedKey)
+        .map_err(|_| DeviceError::BadSealedKey)?;
+        let mut material = Material::new(n)?;
+        material.as_mut_slice().copy_from_slice(&buf[..n]);
+        Ok(material)
     }
 }
 
@@ -286,13 +394,27 @@ mod tests {
     use super::*;
     use rand_core::OsRng;
 
+    use alloc::borrow::ToOwned;
+    use alloc::vec;
+    use alloc::vec::Vec;
+    use keyward_shared::wire::OwnedResponse;
+
+    /// Runs a request through `handle` with a fresh output buffer, as the host does.
+    pub(super) fn call<R: RngCore + CryptoRng>(
+        svc: &mut KeyService<R>,
+        req: Request<'_>,
+    ) -> OwnedResponse {
+        let mut out = vec![0u8; OUTPUT_LEN];
+        svc.handle(req, &mut out).into()
+    }
+
     fn service() -> KeyService<OsRng> {
         KeyService::new([42u8; 32], OsRng)
     }
 
     fn sealed(svc: &mut KeyService<OsRng>, algorithm: Algorithm) -> Vec<u8> {
-        match svc.handle(Request::GenerateKey { algorithm }) {
-            Response::Sealed(s) => s,
+        match call(svc, Request::GenerateKey { algorithm }) {
+            OwnedResponse::Sealed(s) => s,
             other => panic!("{other:?}"),
         }
     }
@@ -302,23 +424,29 @@ mod tests {
         let mut svc = service();
         for algorithm in Algorithm::ALL {
             let key = sealed(&mut svc, algorithm);
-            let (nonce, ct) = match svc.handle(Request::Encrypt {
-                algorithm,
-                sealed: &key,
-                aad: b"ctx",
-                plaintext: b"secret",
-            }) {
-                Response::Encrypted { nonce, ciphertext } => (nonce, ciphertext),
+            let (nonce, ct) = match call(
+                &mut svc,
+                Request::Encrypt {
+                    algorithm,
+                    sealed: &key,
+                    aad: b"ctx",
+                    plaintext: b"secret",
+                },
+            ) {
+                OwnedResponse::Encrypted { nonce, ciphertext } => (nonce, ciphertext),
                 other => panic!("{other:?}"),
             };
-            let resp = svc.handle(Request::Decrypt {
-                algorithm,
-                sealed: &key,
-                aad: b"ctx",
-                nonce: &nonce,
-                ciphertext: &ct,
-            });
-            assert_eq!(resp, Response::Plaintext(b"secret".to_vec()));
+            let resp = call(
+                &mut svc,
+                Request::Decrypt {
+                    algorithm,
+                    sealed: &key,
+                    aad: b"ctx",
+                    nonce: &nonce,
+                    ciphertext: &ct,
+                },
+            );
+            assert_eq!(resp, OwnedResponse::Plaintext(b"secret".to_vec()));
         }
     }
 
@@ -334,8 +462,8 @@ mod tests {
             plaintext: b"x",
         };
         assert_eq!(
-            other.handle(req),
-            Response::Error(DeviceError::BadSealedKey)
+            call(&mut other, req),
+            OwnedResponse::Error(DeviceError::BadSealedKey)
         );
         let mut tampered = key.clone();
         tampered[1] = Algorithm::Sm4Gcm.id();
@@ -345,7 +473,10 @@ mod tests {
             aad: b"",
             plaintext: b"x",
         };
-        assert_eq!(svc.handle(req), Response::Error(DeviceError::BadSealedKey));
+        assert_eq!(
+            call(&mut svc, req),
+            OwnedResponse::Error(DeviceError::BadSealedKey)
+        );
         for i in 0..key.len() {
             let mut t = key.clone();
             t[i] ^= 1;
@@ -355,19 +486,105 @@ mod tests {
                 aad: b"",
                 plaintext: b"x",
             };
-            assert_eq!(svc.handle(req), Response::Error(DeviceError::BadSealedKey));
+            assert_eq!(
+                call(&mut svc, req),
+                OwnedResponse::Error(DeviceError::BadSealedKey)
+            );
         }
+    }
+
+    /// The largest requests fit `OUTPUT_LEN` exactly; one byte less of output is `BadLength`,
+    /// never a panic or a truncated answer.
+    #[test]
+    fn output_buffer_bounds() {
+        let mut svc = service();
+        let key = sealed(&mut svc, Algorithm::Aes256Gcm);
+        let pt = vec![7u8; MAX_DATA_LEN];
+        let req = Request::Encrypt {
+            algorithm: Algorithm::Aes256Gcm,
+            sealed: &key,
+            aad: b"",
+            plaintext: &pt,
+        };
+        let mut out = vec![0u8; OUTPUT_LEN];
+        let (nonce, ct) = match svc.handle(req.clone(), &mut out) {
+            Response::Encrypted { nonce, ciphertext } => (nonce.to_vec(), ciphertext.to_vec()),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            svc.handle(req, &mut out[..OUTPUT_LEN - 1]),
+            Response::Error(DeviceError::BadLength)
+        );
+        let dec = Request::Decrypt {
+            algorithm: Algorithm::Aes256Gcm,
+            sealed: &key,
+            aad: b"",
+            nonce: &nonce,
+            ciphertext: &ct,
+        };
+        assert_eq!(svc.handle(dec, &mut out), Response::Plaintext(&pt));
+        for req in [
+            Request::GenerateKey {
+                algorithm: Algorithm::Sm4Gcm,
+            },
+            Request::GenerateKeyPair {
+                algorithm: Algorithm::Sm2,
+            },
+            Request::Attest {
+                challenge: &[1; 64],
+            },
+            Request::Random { len: 16 },
+        ] {
+            assert_eq!(
+                svc.handle(req, &mut [0u8; 8]),
+                Response::Error(DeviceError::BadLength)
+            );
+        }
+    }
+
+    /// The attestation the device builds in its buffers verifies against the message the
+    /// host rebuilds from the Hello answer.
+    #[test]
+    fn attestation_verifies() {
+        use p256::ecdsa::signature::Verifier;
+        use p256::pkcs8::DecodePublicKey;
+        let mut svc = service();
+        let info = svc.info();
+        let mut out = vec![0u8; OUTPUT_LEN];
+        let (serial, public_key, signature) = match svc.handle(
+            Request::Attest {
+                challenge: b"challenge",
+            },
+            &mut out,
+        ) {
+            Response::Attestation {
+                serial,
+                public_key,
+                signature,
+            } => (serial.to_owned(), public_key.to_vec(), signature.to_vec()),
+            other => panic!("{other:?}"),
+        };
+        assert!(serial.starts_with("KW-") && serial.len() == SERIAL_LEN);
+        let message = keyward_shared::wire::attestation_message(
+            b"challenge",
+            info.model,
+            info.firmware_version,
+            &serial,
+        );
+        let key = p256::ecdsa::VerifyingKey::from_public_key_der(&public_key).unwrap();
+        let sig = p256::ecdsa::Signature::from_der(&signature).unwrap();
+        key.verify(&message, &sig).unwrap();
     }
 
     #[test]
     fn random_bounds() {
         let mut svc = service();
         assert_eq!(
-            svc.handle(Request::Random { len: 0 }),
-            Response::Error(DeviceError::BadLength)
+            call(&mut svc, Request::Random { len: 0 }),
+            OwnedResponse::Error(DeviceError::BadLength)
         );
-        match svc.handle(Request::Random { len: 1024 }) {
-            Response::Random(r) => assert_eq!(r.len(), 1024),
+        match call(&mut svc, Request::Random { len: 1024 }) {
+            OwnedResponse::Random(r) => assert_eq!(r.len(), 1024),
             other => panic!("{other:?}"),
         }
     }
@@ -375,58 +592,75 @@ mod tests {
 
 #[cfg(test)]
 mod asym_tests {
+    use super::tests::call;
     use super::*;
+    use keyward_shared::wire::OwnedResponse;
     use rand_core::OsRng;
 
     #[test]
     fn key_pairs_sign_and_bad_inputs() {
         let mut svc = KeyService::new([9u8; 32], OsRng);
         for algorithm in [Algorithm::EccP256, Algorithm::Sm2] {
-            let (sealed, public_key) = match svc.handle(Request::GenerateKeyPair { algorithm }) {
-                Response::KeyPair { sealed, public_key } => (sealed, public_key),
+            let (sealed, public_key) = match call(&mut svc, Request::GenerateKeyPair { algorithm })
+            {
+                OwnedResponse::KeyPair { sealed, public_key } => (sealed, public_key),
                 other => panic!("{other:?}"),
             };
             assert!(public_key.len() > 64);
-            let sig = svc.handle(Request::Sign {
-                algorithm,
-                sealed: &sealed,
-                message: b"m",
-                is_digest: false,
-            });
+            let sig = call(
+                &mut svc,
+                Request::Sign {
+                    algorithm,
+                    sealed: &sealed,
+                    message: b"m",
+                    is_digest: false,
+                },
+            );
             assert!(
-                matches!(sig, Response::Signature(ref s) if s[0] == 0x30),
+                matches!(sig, OwnedResponse::Signature(ref s) if s[0] == 0x30),
                 "{sig:?}"
             );
             // A 33-byte digest and a tampered sealed key are refused, not used.
-            let long = svc.handle(Request::Sign {
-                algorithm,
-                sealed: &sealed,
-                message: &[0u8; 33],
-                is_digest: true,
-            });
-            assert_eq!(long, Response::Error(DeviceError::BadLength));
+            let long = call(
+                &mut svc,
+                Request::Sign {
+                    algorithm,
+                    sealed: &sealed,
+                    message: &[0u8; 33],
+                    is_digest: true,
+                },
+            );
+            assert_eq!(long, OwnedResponse::Error(DeviceError::BadLength));
             let mut t = sealed.clone();
             t[5] ^= 1;
-            let bad = svc.handle(Request::Sign {
-                algorithm,
-                sealed: &t,
-                message: b"m",
-                is_digest: false,
-            });
-            assert_eq!(bad, Response::Error(DeviceError::BadSealedKey));
+            let bad = call(
+                &mut svc,
+                Request::Sign {
+                    algorithm,
+                    sealed: &t,
+                    message: b"m",
+                    is_digest: false,
+                },
+            );
+            assert_eq!(bad, OwnedResponse::Error(DeviceError::BadSealedKey));
         }
         assert_eq!(
-            svc.handle(Request::GenerateKeyPair {
-                algorithm: Algorithm::Rsa2048
-            }),
-            Response::Error(DeviceError::UnsupportedAlgorithm)
+            call(
+                &mut svc,
+                Request::GenerateKeyPair {
+                    algorithm: Algorithm::Rsa2048
+                }
+            ),
+            OwnedResponse::Error(DeviceError::UnsupportedAlgorithm)
         );
     }
 }
 
 #[cfg(test)]
 mod robustness {
+    use super::tests::call;
     use super::*;
+    use alloc::vec::Vec;
     use rand_core::OsRng;
 
     /// Arbitrary bytes through the device's whole request path (decode, then handle) never
@@ -452,7 +686,7 @@ mod robustness {
                     })
                     .collect();
                 if let Ok(req) = postcard::from_bytes::<Request<'_>>(&bytes) {
-                    let _ = svc.handle(req);
+                    let _ = call(&mut svc, req);
                     answered += 1;
                 }
             }

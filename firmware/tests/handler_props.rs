@@ -3,11 +3,11 @@
 //! CI runs on every `cargo test --workspace`: no request may make the device panic, and the
 //! answers keep their documented meaning on arbitrary inputs.
 
-use keyward_firmware::KeyService;
+use keyward_firmware::{KeyService, OUTPUT_LEN};
 use keyward_shared::frame::{
     decode_frame, encode_frame, encode_frame_vec, Envelope, MAX_FRAME, MAX_PAYLOAD,
 };
-use keyward_shared::wire::{DeviceError, Request, Response, MAX_RANDOM_LEN, PROTOCOL_VERSION};
+use keyward_shared::wire::{DeviceError, OwnedResponse, Request, MAX_RANDOM_LEN, PROTOCOL_VERSION};
 use keyward_shared::Algorithm;
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -30,6 +30,13 @@ fn service() -> KeyService<OsRng> {
     KeyService::new(DEVICE_KEY, OsRng)
 }
 
+/// Runs a request through `handle` with a fresh output buffer of the documented size and
+/// copies the answer out, as the host's embedded backend does.
+fn call(svc: &mut KeyService<OsRng>, req: Request<'_>) -> OwnedResponse {
+    let mut out = vec![0u8; OUTPUT_LEN];
+    svc.handle(req, &mut out).into()
+}
+
 /// Keys sealed under `DEVICE_KEY`, made once: random `sealed` bytes never get past the
 /// unsealing, so the strategies also hand out these (intact or damaged) to reach the
 /// AEAD, signing and SM2 decryption code behind it.
@@ -46,15 +53,15 @@ fn fixtures() -> &'static Fixtures {
         let mut svc = service();
         let mut keys = Vec::new();
         for algorithm in [Algorithm::Aes256Gcm, Algorithm::Sm4Gcm] {
-            match svc.handle(Request::GenerateKey { algorithm }) {
-                Response::Sealed(sealed) => keys.push((algorithm, sealed)),
+            match call(&mut svc, Request::GenerateKey { algorithm }) {
+                OwnedResponse::Sealed(sealed) => keys.push((algorithm, sealed)),
                 other => panic!("{other:?}"),
             }
         }
         let mut sm2_public_key = Vec::new();
         for algorithm in [Algorithm::EccP256, Algorithm::Sm2] {
-            match svc.handle(Request::GenerateKeyPair { algorithm }) {
-                Response::KeyPair { sealed, public_key } => {
+            match call(&mut svc, Request::GenerateKeyPair { algorithm }) {
+                OwnedResponse::KeyPair { sealed, public_key } => {
                     keys.push((algorithm, sealed));
                     sm2_public_key = public_key;
                 }
@@ -263,24 +270,27 @@ fn request() -> impl Strategy<Value = OwnedRequest> {
 }
 
 /// Whether `resp` is an answer `req` may get at all.
-fn answers(req: &Request<'_>, resp: &Response) -> bool {
+fn answers(req: &Request<'_>, resp: &OwnedResponse) -> bool {
     matches!(
         (req, resp),
-        (_, Response::Error(_))
-            | (Request::Hello { .. }, Response::Hello(_))
+        (_, OwnedResponse::Error(_))
+            | (Request::Hello { .. }, OwnedResponse::Hello(_))
             | (
                 Request::GenerateKey { .. } | Request::ImportKey { .. },
-                Response::Sealed(_)
+                OwnedResponse::Sealed(_)
             )
-            | (Request::Encrypt { .. }, Response::Encrypted { .. })
+            | (Request::Encrypt { .. }, OwnedResponse::Encrypted { .. })
             | (
                 Request::Decrypt { .. } | Request::AsymDecrypt { .. },
-                Response::Plaintext(_)
+                OwnedResponse::Plaintext(_)
             )
-            | (Request::Random { .. }, Response::Random(_))
-            | (Request::GenerateKeyPair { .. }, Response::KeyPair { .. })
-            | (Request::Sign { .. }, Response::Signature(_))
-            | (Request::Attest { .. }, Response::Attestation { .. })
+            | (Request::Random { .. }, OwnedResponse::Random(_))
+            | (
+                Request::GenerateKeyPair { .. },
+                OwnedResponse::KeyPair { .. }
+            )
+            | (Request::Sign { .. }, OwnedResponse::Signature(_))
+            | (Request::Attest { .. }, OwnedResponse::Attestation { .. })
     )
 }
 
@@ -308,12 +318,15 @@ fn fixtures_are_usable() {
     let mut svc = service();
     let (_, sm2_key) = f.keys.iter().find(|(a, _)| *a == Algorithm::Sm2).unwrap();
     assert_eq!(
-        svc.handle(Request::AsymDecrypt {
-            algorithm: Algorithm::Sm2,
-            sealed: sm2_key,
-            ciphertext: &f.sm2_ciphertext,
-        }),
-        Response::Plaintext(b"fixture plaintext".to_vec())
+        call(
+            &mut svc,
+            Request::AsymDecrypt {
+                algorithm: Algorithm::Sm2,
+                sealed: sm2_key,
+                ciphertext: &f.sm2_ciphertext,
+            }
+        ),
+        OwnedResponse::Plaintext(b"fixture plaintext".to_vec())
     );
     assert!(f.sm2_public_key.len() > 64);
 }
@@ -326,7 +339,7 @@ proptest! {
     #[test]
     fn any_decodable_bytes_are_answered(bytes in request_bytes()) {
         if let Ok(req) = postcard::from_bytes::<Request<'_>>(&bytes) {
-            let resp = service().handle(req.clone());
+            let resp = call(&mut service(), req.clone());
             prop_assert!(answers(&req, &resp), "{:?} -> {:?}", req, resp);
         }
     }
@@ -338,17 +351,17 @@ proptest! {
         protocol in prop_oneof![Just(PROTOCOL_VERSION), any::<u16>()],
     ) {
         let mut svc = service();
-        let resp = svc.handle(Request::Random { len });
+        let resp = call(&mut svc, Request::Random { len });
         if len == 0 || len as usize > MAX_RANDOM_LEN {
-            prop_assert_eq!(resp, Response::Error(DeviceError::BadLength));
+            prop_assert_eq!(resp, OwnedResponse::Error(DeviceError::BadLength));
         } else {
-            prop_assert!(matches!(resp, Response::Random(ref r) if r.len() == len as usize));
+            prop_assert!(matches!(resp, OwnedResponse::Random(ref r) if r.len() == len as usize));
         }
-        let resp = svc.handle(Request::Hello { protocol });
+        let resp = call(&mut svc, Request::Hello { protocol });
         if protocol == PROTOCOL_VERSION {
-            prop_assert_eq!(resp, Response::Hello(svc.info()));
+            prop_assert_eq!(resp, OwnedResponse::Hello(svc.info().into()));
         } else {
-            prop_assert_eq!(resp, Response::Error(DeviceError::UnsupportedProtocol));
+            prop_assert_eq!(resp, OwnedResponse::Error(DeviceError::UnsupportedProtocol));
         }
     }
 }
@@ -358,7 +371,8 @@ proptest! {
 
     /// Structured requests of every kind, with valid, foreign and damaged sealed keys, go the
     /// device's way (frame in, handle, frame out) without a panic, and the response frame the
-    /// device builds in its fixed buffers decodes on the host to the same response.
+    /// device builds in its fixed buffers (the borrowed response from its output buffer)
+    /// decodes on the host to the same response.
     #[test]
     fn structured_requests_take_the_device_path(seq in any::<u32>(), req in request()) {
         let body = req.as_request();
@@ -366,14 +380,16 @@ proptest! {
         let n = frame.len() - 1;
         let decoded: Envelope<Request<'_>> = decode_frame(&mut frame[..n]).unwrap();
         prop_assert_eq!(&decoded.body, &body);
-        let resp = service().handle(decoded.body);
-        prop_assert!(answers(&body, &resp), "{:?} -> {:?}", body, resp);
+        let mut output = vec![0u8; OUTPUT_LEN];
+        let resp = service().handle(decoded.body, &mut output);
+        let owned = resp.to_owned_response();
+        prop_assert!(answers(&body, &owned), "{:?} -> {:?}", body, owned);
         let mut scratch = vec![0u8; MAX_PAYLOAD + 4];
         let mut out = vec![0u8; MAX_FRAME];
         let m = encode_frame(seq, &resp, &mut scratch, &mut out).unwrap();
-        let back: Envelope<Response> = decode_frame(&mut out[..m - 1]).unwrap();
+        let back: Envelope<OwnedResponse> = decode_frame(&mut out[..m - 1]).unwrap();
         prop_assert_eq!(back.seq, seq);
-        prop_assert_eq!(back.body, resp);
+        prop_assert_eq!(back.body, owned);
     }
 }
 
@@ -391,38 +407,38 @@ proptest! {
         bit in 0u8..8,
     ) {
         let mut svc = service();
-        let sealed = match svc.handle(Request::GenerateKey { algorithm }) {
-            Response::Sealed(s) => s,
+        let sealed = match call(&mut svc, Request::GenerateKey { algorithm }) {
+            OwnedResponse::Sealed(s) => s,
             other => return Err(TestCaseError::fail(format!("{other:?}"))),
         };
-        let (nonce, mut ciphertext) = match svc.handle(Request::Encrypt {
+        let (nonce, mut ciphertext) = match call(&mut svc, Request::Encrypt {
             algorithm,
             sealed: &sealed,
             aad: &aad,
             plaintext: &plaintext,
         }) {
-            Response::Encrypted { nonce, ciphertext } => (nonce, ciphertext),
+            OwnedResponse::Encrypted { nonce, ciphertext } => (nonce, ciphertext),
             other => return Err(TestCaseError::fail(format!("{other:?}"))),
         };
         prop_assert_eq!(ciphertext.len(), plaintext.len() + algorithm.tag_len());
-        let resp = svc.handle(Request::Decrypt {
+        let resp = call(&mut svc, Request::Decrypt {
             algorithm,
             sealed: &sealed,
             aad: &aad,
             nonce: &nonce,
             ciphertext: &ciphertext,
         });
-        prop_assert_eq!(resp, Response::Plaintext(plaintext));
+        prop_assert_eq!(resp, OwnedResponse::Plaintext(plaintext));
         let i = flip.index(ciphertext.len());
         ciphertext[i] ^= 1 << bit;
-        let resp = svc.handle(Request::Decrypt {
+        let resp = call(&mut svc, Request::Decrypt {
             algorithm,
             sealed: &sealed,
             aad: &aad,
             nonce: &nonce,
             ciphertext: &ciphertext,
         });
-        prop_assert_eq!(resp, Response::Error(DeviceError::AuthenticationFailed));
+        prop_assert_eq!(resp, OwnedResponse::Error(DeviceError::AuthenticationFailed));
     }
 }
 
@@ -443,18 +459,18 @@ proptest! {
         let ciphertext = sm2_encrypt(&f.sm2_public_key, &plaintext);
         let mut svc = service();
         let decrypt = |svc: &mut KeyService<OsRng>, ciphertext: &[u8]| {
-            svc.handle(Request::AsymDecrypt { algorithm: Algorithm::Sm2, sealed, ciphertext })
+            call(svc, Request::AsymDecrypt { algorithm: Algorithm::Sm2, sealed, ciphertext })
         };
-        prop_assert_eq!(decrypt(&mut svc, &ciphertext), Response::Plaintext(plaintext));
+        prop_assert_eq!(decrypt(&mut svc, &ciphertext), OwnedResponse::Plaintext(plaintext));
         let mut flipped = ciphertext.clone();
         flipped[flip.index(ciphertext.len())] ^= 1 << bit;
         prop_assert_eq!(
             decrypt(&mut svc, &flipped),
-            Response::Error(DeviceError::AuthenticationFailed)
+            OwnedResponse::Error(DeviceError::AuthenticationFailed)
         );
         prop_assert_eq!(
             decrypt(&mut svc, &ciphertext[..cut.index(ciphertext.len())]),
-            Response::Error(DeviceError::AuthenticationFailed)
+            OwnedResponse::Error(DeviceError::AuthenticationFailed)
         );
     }
 }

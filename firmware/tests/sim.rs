@@ -4,7 +4,7 @@
 use keyward_shared::frame::{
     decode_frame, encode_frame_vec, Envelope, Feed, FrameReader, MAX_FRAME,
 };
-use keyward_shared::wire::{DeviceError, Request, Response};
+use keyward_shared::wire::{DeviceError, OwnedResponse, Request};
 use keyward_shared::Algorithm;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -120,12 +120,12 @@ impl Port {
         }
     }
 
-    fn recv(&mut self, timeout: Duration) -> Option<Envelope<Response>> {
+    fn recv(&mut self, timeout: Duration) -> Option<Envelope<OwnedResponse>> {
         let mut frame = self.recv_frame(timeout)?;
-        Some(decode_frame::<Response>(&mut frame).expect("valid response frame"))
+        Some(decode_frame::<OwnedResponse>(&mut frame).expect("valid response frame"))
     }
 
-    fn call(&mut self, seq: u32, req: &Request<'_>) -> Response {
+    fn call(&mut self, seq: u32, req: &Request<'_>) -> OwnedResponse {
         self.send(seq, req);
         let env = self.recv(Duration::from_secs(5)).expect("no answer");
         assert_eq!(env.seq, seq);
@@ -142,7 +142,7 @@ fn sealed_key(port: &mut Port, seq: u32) -> Vec<u8> {
             algorithm: Algorithm::Aes256Gcm,
         },
     ) {
-        Response::Sealed(s) => s,
+        OwnedResponse::Sealed(s) => s,
         other => panic!("GenerateKey: {other:?}"),
     }
 }
@@ -157,12 +157,12 @@ fn encrypt(port: &mut Port, seq: u32, sealed: &[u8], pt: &[u8]) -> (Vec<u8>, Vec
             plaintext: pt,
         },
     ) {
-        Response::Encrypted { nonce, ciphertext } => (nonce, ciphertext),
+        OwnedResponse::Encrypted { nonce, ciphertext } => (nonce, ciphertext),
         other => panic!("Encrypt: {other:?}"),
     }
 }
 
-fn decrypt(port: &mut Port, seq: u32, sealed: &[u8], nonce: &[u8], ct: &[u8]) -> Response {
+fn decrypt(port: &mut Port, seq: u32, sealed: &[u8], nonce: &[u8], ct: &[u8]) -> OwnedResponse {
     port.call(
         seq,
         &Request::Decrypt {
@@ -188,7 +188,7 @@ fn hello_keys_resync_and_persistence() {
 
     let mut port = Port::open(&sim.device);
     match port.call(1, &HELLO) {
-        Response::Hello(info) => assert_eq!(info.protocol, 1),
+        OwnedResponse::Hello(info) => assert_eq!(info.protocol, 1),
         other => panic!("Hello: {other:?}"),
     }
 
@@ -198,7 +198,7 @@ fn hello_keys_resync_and_persistence() {
     let (nonce, ct) = encrypt(&mut port, 3, &sealed, &pt);
     assert_eq!(
         decrypt(&mut port, 4, &sealed, &nonce, &ct),
-        Response::Plaintext(pt.clone())
+        OwnedResponse::Plaintext(pt.clone())
     );
 
     // 50 bytes of garbage (no zero, including \r, \n, ^C, ^D) glue onto the next frame, which
@@ -209,13 +209,13 @@ fn hello_keys_resync_and_persistence() {
     port.send(50, &HELLO);
     assert!(port.recv(Duration::from_millis(300)).is_none());
     match port.call(5, &HELLO) {
-        Response::Hello(info) => assert_eq!(info.protocol, 1),
+        OwnedResponse::Hello(info) => assert_eq!(info.protocol, 1),
         other => panic!("Hello after garbage: {other:?}"),
     }
     // Garbage followed by a delimiter costs nothing: the next frame is answered at once.
     garbage.push(0);
     port.send_raw(&garbage);
-    assert!(matches!(port.call(51, &HELLO), Response::Hello(_)));
+    assert!(matches!(port.call(51, &HELLO), OwnedResponse::Hello(_)));
 
     // A CRC-valid frame carrying an unknown message: UnsupportedProtocol, same seq.
     port.send_raw(&encode_frame_vec(6, &200u32).unwrap());
@@ -223,19 +223,22 @@ fn hello_keys_resync_and_persistence() {
         .recv(Duration::from_secs(5))
         .expect("answer to unknown");
     assert_eq!(env.seq, 6);
-    assert_eq!(env.body, Response::Error(DeviceError::UnsupportedProtocol));
+    assert_eq!(
+        env.body,
+        OwnedResponse::Error(DeviceError::UnsupportedProtocol)
+    );
 
     // A corrupted frame gets no answer; the next one does.
     let mut bad = encode_frame_vec(7, &HELLO).unwrap();
     bad[1] ^= 0x40;
     port.send_raw(&bad);
     assert!(port.recv(Duration::from_millis(300)).is_none());
-    assert!(matches!(port.call(8, &HELLO), Response::Hello(_)));
+    assert!(matches!(port.call(8, &HELLO), OwnedResponse::Hello(_)));
 
     // Reopening the line works (the sim keeps the slave open, no hangup).
     drop(port);
     let mut port = Port::open(&sim.device);
-    assert!(matches!(port.call(9, &HELLO), Response::Hello(_)));
+    assert!(matches!(port.call(9, &HELLO), OwnedResponse::Hello(_)));
     drop(port);
     drop(sim);
 
@@ -244,7 +247,7 @@ fn hello_keys_resync_and_persistence() {
     let mut port = Port::open(&sim.device);
     assert_eq!(
         decrypt(&mut port, 1, &sealed, &nonce, &ct),
-        Response::Plaintext(pt)
+        OwnedResponse::Plaintext(pt)
     );
 }
 
@@ -253,14 +256,14 @@ fn drop_every_skips_requests() {
     let dir = state_dir("drop");
     let sim = start(&dir, &["--drop-every", "2"]);
     let mut port = Port::open(&sim.device);
-    assert!(matches!(port.call(1, &HELLO), Response::Hello(_)));
+    assert!(matches!(port.call(1, &HELLO), OwnedResponse::Hello(_)));
     port.send(2, &HELLO);
     assert!(
         port.recv(Duration::from_millis(500)).is_none(),
         "second request must be dropped"
     );
     // The retry is the third request: answered.
-    assert!(matches!(port.call(2, &HELLO), Response::Hello(_)));
+    assert!(matches!(port.call(2, &HELLO), OwnedResponse::Hello(_)));
 }
 
 #[test]
@@ -268,11 +271,11 @@ fn corrupt_every_breaks_the_crc() {
     let dir = state_dir("corrupt");
     let sim = start(&dir, &["--corrupt-every", "2"]);
     let mut port = Port::open(&sim.device);
-    assert!(matches!(port.call(1, &HELLO), Response::Hello(_)));
+    assert!(matches!(port.call(1, &HELLO), OwnedResponse::Hello(_)));
     port.send(2, &HELLO);
     let mut frame = port
         .recv_frame(Duration::from_secs(5))
         .expect("a (corrupted) frame");
-    assert!(decode_frame::<Response>(&mut frame).is_err());
-    assert!(matches!(port.call(3, &HELLO), Response::Hello(_)));
+    assert!(decode_frame::<OwnedResponse>(&mut frame).is_err());
+    assert!(matches!(port.call(3, &HELLO), OwnedResponse::Hello(_)));
 }

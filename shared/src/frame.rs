@@ -167,7 +167,7 @@ impl<'b> FrameReader<'b> {
 #[cfg(all(test, feature = "alloc"))]
 mod tests {
     use super::*;
-    use crate::wire::{DeviceError, Request, Response};
+    use crate::wire::{DeviceError, OwnedResponse, Request, Response};
     use alloc::vec::Vec;
 
     fn hex(b: &[u8]) -> alloc::string::String {
@@ -237,7 +237,7 @@ mod tests {
                     })
                     .collect();
                 let _ = decode_frame::<Request<'_>>(&mut junk);
-                let _ = decode_frame::<Response>(&mut junk);
+                let _ = decode_frame::<OwnedResponse>(&mut junk);
             }
         }
     }

@@ -1,7 +1,7 @@
 //! Types shared by the Keyward host and the HSM firmware.
 //!
 //! `no_std` by default so the firmware can use it; the `alloc` feature adds the owned wire
-//! responses and blob encoding helpers, `std` adds `std::error::Error` impls.
+//! responses the host decodes and blob encoding helpers, `std` adds `std::error::Error` impls.
 #![no_std]
 #![forbid(unsafe_code)]
 
@@ -13,7 +13,6 @@ extern crate std;
 pub mod alg;
 pub mod blob;
 pub mod frame;
-#[cfg(feature = "alloc")]
 pub mod wire;
 
 pub use alg::Algorithm;

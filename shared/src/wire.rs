@@ -1,10 +1,13 @@
 //! Requests and responses between the host and an HSM running the Keyward firmware core.
 //!
 //! The embedded backend passes these values directly; the serial backend postcard-encodes them.
-//! Requests borrow their byte fields so a device can decode them in place.
+//! Requests borrow their byte fields so a device can decode them in place, and responses
+//! borrow theirs from a caller-supplied output buffer, so the device's request path needs no
+//! heap. The host, which may allocate, decodes responses as [`OwnedResponse`].
 
 use crate::alg::Algorithm;
-use alloc::vec::Vec;
+#[cfg(feature = "alloc")]
+use alloc::{string::String, vec::Vec};
 use serde::{Deserialize, Serialize};
 
 /// Protocol version spoken by this crate.
@@ -84,18 +87,128 @@ pub enum Request<'a> {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// What a device says about itself in answer to `Hello`. The device's own constants, so the
+/// type borrows them for `'static`; the host decodes it as [`OwnedDeviceInfo`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct DeviceInfo {
     pub protocol: u16,
-    pub model: alloc::string::String,
-    pub firmware_version: alloc::string::String,
+    pub model: &'static str,
+    pub firmware_version: &'static str,
+    pub algorithms: &'static [Algorithm],
+    pub max_data_len: u32,
+}
+
+/// A device's answer. Byte and string fields borrow from the output buffer the caller handed
+/// the key service (`KeyService::handle`), so building and encoding one allocates nothing.
+/// The host decodes responses as [`OwnedResponse`], which has the same wire encoding: postcard
+/// writes `&[u8]`/`Vec<u8>` and `&str`/`String` alike (varint length, then the bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Response<'a> {
+    Hello(DeviceInfo),
+    Sealed(&'a [u8]),
+    Encrypted {
+        nonce: &'a [u8],
+        ciphertext: &'a [u8],
+    },
+    Plaintext(&'a [u8]),
+    Random(&'a [u8]),
+    Error(DeviceError),
+    /// A sealed private key and its public key (DER SubjectPublicKeyInfo).
+    KeyPair {
+        sealed: &'a [u8],
+        public_key: &'a [u8],
+    },
+    /// A DER signature.
+    Signature(&'a [u8]),
+    Attestation {
+        serial: &'a str,
+        /// The identity public key, DER SubjectPublicKeyInfo.
+        public_key: &'a [u8],
+        /// DER ECDSA signature over the attestation message.
+        signature: &'a [u8],
+    },
+}
+
+/// Largest attestation challenge a device accepts.
+pub const MAX_CHALLENGE_LEN: usize = 64;
+
+/// Domain separation for attestation signatures.
+pub const ATTESTATION_CONTEXT: &[u8] = b"keyward/attest/v1\0";
+
+/// Length of the attestation message for these parts.
+pub fn attestation_message_len(
+    challenge: &[u8],
+    model: &str,
+    firmware_version: &str,
+    serial: &str,
+) -> usize {
+    ATTESTATION_CONTEXT.len()
+        + challenge.len()
+        + model.len()
+        + firmware_version.len()
+        + serial.len()
+        + 2
+}
+
+/// Writes the bytes an attestation signature covers, `ATTESTATION_CONTEXT || challenge ||
+/// model || 0 || firmware_version || 0 || serial`, into `out`; returns the length, or `None`
+/// if `out` is too short.
+pub fn write_attestation_message(
+    out: &mut [u8],
+    challenge: &[u8],
+    model: &str,
+    firmware_version: &str,
+    serial: &str,
+) -> Option<usize> {
+    let len = attestation_message_len(challenge, model, firmware_version, serial);
+    let out = out.get_mut(..len)?;
+    let mut at = 0;
+    for part in [
+        ATTESTATION_CONTEXT,
+        challenge,
+        model.as_bytes(),
+        &[0],
+        firmware_version.as_bytes(),
+        &[0],
+        serial.as_bytes(),
+    ] {
+        out[at..at + part.len()].copy_from_slice(part);
+        at += part.len();
+    }
+    Some(len)
+}
+
+/// The bytes an attestation signature covers (see [`write_attestation_message`]).
+#[cfg(feature = "alloc")]
+pub fn attestation_message(
+    challenge: &[u8],
+    model: &str,
+    firmware_version: &str,
+    serial: &str,
+) -> Vec<u8> {
+    let mut m =
+        alloc::vec![0u8; attestation_message_len(challenge, model, firmware_version, serial)];
+    let n = write_attestation_message(&mut m, challenge, model, firmware_version, serial);
+    debug_assert_eq!(n, Some(m.len()));
+    m
+}
+
+/// The host's owned copy of [`DeviceInfo`], decoded from a device's frame.
+#[cfg(feature = "alloc")]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OwnedDeviceInfo {
+    pub protocol: u16,
+    pub model: String,
+    pub firmware_version: String,
     pub algorithms: Vec<Algorithm>,
     pub max_data_len: u32,
 }
 
+/// The host's owned copy of a [`Response`]: same variants, same wire encoding, owned fields.
+#[cfg(feature = "alloc")]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Response {
-    Hello(DeviceInfo),
+pub enum OwnedResponse {
+    Hello(OwnedDeviceInfo),
     Sealed(Vec<u8>),
     Encrypted {
         nonce: Vec<u8>,
@@ -104,35 +217,68 @@ pub enum Response {
     Plaintext(Vec<u8>),
     Random(Vec<u8>),
     Error(DeviceError),
-    /// A sealed private key and its public key (DER SubjectPublicKeyInfo).
     KeyPair {
         sealed: Vec<u8>,
         public_key: Vec<u8>,
     },
-    /// A DER signature.
     Signature(Vec<u8>),
     Attestation {
-        serial: alloc::string::String,
-        /// The identity public key, DER SubjectPublicKeyInfo.
+        serial: String,
         public_key: Vec<u8>,
-        /// DER ECDSA signature over the attestation message.
         signature: Vec<u8>,
     },
 }
 
-/// Domain separation for attestation signatures.
-pub const ATTESTATION_CONTEXT: &[u8] = b"keyward/attest/v1\0";
+#[cfg(feature = "alloc")]
+impl From<DeviceInfo> for OwnedDeviceInfo {
+    fn from(info: DeviceInfo) -> Self {
+        OwnedDeviceInfo {
+            protocol: info.protocol,
+            model: info.model.into(),
+            firmware_version: info.firmware_version.into(),
+            algorithms: info.algorithms.to_vec(),
+            max_data_len: info.max_data_len,
+        }
+    }
+}
 
-/// The bytes an attestation signature covers.
-pub fn attestation_message(challenge: &[u8], info: &DeviceInfo, serial: &str) -> Vec<u8> {
-    let mut m = ATTESTATION_CONTEXT.to_vec();
-    m.extend_from_slice(challenge);
-    m.extend_from_slice(info.model.as_bytes());
-    m.push(0);
-    m.extend_from_slice(info.firmware_version.as_bytes());
-    m.push(0);
-    m.extend_from_slice(serial.as_bytes());
-    m
+#[cfg(feature = "alloc")]
+impl From<Response<'_>> for OwnedResponse {
+    fn from(resp: Response<'_>) -> Self {
+        match resp {
+            Response::Hello(info) => OwnedResponse::Hello(info.into()),
+            Response::Sealed(s) => OwnedResponse::Sealed(s.to_vec()),
+            Response::Encrypted { nonce, ciphertext } => OwnedResponse::Encrypted {
+                nonce: nonce.to_vec(),
+                ciphertext: ciphertext.to_vec(),
+            },
+            Response::Plaintext(p) => OwnedResponse::Plaintext(p.to_vec()),
+            Response::Random(r) => OwnedResponse::Random(r.to_vec()),
+            Response::Error(e) => OwnedResponse::Error(e),
+            Response::KeyPair { sealed, public_key } => OwnedResponse::KeyPair {
+                sealed: sealed.to_vec(),
+                public_key: public_key.to_vec(),
+            },
+            Response::Signature(s) => OwnedResponse::Signature(s.to_vec()),
+            Response::Attestation {
+                serial,
+                public_key,
+                signature,
+            } => OwnedResponse::Attestation {
+                serial: serial.into(),
+                public_key: public_key.to_vec(),
+                signature: signature.to_vec(),
+            },
+        }
+    }
+}
+
+#[cfg(feature = "alloc")]
+impl Response<'_> {
+    /// Copies the response out of the device's output buffer.
+    pub fn to_owned_response(self) -> OwnedResponse {
+        self.into()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -163,9 +309,63 @@ impl core::fmt::Display for DeviceError {
 #[cfg(feature = "std")]
 impl std::error::Error for DeviceError {}
 
-#[cfg(test)]
+#[cfg(all(test, feature = "alloc"))]
 mod tests {
     use super::*;
+    use alloc::vec;
+
+    /// The borrowed responses the device encodes and the owned ones the host decodes are the
+    /// same bytes on the wire, for every variant.
+    #[test]
+    fn borrowed_and_owned_responses_encode_identically() {
+        static ALGS: [Algorithm; 2] = [Algorithm::Aes256Gcm, Algorithm::Sm2];
+        let big = vec![0xA5u8; 300];
+        let responses = [
+            Response::Hello(DeviceInfo {
+                protocol: 1,
+                model: "keyward-fw",
+                firmware_version: "0.1.0",
+                algorithms: &ALGS,
+                max_data_len: MAX_DATA_LEN as u32,
+            }),
+            Response::Sealed(&[1, 2, 3]),
+            Response::Encrypted {
+                nonce: &[7; 12],
+                ciphertext: &big,
+            },
+            Response::Plaintext(&[]),
+            Response::Random(&big[..200]),
+            Response::Error(DeviceError::AuthenticationFailed),
+            Response::KeyPair {
+                sealed: &[9; 62],
+                public_key: &[4; 91],
+            },
+            Response::Signature(&[0x30, 0x44]),
+            Response::Attestation {
+                serial: "KW-0123456789AB",
+                public_key: &[1; 91],
+                signature: &big[..72],
+            },
+        ];
+        for resp in responses {
+            let borrowed = postcard::to_allocvec(&resp).unwrap();
+            let owned = resp.to_owned_response();
+            assert_eq!(borrowed, postcard::to_allocvec(&owned).unwrap(), "{resp:?}");
+            let back: OwnedResponse = postcard::from_bytes(&borrowed).unwrap();
+            assert_eq!(back, owned);
+        }
+    }
+
+    #[test]
+    fn attestation_message_layout() {
+        let m = attestation_message(b"ch", "model", "1.0", "KW-1");
+        assert_eq!(m, b"keyward/attest/v1\0chmodel\x001.0\0KW-1");
+        let mut short = [0u8; 10];
+        assert_eq!(
+            write_attestation_message(&mut short, b"ch", "model", "1.0", "KW-1"),
+            None
+        );
+    }
 
     #[test]
     fn request_round_trips_through_postcard() {

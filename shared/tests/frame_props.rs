@@ -5,7 +5,7 @@
 use keyward_shared::frame::{
     decode_frame, encode_frame, encode_frame_vec, Envelope, Feed, FrameReader, MAX_FRAME,
 };
-use keyward_shared::wire::{Request, Response};
+use keyward_shared::wire::{OwnedResponse, Request};
 use keyward_shared::Algorithm;
 use proptest::prelude::*;
 
@@ -167,7 +167,7 @@ proptest! {
                     let _ = decode_frame::<Request<'_>>(frame);
                     // Decoding works in place: decode the untouched bytes as a response too.
                     let mut copy = events.last().unwrap().clone().unwrap();
-                    let _ = decode_frame::<Response>(&mut copy);
+                    let _ = decode_frame::<OwnedResponse>(&mut copy);
                 }
             }
         }
@@ -181,7 +181,7 @@ proptest! {
         let mut a = junk.clone();
         let _ = decode_frame::<Request<'_>>(&mut a);
         let mut b = junk;
-        let _ = decode_frame::<Response>(&mut b);
+        let _ = decode_frame::<OwnedResponse>(&mut b);
     }
 
     /// The reader's resynchronisation promise: after any garbage and a delimiter, a frame

@@ -1,60 +1,20 @@
 //! Keyward firmware as a freestanding program: `#![no_std]`, `#![no_main]`, its own panic
-//! handler and allocator. On a board the platform layer supplies the UART and the TRNG; on the
-//! host (this build) the "UART" is stdin/stdout and the TRNG is getrandom(2), both through
-//! `libc` without `std`. Any dependency that needs `std` breaks this build.
+//! handler and NO allocator. On a board the platform layer supplies the UART and the TRNG; on
+//! the host (this build) the "UART" is stdin/stdout and the TRNG is getrandom(2), both through
+//! `libc` without `std`. Any dependency that needs `std` breaks this build, and so does any
+//! that links the `alloc` crate: rustc refuses to link `alloc` without a `#[global_allocator]`,
+//! and there is none here. That is the proof that the request path never allocates; every
+//! buffer is one of the constant-size statics below.
 #![no_std]
 #![no_main]
 
-extern crate alloc;
-
-use core::alloc::{GlobalAlloc, Layout};
-use core::cell::UnsafeCell;
-use keyward_firmware::KeyService;
-use keyward_shared::frame::{decode_frame, encode_frame, Feed, FrameReader};
+use keyward_firmware::{KeyService, OUTPUT_LEN};
+use keyward_shared::frame::{
+    decode_frame, encode_frame, Feed, FrameReader, MAX_FRAME, MAX_PAYLOAD,
+};
 use keyward_shared::wire::{DeviceError, Request, Response};
 
 // ---- platform layer: the only `unsafe` in the firmware ------------------------------------
-
-/// A bump allocator over a static arena that starts over whenever every allocation has been
-/// freed — which happens after each request, since the core keeps nothing between requests.
-struct Arena {
-    heap: UnsafeCell<[u8; ARENA]>,
-    next: UnsafeCell<usize>,
-    live: UnsafeCell<usize>,
-}
-
-const ARENA: usize = 512 * 1024;
-
-// SAFETY: the firmware is single-threaded.
-unsafe impl Sync for Arena {}
-
-unsafe impl GlobalAlloc for Arena {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let next = &mut *self.next.get();
-        let start = (*next + layout.align() - 1) & !(layout.align() - 1);
-        if start + layout.size() > ARENA {
-            return core::ptr::null_mut();
-        }
-        *next = start + layout.size();
-        *self.live.get() += 1;
-        (self.heap.get() as *mut u8).add(start)
-    }
-
-    unsafe fn dealloc(&self, _ptr: *mut u8, _layout: Layout) {
-        let live = &mut *self.live.get();
-        *live -= 1;
-        if *live == 0 {
-            *self.next.get() = 0;
-        }
-    }
-}
-
-#[global_allocator]
-static ALLOCATOR: Arena = Arena {
-    heap: UnsafeCell::new([0; ARENA]),
-    next: UnsafeCell::new(0),
-    live: UnsafeCell::new(0),
-};
 
 #[panic_handler]
 fn panic(_: &core::panic::PanicInfo) -> ! {
@@ -116,9 +76,14 @@ fn uart_write(mut data: &[u8]) {
 
 // ---- the device ----------------------------------------------------------------------------
 
-static mut FRAME_IN: [u8; 80 * 1024] = [0; 80 * 1024];
-static mut FRAME_OUT: [u8; 80 * 1024] = [0; 80 * 1024];
-static mut SCRATCH: [u8; 80 * 1024] = [0; 80 * 1024];
+/// The received frame, decoded in place (a request borrows its byte fields from it).
+static mut FRAME_IN: [u8; MAX_FRAME] = [0; MAX_FRAME];
+/// The response's data, written by the key service (a response borrows from it).
+static mut OUTPUT: [u8; OUTPUT_LEN] = [0; OUTPUT_LEN];
+/// The response's postcard bytes and their CRC.
+static mut SCRATCH: [u8; MAX_PAYLOAD + 4] = [0; MAX_PAYLOAD + 4];
+/// The COBS-encoded response frame sent back.
+static mut FRAME_OUT: [u8; MAX_FRAME] = [0; MAX_FRAME];
 
 #[no_mangle]
 pub extern "C" fn main(_argc: i32, _argv: *const *const u8) -> i32 {
@@ -127,9 +92,10 @@ pub extern "C" fn main(_argc: i32, _argv: *const *const u8) -> i32 {
     rand_core::RngCore::fill_bytes(&mut Trng, &mut device_key);
     let mut service = KeyService::new(device_key, Trng);
     // SAFETY: single-threaded; these buffers are used only here.
-    let (frame_in, frame_out, scratch) = unsafe {
+    let (frame_in, output, frame_out, scratch) = unsafe {
         (
             &mut *core::ptr::addr_of_mut!(FRAME_IN),
+            &mut *core::ptr::addr_of_mut!(OUTPUT),
             &mut *core::ptr::addr_of_mut!(FRAME_OUT),
             &mut *core::ptr::addr_of_mut!(SCRATCH),
         )
@@ -144,7 +110,7 @@ pub extern "C" fn main(_argc: i32, _argv: *const *const u8) -> i32 {
         for &b in &chunk[..n] {
             if let Feed::Frame(len) = reader.feed(b) {
                 let (seq, response) = match decode_frame::<Request<'_>>(reader.frame(len)) {
-                    Ok(env) => (env.seq, service.handle(env.body)),
+                    Ok(env) => (env.seq, service.handle(env.body, &mut output[..])),
                     Err(_) => continue,
                 };
                 let response = match encode_frame(seq, &response, scratch, frame_out) {

@@ -7,7 +7,7 @@
 //!
 //! Prints one line, `keyward-fw-sim: device <slave path>`, then serves until killed.
 
-use keyward_firmware::KeyService;
+use keyward_firmware::{KeyService, OUTPUT_LEN};
 use keyward_shared::frame::{
     decode_frame, encode_frame_vec, Envelope, Feed, FrameError, FrameReader, MAX_FRAME,
 };
@@ -200,6 +200,8 @@ impl Every {
 
 struct Server<R: rand_core::RngCore + rand_core::CryptoRng> {
     service: KeyService<R>,
+    /// The key service's output buffer (a response borrows its data from it).
+    output: Zeroizing<Vec<u8>>,
     /// Counts decoded requests; the `n`th is ignored.
     drop: Every,
     /// Counts written responses; the `n`th gets one bit flipped.
@@ -226,10 +228,11 @@ impl<R: rand_core::RngCore + rand_core::CryptoRng> Server<R> {
                     eprintln!("keyward-fw-sim: stalling request seq {seq} (fault injection)");
                     std::thread::sleep(STALL);
                 }
-                let service = &mut self.service;
-                let response =
-                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| service.handle(body)))
-                        .unwrap_or(Response::Error(DeviceError::Internal));
+                let (service, output) = (&mut self.service, &mut self.output[..]);
+                let response = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    service.handle(body, output)
+                }))
+                .unwrap_or(Response::Error(DeviceError::Internal));
                 (seq, response)
             }
             Err(FrameError::Decode) => {
@@ -305,6 +308,7 @@ fn run(args: Args) -> io::Result<()> {
     let (master, slave, path) = open_pty()?;
     let server = Server {
         service: KeyService::new(*secret, OsRng),
+        output: Zeroizing::new(vec![0u8; OUTPUT_LEN]),
         drop: Every::new(args.drop_every),
         corrupt: Every::new(args.corrupt_every),
         stall: Every::new(args.stall_every),

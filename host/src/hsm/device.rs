@@ -1,11 +1,12 @@
 //! A backend that runs the Keyward firmware key service: linked into the daemon (`embedded`)
 //! or on a device behind a serial line (`serial`). Both speak the same `Request`/`Response`
-//! enums; only the transport differs.
+//! enums; only the transport differs. The host works with the owned form of the response
+//! (`OwnedResponse`), copied out of the key service's output buffer or decoded from a frame.
 
 use super::asym::{DecryptScheme, SignScheme};
 use super::{Hsm, ProtectionLevel};
 use crate::error::{Error, Result};
-use keyward_shared::wire::{Request, Response};
+use keyward_shared::wire::{OwnedResponse as Response, Request};
 use keyward_shared::Algorithm;
 use zeroize::Zeroizing;
 

@@ -3,19 +3,25 @@
 
 use super::device::{DeviceHsm, Transport};
 use crate::error::{Error, Result};
-use keyward_firmware::KeyService;
-use keyward_shared::wire::{Request, Response};
+use keyward_firmware::{KeyService, OUTPUT_LEN};
+use keyward_shared::wire::{OwnedResponse, Request, Response};
 use rand_core::OsRng;
 use std::io::Write;
 use std::path::Path;
 use std::sync::Mutex;
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 const DEVICE_KEY_FILE: &str = "device.key";
 
 /// The firmware core in this process, one request at a time.
 pub struct EmbeddedCore {
-    core: Mutex<KeyService<OsRng>>,
+    core: Mutex<Core>,
+}
+
+/// The key service and its output buffer, which responses borrow from until copied out.
+struct Core {
+    service: KeyService<OsRng>,
+    output: Zeroizing<Vec<u8>>,
 }
 
 pub type EmbeddedHsm = DeviceHsm<EmbeddedCore>;
@@ -49,19 +55,39 @@ impl DeviceHsm<EmbeddedCore> {
         Ok(DeviceHsm::new(
             "embedded",
             EmbeddedCore {
-                core: Mutex::new(KeyService::new(*key, OsRng)),
+                core: Mutex::new(Core {
+                    service: KeyService::new(*key, OsRng),
+                    output: Zeroizing::new(vec![0u8; OUTPUT_LEN]),
+                }),
             },
         ))
     }
 }
 
 impl Transport for EmbeddedCore {
-    fn exchange(&self, req: Request<'_>) -> Result<Response> {
+    fn exchange(&self, req: Request<'_>) -> Result<OwnedResponse> {
         let mut core = self
             .core
             .lock()
             .map_err(|_| Error::Internal("embedded HSM lock poisoned".into()))?;
-        Ok(core.handle(req))
+        let Core { service, output } = &mut *core;
+        let base = output.as_ptr() as usize;
+        let resp = service.handle(req, output);
+        // Plaintexts and random bytes are secrets: wipe them from the output buffer once
+        // copied out (the copy goes into the caller's `Zeroizing`). They borrow from `output`,
+        // so their offset in it is their address minus its start.
+        let secret = match resp {
+            Response::Plaintext(p) | Response::Random(p) => {
+                let start = (p.as_ptr() as usize).wrapping_sub(base);
+                Some(start..start.saturating_add(p.len()))
+            }
+            _ => None,
+        };
+        let owned = resp.to_owned_response();
+        if let Some(bytes) = secret.and_then(|range| output.get_mut(range)) {
+            bytes.zeroize();
+        }
+        Ok(owned)
     }
 }
 

@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use keyward_shared::frame::{
     decode_frame, encode_frame_vec, Envelope, Feed, FrameReader, MAX_FRAME,
 };
-use keyward_shared::wire::{Request, Response, PROTOCOL_VERSION};
+use keyward_shared::wire::{OwnedResponse as Response, Request, PROTOCOL_VERSION};
 use std::io::{Read, Write};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -99,7 +99,12 @@ impl SerialLink {
             .map_err(|e| Error::Config(format!("device identity key: {e}")))?;
         let sig = p256::ecdsa::Signature::from_der(&signature)
             .map_err(|e| Error::Config(format!("device attestation signature: {e}")))?;
-        let message = keyward_shared::wire::attestation_message(&challenge, &info, &serial);
+        let message = keyward_shared::wire::attestation_message(
+            &challenge,
+            &info.model,
+            &info.firmware_version,
+            &serial,
+        );
         key.verify(&message, &sig).map_err(|_| {
             Error::Config("the device's attestation signature does not verify".into())
         })?;
