@@ -101,6 +101,19 @@ pub struct Audit {
     tx: Option<SyncSender<Msg>>,
     pub signer: Arc<Signer>,
     pub counters: Arc<Counters>,
+    worker: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Audit {
+    /// Stops the writer once it has stored (and signed) everything queued. Joining matters
+    /// beyond durability: the writer holds the HSM, and a PKCS#11 library must be finalized
+    /// by its last user, not torn down by process exit while a session is still open.
+    fn drop(&mut self) {
+        self.tx.take();
+        if let Some(w) = self.worker.take() {
+            let _ = w.join();
+        }
+    }
 }
 
 impl Audit {
@@ -116,6 +129,7 @@ impl Audit {
                 tx: None,
                 signer,
                 counters,
+                worker: None,
             });
         }
         let (tx, rx) = mpsc::sync_channel(QUEUE);
@@ -126,13 +140,14 @@ impl Audit {
             every: cfg.checkpoint_every.max(1),
             interval: Duration::from_secs(cfg.checkpoint_secs.max(1)),
         };
-        std::thread::Builder::new()
+        let worker = std::thread::Builder::new()
             .name("keyward-audit".into())
             .spawn(move || w.run(rx))?;
         Ok(Audit {
             tx: Some(tx),
             signer,
             counters,
+            worker: Some(worker),
         })
     }
 
@@ -175,33 +190,37 @@ impl Writer {
             let first = match rx.recv_timeout(Duration::from_millis(500)) {
                 Ok(m) => Some(m),
                 Err(RecvTimeoutError::Timeout) => None,
-                Err(RecvTimeoutError::Disconnected) => return,
+                Err(RecvTimeoutError::Disconnected) => {
+                    // Everything sent before the sender went away has been stored.
+                    if self.checkpoint_due(&mut last_checkpoint, true) {
+                        if let Err(e) = self.checkpoint() {
+                            tracing::error!(error = %e, "cannot sign the final checkpoint");
+                        }
+                    }
+                    return;
+                }
             };
             let mut batch = Vec::new();
             let mut waiters = Vec::new();
-            // Once a record arrives, gather for up to LINGER (or a full batch, or a flush):
-            // one commit (one fsync) per gathering instead of one per handful of records.
-            let deadline = Instant::now() + LINGER;
-            let mut next = first;
-            while let Some(m) = next.take() {
-                match m {
-                    Msg::Record(r) => batch.push(*r),
-                    Msg::Flush(w) => waiters.push(w),
+            let mut take = |m: Msg, batch: &mut Vec<AuditRecord>| match m {
+                Msg::Record(r) => batch.push(*r),
+                Msg::Flush(w) => waiters.push(w),
+            };
+            if let Some(m) = first {
+                let flushing = matches!(m, Msg::Flush(_));
+                take(m, &mut batch);
+                // Let records gather while asleep: senders to a receiver that is not
+                // waiting pay no wake-up, and one commit (one fsync) covers them all. A
+                // flush (an auditor is reading) is served at once.
+                if !flushing {
+                    std::thread::sleep(LINGER);
                 }
-                if batch.len() >= BATCH || !waiters.is_empty() {
-                    break;
-                }
-                next = match rx.try_recv() {
-                    Ok(m) => Some(m),
-                    Err(_) => {
-                        let left = deadline.saturating_duration_since(Instant::now());
-                        if left.is_zero() {
-                            None
-                        } else {
-                            rx.recv_timeout(left).ok()
-                        }
+                while batch.len() < BATCH {
+                    match rx.try_recv() {
+                        Ok(m) => take(m, &mut batch),
+                        Err(_) => break,
                     }
-                };
+                }
             }
             if !batch.is_empty() {
                 self.append(&batch);
