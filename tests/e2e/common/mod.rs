@@ -2,6 +2,8 @@
 //! binary started on an ephemeral port, and a TC3-signing client.
 #![allow(dead_code)]
 
+pub mod iam;
+
 use keyward::client::TcClient;
 use serde_json::Value;
 use std::io::Read;
@@ -210,7 +212,8 @@ impl Daemon {
             .expect("keyward init runs");
         assert!(
             out.status.success(),
-            "keyward init failed: {}",
+            "keyward init failed ({}): {}",
+            out.status,
             String::from_utf8_lossy(&out.stderr)
         );
         let v: Value = serde_json::from_slice(&out.stdout).expect("init prints JSON");

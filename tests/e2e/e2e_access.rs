@@ -1,0 +1,993 @@
+//! End-to-end access control: sub-accounts, API keys, groups and CAM policies managed through
+//! Keyward's extension API (service `keyward`, version 2026-11-01), enforced on every KMS, SSM,
+//! extension and CloudAudit action of the running daemon; and per-SecretId rate limits.
+
+mod common;
+
+use common::iam::*;
+use common::*;
+use keyward::client::TcClient;
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+
+const REFUSED: &str = "AuthFailure.UnauthorizedOperation";
+
+/// The action names of an API module's `handler` table (`"Encrypt" => encrypt, ...`), so the
+/// no-policy test covers every action the daemon routes, including ones added later.
+fn handler_actions(src: &str) -> Vec<String> {
+    let start = src
+        .find("pub fn handler(action: &str)")
+        .expect("the module has a handler table");
+    let table = &src[start..];
+    let table = &table[..table
+        .find("_ => return None")
+        .expect("the handler table ends with `_ => return None`")];
+    table
+        .split('"')
+        .skip(1)
+        .step_by(2)
+        .filter(|s| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric()))
+        .map(str::to_string)
+        .collect()
+}
+
+fn kms_actions() -> Vec<String> {
+    let mut all = handler_actions(include_str!("../../host/src/api/kms_actions.rs"));
+    all.extend(handler_actions(include_str!(
+        "../../host/src/api/data_key_actions.rs"
+    )));
+    all
+}
+
+fn ssm_actions() -> Vec<String> {
+    handler_actions(include_str!("../../host/src/api/ssm_actions.rs"))
+}
+
+/// The root account's resources a no-policy sub-account aims at.
+struct Targets {
+    key: String,
+    ciphertext: String,
+    data_key: String,
+    secret: String,
+}
+
+/// A plausible request body for a KMS action, naming the root account's resources.
+fn kms_body(action: &str, t: &Targets) -> Value {
+    let k = t.key.as_str();
+    let dk = t.data_key.as_str();
+    match action {
+        "CreateKey" => json!({"Alias": unique("sub")}),
+        "DescribeKeys" | "EnableKeys" | "DisableKeys" => json!({"KeyIds": [k]}),
+        "ListKeys" | "ListKeyDetail" | "ListDataKeys" | "ListDataKeyDetail"
+        | "GetServiceStatus" | "GetRegions" | "ListAlgorithms" => json!({}),
+        "UpdateAlias" => json!({"KeyId": k, "Alias": unique("stolen")}),
+        "UpdateKeyDescription" => json!({"KeyId": k, "Description": "mine now"}),
+        "Encrypt" => json!({"KeyId": k, "Plaintext": b64(b"x")}),
+        "Decrypt" => json!({"CiphertextBlob": t.ciphertext}),
+        "ReEncrypt" => json!({"CiphertextBlob": t.ciphertext, "DestinationKeyId": k}),
+        "GenerateDataKey" => json!({"KeyId": k, "KeySpec": "AES_256"}),
+        "GenerateRandom" => json!({"NumberOfBytes": 16}),
+        "ScheduleKeyDeletion" => json!({"KeyId": k, "PendingWindowInDays": 7}),
+        "BindCloudResource" | "UnbindCloudResource" => {
+            json!({"KeyId": k, "ProductId": "cos", "ResourceId": "bucket-1"})
+        }
+        "SignByAsymmetricKey" => {
+            json!({"KeyId": k, "Algorithm": "ECC_P256_R1", "Message": b64(b"m"), "MessageType": "RAW"})
+        }
+        "VerifyByAsymmetricKey" => {
+            json!({"KeyId": k, "Algorithm": "ECC_P256_R1", "Message": b64(b"m"), "MessageType": "RAW", "SignatureValue": b64(&[1u8; 64])})
+        }
+        "AsymmetricRsaDecrypt" | "AsymmetricSm2Decrypt" => {
+            json!({"KeyId": k, "Ciphertext": b64(&[7u8; 256])})
+        }
+        "GetParametersForImport" => {
+            json!({"KeyId": k, "WrappingAlgorithm": "RSAES_OAEP_SHA_256", "WrappingKeySpec": "RSA_2048"})
+        }
+        "ImportKeyMaterial" => {
+            json!({"KeyId": k, "EncryptedKeyMaterial": b64(&[0u8; 256]), "ImportToken": "x"})
+        }
+        "ImportDataKey" => {
+            json!({"DataKeyName": unique("dk"), "ImportKeyMaterial": b64(&[0u8; 32]), "ImportType": 0, "KeyId": k})
+        }
+        "DescribeDataKeys" | "EnableDataKeys" | "DisableDataKeys" => {
+            json!({"DataKeyIds": [dk]})
+        }
+        "UpdateDataKeyName" => json!({"DataKeyId": dk, "DataKeyName": unique("dk")}),
+        "UpdateDataKeyDescription" => json!({"DataKeyId": dk, "Description": "x"}),
+        "ScheduleDataKeyDeletion" => json!({"DataKeyId": dk, "PendingWindowInDays": 7}),
+        a if a.contains("DataKey") => json!({"DataKeyId": dk}),
+        _ => json!({"KeyId": k}),
+    }
+}
+
+/// A plausible request body for a Secrets Manager action, naming the root account's secret.
+fn ssm_body(action: &str, t: &Targets) -> Value {
+    let s = t.secret.as_str();
+    match action {
+        "CreateSecret" => json!({"SecretName": unique("sub"), "SecretString": "x"}),
+        "CreateSSHKeyPairSecret" => json!({"SecretName": unique("ssh"), "ProjectId": 0}),
+        "GetSecretValue" => json!({"SecretName": s, "VersionId": "SSM_Current"}),
+        "PutSecretValue" | "UpdateSecret" => {
+            json!({"SecretName": s, "VersionId": "SSM_Current", "SecretString": "overwritten"})
+        }
+        "UpdateDescription" => json!({"SecretName": s, "Description": "mine now"}),
+        "DeleteSecretVersion" => json!({"SecretName": s, "VersionId": "SSM_Current"}),
+        "DeleteSecret" => json!({"SecretName": s, "RecoveryWindowInDays": 7}),
+        "ListSecrets"
+        | "GetServiceStatus"
+        | "GetRegions"
+        | "CreateService"
+        | "DescribeSupportedProducts"
+        | "DescribeAsyncRequestInfo" => json!({}),
+        _ => json!({"SecretName": s}),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_policy_sub_account_is_refused_everything() {
+    let d = Daemon::under_test();
+    let root = d.client();
+    let key = create_key(&root, &[]).await;
+    let ciphertext = ok(root
+        .kms(
+            "Encrypt",
+            json!({"KeyId": key, "Plaintext": b64(b"root data")}),
+        )
+        .await
+        .unwrap())["CiphertextBlob"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let data_key = ok(root
+        .kms(
+            "GenerateDataKey",
+            json!({"KeyId": key, "KeySpec": "AES_256", "IsHostedByKms": 1, "DataKeyName": unique("dk")}),
+        )
+        .await
+        .unwrap())["DataKeyId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let secret = unique("root-secret");
+    create_secret(&root, &secret, "root value", &[]).await;
+    let t = Targets {
+        key: key.clone(),
+        ciphertext,
+        data_key,
+        secret: secret.clone(),
+    };
+    let sub = add_user(&root, "nopol").await;
+    let c = &sub.client;
+
+    let kms = kms_actions();
+    let ssm = ssm_actions();
+    assert!(kms.len() >= 50, "KMS handler table parsed: {kms:?}");
+    assert!(ssm.len() >= 20, "SSM handler table parsed: {ssm:?}");
+    for must in [
+        "Encrypt",
+        "Decrypt",
+        "ScheduleKeyDeletion",
+        "GetDataKeyPlaintext",
+    ] {
+        assert!(kms.iter().any(|a| a == must), "{must} missing from {kms:?}");
+    }
+    for must in ["GetSecretValue", "DeleteSecret", "GetSSHKeyPairValue"] {
+        assert!(ssm.iter().any(|a| a == must), "{must} missing from {ssm:?}");
+    }
+
+    // Every refusal is collected so one run names every action that got through.
+    let mut failures = Vec::new();
+    let mut check = |what: String, r: Value| {
+        if code(&r) != Some(REFUSED) || r["RequestId"].as_str().is_none_or(str::is_empty) {
+            failures.push(format!("{what}: expected {REFUSED}, got {r}"));
+        }
+    };
+    for a in &kms {
+        check(format!("kms:{a}"), c.kms(a, kms_body(a, &t)).await.unwrap());
+    }
+    for a in &ssm {
+        check(format!("ssm:{a}"), c.ssm(a, ssm_body(a, &t)).await.unwrap());
+    }
+    let own = json!({"Name": sub.name});
+    let keyward_calls = [
+        ("ListUsers", json!({})),
+        ("GetUser", own.clone()),
+        ("AddUser", json!({"Name": unique("x"), "UseApi": 1})),
+        (
+            "CreatePolicy",
+            json!({"PolicyName": unique("p"), "PolicyDocument": allow(&["*"], &strings(&["*"])).to_string()}),
+        ),
+        ("ListPolicies", json!({})),
+        // Self-escalation: attaching any policy to itself.
+        (
+            "AttachUserPolicy",
+            json!({"PolicyId": 1, "AttachUin": sub.uin}),
+        ),
+        ("CreateAccessKey", json!({"TargetUin": ROOT_UIN})),
+        ("CreateAccessKey", json!({})),
+        ("ListAccessKeys", json!({"TargetUin": ROOT_UIN})),
+        (
+            "UpdateAccessKey",
+            json!({"AccessKeyId": d.cred.secret_id, "Status": "Inactive", "TargetUin": ROOT_UIN}),
+        ),
+        ("CreateGroup", json!({"GroupName": unique("g")})),
+        ("ListGroups", json!({})),
+        ("DeleteUser", own.clone()),
+        ("VerifyAuditLog", json!({})),
+        ("ExportAuditLog", json!({"AfterSeq": 0, "Limit": 10})),
+        ("DescribeAuditKey", json!({})),
+        ("RunScheduledJobs", json!({})),
+    ];
+    for (a, body) in keyward_calls {
+        check(format!("keyward:{a}"), kw(c, a, body).await);
+    }
+    let t_now = now();
+    check(
+        "cloudaudit:LookUpEvents".into(),
+        look_up(c, json!({"StartTime": t_now - 3600, "EndTime": t_now + 60})).await,
+    );
+    assert!(
+        failures.is_empty(),
+        "{} action(s) not refused:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+
+    // Nothing the refused calls named changed.
+    let meta = ok(root
+        .kms("DescribeKey", json!({"KeyId": key}))
+        .await
+        .unwrap())["KeyMetadata"]
+        .clone();
+    assert_eq!(meta["KeyState"], "Enabled", "{meta}");
+    assert_eq!(meta["DeletionDate"], 0, "{meta}");
+    let v = ok(root
+        .ssm(
+            "GetSecretValue",
+            json!({"SecretName": secret, "VersionId": "SSM_Current"}),
+        )
+        .await
+        .unwrap());
+    assert_eq!(v["SecretString"], "root value");
+    let users = ok(kw(&root, "ListUsers", json!({})).await);
+    let subs: Vec<u64> = users["Data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| id_of(&u["Uin"]))
+        .filter(|u| *u != ROOT_UIN)
+        .collect();
+    assert_eq!(subs, vec![sub.uin], "no user was added: {users}");
+    // The root's key still works (UpdateAccessKey was refused).
+    ok(root.kms("GetServiceStatus", json!({})).await.unwrap());
+}
+
+async fn key_state(root: &TcClient, key: &str) -> String {
+    ok(root
+        .kms("DescribeKey", json!({"KeyId": key}))
+        .await
+        .unwrap())["KeyMetadata"]["KeyState"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn encrypt_on_one_key_only() {
+    let d = Daemon::under_test();
+    let root = d.client();
+    let a = create_key(&root, &[]).await;
+    let b = create_key(&root, &[]).await;
+    let sub = add_user(&root, "enc").await;
+    let c = &sub.client;
+    // Before any policy: refused.
+    err(
+        &c.kms("Encrypt", json!({"KeyId": a, "Plaintext": b64(b"x")}))
+            .await
+            .unwrap(),
+        REFUSED,
+    );
+    grant(&root, sub.uin, &allow(&["kms:Encrypt"], &[key_res(&a)])).await;
+
+    let r = ok(c
+        .kms(
+            "Encrypt",
+            json!({"KeyId": a, "Plaintext": b64(b"only for a")}),
+        )
+        .await
+        .unwrap());
+    assert_eq!(r["KeyId"], a.as_str());
+    let blob = r["CiphertextBlob"].as_str().unwrap().to_string();
+    let p = ok(root
+        .kms("Decrypt", json!({"CiphertextBlob": blob}))
+        .await
+        .unwrap());
+    assert_eq!(unb64(p["Plaintext"].as_str().unwrap()), b"only for a");
+    assert_eq!(p["KeyId"], a.as_str());
+
+    err(
+        &c.kms("Encrypt", json!({"KeyId": b, "Plaintext": b64(b"x")}))
+            .await
+            .unwrap(),
+        REFUSED,
+    );
+    err(
+        &c.kms("Decrypt", json!({"CiphertextBlob": blob}))
+            .await
+            .unwrap(),
+        REFUSED,
+    );
+    err(
+        &c.kms("DescribeKey", json!({"KeyId": a})).await.unwrap(),
+        REFUSED,
+    );
+    err(
+        &c.kms("GenerateDataKey", json!({"KeyId": a, "KeySpec": "AES_256"}))
+            .await
+            .unwrap(),
+        REFUSED,
+    );
+    err(
+        &c.kms("DisableKey", json!({"KeyId": a})).await.unwrap(),
+        REFUSED,
+    );
+    // A key that does not exist is refused like any key the policy does not name (no
+    // existence oracle beyond what the policy grants).
+    let missing = uuid::Uuid::new_v4().to_string();
+    let r = c
+        .kms("Encrypt", json!({"KeyId": missing, "Plaintext": b64(b"x")}))
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            code(&r),
+            Some(REFUSED) | Some("ResourceUnavailable.CmkNotFound")
+        ),
+        "{r}"
+    );
+    assert_eq!(key_state(&root, &a).await, "Enabled");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn batch_actions_check_every_key() {
+    let d = Daemon::under_test();
+    let root = d.client();
+    let a = create_key(&root, &[]).await;
+    let b = create_key(&root, &[]).await;
+    let c_key = create_key(&root, &[]).await;
+    let sub = add_user(&root, "batch").await;
+    let c = &sub.client;
+    grant(
+        &root,
+        sub.uin,
+        &allow(
+            &["kms:DisableKeys", "kms:EnableKeys"],
+            &[key_res(&a), key_res(&b)],
+        ),
+    )
+    .await;
+
+    ok(c.kms("DisableKeys", json!({"KeyIds": [a, b]}))
+        .await
+        .unwrap());
+    assert_eq!(key_state(&root, &a).await, "Disabled");
+    assert_eq!(key_state(&root, &b).await, "Disabled");
+
+    // One key outside the policy refuses the whole batch: the permitted key listed first is
+    // not changed either.
+    err(
+        &c.kms("EnableKeys", json!({"KeyIds": [a, c_key]}))
+            .await
+            .unwrap(),
+        REFUSED,
+    );
+    assert_eq!(key_state(&root, &a).await, "Disabled", "all-or-nothing");
+    assert_eq!(key_state(&root, &c_key).await, "Enabled");
+
+    ok(c.kms("EnableKeys", json!({"KeyIds": [a, b]}))
+        .await
+        .unwrap());
+    assert_eq!(key_state(&root, &a).await, "Enabled");
+    assert_eq!(key_state(&root, &b).await, "Enabled");
+
+    err(
+        &c.kms("DisableKeys", json!({"KeyIds": [a, c_key]}))
+            .await
+            .unwrap(),
+        REFUSED,
+    );
+    err(
+        &c.kms("DisableKeys", json!({"KeyIds": [c_key, a]}))
+            .await
+            .unwrap(),
+        REFUSED,
+    );
+    for k in [&a, &b, &c_key] {
+        assert_eq!(key_state(&root, k).await, "Enabled", "{k} changed");
+    }
+    // The single-key actions are other actions.
+    err(
+        &c.kms("DisableKey", json!({"KeyId": a})).await.unwrap(),
+        REFUSED,
+    );
+
+    // An explicit deny beats an allow, also across policies.
+    let sub2 = add_user(&root, "deny").await;
+    let c2 = &sub2.client;
+    grant(&root, sub2.uin, &allow(&["kms:*"], &strings(&["*"]))).await;
+    ok(c2
+        .kms("Encrypt", json!({"KeyId": b, "Plaintext": b64(b"x")}))
+        .await
+        .unwrap());
+    grant(
+        &root,
+        sub2.uin,
+        &policy(vec![statement("deny", &["kms:*"], &[key_res(&b)])]),
+    )
+    .await;
+    ok(c2
+        .kms("Encrypt", json!({"KeyId": a, "Plaintext": b64(b"x")}))
+        .await
+        .unwrap());
+    ok(c2.kms("DescribeKey", json!({"KeyId": a})).await.unwrap());
+    err(
+        &c2.kms("Encrypt", json!({"KeyId": b, "Plaintext": b64(b"x")}))
+            .await
+            .unwrap(),
+        REFUSED,
+    );
+    err(
+        &c2.kms("DescribeKey", json!({"KeyId": b})).await.unwrap(),
+        REFUSED,
+    );
+    err(
+        &c2.kms("DisableKeys", json!({"KeyIds": [a, b]}))
+            .await
+            .unwrap(),
+        REFUSED,
+    );
+    err(
+        &c2.kms(
+            "ScheduleKeyDeletion",
+            json!({"KeyId": b, "PendingWindowInDays": 7}),
+        )
+        .await
+        .unwrap(),
+        REFUSED,
+    );
+    assert_eq!(key_state(&root, &a).await, "Enabled", "all-or-nothing");
+    assert_eq!(key_state(&root, &b).await, "Enabled");
+    // The same policy, inside one document: deny wins there too.
+    let sub3 = add_user(&root, "deny1").await;
+    grant(
+        &root,
+        sub3.uin,
+        &policy(vec![
+            statement("deny", &["kms:Encrypt"], &[key_res(&b)]),
+            statement("allow", &["kms:*"], &strings(&["*"])),
+        ]),
+    )
+    .await;
+    err(
+        &sub3
+            .client
+            .kms("Encrypt", json!({"KeyId": b, "Plaintext": b64(b"x")}))
+            .await
+            .unwrap(),
+        REFUSED,
+    );
+    ok(sub3
+        .client
+        .kms("Encrypt", json!({"KeyId": a, "Plaintext": b64(b"x")}))
+        .await
+        .unwrap());
+}
+
+fn ids(list: &Value, field: &str) -> BTreeSet<String> {
+    list.as_array()
+        .unwrap_or_else(|| panic!("not a list: {list}"))
+        .iter()
+        .map(|k| k[field].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn set(items: &[&String]) -> BTreeSet<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn list_actions_filter() {
+    let d = Daemon::under_test();
+    let root = d.client();
+    let a = create_key(&root, &[("team", "blue")]).await;
+    let b = create_key(&root, &[("team", "red")]).await;
+    let c_key = create_key(&root, &[("team", "blue")]).await;
+    let s1 = unique("s1");
+    let s2 = unique("s2");
+    let s3 = unique("s3");
+    create_secret(&root, &s1, "v1", &[("team", "blue")]).await;
+    create_secret(&root, &s2, "v2", &[("team", "red")]).await;
+    create_secret(&root, &s3, "v3", &[("team", "blue")]).await;
+
+    // The root sees all three of each.
+    let all = ok(root.kms("ListKeys", json!({})).await.unwrap());
+    let all_keys = ids(&all["Keys"], "KeyId");
+    assert!(all_keys.is_superset(&set(&[&a, &b, &c_key])), "{all}");
+
+    // By tag: blue keys and blue secrets.
+    let blue = add_user(&root, "blue").await;
+    let tag_cond = json!({"for_any_value:string_equal": {"qcs:resource_tag": ["team&blue"]}});
+    let mut s = statement(
+        "allow",
+        &["kms:ListKeys", "kms:ListKeyDetail", "ssm:ListSecrets"],
+        &strings(&["*"]),
+    );
+    s["condition"] = tag_cond;
+    grant(&root, blue.uin, &policy(vec![s])).await;
+    let bc = &blue.client;
+    let r = ok(bc.kms("ListKeys", json!({})).await.unwrap());
+    assert_eq!(ids(&r["Keys"], "KeyId"), set(&[&a, &c_key]), "{r}");
+    assert_eq!(r["TotalCount"], 2, "{r}");
+    // Paging runs over what the caller may see.
+    let p1 = ok(bc
+        .kms("ListKeys", json!({"Offset": 0, "Limit": 1}))
+        .await
+        .unwrap());
+    let p2 = ok(bc
+        .kms("ListKeys", json!({"Offset": 1, "Limit": 1}))
+        .await
+        .unwrap());
+    assert_eq!(p1["TotalCount"], 2, "{p1}");
+    assert_eq!(p2["TotalCount"], 2, "{p2}");
+    let mut paged = ids(&p1["Keys"], "KeyId");
+    paged.extend(ids(&p2["Keys"], "KeyId"));
+    assert_eq!(paged, set(&[&a, &c_key]), "{p1} {p2}");
+    let r = ok(bc.kms("ListKeyDetail", json!({})).await.unwrap());
+    assert_eq!(ids(&r["KeyMetadatas"], "KeyId"), set(&[&a, &c_key]), "{r}");
+    assert_eq!(r["TotalCount"], 2, "{r}");
+    let r = ok(bc.ssm("ListSecrets", json!({})).await.unwrap());
+    assert_eq!(
+        ids(&r["SecretMetadatas"], "SecretName"),
+        set(&[&s1, &s3]),
+        "{r}"
+    );
+    assert_eq!(r["TotalCount"], 2, "{r}");
+    // Listing is not reading.
+    err(
+        &bc.kms("DescribeKey", json!({"KeyId": a})).await.unwrap(),
+        REFUSED,
+    );
+
+    // By resource name: key b and secret s2 only.
+    let named = add_user(&root, "named").await;
+    grant(
+        &root,
+        named.uin,
+        &policy(vec![
+            statement(
+                "allow",
+                &["kms:ListKeys", "kms:ListKeyDetail"],
+                &[key_res(&b)],
+            ),
+            statement("allow", &["ssm:ListSecrets"], &[secret_res(&s2)]),
+        ]),
+    )
+    .await;
+    let nc = &named.client;
+    let r = ok(nc.kms("ListKeys", json!({})).await.unwrap());
+    assert_eq!(ids(&r["Keys"], "KeyId"), set(&[&b]), "{r}");
+    assert_eq!(r["TotalCount"], 1, "{r}");
+    let r = ok(nc.kms("ListKeyDetail", json!({})).await.unwrap());
+    assert_eq!(ids(&r["KeyMetadatas"], "KeyId"), set(&[&b]), "{r}");
+    assert_eq!(r["TotalCount"], 1, "{r}");
+    let r = ok(nc.ssm("ListSecrets", json!({})).await.unwrap());
+    assert_eq!(ids(&r["SecretMetadatas"], "SecretName"), set(&[&s2]), "{r}");
+    assert_eq!(r["TotalCount"], 1, "{r}");
+
+    // A sub-account whose policies never name the list action cannot list at all.
+    let none = add_user(&root, "nolist").await;
+    grant(&root, none.uin, &allow(&["kms:Encrypt"], &strings(&["*"]))).await;
+    err(
+        &none.client.kms("ListKeys", json!({})).await.unwrap(),
+        REFUSED,
+    );
+    err(
+        &none.client.ssm("ListSecrets", json!({})).await.unwrap(),
+        REFUSED,
+    );
+}
+
+async fn can_encrypt(c: &TcClient, key: &str) -> Value {
+    c.kms("Encrypt", json!({"KeyId": key, "Plaintext": b64(b"x")}))
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn groups_and_conditions() {
+    let d = Daemon::under_test();
+    let root = d.client();
+    let a = create_key(&root, &[]).await;
+    let sub = add_user(&root, "grp").await;
+    let c = &sub.client;
+
+    let g = ok(kw(
+        &root,
+        "CreateGroup",
+        json!({"GroupName": unique("g"), "Remark": "encryptors"}),
+    )
+    .await);
+    let gid = id_of(&g["GroupId"]);
+    let pid = create_policy(&root, &allow(&["kms:Encrypt"], &[key_res(&a)])).await;
+    ok(kw(
+        &root,
+        "AttachGroupPolicy",
+        json!({"PolicyId": pid, "AttachGroupId": gid}),
+    )
+    .await);
+    let attached = ok(kw(
+        &root,
+        "ListAttachedGroupPolicies",
+        json!({"TargetGroupId": gid}),
+    )
+    .await);
+    assert_eq!(attached["TotalNum"], 1, "{attached}");
+    assert_eq!(id_of(&attached["List"][0]["PolicyId"]), pid, "{attached}");
+    let groups = ok(kw(&root, "ListGroups", json!({})).await);
+    assert!(
+        groups["GroupInfo"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| id_of(&x["GroupId"]) == gid),
+        "{groups}"
+    );
+
+    err(&can_encrypt(c, &a).await, REFUSED);
+    let member = json!({"Info": [{"Uin": sub.uin, "GroupId": gid}]});
+    ok(kw(&root, "AddUserToGroup", member.clone()).await);
+    let members = ok(kw(&root, "ListUsersForGroup", json!({"GroupId": gid})).await);
+    assert_eq!(members["TotalNum"], 1, "{members}");
+    assert_eq!(id_of(&members["UserInfo"][0]["Uin"]), sub.uin, "{members}");
+    assert_eq!(members["UserInfo"][0]["Name"], sub.name.as_str());
+    ok(can_encrypt(c, &a).await);
+
+    ok(kw(&root, "RemoveUserFromGroup", member.clone()).await);
+    err(&can_encrypt(c, &a).await, REFUSED);
+    let members = ok(kw(&root, "ListUsersForGroup", json!({"GroupId": gid})).await);
+    assert_eq!(members["TotalNum"], 0, "{members}");
+
+    ok(kw(&root, "AddUserToGroup", member.clone()).await);
+    ok(can_encrypt(c, &a).await);
+    ok(kw(
+        &root,
+        "DetachGroupPolicy",
+        json!({"PolicyId": pid, "DetachGroupId": gid}),
+    )
+    .await);
+    err(&can_encrypt(c, &a).await, REFUSED);
+    ok(kw(
+        &root,
+        "AttachGroupPolicy",
+        json!({"PolicyId": pid, "AttachGroupId": gid}),
+    )
+    .await);
+    ok(can_encrypt(c, &a).await);
+    ok(kw(&root, "DeleteGroup", json!({"GroupId": gid})).await);
+    err(&can_encrypt(c, &a).await, REFUSED);
+
+    // A malformed document is refused when stored.
+    for bad in [
+        json!({"version": "2.0", "statement": [{"effect": "allow", "action": ["kms:Encrypt"], "resource": ["*"], "condition": {"no_such_operator": {"qcs:ip": ["127.0.0.1"]}}}]}).to_string(),
+        json!({"version": "1.0", "statement": [{"effect": "allow", "action": ["kms:Encrypt"], "resource": ["*"]}]}).to_string(),
+        "not json".to_string(),
+    ] {
+        err(
+            &kw(
+                &root,
+                "CreatePolicy",
+                json!({"PolicyName": unique("bad"), "PolicyDocument": bad}),
+            )
+            .await,
+            "InvalidParameter.PolicyDocumentError",
+        );
+    }
+
+    // Conditions, one policy updated in place (each change applies to the next request).
+    let with = |condition: Value| {
+        let mut s = statement("allow", &["kms:Encrypt"], &[key_res(&a)]);
+        s["condition"] = condition;
+        policy(vec![s])
+    };
+    let pid = grant(
+        &root,
+        sub.uin,
+        &with(json!({"ip_equal": {"qcs:ip": ["127.0.0.1"]}})),
+    )
+    .await;
+    ok(can_encrypt(c, &a).await);
+    let future = "2099-01-01T00:00:00Z";
+    let past = "2001-01-01T00:00:00Z";
+    let cases = [
+        (json!({"ip_equal": {"qcs:ip": ["10.0.0.0/8"]}}), false),
+        (json!({"ip_equal": {"qcs:ip": ["127.0.0.0/8"]}}), true),
+        (json!({"ip_not_equal": {"qcs:ip": ["10.0.0.0/8"]}}), true),
+        (json!({"ip_not_equal": {"qcs:ip": ["127.0.0.1"]}}), false),
+        (
+            json!({"date_greater_than": {"qcs:current_time": [future]}}),
+            false,
+        ),
+        (
+            json!({"date_greater_than": {"qcs:current_time": [past]}}),
+            true,
+        ),
+        (
+            json!({"date_less_than": {"qcs:current_time": [future]}}),
+            true,
+        ),
+        (
+            json!({"date_less_than": {"qcs:current_time": [past]}}),
+            false,
+        ),
+        (
+            json!({"ip_equal": {"qcs:ip": ["127.0.0.1"]}, "date_greater_than": {"qcs:current_time": [future]}}),
+            false,
+        ),
+        (json!({"ip_equal": {"qcs:ip": ["127.0.0.1"]}}), true),
+    ];
+    for (condition, allowed) in cases {
+        let doc = with(condition.clone());
+        ok(kw(
+            &root,
+            "UpdatePolicy",
+            json!({"PolicyId": pid, "PolicyDocument": doc.to_string()}),
+        )
+        .await);
+        let stored = ok(kw(&root, "GetPolicy", json!({"PolicyId": pid})).await);
+        let stored_doc: Value =
+            serde_json::from_str(stored["PolicyDocument"].as_str().unwrap()).unwrap();
+        assert_eq!(stored_doc, doc, "GetPolicy returns the updated document");
+        let r = can_encrypt(c, &a).await;
+        if allowed {
+            ok(r);
+        } else {
+            assert_eq!(code(&r), Some(REFUSED), "{condition}: {r}");
+        }
+    }
+    let attached = ok(kw(
+        &root,
+        "ListAttachedUserPolicies",
+        json!({"TargetUin": sub.uin}),
+    )
+    .await);
+    assert_eq!(attached["TotalNum"], 1, "{attached}");
+    ok(kw(
+        &root,
+        "DetachUserPolicy",
+        json!({"PolicyId": pid, "DetachUin": sub.uin}),
+    )
+    .await);
+    err(&can_encrypt(c, &a).await, REFUSED);
+}
+
+fn is_auth_refusal(r: &Value) -> bool {
+    matches!(code(r), Some(REFUSED) | Some("OperationDenied"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn access_keys_lifecycle() {
+    let d = Daemon::under_test();
+    let root = d.client();
+    let name = unique("keys");
+    let r = ok(kw(&root, "AddUser", json!({"Name": name, "UseApi": 0})).await);
+    let uin = id_of(&r["Uin"]);
+    assert!(
+        r.get("SecretKey").is_none_or(|v| v.is_null() || v == ""),
+        "UseApi 0 issues no key: {r}"
+    );
+    let u = ok(kw(&root, "GetUser", json!({"Name": name})).await);
+    assert_eq!(id_of(&u["Uin"]), uin);
+    assert!(u["CreateTime"].as_u64().unwrap() > 1_700_000_000, "{u}");
+    err(
+        &kw(&root, "AddUser", json!({"Name": name})).await,
+        "ResourceInUse",
+    );
+    err(
+        &kw(&root, "GetUser", json!({"Name": unique("ghost")})).await,
+        "ResourceNotFound.UserNotExist",
+    );
+    let listed = ok(kw(&root, "ListAccessKeys", json!({"TargetUin": uin})).await);
+    assert_eq!(
+        listed["AccessKeys"].as_array().unwrap().len(),
+        0,
+        "{listed}"
+    );
+    grant(
+        &root,
+        uin,
+        &allow(&["kms:GenerateRandom"], &strings(&["*"])),
+    )
+    .await;
+
+    let mut keys = Vec::new();
+    for _ in 0..2 {
+        let k = ok(kw(&root, "CreateAccessKey", json!({"TargetUin": uin})).await);
+        let ak = &k["AccessKey"];
+        assert_eq!(ak["Status"], "Active", "{k}");
+        assert!(ak["CreateTime"].as_u64().unwrap() > 1_700_000_000, "{k}");
+        let id = ak["AccessKeyId"].as_str().unwrap().to_string();
+        let secret = ak["SecretAccessKey"].as_str().unwrap().to_string();
+        keys.push((id.clone(), root.with_credentials(&id, &secret)));
+    }
+    let random = json!({"NumberOfBytes": 8});
+    let (k1, c1) = &keys[0];
+    let (k2, c2) = &keys[1];
+    ok(c1.kms("GenerateRandom", random.clone()).await.unwrap());
+    ok(c2.kms("GenerateRandom", random.clone()).await.unwrap());
+
+    ok(kw(
+        &root,
+        "UpdateAccessKey",
+        json!({"AccessKeyId": k1, "Status": "Inactive", "TargetUin": uin}),
+    )
+    .await);
+    err(
+        &c1.kms("GenerateRandom", random.clone()).await.unwrap(),
+        "AuthFailure.SecretIdNotFound",
+    );
+    ok(c2.kms("GenerateRandom", random.clone()).await.unwrap());
+    let listed = ok(kw(&root, "ListAccessKeys", json!({"TargetUin": uin})).await);
+    let status = |listed: &Value, id: &str| {
+        listed["AccessKeys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["AccessKeyId"] == id)
+            .map(|k| k["Status"].as_str().unwrap().to_string())
+    };
+    assert_eq!(status(&listed, k1).as_deref(), Some("Inactive"), "{listed}");
+    assert_eq!(status(&listed, k2).as_deref(), Some("Active"), "{listed}");
+
+    ok(kw(
+        &root,
+        "UpdateAccessKey",
+        json!({"AccessKeyId": k1, "Status": "Active", "TargetUin": uin}),
+    )
+    .await);
+    ok(c1.kms("GenerateRandom", random.clone()).await.unwrap());
+
+    ok(kw(
+        &root,
+        "DeleteAccessKey",
+        json!({"AccessKeyId": k1, "TargetUin": uin}),
+    )
+    .await);
+    err(
+        &c1.kms("GenerateRandom", random.clone()).await.unwrap(),
+        "AuthFailure.SecretIdNotFound",
+    );
+    ok(c2.kms("GenerateRandom", random.clone()).await.unwrap());
+    let listed = ok(kw(&root, "ListAccessKeys", json!({"TargetUin": uin})).await);
+    let list = listed["AccessKeys"].as_array().unwrap();
+    assert_eq!(list.len(), 1, "{listed}");
+    assert_eq!(list[0]["AccessKeyId"], k2.as_str());
+    assert_eq!(list[0]["Status"], "Active");
+    assert!(
+        list[0]["LastUsedTime"].as_u64().unwrap() >= list[0]["CreateTime"].as_u64().unwrap()
+            && list[0]["LastUsedTime"].as_u64().unwrap() > 0,
+        "a used key shows when it was used: {listed}"
+    );
+    assert!(
+        list[0]
+            .get("SecretAccessKey")
+            .is_none_or(|v| v.is_null() || v == ""),
+        "a listing never shows a secret: {listed}"
+    );
+    assert!(
+        !listed.to_string().contains(&d.cred.secret_id),
+        "another account's key is not listed: {listed}"
+    );
+
+    // An administrator sub-account (keyward:* on *) still cannot take over the root: it can
+    // neither mint, disable nor delete the root's API keys, nor delete the root account.
+    // The policy allows these actions, so the refusal is the handler's own rule: the
+    // implementation answers `OperationDenied` ("only the root account manages the root
+    // account's API keys", docs/access-control.md), not AuthFailure.UnauthorizedOperation.
+    let admin = add_user(&root, "admin").await;
+    grant(&root, admin.uin, &allow(&["keyward:*"], &strings(&["*"]))).await;
+    let ac = &admin.client;
+    ok(kw(ac, "ListUsers", json!({})).await);
+    let attempts = [
+        ("CreateAccessKey", json!({"TargetUin": ROOT_UIN})),
+        (
+            "UpdateAccessKey",
+            json!({"AccessKeyId": d.cred.secret_id, "Status": "Inactive", "TargetUin": ROOT_UIN}),
+        ),
+        (
+            "DeleteAccessKey",
+            json!({"AccessKeyId": d.cred.secret_id, "TargetUin": ROOT_UIN}),
+        ),
+        ("DeleteUser", json!({"Name": "root"})),
+    ];
+    for (action, body) in attempts {
+        let r = kw(ac, action, body).await;
+        assert!(
+            is_auth_refusal(&r),
+            "a sub-account's {action} on the root must be refused: {r}"
+        );
+        assert_eq!(code(&r), Some("OperationDenied"), "{action}: {r}");
+    }
+    // The root cannot delete itself either.
+    err(
+        &kw(&root, "DeleteUser", json!({"Name": "root"})).await,
+        "OperationDenied",
+    );
+    ok(root.kms("GenerateRandom", random.clone()).await.unwrap());
+    let root_keys = ok(kw(&root, "ListAccessKeys", json!({})).await);
+    assert_eq!(
+        root_keys["AccessKeys"].as_array().unwrap().len(),
+        1,
+        "no key was minted for the root: {root_keys}"
+    );
+
+    // Deleting the user ends its remaining key.
+    ok(kw(&root, "DeleteUser", json!({"Name": name})).await);
+    err(
+        &c2.kms("GenerateRandom", random.clone()).await.unwrap(),
+        "AuthFailure.SecretIdNotFound",
+    );
+    err(
+        &kw(&root, "GetUser", json!({"Name": name})).await,
+        "ResourceNotFound.UserNotExist",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rate_limit_per_secret_id() {
+    let d = Daemon::under_test_with("[rate_limit]\ncrypto_per_sec = 5\n");
+    let root = d.client();
+    let key = create_key(&root, &[]).await;
+    let sub = add_user(&root, "rl").await;
+    grant(&root, sub.uin, &allow(&["kms:Encrypt"], &[key_res(&key)])).await;
+
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..30 {
+        let c = root.clone();
+        let key = key.clone();
+        set.spawn(async move {
+            c.kms("Encrypt", json!({"KeyId": key, "Plaintext": b64(b"burst")}))
+                .await
+                .unwrap()
+        });
+    }
+    let (mut done, mut limited) = (0, 0);
+    while let Some(r) = set.join_next().await {
+        let r = r.unwrap();
+        match code(&r) {
+            None => done += 1,
+            Some("RequestLimitExceeded") => limited += 1,
+            Some(other) => panic!("unexpected {other}: {r}"),
+        }
+    }
+    assert!(
+        done >= 5,
+        "a second's worth passes: {done} ok, {limited} limited"
+    );
+    assert!(
+        limited >= 1,
+        "the burst is limited: {done} ok, {limited} limited"
+    );
+
+    // Another SecretId has its own budget, and other action families are not limited.
+    for _ in 0..5 {
+        ok(sub
+            .client
+            .kms("Encrypt", json!({"KeyId": key, "Plaintext": b64(b"mine")}))
+            .await
+            .unwrap());
+    }
+    ok(root
+        .kms("DescribeKey", json!({"KeyId": key}))
+        .await
+        .unwrap());
+}
