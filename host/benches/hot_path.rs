@@ -55,5 +55,48 @@ fn context_and_blob(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, tc3_verify, context_and_blob);
+/// The audit log's per-record costs: the chain hash, and appending a batch the way the writer
+/// thread does (one transaction, fsync on commit) to a real SQLite file.
+fn audit(c: &mut Criterion) {
+    use keyward::audit::record::{chain_hash, AuditRecord, GENESIS};
+    use keyward::store::{AuditStore, SqliteStore};
+    let record = AuditRecord {
+        event_id: "3ea6e1a6-e8b5-473d-a42d-d5ca1d5fefc2".into(),
+        event_time: 1_795_450_138,
+        region: "ap-guangzhou".into(),
+        service: "kms".into(),
+        action: "Encrypt".into(),
+        read_only: true,
+        owner_uin: 100_000_000_001,
+        uin: 100_000_000_001,
+        username: "root".into(),
+        secret_id: "AKIDSLmDXIhXBua9udLfHFhCqN7AwZHUPbL4".into(),
+        source_ip: "127.0.0.1".into(),
+        user_agent: "TencentCloudSDK/Python 3.1.192".into(),
+        resource_type: "kms_key".into(),
+        resources: vec![
+            "qcs::kms:ap-guangzhou:uin/100000000001:key/5c1a0d6e-8a57-4c0c-9e57-1f0a4e1d2c3b"
+                .into(),
+        ],
+        request_id: "e19cc78f-9b48-4fdd-b24e-ca55338fe91b".into(),
+        result_code: "Success".into(),
+        key_id: "5c1a0d6e-8a57-4c0c-9e57-1f0a4e1d2c3b".into(),
+        key_version: 1,
+    };
+    c.bench_function("audit_chain_hash", |b| {
+        b.iter(|| chain_hash(black_box(&GENESIS), 7, black_box(&record)))
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("bench.db")).unwrap();
+    let batch = vec![record; 256];
+    let mut g = c.benchmark_group("audit_append");
+    g.sample_size(20);
+    g.throughput(criterion::Throughput::Elements(batch.len() as u64));
+    g.bench_function("batch_256", |b| {
+        b.iter(|| store.append_audit(black_box(&batch)).unwrap())
+    });
+    g.finish();
+}
+
+criterion_group!(benches, tc3_verify, context_and_blob, audit);
 criterion_main!(benches);

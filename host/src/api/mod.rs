@@ -174,27 +174,36 @@ async fn handle(State(st): State<Arc<AppState>>, req: Request<Body>) -> Response
         .enabled()
         .then(|| base_record(&st, &parts, &action, &request_id, peer));
     let limit = st.cfg.limits.max_body_bytes;
-    let outcome = async {
+    // The record travels with the request: into the handler's thread and back, so it is
+    // built once and never copied.
+    let (result, recorded) = 'run: {
         if parts.method != axum::http::Method::POST {
-            return (
+            break 'run (
                 Err(Error::UnsupportedProtocol(
                     "only POST requests with a JSON body are supported".into(),
                 )),
-                None,
+                audit.map(|r| (r, false)),
             );
         }
         let body = match axum::body::to_bytes(body, limit).await {
             Ok(b) => b,
-            Err(_) => return (Err(Error::RequestTooLarge(limit)), None),
+            Err(_) => {
+                break 'run (
+                    Err(Error::RequestTooLarge(limit)),
+                    audit.map(|r| (r, false)),
+                )
+            }
         };
         let run = {
             let st = st.clone();
-            let audit = audit.clone();
             move || {
                 if let Some(r) = audit {
                     pending::begin(r);
                 }
-                let result = dispatch(&st, &parts, &body, peer);
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    dispatch(&st, &parts, &body, peer)
+                }))
+                .unwrap_or_else(|_| Err(Error::Internal("action handler panicked".into())));
                 (result, pending::finish())
             }
         };
@@ -203,10 +212,7 @@ async fn handle(State(st): State<Arc<AppState>>, req: Request<Body>) -> Response
             // than paying a hand-off to the blocking pool (measured in docs/benchmarks.md).
             // The PKCS#11 session pool is at least as large as the worker pool, so a worker
             // never waits for a session here.
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)).unwrap_or_else(|_| {
-                let _ = pending::finish();
-                (Err(Error::Internal("action handler panicked".into())), None)
-            })
+            run()
         } else {
             tokio::task::spawn_blocking(run).await.unwrap_or_else(|e| {
                 (
@@ -215,22 +221,19 @@ async fn handle(State(st): State<Arc<AppState>>, req: Request<Body>) -> Response
                 )
             })
         }
-    }
-    .await;
-    let (result, recorded) = outcome;
+    };
     let elapsed_us = started.elapsed().as_micros() as u64;
     let code = match &result {
         Ok(_) => "Success",
         Err(e) => envelope::error_code(e),
     };
     // One record per request: the one a write transaction already committed, or this one.
-    match (recorded, audit) {
-        (Some((_, true)), _) => {}
-        (Some((mut r, false)), _) | (None, Some(mut r)) => {
+    match recorded {
+        Some((_, true)) | None => {}
+        Some((mut r, false)) => {
             r.result_code = code.to_string();
             st.audit.submit(r);
         }
-        (None, None) => {}
     }
     match result {
         Ok(fields) => {
@@ -260,29 +263,45 @@ fn base_record(
     AuditRecord {
         event_id: uuid::Uuid::new_v4().to_string(),
         event_time: SystemClock.now(),
-        region: header(parts, "x-tc-region")
-            .filter(|r| !r.is_empty())
-            .unwrap_or(&st.cfg.regions[0].name)
-            .chars()
-            .take(64)
-            .collect(),
+        region: clip(
+            header(parts, "x-tc-region")
+                .filter(|r| !r.is_empty())
+                .unwrap_or(&st.cfg.regions[0].name),
+            64,
+        ),
         service: product.map(|p| p.service()).unwrap_or("").to_string(),
-        action: action.chars().take(128).collect(),
+        action: clip(action, 128),
         read_only: Family::of(action).read_only(),
         // Claimed until the signature is verified; the account fields stay 0 until then.
         secret_id: header(parts, "authorization")
-            .and_then(|a| tc3::parse_authorization(a).ok())
-            .map(|a| a.secret_id.chars().take(128).collect())
+            .map(claimed_secret_id)
             .unwrap_or_default(),
         source_ip: peer.map(|ip| ip.to_string()).unwrap_or_default(),
-        user_agent: header(parts, "user-agent")
-            .unwrap_or("")
-            .chars()
-            .take(256)
-            .collect(),
+        user_agent: clip(header(parts, "user-agent").unwrap_or(""), 256),
         request_id: request_id.to_string(),
         ..Default::default()
     }
+}
+
+/// At most `max` bytes of `s`, cut at a character boundary: client-supplied text in a
+/// record is bounded.
+fn clip(s: &str, max: usize) -> String {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_string()
+}
+
+/// The SecretId an Authorization header claims (`Credential=<SecretId>/...`), found without
+/// a full parse: the audit record needs it even when the header is otherwise malformed, and
+/// `authenticate` parses the header properly anyway.
+fn claimed_secret_id(authorization: &str) -> String {
+    authorization
+        .split_once("Credential=")
+        .map(|(_, rest)| rest.split(['/', ',', ' ']).next().unwrap_or(""))
+        .map(|id| clip(id, 128))
+        .unwrap_or_default()
 }
 
 fn header<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
