@@ -1073,3 +1073,74 @@ async fn audit_off_writes_nothing() {
         .unwrap();
     assert_eq!(cps, 0);
 }
+
+/// Changes the service makes by itself are on the record too: a scheduled key deletion and a
+/// scheduled secret deletion carried out by the scheduler become `system` records naming the
+/// resource, and the AdvanceClock request that ran the jobs keeps its own single record.
+#[tokio::test(flavor = "multi_thread")]
+async fn scheduled_changes_are_recorded_as_system_events() {
+    let d = Daemon::softhsm_with("[testing]\nadjustable_clock = true\n");
+    let c = d.client();
+    let start = now() - 5;
+    let key_id = create_key(&c, &[]).await;
+    ok(c.kms("DisableKey", json!({"KeyId": key_id})).await.unwrap());
+    ok(c.kms(
+        "ScheduleKeyDeletion",
+        json!({"KeyId": key_id, "PendingWindowInDays": 7}),
+    )
+    .await
+    .unwrap());
+    let name = unique("sched");
+    create_secret(&c, &name, "v", &[]).await;
+    ok(c.ssm("DisableSecret", json!({"SecretName": name}))
+        .await
+        .unwrap());
+    ok(c.ssm(
+        "DeleteSecret",
+        json!({"SecretName": name, "RecoveryWindowInDays": 1}),
+    )
+    .await
+    .unwrap());
+    let advanced = ok(c
+        .call(
+            KEYWARD_VERSION,
+            "keyward",
+            "AdvanceClock",
+            json!({"Seconds": 8 * 86_400}),
+        )
+        .await
+        .unwrap());
+    assert_eq!(advanced["Deleted"], 1, "{advanced}");
+    assert_eq!(advanced["SecretsDeleted"], 1, "{advanced}");
+
+    let window = |attrs: Value| json!({"StartTime": start, "EndTime": now() + 5, "MaxResults": 50, "LookupAttributes": attrs});
+    let deletion = ok(look_up(
+        &c,
+        window(json!([{"AttributeKey": "EventName", "AttributeValue": "ScheduledKeyDeletion"}])),
+    )
+    .await);
+    let events = deletion["Events"].as_array().unwrap();
+    assert_eq!(events.len(), 1, "{deletion}");
+    assert_eq!(events[0]["Username"], "system");
+    assert_eq!(events[0]["ErrorCode"], 0);
+    assert_eq!(events[0]["Resources"]["ResourceName"], key_id.as_str());
+
+    let secret = ok(look_up(
+        &c,
+        window(json!([{"AttributeKey": "EventName", "AttributeValue": "ScheduledSecretDeletion"}])),
+    )
+    .await);
+    let events = secret["Events"].as_array().unwrap();
+    assert_eq!(events.len(), 1, "{secret}");
+    assert_eq!(events[0]["Resources"]["ResourceName"], name.as_str());
+
+    let advance = ok(look_up(
+        &c,
+        window(json!([{"AttributeKey": "EventName", "AttributeValue": "AdvanceClock"}])),
+    )
+    .await);
+    assert_eq!(advance["Events"].as_array().unwrap().len(), 1, "{advance}");
+    assert_eq!(advance["Events"][0]["Username"], "root");
+    let verified = ok(kw(&c, "VerifyAuditLog", json!({})).await);
+    assert_eq!(verified["Ok"], true, "{verified}");
+}

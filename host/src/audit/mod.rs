@@ -123,6 +123,7 @@ impl Audit {
         cfg: &crate::config::AuditConfig,
     ) -> Result<Self> {
         let signer = Arc::new(Signer::open(store.as_ref(), hsm)?);
+        pending::record_system_changes(cfg.enabled);
         let counters = Arc::new(Counters::default());
         if !cfg.enabled {
             return Ok(Audit {

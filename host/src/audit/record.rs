@@ -35,6 +35,34 @@ pub struct AuditRecord {
     pub key_version: u32,
 }
 
+impl AuditRecord {
+    /// A change the service made by itself: no caller, user name `system`.
+    pub fn system(service: &str, action: &str, region: &str, owner_uin: u64) -> Self {
+        AuditRecord {
+            event_id: uuid::Uuid::new_v4().to_string(),
+            event_time: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0),
+            region: region.to_string(),
+            service: service.to_string(),
+            action: action.to_string(),
+            owner_uin,
+            username: "system".into(),
+            request_id: uuid::Uuid::new_v4().to_string(),
+            result_code: "Success".into(),
+            ..Default::default()
+        }
+    }
+
+    /// Names the resource the record is about.
+    pub fn about(mut self, resource_type: &str, resource: String) -> Self {
+        self.resource_type = resource_type.to_string();
+        self.resources = vec![resource];
+        self
+    }
+}
+
 /// A record as stored: its place in the chain and the chain hashes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChainedRecord {

@@ -321,7 +321,22 @@ impl Kms {
     pub(super) fn delete_due_data_keys(&self, now: i64) -> Result<usize> {
         let mut n = 0;
         for k in self.store.data_keys_in_state(KeyState::PendingDelete)? {
-            if k.deletion_date <= now && self.store.delete_data_key(&k.data_key_id)? {
+            if k.deletion_date > now {
+                continue;
+            }
+            let record = crate::audit::record::AuditRecord::system(
+                "kms",
+                "ScheduledDataKeyDeletion",
+                &k.region,
+                k.owner_uin,
+            )
+            .about(
+                "kms_datakey",
+                data_key_name(&k.region, k.owner_uin, &k.data_key_id),
+            );
+            if crate::audit::pending::system_change(record, || {
+                self.store.delete_data_key(&k.data_key_id)
+            })? {
                 n += 1;
             }
         }
@@ -333,8 +348,9 @@ pub const ORIGINS: [&str; 2] = [ORIGIN_KMS, ORIGIN_EXTERNAL];
 
 /// The CAM resource name of a hosted data key.
 pub fn data_key_resource(caller: &Caller, id: &str) -> String {
-    format!(
-        "qcs::kms:{}:uin/{}:datakey/{id}",
-        caller.region, caller.owner_uin
-    )
+    data_key_name(&caller.region, caller.owner_uin, id)
+}
+
+fn data_key_name(region: &str, owner_uin: u64, id: &str) -> String {
+    format!("qcs::kms:{region}:uin/{owner_uin}:datakey/{id}")
 }

@@ -6,7 +6,9 @@ use super::state::{self, Op};
 use super::{alias, check_batch, check_description, check_key_id, context, Caller, Kms};
 use super::{KEY_USAGE_ENCRYPT_DECRYPT, ORIGIN_EXTERNAL, ORIGIN_KMS};
 use crate::alarms;
+use crate::audit::{pending, record::AuditRecord};
 use crate::error::{Error, Result};
+use crate::iam::policy;
 use crate::store::{KeyRecord, KeyState, KeyVersion};
 
 /// Alias of the per-region service-managed CMK (the reserved prefix keeps users off it).
@@ -385,22 +387,31 @@ impl Kms {
                 continue;
             }
             let sealed = self.hsm.generate(k.algorithm)?;
-            let res = self.store.add_version(
-                &k.region,
-                k.owner_uin,
-                &k.key_id,
-                self.hsm.backend(),
-                &sealed,
-                &mut |k| {
-                    if !(k.rotation_enabled && k.next_rotate_time > 0 && k.next_rotate_time <= now)
-                    {
-                        return Err(Error::Internal("rotation no longer due".into()));
-                    }
-                    k.last_rotate_time = now;
-                    k.next_rotate_time = now + i64::from(k.rotate_days.max(1)) * DAY;
-                    Ok(())
-                },
-            );
+            let record = AuditRecord::system("kms", "ScheduledKeyRotation", &k.region, k.owner_uin)
+                .about(
+                    "kms_key",
+                    policy::kms_key_resource(&k.region, k.owner_uin, &k.key_id),
+                );
+            let res = pending::system_change(record, || {
+                self.store.add_version(
+                    &k.region,
+                    k.owner_uin,
+                    &k.key_id,
+                    self.hsm.backend(),
+                    &sealed,
+                    &mut |k| {
+                        if !(k.rotation_enabled
+                            && k.next_rotate_time > 0
+                            && k.next_rotate_time <= now)
+                        {
+                            return Err(Error::Internal("rotation no longer due".into()));
+                        }
+                        k.last_rotate_time = now;
+                        k.next_rotate_time = now + i64::from(k.rotate_days.max(1)) * DAY;
+                        Ok(())
+                    },
+                )
+            });
             match res {
                 Ok(k) => {
                     rotated += 1;
@@ -414,7 +425,13 @@ impl Kms {
         let (mut reminded, mut deleted) = (0, 0);
         for k in self.store.keys_in_state(KeyState::PendingDelete)? {
             if k.deletion_date <= now {
-                if self.store.delete_key(&k.key_id)? {
+                let record =
+                    AuditRecord::system("kms", "ScheduledKeyDeletion", &k.region, k.owner_uin)
+                        .about(
+                            "kms_key",
+                            policy::kms_key_resource(&k.region, k.owner_uin, &k.key_id),
+                        );
+                if pending::system_change(record, || self.store.delete_key(&k.key_id))? {
                     deleted += 1;
                     if let Ok(mut m) = self.versions.write() {
                         m.retain(|(id, _), _| id != &k.key_id);

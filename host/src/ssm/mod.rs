@@ -504,7 +504,18 @@ impl Ssm {
         let now = self.clock.now();
         let mut n = 0;
         for s in self.store.secrets_in_status(SecretStatus::PendingDelete)? {
-            if s.delete_time <= now && self.store.delete_secret(&s.region, s.owner_uin, &s.name)? {
+            let record = crate::audit::record::AuditRecord::system(
+                "ssm",
+                "ScheduledSecretDeletion",
+                &s.region,
+                s.owner_uin,
+            )
+            .about("ssm_secret", secret_resource(&s));
+            if s.delete_time <= now
+                && crate::audit::pending::system_change(record, || {
+                    self.store.delete_secret(&s.region, s.owner_uin, &s.name)
+                })?
+            {
                 tracing::info!(secret = %s.name, region = %s.region, "secret deleted");
                 n += 1;
             }

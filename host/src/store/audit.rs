@@ -73,6 +73,29 @@ struct Pending {
 /// record from the dispatcher into the store without threading it through every call.
 pub mod pending {
     use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// Set when the daemon's audit log is on: changes the service makes by itself are
+    /// recorded only then.
+    static SYSTEM_RECORDS: AtomicBool = AtomicBool::new(false);
+
+    pub fn record_system_changes(on: bool) {
+        SYSTEM_RECORDS.store(on, Ordering::Relaxed);
+    }
+
+    /// Runs a change the service makes on its own (a scheduled rotation or deletion) with
+    /// an audit record of its own, which the change's transaction commits. A request being
+    /// served on this thread (AdvanceClock runs the jobs) keeps its own record.
+    pub fn system_change<T>(record: AuditRecord, f: impl FnOnce() -> T) -> T {
+        if !SYSTEM_RECORDS.load(Ordering::Relaxed) {
+            return f();
+        }
+        let outer = PENDING.with(|p| p.borrow_mut().take());
+        begin(record);
+        let out = f();
+        PENDING.with(|p| *p.borrow_mut() = outer);
+        out
+    }
 
     pub fn begin(record: AuditRecord) {
         PENDING.with(|p| {

@@ -157,8 +157,9 @@ fn is_unique_violation(e: &rusqlite::Error) -> bool {
 }
 
 impl SqliteStore {
-    /// One audited write transaction returning the closure's value.
-    fn iam_write<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+    /// One write transaction, carrying the current request's audit record, returning the
+    /// closure's value.
+    pub(super) fn audited_write<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
         self.with(|conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let out = f(&tx)?;
@@ -170,7 +171,7 @@ impl SqliteStore {
 
 impl IamStore for SqliteStore {
     fn create_sub_account(&self, name: &str, remark: &str, now: i64) -> Result<AccountRecord> {
-        self.iam_write(|tx| {
+        self.audited_write(|tx| {
             let next: i64 =
                 tx.query_row("SELECT COALESCE(MAX(uin), 0) + 1 FROM accounts", [], |r| {
                     r.get(0)
@@ -232,7 +233,7 @@ impl IamStore for SqliteStore {
     }
 
     fn update_account_remark(&self, uin: u64, remark: &str) -> Result<bool> {
-        self.iam_write(|tx| {
+        self.audited_write(|tx| {
             Ok(tx.execute(
                 "UPDATE accounts SET remark = ?2 WHERE uin = ?1",
                 params![uin as i64, remark],
@@ -241,7 +242,7 @@ impl IamStore for SqliteStore {
     }
 
     fn delete_account(&self, uin: u64) -> Result<bool> {
-        self.iam_write(|tx| {
+        self.audited_write(|tx| {
             tx.execute("DELETE FROM api_keys WHERE uin = ?1", [uin as i64])?;
             tx.execute(
                 "DELETE FROM policy_attachments WHERE target_kind = 'user' AND target_id = ?1",
@@ -269,7 +270,7 @@ impl IamStore for SqliteStore {
     }
 
     fn set_api_key_enabled(&self, secret_id: &str, enabled: bool) -> Result<bool> {
-        self.iam_write(|tx| {
+        self.audited_write(|tx| {
             Ok(tx.execute(
                 "UPDATE api_keys SET status = ?2 WHERE secret_id = ?1",
                 params![secret_id, if enabled { "Enabled" } else { "Disabled" }],
@@ -278,7 +279,7 @@ impl IamStore for SqliteStore {
     }
 
     fn delete_api_key(&self, secret_id: &str) -> Result<bool> {
-        self.iam_write(|tx| {
+        self.audited_write(|tx| {
             Ok(tx.execute("DELETE FROM api_keys WHERE secret_id = ?1", [secret_id])? > 0)
         })
     }
@@ -304,7 +305,7 @@ impl IamStore for SqliteStore {
     }
 
     fn create_group(&self, name: &str, remark: &str, now: i64) -> Result<GroupRecord> {
-        self.iam_write(|tx| {
+        self.audited_write(|tx| {
             tx.execute(
                 "INSERT INTO groups (name, remark, create_time) VALUES (?1, ?2, ?3)",
                 params![name, remark, now],
@@ -348,7 +349,7 @@ impl IamStore for SqliteStore {
     }
 
     fn delete_group(&self, group_id: u64) -> Result<bool> {
-        self.iam_write(|tx| {
+        self.audited_write(|tx| {
             tx.execute(
                 "DELETE FROM policy_attachments WHERE target_kind = 'group' AND target_id = ?1",
                 [group_id as i64],
@@ -358,7 +359,7 @@ impl IamStore for SqliteStore {
     }
 
     fn add_group_member(&self, group_id: u64, uin: u64) -> Result<bool> {
-        self.iam_write(|tx| {
+        self.audited_write(|tx| {
             Ok(tx.execute(
                 "INSERT OR IGNORE INTO group_members (group_id, uin) VALUES (?1, ?2)",
                 params![group_id as i64, uin as i64],
@@ -367,7 +368,7 @@ impl IamStore for SqliteStore {
     }
 
     fn remove_group_member(&self, group_id: u64, uin: u64) -> Result<bool> {
-        self.iam_write(|tx| {
+        self.audited_write(|tx| {
             Ok(tx.execute(
                 "DELETE FROM group_members WHERE group_id = ?1 AND uin = ?2",
                 params![group_id as i64, uin as i64],
@@ -406,7 +407,7 @@ impl IamStore for SqliteStore {
         document: &str,
         now: i64,
     ) -> Result<PolicyRecord> {
-        self.iam_write(|tx| {
+        self.audited_write(|tx| {
             tx.execute(
                 "INSERT INTO policies (name, description, document, create_time, update_time) \
                  VALUES (?1, ?2, ?3, ?4, ?4)",
@@ -459,7 +460,7 @@ impl IamStore for SqliteStore {
         document: Option<&str>,
         now: i64,
     ) -> Result<bool> {
-        self.iam_write(|tx| {
+        self.audited_write(|tx| {
             Ok(tx.execute(
                 "UPDATE policies SET description = COALESCE(?2, description), \
                  document = COALESCE(?3, document), update_time = ?4 WHERE policy_id = ?1",
@@ -469,7 +470,7 @@ impl IamStore for SqliteStore {
     }
 
     fn delete_policy(&self, policy_id: u64) -> Result<bool> {
-        self.iam_write(|tx| {
+        self.audited_write(|tx| {
             Ok(tx.execute(
                 "DELETE FROM policies WHERE policy_id = ?1",
                 [policy_id as i64],
@@ -479,7 +480,7 @@ impl IamStore for SqliteStore {
 
     fn attach_policy(&self, policy_id: u64, target: Target, now: i64) -> Result<bool> {
         let (kind, id) = target.parts();
-        self.iam_write(|tx| {
+        self.audited_write(|tx| {
             Ok(tx.execute(
                 "INSERT OR IGNORE INTO policy_attachments (policy_id, target_kind, target_id, \
                  create_time) VALUES (?1, ?2, ?3, ?4)",
@@ -490,7 +491,7 @@ impl IamStore for SqliteStore {
 
     fn detach_policy(&self, policy_id: u64, target: Target) -> Result<bool> {
         let (kind, id) = target.parts();
-        self.iam_write(|tx| {
+        self.audited_write(|tx| {
             Ok(tx.execute(
                 "DELETE FROM policy_attachments WHERE policy_id = ?1 AND target_kind = ?2 AND \
                  target_id = ?3",

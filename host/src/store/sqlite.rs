@@ -716,7 +716,7 @@ impl Store for SqliteStore {
     }
 
     fn insert_import_params(&self, p: &ImportParams) -> Result<()> {
-        self.with(|conn| {
+        self.audited_write(|conn| {
             conn.execute(
                 "INSERT INTO import_params (token, key_id, wrapping_algorithm, sealed_private, \
                  public_key, valid_to) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -756,7 +756,7 @@ impl Store for SqliteStore {
     }
 
     fn bind(&self, key_id: &str, product: &str, resource: &str, now: i64) -> Result<bool> {
-        self.with(|conn| {
+        self.audited_write(|conn| {
             let n = conn.execute(
                 "INSERT OR IGNORE INTO key_bindings (key_id, product_id, resource_id, create_time) \
                  VALUES (?1, ?2, ?3, ?4)",
@@ -767,7 +767,7 @@ impl Store for SqliteStore {
     }
 
     fn unbind(&self, key_id: &str, product: &str, resource: &str) -> Result<bool> {
-        self.with(|conn| {
+        self.audited_write(|conn| {
             let n = conn.execute(
                 "DELETE FROM key_bindings WHERE key_id = ?1 AND product_id = ?2 AND resource_id = ?3",
                 params![key_id, product, resource],
@@ -911,7 +911,7 @@ impl Store for SqliteStore {
     }
 
     fn delete_data_key(&self, id: &str) -> Result<bool> {
-        self.with(|conn| {
+        self.audited_write(|conn| {
             Ok(conn.execute("DELETE FROM data_keys WHERE data_key_id = ?1", [id])? == 1)
         })
     }
@@ -1169,7 +1169,7 @@ impl Store for SqliteStore {
         name: &str,
         version_id: &str,
     ) -> Result<bool> {
-        self.with(|conn| {
+        self.audited_write(|conn| {
             let n = conn.execute(
                 "DELETE FROM secret_versions WHERE region = ?1 AND owner_uin = ?2 \
                  AND secret_name = ?3 AND version_id = ?4",
