@@ -991,3 +991,48 @@ async fn rate_limit_per_secret_id() {
         .await
         .unwrap());
 }
+
+/// Policies written in the form Tencent's CAM documents for KMS keys
+/// (`…:key/creatorUin/<creatorUin>/<KeyId>`) work as well as the short form, for allow and
+/// for deny, and for list filtering.
+#[tokio::test(flavor = "multi_thread")]
+async fn tencent_documented_key_resource_form() {
+    let d = Daemon::softhsm();
+    let root = d.client();
+    let a = create_key(&root, &[]).await;
+    let b = create_key(&root, &[]).await;
+    let sub = add_user(&root, "cam-form").await;
+    let c = &sub.client;
+    let long = |k: &str| format!("qcs::kms:{REGION}:uin/{ROOT_UIN}:key/creatorUin/{ROOT_UIN}/{k}");
+    grant(
+        &root,
+        sub.uin,
+        &policy(vec![
+            statement("allow", &["kms:Encrypt", "kms:ListKeys"], &[long("*")]),
+            statement("deny", &["kms:Encrypt"], &[long(&b)]),
+        ]),
+    )
+    .await;
+    ok(
+        c.kms("Encrypt", json!({"KeyId": a, "Plaintext": b64(b"x")}))
+            .await
+            .unwrap(),
+    );
+    err(
+        &c.kms("Encrypt", json!({"KeyId": b, "Plaintext": b64(b"x")}))
+            .await
+            .unwrap(),
+        REFUSED,
+    );
+    let listed = ok(c.kms("ListKeys", json!({"Limit": 100})).await.unwrap());
+    let ids: Vec<&str> = listed["Keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["KeyId"].as_str().unwrap())
+        .collect();
+    assert!(
+        ids.contains(&a.as_str()) && ids.contains(&b.as_str()),
+        "{listed}"
+    );
+}

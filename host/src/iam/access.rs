@@ -69,19 +69,33 @@ impl Access {
     }
 
     fn decide(&self, resource: &str, resource_tags: Tags<'_>, request_tags: Tags<'_>) -> bool {
+        self.decide_any(&[resource], resource_tags, request_tags)
+    }
+
+    /// One resource known under several names: a deny of any name wins, then an allow of
+    /// any name.
+    fn decide_any(&self, names: &[&str], resource_tags: Tags<'_>, request_tags: Tags<'_>) -> bool {
         self.checked.store(true, Ordering::Relaxed);
         let Some(ps) = &self.policies else {
             return true;
         };
-        let ctx = RequestContext {
-            action: &self.action,
-            resource,
-            source_ip: self.source_ip,
-            now: self.now,
-            resource_tags,
-            request_tags,
-        };
-        policy::evaluate(ps.iter(), &ctx) == Decision::Allow
+        let mut allowed = false;
+        for resource in names {
+            let ctx = RequestContext {
+                action: &self.action,
+                resource,
+                source_ip: self.source_ip,
+                now: self.now,
+                resource_tags,
+                request_tags,
+            };
+            match policy::evaluate(ps.iter(), &ctx) {
+                Decision::ExplicitDeny => return false,
+                Decision::Allow => allowed = true,
+                Decision::ImplicitDeny => {}
+            }
+        }
+        allowed
     }
 
     fn refusal(&self, resource: &str) -> Error {
@@ -98,6 +112,16 @@ impl Access {
             Ok(())
         } else {
             Err(self.refusal(resource))
+        }
+    }
+
+    /// Decides on a resource that has other names besides `names[0]` (the one recorded).
+    pub fn check_names(&self, kind: &str, names: &[&str], tags: Tags<'_>) -> Result<()> {
+        pending::resource(kind, names[0]);
+        if self.decide_any(names, tags, &[]) {
+            Ok(())
+        } else {
+            Err(self.refusal(names[0]))
         }
     }
 
@@ -126,6 +150,11 @@ impl Access {
     /// Whether a list action may show this resource (nothing is noted in the audit record).
     pub fn visible(&self, resource: &str, tags: Tags<'_>) -> bool {
         self.decide(resource, tags, &[])
+    }
+
+    /// Whether a list action may show a resource known under several names.
+    pub fn visible_any(&self, names: &[&str], tags: Tags<'_>) -> bool {
+        self.decide_any(names, tags, &[])
     }
 }
 

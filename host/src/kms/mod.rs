@@ -97,8 +97,39 @@ impl Caller {
         policy::kms_key_resource(&self.region, self.owner_uin, key_id)
     }
 
+    /// A key's second CAM name, in the form Tencent's CAM documents for KMS
+    /// (`…:key/creatorUin/<creator>/<KeyId>`), so policies written for Tencent Cloud work
+    /// too. The shorter form is the one recorded.
+    fn key_creator_resource(&self, key: &KeyRecord) -> String {
+        self.key_resource(&format!("creatorUin/{}/{}", key.creator_uin, key.key_id))
+    }
+
     pub fn check_key(&self, key: &KeyRecord) -> Result<()> {
-        self.check("kms_key", &self.key_resource(&key.key_id), &key.tags)
+        match &self.access {
+            Some(a) if a.is_restricted() => a.check_names(
+                "kms_key",
+                &[
+                    &self.key_resource(&key.key_id),
+                    &self.key_creator_resource(key),
+                ],
+                &tag_pairs(&key.tags),
+            ),
+            Some(a) => a.check("kms_key", &self.key_resource(&key.key_id), &[]),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether a list action may show this key (under either of its names).
+    pub fn may_see_key(&self, key: &KeyRecord) -> bool {
+        self.access.as_ref().is_none_or(|a| {
+            a.visible_any(
+                &[
+                    &self.key_resource(&key.key_id),
+                    &self.key_creator_resource(key),
+                ],
+                &tag_pairs(&key.tags),
+            )
+        })
     }
 
     /// Decides on a resource about to be created (`resource` is its CAM name, or a
@@ -324,7 +355,7 @@ impl Kms {
                 (q.offset, q.limit) = (offset, limit);
                 self.store.query_keys(&q)
             },
-            |k| caller.may_see(&caller.key_resource(&k.key_id), &k.tags),
+            |k| caller.may_see_key(k),
         )
     }
 
