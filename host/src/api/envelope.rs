@@ -106,9 +106,14 @@ pub fn error_message(e: &Error) -> String {
 
 /// HTTP 200 with exactly `Content-Type: application/json`: the Python SDK compares the header
 /// string for equality and skips error detection on anything else.
-fn json_200(v: &Value) -> Response {
-    let body = serde_json::to_vec(v).unwrap_or_else(|_| b"{}".to_vec());
-    let mut resp = (StatusCode::OK, body).into_response();
+///
+/// Response bodies carry plaintexts, data keys and secret values, so the serialized bytes are
+/// wiped when hyper drops the last reference to them (a `Bytes` owned by a `Zeroizing`
+/// buffer), and the JSON strings they were built from are wiped right after serialization.
+fn json_200(mut v: Value) -> Response {
+    let body = zeroize::Zeroizing::new(serde_json::to_vec(&v).unwrap_or_else(|_| b"{}".to_vec()));
+    wipe(&mut v);
+    let mut resp = (StatusCode::OK, axum::body::Bytes::from_owner(body)).into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
@@ -116,16 +121,56 @@ fn json_200(v: &Value) -> Response {
     resp
 }
 
+/// Overwrites every string in a JSON value before it is freed.
+fn wipe(v: &mut Value) {
+    use zeroize::Zeroize;
+    match v {
+        Value::String(s) => s.zeroize(),
+        Value::Array(items) => items.iter_mut().for_each(wipe),
+        Value::Object(map) => map.values_mut().for_each(wipe),
+        _ => {}
+    }
+}
+
 pub fn success(mut fields: Map<String, Value>, request_id: &str) -> Response {
     fields.insert("RequestId".into(), Value::String(request_id.to_string()));
-    json_200(&json!({ "Response": fields }))
+    json_200(json!({ "Response": fields }))
 }
 
 pub fn failure(e: &Error, request_id: &str) -> Response {
-    json_200(&json!({
+    json_200(json!({
         "Response": {
             "Error": { "Code": error_code(e), "Message": error_message(e) },
             "RequestId": request_id,
         }
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_string_of_a_response_is_wiped_and_the_body_still_serialises() {
+        let mut v =
+            json!({"Response": {"Plaintext": "c2VjcmV0", "List": [{"Value": "x"}], "N": 3}});
+        let body = serde_json::to_vec(&v).unwrap();
+        wipe(&mut v);
+        assert_eq!(
+            v,
+            json!({"Response": {"Plaintext": "", "List": [{"Value": ""}], "N": 3}})
+        );
+        let resp = success(
+            json!({"Plaintext": "c2VjcmV0"})
+                .as_object()
+                .cloned()
+                .unwrap(),
+            "rid",
+        );
+        assert_eq!(
+            resp.headers().get(header::CONTENT_TYPE).unwrap(),
+            "application/json"
+        );
+        assert!(!body.is_empty());
+    }
 }

@@ -204,6 +204,7 @@ async fn handle(State(st): State<Arc<AppState>>, req: Request<Body>) -> Response
                     dispatch(&st, &parts, &body, peer)
                 }))
                 .unwrap_or_else(|_| Err(Error::Internal("action handler panicked".into())));
+                wipe_body(body);
                 (result, pending::finish())
             }
         };
@@ -248,6 +249,17 @@ async fn handle(State(st): State<Arc<AppState>>, req: Request<Body>) -> Response
             }
             envelope::failure(&e, &request_id)
         }
+    }
+}
+
+/// Overwrites a request body (it may hold plaintexts or secret values) once it is handled.
+/// Best effort: it works when this is the only reference to the bytes, which is the case when
+/// the body arrived in more than one piece and was gathered into a buffer of its own; bytes
+/// still shared with hyper's read buffer are left to hyper.
+fn wipe_body(body: axum::body::Bytes) {
+    use zeroize::Zeroize;
+    if let Ok(mut b) = body.try_into_mut() {
+        b.as_mut().zeroize();
     }
 }
 
