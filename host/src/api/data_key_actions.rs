@@ -85,7 +85,8 @@ pub fn metadata(ctx: &Ctx<'_>, k: &DataKeyRecord) -> Value {
 #[serde(deny_unknown_fields, rename_all = "PascalCase")]
 struct ImportRequest {
     data_key_name: String,
-    import_key_material: String,
+    /// Base64 of the data key: wiped when the request is dropped.
+    import_key_material: Zeroizing<String>,
     #[serde(deserialize_with = "opt_u64")]
     import_type: Option<u64>,
     #[serde(default)]

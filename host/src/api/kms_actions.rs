@@ -449,7 +449,8 @@ fn set_enabled_batch(ctx: &Ctx<'_>, body: &[u8], enabled: bool) -> Result<Fields
 #[serde(deny_unknown_fields, rename_all = "PascalCase")]
 struct EncryptRequest {
     key_id: String,
-    plaintext: String,
+    /// Base64 of the plaintext: wiped when the request is dropped.
+    plaintext: Zeroizing<String>,
     #[serde(default)]
     encryption_context: Option<String>,
 }
@@ -995,7 +996,7 @@ fn is_digest(message_type: &Option<String>) -> Result<bool> {
 #[serde(deny_unknown_fields, rename_all = "PascalCase")]
 struct SignRequest {
     algorithm: String,
-    message: String,
+    message: Zeroizing<String>,
     key_id: String,
     #[serde(default)]
     message_type: Option<String>,

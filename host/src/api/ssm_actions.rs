@@ -68,9 +68,12 @@ fn not_yet(_: &Ctx<'_>, _: &[u8]) -> Result<Fields> {
 }
 
 /// Exactly one of SecretString (text as sent) and SecretBinary (base64), at most 32 KiB.
-fn value(string: Option<String>, binary: Option<String>) -> Result<SecretValue> {
-    let string = string.filter(|s| !s.is_empty()).map(Zeroizing::new);
-    let binary = binary.filter(|s| !s.is_empty()).map(Zeroizing::new);
+fn value(
+    string: Option<Zeroizing<String>>,
+    binary: Option<Zeroizing<String>>,
+) -> Result<SecretValue> {
+    let string = string.filter(|s| !s.is_empty());
+    let binary = binary.filter(|s| !s.is_empty());
     let v = match (string, binary) {
         (Some(_), Some(_)) => {
             return Err(Error::InvalidValue(
@@ -115,9 +118,9 @@ struct CreateSecretRequest {
     #[serde(default, deserialize_with = "opt_u64")]
     secret_type: Option<u64>,
     #[serde(default)]
-    secret_binary: Option<String>,
+    secret_binary: Option<Zeroizing<String>>,
     #[serde(default)]
-    secret_string: Option<String>,
+    secret_string: Option<Zeroizing<String>>,
     #[serde(default)]
     #[allow(dead_code)]
     additional_config: Option<String>,
@@ -228,9 +231,9 @@ struct PutValueRequest {
     secret_name: String,
     version_id: String,
     #[serde(default)]
-    secret_binary: Option<String>,
+    secret_binary: Option<Zeroizing<String>>,
     #[serde(default)]
-    secret_string: Option<String>,
+    secret_string: Option<Zeroizing<String>>,
 }
 
 fn put_secret_value(ctx: &Ctx<'_>, body: &[u8], replace: bool) -> Result<Fields> {
@@ -645,11 +648,12 @@ mod tests {
 
     #[test]
     fn value_limits() {
-        assert!(value(Some("x".repeat(MAX_VALUE_BYTES)), None).is_ok());
-        assert!(value(Some("x".repeat(MAX_VALUE_BYTES + 1)), None).is_err());
-        assert!(value(Some("a".into()), Some("YQ==".into())).is_err());
+        let z = |s: String| Some(Zeroizing::new(s));
+        assert!(value(z("x".repeat(MAX_VALUE_BYTES)), None).is_ok());
+        assert!(value(z("x".repeat(MAX_VALUE_BYTES + 1)), None).is_err());
+        assert!(value(z("a".into()), z("YQ==".into())).is_err());
         assert!(matches!(value(None, None), Err(Error::MissingParameter(_))));
-        let b = value(None, Some("AAEC/w==".into())).unwrap();
+        let b = value(None, z("AAEC/w==".into())).unwrap();
         assert!(b.is_binary);
         assert_eq!(b.bytes.as_slice(), &[0, 1, 2, 255]);
         assert!(ssm::check_version_id("v1.2_x-y").is_ok());
