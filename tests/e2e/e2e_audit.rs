@@ -1143,4 +1143,27 @@ async fn scheduled_changes_are_recorded_as_system_events() {
     assert_eq!(advance["Events"][0]["Username"], "root");
     let verified = ok(kw(&c, "VerifyAuditLog", json!({})).await);
     assert_eq!(verified["Ok"], true, "{verified}");
+    // Operators see the log grow in /metrics (curl is installed by scripts/test.sh).
+    let metrics = Command::new("curl")
+        .args(["-s", &format!("{}/metrics", d.endpoint())])
+        .output()
+        .expect("curl runs");
+    let metrics = String::from_utf8_lossy(&metrics.stdout).to_string();
+    let counter = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing from /metrics: {metrics}"))
+    };
+    assert!(
+        counter("keyward_audit_records_written_total") >= verified["Records"].as_u64().unwrap(),
+        "{metrics}"
+    );
+    assert!(counter("keyward_audit_checkpoints_total") >= 1, "{metrics}");
+    assert_eq!(
+        counter("keyward_audit_write_failures_total"),
+        0,
+        "{metrics}"
+    );
 }

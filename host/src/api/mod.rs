@@ -143,13 +143,21 @@ pub fn router(state: Arc<AppState>) -> Router {
 async fn metrics(State(st): State<Arc<AppState>>) -> Response {
     use std::sync::atomic::Ordering::Relaxed;
     let c = &st.alarms.counters;
+    let a = &st.audit.counters;
     let body = format!(
         "# TYPE keyward_alarms_raised_total counter\nkeyward_alarms_raised_total {}\n\
          # TYPE keyward_alarms_delivered_total counter\nkeyward_alarms_delivered_total {}\n\
-         # TYPE keyward_alarm_delivery_failures_total counter\nkeyward_alarm_delivery_failures_total {}\n",
+         # TYPE keyward_alarm_delivery_failures_total counter\nkeyward_alarm_delivery_failures_total {}\n\
+         # TYPE keyward_audit_records_written_total counter\nkeyward_audit_records_written_total {}\n\
+         # TYPE keyward_audit_write_failures_total counter\nkeyward_audit_write_failures_total {}\n\
+         # TYPE keyward_audit_checkpoints_total counter\nkeyward_audit_checkpoints_total {}\n",
         c.raised.load(Relaxed),
         c.delivered.load(Relaxed),
         c.delivery_failures.load(Relaxed),
+        a.written.load(Relaxed)
+            + crate::store::audit::WRITTEN_WITH_CHANGES.load(Relaxed),
+        a.failures.load(Relaxed),
+        a.checkpoints.load(Relaxed),
     );
     axum::response::IntoResponse::into_response((
         [(
@@ -233,7 +241,7 @@ async fn handle(State(st): State<Arc<AppState>>, req: Request<Body>) -> Response
         Some((_, true)) | None => {}
         Some((mut r, false)) => {
             r.result_code = code.to_string();
-            st.audit.submit(r);
+            st.audit.submit_async(r);
         }
     }
     match result {

@@ -165,6 +165,26 @@ impl Audit {
         }
     }
 
+    /// Queues a record from async code. When the queue is full the wait for room happens
+    /// with the runtime told (`block_in_place`), so other connections keep being served.
+    pub fn submit_async(&self, record: AuditRecord) {
+        let Some(tx) = &self.tx else {
+            return;
+        };
+        match tx.try_send(Msg::Record(Box::new(record))) {
+            Ok(()) => {}
+            Err(mpsc::TrySendError::Full(msg)) => {
+                let sent = tokio::task::block_in_place(|| tx.send(msg));
+                if sent.is_err() {
+                    self.counters.failures.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Err(mpsc::TrySendError::Disconnected(_)) => {
+                self.counters.failures.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
     /// Waits until every record queued so far is in the store, and signs a checkpoint.
     pub fn flush(&self) {
         if let Some(tx) = &self.tx {

@@ -173,9 +173,14 @@ pub(super) fn commit(tx: Transaction<'_>) -> Result<()> {
     tx.commit()?;
     if record.is_some() {
         pending::mark_written();
+        WRITTEN_WITH_CHANGES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
     Ok(())
 }
+
+/// Records committed together with the change they describe (for `/metrics`).
+pub static WRITTEN_WITH_CHANGES: std::sync::atomic::AtomicU64 =
+    std::sync::atomic::AtomicU64::new(0);
 
 fn head_tx(conn: &Connection) -> Result<Option<(u64, [u8; 32])>> {
     Ok(conn
