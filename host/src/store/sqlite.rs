@@ -491,12 +491,7 @@ impl Store for SqliteStore {
     fn insert_key(&self, key: &KeyRecord, version: Option<&KeyVersion>, limit: u64) -> Result<()> {
         self.with(|conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let count: i64 = tx.query_row(
-                "SELECT COUNT(*) FROM keys WHERE region = ?1 AND owner_uin = ?2",
-                params![key.region, key.owner_uin as i64],
-                |r| r.get(0),
-            )?;
-            if count as u64 >= limit {
+            if count_owned(&tx, "keys", &key.region, key.owner_uin)? >= limit {
                 return Err(Error::CmkLimitExceeded(limit));
             }
             let sql = format!(
@@ -790,12 +785,7 @@ impl Store for SqliteStore {
     fn insert_data_key(&self, k: &DataKeyRecord, limit: u64) -> Result<()> {
         self.with(|conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let count: i64 = tx.query_row(
-                "SELECT COUNT(*) FROM data_keys WHERE region = ?1 AND owner_uin = ?2",
-                params![k.region, k.owner_uin as i64],
-                |r| r.get(0),
-            )?;
-            if count as u64 >= limit {
+            if count_owned(&tx, "data_keys", &k.region, k.owner_uin)? >= limit {
                 return Err(Error::DataKeyLimitExceeded(limit));
             }
             let sql = format!(
@@ -919,12 +909,7 @@ impl Store for SqliteStore {
     fn insert_secret(&self, sec: &SecretRecord, first: &SecretVersion, limit: u64) -> Result<()> {
         self.with(|conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let count: i64 = tx.query_row(
-                "SELECT COUNT(*) FROM secrets WHERE region = ?1 AND owner_uin = ?2",
-                params![sec.region, sec.owner_uin as i64],
-                |r| r.get(0),
-            )?;
-            if count as u64 >= limit {
+            if count_owned(&tx, "secrets", &sec.region, sec.owner_uin)? >= limit {
                 return Err(Error::SecretLimitExceeded(limit));
             }
             let sql = format!(
