@@ -241,7 +241,7 @@ async fn handle(State(st): State<Arc<AppState>>, req: Request<Body>) -> Response
         Some((_, true)) | None => {}
         Some((mut r, false)) => {
             r.result_code = code.to_string();
-            st.audit.submit_async(r);
+            st.audit.submit(r);
         }
     }
     match result {

@@ -156,18 +156,9 @@ impl Audit {
         self.tx.is_some()
     }
 
-    /// Queues a record for the writer. Blocks only when the queue is full (back-pressure).
-    pub fn submit(&self, record: AuditRecord) {
-        if let Some(tx) = &self.tx {
-            if tx.send(Msg::Record(Box::new(record))).is_err() {
-                self.counters.failures.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-    }
-
     /// Queues a record from async code. When the queue is full the wait for room happens
     /// with the runtime told (`block_in_place`), so other connections keep being served.
-    pub fn submit_async(&self, record: AuditRecord) {
+    pub fn submit(&self, record: AuditRecord) {
         let Some(tx) = &self.tx else {
             return;
         };
@@ -206,18 +197,23 @@ struct Writer {
 
 impl Writer {
     fn run(self, rx: Receiver<Msg>) {
-        let mut last_checkpoint = Instant::now();
+        let mut signed = Signed {
+            seq: self
+                .store
+                .last_checkpoint()
+                .ok()
+                .flatten()
+                .map(|c| c.seq)
+                .unwrap_or(0),
+            at: Instant::now(),
+        };
         loop {
             let first = match rx.recv_timeout(Duration::from_millis(500)) {
                 Ok(m) => Some(m),
                 Err(RecvTimeoutError::Timeout) => None,
                 Err(RecvTimeoutError::Disconnected) => {
                     // Everything sent before the sender went away has been stored.
-                    if self.checkpoint_due(&mut last_checkpoint, true) {
-                        if let Err(e) = self.checkpoint() {
-                            tracing::error!(error = %e, "cannot sign the final checkpoint");
-                        }
-                    }
+                    self.checkpoint_if_due(&mut signed, true);
                     return;
                 }
             };
@@ -246,11 +242,7 @@ impl Writer {
             if !batch.is_empty() {
                 self.append(&batch);
             }
-            if self.checkpoint_due(&mut last_checkpoint, !waiters.is_empty()) {
-                if let Err(e) = self.checkpoint() {
-                    tracing::error!(error = %e, "cannot sign an audit checkpoint");
-                }
-            }
+            self.checkpoint_if_due(&mut signed, !waiters.is_empty());
             for w in waiters {
                 let _ = w.send(());
             }
@@ -277,41 +269,51 @@ impl Writer {
             .fetch_add(batch.len() as u64, Ordering::Relaxed);
     }
 
-    /// Due after `every` new records, or after `interval` with any unsigned record; a flush
-    /// (an auditor is about to read) also signs what is there.
-    fn checkpoint_due(&self, last: &mut Instant, flushing: bool) -> bool {
-        let (Ok(Some((head, _))), Ok(cp)) = (self.store.audit_head(), self.store.last_checkpoint())
-        else {
-            return false;
+    /// Signs the chain's head when due: after `every` new records, or after `interval` with
+    /// any unsigned record; a flush (an auditor is about to read) also signs what is there.
+    /// The signed position is kept here; only the head, which writes in request
+    /// transactions also move, is read from the store.
+    fn checkpoint_if_due(&self, signed: &mut Signed, flushing: bool) {
+        let (seq, hash) = match self.store.audit_head() {
+            Ok(Some(head)) => head,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the audit chain's head");
+                return;
+            }
         };
-        let signed = cp.map(|c| c.seq).unwrap_or(0);
-        if head <= signed {
-            return false;
+        if seq <= signed.seq
+            || !(seq - signed.seq >= self.every || signed.at.elapsed() >= self.interval || flushing)
+        {
+            return;
         }
-        let due = head - signed >= self.every || last.elapsed() >= self.interval || flushing;
-        if due {
-            *last = Instant::now();
-        }
-        due
-    }
-
-    fn checkpoint(&self) -> Result<()> {
-        let Some((seq, hash)) = self.store.audit_head()? else {
-            return Ok(());
-        };
+        signed.at = Instant::now();
         let create_time = crate::clock::SystemClock.now();
-        let signature = self
+        let result = self
             .signer
-            .sign(&checkpoint_message(seq, &hash, create_time))?;
-        self.store.insert_checkpoint(&Checkpoint {
-            seq,
-            hash,
-            create_time,
-            signature,
-        })?;
-        self.counters.checkpoints.fetch_add(1, Ordering::Relaxed);
-        Ok(())
+            .sign(&checkpoint_message(seq, &hash, create_time))
+            .and_then(|signature| {
+                self.store.insert_checkpoint(&Checkpoint {
+                    seq,
+                    hash,
+                    create_time,
+                    signature,
+                })
+            });
+        match result {
+            Ok(()) => {
+                signed.seq = seq;
+                self.counters.checkpoints.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => tracing::error!(error = %e, "cannot sign an audit checkpoint"),
+        }
     }
+}
+
+/// The newest signed checkpoint, as the writer last made it.
+struct Signed {
+    seq: u64,
+    at: Instant,
 }
 
 /// One record as a JSON object (the export format, one per line in `keyward audit export`).

@@ -40,10 +40,7 @@ impl AuditRecord {
     pub fn system(service: &str, action: &str, region: &str, owner_uin: u64) -> Self {
         AuditRecord {
             event_id: uuid::Uuid::new_v4().to_string(),
-            event_time: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs() as i64)
-                .unwrap_or(0),
+            event_time: crate::clock::Clock::now(&crate::clock::SystemClock),
             region: region.to_string(),
             service: service.to_string(),
             action: action.to_string(),

@@ -126,11 +126,8 @@ impl Access {
     }
 
     /// Decides on a resource about to be created with `request_tags`.
-    pub fn check_create(&self, kind: &str, resource: &str, request_tags: Tags<'_>) -> Result<()> {
-        // `.../key/*` stands for an id not yet assigned; the creator notes the real name.
-        if !resource.ends_with('*') {
-            pending::resource(kind, resource);
-        }
+    /// Nothing is noted: the creator notes the new resource's name once it has one.
+    pub fn check_create(&self, resource: &str, request_tags: Tags<'_>) -> Result<()> {
         if self.decide(resource, &[], request_tags) {
             Ok(())
         } else {

@@ -134,9 +134,9 @@ impl Caller {
 
     /// Decides on a resource about to be created (`resource` is its CAM name, or a
     /// `.../key/*`-style name for resources whose id the service assigns).
-    pub fn check_new(&self, kind: &str, resource: &str, tags: &[Tag]) -> Result<()> {
+    pub fn check_new(&self, resource: &str, tags: &[Tag]) -> Result<()> {
         match &self.access {
-            Some(a) => a.check_create(kind, resource, &tag_pairs(tags)),
+            Some(a) => a.check_create(resource, &tag_pairs(tags)),
             None => Ok(()),
         }
     }
@@ -249,7 +249,7 @@ impl Kms {
     }
 
     pub fn create_key(&self, caller: &Caller, req: NewKey) -> Result<KeyRecord> {
-        caller.check_new("kms_key", &caller.key_resource("*"), &req.tags)?;
+        caller.check_new(&caller.key_resource("*"), &req.tags)?;
         alias::validate(&req.alias)?;
         check_description(&req.description)?;
         let origin = match req.origin_type {

@@ -270,11 +270,10 @@ impl Ssm {
         check_name(&new.name)?;
         check_version_id(&new.version_id)?;
         check_description(&new.description)?;
-        caller.check_new(
-            "ssm_secret",
-            &policy::ssm_secret_resource(&caller.region, caller.owner_uin, caller.uin, &new.name),
-            &new.tags,
-        )?;
+        let resource =
+            policy::ssm_secret_resource(&caller.region, caller.owner_uin, caller.uin, &new.name);
+        caller.check_new(&resource, &new.tags)?;
+        crate::audit::pending::resource("ssm_secret", &resource);
         let (kms_key_id, kms_key_type) = match new.kms_key_id.filter(|k| !k.is_empty()) {
             Some(k) => {
                 // Secrets Manager uses the CMK with its own rights (as Tencent's does through
