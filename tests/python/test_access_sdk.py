@@ -94,3 +94,31 @@ def test_bad_policy_document_is_refused(keyward):
                 "effect": "allow", "action": ["kms:Encrypt"], "resource": ["*"],
                 "condition": {"ip_equall": {"qcs:ip": ["10.0.0.0/8"]}}}]})})
     assert e.value.code == "InvalidParameter.PolicyDocumentError"
+
+
+@pytest.mark.parametrize("service,version,action,params,code", [
+    ("keyward", "2026-11-01", "UpdateAccessKey", {"AccessKeyId": "AKIDnope", "Status": "Sleeping"},
+     "InvalidParameterValue"),
+    ("keyward", "2026-11-01", "UpdateAccessKey", {"AccessKeyId": "AKIDnope", "Status": "Active"},
+     "ResourceNotFound.SecretNotExist"),
+    ("keyward", "2026-11-01", "GetUser", {"Name": "nobody-here"}, "ResourceNotFound.UserNotExist"),
+    ("keyward", "2026-11-01", "DeleteGroup", {"GroupId": 999999}, "ResourceNotFound.GroupNotExist"),
+    ("keyward", "2026-11-01", "DeleteGroup", {}, "MissingParameter"),
+    ("keyward", "2026-11-01", "GetPolicy", {"PolicyId": 999999}, "ResourceNotFound.PolicyIdNotFound"),
+    ("keyward", "2026-11-01", "AddUser", {"Name": "bad name!"}, "InvalidParameterValue"),
+    ("keyward", "2026-11-01", "DeleteUser", {"Name": "root"}, "OperationDenied"),
+    ("keyward", "2026-11-01", "ExportAuditLog", {"Limit": 1001}, "InvalidParameterValue"),
+    ("keyward", "2026-11-01", "AddUser", {"Name": "x", "Colour": "blue"}, "UnknownParameter"),
+    ("cloudaudit", "2019-03-19", "LookUpEvents", {"StartTime": 1, "EndTime": 2, "NextToken": "abc"},
+     "InvalidParameterValue"),
+    ("cloudaudit", "2019-03-19", "LookUpEvents", {"StartTime": 1, "EndTime": 2, "Mode": "slow"},
+     "InvalidParameterValue"),
+    ("cloudaudit", "2019-03-19", "LookUpEvents", {"EndTime": 2}, "InvalidParameter.Time"),
+])
+def test_management_and_query_errors(keyward, service, version, action, params, code):
+    client = CommonClient(
+        service, version, credential.Credential(keyward.secret_id, keyward.secret_key),
+        keyward.region, ClientProfile(httpProfile=HttpProfile(protocol="http", endpoint=keyward.host)))
+    with pytest.raises(TencentCloudSDKException) as e:
+        client.call_json(action, params)
+    assert e.value.code == code, e.value.message
