@@ -16,15 +16,9 @@ use std::sync::OnceLock;
 
 const DEVICE_KEY: [u8; 32] = [0x5a; 32];
 
-/// Every algorithm id, accepted or not by the device.
-const ALGORITHMS: [Algorithm; 6] = [
-    Algorithm::Aes256Gcm,
-    Algorithm::Sm4Gcm,
-    Algorithm::Rsa2048,
-    Algorithm::EccP256,
-    Algorithm::EccP384,
-    Algorithm::Sm2,
-];
+#[path = "../../shared/tests/common/requests.rs"]
+mod requests;
+use requests::*;
 
 fn service() -> KeyService<OsRng> {
     KeyService::new(DEVICE_KEY, OsRng)
@@ -104,71 +98,6 @@ impl sm2::elliptic_curve::rand_core::TryRng for Sm2Rng {
 }
 
 impl sm2::elliptic_curve::rand_core::TryCryptoRng for Sm2Rng {}
-
-/// An owned mirror of `Request<'a>`, so a strategy can generate one and the test can borrow it.
-#[derive(Debug, Clone)]
-enum OwnedRequest {
-    Hello(u16),
-    GenerateKey(Algorithm),
-    ImportKey(Algorithm, Vec<u8>),
-    Encrypt(Algorithm, Vec<u8>, Vec<u8>, Vec<u8>),
-    Decrypt(Algorithm, Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>),
-    Random(u32),
-    GenerateKeyPair(Algorithm),
-    Sign(Algorithm, Vec<u8>, Vec<u8>, bool),
-    AsymDecrypt(Algorithm, Vec<u8>, Vec<u8>),
-    Attest(Vec<u8>),
-}
-
-impl OwnedRequest {
-    fn as_request(&self) -> Request<'_> {
-        match self {
-            OwnedRequest::Hello(protocol) => Request::Hello {
-                protocol: *protocol,
-            },
-            OwnedRequest::GenerateKey(algorithm) => Request::GenerateKey {
-                algorithm: *algorithm,
-            },
-            OwnedRequest::ImportKey(algorithm, material) => Request::ImportKey {
-                algorithm: *algorithm,
-                material,
-            },
-            OwnedRequest::Encrypt(algorithm, sealed, aad, plaintext) => Request::Encrypt {
-                algorithm: *algorithm,
-                sealed,
-                aad,
-                plaintext,
-            },
-            OwnedRequest::Decrypt(algorithm, sealed, aad, nonce, ciphertext) => Request::Decrypt {
-                algorithm: *algorithm,
-                sealed,
-                aad,
-                nonce,
-                ciphertext,
-            },
-            OwnedRequest::Random(len) => Request::Random { len: *len },
-            OwnedRequest::GenerateKeyPair(algorithm) => Request::GenerateKeyPair {
-                algorithm: *algorithm,
-            },
-            OwnedRequest::Sign(algorithm, sealed, message, is_digest) => Request::Sign {
-                algorithm: *algorithm,
-                sealed,
-                message,
-                is_digest: *is_digest,
-            },
-            OwnedRequest::AsymDecrypt(algorithm, sealed, ciphertext) => Request::AsymDecrypt {
-                algorithm: *algorithm,
-                sealed,
-                ciphertext,
-            },
-            OwnedRequest::Attest(challenge) => Request::Attest { challenge },
-        }
-    }
-}
-
-fn algorithm() -> impl Strategy<Value = Algorithm> {
-    prop::sample::select(&ALGORITHMS[..])
-}
 
 fn bytes(max: usize) -> impl Strategy<Value = Vec<u8>> {
     prop::collection::vec(any::<u8>(), 0..=max)
