@@ -2,8 +2,8 @@
 //! EncryptionContext canonicalisation and blob parsing.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use keyward::api::tc3;
 use keyward::kms::context;
-use keyward::tc3;
 use keyward_shared::blob::Blob;
 
 fn tc3_verify(c: &mut Criterion) {

@@ -1,8 +1,8 @@
 //! A small Tencent Cloud API 3.0 client: signs each request as the official SDKs do and
 //! reuses keep-alive connections. The load generator and the end-to-end tests use it.
 
+use crate::api::tc3;
 use crate::error::{Error, Result};
-use crate::tc3;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_util::client::legacy::connect::HttpConnector;

@@ -13,10 +13,8 @@ pub mod error;
 pub mod hsm;
 pub mod iam;
 pub mod kms;
-pub mod ratelimit;
 pub mod server;
 pub mod ssm;
 pub mod store;
-pub mod tc3;
 
 pub use error::{Error, Result};

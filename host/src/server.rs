@@ -2,6 +2,7 @@
 
 use crate::accounts::{Accounts, IssuedCredential, ROOT_UIN};
 use crate::alarms::Alarms;
+use crate::api::ratelimit::Limiter;
 use crate::api::{self, AppState};
 use crate::audit::Audit;
 use crate::clock::AdjustableClock;
@@ -11,7 +12,6 @@ use crate::error::{Error, Result};
 use crate::hsm;
 use crate::iam::Iam;
 use crate::kms::Kms;
-use crate::ratelimit::Limiter;
 use crate::ssm::Ssm;
 use crate::store::{SqliteStore, Store};
 use std::path::Path;

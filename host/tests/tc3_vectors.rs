@@ -1,7 +1,7 @@
 //! TC3-HMAC-SHA256 against the captured SDK/tccli requests in tests/data/tc3-test-vectors.json:
 //! every intermediate value and the final signature must match, from the raw request parts.
 
-use keyward::tc3;
+use keyward::api::tc3;
 use serde_json::Value;
 
 #[test]

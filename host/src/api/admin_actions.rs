@@ -2,22 +2,11 @@
 //! request. Only the root account may call them.
 
 use super::params::{opt_u64, parse};
-use super::{Ctx, Fields, Handler};
+use super::{Ctx, Fields};
 use crate::accounts::ROOT_UIN;
 use crate::error::{Error, Result};
 use serde::Deserialize;
 use serde_json::json;
-
-pub const VERSION: &str = "2026-11-01";
-pub const SERVICE: &str = "keyward";
-
-pub fn handler(action: &str) -> Option<Handler> {
-    Some(match action {
-        "AdvanceClock" => advance_clock,
-        "RunScheduledJobs" => run_scheduled_jobs,
-        _ => return None,
-    })
-}
 
 fn require_root(ctx: &Ctx<'_>) -> Result<()> {
     if ctx.caller.uin != ROOT_UIN {
@@ -37,7 +26,7 @@ struct AdvanceClockRequest {
 
 /// Moves the service clock forward (only with `[testing] adjustable_clock`) and runs the
 /// scheduled jobs once, so a test sees their effect deterministically.
-fn advance_clock(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+pub(super) fn advance_clock(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     require_root(ctx)?;
     let req: AdvanceClockRequest = parse(body)?;
     let clock = ctx.state.adjustable_clock.as_ref().ok_or_else(|| {
@@ -74,7 +63,7 @@ fn run_jobs(ctx: &Ctx<'_>, now: i64) -> Result<Fields> {
     .unwrap_or_default())
 }
 
-fn run_scheduled_jobs(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+pub(super) fn run_scheduled_jobs(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     require_root(ctx)?;
     let _: serde_json::Map<String, serde_json::Value> = parse(body)?;
     run_jobs(ctx, ctx.state.clock.now())

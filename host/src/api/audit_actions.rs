@@ -2,27 +2,17 @@
 //! `tccli cloudaudit LookUpEvents --endpoint …` and the SDK's CloudauditClient work.
 
 use super::params::{opt_u64, parse};
-use super::{Ctx, Fields, Handler};
+use super::{Ctx, Fields};
 use crate::audit::record::ChainedRecord;
 use crate::error::{Error, Result};
 use crate::store::{AuditAttribute, AuditQuery};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-pub const VERSION: &str = "2019-03-19";
-pub const SERVICE: &str = "cloudaudit";
-
 /// CloudAudit's limits: 50 events per page, a search window of at most 7 days.
 const MAX_RESULTS: u64 = 50;
 const DEFAULT_RESULTS: u64 = 10;
 const MAX_WINDOW_SECS: u64 = 7 * 86_400;
-
-pub fn handler(action: &str) -> Option<Handler> {
-    Some(match action {
-        "LookUpEvents" => look_up_events,
-        _ => return None,
-    })
-}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "PascalCase")]
@@ -90,7 +80,7 @@ fn attribute(a: &LookupAttribute) -> Result<(String, AuditAttribute)> {
     Ok((key, attr))
 }
 
-fn look_up_events(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+pub(super) fn look_up_events(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     let req: LookUpEventsRequest = parse(body)?;
     let (Some(start), Some(end)) = (req.start_time, req.end_time) else {
         return Err(Error::AuditTimeMissing);

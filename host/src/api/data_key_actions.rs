@@ -4,7 +4,7 @@ use super::params::{
     base64_decode, base64_encode, newest_first, opt_u64, page, parse, required, tag_filters,
     user_created, TagFilterParam,
 };
-use super::{Ctx, Fields, Handler};
+use super::{Ctx, Fields};
 use crate::error::{Error, Result};
 use crate::kms::data_keys::{self, NewDataKey, ORIGINS};
 use crate::kms::ORIGIN_EXTERNAL;
@@ -12,27 +12,6 @@ use crate::store::{DataKeyQuery, DataKeyRecord, KeyState, Tag};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use zeroize::Zeroizing;
-
-pub fn handler(action: &str) -> Option<Handler> {
-    Some(match action {
-        "ImportDataKey" => import_data_key,
-        "DescribeDataKey" => describe_data_key,
-        "DescribeDataKeys" => describe_data_keys,
-        "ListDataKeys" => list_data_keys,
-        "ListDataKeyDetail" => list_data_key_detail,
-        "GetDataKeyPlaintext" => get_data_key_plaintext,
-        "GetDataKeyCiphertextBlob" => get_data_key_ciphertext_blob,
-        "UpdateDataKeyName" => update_data_key_name,
-        "UpdateDataKeyDescription" => update_data_key_description,
-        "EnableDataKey" => |c, b| set_enabled(c, b, true),
-        "DisableDataKey" => |c, b| set_enabled(c, b, false),
-        "EnableDataKeys" => |c, b| set_enabled_batch(c, b, true),
-        "DisableDataKeys" => |c, b| set_enabled_batch(c, b, false),
-        "ScheduleDataKeyDeletion" => schedule_deletion,
-        "CancelDataKeyDeletion" => cancel_deletion,
-        _ => return None,
-    })
-}
 
 fn obj(v: Value) -> Fields {
     match v {
@@ -99,7 +78,7 @@ struct ImportRequest {
     tags: Option<Vec<Tag>>,
 }
 
-fn import_data_key(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+pub(super) fn import_data_key(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     let req: ImportRequest = parse(body)?;
     super::kms_actions::no_hsm_cluster(&req.hsm_cluster_id)?;
     let import_type = req
@@ -138,7 +117,7 @@ struct IdRequest {
     data_key_id: String,
 }
 
-fn describe_data_key(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+pub(super) fn describe_data_key(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     let req: IdRequest = parse(body)?;
     let k = ctx.state.kms.data_key(&ctx.caller, &req.data_key_id)?;
     Ok(obj(json!({ "DataKeyMetadata": metadata(ctx, &k) })))
@@ -150,7 +129,7 @@ struct IdsRequest {
     data_key_ids: Vec<String>,
 }
 
-fn describe_data_keys(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+pub(super) fn describe_data_keys(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     let req: IdsRequest = parse(body)?;
     if req.data_key_ids.is_empty() || req.data_key_ids.len() > 100 {
         return Err(Error::InvalidValue(
@@ -202,7 +181,7 @@ struct ListRequest {
     hsm_cluster_id: Option<String>,
 }
 
-fn list_data_keys(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+pub(super) fn list_data_keys(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     let req: ListRequest = parse(body)?;
     let (offset, limit) = page(req.offset, req.limit)?;
     let q = base_query(ctx, offset, limit, req.role)?;
@@ -250,7 +229,7 @@ struct ListDetailRequest {
     member_accounts: Option<Value>,
 }
 
-fn list_data_key_detail(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+pub(super) fn list_data_key_detail(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     let req: ListDetailRequest = parse(body)?;
     let (offset, limit) = page(req.offset, req.limit)?;
     let mut q = base_query(ctx, offset, limit, req.role)?;
@@ -306,7 +285,7 @@ struct PlaintextRequest {
     encryption_algorithm: Option<String>,
 }
 
-fn get_data_key_plaintext(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+pub(super) fn get_data_key_plaintext(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     let req: PlaintextRequest = parse(body)?;
 
     let pt = ctx
@@ -321,7 +300,7 @@ fn get_data_key_plaintext(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     Ok(obj(json!({ "Plaintext": encoded.as_str() })))
 }
 
-fn get_data_key_ciphertext_blob(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+pub(super) fn get_data_key_ciphertext_blob(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     let req: IdRequest = parse(body)?;
     let blob = ctx.state.kms.data_key_blob(&ctx.caller, &req.data_key_id)?;
     Ok(obj(json!({ "CiphertextBlob": base64_encode(&blob) })))
@@ -334,7 +313,7 @@ struct RenameRequest {
     data_key_name: String,
 }
 
-fn update_data_key_name(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+pub(super) fn update_data_key_name(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     let req: RenameRequest = parse(body)?;
     ctx.state
         .kms
@@ -349,7 +328,7 @@ struct DescriptionRequest {
     description: String,
 }
 
-fn update_data_key_description(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+pub(super) fn update_data_key_description(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     let req: DescriptionRequest = parse(body)?;
     ctx.state
         .kms
@@ -357,7 +336,7 @@ fn update_data_key_description(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     Ok(Fields::new())
 }
 
-fn set_enabled(ctx: &Ctx<'_>, body: &[u8], enabled: bool) -> Result<Fields> {
+pub(super) fn set_enabled(ctx: &Ctx<'_>, body: &[u8], enabled: bool) -> Result<Fields> {
     let req: IdRequest = parse(body)?;
     ctx.state
         .kms
@@ -365,7 +344,7 @@ fn set_enabled(ctx: &Ctx<'_>, body: &[u8], enabled: bool) -> Result<Fields> {
     Ok(Fields::new())
 }
 
-fn set_enabled_batch(ctx: &Ctx<'_>, body: &[u8], enabled: bool) -> Result<Fields> {
+pub(super) fn set_enabled_batch(ctx: &Ctx<'_>, body: &[u8], enabled: bool) -> Result<Fields> {
     let req: IdsRequest = parse(body)?;
     ctx.state
         .kms
@@ -381,7 +360,7 @@ struct ScheduleRequest {
     pending_window_in_days: Option<u64>,
 }
 
-fn schedule_deletion(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+pub(super) fn schedule_deletion(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     let req: ScheduleRequest = parse(body)?;
     let days = req
         .pending_window_in_days
@@ -395,7 +374,7 @@ fn schedule_deletion(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     ))
 }
 
-fn cancel_deletion(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+pub(super) fn cancel_deletion(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     let req: IdRequest = parse(body)?;
     ctx.state
         .kms

@@ -4,7 +4,7 @@
 //! Policies grant these as `keyward:<Action>` on resource `*` (docs/access-control.md).
 
 use super::params::{opt_u64, parse, required};
-use super::{Ctx, Fields, Handler};
+use super::{Ctx, Fields};
 use crate::accounts::ROOT_UIN;
 use crate::audit::verify;
 use crate::error::{Error, Result};
@@ -13,41 +13,6 @@ use crate::iam::policy::Policy;
 use crate::store::{AccountRecord, ApiKeyRecord, PolicyRecord, Target};
 use serde::Deserialize;
 use serde_json::{json, Value};
-
-pub fn handler(action: &str) -> Option<Handler> {
-    Some(match action {
-        "AddUser" => add_user,
-        "GetUser" => get_user,
-        "ListUsers" => list_users,
-        "UpdateUser" => update_user,
-        "DeleteUser" => delete_user,
-        "CreateAccessKey" => create_access_key,
-        "UpdateAccessKey" => update_access_key,
-        "DeleteAccessKey" => delete_access_key,
-        "ListAccessKeys" => list_access_keys,
-        "CreateGroup" => create_group,
-        "DeleteGroup" => delete_group,
-        "ListGroups" => list_groups,
-        "AddUserToGroup" => |c, b| group_membership(c, b, true),
-        "RemoveUserFromGroup" => |c, b| group_membership(c, b, false),
-        "ListUsersForGroup" => list_users_for_group,
-        "CreatePolicy" => create_policy,
-        "UpdatePolicy" => update_policy,
-        "DeletePolicy" => delete_policy,
-        "GetPolicy" => get_policy,
-        "ListPolicies" => list_policies,
-        "AttachUserPolicy" => |c, b| attach(c, b, true, true),
-        "DetachUserPolicy" => |c, b| attach(c, b, true, false),
-        "AttachGroupPolicy" => |c, b| attach(c, b, false, true),
-        "DetachGroupPolicy" => |c, b| attach(c, b, false, false),
-        "ListAttachedUserPolicies" => |c, b| list_attached(c, b, true),
-        "ListAttachedGroupPolicies" => |c, b| list_attached(c, b, false),
-        "VerifyAuditLog" => verify_audit_log,
-        "ExportAuditLog" => export_audit_log,
-        "DescribeAuditKey" => describe_audit_key,
-        _ => return None,
-    })
-}
 
 fn out(v: Value) -> Result<Fields> {
     Ok(v.as_object().cloned().unwrap_or_default())
@@ -140,7 +105,7 @@ struct AddUserRequest {
     email: Option<Value>,
 }
 
-fn add_user(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+pub(super) fn add_user(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     let req: AddUserRequest = parse(body)?;
     check_name("Name", &req.name)?;
     check_remark(&req.remark)?;
@@ -178,12 +143,12 @@ struct NameRequest {
     name: String,
 }
 
-fn get_user(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+pub(super) fn get_user(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     let req: NameRequest = parse(body)?;
     out(user_json(&user(ctx, required("Name", &req.name)?)?))
 }
 
-fn list_users(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+pub(super) fn list_users(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     let _: serde_json::Map<String, Value> = parse(body)?;
     let users: Vec<Value> = ctx
         .state
@@ -213,7 +178,7 @@ struct UpdateUserRequest {
     need_reset_password: Option<Value>,
 }
 
-fn update_user(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+pub(super) fn update_user(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     let req: UpdateUserRequest = parse(body)?;
     let u = user(ctx, required("Name", &req.name)?)?;
     if let Some(remark) = &req.remark {
@@ -223,7 +188,7 @@ fn update_user(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     out(json!({}))
 }
 
-fn delete_user(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+pub(super) fn delete_user(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields, rename_all = "PascalCase")]
     struct Req {
@@ -279,7 +244,7 @@ struct TargetRequest {
 /// API keys per account, as in CAM.
 const MAX_KEYS_PER_ACCOUNT: usize = 10;
 
-fn create_access_key(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+pub(super) fn create_access_key(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     let req: TargetRequest = parse(body)?;
     let owner = key_owner(ctx, req.target_uin)?;
     if ctx.state.kms.store().list_api_keys(owner.uin)?.len() >= MAX_KEYS_PER_ACCOUNT {
@@ -327,7 +292,7 @@ fn owned_key(ctx: &Ctx<'_>, req: &AccessKeyRequest) -> Result<ApiKeyRecord> {
     Ok(key)
 }
 
-fn update_access_key(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+pub(super) fn update_access_key(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     let req: AccessKeyRequest = parse(body)?;
     let enabled = match req.status.as_deref() {
         Some("Active") => true,
@@ -348,7 +313,7 @@ fn update_access_key(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     out(json!({}))
 }
 
-fn delete_access_key(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+pub(super) fn delete_access_key(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     let req: AccessKeyRequest = parse(body)?;
     let key = owned_key(ctx, &req)?;
     if key.uin == ROOT_UIN && ctx.state.kms.store().list_api_keys(ROOT_UIN)?.len() == 1 {
@@ -361,7 +326,7 @@ fn delete_access_key(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     out(json!({}))
 }
 
-fn list_access_keys(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+pub(super) fn list_access_keys(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     let req: TargetRequest = parse(body)?;
     let owner = key_owner(ctx, req.target_uin)?;
     let keys: Vec<Value> = ctx
@@ -385,7 +350,7 @@ struct CreateGroupRequest {
     remark: String,
 }
 
-fn create_group(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+pub(super) fn create_group(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     let req: CreateGroupRequest = parse(body)?;
     check_name("GroupName", &req.group_name)?;
     check_remark(&req.remark)?;
@@ -408,7 +373,7 @@ fn group_id(id: Option<u64>) -> Result<u64> {
     id.ok_or_else(|| Error::MissingParameter("GroupId is required".into()))
 }
 
-fn delete_group(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+pub(super) fn delete_group(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     let req: GroupIdRequest = parse(body)?;
     let id = group_id(req.group_id)?;
     if !ctx.state.kms.store().delete_group(id)? {
@@ -418,7 +383,7 @@ fn delete_group(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     out(json!({}))
 }
 
-fn list_groups(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+pub(super) fn list_groups(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     let _: serde_json::Map<String, Value> = parse(body)?;
     let groups: Vec<Value> = ctx
         .state
@@ -456,7 +421,7 @@ struct MembershipRequest {
     info: Vec<Membership>,
 }
 
-fn group_membership(ctx: &Ctx<'_>, body: &[u8], add: bool) -> Result<Fields> {
+pub(super) fn group_membership(ctx: &Ctx<'_>, body: &[u8], add: bool) -> Result<Fields> {
     let req: MembershipRequest = parse(body)?;
     if req.info.is_empty() {
         return Err(Error::MissingParameter(
@@ -489,7 +454,7 @@ fn group_membership(ctx: &Ctx<'_>, body: &[u8], add: bool) -> Result<Fields> {
     out(json!({}))
 }
 
-fn list_users_for_group(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+pub(super) fn list_users_for_group(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     let req: GroupIdRequest = parse(body)?;
     let id = group_id(req.group_id)?;
     let store = ctx.state.kms.store();
@@ -527,7 +492,7 @@ struct CreatePolicyRequest {
     description: String,
 }
 
-fn create_policy(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+pub(super) fn create_policy(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     let req: CreatePolicyRequest = parse(body)?;
     check_name("PolicyName", &req.policy_name)?;
     check_remark(&req.description)?;
@@ -562,7 +527,7 @@ fn policy_id(id: Option<u64>) -> Result<u64> {
     id.ok_or_else(|| Error::MissingParameter("PolicyId is required".into()))
 }
 
-fn update_policy(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+pub(super) fn update_policy(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     let req: UpdatePolicyRequest = parse(body)?;
     let id = policy_id(req.policy_id)?;
     if let Some(d) = &req.policy_document {
@@ -583,7 +548,7 @@ fn update_policy(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     out(json!({ "PolicyId": id }))
 }
 
-fn delete_policy(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+pub(super) fn delete_policy(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields, rename_all = "PascalCase")]
     struct Req {
@@ -617,7 +582,7 @@ fn policy(ctx: &Ctx<'_>, id: u64) -> Result<PolicyRecord> {
         .ok_or_else(|| Error::PolicyNotFound(id.to_string()))
 }
 
-fn get_policy(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+pub(super) fn get_policy(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields, rename_all = "PascalCase")]
     struct Req {
@@ -636,7 +601,7 @@ fn get_policy(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     }))
 }
 
-fn list_policies(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+pub(super) fn list_policies(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     let _: serde_json::Map<String, Value> = parse(body)?;
     let list: Vec<Value> = ctx
         .state
@@ -672,7 +637,7 @@ struct AttachRequest {
     detach_group_id: Option<u64>,
 }
 
-fn attach(ctx: &Ctx<'_>, body: &[u8], to_user: bool, attach: bool) -> Result<Fields> {
+pub(super) fn attach(ctx: &Ctx<'_>, body: &[u8], to_user: bool, attach: bool) -> Result<Fields> {
     let req: AttachRequest = parse(body)?;
     let p = policy(ctx, policy_id(req.policy_id)?)?;
     let store = ctx.state.kms.store();
@@ -709,7 +674,7 @@ fn attach(ctx: &Ctx<'_>, body: &[u8], to_user: bool, attach: bool) -> Result<Fie
     out(json!({}))
 }
 
-fn list_attached(ctx: &Ctx<'_>, body: &[u8], user: bool) -> Result<Fields> {
+pub(super) fn list_attached(ctx: &Ctx<'_>, body: &[u8], user: bool) -> Result<Fields> {
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields, rename_all = "PascalCase")]
     struct Req {
@@ -757,7 +722,7 @@ fn list_attached(ctx: &Ctx<'_>, body: &[u8], user: bool) -> Result<Fields> {
 
 // ---------------------------------------------------------------- audit log
 
-fn verify_audit_log(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+pub(super) fn verify_audit_log(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     let _: serde_json::Map<String, Value> = parse(body)?;
     ctx.state.audit.flush();
     let report = verify::verify(ctx.state.kms.store(), &ctx.state.audit.signer.public_key)?;
@@ -769,7 +734,7 @@ fn verify_audit_log(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
 
 const MAX_EXPORT: u64 = 1000;
 
-fn export_audit_log(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+pub(super) fn export_audit_log(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields, rename_all = "PascalCase")]
     struct Req {
@@ -799,7 +764,7 @@ fn export_audit_log(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     out(json!({ "Records": records, "NextSeq": next }))
 }
 
-fn describe_audit_key(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+pub(super) fn describe_audit_key(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     let _: serde_json::Map<String, Value> = parse(body)?;
     let signer = &ctx.state.audit.signer;
     out(json!({

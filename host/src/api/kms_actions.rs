@@ -5,7 +5,7 @@ use super::params::{
     base64_decode, base64_encode, newest_first, opt_u64, page, parse, required, tag_filters,
     user_created, TagFilterParam,
 };
-use super::{Ctx, Fields, Handler};
+use super::{Ctx, Fields};
 use crate::error::{Error, Result};
 use crate::kms::{self, NewKey, ASYMMETRIC_KEY_USAGES, KEY_USAGE_ENCRYPT_DECRYPT};
 use crate::store::{KeyQuery, KeyRecord, KeyState, Tag};
@@ -13,74 +13,6 @@ use keyward_shared::Algorithm;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use zeroize::Zeroizing;
-
-pub fn handler(action: &str) -> Option<Handler> {
-    Some(match action {
-        "CreateKey" => create_key,
-        "DescribeKey" => describe_key,
-        "DescribeKeys" => describe_keys,
-        "ListKeys" => list_keys,
-        "ListKeyDetail" => list_key_detail,
-        "UpdateAlias" => update_alias,
-        "UpdateKeyDescription" => update_key_description,
-        "EnableKey" => |c, b| set_enabled(c, b, true),
-        "DisableKey" => |c, b| set_enabled(c, b, false),
-        "EnableKeys" => |c, b| set_enabled_batch(c, b, true),
-        "DisableKeys" => |c, b| set_enabled_batch(c, b, false),
-        "Encrypt" => encrypt,
-        "Decrypt" => decrypt,
-        "GenerateDataKey" => generate_data_key,
-        "GenerateRandom" => generate_random,
-        "ScheduleKeyDeletion" => schedule_key_deletion,
-        "CancelKeyDeletion" => cancel_key_deletion,
-        "ArchiveKey" => |c, b| archive(c, b, true),
-        "CancelKeyArchive" => |c, b| archive(c, b, false),
-        "EnableKeyRotation" => enable_key_rotation,
-        "DisableKeyRotation" => disable_key_rotation,
-        "GetKeyRotationStatus" => get_key_rotation_status,
-        "RotateKey" => rotate_key,
-        "ReEncrypt" => re_encrypt,
-        "BindCloudResource" => |c, b| bind_cloud_resource(c, b, true),
-        "UnbindCloudResource" => |c, b| bind_cloud_resource(c, b, false),
-        "GetPublicKey" => get_public_key,
-        "SignByAsymmetricKey" => sign_by_asymmetric_key,
-        "VerifyByAsymmetricKey" => verify_by_asymmetric_key,
-        "AsymmetricRsaDecrypt" => asymmetric_rsa_decrypt,
-        "AsymmetricSm2Decrypt" => asymmetric_sm2_decrypt,
-        "GetParametersForImport" => get_parameters_for_import,
-        "ImportKeyMaterial" => import_key_material,
-        "DeleteImportedKeyMaterial" => delete_imported_key_material,
-        "GetServiceStatus" => get_service_status,
-        "GetRegions" => get_regions,
-        "ListAlgorithms" => list_algorithms,
-        _ => return None,
-    })
-}
-
-/// Actions that only read metadata or run one HSM operation; everything that writes (and so
-/// waits for an fsync) goes to the blocking pool instead.
-pub fn runs_inline(action: &str) -> bool {
-    matches!(
-        action,
-        "Encrypt"
-            | "Decrypt"
-            | "GenerateDataKey"
-            | "GenerateRandom"
-            | "ReEncrypt"
-            | "GetPublicKey"
-            | "SignByAsymmetricKey"
-            | "VerifyByAsymmetricKey"
-            | "AsymmetricRsaDecrypt"
-            | "AsymmetricSm2Decrypt"
-            | "GetKeyRotationStatus"
-            | "GetDataKeyPlaintext"
-            | "GetDataKeyCiphertextBlob"
-            | "DescribeDataKey"
-            | "DescribeKey"
-            | "GetRegions"
-            | "ListAlgorithms"
-    )
-}
 
 fn out<T: Serialize>(v: T) -> Result<Fields> {
     match serde_json::to_value(v) {
@@ -182,7 +114,7 @@ pub(super) fn no_hsm_cluster(id: &Option<String>) -> Result<()> {
     }
 }
 
-fn create_key(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+pub(super) fn create_key(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     let req: CreateKeyRequest = parse(body)?;
     no_hsm_cluster(&req.hsm_cluster_id)?;
     let tags = req.tags.unwrap_or_default();
@@ -226,7 +158,7 @@ struct KeyIdRequest {
     member_account: MemberAccount,
 }
 
-fn describe_key(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+pub(super) fn describe_key(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     let req: KeyIdRequest = parse(body)?;
     let key = ctx
         .state
@@ -257,7 +189,7 @@ fn check_key_ids(ids: &[String]) -> Result<()> {
     Ok(())
 }
 
-fn describe_keys(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+pub(super) fn describe_keys(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     let req: KeyIdsRequest = parse(body)?;
     check_key_ids(&req.key_ids)?;
     kms::check_batch(&req.key_ids)?;
@@ -302,7 +234,7 @@ fn base_query(ctx: &Ctx<'_>, offset: u64, limit: u64) -> KeyQuery {
     }
 }
 
-fn list_keys(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+pub(super) fn list_keys(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     let req: ListKeysRequest = parse(body)?;
     let (offset, limit) = page(req.offset, req.limit)?;
     let user_created = user_created(req.role)?;
@@ -349,7 +281,7 @@ struct ListKeyDetailRequest {
     member_accounts: Option<Value>,
 }
 
-fn list_key_detail(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+pub(super) fn list_key_detail(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     let req: ListKeyDetailRequest = parse(body)?;
     let (offset, limit) = page(req.offset, req.limit)?;
     let mut q = base_query(ctx, offset, limit);
@@ -398,7 +330,7 @@ struct UpdateAliasRequest {
     member_account: MemberAccount,
 }
 
-fn update_alias(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+pub(super) fn update_alias(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     let req: UpdateAliasRequest = parse(body)?;
     ctx.state
         .kms
@@ -416,7 +348,7 @@ struct UpdateDescriptionRequest {
     member_account: MemberAccount,
 }
 
-fn update_key_description(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+pub(super) fn update_key_description(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     let req: UpdateDescriptionRequest = parse(body)?;
     ctx.state.kms.update_description(
         &ctx.caller,
@@ -426,7 +358,7 @@ fn update_key_description(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     Ok(Fields::new())
 }
 
-fn set_enabled(ctx: &Ctx<'_>, body: &[u8], enabled: bool) -> Result<Fields> {
+pub(super) fn set_enabled(ctx: &Ctx<'_>, body: &[u8], enabled: bool) -> Result<Fields> {
     let req: KeyIdRequest = parse(body)?;
     ctx.state
         .kms
@@ -434,7 +366,7 @@ fn set_enabled(ctx: &Ctx<'_>, body: &[u8], enabled: bool) -> Result<Fields> {
     Ok(Fields::new())
 }
 
-fn set_enabled_batch(ctx: &Ctx<'_>, body: &[u8], enabled: bool) -> Result<Fields> {
+pub(super) fn set_enabled_batch(ctx: &Ctx<'_>, body: &[u8], enabled: bool) -> Result<Fields> {
     let req: KeyIdsRequest = parse(body)?;
     check_key_ids(&req.key_ids)?;
     ctx.state
@@ -455,7 +387,7 @@ struct EncryptRequest {
     encryption_context: Option<String>,
 }
 
-fn encrypt(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+pub(super) fn encrypt(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     let req: EncryptRequest = parse(body)?;
     let key_id = required("KeyId", &req.key_id)?;
     let plaintext = Zeroizing::new(base64_decode(&req.plaintext, Error::InvalidPlaintext)?);
@@ -526,7 +458,7 @@ pub(super) fn deliver_plaintext(
     }
 }
 
-fn decrypt(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+pub(super) fn decrypt(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     let req: DecryptRequest = parse(body)?;
     let blob = base64_decode(
         required("CiphertextBlob", &req.ciphertext_blob)?,
@@ -572,7 +504,7 @@ struct GenerateDataKeyRequest {
 
 pub const MAX_DATA_KEY_BYTES: u64 = 1024;
 
-fn generate_data_key(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+pub(super) fn generate_data_key(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     let req: GenerateDataKeyRequest = parse(body)?;
     let key_id = required("KeyId", &req.key_id)?;
     no_hsm_cluster(&req.hsm_cluster_id)?;
@@ -665,7 +597,7 @@ struct GenerateRandomRequest {
     number_of_bytes: Option<u64>,
 }
 
-fn generate_random(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+pub(super) fn generate_random(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     let req: GenerateRandomRequest = parse(body)?;
     let n = req
         .number_of_bytes
@@ -692,7 +624,7 @@ struct ScheduleDeletionRequest {
     member_account: MemberAccount,
 }
 
-fn schedule_key_deletion(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+pub(super) fn schedule_key_deletion(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     let req: ScheduleDeletionRequest = parse(body)?;
     let key_id = required("KeyId", &req.key_id)?;
     let days = req
@@ -702,14 +634,14 @@ fn schedule_key_deletion(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     out(json!({ "DeletionDate": date, "KeyId": key_id }))
 }
 
-fn cancel_key_deletion(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+pub(super) fn cancel_key_deletion(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     let req: KeyIdRequest = parse(body)?;
     let key_id = required("KeyId", &req.key_id)?;
     ctx.state.kms.cancel_deletion(&ctx.caller, key_id)?;
     out(json!({ "KeyId": key_id }))
 }
 
-fn archive(ctx: &Ctx<'_>, body: &[u8], archive: bool) -> Result<Fields> {
+pub(super) fn archive(ctx: &Ctx<'_>, body: &[u8], archive: bool) -> Result<Fields> {
     let req: KeyIdRequest = parse(body)?;
     ctx.state
         .kms
@@ -728,7 +660,7 @@ struct EnableRotationRequest {
     member_account: MemberAccount,
 }
 
-fn enable_key_rotation(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+pub(super) fn enable_key_rotation(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     let req: EnableRotationRequest = parse(body)?;
     ctx.state.kms.enable_rotation(
         &ctx.caller,
@@ -738,7 +670,7 @@ fn enable_key_rotation(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     Ok(Fields::new())
 }
 
-fn disable_key_rotation(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+pub(super) fn disable_key_rotation(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     let req: KeyIdRequest = parse(body)?;
     ctx.state
         .kms
@@ -746,7 +678,7 @@ fn disable_key_rotation(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     Ok(Fields::new())
 }
 
-fn get_key_rotation_status(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+pub(super) fn get_key_rotation_status(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     let req: KeyIdRequest = parse(body)?;
     let k = ctx
         .state
@@ -755,7 +687,7 @@ fn get_key_rotation_status(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     out(json!({ "KeyRotationEnabled": k.rotation_enabled }))
 }
 
-fn rotate_key(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+pub(super) fn rotate_key(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     let req: KeyIdRequest = parse(body)?;
     let k = ctx
         .state
@@ -777,7 +709,7 @@ struct ReEncryptRequest {
     destination_encryption_context: Option<String>,
 }
 
-fn re_encrypt(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+pub(super) fn re_encrypt(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     let req: ReEncryptRequest = parse(body)?;
     let blob = base64_decode(
         required("CiphertextBlob", &req.ciphertext_blob)?,
@@ -809,7 +741,7 @@ struct BindRequest {
     resource_id: String,
 }
 
-fn bind_cloud_resource(ctx: &Ctx<'_>, body: &[u8], bind: bool) -> Result<Fields> {
+pub(super) fn bind_cloud_resource(ctx: &Ctx<'_>, body: &[u8], bind: bool) -> Result<Fields> {
     let req: BindRequest = parse(body)?;
     let key_id = required("KeyId", &req.key_id)?;
     let product = required("ProductId", &req.product_id)?;
@@ -835,7 +767,7 @@ fn bind_cloud_resource(ctx: &Ctx<'_>, body: &[u8], bind: bool) -> Result<Fields>
 #[serde(deny_unknown_fields)]
 struct Empty {}
 
-fn get_service_status(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+pub(super) fn get_service_status(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     let _: Empty = parse(body)?;
     let used = ctx
         .state
@@ -861,7 +793,7 @@ fn get_service_status(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     }))
 }
 
-fn get_regions(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+pub(super) fn get_regions(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     let _: Empty = parse(body)?;
     let regions: Vec<&str> = ctx
         .state
@@ -875,7 +807,7 @@ fn get_regions(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
 
 /// What this region and HSM backend can do: every (KeyUsage, Algorithm) pair a CreateKey here
 /// would accept, with where the key would live (`ProtectionLevel`, a Keyward extension).
-fn list_algorithms(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+pub(super) fn list_algorithms(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     let _: Empty = parse(body)?;
     let kms = &ctx.state.kms;
     let alg = kms.region_algorithm(&ctx.caller.region)?;
@@ -918,7 +850,7 @@ struct ImportParamsRequest {
     wrapping_key_spec: String,
 }
 
-fn get_parameters_for_import(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+pub(super) fn get_parameters_for_import(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     let req: ImportParamsRequest = parse(body)?;
     let p = ctx.state.kms.import_parameters(
         &ctx.caller,
@@ -944,7 +876,7 @@ struct ImportMaterialRequest {
     valid_to: Option<u64>,
 }
 
-fn import_key_material(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+pub(super) fn import_key_material(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     let req: ImportMaterialRequest = parse(body)?;
     let encrypted = base64_decode(
         required("EncryptedKeyMaterial", &req.encrypted_key_material)?,
@@ -960,7 +892,7 @@ fn import_key_material(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     Ok(Fields::new())
 }
 
-fn delete_imported_key_material(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+pub(super) fn delete_imported_key_material(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     let req: KeyIdRequest = parse(body)?;
     ctx.state
         .kms
@@ -970,7 +902,7 @@ fn delete_imported_key_material(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
 
 // ---------------------------------------------------------------- asymmetric keys
 
-fn get_public_key(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+pub(super) fn get_public_key(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     let req: KeyIdRequest = parse(body)?;
     let key_id = required("KeyId", &req.key_id)?;
     let der = ctx.state.kms.public_key(&ctx.caller, key_id)?;
@@ -1002,7 +934,7 @@ struct SignRequest {
     message_type: Option<String>,
 }
 
-fn sign_by_asymmetric_key(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+pub(super) fn sign_by_asymmetric_key(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     let req: SignRequest = parse(body)?;
     let digest = is_digest(&req.message_type)?;
     let message = Zeroizing::new(base64_decode(required("Message", &req.message)?, |m| {
@@ -1029,7 +961,7 @@ struct VerifyRequest {
     message_type: Option<String>,
 }
 
-fn verify_by_asymmetric_key(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+pub(super) fn verify_by_asymmetric_key(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     let req: VerifyRequest = parse(body)?;
     let digest = is_digest(&req.message_type)?;
     let message = base64_decode(required("Message", &req.message)?, |m| {
@@ -1057,7 +989,7 @@ struct RsaDecryptRequest {
     algorithm: String,
 }
 
-fn asymmetric_rsa_decrypt(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+pub(super) fn asymmetric_rsa_decrypt(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     let req: RsaDecryptRequest = parse(body)?;
     let scheme = crate::kms::rsa_decrypt_scheme(required("Algorithm", &req.algorithm)?)?;
     asymmetric_decrypt(ctx, &req.key_id, &req.ciphertext, scheme)
@@ -1070,7 +1002,7 @@ struct Sm2DecryptRequest {
     ciphertext: String,
 }
 
-fn asymmetric_sm2_decrypt(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+pub(super) fn asymmetric_sm2_decrypt(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     let req: Sm2DecryptRequest = parse(body)?;
     asymmetric_decrypt(
         ctx,

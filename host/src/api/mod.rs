@@ -2,6 +2,7 @@
 //! (bounded), then authenticates, routes and runs the action on tokio's blocking pool, because
 //! store and HSM calls block.
 
+pub mod actions;
 mod admin_actions;
 mod audit_actions;
 mod data_key_actions;
@@ -9,7 +10,9 @@ pub mod envelope;
 mod iam_actions;
 mod kms_actions;
 pub mod params;
+pub mod ratelimit;
 mod ssm_actions;
+pub mod tc3;
 
 use crate::accounts::{Accounts, ApiCredential};
 use crate::alarms::Alarms;
@@ -19,15 +22,15 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::iam::{Access, Iam};
 use crate::kms::{Caller, Kms};
-use crate::ratelimit::{Family, Limiter};
 use crate::ssm::Ssm;
-use crate::tc3;
+use actions::{Action, Exec, Product, Run, Scope};
 use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
 use axum::http::request::Parts;
 use axum::http::Request;
 use axum::response::Response;
 use axum::Router;
+use ratelimit::Limiter;
 use serde_json::{Map, Value};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -59,78 +62,7 @@ pub struct Ctx<'a> {
 }
 
 pub type Fields = Map<String, Value>;
-type Handler = fn(&Ctx<'_>, &[u8]) -> Result<Fields>;
-
-/// A product served on this endpoint: its API version and credential-scope service name.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum Product {
-    Kms,
-    Ssm,
-    /// Keyward's own operator actions (service `keyward`, version `2026-11-01`).
-    Admin,
-    /// The audit log, queried like Tencent CloudAudit.
-    CloudAudit,
-}
-
-impl Product {
-    fn from_version(v: &str) -> Option<Self> {
-        match v {
-            "2019-01-18" => Some(Product::Kms),
-            "2019-09-23" => Some(Product::Ssm),
-            audit_actions::VERSION => Some(Product::CloudAudit),
-            admin_actions::VERSION => Some(Product::Admin),
-            _ => None,
-        }
-    }
-
-    fn service(self) -> &'static str {
-        match self {
-            Product::Kms => "kms",
-            Product::Ssm => "ssm",
-            Product::Admin => admin_actions::SERVICE,
-            Product::CloudAudit => audit_actions::SERVICE,
-        }
-    }
-
-    /// Actions that touch no particular resource: a policy grants them on resource `*`.
-    fn resource_less(self, action: &str) -> bool {
-        match self {
-            Product::Kms => matches!(
-                action,
-                "GenerateRandom" | "GetServiceStatus" | "GetRegions" | "ListAlgorithms"
-            ),
-            Product::Ssm => matches!(
-                action,
-                "GetServiceStatus" | "GetRegions" | "CreateService" | "DescribeSupportedProducts"
-            ),
-            Product::Admin | Product::CloudAudit => true,
-        }
-    }
-
-    /// List actions decide per item: they run when a policy names them at all.
-    fn is_list(self, action: &str) -> bool {
-        matches!(
-            (self, action),
-            (
-                Product::Kms,
-                "ListKeys" | "ListKeyDetail" | "ListDataKeys" | "ListDataKeyDetail"
-            ) | (Product::Ssm, "ListSecrets")
-        )
-    }
-
-    fn handler(self, action: &str) -> Option<Handler> {
-        match self {
-            Product::Kms => {
-                kms_actions::handler(action).or_else(|| data_key_actions::handler(action))
-            }
-            Product::Ssm => ssm_actions::handler(action),
-            Product::Admin => {
-                admin_actions::handler(action).or_else(|| iam_actions::handler(action))
-            }
-            Product::CloudAudit => audit_actions::handler(action),
-        }
-    }
-}
+pub type Handler = fn(&Ctx<'_>, &[u8]) -> Result<Fields>;
 
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
@@ -177,10 +109,12 @@ async fn handle(State(st): State<Arc<AppState>>, req: Request<Body>) -> Response
         .map(|c| c.0.ip());
     let (parts, body) = req.into_parts();
     let action = header(&parts, "x-tc-action").unwrap_or("").to_string();
+    let product = header(&parts, "x-tc-version").and_then(Product::from_version);
+    let row = product.and_then(|p| actions::find(p, &action));
     let audit = st
         .audit
         .enabled()
-        .then(|| base_record(&st, &parts, &action, &request_id, peer));
+        .then(|| base_record(&st, &parts, product, row, &request_id, peer));
     let limit = st.cfg.limits.max_body_bytes;
     // The record travels with the request: into the handler's thread and back, so it is
     // built once and never copied.
@@ -209,18 +143,14 @@ async fn handle(State(st): State<Arc<AppState>>, req: Request<Body>) -> Response
                     pending::begin(r);
                 }
                 let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    dispatch(&st, &parts, &body, peer)
+                    dispatch(&st, &parts, row, &body, peer)
                 }))
                 .unwrap_or_else(|_| Err(Error::Internal("action handler panicked".into())));
                 wipe_body(body);
                 (result, pending::finish())
             }
         };
-        if kms_actions::runs_inline(&action) || ssm_actions::runs_inline(&action) {
-            // Reads and crypto calls take microseconds: run them on the worker thread rather
-            // than paying a hand-off to the blocking pool (measured in docs/benchmarks.md).
-            // The PKCS#11 session pool is at least as large as the worker pool, so a worker
-            // never waits for a session here.
+        if row.is_some_and(|a| a.exec == Exec::Inline) {
             run()
         } else {
             tokio::task::spawn_blocking(run).await.unwrap_or_else(|e| {
@@ -275,11 +205,12 @@ fn wipe_body(body: axum::body::Bytes) {
 fn base_record(
     st: &AppState,
     parts: &Parts,
-    action: &str,
+    product: Option<Product>,
+    row: Option<&Action>,
     request_id: &str,
     peer: Option<IpAddr>,
 ) -> AuditRecord {
-    let product = header(parts, "x-tc-version").and_then(Product::from_version);
+    let action = header(parts, "x-tc-action").unwrap_or("");
     AuditRecord {
         event_id: uuid::Uuid::new_v4().to_string(),
         event_time: SystemClock.now(),
@@ -291,7 +222,8 @@ fn base_record(
         ),
         service: product.map(|p| p.service()).unwrap_or("").to_string(),
         action: clip(action, 128),
-        read_only: Family::of(action).read_only(),
+        // An action Keyward does not know changed nothing.
+        read_only: row.is_none_or(|a| a.family.read_only()),
         // Claimed until the signature is verified; the account fields stay 0 until then.
         secret_id: header(parts, "authorization")
             .map(claimed_secret_id)
@@ -328,7 +260,13 @@ fn header<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
     parts.headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-fn dispatch(st: &AppState, parts: &Parts, body: &[u8], peer: Option<IpAddr>) -> Result<Fields> {
+fn dispatch(
+    st: &AppState,
+    parts: &Parts,
+    row: Option<&Action>,
+    body: &[u8],
+    peer: Option<IpAddr>,
+) -> Result<Fields> {
     let action = header(parts, "x-tc-action")
         .filter(|a| !a.is_empty())
         .ok_or_else(|| Error::MissingParameter("the X-TC-Action header is required".into()))?;
@@ -337,9 +275,7 @@ fn dispatch(st: &AppState, parts: &Parts, body: &[u8], peer: Option<IpAddr>) -> 
         .ok_or_else(|| Error::MissingParameter("the X-TC-Version header is required".into()))?;
     let product =
         Product::from_version(version).ok_or_else(|| Error::NoSuchVersion(version.into()))?;
-    let handler = product
-        .handler(action)
-        .ok_or_else(|| Error::InvalidAction(action.into()))?;
+    let row = row.ok_or_else(|| Error::InvalidAction(action.into()))?;
     let cred = authenticate(st, parts, body, product.service())?;
     let now = SystemClock.now();
     st.accounts.mark_used(&cred.secret_id, now);
@@ -353,16 +289,16 @@ fn dispatch(st: &AppState, parts: &Parts, body: &[u8], peer: Option<IpAddr>) -> 
         Some(r) => return Err(Error::UnsupportedRegion(r.into())),
         None => st.cfg.regions[0].name.clone(),
     };
-    st.limiter.check(&cred.secret_id, Family::of(action))?;
+    st.limiter.check(&cred.secret_id, row.family)?;
     // Policies are asked with the action's CAM name (`kms:Encrypt`).
-    let cam_action = format!("{}:{action}", product.service());
+    let cam_action = row.cam_name();
     let access = if cred.is_root() {
         Access::root(cam_action, peer, now)
     } else {
         Access::user(cam_action, st.iam.policies_for(cred.uin)?, peer, now)
     };
     access.may_run()?;
-    if product.resource_less(action) {
+    if row.scope == Scope::Global {
         access.check_global()?;
     }
     let access = Arc::new(access);
@@ -375,8 +311,11 @@ fn dispatch(st: &AppState, parts: &Parts, body: &[u8], peer: Option<IpAddr>) -> 
             access: Some(access.clone()),
         },
     };
-    let fields = handler(&ctx, body)?;
-    if access.is_restricted() && !access.was_checked() && !product.is_list(action) {
+    let fields = match row.run {
+        Run::Handler(handler) => handler(&ctx, body)?,
+        Run::Refused(reason) => return Err(Error::Unsupported(reason.into())),
+    };
+    if access.is_restricted() && !access.was_checked() && row.scope != Scope::List {
         // Every action decides on the resources it touches; one that did not is a gap in
         // this code, and a sub-account must not benefit from it.
         tracing::error!(

@@ -5,7 +5,7 @@ use super::params::{
     base64_decode, base64_encode, newest_first, opt_u64, parse, required, tag_filters,
     TagFilterParam,
 };
-use super::{Ctx, Fields, Handler};
+use super::{Ctx, Fields};
 use crate::error::{Error, Result};
 use crate::ssm::{NewSecret, SecretValue, DEFAULT_VERSION_ID, MAX_VALUE_BYTES};
 use crate::store::{SecretQuery, SecretRecord, SecretStatus, Tag};
@@ -13,58 +13,12 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use zeroize::Zeroizing;
 
-pub fn handler(action: &str) -> Option<Handler> {
-    Some(match action {
-        "CreateSecret" => create_secret,
-        "GetSecretValue" => get_secret_value,
-        "PutSecretValue" => |c, b| put_secret_value(c, b, false),
-        "UpdateSecret" => |c, b| put_secret_value(c, b, true),
-        "UpdateDescription" => update_description,
-        "DescribeSecret" => describe_secret,
-        "ListSecrets" => list_secrets,
-        "ListSecretVersionIds" => list_secret_version_ids,
-        "DeleteSecretVersion" => delete_secret_version,
-        "EnableSecret" => |c, b| set_enabled(c, b, true),
-        "DisableSecret" => |c, b| set_enabled(c, b, false),
-        "DeleteSecret" => delete_secret,
-        "RestoreSecret" => restore_secret,
-        "GetServiceStatus" => get_service_status,
-        "GetRegions" => get_regions,
-        "CreateService" => create_service,
-        "CreateProductSecret"
-        | "RotateProductSecret"
-        | "UpdateRotationStatus"
-        | "DescribeRotationDetail"
-        | "DescribeRotationHistory"
-        | "DescribeAsyncRequestInfo"
-        | "DescribeSupportedProducts" => not_yet,
-        "CreateSSHKeyPairSecret" => create_ssh_key_pair_secret,
-        "GetSSHKeyPairValue" => get_ssh_key_pair_value,
-        _ => return None,
-    })
-}
-
 /// Reads that take microseconds run on the worker thread (see `api::handle`).
-pub fn runs_inline(action: &str) -> bool {
-    matches!(
-        action,
-        "GetSecretValue" | "DescribeSecret" | "ListSecretVersionIds"
-    )
-}
-
 fn obj(v: Value) -> Fields {
     match v {
         Value::Object(m) => m,
         _ => Fields::new(),
     }
-}
-
-/// Cloud-database product secrets and their rotation need infrastructure this appliance does
-/// not have yet; they are refused clearly rather than half-emulated.
-fn not_yet(_: &Ctx<'_>, _: &[u8]) -> Result<Fields> {
-    Err(Error::Unsupported(
-        "cloud-product secrets (database credentials and their rotation) are not supported by this Keyward version; use user-defined secrets (SecretType 0)".into(),
-    ))
 }
 
 /// Exactly one of SecretString (text as sent) and SecretBinary (base64), at most 32 KiB.
@@ -132,7 +86,7 @@ struct CreateSecretRequest {
     encrypt_type: Option<u64>,
 }
 
-fn create_secret(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+pub(super) fn create_secret(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     let req: CreateSecretRequest = parse(body)?;
     match req.secret_type.unwrap_or(0) {
         0 => {}
@@ -196,7 +150,7 @@ struct GetValueRequest {
     encryption_algorithm: Option<String>,
 }
 
-fn get_secret_value(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+pub(super) fn get_secret_value(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     let req: GetValueRequest = parse(body)?;
     super::kms_actions::no_public_key_rewrap(
         &req.encryption_public_key,
@@ -236,7 +190,7 @@ struct PutValueRequest {
     secret_string: Option<Zeroizing<String>>,
 }
 
-fn put_secret_value(ctx: &Ctx<'_>, body: &[u8], replace: bool) -> Result<Fields> {
+pub(super) fn put_secret_value(ctx: &Ctx<'_>, body: &[u8], replace: bool) -> Result<Fields> {
     let req: PutValueRequest = parse(body)?;
     let v = value(req.secret_string, req.secret_binary)?;
     ctx.state
@@ -254,7 +208,7 @@ struct DescriptionRequest {
     description: String,
 }
 
-fn update_description(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+pub(super) fn update_description(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     let req: DescriptionRequest = parse(body)?;
     ctx.state
         .ssm
@@ -268,7 +222,7 @@ struct NameRequest {
     secret_name: String,
 }
 
-fn describe_secret(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+pub(super) fn describe_secret(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     let req: NameRequest = parse(body)?;
     let s = ctx.state.ssm.secret(&ctx.caller, &req.secret_name)?;
     Ok(obj(json!({
@@ -351,7 +305,7 @@ struct ListSecretsRequest {
     instance_id: Option<String>,
 }
 
-fn list_secrets(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+pub(super) fn list_secrets(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     let req: ListSecretsRequest = parse(body)?;
     let empty = || obj(json!({ "TotalCount": 0, "SecretMetadatas": [] }));
     let status = match req.state.unwrap_or(0) {
@@ -401,7 +355,7 @@ fn list_secrets(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     ))
 }
 
-fn list_secret_version_ids(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+pub(super) fn list_secret_version_ids(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     let req: NameRequest = parse(body)?;
     let versions: Vec<Value> = ctx
         .state
@@ -422,7 +376,7 @@ struct VersionRequest {
     version_id: String,
 }
 
-fn delete_secret_version(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+pub(super) fn delete_secret_version(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     let req: VersionRequest = parse(body)?;
     ctx.state
         .ssm
@@ -432,7 +386,7 @@ fn delete_secret_version(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     ))
 }
 
-fn set_enabled(ctx: &Ctx<'_>, body: &[u8], enabled: bool) -> Result<Fields> {
+pub(super) fn set_enabled(ctx: &Ctx<'_>, body: &[u8], enabled: bool) -> Result<Fields> {
     let req: NameRequest = parse(body)?;
     ctx.state
         .ssm
@@ -453,7 +407,7 @@ struct DeleteSecretRequest {
     delete_mode: Option<u64>,
 }
 
-fn delete_secret(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+pub(super) fn delete_secret(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     let req: DeleteSecretRequest = parse(body)?;
     if req.delete_mode.unwrap_or(0) != 0 {
         return Err(Error::Unsupported(
@@ -471,7 +425,7 @@ fn delete_secret(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     ))
 }
 
-fn restore_secret(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+pub(super) fn restore_secret(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     let req: NameRequest = parse(body)?;
     ctx.state.ssm.restore(&ctx.caller, &req.secret_name)?;
     Ok(obj(json!({ "SecretName": req.secret_name })))
@@ -515,7 +469,7 @@ fn opt_i64<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option
 }
 
 /// Creates an Ed25519 key pair and stores it as an SSH key pair secret (see `ssm::ssh`).
-fn create_ssh_key_pair_secret(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+pub(super) fn create_ssh_key_pair_secret(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     let req: CreateSshRequest = parse(body)?;
     let project_id = req
         .project_id
@@ -566,7 +520,7 @@ struct GetSshRequest {
     ssh_key_id: Option<String>,
 }
 
-fn get_ssh_key_pair_value(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+pub(super) fn get_ssh_key_pair_value(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     let req: GetSshRequest = parse(body)?;
     let pair = ctx.state.ssm.ssh_key_pair(
         &ctx.caller,
@@ -587,7 +541,7 @@ fn get_ssh_key_pair_value(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
 #[serde(deny_unknown_fields)]
 struct Empty {}
 
-fn get_service_status(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+pub(super) fn get_service_status(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     let _: Empty = parse(body)?;
     Ok(obj(json!({
         "ServiceEnabled": true,
@@ -603,7 +557,7 @@ fn get_service_status(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     })))
 }
 
-fn get_regions(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+pub(super) fn get_regions(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     let _: Empty = parse(body)?;
     let regions: Vec<&str> = ctx
         .state
@@ -623,7 +577,7 @@ struct CreateServiceRequest {
 }
 
 /// The service is always on here; activation succeeds idempotently (same token, same order).
-fn create_service(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+pub(super) fn create_service(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     let req: CreateServiceRequest = parse(body)?;
     if required("PayMode", &req.pay_mode)? != "PostPay" {
         return Err(Error::InvalidValue("PayMode must be PostPay".into()));
@@ -634,7 +588,7 @@ fn create_service(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
             "ClientToken must be 1 to 64 visible ASCII characters without spaces".into(),
         ));
     }
-    let order = crate::tc3::sha256_hex(format!("{}/{token}", ctx.caller.owner_uin).as_bytes());
+    let order = crate::api::tc3::sha256_hex(format!("{}/{token}", ctx.caller.owner_uin).as_bytes());
     Ok(obj(json!({
         "ResourceId": format!("ssm_{}", ctx.caller.owner_uin),
         "OrderId": format!("keyward-{}", &order[..20]),

@@ -1,64 +1,11 @@
 //! Request rate limits per SecretId and action family (`[rate_limit]`), with `governor`'s
 //! GCRA limiter: a steady rate with bursts of up to one second's worth.
 
+use super::actions::Family;
 use crate::config::RateLimitConfig;
 use crate::error::{Error, Result};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use std::num::NonZeroU32;
-
-/// How an action is counted (and whether it is read-only, for the audit log).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Family {
-    /// Uses key material: Encrypt, Decrypt, Sign, GetSecretValue...
-    Crypto,
-    /// Reads metadata: Describe*, List*, Get*, LookUpEvents.
-    Read,
-    /// Changes state.
-    Write,
-}
-
-impl Family {
-    pub fn of(action: &str) -> Family {
-        const CRYPTO: &[&str] = &[
-            "Encrypt",
-            "Decrypt",
-            "ReEncrypt",
-            "GenerateDataKey",
-            "GenerateRandom",
-            "SignByAsymmetricKey",
-            "VerifyByAsymmetricKey",
-            "AsymmetricRsaDecrypt",
-            "AsymmetricSm2Decrypt",
-            "GetSecretValue",
-            "GetSSHKeyPairValue",
-            "GetDataKeyPlaintext",
-            "GetDataKeyCiphertextBlob",
-            "GetPublicKey",
-        ];
-        if CRYPTO.contains(&action) {
-            Family::Crypto
-        } else if ["Describe", "List", "Get", "LookUp", "Verify", "Export"]
-            .iter()
-            .any(|p| action.starts_with(p))
-        {
-            Family::Read
-        } else {
-            Family::Write
-        }
-    }
-
-    pub fn read_only(self) -> bool {
-        self != Family::Write
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Family::Crypto => "cryptographic",
-            Family::Read => "read",
-            Family::Write => "write",
-        }
-    }
-}
 
 pub struct Limiter {
     crypto: Option<DefaultKeyedRateLimiter<String>>,
@@ -113,9 +60,6 @@ mod tests {
 
     #[test]
     fn families_and_limits() {
-        assert_eq!(Family::of("Encrypt"), Family::Crypto);
-        assert_eq!(Family::of("ListKeys"), Family::Read);
-        assert_eq!(Family::of("CreateKey"), Family::Write);
         assert!(!Family::Write.read_only());
         let l = Limiter::new(&RateLimitConfig {
             crypto_per_sec: 3,
