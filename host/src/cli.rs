@@ -168,16 +168,11 @@ fn offline_store(common: &Common) -> crate::Result<crate::store::SqliteStore> {
         )));
     }
     crate::store::SqliteStore::open(&path).map_err(|e| match e {
-        crate::Error::Store(rusqlite::Error::SqliteFailure(f, _))
-            if f.code == rusqlite::ErrorCode::DatabaseBusy
-                || f.code == rusqlite::ErrorCode::DatabaseLocked =>
-        {
-            crate::Error::Cli(format!(
-                "{} is in use by a running daemon: stop it, or ask the daemon with \
+        crate::Error::StoreBusy(_) => crate::Error::Cli(format!(
+            "{} is in use by a running daemon: stop it, or ask the daemon with \
                  --endpoint and --credentials",
-                path.display()
-            ))
-        }
+            path.display()
+        )),
         other => other,
     })
 }

@@ -1,7 +1,7 @@
 //! The host crate's one error type. Each variant maps to exactly one Tencent Cloud API error code
-//! in `api::envelope`; nothing else in the crate picks codes.
-
-use keyward_shared::wire::DeviceError;
+//! in `api::envelope`; nothing else in the crate picks codes. It names no backend crate: each
+//! adapter (the SQLite store, the PKCS#11 and firmware HSM backends) converts its own errors
+//! into these once, where it calls the backend.
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -179,8 +179,12 @@ pub enum Error {
     // --- infrastructure (reported as InternalError, details only in the log) ---
     #[error("HSM error: {0}")]
     Hsm(String),
+    /// A store failure, already described by the store adapter that saw it.
     #[error("store error: {0}")]
-    Store(#[from] rusqlite::Error),
+    Store(String),
+    /// The store is held by another process (a running daemon holds its data directory).
+    #[error("the store is in use by another process: {0}")]
+    StoreBusy(String),
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
     #[error("configuration error: {0}")]
@@ -190,28 +194,4 @@ pub enum Error {
     /// A command-line failure (an API error returned to `keyward admin`, a broken audit log).
     #[error("{0}")]
     Cli(String),
-}
-
-impl From<DeviceError> for Error {
-    fn from(e: DeviceError) -> Self {
-        match e {
-            DeviceError::AuthenticationFailed => Error::DecryptFailed,
-            other => Error::Hsm(other.to_string()),
-        }
-    }
-}
-
-impl From<keyward_hsm_pkcs11::Error> for Error {
-    fn from(e: keyward_hsm_pkcs11::Error) -> Self {
-        match e {
-            keyward_hsm_pkcs11::Error::AuthenticationFailed => Error::DecryptFailed,
-            keyward_hsm_pkcs11::Error::Unsupported(what) => {
-                Error::Unsupported(format!("the HSM does not support {what}"))
-            }
-            keyward_hsm_pkcs11::Error::BadLength => {
-                Error::InvalidValue("input length out of range for this key".into())
-            }
-            other => Error::Hsm(other.to_string()),
-        }
-    }
 }

@@ -87,6 +87,7 @@ pub fn error_code(e: &Error) -> &'static str {
         Error::AuditOverTime => "LimitExceeded.OverTime",
         Error::Hsm(_)
         | Error::Store(_)
+        | Error::StoreBusy(_)
         | Error::Io(_)
         | Error::Config(_)
         | Error::Internal(_)

@@ -16,7 +16,8 @@ pub use pkcs11::Pkcs11Backend;
 pub use serial::SerialLink;
 
 use crate::config::{Config, HsmConfig};
-use crate::error::Result;
+use crate::error::{Error, Result};
+use keyward_shared::wire::DeviceError;
 use keyward_shared::Algorithm;
 use std::sync::Arc;
 use zeroize::Zeroizing;
@@ -104,5 +105,16 @@ pub fn open(cfg: &Config) -> Result<Arc<dyn Hsm>> {
         HsmConfig::Embedded => Ok(Arc::new(EmbeddedHsm::open(&cfg.data_dir)?)),
         HsmConfig::Pkcs11(p) => Ok(Arc::new(Pkcs11Backend::open(p)?)),
         HsmConfig::Serial(s) => Ok(Arc::new(SerialLink::open(s)?)),
+    }
+}
+
+/// The firmware backends' (embedded and serial) one conversion of device errors: a failed
+/// authentication tag is the caller's bad ciphertext, anything else is the HSM's fault.
+impl From<DeviceError> for Error {
+    fn from(e: DeviceError) -> Self {
+        match e {
+            DeviceError::AuthenticationFailed => Error::DecryptFailed,
+            other => Error::Hsm(other.to_string()),
+        }
     }
 }

@@ -245,3 +245,19 @@ impl Hsm for Pkcs11Backend {
         Ok(self.token.random(len)?)
     }
 }
+
+/// The PKCS#11 adapter's one conversion of its crate's errors into the host's.
+impl From<keyward_hsm_pkcs11::Error> for Error {
+    fn from(e: keyward_hsm_pkcs11::Error) -> Self {
+        match e {
+            keyward_hsm_pkcs11::Error::AuthenticationFailed => Error::DecryptFailed,
+            keyward_hsm_pkcs11::Error::Unsupported(what) => {
+                Error::Unsupported(format!("the HSM does not support {what}"))
+            }
+            keyward_hsm_pkcs11::Error::BadLength => {
+                Error::InvalidValue("input length out of range for this key".into())
+            }
+            other => Error::Hsm(other.to_string()),
+        }
+    }
+}

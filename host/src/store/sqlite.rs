@@ -8,6 +8,24 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Mutex, RwLock};
 
+/// The SQLite adapter's one conversion of rusqlite's errors: "busy" means another process
+/// holds the database (the daemon opens it exclusively); everything else is a store failure.
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Self {
+        match &e {
+            rusqlite::Error::SqliteFailure(f, _)
+                if matches!(
+                    f.code,
+                    rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                ) =>
+            {
+                Error::StoreBusy(e.to_string())
+            }
+            _ => Error::Store(e.to_string()),
+        }
+    }
+}
+
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_init.sql"),
     include_str!("migrations/0002_lifecycle.sql"),
