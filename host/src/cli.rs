@@ -178,7 +178,7 @@ fn offline_store(common: &Common) -> crate::Result<crate::store::SqliteStore> {
 }
 
 async fn audit(command: AuditCommand) -> crate::Result<()> {
-    use crate::store::{AuditStore, Store};
+    use crate::store::{AuditStore, MetaStore};
     match command {
         AuditCommand::Verify {
             source,

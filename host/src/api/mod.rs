@@ -87,7 +87,7 @@ async fn metrics(State(st): State<Arc<AppState>>) -> Response {
         c.delivered.load(Relaxed),
         c.delivery_failures.load(Relaxed),
         a.written.load(Relaxed)
-            + crate::store::audit::WRITTEN_WITH_CHANGES.load(Relaxed),
+            + crate::store::WRITTEN_WITH_CHANGES.load(Relaxed),
         a.failures.load(Relaxed),
         a.checkpoints.load(Relaxed),
     );

@@ -7,8 +7,11 @@
 //! can lose the queue, at most the last moment of read-only records; never a change's record.
 //! The writer also signs checkpoints with a P-256 key held in the HSM (docs/audit.md).
 
-pub mod record;
 pub mod verify;
+
+/// The record and its chain hash are the audit log's persistent form, so they live with the
+/// store; they are re-exported here where the rest of the daemon looks for them.
+pub use crate::store::audit::record;
 
 use crate::clock::Clock;
 use crate::error::{Error, Result};

@@ -1,98 +1,15 @@
-//! Access-control persistence: sub-accounts, API keys, groups, policies and their
-//! attachments. Each method is one transaction that also carries the request's audit record.
+//! SQLite: accounts, API keys, groups, policies and attachments. Each write is one
+//! transaction that also carries the request's audit record.
 
-use super::{AccountRecord, ApiKeyRecord, SqliteStore};
+use super::*;
 use crate::error::{Error, Result};
+use crate::store::*;
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GroupRecord {
-    pub group_id: u64,
-    pub name: String,
-    pub remark: String,
-    pub create_time: i64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PolicyRecord {
-    pub policy_id: u64,
-    pub name: String,
-    pub description: String,
-    pub document: String,
-    pub create_time: i64,
-    pub update_time: i64,
-}
-
-/// What a policy is attached to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Target {
-    User(u64),
-    Group(u64),
-}
-
-impl Target {
-    fn parts(self) -> (&'static str, i64) {
-        match self {
-            Target::User(u) => ("user", u as i64),
-            Target::Group(g) => ("group", g as i64),
-        }
-    }
-}
-
-pub trait IamStore: Send + Sync {
-    /// Creates a sub-account with the next free uin; refuses a duplicate name.
-    fn create_sub_account(&self, name: &str, remark: &str, now: i64) -> Result<AccountRecord>;
-    fn get_account(&self, uin: u64) -> Result<Option<AccountRecord>>;
-    fn account_by_name(&self, name: &str) -> Result<Option<AccountRecord>>;
-    fn list_accounts(&self) -> Result<Vec<AccountRecord>>;
-    fn update_account_remark(&self, uin: u64, remark: &str) -> Result<bool>;
-    /// Deletes a sub-account with its API keys, memberships and attachments.
-    fn delete_account(&self, uin: u64) -> Result<bool>;
-
-    fn list_api_keys(&self, uin: u64) -> Result<Vec<ApiKeyRecord>>;
-    fn set_api_key_enabled(&self, secret_id: &str, enabled: bool) -> Result<bool>;
-    fn delete_api_key(&self, secret_id: &str) -> Result<bool>;
-    /// Records last-use times (batched by the caller; not audited).
-    fn touch_api_keys(&self, used: &[(String, i64)]) -> Result<()>;
-
-    fn create_group(&self, name: &str, remark: &str, now: i64) -> Result<GroupRecord>;
-    fn get_group(&self, group_id: u64) -> Result<Option<GroupRecord>>;
-    fn list_groups(&self) -> Result<Vec<GroupRecord>>;
-    fn delete_group(&self, group_id: u64) -> Result<bool>;
-    /// Returns false if the user already was a member.
-    fn add_group_member(&self, group_id: u64, uin: u64) -> Result<bool>;
-    fn remove_group_member(&self, group_id: u64, uin: u64) -> Result<bool>;
-    fn group_members(&self, group_id: u64) -> Result<Vec<u64>>;
-    fn groups_of(&self, uin: u64) -> Result<Vec<GroupRecord>>;
-
-    fn create_policy(
-        &self,
-        name: &str,
-        description: &str,
-        document: &str,
-        now: i64,
-    ) -> Result<PolicyRecord>;
-    fn get_policy(&self, policy_id: u64) -> Result<Option<PolicyRecord>>;
-    fn list_policies(&self) -> Result<Vec<PolicyRecord>>;
-    /// Replaces the given fields; `None` keeps the stored value.
-    fn update_policy(
-        &self,
-        policy_id: u64,
-        description: Option<&str>,
-        document: Option<&str>,
-        now: i64,
-    ) -> Result<bool>;
-    fn delete_policy(&self, policy_id: u64) -> Result<bool>;
-    /// Returns false if the policy was already attached there.
-    fn attach_policy(&self, policy_id: u64, target: Target, now: i64) -> Result<bool>;
-    fn detach_policy(&self, policy_id: u64, target: Target) -> Result<bool>;
-    fn attached_policies(&self, target: Target) -> Result<Vec<PolicyRecord>>;
-    /// Every policy that applies to a user: attached to it or to one of its groups.
-    fn effective_policies(&self, uin: u64) -> Result<Vec<PolicyRecord>>;
-}
-
 const ACCOUNT_COLS: &str = "uin, name, kind, remark, create_time";
+
 const API_KEY_COLS: &str = "secret_id, uin, sealed_secret, status, create_time, last_used";
+
 const POLICY_COLS: &str = "p.policy_id, p.name, p.description, p.document, p.create_time, \
                            p.update_time";
 
@@ -150,26 +67,55 @@ fn rows<T, P: rusqlite::Params>(
     Ok(out)
 }
 
-fn is_unique_violation(e: &rusqlite::Error) -> bool {
+fn is_conflict(e: &rusqlite::Error) -> bool {
     matches!(e, rusqlite::Error::SqliteFailure(f, _)
         if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
             || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY)
 }
 
-impl SqliteStore {
-    /// One write transaction, carrying the current request's audit record, returning the
-    /// closure's value.
-    pub(super) fn audited_write<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+impl AccountStore for SqliteStore {
+    fn insert_account(&self, a: &AccountRecord) -> Result<()> {
         self.with(|conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let out = f(&tx)?;
-            super::audit::commit(tx)?;
-            Ok(out)
+            conn.execute(
+                "INSERT INTO accounts (uin, name, kind, remark, create_time) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![a.uin as i64, a.name, a.kind, a.remark, a.create_time],
+            )?;
+            Ok(())
         })
     }
-}
 
-impl IamStore for SqliteStore {
+    fn insert_api_key(&self, k: &ApiKeyRecord) -> Result<()> {
+        self.with(|conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.execute(
+                "INSERT INTO api_keys (secret_id, uin, sealed_secret, status, create_time) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    k.secret_id,
+                    k.uin as i64,
+                    k.sealed_secret,
+                    if k.enabled { "Enabled" } else { "Disabled" },
+                    k.create_time
+                ],
+            )?;
+            super::audit::commit(tx)?;
+            Ok(())
+        })
+    }
+
+    fn get_api_key(&self, secret_id: &str) -> Result<Option<ApiKeyRecord>> {
+        self.with(|conn| {
+            Ok(conn
+                .prepare_cached(
+                    "SELECT secret_id, uin, sealed_secret, status, create_time, last_used \
+                     FROM api_keys WHERE secret_id = ?1",
+                )?
+                .query_row(params![secret_id], api_key_row)
+                .optional()?)
+        })
+    }
+
     fn create_sub_account(&self, name: &str, remark: &str, now: i64) -> Result<AccountRecord> {
         self.audited_write(|tx| {
             let next: i64 =
@@ -189,7 +135,7 @@ impl IamStore for SqliteStore {
                 params![next, name, remark, now],
             )
             .map_err(|e| {
-                if is_unique_violation(&e) {
+                if is_conflict(&e) {
                     Error::IamConflict(format!("a user named `{name}` already exists"))
                 } else {
                     e.into()
@@ -311,7 +257,7 @@ impl IamStore for SqliteStore {
                 params![name, remark, now],
             )
             .map_err(|e| {
-                if is_unique_violation(&e) {
+                if is_conflict(&e) {
                     Error::IamConflict(format!("a group named `{name}` already exists"))
                 } else {
                     e.into()
@@ -414,7 +360,7 @@ impl IamStore for SqliteStore {
                 params![name, description, document, now],
             )
             .map_err(|e| {
-                if is_unique_violation(&e) {
+                if is_conflict(&e) {
                     Error::IamConflict(format!("a policy named `{name}` already exists"))
                 } else {
                     e.into()

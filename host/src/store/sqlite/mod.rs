@@ -1,0 +1,317 @@
+//! SQLite implementation of the store traits: WAL journal, `synchronous=FULL` (fsync on
+//! commit), versioned migrations tracked in `PRAGMA user_version`. One file per aggregate,
+//! each with one row-mapping function per record.
+
+mod accounts;
+mod alarms;
+mod audit;
+mod data_keys;
+mod filter;
+mod keys;
+mod meta;
+mod secrets;
+
+pub use audit::WRITTEN_WITH_CHANGES;
+
+use crate::error::{Error, Result};
+use crate::store::{KeyRecord, Tag};
+use rusqlite::{params, Connection, Row, TransactionBehavior};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Mutex, RwLock};
+
+/// The SQLite adapter's one conversion of rusqlite's errors: "busy" means another process
+/// holds the database (the daemon opens it exclusively); everything else is a store failure.
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Self {
+        match &e {
+            rusqlite::Error::SqliteFailure(f, _)
+                if matches!(
+                    f.code,
+                    rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                ) =>
+            {
+                Error::StoreBusy(e.to_string())
+            }
+            _ => Error::Store(e.to_string()),
+        }
+    }
+}
+
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/0001_init.sql"),
+    include_str!("../migrations/0002_lifecycle.sql"),
+    include_str!("../migrations/0003_data_keys.sql"),
+    include_str!("../migrations/0004_secrets.sql"),
+    include_str!("../migrations/0005_ssh_keys.sql"),
+    include_str!("../migrations/0006_public_keys.sql"),
+    include_str!("../migrations/0007_byok.sql"),
+    include_str!("../migrations/0008_iam.sql"),
+    include_str!("../migrations/0009_audit.sql"),
+];
+
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+    /// Key records by id. The database is opened with an exclusive lock, so this process is
+    /// its only writer and the cache stays coherent: every write below refreshes it after
+    /// commit. It takes the store off the Encrypt/Decrypt path entirely.
+    keys: RwLock<HashMap<String, KeyRecord>>,
+}
+
+impl SqliteStore {
+    pub fn open(path: &Path) -> Result<Self> {
+        let mut conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        // Deleted key material (sealed versions) is overwritten, not left in free pages.
+        conn.pragma_update(None, "secure_delete", "ON")?;
+        // One daemon per data directory: a second one fails here instead of corrupting the
+        // key cache's coherence, and reads skip the per-transaction file locking.
+        conn.pragma_update(None, "locking_mode", "EXCLUSIVE")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        migrate(&mut conn)?;
+        // Take the exclusive lock now, so a second daemon on this directory fails at start.
+        conn.execute_batch("BEGIN IMMEDIATE; COMMIT;")?;
+        Ok(SqliteStore {
+            conn: Mutex::new(conn),
+            keys: RwLock::new(HashMap::new()),
+        })
+    }
+
+    pub(super) fn with<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
+        let mut conn = self
+            .conn
+            .lock()
+            .map_err(|_| Error::Internal("store lock poisoned".into()))?;
+        f(&mut conn)
+    }
+
+    fn cache_key(&self, key: &KeyRecord) {
+        if let Ok(mut m) = self.keys.write() {
+            m.insert(key.key_id.clone(), key.clone());
+        }
+    }
+
+    /// One write transaction, carrying the current request's audit record, returning the
+    /// closure's value.
+    pub(super) fn audited_write<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        self.with(|conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let out = f(&tx)?;
+            audit::commit(tx)?;
+            Ok(out)
+        })
+    }
+}
+
+fn migrate(conn: &mut Connection) -> Result<()> {
+    let current: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if current > MIGRATIONS.len() {
+        return Err(Error::Config(format!(
+            "the store has schema version {current}, newer than this build ({}) understands",
+            MIGRATIONS.len()
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Exclusive)?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", i + 1)?;
+        tx.commit()?;
+        tracing::info!(version = i + 1, "store schema migrated");
+    }
+    Ok(())
+}
+
+/// Rows of `table` whose `column` equals `value` (background jobs scan by state).
+pub(super) fn rows_with<T>(
+    conn: &Connection,
+    table: &str,
+    columns: &str,
+    column: &str,
+    value: &str,
+    row: fn(&Row<'_>) -> rusqlite::Result<T>,
+) -> Result<Vec<T>> {
+    let sql = format!("SELECT {columns} FROM {table} WHERE {column} = ?1");
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt
+        .query_map([value], row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
+/// How many rows of `table` belong to one account in one region.
+pub(super) fn count_owned(
+    conn: &Connection,
+    table: &str,
+    region: &str,
+    owner_uin: u64,
+) -> Result<u64> {
+    let sql = format!("SELECT COUNT(*) FROM {table} WHERE region = ?1 AND owner_uin = ?2");
+    let n: i64 = conn.query_row(&sql, params![region, owner_uin as i64], |r| r.get(0))?;
+    Ok(n as u64)
+}
+
+/// A column whose stored text does not parse (a damaged or foreign database).
+pub(super) fn bad(i: usize, what: &str) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(
+        i,
+        rusqlite::types::Type::Text,
+        format!("bad {what}").into(),
+    )
+}
+
+/// The `tags` JSON column at index `i`.
+pub(super) fn tags_at(r: &Row<'_>, i: usize) -> rusqlite::Result<Vec<Tag>> {
+    let text: String = r.get(i)?;
+    serde_json::from_str(&text).map_err(|_| bad(i, "tags"))
+}
+
+pub(super) fn tags_json(tags: &[Tag]) -> Result<String> {
+    serde_json::to_string(tags).map_err(|e| Error::Internal(e.to_string()))
+}
+
+/// A primary-key or unique violation (SQLite reports primary keys of rowid tables and of
+/// other tables with different extended codes).
+pub(super) fn is_constraint(e: &rusqlite::Error) -> bool {
+    is_unique_violation(e)
+        || matches!(e, rusqlite::Error::SqliteFailure(f, _)
+            if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY)
+}
+
+pub(super) fn is_unique_violation(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _)
+        if f.code == rusqlite::ErrorCode::ConstraintViolation
+            && f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE)
+}
+
+/// Escapes LIKE wildcards so a search for `a_b` matches only that text.
+pub(super) fn like_pattern(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('%');
+    for c in s.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('%');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::*;
+    use keyward_shared::Algorithm;
+
+    fn key(id: &str, alias: &str, t: i64) -> KeyRecord {
+        KeyRecord {
+            key_id: id.into(),
+            region: "r".into(),
+            owner_uin: 1,
+            creator_uin: 1,
+            alias: alias.into(),
+            description: String::new(),
+            key_usage: "ENCRYPT_DECRYPT".into(),
+            origin: "TENCENT_KMS".into(),
+            owner: "user".into(),
+            algorithm: Algorithm::Aes256Gcm,
+            state: KeyState::Enabled,
+            create_time: t,
+            deletion_date: 0,
+            rotation_enabled: false,
+            rotate_days: 0,
+            next_rotate_time: 0,
+            last_rotate_time: 0,
+            current_version: 1,
+            tags: vec![Tag {
+                key: "env".into(),
+                value: alias.into(),
+            }],
+            last_manual_rotate: 0,
+            last_alarm_time: 0,
+            valid_to: 0,
+            material_kcv: vec![],
+        }
+    }
+
+    #[test]
+    fn alias_unique_quota_and_failed_update_leaves_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(&dir.path().join("k.db")).unwrap();
+        s.insert_key(&key("a", "one", 1), None, 2).unwrap();
+        assert!(matches!(
+            s.insert_key(&key("b", "one", 2), None, 2),
+            Err(Error::AliasExists(_))
+        ));
+        s.insert_key(&key("b", "two", 2), None, 2).unwrap();
+        assert!(matches!(
+            s.insert_key(&key("c", "three", 3), None, 2),
+            Err(Error::CmkLimitExceeded(2))
+        ));
+        // A closure error aborts the transaction: nothing changes.
+        let r = s.update_key("r", 1, "a", &mut |k| {
+            k.description = "changed".into();
+            Err(Error::CmkDisabled("a".into()))
+        });
+        assert!(r.is_err());
+        assert_eq!(s.get_key("r", 1, "a").unwrap().unwrap().description, "");
+        let r = s.update_key("r", 1, "a", &mut |k| {
+            k.alias = "two".into();
+            Ok(())
+        });
+        assert!(matches!(r, Err(Error::AliasExists(_))));
+    }
+
+    #[test]
+    fn query_filters_and_pages() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(&dir.path().join("k.db")).unwrap();
+        for i in 0..5 {
+            s.insert_key(&key(&format!("id{i}"), &format!("al_{i}"), i), None, 100)
+                .unwrap();
+        }
+        let mut q = KeyQuery {
+            region: "r".into(),
+            owner_uin: 1,
+            states: None,
+            origin: None,
+            key_usage: None,
+            search: None,
+            tag_filters: vec![],
+            user_created: None,
+            newest_first: true,
+            offset: 1,
+            limit: 2,
+        };
+        let (total, page) = s.query_keys(&q).unwrap();
+        assert_eq!(total, 5);
+        assert_eq!(
+            page.iter().map(|k| k.key_id.as_str()).collect::<Vec<_>>(),
+            ["id3", "id2"]
+        );
+        q.search = Some("l_3".into());
+        assert_eq!(s.query_keys(&q).unwrap().0, 1);
+        q.search = Some("%".into());
+        assert_eq!(s.query_keys(&q).unwrap().0, 0);
+        q.search = None;
+        q.tag_filters = vec![TagFilter {
+            key: "env".into(),
+            values: vec!["al_1".into(), "al_4".into()],
+        }];
+        assert_eq!(s.query_keys(&q).unwrap().0, 2);
+    }
+
+    #[test]
+    fn reopen_keeps_data_and_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("k.db");
+        SqliteStore::open(&p)
+            .unwrap()
+            .insert_key(&key("a", "x", 1), None, 10)
+            .unwrap();
+        let s = SqliteStore::open(&p).unwrap();
+        assert!(s.get_key("r", 1, "a").unwrap().is_some());
+    }
+}
