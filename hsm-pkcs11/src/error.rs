@@ -2,7 +2,7 @@
 
 use cryptoki::error::{Error as CryptokiError, RvError};
 
-use crate::asym::AsymKind;
+use crate::kind::AsymKind;
 
 /// Everything that can go wrong in this crate.
 ///
@@ -105,4 +105,9 @@ pub(crate) fn rv_of(err: &CryptokiError) -> Option<RvError> {
         CryptokiError::Pkcs11(rv, _) => Some(*rv),
         _ => None,
     }
+}
+
+/// A DER encoding step failed on data that came from (or is about to go to) the token.
+pub(crate) fn der_error(e: der::Error) -> Error {
+    Error::TokenOutput(format!("DER encoding failed: {e}"))
 }

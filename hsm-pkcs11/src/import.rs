@@ -44,8 +44,9 @@ use cryptoki::mechanism::{Mechanism, MechanismType};
 use cryptoki::object::{Attribute, AttributeType, ObjectHandle};
 use sha2::{Digest, Sha256};
 
-use crate::asym::{self, RSA2048_LEN};
+use crate::asym;
 use crate::cache::BlobDigest;
+use crate::kind::RSA2048_LEN;
 use crate::pool::SessionGuard;
 use crate::templates::{self, AES256_LEN};
 use crate::{with_cached_digest, Error, Pkcs11Hsm, RsaDecryptMechanism};

@@ -120,6 +120,7 @@ mod cache;
 mod error;
 mod import;
 mod keys;
+mod kind;
 mod pool;
 mod templates;
 
@@ -143,9 +144,10 @@ use crate::error::rv_of;
 use crate::keys::TokenKeys;
 use crate::pool::{Pool, SessionFactory, SessionGuard};
 
-pub use crate::asym::{AsymKind, Capabilities, RsaDecryptMechanism, SealedKeyPair, SignMechanism};
+pub use crate::asym::{Capabilities, SealedKeyPair};
 pub use crate::error::Error;
 pub use crate::import::KCV_LEN;
+pub use crate::kind::{AsymKind, RsaDecryptMechanism, SignMechanism};
 
 /// Label of the root key (wrap/unwrap of AES data keys).
 pub const ROOT_KEY_LABEL: &str = "keyward-root";

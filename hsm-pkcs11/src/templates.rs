@@ -12,7 +12,8 @@ use cryptoki_sys::{
     CK_ULONG,
 };
 
-use crate::asym::AsymKind;
+use crate::error::der_error;
+use crate::kind::AsymKind;
 use crate::{Error, ROOT_KEY_LABEL, SEAL_KEY_LABEL};
 
 /// AES-256 key length in bytes.
@@ -196,7 +197,7 @@ pub(crate) fn generated_key_pair_templates(
         Attribute::Derive(false),
         Attribute::Unwrap(false),
     ];
-    match kind.ec_params_der()? {
+    match kind.ec_params_der().map_err(der_error)? {
         None => {
             public.extend([
                 Attribute::Encrypt(true),
