@@ -48,19 +48,13 @@ use der::{Decode, Encode};
 use spki::{AlgorithmIdentifierRef, EncodePublicKey, SubjectPublicKeyInfoRef};
 use zeroize::Zeroizing;
 
+use crate::blob::{check_wrapped_len, parse_private_blob, FORMAT_KWP_PRIVATE};
 use crate::error::{der_error, rv_of};
+use crate::error::{map_decrypt_error, Error};
 use crate::kind::{AsymKind, RsaDecryptMechanism, SignMechanism, RSA2048_LEN};
-use crate::pool::SessionGuard;
-use crate::{map_decrypt_error, map_unwrap_error, templates, with_cached_key};
-use crate::{Error, Pkcs11Hsm, ROOT_KEY_LABEL};
-
-/// Format byte: private key wrapped under the root key with AES-KWP.
-const FORMAT_KWP_PRIVATE: u8 = 0x04;
-/// Upper bound for the wrapped part of a sealed private key. An RSA-2048 PKCS#8 is ~1.2 KiB,
-/// a P-384 one ~190 bytes; this leaves room for encodings with optional fields.
-const MAX_WRAPPED_PRIVATE_LEN: usize = 4096;
-/// AES-KWP output is a multiple of 8 bytes and at least two blocks.
-const KWP_BLOCK: usize = 8;
+use crate::templates;
+use crate::unwrap::{unwrap_private_key, vet_unwrapped, with_cached_key};
+use crate::Pkcs11Hsm;
 
 /// Length of a SHA-256 digest.
 const SHA256_LEN: usize = 32;
@@ -272,29 +266,6 @@ impl Pkcs11Hsm {
     }
 }
 
-/// `0x04 || kind || wrapped` -> (kind, wrapped).
-pub(crate) fn parse_private_blob(sealed: &[u8]) -> Result<(AsymKind, &[u8]), Error> {
-    match sealed {
-        [FORMAT_KWP_PRIVATE, kind, wrapped @ ..] => {
-            let kind = AsymKind::from_byte(*kind).ok_or(Error::BadSealedKey)?;
-            check_wrapped_len(wrapped).map_err(|_| Error::BadSealedKey)?;
-            Ok((kind, wrapped))
-        }
-        _ => Err(Error::BadSealedKey),
-    }
-}
-
-fn check_wrapped_len(wrapped: &[u8]) -> Result<(), Error> {
-    let n = wrapped.len();
-    if (2 * KWP_BLOCK..=MAX_WRAPPED_PRIVATE_LEN).contains(&n) && n % KWP_BLOCK == 0 {
-        Ok(())
-    } else {
-        Err(Error::TokenOutput(format!(
-            "AES-KWP blob of a private key is {n} bytes"
-        )))
-    }
-}
-
 /// Validate the digest and build what the token signs.
 fn sign_input(mech: SignMechanism, digest: &[u8]) -> Result<Vec<u8>, Error> {
     match mech {
@@ -481,89 +452,6 @@ fn ec_spki(kind: AsymKind, ec_point: &[u8]) -> Result<Vec<u8>, Error> {
     }
     .map_err(|e| Error::TokenOutput(format!("SPKI encoding failed: {e}")))?;
     Ok(doc.into_vec())
-}
-
-/// C_UnwrapKey a sealed private key into a sensitive, non-extractable session object for
-/// signing/decryption and check that it is the key the kind byte claims.
-fn unwrap_private_key(
-    s: &mut SessionGuard<'_>,
-    kind: AsymKind,
-    wrapped: &[u8],
-) -> Result<ObjectHandle, Error> {
-    unwrap_private_key_with(
-        s,
-        kind,
-        wrapped,
-        templates::unwrapped_private_key_template(kind),
-    )
-}
-
-/// [`unwrap_private_key`] with the given unwrap template (which must ask for a sensitive,
-/// non-extractable object; the root key's unwrap template refuses anything else).
-pub(crate) fn unwrap_private_key_with(
-    s: &mut SessionGuard<'_>,
-    kind: AsymKind,
-    wrapped: &[u8],
-    template: Vec<Attribute>,
-) -> Result<ObjectHandle, Error> {
-    let key = s
-        .call("C_UnwrapKey", |s, k| {
-            s.unwrap_key(&Mechanism::AesKeyWrapPad, k.root, wrapped, &template)
-        })
-        .map_err(|e| match e.rv() {
-            // SoftHSM2 2.6.1, measured: a blob that passes the AES-KWP check but whose PKCS#8
-            // does not decode as the key type from the kind byte (an altered kind byte) gives
-            // CKR_FUNCTION_FAILED.
-            Some(RvError::FunctionFailed) => Error::BadSealedKey,
-            _ => map_unwrap_error(e),
-        })?;
-    let vetted = s.call("C_GetAttributeValue", |s, _| {
-        Ok(vet_unwrapped(s, kind, key))
-    });
-    match vetted {
-        Ok(Ok(())) => Ok(key),
-        Ok(Err(e)) | Err(e) => {
-            if s.call("C_DestroyObject", |s, _| s.destroy_object(key))
-                .is_err()
-            {
-                s.retire();
-            }
-            Err(e)
-        }
-    }
-}
-
-/// The unwrapped key matches `kind` and is protected. The outer `Result` of the call that
-/// wraps this carries token errors; this one carries our verdict.
-fn vet_unwrapped(session: &Session, kind: AsymKind, key: ObjectHandle) -> Result<(), Error> {
-    let mut types = vec![AttributeType::Sensitive, AttributeType::Extractable];
-    types.push(if kind.is_rsa() {
-        AttributeType::Modulus
-    } else {
-        AttributeType::EcParams
-    });
-    let attrs = session
-        .get_attributes(key, &types)
-        .map_err(Error::pkcs11("C_GetAttributeValue"))?;
-    if !(attrs.contains(&Attribute::Sensitive(true))
-        && attrs.contains(&Attribute::Extractable(false)))
-    {
-        return Err(Error::KeyPolicy {
-            label: ROOT_KEY_LABEL,
-            reason: format!("unwrapped private key is not sensitive/non-extractable: {attrs:?}"),
-        });
-    }
-    let matches = attrs.iter().any(|a| match a {
-        Attribute::Modulus(m) => UintRef::new(m)
-            .is_ok_and(|n| n.as_bytes().len() == RSA2048_LEN && n.as_bytes()[0] & 0x80 != 0),
-        Attribute::EcParams(p) => kind.ec_params_der().ok().flatten().as_deref() == Some(p),
-        _ => false,
-    });
-    if matches {
-        Ok(())
-    } else {
-        Err(Error::BadSealedKey)
-    }
 }
 
 /// Return values after which a capability trial must not simply report "unsupported": the
@@ -753,43 +641,6 @@ fn trial_unwrapped(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn private_blob_format_is_checked() {
-        let mut blob = vec![FORMAT_KWP_PRIVATE, AsymKind::EcP256.byte()];
-        blob.extend_from_slice(&[0u8; 48]);
-        assert!(matches!(
-            parse_private_blob(&blob),
-            Ok((AsymKind::EcP256, w)) if w.len() == 48
-        ));
-        let mut bad_kind = blob.clone();
-        bad_kind[1] = 0x09;
-        assert!(matches!(
-            parse_private_blob(&bad_kind),
-            Err(Error::BadSealedKey)
-        ));
-        let mut bad_format = blob.clone();
-        bad_format[0] = 0x02;
-        assert!(matches!(
-            parse_private_blob(&bad_format),
-            Err(Error::BadSealedKey)
-        ));
-        // Not a whole number of KWP blocks, too short, empty.
-        assert!(matches!(
-            parse_private_blob(&blob[..blob.len() - 1]),
-            Err(Error::BadSealedKey)
-        ));
-        assert!(matches!(
-            parse_private_blob(&blob[..2 + 8]),
-            Err(Error::BadSealedKey)
-        ));
-        assert!(matches!(parse_private_blob(&[]), Err(Error::BadSealedKey)));
-        assert!(matches!(
-            parse_private_blob(&[FORMAT_KWP_PRIVATE]),
-            Err(Error::BadSealedKey)
-        ));
-    }
-
     #[test]
     fn digest_lengths_are_checked() {
         for (mech, ok, bad) in [

@@ -116,6 +116,7 @@
 #![warn(missing_docs)]
 
 mod asym;
+mod blob;
 mod cache;
 mod error;
 mod import;
@@ -123,55 +124,44 @@ mod keys;
 mod kind;
 mod pool;
 mod templates;
+mod unwrap;
 
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock, PoisonError};
 
-use cryptoki::context::{CInitializeArgs, CInitializeFlags, Function, Pkcs11};
+use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::{Error as CryptokiError, RvError};
 use cryptoki::mechanism::aead::GcmParams;
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::ObjectHandle;
 use cryptoki::slot::Slot;
 use cryptoki::types::{AuthPin, Ulong};
-use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
-use crate::cache::BlobDigest;
-use crate::error::rv_of;
+use crate::blob::{
+    parse_aes_blob, parse_software_blob, FORMAT_KWP_AES, FORMAT_SOFTWARE, GCM_NONCE_LEN,
+    GCM_TAG_LEN, KWP_AES256_LEN, MAX_SOFTWARE_LEN,
+};
+use crate::error::{map_decrypt_error, rv_of};
 use crate::keys::TokenKeys;
 use crate::pool::{Pool, SessionFactory, SessionGuard};
+use crate::unwrap::with_data_key;
 
 pub use crate::asym::{Capabilities, SealedKeyPair};
 pub use crate::error::Error;
 pub use crate::import::KCV_LEN;
 pub use crate::kind::{AsymKind, RsaDecryptMechanism, SignMechanism};
+pub use crate::templates::{ROOT_KEY_LABEL, SEAL_KEY_LABEL};
 
-/// Label of the root key (wrap/unwrap of AES data keys).
-pub const ROOT_KEY_LABEL: &str = "keyward-root";
-/// Label of the seal key (AES-GCM encrypt/decrypt of software-level key material).
-pub const SEAL_KEY_LABEL: &str = "keyward-seal";
-
-/// Format byte: AES-256 data key wrapped under the root key with AES-KWP.
-const FORMAT_KWP_AES: u8 = 0x02;
-/// Format byte: software material sealed by the seal key with AES-GCM.
-const FORMAT_SOFTWARE: u8 = 0x03;
 /// Fixed AAD for software material, so a seal-key ciphertext made for another purpose can
 /// never be accepted as key material.
 const SOFTWARE_AAD: &[u8] = b"keyward/software-key/v1";
 
-const GCM_NONCE_LEN: usize = 12;
-const GCM_TAG_LEN: usize = 16;
 const GCM_TAG_BITS: u64 = 128;
-/// AES-KWP output for a 32-byte key: 32 bytes rounded up to 8, plus one 8-byte block.
-const KWP_AES256_LEN: usize = 40;
 /// Upper bound for [`Pkcs11Hsm::random`] and [`Pkcs11Hsm::generate_software_sealed`].
 const MAX_RANDOM_LEN: usize = 4096;
-/// Upper bound for software material. Generous for any private key encoding (an RSA-4096
-/// PKCS#8 DER is ~2.4 KiB) while keeping sealed blobs bounded.
-const MAX_SOFTWARE_LEN: usize = 16 * 1024;
 
 /// How to reach the token.
 #[derive(Clone)]
@@ -429,99 +419,6 @@ fn seal_with(s: &mut SessionGuard<'_>, material: &[u8]) -> Result<Vec<u8>, Error
     Ok(blob)
 }
 
-/// Run `op` with the unwrapped session-object handle for the AES data key `sealed`,
-/// unwrapping (and caching) it if this session has not seen the blob yet.
-fn with_data_key<T>(
-    s: &mut SessionGuard<'_>,
-    sealed: &[u8],
-    wrapped: &[u8],
-    op: impl FnMut(&mut SessionGuard<'_>, ObjectHandle) -> Result<T, Error>,
-) -> Result<T, Error> {
-    with_cached_key(s, sealed, |s| unwrap_data_key(s, wrapped), op)
-}
-
-/// Run `op` with the session-object handle for `sealed` (any sealed key kind), taken from this
-/// session's cache or produced by `unwrap` and then cached. The cache key is SHA-256 of the
-/// whole blob, format byte included, so AES and private-key blobs cannot collide.
-///
-/// If a cached handle turns out to be invalid (private session objects are destroyed when
-/// the process logs out), forget it and run once more with a fresh unwrap.
-fn with_cached_key<T>(
-    s: &mut SessionGuard<'_>,
-    sealed: &[u8],
-    unwrap: impl FnOnce(&mut SessionGuard<'_>) -> Result<ObjectHandle, Error>,
-    op: impl FnMut(&mut SessionGuard<'_>, ObjectHandle) -> Result<T, Error>,
-) -> Result<T, Error> {
-    with_cached_digest(s, Sha256::digest(sealed).into(), unwrap, op)
-}
-
-/// [`with_cached_key`] with an explicit cache key, for session objects made from a blob for a
-/// purpose other than the default one (they need other attributes, so they must not share a
-/// cache entry with the default object).
-///
-/// `op` may also be the *unwrapping* key of a C_UnwrapKey, hence
-/// CKR_UNWRAPPING_KEY_HANDLE_INVALID among the stale-handle codes.
-fn with_cached_digest<T>(
-    s: &mut SessionGuard<'_>,
-    digest: BlobDigest,
-    unwrap: impl FnOnce(&mut SessionGuard<'_>) -> Result<ObjectHandle, Error>,
-    mut op: impl FnMut(&mut SessionGuard<'_>, ObjectHandle) -> Result<T, Error>,
-) -> Result<T, Error> {
-    if let Some(key) = s.cache().get(&digest) {
-        match op(s, key) {
-            Err(e)
-                if matches!(
-                    e.rv(),
-                    Some(
-                        RvError::KeyHandleInvalid
-                            | RvError::ObjectHandleInvalid
-                            | RvError::UnwrappingKeyHandleInvalid
-                    )
-                ) =>
-            {
-                s.cache().remove(&digest);
-            }
-            other => return other,
-        }
-    }
-    let key = unwrap(s)?;
-    for evicted in s.cache().insert(digest, key) {
-        // Best effort: if destroying fails the object still dies with its session, and
-        // failing the caller's operation over it would be worse.
-        let _ = s.call("C_DestroyObject", |s, _| s.destroy_object(evicted));
-    }
-    op(s, key)
-}
-
-/// C_UnwrapKey a sealed data key into a sensitive, non-extractable session object.
-fn unwrap_data_key(s: &mut SessionGuard<'_>, wrapped: &[u8]) -> Result<ObjectHandle, Error> {
-    let template = templates::unwrapped_data_key_template();
-    s.call("C_UnwrapKey", |s, k| {
-        s.unwrap_key(&Mechanism::AesKeyWrapPad, k.root, wrapped, &template)
-    })
-    .map_err(map_unwrap_error)
-}
-
-/// Map a failed C_UnwrapKey of a sealed blob to [`Error::BadSealedKey`] where it means "this
-/// blob does not unwrap".
-///
-/// AES-KWP integrity check failed: tampered, or wrapped under a different root key. The
-/// spec'd codes are WRAPPED_KEY_INVALID / *_LEN_RANGE; SoftHSM2 2.6.1 reports an integrity
-/// failure as CKR_GENERAL_ERROR instead. The blob length was already validated and the root
-/// handle is known-good, so on this path GENERAL_ERROR means "this blob does not unwrap".
-fn map_unwrap_error(e: Error) -> Error {
-    match e.rv() {
-        Some(
-            RvError::WrappedKeyInvalid
-            | RvError::WrappedKeyLenRange
-            | RvError::EncryptedDataInvalid
-            | RvError::EncryptedDataLenRange
-            | RvError::GeneralError,
-        ) => Error::BadSealedKey,
-        _ => e,
-    }
-}
-
 /// Load and `C_Initialize` a module once per process and path.
 ///
 /// Loading the same module twice would give us the same library instance anyway (the
@@ -571,27 +468,6 @@ fn find_slot(pkcs11: &Pkcs11, label: &str) -> Result<Slot, Error> {
     found.ok_or_else(|| Error::TokenNotFound(label.to_owned()))
 }
 
-/// `0x02 || wrapped` -> wrapped.
-fn parse_aes_blob(sealed: &[u8]) -> Result<&[u8], Error> {
-    match sealed.split_first() {
-        Some((&FORMAT_KWP_AES, wrapped)) if wrapped.len() == KWP_AES256_LEN => Ok(wrapped),
-        _ => Err(Error::BadSealedKey),
-    }
-}
-
-/// `0x03 || nonce || ct||tag` -> (nonce, ct||tag).
-fn parse_software_blob(sealed: &[u8]) -> Result<(&[u8], &[u8]), Error> {
-    match sealed.split_first() {
-        Some((&FORMAT_SOFTWARE, rest))
-            if rest.len() > GCM_NONCE_LEN + GCM_TAG_LEN
-                && rest.len() <= GCM_NONCE_LEN + GCM_TAG_LEN + MAX_SOFTWARE_LEN =>
-        {
-            Ok(rest.split_at(GCM_NONCE_LEN))
-        }
-        _ => Err(Error::BadSealedKey),
-    }
-}
-
 /// CKM_AES_GCM parameters. cryptoki's `GcmParams` borrows the IV mutably (the C struct has a
 /// non-const pointer), so callers pass a scratch copy of the nonce.
 fn gcm_params<'a>(
@@ -636,65 +512,9 @@ fn gcm_decrypt(
     .map_err(map_decrypt_error)
 }
 
-/// Map a failed GCM decryption to [`Error::AuthenticationFailed`] where it means "the tag did
-/// not verify".
-///
-/// PKCS#11 says CKR_ENCRYPTED_DATA_INVALID (or CKR_ENCRYPTED_DATA_LEN_RANGE for an impossible
-/// length). SoftHSM2 2.6.1 instead returns CKR_GENERAL_ERROR from C_Decrypt when OpenSSL's
-/// final tag check fails. We accept that only from C_Decrypt itself (not C_DecryptInit), after
-/// the key handle, nonce length and minimum ciphertext length were validated, where the tag
-/// check is the only thing left that can fail. The cost: a genuine device fault during
-/// C_Decrypt on such a token also surfaces as AuthenticationFailed.
-fn map_decrypt_error(e: Error) -> Error {
-    match &e {
-        Error::Pkcs11 {
-            source:
-                CryptokiError::Pkcs11(RvError::EncryptedDataInvalid | RvError::EncryptedDataLenRange, _)
-                | CryptokiError::Pkcs11(RvError::GeneralError, Function::Decrypt),
-            ..
-        } => Error::AuthenticationFailed,
-        _ => e,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn aes_blob_format_is_checked() {
-        let mut blob = vec![FORMAT_KWP_AES];
-        blob.extend_from_slice(&[0u8; KWP_AES256_LEN]);
-        assert!(parse_aes_blob(&blob).is_ok());
-        assert!(matches!(
-            parse_aes_blob(&blob[..40]),
-            Err(Error::BadSealedKey)
-        ));
-        blob[0] = FORMAT_SOFTWARE;
-        assert!(matches!(parse_aes_blob(&blob), Err(Error::BadSealedKey)));
-        assert!(matches!(parse_aes_blob(&[]), Err(Error::BadSealedKey)));
-    }
-
-    #[test]
-    fn software_blob_format_is_checked() {
-        let mut blob = vec![FORMAT_SOFTWARE];
-        blob.extend_from_slice(&[0u8; GCM_NONCE_LEN + GCM_TAG_LEN]);
-        // No material at all.
-        assert!(matches!(
-            parse_software_blob(&blob),
-            Err(Error::BadSealedKey)
-        ));
-        blob.push(0);
-        let (nonce, ct) = parse_software_blob(&blob).expect("well-formed");
-        assert_eq!(nonce.len(), GCM_NONCE_LEN);
-        assert_eq!(ct.len(), GCM_TAG_LEN + 1);
-        blob[0] = FORMAT_KWP_AES;
-        assert!(matches!(
-            parse_software_blob(&blob),
-            Err(Error::BadSealedKey)
-        ));
-    }
-
     #[test]
     fn config_debug_redacts_pin() {
         let cfg = Pkcs11Config {

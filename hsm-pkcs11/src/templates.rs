@@ -13,8 +13,13 @@ use cryptoki_sys::{
 };
 
 use crate::error::der_error;
+use crate::error::Error;
 use crate::kind::AsymKind;
-use crate::{Error, ROOT_KEY_LABEL, SEAL_KEY_LABEL};
+
+/// Label of the root key (wrap/unwrap of AES data keys).
+pub const ROOT_KEY_LABEL: &str = "keyward-root";
+/// Label of the seal key (AES-GCM encrypt/decrypt of software-level key material).
+pub const SEAL_KEY_LABEL: &str = "keyward-seal";
 
 /// AES-256 key length in bytes.
 pub(crate) const AES256_LEN: usize = 32;
