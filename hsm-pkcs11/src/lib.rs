@@ -115,14 +115,18 @@
 #![forbid(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
-mod asym;
 mod blob;
 mod cache;
+mod capabilities;
+mod decrypt;
 mod error;
 mod import;
+mod keypair;
 mod keys;
 mod kind;
 mod pool;
+mod probe;
+mod sign;
 mod templates;
 mod unwrap;
 
@@ -149,9 +153,10 @@ use crate::keys::TokenKeys;
 use crate::pool::{Pool, SessionFactory, SessionGuard};
 use crate::unwrap::with_data_key;
 
-pub use crate::asym::{Capabilities, SealedKeyPair};
+pub use crate::capabilities::Capabilities;
 pub use crate::error::Error;
 pub use crate::import::KCV_LEN;
+pub use crate::keypair::SealedKeyPair;
 pub use crate::kind::{AsymKind, RsaDecryptMechanism, SignMechanism};
 pub use crate::templates::{ROOT_KEY_LABEL, SEAL_KEY_LABEL};
 
@@ -246,7 +251,7 @@ impl Pkcs11Hsm {
         // fails, dropping it closes it and destroys any probe objects left behind.
         let first = factory.open_session()?;
         let root = keys::provision(&first)?;
-        let caps = asym::probe_capabilities(&factory.pkcs11, factory.slot, &first, root)?;
+        let caps = probe::probe_capabilities(&factory.pkcs11, factory.slot, &first, root)?;
         let mut sessions = Vec::with_capacity(cfg.pool_size);
         sessions.push(factory.adopt(first)?);
         for _ in 1..cfg.pool_size {

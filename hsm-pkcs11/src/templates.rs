@@ -218,7 +218,7 @@ pub(crate) fn generated_key_pair_templates(
 
 /// Template for unwrapping a sealed private key into a session object: exactly the
 /// attributes the design calls for. The key type comes from the blob's kind byte; a blob whose
-/// kind byte was altered fails to unwrap or fails the check in `asym::vet_unwrapped`.
+/// kind byte was altered fails to unwrap or fails the check in `unwrap::vet_unwrapped`.
 ///
 /// `CKA_UNWRAP=false` is explicit: SoftHSM2 2.6.1 (measured) defaults it to true on unwrapped
 /// private keys. Use as an unwrapping key (BYOK import) gets its own object, see
