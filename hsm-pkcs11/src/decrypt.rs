@@ -11,9 +11,9 @@ use zeroize::Zeroizing;
 
 use crate::blob::parse_private_blob;
 use crate::error::{map_decrypt_error, Error};
+use crate::hsm::Pkcs11Hsm;
 use crate::kind::{RsaDecryptMechanism, RSA2048_LEN};
 use crate::unwrap::{unwrap_private_key, with_cached_key};
-use crate::Pkcs11Hsm;
 
 impl Pkcs11Hsm {
     /// Decrypt an RSA ciphertext with a sealed RSA private key, inside the token.

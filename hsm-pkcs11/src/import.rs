@@ -47,12 +47,11 @@ use sha2::{Digest, Sha256};
 use crate::blob::{parse_private_blob, FORMAT_KWP_AES, KWP_AES256_LEN};
 use crate::cache::BlobDigest;
 use crate::error::Error;
-use crate::kind::RsaDecryptMechanism;
-use crate::kind::RSA2048_LEN;
+use crate::hsm::Pkcs11Hsm;
+use crate::kind::{RsaDecryptMechanism, RSA2048_LEN};
 use crate::pool::SessionGuard;
 use crate::templates::{self, AES256_LEN};
 use crate::unwrap::{unwrap_private_key_with, with_cached_digest};
-use crate::Pkcs11Hsm;
 
 /// Length of the key check value of [`Pkcs11Hsm::aes_key_check_value`] and
 /// [`Pkcs11Hsm::import_wrapped_aes256`]: one AES block, `AES-256-ECB(key, 0^16)`.

@@ -29,9 +29,9 @@ use spki::{AlgorithmIdentifierRef, EncodePublicKey, SubjectPublicKeyInfoRef};
 
 use crate::blob::{check_wrapped_len, FORMAT_KWP_PRIVATE};
 use crate::error::{der_error, Error};
+use crate::hsm::Pkcs11Hsm;
 use crate::kind::{AsymKind, RSA2048_LEN};
 use crate::templates;
-use crate::Pkcs11Hsm;
 
 /// A key pair generated in the token: the private half sealed, the public half in the clear.
 #[derive(Clone, PartialEq, Eq)]

@@ -17,12 +17,12 @@ use cryptoki::slot::Slot;
 use crate::blob::check_wrapped_len;
 use crate::capabilities::Capabilities;
 use crate::error::{rv_of, Error};
+use crate::hsm::Pkcs11Hsm;
 use crate::keypair::{build_spki, public_attribute_types};
 use crate::kind::{AsymKind, RsaDecryptMechanism, SignMechanism};
 use crate::sign::{finish_signature, sign_input, sign_mechanism, SHA256_LEN};
 use crate::templates;
 use crate::unwrap::vet_unwrapped;
-use crate::Pkcs11Hsm;
 
 impl Pkcs11Hsm {
     /// Which mechanisms this token really supports, probed at open() with C_GetMechanismList

@@ -8,9 +8,9 @@ use der::Encode;
 
 use crate::blob::parse_private_blob;
 use crate::error::{der_error, Error};
+use crate::hsm::Pkcs11Hsm;
 use crate::kind::{AsymKind, SignMechanism, RSA2048_LEN};
 use crate::unwrap::{unwrap_private_key, with_cached_key};
-use crate::Pkcs11Hsm;
 
 /// Length of a SHA-256 digest.
 pub(crate) const SHA256_LEN: usize = 32;
