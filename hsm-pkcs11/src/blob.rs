@@ -18,9 +18,9 @@ pub(crate) const FORMAT_SOFTWARE: u8 = 0x03;
 pub(crate) const FORMAT_KWP_PRIVATE: u8 = 0x04;
 /// Upper bound for the wrapped part of a sealed private key. An RSA-2048 PKCS#8 is ~1.2 KiB,
 /// a P-384 one ~190 bytes; this leaves room for encodings with optional fields.
-pub(crate) const MAX_WRAPPED_PRIVATE_LEN: usize = 4096;
+const MAX_WRAPPED_PRIVATE_LEN: usize = 4096;
 /// AES-KWP output is a multiple of 8 bytes and at least two blocks.
-pub(crate) const KWP_BLOCK: usize = 8;
+const KWP_BLOCK: usize = 8;
 
 pub(crate) const GCM_NONCE_LEN: usize = 12;
 pub(crate) const GCM_TAG_LEN: usize = 16;

@@ -2,7 +2,8 @@
 //!
 //! Operations are `impl Pkcs11Hsm` blocks in one module per PKCS#11 function group (`open`,
 //! `symmetric`, `keypair`, `sign`, `decrypt`, `import`, `probe`), as rust-cryptoki splits
-//! `Session`. This module imports none of them, so they can all import it.
+//! `Session`. This module imports none of them, so they can all import it. The two calls that
+//! fit no group (`random`, `token_label`) stay here.
 
 use std::fmt;
 use std::path::PathBuf;

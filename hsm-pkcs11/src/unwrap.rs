@@ -80,10 +80,7 @@ pub(crate) fn with_cached_digest<T>(
 }
 
 /// C_UnwrapKey a sealed data key into a sensitive, non-extractable session object.
-pub(crate) fn unwrap_data_key(
-    s: &mut SessionGuard<'_>,
-    wrapped: &[u8],
-) -> Result<ObjectHandle, Error> {
+fn unwrap_data_key(s: &mut SessionGuard<'_>, wrapped: &[u8]) -> Result<ObjectHandle, Error> {
     let template = templates::unwrapped_data_key_template();
     s.call("C_UnwrapKey", |s, k| {
         s.unwrap_key(&Mechanism::AesKeyWrapPad, k.root, wrapped, &template)
@@ -98,7 +95,7 @@ pub(crate) fn unwrap_data_key(
 /// spec'd codes are WRAPPED_KEY_INVALID / *_LEN_RANGE; SoftHSM2 2.6.1 reports an integrity
 /// failure as CKR_GENERAL_ERROR instead. The blob length was already validated and the root
 /// handle is known-good, so on this path GENERAL_ERROR means "this blob does not unwrap".
-pub(crate) fn map_unwrap_error(e: Error) -> Error {
+fn map_unwrap_error(e: Error) -> Error {
     match e.rv() {
         Some(
             RvError::WrappedKeyInvalid
