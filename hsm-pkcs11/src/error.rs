@@ -1,8 +1,9 @@
 //! The crate's single error type.
 
+use cryptoki::context::Function;
 use cryptoki::error::{Error as CryptokiError, RvError};
 
-use crate::asym::AsymKind;
+use crate::kind::AsymKind;
 
 /// Everything that can go wrong in this crate.
 ///
@@ -104,5 +105,31 @@ pub(crate) fn rv_of(err: &CryptokiError) -> Option<RvError> {
     match err {
         CryptokiError::Pkcs11(rv, _) => Some(*rv),
         _ => None,
+    }
+}
+
+/// A DER encoding step failed on data that came from (or is about to go to) the token.
+pub(crate) fn der_error(e: der::Error) -> Error {
+    Error::TokenOutput(format!("DER encoding failed: {e}"))
+}
+
+/// Map a failed GCM decryption to [`Error::AuthenticationFailed`] where it means "the tag did
+/// not verify".
+///
+/// PKCS#11 says CKR_ENCRYPTED_DATA_INVALID (or CKR_ENCRYPTED_DATA_LEN_RANGE for an impossible
+/// length). SoftHSM2 2.6.1 instead returns CKR_GENERAL_ERROR from C_Decrypt when OpenSSL's
+/// final tag check fails. We accept that only from C_Decrypt itself (not C_DecryptInit), after
+/// the key handle, nonce length and minimum ciphertext length were validated, where the tag
+/// check is the only thing left that can fail. The cost: a genuine device fault during
+/// C_Decrypt on such a token also surfaces as AuthenticationFailed.
+pub(crate) fn map_decrypt_error(e: Error) -> Error {
+    match &e {
+        Error::Pkcs11 {
+            source:
+                CryptokiError::Pkcs11(RvError::EncryptedDataInvalid | RvError::EncryptedDataLenRange, _)
+                | CryptokiError::Pkcs11(RvError::GeneralError, Function::Decrypt),
+            ..
+        } => Error::AuthenticationFailed,
+        _ => e,
     }
 }

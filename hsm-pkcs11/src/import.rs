@@ -44,12 +44,14 @@ use cryptoki::mechanism::{Mechanism, MechanismType};
 use cryptoki::object::{Attribute, AttributeType, ObjectHandle};
 use sha2::{Digest, Sha256};
 
-use crate::asym::{self, RSA2048_LEN};
+use crate::blob::{parse_private_blob, FORMAT_KWP_AES, KWP_AES256_LEN};
 use crate::cache::BlobDigest;
+use crate::error::Error;
+use crate::hsm::Pkcs11Hsm;
+use crate::kind::{RsaDecryptMechanism, RSA2048_LEN};
 use crate::pool::SessionGuard;
 use crate::templates::{self, AES256_LEN};
-use crate::{with_cached_digest, Error, Pkcs11Hsm, RsaDecryptMechanism};
-use crate::{FORMAT_KWP_AES, KWP_AES256_LEN};
+use crate::unwrap::{unwrap_private_key_with, with_cached_digest};
 
 /// Length of the key check value of [`Pkcs11Hsm::aes_key_check_value`] and
 /// [`Pkcs11Hsm::import_wrapped_aes256`]: one AES block, `AES-256-ECB(key, 0^16)`.
@@ -89,7 +91,7 @@ impl Pkcs11Hsm {
         mech: RsaDecryptMechanism,
         encrypted_material: &[u8],
     ) -> Result<(Vec<u8>, [u8; KCV_LEN]), Error> {
-        let (kind, wrapped) = asym::parse_private_blob(sealed_wrapping_key)?;
+        let (kind, wrapped) = parse_private_blob(sealed_wrapping_key)?;
         if !kind.is_rsa() {
             return Err(Error::WrongKeyKind {
                 kind,
@@ -115,7 +117,7 @@ impl Pkcs11Hsm {
             &mut s,
             digest,
             |s| {
-                asym::unwrap_private_key_with(
+                unwrap_private_key_with(
                     s,
                     kind,
                     wrapped,

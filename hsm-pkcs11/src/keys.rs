@@ -16,8 +16,8 @@ use cryptoki::session::Session;
 use cryptoki::types::Ulong;
 
 use crate::error::rv_of;
-use crate::templates;
-use crate::{Error, ROOT_KEY_LABEL, SEAL_KEY_LABEL};
+use crate::error::Error;
+use crate::templates::{self, ROOT_KEY_LABEL, SEAL_KEY_LABEL};
 
 /// Handles of the root and seal key, valid in the session that located them (until logout).
 #[derive(Debug, Clone, Copy)]

@@ -12,8 +12,14 @@ use cryptoki_sys::{
     CK_ULONG,
 };
 
-use crate::asym::AsymKind;
-use crate::{Error, ROOT_KEY_LABEL, SEAL_KEY_LABEL};
+use crate::error::der_error;
+use crate::error::Error;
+use crate::kind::AsymKind;
+
+/// Label of the root key (wrap/unwrap of AES data keys).
+pub const ROOT_KEY_LABEL: &str = "keyward-root";
+/// Label of the seal key (AES-GCM encrypt/decrypt of software-level key material).
+pub const SEAL_KEY_LABEL: &str = "keyward-seal";
 
 /// AES-256 key length in bytes.
 pub(crate) const AES256_LEN: usize = 32;
@@ -196,7 +202,7 @@ pub(crate) fn generated_key_pair_templates(
         Attribute::Derive(false),
         Attribute::Unwrap(false),
     ];
-    match kind.ec_params_der()? {
+    match kind.ec_params_der().map_err(der_error)? {
         None => {
             public.extend([
                 Attribute::Encrypt(true),
@@ -212,7 +218,7 @@ pub(crate) fn generated_key_pair_templates(
 
 /// Template for unwrapping a sealed private key into a session object: exactly the
 /// attributes the design calls for. The key type comes from the blob's kind byte; a blob whose
-/// kind byte was altered fails to unwrap or fails the check in `asym::vet_unwrapped`.
+/// kind byte was altered fails to unwrap or fails the check in `unwrap::vet_unwrapped`.
 ///
 /// `CKA_UNWRAP=false` is explicit: SoftHSM2 2.6.1 (measured) defaults it to true on unwrapped
 /// private keys. Use as an unwrapping key (BYOK import) gets its own object, see

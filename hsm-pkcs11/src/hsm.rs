@@ -1,0 +1,99 @@
+//! The [`Pkcs11Hsm`] handle and its configuration.
+//!
+//! Operations are `impl Pkcs11Hsm` blocks in one module per PKCS#11 function group (`open`,
+//! `symmetric`, `keypair`, `sign`, `decrypt`, `import`, `probe`), as rust-cryptoki splits
+//! `Session`. This module imports none of them, so they can all import it. The two calls that
+//! fit no group (`random`, `token_label`) stay here.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use zeroize::Zeroizing;
+
+use crate::capabilities::Capabilities;
+use crate::error::Error;
+use crate::pool::Pool;
+
+/// Upper bound for [`Pkcs11Hsm::random`] and [`Pkcs11Hsm::generate_software_sealed`].
+pub(crate) const MAX_RANDOM_LEN: usize = 4096;
+
+/// How to reach the token.
+#[derive(Clone)]
+pub struct Pkcs11Config {
+    /// Path of the PKCS#11 module (e.g. `/usr/lib/softhsm/libsofthsm2.so`).
+    pub module: PathBuf,
+    /// Token label; trailing spaces are ignored (PKCS#11 pads labels with spaces).
+    pub token_label: String,
+    /// User PIN.
+    pub pin: Zeroizing<String>,
+    /// Number of R/W sessions kept open; also the maximum number of concurrent token calls.
+    pub pool_size: usize,
+}
+
+impl fmt::Debug for Pkcs11Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pkcs11Config")
+            .field("module", &self.module)
+            .field("token_label", &self.token_label)
+            .field("pin", &"<redacted>")
+            .field("pool_size", &self.pool_size)
+            .finish()
+    }
+}
+
+/// A logged-in connection to one token, with the Keyward key hierarchy on it.
+pub struct Pkcs11Hsm {
+    pub(crate) pool: Pool,
+    pub(crate) token_label: String,
+    pub(crate) caps: Capabilities,
+}
+
+// The host shares one instance across threads; fail the build if that ever stops holding.
+const _: fn() = || {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Pkcs11Hsm>();
+};
+
+impl fmt::Debug for Pkcs11Hsm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pkcs11Hsm")
+            .field("token_label", &self.token_label)
+            .field("pool_size", &self.pool.size())
+            .field("capabilities", &self.caps)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Pkcs11Hsm {
+    /// `len` random bytes from the token's RNG (`C_GenerateRandom`), 1..=4096.
+    pub fn random(&self, len: usize) -> Result<Zeroizing<Vec<u8>>, Error> {
+        if len == 0 || len > MAX_RANDOM_LEN {
+            return Err(Error::BadLength);
+        }
+        let mut s = self.pool.checkout()?;
+        let mut buf = Zeroizing::new(vec![0u8; len]);
+        s.call("C_GenerateRandom", |s, _| s.generate_random_slice(&mut buf))?;
+        Ok(buf)
+    }
+
+    /// Label of the token this instance is connected to (without PKCS#11 space padding).
+    pub fn token_label(&self) -> &str {
+        &self.token_label
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_debug_redacts_pin() {
+        let cfg = Pkcs11Config {
+            module: "/x.so".into(),
+            token_label: "t".into(),
+            pin: Zeroizing::new("123456".into()),
+            pool_size: 1,
+        };
+        assert!(!format!("{cfg:?}").contains("123456"));
+    }
+}

@@ -1,0 +1,105 @@
+//! Opening a [`Pkcs11Hsm`]: loading and initialising the module, finding the token, logging
+//! in the session pool, provisioning the token keys and probing the token's capabilities.
+//!
+//! This is the top of the import graph below the crate root: it uses `probe`, which uses the
+//! operation modules, which use `hsm`. Keeping `open` out of `hsm` is what lets the probe
+//! reuse the sign and key-pair code without a cycle.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock, PoisonError};
+
+use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+use cryptoki::error::RvError;
+use cryptoki::slot::Slot;
+use cryptoki::types::AuthPin;
+
+use crate::error::{rv_of, Error};
+use crate::hsm::{Pkcs11Config, Pkcs11Hsm};
+use crate::keys;
+use crate::pool::{Pool, SessionFactory};
+use crate::probe;
+
+impl Pkcs11Hsm {
+    /// Load and initialise the module, find the token, open and log in `pool_size` sessions,
+    /// and find (or create) and vet the root and seal keys.
+    pub fn open(cfg: &Pkcs11Config) -> Result<Self, Error> {
+        if cfg.pool_size == 0 {
+            return Err(Error::InvalidConfig("pool_size must be at least 1"));
+        }
+        let pkcs11 = load_module(&cfg.module)?;
+        let label = cfg.token_label.trim_end_matches(' ').to_owned();
+        let slot = find_slot(&pkcs11, &label)?;
+        let factory = SessionFactory {
+            pkcs11,
+            slot,
+            pin: AuthPin::from(cfg.pin.as_str()),
+        };
+
+        // Provision on the first session, then make it the first pool member. If anything
+        // fails, dropping it closes it and destroys any probe objects left behind.
+        let first = factory.open_session()?;
+        let root = keys::provision(&first)?;
+        let caps = probe::probe_capabilities(&factory.pkcs11, factory.slot, &first, root)?;
+        let mut sessions = Vec::with_capacity(cfg.pool_size);
+        sessions.push(factory.adopt(first)?);
+        for _ in 1..cfg.pool_size {
+            sessions.push(factory.open()?);
+        }
+
+        Ok(Pkcs11Hsm {
+            pool: Pool::new(factory, sessions),
+            token_label: label,
+            caps,
+        })
+    }
+}
+
+/// Load and `C_Initialize` a module once per process and path.
+///
+/// Loading the same module twice would give us the same library instance anyway (the
+/// dynamic loader shares it), and a second `C_Initialize` returns
+/// `CKR_CRYPTOKI_ALREADY_INITIALIZED`. Keeping one context per path avoids that and,
+/// because the context is never dropped, the module is never unloaded while initialised.
+fn load_module(path: &Path) -> Result<Pkcs11, Error> {
+    static MODULES: OnceLock<Mutex<HashMap<PathBuf, Pkcs11>>> = OnceLock::new();
+    let key = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut modules = MODULES
+        .get_or_init(Default::default)
+        .lock()
+        // Only held for a map lookup/insert and the load itself; the map stays consistent.
+        .unwrap_or_else(PoisonError::into_inner);
+    if let Some(pkcs11) = modules.get(&key) {
+        return Ok(pkcs11.clone());
+    }
+    let pkcs11 = Pkcs11::new(&key).map_err(Error::pkcs11("C_GetFunctionList"))?;
+    match pkcs11.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
+        Ok(()) => {}
+        // Someone else in this process (another library, a test) initialised it already.
+        Err(e) if rv_of(&e) == Some(RvError::CryptokiAlreadyInitialized) => {}
+        Err(e) => return Err(Error::pkcs11("C_Initialize")(e)),
+    }
+    modules.insert(key, pkcs11.clone());
+    Ok(pkcs11)
+}
+
+/// The one slot whose token label equals `label` (PKCS#11 pads labels with spaces).
+fn find_slot(pkcs11: &Pkcs11, label: &str) -> Result<Slot, Error> {
+    let slots = pkcs11
+        .get_slots_with_token()
+        .map_err(Error::pkcs11("C_GetSlotList"))?;
+    let mut found = None;
+    for slot in slots {
+        // A slot whose token cannot be queried (e.g. just removed) cannot be the one we want.
+        let Ok(info) = pkcs11.get_token_info(slot) else {
+            continue;
+        };
+        if info.label().trim_end_matches(' ') == label {
+            if found.is_some() {
+                return Err(Error::AmbiguousToken(label.to_owned()));
+            }
+            found = Some(slot);
+        }
+    }
+    found.ok_or_else(|| Error::TokenNotFound(label.to_owned()))
+}

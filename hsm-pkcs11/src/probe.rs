@@ -1,0 +1,218 @@
+//! The start-up capability probe: mechanism discovery plus a real trial of every key kind and
+//! mechanism, run once by [`Pkcs11Hsm::open`].
+//!
+//! [`Pkcs11Hsm::open`] reads `C_GetMechanismList`/`C_GetMechanismInfo` and then runs the whole
+//! life cycle of a sealed key pair (see `keypair`) once per key kind, with throw-away session
+//! objects, including every sign/decrypt mechanism. A mechanism list cannot say which *parameters* a mechanism takes:
+//! SoftHSM2 2.6.1 lists `CKM_RSA_PKCS_OAEP` but refuses every hash except SHA-1. (cryptoki also
+//! silently drops mechanism types it does not model, so the list is only a first filter.)
+
+use cryptoki::context::Pkcs11;
+use cryptoki::error::{Error as CryptokiError, RvError};
+use cryptoki::mechanism::{Mechanism, MechanismType};
+use cryptoki::object::ObjectHandle;
+use cryptoki::session::Session;
+use cryptoki::slot::Slot;
+
+use crate::blob::check_wrapped_len;
+use crate::capabilities::Capabilities;
+use crate::error::{rv_of, Error};
+use crate::hsm::Pkcs11Hsm;
+use crate::keypair::{build_spki, public_attribute_types};
+use crate::kind::{AsymKind, RsaDecryptMechanism, SignMechanism};
+use crate::sign::{finish_signature, sign_input, sign_mechanism, SHA256_LEN};
+use crate::templates;
+use crate::unwrap::vet_unwrapped;
+
+impl Pkcs11Hsm {
+    /// Which mechanisms this token really supports, probed at open() with C_GetMechanismList
+    /// plus a real trial where the list may lie (the cryptoki crate drops mechanism types it does
+    /// not model). Measured on SoftHSM2 2.6.1: RSA-OAEP works with SHA-1 only (SHA-256 refused).
+    pub fn capabilities(&self) -> Capabilities {
+        self.caps
+    }
+}
+
+/// Return values after which a capability trial must not simply report "unsupported": the
+/// session or token is in trouble, and `open` should fail instead.
+fn is_trial_fatal(e: &CryptokiError) -> bool {
+    matches!(
+        rv_of(e),
+        Some(
+            RvError::SessionHandleInvalid
+                | RvError::SessionClosed
+                | RvError::DeviceRemoved
+                | RvError::DeviceError
+                | RvError::DeviceMemory
+                | RvError::HostMemory
+                | RvError::TokenNotPresent
+                | RvError::UserNotLoggedIn
+                | RvError::CryptokiNotInitialized
+        )
+    ) || !matches!(e, CryptokiError::Pkcs11(..))
+}
+
+/// `Ok(true)`: worked; `Ok(false)`: the token refused; `Err`: the token is in trouble.
+fn trial<T>(r: Result<T, CryptokiError>, what: &'static str) -> Result<Option<T>, Error> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if is_trial_fatal(&e) => Err(Error::pkcs11(what)(e)),
+        Err(_) => Ok(None),
+    }
+}
+
+/// Establish [`Capabilities`] on a logged-in session: mechanism list first, then the full
+/// generate / wrap / unwrap / use cycle with throw-away session objects for every kind the
+/// list allows.
+///
+/// Every object created is destroyed before returning `Ok`. On `Err` the caller drops the
+/// session, which destroys whatever may be left.
+pub(crate) fn probe_capabilities(
+    pkcs11: &Pkcs11,
+    slot: Slot,
+    session: &Session,
+    root: ObjectHandle,
+) -> Result<Capabilities, Error> {
+    let listed = pkcs11
+        .get_mechanism_list(slot)
+        .map_err(Error::pkcs11("C_GetMechanismList"))?;
+    let can_generate = |mech: MechanismType, bits: u64| {
+        listed.contains(&mech)
+            && pkcs11.get_mechanism_info(slot, mech).is_ok_and(|i| {
+                i.generate_key_pair()
+                    && (i.min_key_size() as u64..=i.max_key_size() as u64).contains(&bits)
+            })
+    };
+    let mut caps = Capabilities::default();
+    for kind in AsymKind::ALL {
+        let (keygen, op) = if kind.is_rsa() {
+            (
+                MechanismType::RSA_PKCS_KEY_PAIR_GEN,
+                MechanismType::RSA_PKCS,
+            )
+        } else {
+            (MechanismType::ECC_KEY_PAIR_GEN, MechanismType::ECDSA)
+        };
+        if !(listed.contains(&MechanismType::AES_KEY_WRAP_PAD)
+            && listed.contains(&op)
+            && can_generate(keygen, kind.bits()))
+        {
+            continue;
+        }
+        trial_kind(session, root, kind, &listed, &mut caps)?;
+    }
+    Ok(caps)
+}
+
+/// Run the full cycle for one kind and record what worked in `caps`.
+fn trial_kind(
+    session: &Session,
+    root: ObjectHandle,
+    kind: AsymKind,
+    listed: &[MechanismType],
+    caps: &mut Capabilities,
+) -> Result<(), Error> {
+    let (public_t, private_t) = templates::generated_key_pair_templates(kind)?;
+    let Some((public, private)) = trial(
+        session.generate_key_pair(&kind.keygen_mechanism(), &public_t, &private_t),
+        "C_GenerateKeyPair",
+    )?
+    else {
+        return Ok(());
+    };
+    let result = trial_generated(session, root, kind, public, private, listed, caps);
+    session
+        .destroy_object(private)
+        .map_err(Error::pkcs11("C_DestroyObject"))?;
+    session
+        .destroy_object(public)
+        .map_err(Error::pkcs11("C_DestroyObject"))?;
+    result
+}
+
+fn trial_generated(
+    session: &Session,
+    root: ObjectHandle,
+    kind: AsymKind,
+    public: ObjectHandle,
+    private: ObjectHandle,
+    listed: &[MechanismType],
+    caps: &mut Capabilities,
+) -> Result<(), Error> {
+    let Some(wrapped) = trial(
+        session.wrap_key(&Mechanism::AesKeyWrapPad, root, private),
+        "C_WrapKey",
+    )?
+    else {
+        return Ok(());
+    };
+    let attrs = session
+        .get_attributes(public, public_attribute_types(kind))
+        .map_err(Error::pkcs11("C_GetAttributeValue"))?;
+    if check_wrapped_len(&wrapped).is_err() || build_spki(kind, &attrs).is_err() {
+        return Ok(());
+    }
+    let template = templates::unwrapped_private_key_template(kind);
+    let Some(key) = trial(
+        session.unwrap_key(&Mechanism::AesKeyWrapPad, root, &wrapped, &template),
+        "C_UnwrapKey",
+    )?
+    else {
+        return Ok(());
+    };
+    let result = trial_unwrapped(session, kind, public, key, listed, caps);
+    session
+        .destroy_object(key)
+        .map_err(Error::pkcs11("C_DestroyObject"))?;
+    result
+}
+
+fn trial_unwrapped(
+    session: &Session,
+    kind: AsymKind,
+    public: ObjectHandle,
+    key: ObjectHandle,
+    listed: &[MechanismType],
+    caps: &mut Capabilities,
+) -> Result<(), Error> {
+    if vet_unwrapped(session, kind, key).is_err() {
+        return Ok(());
+    }
+    let digest = [0x5a; SHA256_LEN];
+    let signs = |mech: SignMechanism| -> Result<bool, Error> {
+        let data = sign_input(mech, &digest)?;
+        Ok(
+            trial(session.sign(&sign_mechanism(mech), key, &data), "C_Sign")?
+                .is_some_and(|raw| finish_signature(kind, raw).is_ok()),
+        )
+    };
+    // Encrypt with the token's public key, decrypt with the unwrapped private key.
+    let round_trips = |mech: RsaDecryptMechanism| -> Result<bool, Error> {
+        let m = mech.mechanism();
+        let msg = b"keyward capability probe";
+        let Some(ct) = trial(session.encrypt(&m, public, msg), "C_Encrypt")? else {
+            return Ok(false);
+        };
+        Ok(trial(session.decrypt(&m, key, &ct), "C_Decrypt")?
+            .is_some_and(|pt| pt.as_slice() == msg))
+    };
+    match kind {
+        AsymKind::EcP256 => caps.ec_p256 = signs(SignMechanism::Ecdsa)?,
+        AsymKind::EcP384 => caps.ec_p384 = signs(SignMechanism::Ecdsa)?,
+        AsymKind::Rsa2048 => {
+            caps.rsa_2048 = signs(SignMechanism::RsaPkcs1Sha256)?
+                && round_trips(RsaDecryptMechanism::Pkcs1v15)?;
+            if !caps.rsa_2048 {
+                return Ok(());
+            }
+            if listed.contains(&MechanismType::RSA_PKCS_PSS) {
+                caps.rsa_pss = signs(SignMechanism::RsaPssSha256)?;
+            }
+            if listed.contains(&MechanismType::RSA_PKCS_OAEP) {
+                caps.rsa_oaep_sha1 = round_trips(RsaDecryptMechanism::OaepSha1)?;
+                caps.rsa_oaep_sha256 = round_trips(RsaDecryptMechanism::OaepSha256)?;
+            }
+        }
+    }
+    Ok(())
+}
