@@ -5,7 +5,7 @@
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::hsm::Hsm;
-use crate::store::{AccountRecord, ApiKeyRecord, Store};
+use crate::store::{AccountRecord, ApiKeyRecord, Store, Trail};
 use keyward_shared::Algorithm;
 use serde::Serialize;
 use std::collections::HashMap;
@@ -116,10 +116,12 @@ impl Accounts {
             remark: String::new(),
             create_time: self.clock.now(),
         })?;
-        self.issue_api_key(ROOT_UIN, region).map(Some)
+        // Start-up, not a request: no record.
+        self.issue_api_key(&Trail::off(), ROOT_UIN, region)
+            .map(Some)
     }
 
-    pub fn issue_api_key(&self, uin: u64, region: &str) -> Result<IssuedCredential> {
+    pub fn issue_api_key(&self, trail: &Trail, uin: u64, region: &str) -> Result<IssuedCredential> {
         let secret_id = format!("AKID{}", self.random_token(32)?);
         let secret_key = Zeroizing::new(self.random_token(32)?);
         let aad = api_key_aad(&secret_id);
@@ -131,14 +133,17 @@ impl Accounts {
         )?;
         let mut sealed = nonce;
         sealed.extend_from_slice(&ct);
-        self.store.insert_api_key(&ApiKeyRecord {
-            secret_id: secret_id.clone(),
-            uin,
-            sealed_secret: sealed,
-            enabled: true,
-            create_time: self.clock.now(),
-            last_used: 0,
-        })?;
+        self.store.insert_api_key(
+            trail,
+            &ApiKeyRecord {
+                secret_id: secret_id.clone(),
+                uin,
+                sealed_secret: sealed,
+                enabled: true,
+                create_time: self.clock.now(),
+                last_used: 0,
+            },
+        )?;
         Ok(IssuedCredential {
             secret_id,
             secret_key,

@@ -119,17 +119,17 @@ pub(super) fn add_user(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
         }
     };
     let now = ctx.state.clock.now();
-    let rec = ctx
-        .state
-        .kms
-        .store()
-        .create_sub_account(&req.name, &req.remark, now)?;
+    let rec =
+        ctx.state
+            .kms
+            .store()
+            .create_sub_account(&ctx.caller.trail, &req.name, &req.remark, now)?;
     let mut v = json!({ "Uin": rec.uin, "Name": rec.name, "Remark": rec.remark });
     if use_api {
-        let cred = ctx
-            .state
-            .accounts
-            .issue_api_key(rec.uin, &ctx.caller.region)?;
+        let cred =
+            ctx.state
+                .accounts
+                .issue_api_key(&ctx.caller.trail, rec.uin, &ctx.caller.region)?;
         v["SecretId"] = json!(cred.secret_id);
         v["SecretKey"] = json!(cred.secret_key.as_str());
     }
@@ -183,7 +183,10 @@ pub(super) fn update_user(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     let u = user(ctx, required("Name", &req.name)?)?;
     if let Some(remark) = &req.remark {
         check_remark(remark)?;
-        ctx.state.kms.store().update_account_remark(u.uin, remark)?;
+        ctx.state
+            .kms
+            .store()
+            .update_account_remark(&ctx.caller.trail, u.uin, remark)?;
     }
     out(json!({}))
 }
@@ -204,7 +207,10 @@ pub(super) fn delete_user(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
             "the root account cannot be deleted".into(),
         ));
     }
-    ctx.state.kms.store().delete_account(u.uin)?;
+    ctx.state
+        .kms
+        .store()
+        .delete_account(&ctx.caller.trail, u.uin)?;
     ctx.state.accounts.forget(|c| c.uin == u.uin);
     changed(ctx);
     out(json!({}))
@@ -252,10 +258,10 @@ pub(super) fn create_access_key(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
             "an account may hold at most {MAX_KEYS_PER_ACCOUNT} API keys"
         )));
     }
-    let cred = ctx
-        .state
-        .accounts
-        .issue_api_key(owner.uin, &ctx.caller.region)?;
+    let cred =
+        ctx.state
+            .accounts
+            .issue_api_key(&ctx.caller.trail, owner.uin, &ctx.caller.region)?;
     out(json!({
         "AccessKey": {
             "AccessKeyId": cred.secret_id,
@@ -308,7 +314,7 @@ pub(super) fn update_access_key(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     ctx.state
         .kms
         .store()
-        .set_api_key_enabled(&key.secret_id, enabled)?;
+        .set_api_key_enabled(&ctx.caller.trail, &key.secret_id, enabled)?;
     ctx.state.accounts.forget(|c| c.secret_id == key.secret_id);
     out(json!({}))
 }
@@ -321,7 +327,10 @@ pub(super) fn delete_access_key(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
             "the root account's last API key cannot be deleted".into(),
         ));
     }
-    ctx.state.kms.store().delete_api_key(&key.secret_id)?;
+    ctx.state
+        .kms
+        .store()
+        .delete_api_key(&ctx.caller.trail, &key.secret_id)?;
     ctx.state.accounts.forget(|c| c.secret_id == key.secret_id);
     out(json!({}))
 }
@@ -354,11 +363,12 @@ pub(super) fn create_group(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     let req: CreateGroupRequest = parse(body)?;
     check_name("GroupName", &req.group_name)?;
     check_remark(&req.remark)?;
-    let g =
-        ctx.state
-            .kms
-            .store()
-            .create_group(&req.group_name, &req.remark, ctx.state.clock.now())?;
+    let g = ctx.state.kms.store().create_group(
+        &ctx.caller.trail,
+        &req.group_name,
+        &req.remark,
+        ctx.state.clock.now(),
+    )?;
     out(json!({ "GroupId": g.group_id }))
 }
 
@@ -376,7 +386,7 @@ fn group_id(id: Option<u64>) -> Result<u64> {
 pub(super) fn delete_group(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     let req: GroupIdRequest = parse(body)?;
     let id = group_id(req.group_id)?;
-    if !ctx.state.kms.store().delete_group(id)? {
+    if !ctx.state.kms.store().delete_group(&ctx.caller.trail, id)? {
         return Err(Error::GroupNotFound(id.to_string()));
     }
     changed(ctx);
@@ -445,9 +455,9 @@ pub(super) fn group_membership(ctx: &Ctx<'_>, body: &[u8], add: bool) -> Result<
     }
     for (gid, uin) in pairs {
         if add {
-            store.add_group_member(gid, uin)?;
+            store.add_group_member(&ctx.caller.trail, gid, uin)?;
         } else {
-            store.remove_group_member(gid, uin)?;
+            store.remove_group_member(&ctx.caller.trail, gid, uin)?;
         }
     }
     changed(ctx);
@@ -498,6 +508,7 @@ pub(super) fn create_policy(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     check_remark(&req.description)?;
     validate_document(&req.policy_document)?;
     let p = ctx.state.kms.store().create_policy(
+        &ctx.caller.trail,
         &req.policy_name,
         &req.description,
         &req.policy_document,
@@ -537,6 +548,7 @@ pub(super) fn update_policy(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
         check_remark(d)?;
     }
     if !ctx.state.kms.store().update_policy(
+        &ctx.caller.trail,
         id,
         req.description.as_deref(),
         req.policy_document.as_deref(),
@@ -568,7 +580,7 @@ pub(super) fn delete_policy(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
         ids.push(id);
     }
     for id in ids {
-        store.delete_policy(id)?;
+        store.delete_policy(&ctx.caller.trail, id)?;
     }
     changed(ctx);
     out(json!({}))
@@ -666,9 +678,14 @@ pub(super) fn attach(ctx: &Ctx<'_>, body: &[u8], to_user: bool, attach: bool) ->
         Target::Group(gid)
     };
     if attach {
-        store.attach_policy(p.policy_id, target, ctx.state.clock.now())?;
+        store.attach_policy(
+            &ctx.caller.trail,
+            p.policy_id,
+            target,
+            ctx.state.clock.now(),
+        )?;
     } else {
-        store.detach_policy(p.policy_id, target)?;
+        store.detach_policy(&ctx.caller.trail, p.policy_id, target)?;
     }
     changed(ctx);
     out(json!({}))

@@ -16,13 +16,14 @@ pub mod tc3;
 
 use crate::accounts::{Accounts, ApiCredential};
 use crate::alarms::Alarms;
-use crate::audit::{pending, record::AuditRecord, Audit};
+use crate::audit::{record::AuditRecord, Audit};
 use crate::clock::{AdjustableClock, Clock, SystemClock};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::iam::{Access, Iam};
 use crate::kms::{Caller, Kms};
 use crate::ssm::Ssm;
+use crate::store::Trail;
 use actions::{Action, Exec, Product, Run, Scope};
 use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
@@ -87,7 +88,7 @@ async fn metrics(State(st): State<Arc<AppState>>) -> Response {
         c.delivered.load(Relaxed),
         c.delivery_failures.load(Relaxed),
         a.written.load(Relaxed)
-            + crate::store::WRITTEN_WITH_CHANGES.load(Relaxed),
+            + st.audit.written_with_changes(),
         a.failures.load(Relaxed),
         a.checkpoints.load(Relaxed),
     );
@@ -111,54 +112,40 @@ async fn handle(State(st): State<Arc<AppState>>, req: Request<Body>) -> Response
     let action = header(&parts, "x-tc-action").unwrap_or("").to_string();
     let product = header(&parts, "x-tc-version").and_then(Product::from_version);
     let row = product.and_then(|p| actions::find(p, &action));
-    let audit = st
-        .audit
-        .enabled()
-        .then(|| base_record(&st, &parts, product, row, &request_id, peer));
+    // The request's unit of work: its audit record travels with the caller into the handler
+    // and every store write, and comes back here, built once and never copied.
+    let trail =
+        Arc::new(Trail::new(st.audit.enabled().then(|| {
+            base_record(&st, &parts, product, row, &request_id, peer)
+        })));
     let limit = st.cfg.limits.max_body_bytes;
-    // The record travels with the request: into the handler's thread and back, so it is
-    // built once and never copied.
-    let (result, recorded) = 'run: {
+    let result = 'run: {
         if parts.method != axum::http::Method::POST {
-            break 'run (
-                Err(Error::UnsupportedProtocol(
-                    "only POST requests with a JSON body are supported".into(),
-                )),
-                audit.map(|r| (r, false)),
-            );
+            break 'run Err(Error::UnsupportedProtocol(
+                "only POST requests with a JSON body are supported".into(),
+            ));
         }
         let body = match axum::body::to_bytes(body, limit).await {
             Ok(b) => b,
-            Err(_) => {
-                break 'run (
-                    Err(Error::RequestTooLarge(limit)),
-                    audit.map(|r| (r, false)),
-                )
-            }
+            Err(_) => break 'run Err(Error::RequestTooLarge(limit)),
         };
         let run = {
-            let st = st.clone();
+            let (st, trail) = (st.clone(), trail.clone());
             move || {
-                if let Some(r) = audit {
-                    pending::begin(r);
-                }
                 let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    dispatch(&st, &parts, row, &body, peer)
+                    dispatch(&st, &parts, row, trail, &body, peer)
                 }))
                 .unwrap_or_else(|_| Err(Error::Internal("action handler panicked".into())));
                 wipe_body(body);
-                (result, pending::finish())
+                result
             }
         };
         if row.is_some_and(|a| a.exec == Exec::Inline) {
             run()
         } else {
-            tokio::task::spawn_blocking(run).await.unwrap_or_else(|e| {
-                (
-                    Err(Error::Internal(format!("action handler failed: {e}"))),
-                    None,
-                )
-            })
+            tokio::task::spawn_blocking(run)
+                .await
+                .unwrap_or_else(|e| Err(Error::Internal(format!("action handler failed: {e}"))))
         }
     };
     let elapsed_us = started.elapsed().as_micros() as u64;
@@ -167,7 +154,7 @@ async fn handle(State(st): State<Arc<AppState>>, req: Request<Body>) -> Response
         Err(e) => envelope::error_code(e),
     };
     // One record per request: the one a write transaction already committed, or this one.
-    match recorded {
+    match trail.take() {
         Some((_, true)) | None => {}
         Some((mut r, false)) => {
             r.result_code = code.to_string();
@@ -264,6 +251,7 @@ fn dispatch(
     st: &AppState,
     parts: &Parts,
     row: Option<&Action>,
+    trail: Arc<Trail>,
     body: &[u8],
     peer: Option<IpAddr>,
 ) -> Result<Fields> {
@@ -279,7 +267,7 @@ fn dispatch(
     let cred = authenticate(st, parts, body, product.service())?;
     let now = SystemClock.now();
     st.accounts.mark_used(&cred.secret_id, now);
-    pending::update(|r| {
+    trail.update(|r| {
         r.owner_uin = cred.owner_uin;
         r.uin = cred.uin;
         r.username = cred.username.clone();
@@ -309,6 +297,7 @@ fn dispatch(
             uin: cred.uin,
             region,
             access: Some(access.clone()),
+            trail,
         },
     };
     let fields = match row.run {

@@ -1,7 +1,8 @@
 //! The audit log: every API request, allowed or refused, becomes one chained record.
 //!
 //! Records of requests that change state are appended inside the store transaction that makes
-//! the change (`store::audit::commit`), so the change and its record are durable together.
+//! the change (the request's `store::Trail` rides along with every store write), so the
+//! change and its record are durable together.
 //! Records of other requests (reads, crypto, refusals) go through a queue to one writer thread
 //! that appends them in batches: one transaction, one fsync, for many requests. A power cut
 //! can lose the queue, at most the last moment of read-only records; never a change's record.
@@ -23,8 +24,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-pub use crate::store::audit::pending;
 
 const SIGNING_KEY_META: &str = "audit_signing_key";
 const PUBLIC_KEY_META: &str = "audit_public_key";
@@ -105,6 +104,7 @@ pub struct Audit {
     pub signer: Arc<Signer>,
     pub counters: Arc<Counters>,
     worker: Option<std::thread::JoinHandle<()>>,
+    store: Arc<dyn Store>,
 }
 
 impl Drop for Audit {
@@ -126,7 +126,6 @@ impl Audit {
         cfg: &crate::config::AuditConfig,
     ) -> Result<Self> {
         let signer = Arc::new(Signer::open(store.as_ref(), hsm)?);
-        pending::record_system_changes(cfg.enabled);
         let counters = Arc::new(Counters::default());
         if !cfg.enabled {
             return Ok(Audit {
@@ -134,11 +133,12 @@ impl Audit {
                 signer,
                 counters,
                 worker: None,
+                store,
             });
         }
         let (tx, rx) = mpsc::sync_channel(QUEUE);
         let w = Writer {
-            store,
+            store: store.clone(),
             signer: signer.clone(),
             counters: counters.clone(),
             every: cfg.checkpoint_every.max(1),
@@ -152,7 +152,14 @@ impl Audit {
             signer,
             counters,
             worker: Some(worker),
+            store,
         })
+    }
+
+    /// Records committed together with the change they describe (the writer counts the
+    /// others in `counters.written`).
+    pub fn written_with_changes(&self) -> u64 {
+        self.store.written_with_changes()
     }
 
     pub fn enabled(&self) -> bool {

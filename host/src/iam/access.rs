@@ -3,7 +3,6 @@
 //! and nothing reaches a resource without a decision.
 
 use super::policy::{self, Decision, Policy, RequestContext};
-use crate::audit::pending;
 use crate::error::{Error, Result};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -105,9 +104,8 @@ impl Access {
         ))
     }
 
-    /// Decides on an existing resource and notes it in the request's audit record.
-    pub fn check(&self, kind: &str, resource: &str, tags: Tags<'_>) -> Result<()> {
-        pending::resource(kind, resource);
+    /// Decides on an existing resource.
+    pub fn check(&self, resource: &str, tags: Tags<'_>) -> Result<()> {
         if self.decide(resource, tags, &[]) {
             Ok(())
         } else {
@@ -116,8 +114,7 @@ impl Access {
     }
 
     /// Decides on a resource that has other names besides `names[0]` (the one recorded).
-    pub fn check_names(&self, kind: &str, names: &[&str], tags: Tags<'_>) -> Result<()> {
-        pending::resource(kind, names[0]);
+    pub fn check_names(&self, names: &[&str], tags: Tags<'_>) -> Result<()> {
         if self.decide_any(names, tags, &[]) {
             Ok(())
         } else {

@@ -97,7 +97,7 @@ impl Kms {
             )));
         }
         self.gate(op, &k)?;
-        let v = self.version(&k, k.current_version)?;
+        let v = self.version(caller, &k, k.current_version)?;
         Ok((k, v))
     }
 

@@ -6,7 +6,7 @@
 use super::{Caller, Kms, ORIGIN_EXTERNAL};
 use crate::error::{Error, Result};
 use crate::hsm::asym::DecryptScheme;
-use crate::store::{ImportParams, KeyRecord, KeyState};
+use crate::store::{ImportParams, KeyRecord, KeyState, Trail};
 use keyward_shared::Algorithm;
 
 /// Import tokens and wrapping keys live 24 hours.
@@ -56,7 +56,7 @@ impl Kms {
             public_key,
             valid_to: self.clock.now() + IMPORT_WINDOW,
         };
-        self.store.insert_import_params(&params)?;
+        self.store.insert_import_params(&caller.trail, &params)?;
         Ok(params)
     }
 
@@ -107,6 +107,7 @@ impl Kms {
                 other => other,
             })?;
         self.store.set_key_material(
+            &caller.trail,
             &caller.region,
             caller.owner_uin,
             key_id,
@@ -128,13 +129,19 @@ impl Kms {
 
     pub fn delete_material(&self, caller: &Caller, key_id: &str) -> Result<()> {
         super::check_key_id(key_id)?;
-        self.store
-            .set_key_material(&caller.region, caller.owner_uin, key_id, None, &mut |k| {
+        self.store.set_key_material(
+            &caller.trail,
+            &caller.region,
+            caller.owner_uin,
+            key_id,
+            None,
+            &mut |k| {
                 external(k)?;
                 k.state = KeyState::PendingImport;
                 k.valid_to = 0;
                 Ok(())
-            })?;
+            },
+        )?;
         self.forget_versions(key_id);
         Ok(())
     }
@@ -144,7 +151,9 @@ impl Kms {
         let mut n = 0;
         for k in self.store.keys_in_state(KeyState::Enabled)? {
             if k.origin == ORIGIN_EXTERNAL && k.valid_to > 0 && k.valid_to <= now {
+                // Expiry is bookkeeping the deadline the importer chose: no record.
                 let res = self.store.set_key_material(
+                    &Trail::off(),
                     &k.region,
                     k.owner_uin,
                     &k.key_id,

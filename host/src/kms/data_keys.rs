@@ -98,7 +98,7 @@ impl Kms {
         }
         let cmk = self.describe_key(caller, key_id)?;
         self.gate(Op::Encrypt, &cmk)?;
-        let version = self.version(&cmk, cmk.current_version)?;
+        let version = self.version(caller, &cmk, cmk.current_version)?;
         let blob = self.seal_data(&cmk, &version, &[], plaintext)?;
         let record = DataKeyRecord {
             data_key_id: uuid::Uuid::new_v4().to_string(),
@@ -117,11 +117,12 @@ impl Kms {
             blob,
             tags: new.tags,
         };
-        crate::audit::pending::resource(
+        caller.trail.resource(
             "kms_datakey",
             &data_key_resource(caller, &record.data_key_id),
         );
-        self.store.insert_data_key(&record, DATA_KEY_LIMIT)?;
+        self.store
+            .insert_data_key(&caller.trail, &record, DATA_KEY_LIMIT)?;
         Ok(record)
     }
 
@@ -219,11 +220,16 @@ impl Kms {
     ) -> Result<DataKeyRecord> {
         check_id(id)?;
         let resource = data_key_resource(caller, id);
-        self.store
-            .update_data_key(&caller.region, caller.owner_uin, id, &mut |k| {
+        self.store.update_data_key(
+            &caller.trail,
+            &caller.region,
+            caller.owner_uin,
+            id,
+            &mut |k| {
                 caller.check("kms_datakey", &resource, &k.tags)?;
                 f(k)
-            })
+            },
+        )
     }
 
     pub fn rename_data_key(&self, caller: &Caller, id: &str, name: &str) -> Result<()> {
@@ -334,9 +340,10 @@ impl Kms {
                 "kms_datakey",
                 data_key_name(&k.region, k.owner_uin, &k.data_key_id),
             );
-            if crate::audit::pending::system_change(record, || {
-                self.store.delete_data_key(&k.data_key_id)
-            })? {
+            if self
+                .store
+                .delete_data_key(&self.system_trail(record), &k.data_key_id)?
+            {
                 n += 1;
             }
         }

@@ -6,10 +6,10 @@ use super::state::{self, Op};
 use super::{alias, check_batch, check_description, check_key_id, context, Caller, Kms};
 use super::{KEY_USAGE_ENCRYPT_DECRYPT, ORIGIN_EXTERNAL, ORIGIN_KMS};
 use crate::alarms;
-use crate::audit::{pending, record::AuditRecord};
+use crate::audit::record::AuditRecord;
 use crate::error::{Error, Result};
 use crate::iam::policy;
-use crate::store::{KeyRecord, KeyState, KeyVersion};
+use crate::store::{KeyRecord, KeyState, KeyVersion, Trail};
 
 /// Alias of the per-region service-managed CMK (the reserved prefix keeps users off it).
 pub const MANAGED_KEY_ALIAS: &str = "KMS-Default";
@@ -46,11 +46,16 @@ impl Kms {
         f: &mut dyn FnMut(&mut KeyRecord) -> Result<()>,
     ) -> Result<KeyRecord> {
         check_key_id(key_id)?;
-        self.store
-            .update_key(&caller.region, caller.owner_uin, key_id, &mut |k| {
+        self.store.update_key(
+            &caller.trail,
+            &caller.region,
+            caller.owner_uin,
+            key_id,
+            &mut |k| {
                 caller.check_key(k)?;
                 f(k)
-            })
+            },
+        )
     }
 
     pub fn update_alias(&self, caller: &Caller, key_id: &str, new_alias: &str) -> Result<()> {
@@ -223,6 +228,7 @@ impl Kms {
         // transaction refuses, the sealed material is simply dropped.
         let sealed = self.hsm.generate(k.algorithm)?;
         self.store.add_version(
+            &caller.trail,
             &caller.region,
             caller.owner_uin,
             key_id,
@@ -271,7 +277,7 @@ impl Kms {
                 re_encrypted: false,
             });
         }
-        let dst_version = self.version(&dst, dst.current_version)?;
+        let dst_version = self.version(caller, &dst, dst.current_version)?;
         let new_blob = self.seal_data(&dst, &dst_version, &dst_ctx, &plaintext)?;
         Ok(ReEncrypted {
             blob: new_blob,
@@ -284,8 +290,13 @@ impl Kms {
     pub fn bind(&self, caller: &Caller, key_id: &str, product: &str, resource: &str) -> Result<()> {
         let k = self.describe_key(caller, key_id)?;
         state::check(Op::Bind, &k)?;
-        self.store
-            .bind(&k.key_id, product, resource, self.clock.now())?;
+        self.store.bind(
+            &caller.trail,
+            &k.key_id,
+            product,
+            resource,
+            self.clock.now(),
+        )?;
         Ok(())
     }
 
@@ -298,7 +309,10 @@ impl Kms {
     ) -> Result<()> {
         let k = self.describe_key(caller, key_id)?;
         state::check(Op::Unbind, &k)?;
-        if !self.store.unbind(&k.key_id, product, resource)? {
+        if !self
+            .store
+            .unbind(&caller.trail, &k.key_id, product, resource)?
+        {
             return Err(Error::ResourceBindingNotFound(format!(
                 "CMK {key_id} is not bound to {product}/{resource}"
             )));
@@ -368,7 +382,11 @@ impl Kms {
             valid_to: 0,
             material_kcv: vec![],
         };
-        match self.store.insert_key(&key, Some(&version), u64::MAX) {
+        // Created on first need (start-up), not by a request: no record.
+        match self
+            .store
+            .insert_key(&Trail::off(), &key, Some(&version), u64::MAX)
+        {
             Ok(()) => Ok(key),
             // Another request created it first: use that one.
             Err(Error::AliasExists(_)) => self.managed_key(region, owner_uin),
@@ -392,8 +410,9 @@ impl Kms {
                     "kms_key",
                     policy::kms_key_resource(&k.region, k.owner_uin, &k.key_id),
                 );
-            let res = pending::system_change(record, || {
+            let res = {
                 self.store.add_version(
+                    &self.system_trail(record),
                     &k.region,
                     k.owner_uin,
                     &k.key_id,
@@ -411,7 +430,7 @@ impl Kms {
                         Ok(())
                     },
                 )
-            });
+            };
             match res {
                 Ok(k) => {
                     rotated += 1;
@@ -431,7 +450,10 @@ impl Kms {
                             "kms_key",
                             policy::kms_key_resource(&k.region, k.owner_uin, &k.key_id),
                         );
-                if pending::system_change(record, || self.store.delete_key(&k.key_id))? {
+                if self
+                    .store
+                    .delete_key(&self.system_trail(record), &k.key_id)?
+                {
                     deleted += 1;
                     if let Ok(mut m) = self.versions.write() {
                         m.retain(|(id, _), _| id != &k.key_id);
@@ -448,7 +470,8 @@ impl Kms {
                 let key_id = k.key_id.clone();
                 let updated = self
                     .store
-                    .update_key(&k.region, k.owner_uin, &key_id, &mut |k| {
+                    // Bookkeeping of the reminder, not a change anyone made: no record.
+                    .update_key(&Trail::off(), &k.region, k.owner_uin, &key_id, &mut |k| {
                         if k.state != KeyState::PendingDelete || now - k.last_alarm_time < DAY {
                             return Err(Error::Internal("reminder no longer due".into()));
                         }

@@ -14,14 +14,13 @@ pub mod state;
 pub use lifecycle::{ReEncrypted, MANAGED_KEY_ALIAS, MANAGED_KEY_OWNER};
 
 use crate::alarms::{self, Alarms};
-use crate::audit::pending;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::hsm::{Hsm, ProtectionLevel};
 use crate::iam::access::tag_pairs;
 use crate::iam::{policy, Access};
-use crate::store::{KeyQuery, KeyRecord, KeyState, KeyVersion, Store, Tag};
+use crate::store::{KeyQuery, KeyRecord, KeyState, KeyVersion, Store, Tag, Trail};
 use keyward_shared::blob::{Blob, BlobHeader};
 use keyward_shared::Algorithm;
 use std::collections::HashMap;
@@ -73,6 +72,8 @@ pub struct Caller {
     /// The request's authority; `None` for the service's own calls (Secrets Manager using
     /// its CMK, background jobs), which act with the service's rights.
     pub access: Option<Arc<Access>>,
+    /// The audit record of the work this caller does; every store write carries it.
+    pub trail: Arc<Trail>,
 }
 
 impl Caller {
@@ -82,10 +83,12 @@ impl Caller {
             uin,
             region: region.into(),
             access: None,
+            trail: Arc::new(Trail::off()),
         }
     }
 
-    /// The same account and region, acting as the service itself.
+    /// The same account and region, acting as the service itself (within the same unit of
+    /// work, so its changes land in the same audit record).
     pub fn internal(&self) -> Caller {
         Caller {
             access: None,
@@ -104,18 +107,21 @@ impl Caller {
         self.key_resource(&format!("creatorUin/{}/{}", key.creator_uin, key.key_id))
     }
 
+    /// Decides on an existing key and notes it in the audit record (requests only: the
+    /// service's own calls decide nothing and note nothing).
     pub fn check_key(&self, key: &KeyRecord) -> Result<()> {
-        match &self.access {
-            Some(a) if a.is_restricted() => a.check_names(
-                "kms_key",
-                &[
-                    &self.key_resource(&key.key_id),
-                    &self.key_creator_resource(key),
-                ],
+        let Some(a) = &self.access else {
+            return Ok(());
+        };
+        let name = self.key_resource(&key.key_id);
+        self.trail.resource("kms_key", &name);
+        if a.is_restricted() {
+            a.check_names(
+                &[&name, &self.key_creator_resource(key)],
                 &tag_pairs(&key.tags),
-            ),
-            Some(a) => a.check("kms_key", &self.key_resource(&key.key_id), &[]),
-            None => Ok(()),
+            )
+        } else {
+            a.check(&name, &[])
         }
     }
 
@@ -141,12 +147,16 @@ impl Caller {
         }
     }
 
+    /// Decides on an existing resource of `kind` and notes it in the audit record.
     pub fn check(&self, kind: &str, resource: &str, tags: &[Tag]) -> Result<()> {
-        match &self.access {
-            // Tags matter only to policies: the root's checks skip copying them.
-            Some(a) if a.is_restricted() => a.check(kind, resource, &tag_pairs(tags)),
-            Some(a) => a.check(kind, resource, &[]),
-            None => Ok(()),
+        let Some(a) = &self.access else {
+            return Ok(());
+        };
+        self.trail.resource(kind, resource);
+        // Tags matter only to policies: the root's checks skip copying them.
+        match a.is_restricted() {
+            true => a.check(resource, &tag_pairs(tags)),
+            false => a.check(resource, &[]),
         }
     }
 
@@ -226,6 +236,12 @@ impl Kms {
             alarms,
             versions: RwLock::new(HashMap::new()),
         }
+    }
+
+    /// The trail of a change the service makes by itself (scheduled rotations and
+    /// deletions): recorded as a `system` event when the audit log is on.
+    pub(crate) fn system_trail(&self, record: crate::audit::record::AuditRecord) -> Trail {
+        Trail::system(record, self.cfg.audit.enabled)
     }
 
     pub fn config(&self) -> &Config {
@@ -328,9 +344,15 @@ impl Kms {
             valid_to: 0,
             material_kcv: vec![],
         };
-        pending::resource("kms_key", &caller.key_resource(&key.key_id));
-        self.store
-            .insert_key(&key, version.as_ref(), self.cfg.limits.cmk_limit)?;
+        caller
+            .trail
+            .resource("kms_key", &caller.key_resource(&key.key_id));
+        self.store.insert_key(
+            &caller.trail,
+            &key,
+            version.as_ref(),
+            self.cfg.limits.cmk_limit,
+        )?;
         Ok(key)
     }
 
@@ -370,7 +392,7 @@ impl Kms {
         let ctx = context::canonical(context)?;
         let key = self.describe_key(caller, key_id)?;
         self.gate(state::Op::Encrypt, &key)?;
-        let version = self.version(&key, key.current_version)?;
+        let version = self.version(caller, &key, key.current_version)?;
         let blob = self.seal_data(&key, &version, &ctx, plaintext)?;
         Ok((blob, key.key_id))
     }
@@ -430,7 +452,9 @@ impl Kms {
             .get_key(&caller.region, caller.owner_uin, &key_id)?
             .ok_or_else(|| Error::CmkNotFound(key_id.clone()))?;
         caller.check_key(&key)?;
-        pending::key_version(&key.key_id, parsed.header.key_version);
+        caller
+            .trail
+            .key_version(&key.key_id, parsed.header.key_version);
         self.gate(op, &key)?;
         if parsed.header.algorithm != key.algorithm {
             return Err(Error::DecryptFailed);
@@ -509,7 +533,7 @@ impl Kms {
         let ctx = context::canonical(context)?;
         let key = self.describe_key(caller, key_id)?;
         self.gate(state::Op::GenerateDataKey, &key)?;
-        let version = self.version(&key, key.current_version)?;
+        let version = self.version(caller, &key, key.current_version)?;
         let plaintext = self.hsm.random(len)?;
         let blob = self.seal_data(&key, &version, &ctx, &plaintext)?;
         Ok((plaintext, blob, key.key_id))
@@ -519,8 +543,13 @@ impl Kms {
         self.hsm.random(len)
     }
 
-    pub(crate) fn version(&self, key: &KeyRecord, version: u32) -> Result<Arc<KeyVersion>> {
-        pending::key_version(&key.key_id, version);
+    pub(crate) fn version(
+        &self,
+        caller: &Caller,
+        key: &KeyRecord,
+        version: u32,
+    ) -> Result<Arc<KeyVersion>> {
+        caller.trail.key_version(&key.key_id, version);
         self.cached_version(&key.key_id, version)?
             .ok_or_else(|| Error::Internal(format!("key {} lacks version {version}", key.key_id)))
     }

@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::iam::policy;
 use crate::kms::{Caller, Kms, KEY_USAGE_ENCRYPT_DECRYPT};
 use crate::store::{
-    SecretQuery, SecretRecord, SecretStatus, SecretVersion, Store, Tag, VersionWrite,
+    SecretQuery, SecretRecord, SecretStatus, SecretVersion, Store, Tag, Trail, VersionWrite,
 };
 use keyward_shared::Algorithm;
 use rand_core::{OsRng, RngCore};
@@ -273,7 +273,7 @@ impl Ssm {
         let resource =
             policy::ssm_secret_resource(&caller.region, caller.owner_uin, caller.uin, &new.name);
         caller.check_new(&resource, &new.tags)?;
-        crate::audit::pending::resource("ssm_secret", &resource);
+        caller.trail.resource("ssm_secret", &resource);
         let (kms_key_id, kms_key_type) = match new.kms_key_id.filter(|k| !k.is_empty()) {
             Some(k) => {
                 // Secrets Manager uses the CMK with its own rights (as Tencent's does through
@@ -322,7 +322,7 @@ impl Ssm {
         }
         let first = self.seal(caller, &secret, &new.version_id, &new.value)?;
         self.store
-            .insert_secret(&secret, &first, self.cfg.limits.secret_limit)?;
+            .insert_secret(&caller.trail, &secret, &first, self.cfg.limits.secret_limit)?;
         Ok(secret)
     }
 
@@ -362,6 +362,7 @@ impl Ssm {
         check_version_id(version_id)?;
         let sealed = self.seal(caller, &secret, version_id, value)?;
         self.store.put_secret_version(
+            &caller.trail,
             &caller.region,
             caller.owner_uin,
             name,
@@ -381,35 +382,47 @@ impl Ssm {
         check_name(name)?;
         check_description(desc)?;
         self.store
-            .update_secret(&caller.region, caller.owner_uin, name, &mut |s| {
-                authorize(caller, s)?;
-                check(SecretOp::Write, s)?;
-                s.description = desc.to_string();
-                Ok(())
-            })
+            .update_secret(
+                &caller.trail,
+                &caller.region,
+                caller.owner_uin,
+                name,
+                &mut |s| {
+                    authorize(caller, s)?;
+                    check(SecretOp::Write, s)?;
+                    s.description = desc.to_string();
+                    Ok(())
+                },
+            )
             .map(|_| ())
     }
 
     pub fn set_enabled(&self, caller: &Caller, name: &str, enabled: bool) -> Result<()> {
         check_name(name)?;
         self.store
-            .update_secret(&caller.region, caller.owner_uin, name, &mut |s| {
-                authorize(caller, s)?;
-                check(
-                    if enabled {
-                        SecretOp::Enable
+            .update_secret(
+                &caller.trail,
+                &caller.region,
+                caller.owner_uin,
+                name,
+                &mut |s| {
+                    authorize(caller, s)?;
+                    check(
+                        if enabled {
+                            SecretOp::Enable
+                        } else {
+                            SecretOp::Disable
+                        },
+                        s,
+                    )?;
+                    s.status = if enabled {
+                        SecretStatus::Enabled
                     } else {
-                        SecretOp::Disable
-                    },
-                    s,
-                )?;
-                s.status = if enabled {
-                    SecretStatus::Enabled
-                } else {
-                    SecretStatus::Disabled
-                };
-                Ok(())
-            })
+                        SecretStatus::Disabled
+                    };
+                    Ok(())
+                },
+            )
             .map(|_| ())
     }
 
@@ -430,12 +443,15 @@ impl Ssm {
         }
         if window_days == 0 {
             self.store
-                .delete_secret(&caller.region, caller.owner_uin, name)?;
+                .delete_secret(&caller.trail, &caller.region, caller.owner_uin, name)?;
             return Ok(now);
         }
-        let s = self
-            .store
-            .update_secret(&caller.region, caller.owner_uin, name, &mut |s| {
+        let s = self.store.update_secret(
+            &caller.trail,
+            &caller.region,
+            caller.owner_uin,
+            name,
+            &mut |s| {
                 authorize(caller, s)?;
                 check(SecretOp::Delete, s)?;
                 if s.status == SecretStatus::PendingDelete {
@@ -444,20 +460,27 @@ impl Ssm {
                 s.status = SecretStatus::PendingDelete;
                 s.delete_time = now + window_days as i64 * DAY;
                 Ok(())
-            })?;
+            },
+        )?;
         Ok(s.delete_time)
     }
 
     pub fn restore(&self, caller: &Caller, name: &str) -> Result<()> {
         check_name(name)?;
         self.store
-            .update_secret(&caller.region, caller.owner_uin, name, &mut |s| {
-                authorize(caller, s)?;
-                check(SecretOp::Restore, s)?;
-                s.status = SecretStatus::Disabled;
-                s.delete_time = 0;
-                Ok(())
-            })
+            .update_secret(
+                &caller.trail,
+                &caller.region,
+                caller.owner_uin,
+                name,
+                &mut |s| {
+                    authorize(caller, s)?;
+                    check(SecretOp::Restore, s)?;
+                    s.status = SecretStatus::Disabled;
+                    s.delete_time = 0;
+                    Ok(())
+                },
+            )
             .map(|_| ())
     }
 
@@ -470,10 +493,13 @@ impl Ssm {
     pub fn delete_version(&self, caller: &Caller, name: &str, version_id: &str) -> Result<()> {
         user_defined_only(&self.secret(caller, name)?)?;
         check_version_id(version_id)?;
-        if !self
-            .store
-            .delete_secret_version(&caller.region, caller.owner_uin, name, version_id)?
-        {
+        if !self.store.delete_secret_version(
+            &caller.trail,
+            &caller.region,
+            caller.owner_uin,
+            name,
+            version_id,
+        )? {
             return Err(Error::SecretVersionNotFound(version_id.to_string()));
         }
         Ok(())
@@ -511,9 +537,12 @@ impl Ssm {
             )
             .about("ssm_secret", secret_resource(&s));
             if s.delete_time <= now
-                && crate::audit::pending::system_change(record, || {
-                    self.store.delete_secret(&s.region, s.owner_uin, &s.name)
-                })?
+                && self.store.delete_secret(
+                    &Trail::system(record, self.cfg.audit.enabled),
+                    &s.region,
+                    s.owner_uin,
+                    &s.name,
+                )?
             {
                 tracing::info!(secret = %s.name, region = %s.region, "secret deleted");
                 n += 1;

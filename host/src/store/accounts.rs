@@ -1,6 +1,7 @@
 //! Access management: accounts (root and sub-accounts), API keys, groups, policies and their
 //! attachments, and the store operations on them.
 
+use super::audit::Trail;
 use crate::error::Result;
 
 #[derive(Debug, Clone)]
@@ -59,35 +60,48 @@ impl Target {
 
 pub trait AccountStore: Send + Sync {
     fn insert_account(&self, a: &AccountRecord) -> Result<()>;
-    fn insert_api_key(&self, k: &ApiKeyRecord) -> Result<()>;
+    fn insert_api_key(&self, trail: &Trail, k: &ApiKeyRecord) -> Result<()>;
     fn get_api_key(&self, secret_id: &str) -> Result<Option<ApiKeyRecord>>;
     /// Creates a sub-account with the next free uin; refuses a duplicate name.
-    fn create_sub_account(&self, name: &str, remark: &str, now: i64) -> Result<AccountRecord>;
+    fn create_sub_account(
+        &self,
+        trail: &Trail,
+        name: &str,
+        remark: &str,
+        now: i64,
+    ) -> Result<AccountRecord>;
     fn get_account(&self, uin: u64) -> Result<Option<AccountRecord>>;
     fn account_by_name(&self, name: &str) -> Result<Option<AccountRecord>>;
     fn list_accounts(&self) -> Result<Vec<AccountRecord>>;
-    fn update_account_remark(&self, uin: u64, remark: &str) -> Result<bool>;
+    fn update_account_remark(&self, trail: &Trail, uin: u64, remark: &str) -> Result<bool>;
     /// Deletes a sub-account with its API keys, memberships and attachments.
-    fn delete_account(&self, uin: u64) -> Result<bool>;
+    fn delete_account(&self, trail: &Trail, uin: u64) -> Result<bool>;
 
     fn list_api_keys(&self, uin: u64) -> Result<Vec<ApiKeyRecord>>;
-    fn set_api_key_enabled(&self, secret_id: &str, enabled: bool) -> Result<bool>;
-    fn delete_api_key(&self, secret_id: &str) -> Result<bool>;
+    fn set_api_key_enabled(&self, trail: &Trail, secret_id: &str, enabled: bool) -> Result<bool>;
+    fn delete_api_key(&self, trail: &Trail, secret_id: &str) -> Result<bool>;
     /// Records last-use times (batched by the caller; not audited).
     fn touch_api_keys(&self, used: &[(String, i64)]) -> Result<()>;
 
-    fn create_group(&self, name: &str, remark: &str, now: i64) -> Result<GroupRecord>;
+    fn create_group(
+        &self,
+        trail: &Trail,
+        name: &str,
+        remark: &str,
+        now: i64,
+    ) -> Result<GroupRecord>;
     fn get_group(&self, group_id: u64) -> Result<Option<GroupRecord>>;
     fn list_groups(&self) -> Result<Vec<GroupRecord>>;
-    fn delete_group(&self, group_id: u64) -> Result<bool>;
+    fn delete_group(&self, trail: &Trail, group_id: u64) -> Result<bool>;
     /// Returns false if the user already was a member.
-    fn add_group_member(&self, group_id: u64, uin: u64) -> Result<bool>;
-    fn remove_group_member(&self, group_id: u64, uin: u64) -> Result<bool>;
+    fn add_group_member(&self, trail: &Trail, group_id: u64, uin: u64) -> Result<bool>;
+    fn remove_group_member(&self, trail: &Trail, group_id: u64, uin: u64) -> Result<bool>;
     fn group_members(&self, group_id: u64) -> Result<Vec<u64>>;
     fn groups_of(&self, uin: u64) -> Result<Vec<GroupRecord>>;
 
     fn create_policy(
         &self,
+        trail: &Trail,
         name: &str,
         description: &str,
         document: &str,
@@ -98,15 +112,22 @@ pub trait AccountStore: Send + Sync {
     /// Replaces the given fields; `None` keeps the stored value.
     fn update_policy(
         &self,
+        trail: &Trail,
         policy_id: u64,
         description: Option<&str>,
         document: Option<&str>,
         now: i64,
     ) -> Result<bool>;
-    fn delete_policy(&self, policy_id: u64) -> Result<bool>;
+    fn delete_policy(&self, trail: &Trail, policy_id: u64) -> Result<bool>;
     /// Returns false if the policy was already attached there.
-    fn attach_policy(&self, policy_id: u64, target: Target, now: i64) -> Result<bool>;
-    fn detach_policy(&self, policy_id: u64, target: Target) -> Result<bool>;
+    fn attach_policy(
+        &self,
+        trail: &Trail,
+        policy_id: u64,
+        target: Target,
+        now: i64,
+    ) -> Result<bool>;
+    fn detach_policy(&self, trail: &Trail, policy_id: u64, target: Target) -> Result<bool>;
     fn attached_policies(&self, target: Target) -> Result<Vec<PolicyRecord>>;
     /// Every policy that applies to a user: attached to it or to one of its groups.
     fn effective_policies(&self, uin: u64) -> Result<Vec<PolicyRecord>>;

@@ -1,5 +1,6 @@
 //! Hosted data keys: records, queries and the store operations on them.
 
+use super::audit::Trail;
 use super::{KeyState, Tag, TagFilter};
 use crate::error::Result;
 
@@ -46,11 +47,12 @@ pub type DataKeyUpdate<'a> = &'a mut dyn FnMut(&mut DataKeyRecord) -> Result<()>
 
 pub trait DataKeyStore: Send + Sync {
     /// Inserts a hosted data key, refusing a duplicate name and a full quota.
-    fn insert_data_key(&self, k: &DataKeyRecord, limit: u64) -> Result<()>;
+    fn insert_data_key(&self, trail: &Trail, k: &DataKeyRecord, limit: u64) -> Result<()>;
     fn get_data_key(&self, region: &str, owner_uin: u64, id: &str)
         -> Result<Option<DataKeyRecord>>;
     fn update_data_key(
         &self,
+        trail: &Trail,
         region: &str,
         owner_uin: u64,
         id: &str,
@@ -59,5 +61,5 @@ pub trait DataKeyStore: Send + Sync {
     fn query_data_keys(&self, q: &DataKeyQuery) -> Result<(u64, Vec<DataKeyRecord>)>;
     fn count_data_keys(&self, region: &str, owner_uin: u64) -> Result<u64>;
     fn data_keys_in_state(&self, state: KeyState) -> Result<Vec<DataKeyRecord>>;
-    fn delete_data_key(&self, id: &str) -> Result<bool>;
+    fn delete_data_key(&self, trail: &Trail, id: &str) -> Result<bool>;
 }

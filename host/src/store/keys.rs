@@ -1,6 +1,7 @@
 //! Customer master keys: their records, versions (sealed material), import parameters and
 //! cloud-resource bindings, and the store operations on them.
 
+use super::audit::Trail;
 use crate::error::Result;
 use keyward_shared::Algorithm;
 use serde::{Deserialize, Serialize};
@@ -138,12 +139,19 @@ pub type KeyUpdate<'a> = &'a mut dyn FnMut(&mut KeyRecord) -> Result<()>;
 
 pub trait KeyStore: Send + Sync {
     /// Inserts a key and its first version, refusing a duplicate alias and a full quota.
-    fn insert_key(&self, key: &KeyRecord, version: Option<&KeyVersion>, limit: u64) -> Result<()>;
+    fn insert_key(
+        &self,
+        trail: &Trail,
+        key: &KeyRecord,
+        version: Option<&KeyVersion>,
+        limit: u64,
+    ) -> Result<()>;
     fn get_key(&self, region: &str, owner_uin: u64, key_id: &str) -> Result<Option<KeyRecord>>;
     fn get_version(&self, key_id: &str, version: u32) -> Result<Option<KeyVersion>>;
     /// Loads a key, applies `f`, and writes it back in one transaction. Returns the new record.
     fn update_key(
         &self,
+        trail: &Trail,
         region: &str,
         owner_uin: u64,
         key_id: &str,
@@ -154,8 +162,11 @@ pub trait KeyStore: Send + Sync {
     fn count_keys(&self, region: &str, owner_uin: u64) -> Result<u64>;
     /// Like `update_key`, and also stores `version` as the key's new newest version
     /// (`current_version + 1`) in the same transaction.
+    // The trail, the record\'s three-part address and the write itself.
+    #[allow(clippy::too_many_arguments)]
     fn add_version(
         &self,
+        trail: &Trail,
         region: &str,
         owner_uin: u64,
         key_id: &str,
@@ -164,7 +175,7 @@ pub trait KeyStore: Send + Sync {
         f: KeyUpdate<'_>,
     ) -> Result<KeyRecord>;
     /// Deletes a key, its versions and bindings. Returns false if it did not exist.
-    fn delete_key(&self, key_id: &str) -> Result<bool>;
+    fn delete_key(&self, trail: &Trail, key_id: &str) -> Result<bool>;
     /// Every key in `state`, across regions and accounts (for background jobs).
     fn keys_in_state(&self, state: KeyState) -> Result<Vec<KeyRecord>>;
     /// Keys with automatic rotation on whose next rotation time has come.
@@ -174,15 +185,23 @@ pub trait KeyStore: Send + Sync {
     /// the record in the same transaction.
     fn set_key_material(
         &self,
+        trail: &Trail,
         region: &str,
         owner_uin: u64,
         key_id: &str,
         sealed: Option<(&str, &[u8])>,
         f: KeyUpdate<'_>,
     ) -> Result<KeyRecord>;
-    fn insert_import_params(&self, p: &ImportParams) -> Result<()>;
+    fn insert_import_params(&self, trail: &Trail, p: &ImportParams) -> Result<()>;
     fn get_import_params(&self, token: &str) -> Result<Option<ImportParams>>;
-    fn bind(&self, key_id: &str, product: &str, resource: &str, now: i64) -> Result<bool>;
-    fn unbind(&self, key_id: &str, product: &str, resource: &str) -> Result<bool>;
+    fn bind(
+        &self,
+        trail: &Trail,
+        key_id: &str,
+        product: &str,
+        resource: &str,
+        now: i64,
+    ) -> Result<bool>;
+    fn unbind(&self, trail: &Trail, key_id: &str, product: &str, resource: &str) -> Result<bool>;
     fn count_bindings(&self, key_id: &str) -> Result<u64>;
 }

@@ -16,7 +16,7 @@ mod sqlite;
 
 pub use accounts::{AccountRecord, AccountStore, ApiKeyRecord, GroupRecord, PolicyRecord, Target};
 pub use alarms::{Alarm, AlarmStore};
-pub use audit::{AuditAttribute, AuditQuery, AuditStore};
+pub use audit::{AuditAttribute, AuditQuery, AuditStore, Trail};
 pub use data_keys::{DataKeyQuery, DataKeyRecord, DataKeyStore, DataKeyUpdate};
 pub use keys::{
     ImportParams, KeyQuery, KeyRecord, KeyState, KeyStore, KeyUpdate, KeyVersion, Tag, TagFilter,
@@ -25,7 +25,7 @@ pub use meta::MetaStore;
 pub use secrets::{
     SecretQuery, SecretRecord, SecretStatus, SecretStore, SecretUpdate, SecretVersion, VersionWrite,
 };
-pub use sqlite::{SqliteStore, WRITTEN_WITH_CHANGES};
+pub use sqlite::SqliteStore;
 
 /// Every aggregate at once: what start-up opens and hands out, one trait object per service.
 pub trait Store:

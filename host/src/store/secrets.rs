@@ -1,6 +1,7 @@
 //! Secrets Manager: secrets, their envelope-encrypted versions, and the store operations on
 //! them.
 
+use super::audit::Trail;
 use super::{Tag, TagFilter};
 use crate::error::Result;
 
@@ -88,17 +89,30 @@ pub type SecretUpdate<'a> = &'a mut dyn FnMut(&mut SecretRecord) -> Result<()>;
 
 pub trait SecretStore: Send + Sync {
     /// Inserts a secret with its first version; refuses a duplicate name and a full quota.
-    fn insert_secret(&self, s: &SecretRecord, first: &SecretVersion, limit: u64) -> Result<()>;
+    fn insert_secret(
+        &self,
+        trail: &Trail,
+        s: &SecretRecord,
+        first: &SecretVersion,
+        limit: u64,
+    ) -> Result<()>;
     fn get_secret(&self, region: &str, owner_uin: u64, name: &str) -> Result<Option<SecretRecord>>;
     fn update_secret(
         &self,
+        trail: &Trail,
         region: &str,
         owner_uin: u64,
         name: &str,
         f: SecretUpdate<'_>,
     ) -> Result<SecretRecord>;
     /// Deletes a secret and all its versions.
-    fn delete_secret(&self, region: &str, owner_uin: u64, name: &str) -> Result<bool>;
+    fn delete_secret(
+        &self,
+        trail: &Trail,
+        region: &str,
+        owner_uin: u64,
+        name: &str,
+    ) -> Result<bool>;
     fn query_secrets(&self, q: &SecretQuery) -> Result<(u64, Vec<SecretRecord>)>;
     fn count_secrets(&self, region: &str, owner_uin: u64) -> Result<u64>;
     fn secret_by_ssh_key(
@@ -109,8 +123,11 @@ pub trait SecretStore: Send + Sync {
     ) -> Result<Option<SecretRecord>>;
     fn secrets_in_status(&self, status: SecretStatus) -> Result<Vec<SecretRecord>>;
     /// Adds or overwrites a version, after `check` approved the secret, in one transaction.
+    // The trail, the record\'s three-part address and the write itself.
+    #[allow(clippy::too_many_arguments)]
     fn put_secret_version(
         &self,
+        trail: &Trail,
         region: &str,
         owner_uin: u64,
         name: &str,
@@ -134,6 +151,7 @@ pub trait SecretStore: Send + Sync {
     ) -> Result<Vec<(String, i64)>>;
     fn delete_secret_version(
         &self,
+        trail: &Trail,
         region: &str,
         owner_uin: u64,
         name: &str,

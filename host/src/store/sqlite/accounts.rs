@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::error::{Error, Result};
+use crate::store::audit::Trail;
 use crate::store::*;
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 
@@ -85,7 +86,7 @@ impl AccountStore for SqliteStore {
         })
     }
 
-    fn insert_api_key(&self, k: &ApiKeyRecord) -> Result<()> {
+    fn insert_api_key(&self, trail: &Trail, k: &ApiKeyRecord) -> Result<()> {
         self.with(|conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             tx.execute(
@@ -99,7 +100,7 @@ impl AccountStore for SqliteStore {
                     k.create_time
                 ],
             )?;
-            super::audit::commit(tx)?;
+            self.commit(tx, trail)?;
             Ok(())
         })
     }
@@ -116,8 +117,14 @@ impl AccountStore for SqliteStore {
         })
     }
 
-    fn create_sub_account(&self, name: &str, remark: &str, now: i64) -> Result<AccountRecord> {
-        self.audited_write(|tx| {
+    fn create_sub_account(
+        &self,
+        trail: &Trail,
+        name: &str,
+        remark: &str,
+        now: i64,
+    ) -> Result<AccountRecord> {
+        self.audited_write(trail, |tx| {
             let next: i64 =
                 tx.query_row("SELECT COALESCE(MAX(uin), 0) + 1 FROM accounts", [], |r| {
                     r.get(0)
@@ -178,8 +185,8 @@ impl AccountStore for SqliteStore {
         })
     }
 
-    fn update_account_remark(&self, uin: u64, remark: &str) -> Result<bool> {
-        self.audited_write(|tx| {
+    fn update_account_remark(&self, trail: &Trail, uin: u64, remark: &str) -> Result<bool> {
+        self.audited_write(trail, |tx| {
             Ok(tx.execute(
                 "UPDATE accounts SET remark = ?2 WHERE uin = ?1",
                 params![uin as i64, remark],
@@ -187,8 +194,8 @@ impl AccountStore for SqliteStore {
         })
     }
 
-    fn delete_account(&self, uin: u64) -> Result<bool> {
-        self.audited_write(|tx| {
+    fn delete_account(&self, trail: &Trail, uin: u64) -> Result<bool> {
+        self.audited_write(trail, |tx| {
             tx.execute("DELETE FROM api_keys WHERE uin = ?1", [uin as i64])?;
             tx.execute(
                 "DELETE FROM policy_attachments WHERE target_kind = 'user' AND target_id = ?1",
@@ -215,8 +222,8 @@ impl AccountStore for SqliteStore {
         })
     }
 
-    fn set_api_key_enabled(&self, secret_id: &str, enabled: bool) -> Result<bool> {
-        self.audited_write(|tx| {
+    fn set_api_key_enabled(&self, trail: &Trail, secret_id: &str, enabled: bool) -> Result<bool> {
+        self.audited_write(trail, |tx| {
             Ok(tx.execute(
                 "UPDATE api_keys SET status = ?2 WHERE secret_id = ?1",
                 params![secret_id, if enabled { "Enabled" } else { "Disabled" }],
@@ -224,8 +231,8 @@ impl AccountStore for SqliteStore {
         })
     }
 
-    fn delete_api_key(&self, secret_id: &str) -> Result<bool> {
-        self.audited_write(|tx| {
+    fn delete_api_key(&self, trail: &Trail, secret_id: &str) -> Result<bool> {
+        self.audited_write(trail, |tx| {
             Ok(tx.execute("DELETE FROM api_keys WHERE secret_id = ?1", [secret_id])? > 0)
         })
     }
@@ -250,8 +257,14 @@ impl AccountStore for SqliteStore {
         })
     }
 
-    fn create_group(&self, name: &str, remark: &str, now: i64) -> Result<GroupRecord> {
-        self.audited_write(|tx| {
+    fn create_group(
+        &self,
+        trail: &Trail,
+        name: &str,
+        remark: &str,
+        now: i64,
+    ) -> Result<GroupRecord> {
+        self.audited_write(trail, |tx| {
             tx.execute(
                 "INSERT INTO groups (name, remark, create_time) VALUES (?1, ?2, ?3)",
                 params![name, remark, now],
@@ -294,8 +307,8 @@ impl AccountStore for SqliteStore {
         })
     }
 
-    fn delete_group(&self, group_id: u64) -> Result<bool> {
-        self.audited_write(|tx| {
+    fn delete_group(&self, trail: &Trail, group_id: u64) -> Result<bool> {
+        self.audited_write(trail, |tx| {
             tx.execute(
                 "DELETE FROM policy_attachments WHERE target_kind = 'group' AND target_id = ?1",
                 [group_id as i64],
@@ -304,8 +317,8 @@ impl AccountStore for SqliteStore {
         })
     }
 
-    fn add_group_member(&self, group_id: u64, uin: u64) -> Result<bool> {
-        self.audited_write(|tx| {
+    fn add_group_member(&self, trail: &Trail, group_id: u64, uin: u64) -> Result<bool> {
+        self.audited_write(trail, |tx| {
             Ok(tx.execute(
                 "INSERT OR IGNORE INTO group_members (group_id, uin) VALUES (?1, ?2)",
                 params![group_id as i64, uin as i64],
@@ -313,8 +326,8 @@ impl AccountStore for SqliteStore {
         })
     }
 
-    fn remove_group_member(&self, group_id: u64, uin: u64) -> Result<bool> {
-        self.audited_write(|tx| {
+    fn remove_group_member(&self, trail: &Trail, group_id: u64, uin: u64) -> Result<bool> {
+        self.audited_write(trail, |tx| {
             Ok(tx.execute(
                 "DELETE FROM group_members WHERE group_id = ?1 AND uin = ?2",
                 params![group_id as i64, uin as i64],
@@ -348,12 +361,13 @@ impl AccountStore for SqliteStore {
 
     fn create_policy(
         &self,
+        trail: &Trail,
         name: &str,
         description: &str,
         document: &str,
         now: i64,
     ) -> Result<PolicyRecord> {
-        self.audited_write(|tx| {
+        self.audited_write(trail, |tx| {
             tx.execute(
                 "INSERT INTO policies (name, description, document, create_time, update_time) \
                  VALUES (?1, ?2, ?3, ?4, ?4)",
@@ -401,12 +415,13 @@ impl AccountStore for SqliteStore {
 
     fn update_policy(
         &self,
+        trail: &Trail,
         policy_id: u64,
         description: Option<&str>,
         document: Option<&str>,
         now: i64,
     ) -> Result<bool> {
-        self.audited_write(|tx| {
+        self.audited_write(trail, |tx| {
             Ok(tx.execute(
                 "UPDATE policies SET description = COALESCE(?2, description), \
                  document = COALESCE(?3, document), update_time = ?4 WHERE policy_id = ?1",
@@ -415,8 +430,8 @@ impl AccountStore for SqliteStore {
         })
     }
 
-    fn delete_policy(&self, policy_id: u64) -> Result<bool> {
-        self.audited_write(|tx| {
+    fn delete_policy(&self, trail: &Trail, policy_id: u64) -> Result<bool> {
+        self.audited_write(trail, |tx| {
             Ok(tx.execute(
                 "DELETE FROM policies WHERE policy_id = ?1",
                 [policy_id as i64],
@@ -424,9 +439,15 @@ impl AccountStore for SqliteStore {
         })
     }
 
-    fn attach_policy(&self, policy_id: u64, target: Target, now: i64) -> Result<bool> {
+    fn attach_policy(
+        &self,
+        trail: &Trail,
+        policy_id: u64,
+        target: Target,
+        now: i64,
+    ) -> Result<bool> {
         let (kind, id) = target.parts();
-        self.audited_write(|tx| {
+        self.audited_write(trail, |tx| {
             Ok(tx.execute(
                 "INSERT OR IGNORE INTO policy_attachments (policy_id, target_kind, target_id, \
                  create_time) VALUES (?1, ?2, ?3, ?4)",
@@ -435,9 +456,9 @@ impl AccountStore for SqliteStore {
         })
     }
 
-    fn detach_policy(&self, policy_id: u64, target: Target) -> Result<bool> {
+    fn detach_policy(&self, trail: &Trail, policy_id: u64, target: Target) -> Result<bool> {
         let (kind, id) = target.parts();
-        self.audited_write(|tx| {
+        self.audited_write(trail, |tx| {
             Ok(tx.execute(
                 "DELETE FROM policy_attachments WHERE policy_id = ?1 AND target_kind = ?2 AND \
                  target_id = ?3",

@@ -4,27 +4,26 @@
 use super::SqliteStore;
 use crate::error::{Error, Result};
 use crate::store::audit::record::{chain_hash, AuditRecord, ChainedRecord, Checkpoint, GENESIS};
-use crate::store::audit::{pending, AuditAttribute, AuditQuery, AuditStore};
+use crate::store::audit::{AuditAttribute, AuditQuery, AuditStore, Trail};
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row, Transaction};
+use std::sync::atomic::Ordering;
 
-/// Commits a write transaction of the store, appending the current request's audit record to
-/// it first, so the change and its record are durable together or not at all.
-pub(super) fn commit(tx: Transaction<'_>) -> Result<()> {
-    let record = pending::for_commit();
-    if let Some(r) = &record {
-        append_tx(&tx, std::slice::from_ref(r))?;
+impl SqliteStore {
+    /// Commits a write transaction, appending the trail's audit record to it first, so the
+    /// change and its record are durable together or not at all.
+    pub(super) fn commit(&self, tx: Transaction<'_>, trail: &Trail) -> Result<()> {
+        let record = trail.for_commit();
+        if let Some(r) = &record {
+            append_tx(&tx, std::slice::from_ref(r))?;
+        }
+        tx.commit()?;
+        if record.is_some() {
+            trail.mark_written();
+            self.written_with_changes.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
     }
-    tx.commit()?;
-    if record.is_some() {
-        pending::mark_written();
-        WRITTEN_WITH_CHANGES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    }
-    Ok(())
 }
-
-/// Records committed together with the change they describe (for `/metrics`).
-pub static WRITTEN_WITH_CHANGES: std::sync::atomic::AtomicU64 =
-    std::sync::atomic::AtomicU64::new(0);
 
 fn head_tx(conn: &Connection) -> Result<Option<(u64, [u8; 32])>> {
     Ok(conn
@@ -132,6 +131,10 @@ fn checkpoint_row(r: &Row<'_>) -> rusqlite::Result<Checkpoint> {
 }
 
 impl AuditStore for SqliteStore {
+    fn written_with_changes(&self) -> u64 {
+        self.written_with_changes.load(Ordering::Relaxed)
+    }
+
     fn append_audit(&self, records: &[AuditRecord]) -> Result<Option<(u64, [u8; 32])>> {
         if records.is_empty() {
             return self.audit_head();

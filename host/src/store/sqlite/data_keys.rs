@@ -3,6 +3,7 @@
 use super::filter::Filter;
 use super::*;
 use crate::error::{Error, Result};
+use crate::store::audit::Trail;
 use crate::store::*;
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 
@@ -46,7 +47,7 @@ fn get_data_key_tx(
 }
 
 impl DataKeyStore for SqliteStore {
-    fn insert_data_key(&self, k: &DataKeyRecord, limit: u64) -> Result<()> {
+    fn insert_data_key(&self, trail: &Trail, k: &DataKeyRecord, limit: u64) -> Result<()> {
         self.with(|conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             if count_owned(&tx, "data_keys", &k.region, k.owner_uin)? >= limit {
@@ -82,7 +83,7 @@ impl DataKeyStore for SqliteStore {
                 }
                 other => other?,
             };
-            super::audit::commit(tx)?;
+            self.commit(tx, trail)?;
             Ok(())
         })
     }
@@ -98,6 +99,7 @@ impl DataKeyStore for SqliteStore {
 
     fn update_data_key(
         &self,
+        trail: &Trail,
         region: &str,
         owner_uin: u64,
         id: &str,
@@ -123,7 +125,7 @@ impl DataKeyStore for SqliteStore {
                 Err(e) if is_unique_violation(&e) => return Err(Error::DataKeyNameExists(k.name)),
                 other => other?,
             };
-            super::audit::commit(tx)?;
+            self.commit(tx, trail)?;
             Ok(k)
         })
     }
@@ -164,8 +166,8 @@ impl DataKeyStore for SqliteStore {
         })
     }
 
-    fn delete_data_key(&self, id: &str) -> Result<bool> {
-        self.audited_write(|conn| {
+    fn delete_data_key(&self, trail: &Trail, id: &str) -> Result<bool> {
+        self.audited_write(trail, |conn| {
             Ok(conn.execute("DELETE FROM data_keys WHERE data_key_id = ?1", [id])? == 1)
         })
     }

@@ -3,6 +3,7 @@
 use super::filter::Filter;
 use super::*;
 use crate::error::{Error, Result};
+use crate::store::audit::Trail;
 use crate::store::*;
 use keyward_shared::Algorithm;
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
@@ -88,7 +89,13 @@ fn write_key_tx(tx: &Connection, key: &KeyRecord) -> Result<()> {
 }
 
 impl KeyStore for SqliteStore {
-    fn insert_key(&self, key: &KeyRecord, version: Option<&KeyVersion>, limit: u64) -> Result<()> {
+    fn insert_key(
+        &self,
+        trail: &Trail,
+        key: &KeyRecord,
+        version: Option<&KeyVersion>,
+        limit: u64,
+    ) -> Result<()> {
         self.with(|conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             if count_owned(&tx, "keys", &key.region, key.owner_uin)? >= limit {
@@ -146,7 +153,7 @@ impl KeyStore for SqliteStore {
                     ],
                 )?;
             }
-            super::audit::commit(tx)?;
+            self.commit(tx, trail)?;
             Ok(())
         })?;
         self.cache_key(key);
@@ -187,6 +194,7 @@ impl KeyStore for SqliteStore {
 
     fn update_key(
         &self,
+        trail: &Trail,
         region: &str,
         owner_uin: u64,
         key_id: &str,
@@ -198,7 +206,7 @@ impl KeyStore for SqliteStore {
                 .ok_or_else(|| Error::CmkNotFound(key_id.to_string()))?;
             f(&mut key)?;
             write_key_tx(&tx, &key)?;
-            super::audit::commit(tx)?;
+            self.commit(tx, trail)?;
             Ok(key)
         })
         .inspect(|key| self.cache_key(key))
@@ -231,8 +239,11 @@ impl KeyStore for SqliteStore {
         })
     }
 
+    // The trail, the record\'s three-part address and the write itself.
+    #[allow(clippy::too_many_arguments)]
     fn add_version(
         &self,
+        trail: &Trail,
         region: &str,
         owner_uin: u64,
         key_id: &str,
@@ -258,19 +269,19 @@ impl KeyStore for SqliteStore {
                 ],
             )?;
             write_key_tx(&tx, &key)?;
-            super::audit::commit(tx)?;
+            self.commit(tx, trail)?;
             Ok(key)
         })
         .inspect(|key| self.cache_key(key))
     }
 
-    fn delete_key(&self, key_id: &str) -> Result<bool> {
+    fn delete_key(&self, trail: &Trail, key_id: &str) -> Result<bool> {
         let n = self.with(|conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             tx.execute("DELETE FROM key_versions WHERE key_id = ?1", [key_id])?;
             tx.execute("DELETE FROM key_bindings WHERE key_id = ?1", [key_id])?;
             let n = tx.execute("DELETE FROM keys WHERE key_id = ?1", [key_id])?;
-            super::audit::commit(tx)?;
+            self.commit(tx, trail)?;
             Ok(n)
         })?;
         if let Ok(mut m) = self.keys.write() {
@@ -308,6 +319,7 @@ impl KeyStore for SqliteStore {
 
     fn set_key_material(
         &self,
+        trail: &Trail,
         region: &str,
         owner_uin: u64,
         key_id: &str,
@@ -330,15 +342,15 @@ impl KeyStore for SqliteStore {
                 )?;
             }
             write_key_tx(&tx, &key)?;
-            super::audit::commit(tx)?;
+            self.commit(tx, trail)?;
             Ok(key)
         })?;
         self.cache_key(&key);
         Ok(key)
     }
 
-    fn insert_import_params(&self, p: &ImportParams) -> Result<()> {
-        self.audited_write(|conn| {
+    fn insert_import_params(&self, trail: &Trail, p: &ImportParams) -> Result<()> {
+        self.audited_write(trail, |conn| {
             conn.execute(
                 "INSERT INTO import_params (token, key_id, wrapping_algorithm, sealed_private, \
                  public_key, valid_to) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -377,8 +389,15 @@ impl KeyStore for SqliteStore {
         })
     }
 
-    fn bind(&self, key_id: &str, product: &str, resource: &str, now: i64) -> Result<bool> {
-        self.audited_write(|conn| {
+    fn bind(
+        &self,
+        trail: &Trail,
+        key_id: &str,
+        product: &str,
+        resource: &str,
+        now: i64,
+    ) -> Result<bool> {
+        self.audited_write(trail, |conn| {
             let n = conn.execute(
                 "INSERT OR IGNORE INTO key_bindings (key_id, product_id, resource_id, create_time) \
                  VALUES (?1, ?2, ?3, ?4)",
@@ -388,8 +407,8 @@ impl KeyStore for SqliteStore {
         })
     }
 
-    fn unbind(&self, key_id: &str, product: &str, resource: &str) -> Result<bool> {
-        self.audited_write(|conn| {
+    fn unbind(&self, trail: &Trail, key_id: &str, product: &str, resource: &str) -> Result<bool> {
+        self.audited_write(trail, |conn| {
             let n = conn.execute(
                 "DELETE FROM key_bindings WHERE key_id = ?1 AND product_id = ?2 AND resource_id = ?3",
                 params![key_id, product, resource],

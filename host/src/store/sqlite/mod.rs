@@ -11,13 +11,13 @@ mod keys;
 mod meta;
 mod secrets;
 
-pub use audit::WRITTEN_WITH_CHANGES;
-
 use crate::error::{Error, Result};
+use crate::store::audit::Trail;
 use crate::store::{KeyRecord, Tag};
 use rusqlite::{params, Connection, Row, TransactionBehavior};
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Mutex, RwLock};
 
 /// The SQLite adapter's one conversion of rusqlite's errors: "busy" means another process
@@ -56,6 +56,8 @@ pub struct SqliteStore {
     /// its only writer and the cache stays coherent: every write below refreshes it after
     /// commit. It takes the store off the Encrypt/Decrypt path entirely.
     keys: RwLock<HashMap<String, KeyRecord>>,
+    /// Audit records committed together with their change (for `/metrics`).
+    written_with_changes: AtomicU64,
 }
 
 impl SqliteStore {
@@ -76,6 +78,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             conn: Mutex::new(conn),
             keys: RwLock::new(HashMap::new()),
+            written_with_changes: AtomicU64::new(0),
         })
     }
 
@@ -95,11 +98,15 @@ impl SqliteStore {
 
     /// One write transaction, carrying the current request's audit record, returning the
     /// closure's value.
-    pub(super) fn audited_write<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+    pub(super) fn audited_write<T>(
+        &self,
+        trail: &Trail,
+        f: impl FnOnce(&Connection) -> Result<T>,
+    ) -> Result<T> {
         self.with(|conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let out = f(&tx)?;
-            audit::commit(tx)?;
+            self.commit(tx, trail)?;
             Ok(out)
         })
     }
@@ -240,24 +247,26 @@ mod tests {
     fn alias_unique_quota_and_failed_update_leaves_record() {
         let dir = tempfile::tempdir().unwrap();
         let s = SqliteStore::open(&dir.path().join("k.db")).unwrap();
-        s.insert_key(&key("a", "one", 1), None, 2).unwrap();
+        s.insert_key(&Trail::off(), &key("a", "one", 1), None, 2)
+            .unwrap();
         assert!(matches!(
-            s.insert_key(&key("b", "one", 2), None, 2),
+            s.insert_key(&Trail::off(), &key("b", "one", 2), None, 2),
             Err(Error::AliasExists(_))
         ));
-        s.insert_key(&key("b", "two", 2), None, 2).unwrap();
+        s.insert_key(&Trail::off(), &key("b", "two", 2), None, 2)
+            .unwrap();
         assert!(matches!(
-            s.insert_key(&key("c", "three", 3), None, 2),
+            s.insert_key(&Trail::off(), &key("c", "three", 3), None, 2),
             Err(Error::CmkLimitExceeded(2))
         ));
         // A closure error aborts the transaction: nothing changes.
-        let r = s.update_key("r", 1, "a", &mut |k| {
+        let r = s.update_key(&Trail::off(), "r", 1, "a", &mut |k| {
             k.description = "changed".into();
             Err(Error::CmkDisabled("a".into()))
         });
         assert!(r.is_err());
         assert_eq!(s.get_key("r", 1, "a").unwrap().unwrap().description, "");
-        let r = s.update_key("r", 1, "a", &mut |k| {
+        let r = s.update_key(&Trail::off(), "r", 1, "a", &mut |k| {
             k.alias = "two".into();
             Ok(())
         });
@@ -269,8 +278,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = SqliteStore::open(&dir.path().join("k.db")).unwrap();
         for i in 0..5 {
-            s.insert_key(&key(&format!("id{i}"), &format!("al_{i}"), i), None, 100)
-                .unwrap();
+            s.insert_key(
+                &Trail::off(),
+                &key(&format!("id{i}"), &format!("al_{i}"), i),
+                None,
+                100,
+            )
+            .unwrap();
         }
         let mut q = KeyQuery {
             region: "r".into(),
@@ -309,7 +323,7 @@ mod tests {
         let p = dir.path().join("k.db");
         SqliteStore::open(&p)
             .unwrap()
-            .insert_key(&key("a", "x", 1), None, 10)
+            .insert_key(&Trail::off(), &key("a", "x", 1), None, 10)
             .unwrap();
         let s = SqliteStore::open(&p).unwrap();
         assert!(s.get_key("r", 1, "a").unwrap().is_some());

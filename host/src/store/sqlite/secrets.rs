@@ -3,6 +3,7 @@
 use super::filter::Filter;
 use super::*;
 use crate::error::{Error, Result};
+use crate::store::audit::Trail;
 use crate::store::*;
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 
@@ -89,7 +90,13 @@ fn insert_version_tx(
 }
 
 impl SecretStore for SqliteStore {
-    fn insert_secret(&self, sec: &SecretRecord, first: &SecretVersion, limit: u64) -> Result<()> {
+    fn insert_secret(
+        &self,
+        trail: &Trail,
+        sec: &SecretRecord,
+        first: &SecretVersion,
+        limit: u64,
+    ) -> Result<()> {
         self.with(|conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             if count_owned(&tx, "secrets", &sec.region, sec.owner_uin)? >= limit {
@@ -124,7 +131,7 @@ impl SecretStore for SqliteStore {
                 other => other?,
             };
             insert_version_tx(&tx, &sec.region, sec.owner_uin, &sec.name, first)?;
-            super::audit::commit(tx)?;
+            self.commit(tx, trail)?;
             Ok(())
         })
     }
@@ -135,6 +142,7 @@ impl SecretStore for SqliteStore {
 
     fn update_secret(
         &self,
+        trail: &Trail,
         region: &str,
         owner_uin: u64,
         name: &str,
@@ -146,12 +154,18 @@ impl SecretStore for SqliteStore {
                 .ok_or_else(|| Error::SecretNotFound(name.to_string()))?;
             f(&mut sec)?;
             write_secret_tx(&tx, &sec)?;
-            super::audit::commit(tx)?;
+            self.commit(tx, trail)?;
             Ok(sec)
         })
     }
 
-    fn delete_secret(&self, region: &str, owner_uin: u64, name: &str) -> Result<bool> {
+    fn delete_secret(
+        &self,
+        trail: &Trail,
+        region: &str,
+        owner_uin: u64,
+        name: &str,
+    ) -> Result<bool> {
         self.with(|conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             tx.execute(
@@ -162,7 +176,7 @@ impl SecretStore for SqliteStore {
                 "DELETE FROM secrets WHERE region = ?1 AND owner_uin = ?2 AND secret_name = ?3",
                 params![region, owner_uin as i64, name],
             )?;
-            super::audit::commit(tx)?;
+            self.commit(tx, trail)?;
             Ok(n == 1)
         })
     }
@@ -217,8 +231,11 @@ impl SecretStore for SqliteStore {
         })
     }
 
+    // The trail, the record\'s three-part address and the write itself.
+    #[allow(clippy::too_many_arguments)]
     fn put_secret_version(
         &self,
+        trail: &Trail,
         region: &str,
         owner_uin: u64,
         name: &str,
@@ -277,7 +294,7 @@ impl SecretStore for SqliteStore {
                     return Err(Error::SecretVersionNotFound(v.version_id.clone()));
                 }
             }
-            super::audit::commit(tx)?;
+            self.commit(tx, trail)?;
             Ok(())
         })
     }
@@ -332,12 +349,13 @@ impl SecretStore for SqliteStore {
 
     fn delete_secret_version(
         &self,
+        trail: &Trail,
         region: &str,
         owner_uin: u64,
         name: &str,
         version_id: &str,
     ) -> Result<bool> {
-        self.audited_write(|conn| {
+        self.audited_write(trail, |conn| {
             let n = conn.execute(
                 "DELETE FROM secret_versions WHERE region = ?1 AND owner_uin = ?2 \
                  AND secret_name = ?3 AND version_id = ?4",
