@@ -301,6 +301,10 @@ pub enum DeviceError {
     AuthenticationFailed,
     BadLength,
     Internal,
+    // Variants are only ever appended: their index is the wire format.
+    /// A frame failed its COBS or CRC check, so the device could not read its sequence number;
+    /// the answer carries `seq` 0, which the host never uses.
+    BadFrame,
 }
 
 impl core::fmt::Display for DeviceError {
@@ -312,6 +316,7 @@ impl core::fmt::Display for DeviceError {
             DeviceError::AuthenticationFailed => "authentication failed",
             DeviceError::BadLength => "length out of range",
             DeviceError::Internal => "internal device error",
+            DeviceError::BadFrame => "damaged frame",
         })
     }
 }
