@@ -117,182 +117,247 @@ impl<R: RngCore + CryptoRng> KeyService<R> {
         }
     }
 
+    /// Sends each request to its handler below; they write into `out` and borrow from it.
     fn dispatch<'o>(
         &mut self,
         req: Request<'_>,
         out: &'o mut [u8],
     ) -> Result<Response<'o>, DeviceError> {
         match req {
-            Request::Hello { protocol } => {
-                if protocol != PROTOCOL_VERSION {
-                    return Err(DeviceError::UnsupportedProtocol);
-                }
-                Ok(Response::Hello(self.info()))
-            }
-            Request::GenerateKey { algorithm } => {
-                // Asymmetric keys come from GenerateKeyPair; this seals symmetric keys only.
-                if !algorithm.is_symmetric() {
-                    return Err(DeviceError::UnsupportedAlgorithm);
-                }
-                let mut material = Material::new(algorithm.key_len())?;
-                self.rng.fill_bytes(material.as_mut_slice());
-                let n = self.seal(algorithm, material.as_slice(), out)?;
-                Ok(Response::Sealed(prefix(out, n)?))
-            }
+            Request::Hello { protocol } => self.hello(protocol),
+            Request::GenerateKey { algorithm } => self.generate_key(algorithm, out),
             Request::ImportKey {
                 algorithm,
                 material,
-            } => {
-                if !algorithm.is_symmetric() {
-                    return Err(DeviceError::UnsupportedAlgorithm);
-                }
-                if material.len() != algorithm.key_len() {
-                    return Err(DeviceError::BadLength);
-                }
-                let n = self.seal(algorithm, material, out)?;
-                Ok(Response::Sealed(prefix(out, n)?))
-            }
+            } => self.import_key(algorithm, material, out),
             Request::Encrypt {
                 algorithm,
                 sealed,
                 aad,
                 plaintext,
-            } => {
-                if plaintext.len() > MAX_DATA_LEN || aad.len() > MAX_AAD_LEN {
-                    return Err(DeviceError::BadLength);
-                }
-                let key = self.unseal(algorithm, sealed)?;
-                let mut nonce = [0u8; SEAL_NONCE_LEN];
-                self.rng.fill_bytes(&mut nonce);
-                if out.len() < SEAL_NONCE_LEN + plaintext.len() + aead::TAG_LEN {
-                    return Err(DeviceError::BadLength);
-                }
-                let (nonce_out, rest) = out.split_at_mut(SEAL_NONCE_LEN);
-                nonce_out.copy_from_slice(&nonce);
-                rest[..plaintext.len()].copy_from_slice(plaintext);
-                let n = aead::encrypt_in_place(
-                    algorithm,
-                    key.as_slice(),
-                    &nonce,
-                    aad,
-                    rest,
-                    plaintext.len(),
-                )?;
-                Ok(Response::Encrypted {
-                    nonce: nonce_out,
-                    ciphertext: prefix(rest, n)?,
-                })
-            }
+            } => self.encrypt(algorithm, sealed, aad, plaintext, out),
             Request::Decrypt {
                 algorithm,
                 sealed,
                 aad,
                 nonce,
                 ciphertext,
-            } => {
-                if ciphertext.len() > MAX_DATA_LEN + algorithm.tag_len() || aad.len() > MAX_AAD_LEN
-                {
-                    return Err(DeviceError::BadLength);
-                }
-                let key = self.unseal(algorithm, sealed)?;
-                let buf = out
-                    .get_mut(..ciphertext.len())
-                    .ok_or(DeviceError::BadLength)?;
-                buf.copy_from_slice(ciphertext);
-                let n = aead::decrypt_in_place(algorithm, key.as_slice(), nonce, aad, buf)?;
-                Ok(Response::Plaintext(prefix(out, n)?))
-            }
-            Request::GenerateKeyPair { algorithm } => {
-                if !asym::supports(algorithm) {
-                    return Err(DeviceError::UnsupportedAlgorithm);
-                }
-                // A random 32-byte string is a valid scalar except with negligible probability;
-                // draw again if not.
-                for _ in 0..8 {
-                    let mut secret = Material::new(algorithm.key_len())?;
-                    self.rng.fill_bytes(secret.as_mut_slice());
-                    if let Some(public_key) = asym::public_key(algorithm, secret.as_slice()) {
-                        let n = self.seal(algorithm, secret.as_slice(), out)?;
-                        let (sealed, rest) = out.split_at_mut(n);
-                        let pk = rest
-                            .get_mut(..public_key.len())
-                            .ok_or(DeviceError::BadLength)?;
-                        pk.copy_from_slice(&public_key);
-                        return Ok(Response::KeyPair {
-                            sealed,
-                            public_key: pk,
-                        });
-                    }
-                }
-                Err(DeviceError::Internal)
-            }
+            } => self.decrypt(algorithm, sealed, aad, nonce, ciphertext, out),
+            Request::GenerateKeyPair { algorithm } => self.generate_key_pair(algorithm, out),
             Request::Sign {
                 algorithm,
                 sealed,
                 message,
                 is_digest,
-            } => {
-                if !asym::supports(algorithm) {
-                    return Err(DeviceError::UnsupportedAlgorithm);
-                }
-                if message.len() > MAX_DATA_LEN {
-                    return Err(DeviceError::BadLength);
-                }
-                let secret = self.unseal(algorithm, sealed)?;
-                let n = asym::sign(algorithm, secret.as_slice(), message, is_digest, out)?;
-                Ok(Response::Signature(prefix(out, n)?))
-            }
-            Request::Attest { challenge } => {
-                if challenge.len() > MAX_CHALLENGE_LEN {
-                    return Err(DeviceError::BadLength);
-                }
-                let (key, public_key) = self.identity_key()?;
-                if out.len() < SERIAL_LEN + asym::SPKI_LEN + asym::MAX_SIGNATURE_LEN {
-                    return Err(DeviceError::BadLength);
-                }
-                let (serial, rest) = out.split_at_mut(SERIAL_LEN);
-                let (pk, sig) = rest.split_at_mut(asym::SPKI_LEN);
-                self.write_serial(serial);
-                pk.copy_from_slice(&public_key);
-                let serial = core::str::from_utf8(serial).map_err(|_| DeviceError::Internal)?;
-                let mut message = [0u8; ATTESTATION_MESSAGE_MAX];
-                let len = keyward_shared::wire::write_attestation_message(
-                    &mut message,
-                    challenge,
-                    MODEL,
-                    FIRMWARE_VERSION,
-                    serial,
-                )
-                .ok_or(DeviceError::Internal)?;
-                let n = asym::sign(Algorithm::EccP256, &key[..], &message[..len], false, sig)?;
-                Ok(Response::Attestation {
-                    serial,
-                    public_key: pk,
-                    signature: prefix(sig, n)?,
-                })
-            }
+            } => self.sign(algorithm, sealed, message, is_digest, out),
+            Request::Attest { challenge } => self.attest(challenge, out),
             Request::AsymDecrypt {
                 algorithm,
                 sealed,
                 ciphertext,
-            } => {
-                if ciphertext.len() > MAX_DATA_LEN {
-                    return Err(DeviceError::BadLength);
-                }
-                let secret = self.unseal(algorithm, sealed)?;
-                let n = asym::decrypt(algorithm, secret.as_slice(), ciphertext, out)?;
-                Ok(Response::Plaintext(prefix(out, n)?))
-            }
-            Request::Random { len } => {
-                let len = len as usize;
-                if len == 0 || len > MAX_RANDOM_LEN {
-                    return Err(DeviceError::BadLength);
-                }
-                let buf = out.get_mut(..len).ok_or(DeviceError::BadLength)?;
-                self.rng.fill_bytes(buf);
-                Ok(Response::Random(buf))
+            } => self.asym_decrypt(algorithm, sealed, ciphertext, out),
+            Request::Random { len } => self.random(len, out),
+        }
+    }
+
+    fn hello<'o>(&self, protocol: u16) -> Result<Response<'o>, DeviceError> {
+        if protocol != PROTOCOL_VERSION {
+            return Err(DeviceError::UnsupportedProtocol);
+        }
+        Ok(Response::Hello(self.info()))
+    }
+
+    fn generate_key<'o>(
+        &mut self,
+        algorithm: Algorithm,
+        out: &'o mut [u8],
+    ) -> Result<Response<'o>, DeviceError> {
+        // Asymmetric keys come from GenerateKeyPair; this seals symmetric keys only.
+        if !algorithm.is_symmetric() {
+            return Err(DeviceError::UnsupportedAlgorithm);
+        }
+        let mut material = Material::new(algorithm.key_len())?;
+        self.rng.fill_bytes(material.as_mut_slice());
+        let n = self.seal(algorithm, material.as_slice(), out)?;
+        Ok(Response::Sealed(prefix(out, n)?))
+    }
+
+    fn import_key<'o>(
+        &mut self,
+        algorithm: Algorithm,
+        material: &[u8],
+        out: &'o mut [u8],
+    ) -> Result<Response<'o>, DeviceError> {
+        if !algorithm.is_symmetric() {
+            return Err(DeviceError::UnsupportedAlgorithm);
+        }
+        if material.len() != algorithm.key_len() {
+            return Err(DeviceError::BadLength);
+        }
+        let n = self.seal(algorithm, material, out)?;
+        Ok(Response::Sealed(prefix(out, n)?))
+    }
+
+    fn encrypt<'o>(
+        &mut self,
+        algorithm: Algorithm,
+        sealed: &[u8],
+        aad: &[u8],
+        plaintext: &[u8],
+        out: &'o mut [u8],
+    ) -> Result<Response<'o>, DeviceError> {
+        if plaintext.len() > MAX_DATA_LEN || aad.len() > MAX_AAD_LEN {
+            return Err(DeviceError::BadLength);
+        }
+        let key = self.unseal(algorithm, sealed)?;
+        let mut nonce = [0u8; SEAL_NONCE_LEN];
+        self.rng.fill_bytes(&mut nonce);
+        if out.len() < SEAL_NONCE_LEN + plaintext.len() + aead::TAG_LEN {
+            return Err(DeviceError::BadLength);
+        }
+        let (nonce_out, rest) = out.split_at_mut(SEAL_NONCE_LEN);
+        nonce_out.copy_from_slice(&nonce);
+        rest[..plaintext.len()].copy_from_slice(plaintext);
+        let n = aead::encrypt_in_place(
+            algorithm,
+            key.as_slice(),
+            &nonce,
+            aad,
+            rest,
+            plaintext.len(),
+        )?;
+        Ok(Response::Encrypted {
+            nonce: nonce_out,
+            ciphertext: prefix(rest, n)?,
+        })
+    }
+
+    fn decrypt<'o>(
+        &mut self,
+        algorithm: Algorithm,
+        sealed: &[u8],
+        aad: &[u8],
+        nonce: &[u8],
+        ciphertext: &[u8],
+        out: &'o mut [u8],
+    ) -> Result<Response<'o>, DeviceError> {
+        if ciphertext.len() > MAX_DATA_LEN + algorithm.tag_len() || aad.len() > MAX_AAD_LEN {
+            return Err(DeviceError::BadLength);
+        }
+        let key = self.unseal(algorithm, sealed)?;
+        let buf = out
+            .get_mut(..ciphertext.len())
+            .ok_or(DeviceError::BadLength)?;
+        buf.copy_from_slice(ciphertext);
+        let n = aead::decrypt_in_place(algorithm, key.as_slice(), nonce, aad, buf)?;
+        Ok(Response::Plaintext(prefix(out, n)?))
+    }
+
+    fn generate_key_pair<'o>(
+        &mut self,
+        algorithm: Algorithm,
+        out: &'o mut [u8],
+    ) -> Result<Response<'o>, DeviceError> {
+        if !asym::supports(algorithm) {
+            return Err(DeviceError::UnsupportedAlgorithm);
+        }
+        // A random 32-byte string is a valid scalar except with negligible probability;
+        // draw again if not.
+        for _ in 0..8 {
+            let mut secret = Material::new(algorithm.key_len())?;
+            self.rng.fill_bytes(secret.as_mut_slice());
+            if let Some(public_key) = asym::public_key(algorithm, secret.as_slice()) {
+                let n = self.seal(algorithm, secret.as_slice(), out)?;
+                let (sealed, rest) = out.split_at_mut(n);
+                let pk = rest
+                    .get_mut(..public_key.len())
+                    .ok_or(DeviceError::BadLength)?;
+                pk.copy_from_slice(&public_key);
+                return Ok(Response::KeyPair {
+                    sealed,
+                    public_key: pk,
+                });
             }
         }
+        Err(DeviceError::Internal)
+    }
+
+    fn sign<'o>(
+        &mut self,
+        algorithm: Algorithm,
+        sealed: &[u8],
+        message: &[u8],
+        is_digest: bool,
+        out: &'o mut [u8],
+    ) -> Result<Response<'o>, DeviceError> {
+        if !asym::supports(algorithm) {
+            return Err(DeviceError::UnsupportedAlgorithm);
+        }
+        if message.len() > MAX_DATA_LEN {
+            return Err(DeviceError::BadLength);
+        }
+        let secret = self.unseal(algorithm, sealed)?;
+        let n = asym::sign(algorithm, secret.as_slice(), message, is_digest, out)?;
+        Ok(Response::Signature(prefix(out, n)?))
+    }
+
+    fn attest<'o>(
+        &mut self,
+        challenge: &[u8],
+        out: &'o mut [u8],
+    ) -> Result<Response<'o>, DeviceError> {
+        if challenge.len() > MAX_CHALLENGE_LEN {
+            return Err(DeviceError::BadLength);
+        }
+        let (key, public_key) = self.identity_key()?;
+        if out.len() < SERIAL_LEN + asym::SPKI_LEN + asym::MAX_SIGNATURE_LEN {
+            return Err(DeviceError::BadLength);
+        }
+        let (serial, rest) = out.split_at_mut(SERIAL_LEN);
+        let (pk, sig) = rest.split_at_mut(asym::SPKI_LEN);
+        self.write_serial(serial);
+        pk.copy_from_slice(&public_key);
+        let serial = core::str::from_utf8(serial).map_err(|_| DeviceError::Internal)?;
+        let mut message = [0u8; ATTESTATION_MESSAGE_MAX];
+        let len = keyward_shared::wire::write_attestation_message(
+            &mut message,
+            challenge,
+            MODEL,
+            FIRMWARE_VERSION,
+            serial,
+        )
+        .ok_or(DeviceError::Internal)?;
+        let n = asym::sign(Algorithm::EccP256, &key[..], &message[..len], false, sig)?;
+        Ok(Response::Attestation {
+            serial,
+            public_key: pk,
+            signature: prefix(sig, n)?,
+        })
+    }
+
+    fn asym_decrypt<'o>(
+        &mut self,
+        algorithm: Algorithm,
+        sealed: &[u8],
+        ciphertext: &[u8],
+        out: &'o mut [u8],
+    ) -> Result<Response<'o>, DeviceError> {
+        if ciphertext.len() > MAX_DATA_LEN {
+            return Err(DeviceError::BadLength);
+        }
+        let secret = self.unseal(algorithm, sealed)?;
+        let n = asym::decrypt(algorithm, secret.as_slice(), ciphertext, out)?;
+        Ok(Response::Plaintext(prefix(out, n)?))
+    }
+
+    fn random<'o>(&mut self, len: u32, out: &'o mut [u8]) -> Result<Response<'o>, DeviceError> {
+        let len = len as usize;
+        if len == 0 || len > MAX_RANDOM_LEN {
+            return Err(DeviceError::BadLength);
+        }
+        let buf = out.get_mut(..len).ok_or(DeviceError::BadLength)?;
+        self.rng.fill_bytes(buf);
+        Ok(Response::Random(buf))
     }
 
     /// The device identity key: a P-256 scalar derived from the device key, so it is stable

@@ -7,7 +7,9 @@ use keyward_firmware::{KeyService, OUTPUT_LEN};
 use keyward_shared::frame::{
     decode_frame, encode_frame, encode_frame_vec, Envelope, MAX_FRAME, MAX_PAYLOAD,
 };
-use keyward_shared::wire::{DeviceError, OwnedResponse, Request, MAX_RANDOM_LEN, PROTOCOL_VERSION};
+use keyward_shared::wire::{
+    DeviceError, OwnedResponse, Request, ResponseKind, MAX_RANDOM_LEN, PROTOCOL_VERSION,
+};
 use keyward_shared::Algorithm;
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -313,6 +315,11 @@ proptest! {
         let resp = service().handle(decoded.body, &mut output);
         let owned = resp.to_owned_response();
         prop_assert!(answers(&body, &owned), "{:?} -> {:?}", body, owned);
+        // The pairing the host checks replies against (`Request::expects`) is the device's.
+        prop_assert!(
+            owned.kind() == ResponseKind::Error || owned.kind() == body.expects(),
+            "{:?} -> {:?}", body, owned
+        );
         let mut scratch = vec![0u8; MAX_PAYLOAD + 4];
         let mut out = vec![0u8; MAX_FRAME];
         let m = encode_frame(seq, &resp, &mut scratch, &mut out).unwrap();

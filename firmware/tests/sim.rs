@@ -175,6 +175,14 @@ fn decrypt(port: &mut Port, seq: u32, sealed: &[u8], nonce: &[u8], ct: &[u8]) ->
     )
 }
 
+/// The next answer is `Error(error)` for a frame the device could not attribute (seq 0).
+fn assert_unattributed(port: &mut Port, error: DeviceError) {
+    let env = port
+        .recv(Duration::from_secs(5))
+        .expect("an answer to the bad frame");
+    assert_eq!((env.seq, env.body), (0, OwnedResponse::Error(error)));
+}
+
 #[test]
 fn hello_keys_resync_and_persistence() {
     let dir = state_dir("basic");
@@ -201,21 +209,27 @@ fn hello_keys_resync_and_persistence() {
         OwnedResponse::Plaintext(pt.clone())
     );
 
-    // 50 bytes of garbage (no zero, including \r, \n, ^C, ^D) glue onto the next frame, which
-    // then fails its CRC and is ignored; the following frame is answered (resync).
+    // Every bad frame is answered (docs/wire-protocol.md, "Link behaviour") and the device
+    // resynchronises at the next delimiter. 50 bytes of garbage (no zero, including \r, \n,
+    // ^C, ^D) glue onto the next frame, which then fails its CRC: `Error(BadFrame)` with
+    // seq 0, since its seq cannot be trusted; the following frame is answered.
     let mut garbage: Vec<u8> = (0..50u8).map(|i| i.wrapping_mul(37) | 1).collect();
     garbage.extend_from_slice(b"\r\n\x03\x04");
     port.send_raw(&garbage);
     port.send(50, &HELLO);
-    assert!(port.recv(Duration::from_millis(300)).is_none());
+    assert_unattributed(&mut port, DeviceError::BadFrame);
     match port.call(5, &HELLO) {
         OwnedResponse::Hello(info) => assert_eq!(info.protocol, 1),
         other => panic!("Hello after garbage: {other:?}"),
     }
-    // Garbage followed by a delimiter costs nothing: the next frame is answered at once.
+    // Garbage followed by a delimiter is a bad frame of its own: the next frame is intact.
     garbage.push(0);
     port.send_raw(&garbage);
+    assert_unattributed(&mut port, DeviceError::BadFrame);
     assert!(matches!(port.call(51, &HELLO), OwnedResponse::Hello(_)));
+    // Empty frames (the delimiter the host sends before each request) get no answer.
+    port.send_raw(&[0, 0, 0]);
+    assert!(matches!(port.call(52, &HELLO), OwnedResponse::Hello(_)));
 
     // A CRC-valid frame carrying an unknown message: UnsupportedProtocol, same seq.
     port.send_raw(&encode_frame_vec(6, &200u32).unwrap());
@@ -228,17 +242,24 @@ fn hello_keys_resync_and_persistence() {
         OwnedResponse::Error(DeviceError::UnsupportedProtocol)
     );
 
-    // A corrupted frame gets no answer; the next one does.
+    // A corrupted frame: BadFrame with seq 0; the next one is answered.
     let mut bad = encode_frame_vec(7, &HELLO).unwrap();
     bad[1] ^= 0x40;
     port.send_raw(&bad);
-    assert!(port.recv(Duration::from_millis(300)).is_none());
+    assert_unattributed(&mut port, DeviceError::BadFrame);
     assert!(matches!(port.call(8, &HELLO), OwnedResponse::Hello(_)));
+
+    // A frame longer than the device's receive buffer: BadLength with seq 0.
+    let mut long = vec![0x55u8; MAX_FRAME + 10];
+    long.push(0);
+    port.send_raw(&long);
+    assert_unattributed(&mut port, DeviceError::BadLength);
+    assert!(matches!(port.call(10, &HELLO), OwnedResponse::Hello(_)));
 
     // Reopening the line works (the sim keeps the slave open, no hangup).
     drop(port);
     let mut port = Port::open(&sim.device);
-    assert!(matches!(port.call(9, &HELLO), OwnedResponse::Hello(_)));
+    assert!(matches!(port.call(11, &HELLO), OwnedResponse::Hello(_)));
     drop(port);
     drop(sim);
 

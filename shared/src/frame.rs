@@ -15,6 +15,8 @@ use serde::{Deserialize, Serialize};
 pub const MAX_PAYLOAD: usize = 72 * 1024;
 /// Largest encoded frame, delimiter included.
 pub const MAX_FRAME: usize = cobs::max_encoding_length(MAX_PAYLOAD + CRC_LEN) + 1;
+/// The scratch buffer [`encode_frame`] needs for the largest message: payload and CRC.
+pub const SCRATCH_LEN: usize = MAX_PAYLOAD + CRC_LEN;
 const CRC_LEN: usize = 4;
 const CRC32: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
 
@@ -95,16 +97,37 @@ pub fn encode_frame_vec<T: Serialize>(
 pub fn decode_frame<'a, T: Deserialize<'a>>(
     frame: &'a mut [u8],
 ) -> Result<Envelope<T>, FrameError> {
+    decode_payload(open_frame(frame)?)
+}
+
+/// Undoes a frame's COBS in place and checks its CRC; returns the postcard payload (inside
+/// `frame`). The first half of [`decode_frame`], for a receiver that wants the payload's
+/// sequence number when the message itself is not understood ([`payload_seq`]).
+pub fn open_frame(frame: &mut [u8]) -> Result<&mut [u8], FrameError> {
     let n = cobs::decode_in_place(frame).map_err(|_| FrameError::Malformed)?;
     if n < CRC_LEN {
         return Err(FrameError::Malformed);
     }
-    let (payload, crc) = frame[..n].split_at(n - CRC_LEN);
+    let (payload, crc) = frame[..n].split_at_mut(n - CRC_LEN);
     let expected = u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]);
     if CRC32.checksum(payload) != expected {
         return Err(FrameError::Crc);
     }
+    Ok(payload)
+}
+
+/// Decodes the payload [`open_frame`] returned; the message may borrow from it.
+pub fn decode_payload<'a, T: Deserialize<'a>>(
+    payload: &'a [u8],
+) -> Result<Envelope<T>, FrameError> {
     postcard::from_bytes(payload).map_err(|_| FrameError::Decode)
+}
+
+/// The sequence number in front of a CRC-checked payload, whatever message follows it.
+pub fn payload_seq(payload: &[u8]) -> Option<u32> {
+    postcard::take_from_bytes::<u32>(payload)
+        .ok()
+        .map(|(seq, _)| seq)
 }
 
 /// What one received byte did.
@@ -203,6 +226,24 @@ mod tests {
         let back: Envelope<Request<'_>> = decode_frame(&mut frame[..n]).unwrap();
         assert_eq!(back.seq, 42);
         assert_eq!(back.body, req);
+    }
+
+    /// A CRC-valid frame whose message this side does not know still gives up its `seq`,
+    /// so the device can answer it; a frame that fails its CRC does not get that far.
+    #[test]
+    fn unknown_message_keeps_its_sequence_number() {
+        let mut frame = encode_frame_vec(6, &200u32).unwrap();
+        let n = frame.len() - 1;
+        let payload = open_frame(&mut frame[..n]).unwrap();
+        assert_eq!(
+            decode_payload::<Request<'_>>(payload).unwrap_err(),
+            FrameError::Decode
+        );
+        assert_eq!(payload_seq(payload), Some(6));
+        assert_eq!(payload_seq(&[]), None);
+        let mut bad = encode_frame_vec(6, &200u32).unwrap();
+        bad[1] ^= 0x40;
+        assert_eq!(open_frame(&mut bad[..n]).unwrap_err(), FrameError::Crc);
     }
 
     #[test]

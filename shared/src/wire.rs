@@ -10,6 +10,13 @@ use crate::alg::Algorithm;
 use alloc::{string::String, vec::Vec};
 use serde::{Deserialize, Serialize};
 
+mod debug;
+mod kind;
+
+#[cfg(feature = "alloc")]
+pub use kind::{replies, reply, Reply};
+pub use kind::{ReplyError, RequestKind, ResponseKind, UnexpectedResponse};
+
 /// Protocol version spoken by this crate.
 pub const PROTOCOL_VERSION: u16 = 1;
 /// Largest plaintext or ciphertext a single request may carry.
@@ -19,7 +26,8 @@ pub const MAX_AAD_LEN: usize = 4096;
 /// Largest number of random bytes one request may ask for.
 pub const MAX_RANDOM_LEN: usize = 4096;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// `Debug` is written by hand (wire/debug.rs): it prints byte fields as lengths only.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Request<'a> {
     Hello {
         protocol: u16,
@@ -102,7 +110,8 @@ pub struct DeviceInfo {
 /// the key service (`KeyService::handle`), so building and encoding one allocates nothing.
 /// The host decodes responses as [`OwnedResponse`], which has the same wire encoding: postcard
 /// writes `&[u8]`/`Vec<u8>` and `&str`/`String` alike (varint length, then the bytes).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// `Debug` is written by hand (wire/debug.rs): it prints byte fields as lengths only.
+#[derive(Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum Response<'a> {
     Hello(DeviceInfo),
     Sealed(&'a [u8]),
@@ -205,8 +214,9 @@ pub struct OwnedDeviceInfo {
 }
 
 /// The host's owned copy of a [`Response`]: same variants, same wire encoding, owned fields.
+/// `Debug` is written by hand (wire/debug.rs): it prints byte fields as lengths only.
 #[cfg(feature = "alloc")]
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum OwnedResponse {
     Hello(OwnedDeviceInfo),
     Sealed(Vec<u8>),
@@ -291,6 +301,10 @@ pub enum DeviceError {
     AuthenticationFailed,
     BadLength,
     Internal,
+    // Variants are only ever appended: their index is the wire format.
+    /// A frame failed its COBS or CRC check, so the device could not read its sequence number;
+    /// the answer carries `seq` 0, which the host never uses.
+    BadFrame,
 }
 
 impl core::fmt::Display for DeviceError {
@@ -302,6 +316,7 @@ impl core::fmt::Display for DeviceError {
             DeviceError::AuthenticationFailed => "authentication failed",
             DeviceError::BadLength => "length out of range",
             DeviceError::Internal => "internal device error",
+            DeviceError::BadFrame => "damaged frame",
         })
     }
 }

@@ -8,11 +8,8 @@
 #![no_std]
 #![no_main]
 
-use keyward_firmware::{KeyService, OUTPUT_LEN};
-use keyward_shared::frame::{
-    decode_frame, encode_frame, Feed, FrameReader, MAX_FRAME, MAX_PAYLOAD,
-};
-use keyward_shared::wire::{DeviceError, Request, Response};
+use keyward_firmware::{Buffers, FrameLoop, KeyService, Port, OUTPUT_LEN};
+use keyward_shared::frame::{MAX_FRAME, SCRATCH_LEN};
 
 // ---- platform layer: the only `unsafe` in the firmware ------------------------------------
 
@@ -55,22 +52,29 @@ impl rand_core::RngCore for Trng {
 
 impl rand_core::CryptoRng for Trng {}
 
-fn uart_read(buf: &mut [u8]) -> usize {
-    let n = unsafe { libc::read(0, buf.as_mut_ptr().cast(), buf.len()) };
-    if n <= 0 {
-        0
-    } else {
-        n as usize
-    }
-}
+/// The UART. Reads block; a failed or closed read ends the program (a board would reset).
+struct Uart;
 
-fn uart_write(mut data: &[u8]) {
-    while !data.is_empty() {
-        let n = unsafe { libc::write(1, data.as_ptr().cast(), data.len()) };
-        if n <= 0 {
-            return;
+impl Port for Uart {
+    type Error = core::convert::Infallible;
+
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, Self::Error> {
+        // SAFETY: `buf` is valid for writes of `buf.len()` bytes.
+        let n = unsafe { libc::read(0, buf.as_mut_ptr().cast(), buf.len()) };
+        Ok(if n <= 0 { 0 } else { n as usize })
+    }
+
+    fn write_frame(&mut self, mut data: &[u8]) -> Result<(), Self::Error> {
+        // A write the line refuses is a lost answer, which the host's retry covers.
+        while !data.is_empty() {
+            // SAFETY: `data` is valid for reads of `data.len()` bytes.
+            let n = unsafe { libc::write(1, data.as_ptr().cast(), data.len()) };
+            if n <= 0 {
+                break;
+            }
+            data = &data[n as usize..];
         }
-        data = &data[n as usize..];
+        Ok(())
     }
 }
 
@@ -81,7 +85,7 @@ static mut FRAME_IN: [u8; MAX_FRAME] = [0; MAX_FRAME];
 /// The response's data, written by the key service (a response borrows from it).
 static mut OUTPUT: [u8; OUTPUT_LEN] = [0; OUTPUT_LEN];
 /// The response's postcard bytes and their CRC.
-static mut SCRATCH: [u8; MAX_PAYLOAD + 4] = [0; MAX_PAYLOAD + 4];
+static mut SCRATCH: [u8; SCRATCH_LEN] = [0; SCRATCH_LEN];
 /// The COBS-encoded response frame sent back.
 static mut FRAME_OUT: [u8; MAX_FRAME] = [0; MAX_FRAME];
 
@@ -90,41 +94,17 @@ pub extern "C" fn main(_argc: i32, _argv: *const *const u8) -> i32 {
     // A board derives this from its fused secret; the host build draws a fresh one.
     let mut device_key = [0u8; 32];
     rand_core::RngCore::fill_bytes(&mut Trng, &mut device_key);
-    let mut service = KeyService::new(device_key, Trng);
-    // SAFETY: single-threaded; these buffers are used only here.
-    let (frame_in, output, frame_out, scratch) = unsafe {
-        (
-            &mut *core::ptr::addr_of_mut!(FRAME_IN),
-            &mut *core::ptr::addr_of_mut!(OUTPUT),
-            &mut *core::ptr::addr_of_mut!(FRAME_OUT),
-            &mut *core::ptr::addr_of_mut!(SCRATCH),
-        )
+    let service = KeyService::new(device_key, Trng);
+    // SAFETY: single-threaded, and `main` runs once; these buffers are used only here.
+    let buffers = unsafe {
+        Buffers {
+            frame_in: &mut *core::ptr::addr_of_mut!(FRAME_IN),
+            output: &mut *core::ptr::addr_of_mut!(OUTPUT),
+            scratch: &mut *core::ptr::addr_of_mut!(SCRATCH),
+            frame_out: &mut *core::ptr::addr_of_mut!(FRAME_OUT),
+        }
     };
-    let mut reader = FrameReader::new(frame_in);
-    let mut chunk = [0u8; 256];
-    loop {
-        let n = uart_read(&mut chunk);
-        if n == 0 {
-            return 0;
-        }
-        for &b in &chunk[..n] {
-            if let Feed::Frame(len) = reader.feed(b) {
-                let (seq, response) = match decode_frame::<Request<'_>>(reader.frame(len)) {
-                    Ok(env) => (env.seq, service.handle(env.body, &mut output[..])),
-                    Err(_) => continue,
-                };
-                let response = match encode_frame(seq, &response, scratch, frame_out) {
-                    Ok(len) => len,
-                    Err(_) => encode_frame(
-                        seq,
-                        &Response::Error(DeviceError::BadLength),
-                        scratch,
-                        frame_out,
-                    )
-                    .unwrap_or(0),
-                };
-                uart_write(&frame_out[..response]);
-            }
-        }
-    }
+    // The same frame loop the simulator runs (keyward_firmware::link), bad frames included.
+    let Ok(()) = FrameLoop::new(service, buffers).serve(&mut Uart);
+    0
 }

@@ -1,16 +1,15 @@
 //! `keyward-fw-sim`: the firmware key service behind a pseudo-terminal, speaking the serial
 //! framing of `keyward_shared::frame`, so the host's serial backend can be tested without a
-//! device.
+//! device. It runs the device's own frame loop (`keyward_firmware::link`); only the port
+//! differs, and the fault injection lives there.
 //!
 //! Usage: `keyward-fw-sim --state-dir DIR [--drop-every N] [--corrupt-every N]
 //! [--stall-every N] [--reset-every N]`
 //!
 //! Prints one line, `keyward-fw-sim: device <slave path>`, then serves until killed.
 
-use keyward_firmware::{KeyService, OUTPUT_LEN};
-use keyward_shared::frame::{
-    decode_frame, encode_frame_vec, Envelope, Feed, FrameError, FrameReader, MAX_FRAME,
-};
+use keyward_firmware::{Buffers, FrameLoop, Handler, KeyService, Port, OUTPUT_LEN};
+use keyward_shared::frame::{open_frame, payload_seq, MAX_FRAME, SCRATCH_LEN};
 use keyward_shared::wire::{DeviceError, Request, Response};
 use rand_core::OsRng;
 use std::ffi::CStr;
@@ -176,6 +175,14 @@ fn corrupt(frame: &mut [u8]) {
     frame[i] ^= if frame[i] == 1 { 2 } else { 1 };
 }
 
+/// The sequence number an answer frame carries, for the log.
+fn seq_of(frame: &[u8]) -> Option<u32> {
+    let mut copy = frame.strip_suffix(&[0]).unwrap_or(frame).to_vec();
+    open_frame(&mut copy)
+        .ok()
+        .and_then(|payload| payload_seq(payload))
+}
+
 /// Fires on every `n`th tick (never when `n` is `None`).
 struct Every {
     n: Option<u64>,
@@ -198,131 +205,128 @@ impl Every {
     }
 }
 
-struct Server<R: rand_core::RngCore + rand_core::CryptoRng> {
-    service: KeyService<R>,
-    /// The key service's output buffer (a response borrows its data from it).
-    output: Zeroizing<Vec<u8>>,
-    /// Counts decoded requests; the `n`th is ignored.
+/// The pseudo-terminal as the device's serial line, with the fault injection applied to the
+/// answers on their way out. The frame loop answers every request, so for the host a dropped
+/// or stalled answer is the same as a lost or slow request: it times out and retries.
+struct SimPort {
+    line: File,
+    /// Counts answers; the `n`th is not sent.
     drop: Every,
-    /// Counts written responses; the `n`th gets one bit flipped.
-    corrupt: Every,
-    /// Counts decoded requests; the `n`th is answered only after `STALL`.
+    /// Counts answers sent; the `n`th is sent only after `STALL`.
     stall: Every,
-    /// Counts written responses; the `n`th is cut in half by a "reset", after which the
-    /// rebooted device starts its output with a delimiter.
+    /// Counts answers sent; the `n`th gets one bit flipped.
+    corrupt: Every,
+    /// Counts answers sent; the `n`th is cut in half by a "reset", after which the rebooted
+    /// device starts its output with a delimiter.
     reset: Every,
     rebooted: bool,
 }
 
-impl<R: rand_core::RngCore + rand_core::CryptoRng> Server<R> {
-    /// Answers one received frame (delimiter excluded); `None` means stay silent.
-    fn on_frame(&mut self, frame: &mut [u8]) -> Option<Vec<u8>> {
-        let copy = frame.to_vec();
-        let (seq, response) = match decode_frame::<Request<'_>>(frame) {
-            Ok(Envelope { seq, body }) => {
-                if self.drop.tick() {
-                    eprintln!("keyward-fw-sim: dropping request seq {seq} (fault injection)");
-                    return None;
+impl Port for SimPort {
+    type Error = io::Error;
+
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            match self.line.read(buf) {
+                Ok(0) => {
+                    // Should not happen while we hold the slave open; avoid a busy loop anyway.
+                    std::thread::sleep(std::time::Duration::from_millis(10));
                 }
-                if self.stall.tick() {
-                    eprintln!("keyward-fw-sim: stalling request seq {seq} (fault injection)");
-                    std::thread::sleep(STALL);
-                }
-                let (service, output) = (&mut self.service, &mut self.output[..]);
-                let response = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    service.handle(body, output)
-                }))
-                .unwrap_or(Response::Error(DeviceError::Internal));
-                (seq, response)
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
             }
-            Err(FrameError::Decode) => {
-                // The CRC matched, so the sequence number in front is probably readable.
-                let mut copy = copy;
-                let seq = decode_frame::<()>(&mut copy).map_or(0, |e| e.seq);
-                (seq, Response::Error(DeviceError::UnsupportedProtocol))
-            }
-            // Line noise: say nothing, the host times out and retries.
-            Err(_) => return None,
-        };
-        let mut out = match encode_frame_vec(seq, &response) {
-            Ok(out) => out,
-            Err(e) => {
-                eprintln!("keyward-fw-sim: cannot encode response: {e}");
-                encode_frame_vec(seq, &Response::Error(DeviceError::Internal)).ok()?
-            }
-        };
+        }
+    }
+
+    fn write_frame(&mut self, frame: &[u8]) -> io::Result<()> {
+        // Only worked out for the log lines of the faults.
+        let seq = || seq_of(frame).map_or_else(|| "?".to_owned(), |s| s.to_string());
+        if self.drop.tick() {
+            eprintln!(
+                "keyward-fw-sim: dropping the answer to seq {} (fault injection)",
+                seq()
+            );
+            return Ok(());
+        }
+        if self.stall.tick() {
+            eprintln!(
+                "keyward-fw-sim: stalling the answer to seq {} (fault injection)",
+                seq()
+            );
+            std::thread::sleep(STALL);
+        }
+        let mut out = frame.to_vec();
         if self.corrupt.tick() {
-            eprintln!("keyward-fw-sim: corrupting response seq {seq} (fault injection)");
+            eprintln!(
+                "keyward-fw-sim: corrupting the answer to seq {} (fault injection)",
+                seq()
+            );
             corrupt(&mut out);
         }
         if self.reset.tick() {
-            eprintln!("keyward-fw-sim: reset while answering seq {seq} (fault injection)");
+            eprintln!(
+                "keyward-fw-sim: reset while answering seq {} (fault injection)",
+                seq()
+            );
             out.truncate(out.len() / 2);
             self.rebooted = true;
-            return Some(out);
-        }
-        if std::mem::take(&mut self.rebooted) {
+        } else if std::mem::take(&mut self.rebooted) {
             out.insert(0, 0);
         }
-        Some(out)
+        // A failed write is a lost answer: the host retries, so keep serving.
+        if let Err(e) = self.line.write_all(&out).and_then(|()| self.line.flush()) {
+            eprintln!("keyward-fw-sim: write failed: {e}");
+        }
+        Ok(())
     }
 }
 
-fn serve<R: rand_core::RngCore + rand_core::CryptoRng>(
-    mut server: Server<R>,
-    master: OwnedFd,
-) -> io::Result<()> {
-    let mut line = File::from(master);
-    let mut frame_buf = vec![0u8; MAX_FRAME];
-    let mut reader = FrameReader::new(&mut frame_buf);
-    let mut chunk = [0u8; 4096];
-    loop {
-        let n = match line.read(&mut chunk) {
-            Ok(0) => {
-                // Should not happen while we hold the slave open; avoid a busy loop anyway.
-                std::thread::sleep(std::time::Duration::from_millis(10));
-                continue;
-            }
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        for &byte in &chunk[..n] {
-            match reader.feed(byte) {
-                Feed::Frame(len) => {
-                    if let Some(out) = server.on_frame(reader.frame(len)) {
-                        if let Err(e) = line.write_all(&out).and_then(|()| line.flush()) {
-                            eprintln!("keyward-fw-sim: write failed: {e}");
-                        }
-                    }
-                }
-                Feed::Dropped => eprintln!("keyward-fw-sim: dropped an over-long frame"),
-                Feed::Pending => {}
-            }
-        }
+/// Answers a panic in the key service with `Error(Internal)` instead of ending the
+/// simulator, so the host under test sees an answer and the panic message is on stderr.
+struct CatchPanics<H>(H);
+
+impl<H: Handler> Handler for CatchPanics<H> {
+    fn handle<'o>(&mut self, req: Request<'_>, out: &'o mut [u8]) -> Response<'o> {
+        let inner = &mut self.0;
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || inner.handle(req, out)))
+            .unwrap_or(Response::Error(DeviceError::Internal))
     }
 }
 
 fn run(args: Args) -> io::Result<()> {
     let secret = load_or_create_secret(&args.state_dir)?;
     let (master, slave, path) = open_pty()?;
-    let server = Server {
-        service: KeyService::new(*secret, OsRng),
-        output: Zeroizing::new(vec![0u8; OUTPUT_LEN]),
+    let service = CatchPanics(KeyService::new(*secret, OsRng));
+    drop(secret);
+    let mut port = SimPort {
+        line: File::from(master),
         drop: Every::new(args.drop_every),
-        corrupt: Every::new(args.corrupt_every),
         stall: Every::new(args.stall_every),
+        corrupt: Every::new(args.corrupt_every),
         reset: Every::new(args.reset_every),
         rebooted: false,
     };
-    drop(secret);
     let mut stdout = io::stdout().lock();
     writeln!(stdout, "keyward-fw-sim: device {path}")?;
     stdout.flush()?;
     drop(stdout);
     // Keep our own slave descriptor open so the line never hangs up between host sessions.
     let _slave = slave;
-    serve(server, master)
+    // The output buffer holds plaintexts: wiped when the simulator ends.
+    let mut output = Zeroizing::new(vec![0u8; OUTPUT_LEN]);
+    let (mut frame_in, mut scratch, mut frame_out) = (
+        vec![0u8; MAX_FRAME],
+        vec![0u8; SCRATCH_LEN],
+        vec![0u8; MAX_FRAME],
+    );
+    let buffers = Buffers {
+        frame_in: &mut frame_in,
+        output: &mut output,
+        scratch: &mut scratch,
+        frame_out: &mut frame_out,
+    };
+    FrameLoop::new(service, buffers).serve(&mut port)
 }
 
 fn main() -> ExitCode {

@@ -6,7 +6,7 @@
 use super::asym::{DecryptScheme, SignScheme};
 use super::{Hsm, ProtectionLevel};
 use crate::error::{Error, Result};
-use keyward_shared::wire::{OwnedResponse as Response, Request};
+use keyward_shared::wire::{replies, OwnedResponse as Response, Reply, ReplyError, Request};
 use keyward_shared::Algorithm;
 use zeroize::Zeroizing;
 
@@ -36,11 +36,20 @@ impl<T: Transport> DeviceHsm<T> {
         self
     }
 
-    fn call(&self, req: Request<'_>) -> Result<Response> {
-        match self.transport.exchange(req)? {
-            Response::Error(e) => Err(e.into()),
-            other => Ok(other),
-        }
+    /// Sends `req` and takes the answer as a reply of kind `R`, which must be the kind `req`
+    /// expects: anything else is an error naming the kinds, never the reply's contents.
+    fn call<R: Reply>(&self, req: Request<'_>) -> Result<R::Fields> {
+        let resp = self.transport.exchange(req.clone())?;
+        keyward_shared::wire::reply::<R>(&req, resp).map_err(reply_error)
+    }
+}
+
+/// A device's refusal keeps its meaning (`AuthenticationFailed` is a failed decryption); a
+/// reply of the wrong kind is an HSM fault described by kinds only.
+fn reply_error(e: ReplyError) -> Error {
+    match e {
+        ReplyError::Device(e) => e.into(),
+        ReplyError::Unexpected(u) => Error::Hsm(u.to_string()),
     }
 }
 
@@ -49,10 +58,6 @@ fn not_here(alg: Algorithm) -> Error {
         "{} keys are not available with the firmware backends yet",
         alg.api_name()
     ))
-}
-
-fn unexpected(resp: Response) -> Error {
-    Error::Hsm(format!("unexpected device response {resp:?}"))
 }
 
 impl<T: Transport> Hsm for DeviceHsm<T> {
@@ -67,10 +72,7 @@ impl<T: Transport> Hsm for DeviceHsm<T> {
     }
 
     fn generate(&self, algorithm: Algorithm) -> Result<Vec<u8>> {
-        match self.call(Request::GenerateKey { algorithm })? {
-            Response::Sealed(s) => Ok(s),
-            other => Err(unexpected(other)),
-        }
+        self.call::<replies::Sealed>(Request::GenerateKey { algorithm })
     }
 
     fn encrypt(
@@ -80,15 +82,12 @@ impl<T: Transport> Hsm for DeviceHsm<T> {
         aad: &[u8],
         plaintext: &[u8],
     ) -> Result<(Vec<u8>, Vec<u8>)> {
-        match self.call(Request::Encrypt {
+        self.call::<replies::Encrypted>(Request::Encrypt {
             algorithm,
             sealed,
             aad,
             plaintext,
-        })? {
-            Response::Encrypted { nonce, ciphertext } => Ok((nonce, ciphertext)),
-            other => Err(unexpected(other)),
-        }
+        })
     }
 
     fn decrypt(
@@ -99,16 +98,14 @@ impl<T: Transport> Hsm for DeviceHsm<T> {
         aad: &[u8],
         ciphertext: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>> {
-        match self.call(Request::Decrypt {
+        self.call::<replies::Plaintext>(Request::Decrypt {
             algorithm,
             sealed,
             aad,
             nonce,
             ciphertext,
-        })? {
-            Response::Plaintext(p) => Ok(Zeroizing::new(p)),
-            other => Err(unexpected(other)),
-        }
+        })
+        .map(Zeroizing::new)
     }
 
     fn device_identity(&self) -> Option<Vec<u8>> {
@@ -123,10 +120,7 @@ impl<T: Transport> Hsm for DeviceHsm<T> {
         if !self.supports(algorithm) || algorithm.is_symmetric() {
             return Err(not_here(algorithm));
         }
-        match self.call(Request::GenerateKeyPair { algorithm })? {
-            Response::KeyPair { sealed, public_key } => Ok((sealed, public_key)),
-            other => Err(unexpected(other)),
-        }
+        self.call::<replies::KeyPair>(Request::GenerateKeyPair { algorithm })
     }
 
     fn sign(
@@ -144,15 +138,12 @@ impl<T: Transport> Hsm for DeviceHsm<T> {
         if !fits {
             return Err(not_here(algorithm));
         }
-        match self.call(Request::Sign {
+        self.call::<replies::Signature>(Request::Sign {
             algorithm,
             sealed,
             message,
             is_digest,
-        })? {
-            Response::Signature(s) => Ok(s),
-            other => Err(unexpected(other)),
-        }
+        })
     }
 
     fn asym_decrypt(
@@ -165,14 +156,12 @@ impl<T: Transport> Hsm for DeviceHsm<T> {
         if (algorithm, scheme) != (Algorithm::Sm2, DecryptScheme::Sm2Der) {
             return Err(not_here(algorithm));
         }
-        match self.call(Request::AsymDecrypt {
+        self.call::<replies::Plaintext>(Request::AsymDecrypt {
             algorithm,
             sealed,
             ciphertext,
-        })? {
-            Response::Plaintext(p) => Ok(Zeroizing::new(p)),
-            other => Err(unexpected(other)),
-        }
+        })
+        .map(Zeroizing::new)
     }
 
     fn import_wrapped(
@@ -187,9 +176,80 @@ impl<T: Transport> Hsm for DeviceHsm<T> {
 
     fn random(&self, len: usize) -> Result<Zeroizing<Vec<u8>>> {
         let len = u32::try_from(len).map_err(|_| Error::Internal("random length".into()))?;
-        match self.call(Request::Random { len })? {
-            Response::Random(r) => Ok(Zeroizing::new(r)),
-            other => Err(unexpected(other)),
+        self.call::<replies::Random>(Request::Random { len })
+            .map(Zeroizing::new)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keyward_shared::wire::DeviceError;
+
+    /// A transport whose device answers every request with the same response.
+    struct Canned(Response);
+
+    impl Transport for Canned {
+        fn exchange(&self, _: Request<'_>) -> Result<Response> {
+            Ok(self.0.clone())
         }
+    }
+
+    const SECRET: &[u8] = b"plaintext-marker-4b1d";
+
+    /// Whether `text` shows `SECRET` as text, as hex or as the byte list a derived `Debug`
+    /// would print.
+    fn shows_secret(text: &str) -> bool {
+        let decimal: Vec<String> = SECRET.iter().map(u8::to_string).collect();
+        let text_lower = text.to_lowercase();
+        text_lower.contains("plaintext-marker")
+            || text_lower.contains(&hex::encode(SECRET))
+            || text.contains(&decimal.join(", "))
+    }
+
+    /// A device that answers with the wrong kind of reply, carrying secret bytes, makes the
+    /// call fail with an error naming the kinds; no form of the error shows the bytes.
+    #[test]
+    fn a_reply_of_the_wrong_kind_fails_without_showing_it() {
+        let plaintext = DeviceHsm::new("test", Canned(Response::Plaintext(SECRET.to_vec())));
+        let err = plaintext.generate(Algorithm::Aes256Gcm).unwrap_err();
+        let shown = format!("{err} | {err:?} | {err:#?}");
+        assert!(!shows_secret(&shown), "{shown}");
+        assert!(
+            shown.contains("device answered GenerateKey with Plaintext (expected Sealed)"),
+            "{shown}"
+        );
+        let err = plaintext.random(16).unwrap_err();
+        assert!(matches!(err, Error::Hsm(_)), "{err:?}");
+
+        let key_pair = DeviceHsm::new(
+            "test",
+            Canned(Response::KeyPair {
+                sealed: SECRET.to_vec(),
+                public_key: SECRET.to_vec(),
+            }),
+        );
+        let err = key_pair
+            .decrypt(Algorithm::Aes256Gcm, b"sealed", b"nonce", b"", b"ct")
+            .unwrap_err();
+        let shown = format!("{err} | {err:?}");
+        assert!(!shows_secret(&shown), "{shown}");
+        assert!(shown.contains("Decrypt with KeyPair (expected Plaintext)"));
+        // The detector itself finds the marker where a derived Debug would have put it.
+        assert!(shows_secret(&format!("{:?}", SECRET.to_vec())));
+    }
+
+    #[test]
+    fn the_expected_reply_and_device_errors_keep_their_meaning() {
+        let sealed = DeviceHsm::new("test", Canned(Response::Sealed(vec![1, 2, 3])));
+        assert_eq!(sealed.generate(Algorithm::Aes256Gcm).unwrap(), [1, 2, 3]);
+        let refused = DeviceHsm::new(
+            "test",
+            Canned(Response::Error(DeviceError::AuthenticationFailed)),
+        );
+        let err = refused
+            .decrypt(Algorithm::Aes256Gcm, b"sealed", b"nonce", b"", b"ct")
+            .unwrap_err();
+        assert!(matches!(err, Error::DecryptFailed), "{err:?}");
     }
 }

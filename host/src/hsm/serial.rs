@@ -10,7 +10,9 @@ use crate::error::{Error, Result};
 use keyward_shared::frame::{
     decode_frame, encode_frame_vec, Envelope, Feed, FrameReader, MAX_FRAME,
 };
-use keyward_shared::wire::{OwnedResponse as Response, Request, PROTOCOL_VERSION};
+use keyward_shared::wire::{
+    replies, reply, OwnedResponse as Response, ReplyError, Request, PROTOCOL_VERSION,
+};
 use std::io::{Read, Write};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -68,33 +70,28 @@ impl SerialLink {
         let mut challenge = [0u8; 32];
         rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut challenge);
         // Hello negotiates the protocol version and names the device.
-        let info = match self.exchange(Request::Hello {
+        let hello = Request::Hello {
             protocol: PROTOCOL_VERSION,
-        })? {
-            Response::Hello(info) if info.protocol == PROTOCOL_VERSION => info,
-            Response::Error(e) => {
+        };
+        let info = match reply::<replies::Hello>(&hello, self.exchange(hello.clone())?) {
+            Ok(info) if info.protocol == PROTOCOL_VERSION => info,
+            Ok(info) => {
+                return Err(Error::Config(format!(
+                    "serial device speaks protocol {}, not {PROTOCOL_VERSION}",
+                    info.protocol
+                )))
+            }
+            Err(ReplyError::Device(e)) => {
                 return Err(Error::Config(format!("serial device refused Hello: {e}")))
             }
-            other => {
-                return Err(Error::Config(format!(
-                    "device answered Hello with {other:?}"
-                )))
-            }
+            Err(e) => return Err(Error::Config(format!("serial device: {e}"))),
         };
-        let (serial, public_key, signature) = match self.exchange(Request::Attest {
+        let attest = Request::Attest {
             challenge: &challenge,
-        })? {
-            Response::Attestation {
-                serial,
-                public_key,
-                signature,
-            } => (serial, public_key, signature),
-            other => {
-                return Err(Error::Config(format!(
-                    "device answered Attest with {other:?}"
-                )))
-            }
         };
+        let (serial, public_key, signature) =
+            reply::<replies::Attestation>(&attest, self.exchange(attest.clone())?)
+                .map_err(|e| Error::Config(format!("serial device attestation: {e}")))?;
         let key = p256::ecdsa::VerifyingKey::from_public_key_der(&public_key)
             .map_err(|e| Error::Config(format!("device identity key: {e}")))?;
         let sig = p256::ecdsa::Signature::from_der(&signature)
@@ -164,8 +161,9 @@ impl Link {
             };
             for &b in &chunk[..n] {
                 if let Feed::Frame(len) = reader.feed(b) {
-                    // Garbage, corrupted frames and late answers to earlier requests are
-                    // skipped; only the echo of this request's sequence number counts.
+                    // Garbage, corrupted frames, late answers to earlier requests and the
+                    // device's seq-0 answers to frames it could not read are skipped; only
+                    // the echo of this request's sequence number counts.
                     if let Ok(Envelope { seq: s, body }) =
                         decode_frame::<Response>(reader.frame(len))
                     {
