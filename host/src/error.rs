@@ -118,6 +118,9 @@ pub enum Error {
     DataKeyLimitExceeded(u64),
     #[error("decryption failed: the ciphertext or the encryption context does not match")]
     DecryptFailed,
+    /// An envelope's value failed authentication under its data key (moved or altered).
+    #[error("the stored value failed authentication")]
+    ValueTampered,
     #[error("the CMK quota of {0} is reached")]
     CmkLimitExceeded(u64),
 
@@ -194,4 +197,22 @@ pub enum Error {
     /// A command-line failure (an API error returned to `keyward admin`, a broken audit log).
     #[error("{0}")]
     Cli(String),
+}
+
+impl Error {
+    /// A failure of the daemon's own machinery (HSM, store, I/O, configuration, a bug) rather
+    /// than of the request: reported as `InternalError` with details only in the log. Services
+    /// use it to keep such failures internal when they wrap other services' refusals.
+    pub fn is_internal(&self) -> bool {
+        matches!(
+            self,
+            Error::Hsm(_)
+                | Error::Store(_)
+                | Error::StoreBusy(_)
+                | Error::Io(_)
+                | Error::Config(_)
+                | Error::Internal(_)
+                | Error::Cli(_)
+        )
+    }
 }

@@ -1,18 +1,18 @@
 //! Keyward: an on-premises KMS speaking the Tencent Cloud KMS API, with keys that stay in an HSM.
 
-pub mod accounts;
 pub mod alarms;
 pub mod api;
 pub mod audit;
 pub mod bench;
+pub mod cam;
 pub mod cli;
 pub mod client;
 pub mod clock;
 pub mod config;
 pub mod error;
 pub mod hsm;
-pub mod iam;
 pub mod kms;
+pub mod pubkey;
 pub mod server;
 pub mod ssm;
 pub mod store;

@@ -1,16 +1,15 @@
 //! Start-up: data directory, store, HSM, accounts, then the HTTP(S) listener.
 
-use crate::accounts::{Accounts, IssuedCredential, ROOT_UIN};
 use crate::alarms::Alarms;
 use crate::api::ratelimit::Limiter;
 use crate::api::{self, AppState};
 use crate::audit::Audit;
+use crate::cam::{Accounts, Cam, IssuedCredential, ROOT_UIN};
 use crate::clock::AdjustableClock;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::hsm;
-use crate::iam::Iam;
 use crate::kms::Kms;
 use crate::ssm::Ssm;
 use crate::store::{SqliteStore, Store};
@@ -75,12 +74,11 @@ pub fn bootstrap(cfg: Config) -> Result<(Arc<AppState>, Option<IssuedCredential>
         Arc::new(AppState {
             kms,
             ssm,
-            accounts,
+            cam: Cam::new(accounts, store.clone(), clock.clone()),
             cfg,
             clock,
             adjustable_clock: adjustable,
             alarms,
-            iam: Iam::new(store),
             limiter,
             audit,
         }),
@@ -144,7 +142,7 @@ pub async fn serve(state: Arc<AppState>) -> Result<()> {
     let st = state.clone();
     let _ = tokio::task::spawn_blocking(move || {
         st.audit.flush();
-        st.accounts.flush_last_used()
+        st.cam.accounts.flush_last_used()
     })
     .await;
     tracing::info!("keyward stopped");
@@ -161,7 +159,7 @@ fn spawn_background_jobs(state: &Arc<AppState>) -> Result<()> {
             tick.tick().await;
             let st = st.clone();
             let jobs = move || -> Result<(usize, usize, usize, usize)> {
-                st.accounts.flush_last_used()?;
+                st.cam.accounts.flush_last_used()?;
                 st.limiter.housekeeping();
                 let (rotated, reminded, deleted) = st.kms.run_due_jobs()?;
                 Ok((rotated, reminded, deleted, st.ssm.run_due_jobs()?))

@@ -283,9 +283,9 @@ pub const ACTIONS: &[Action] = &[
     row(Admin, "DetachGroupPolicy", Run::Handler(|c, b| iam_actions::attach(c, b, false, false)), Write, Blocking, Global),
     row(Admin, "ListAttachedUserPolicies", Run::Handler(|c, b| iam_actions::list_attached(c, b, true)), Read, Blocking, Global),
     row(Admin, "ListAttachedGroupPolicies", Run::Handler(|c, b| iam_actions::list_attached(c, b, false)), Read, Blocking, Global),
-    row(Admin, "VerifyAuditLog", Run::Handler(iam_actions::verify_audit_log), Read, Blocking, Global),
-    row(Admin, "ExportAuditLog", Run::Handler(iam_actions::export_audit_log), Read, Blocking, Global),
-    row(Admin, "DescribeAuditKey", Run::Handler(iam_actions::describe_audit_key), Read, Blocking, Global),
+    row(Admin, "VerifyAuditLog", Run::Handler(audit_actions::verify_audit_log), Read, Blocking, Global),
+    row(Admin, "ExportAuditLog", Run::Handler(audit_actions::export_audit_log), Read, Blocking, Global),
+    row(Admin, "DescribeAuditKey", Run::Handler(audit_actions::describe_audit_key), Read, Blocking, Global),
     // CloudAudit (2019-03-19)
     row(CloudAudit, "LookUpEvents", Run::Handler(audit_actions::look_up_events), Read, Blocking, Global),
 ];

@@ -3,7 +3,7 @@
 
 use super::params::{opt_u64, parse};
 use super::{Ctx, Fields};
-use crate::accounts::ROOT_UIN;
+use crate::cam::accounts::ROOT_UIN;
 use crate::error::{Error, Result};
 use serde::Deserialize;
 use serde_json::json;

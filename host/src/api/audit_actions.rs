@@ -1,7 +1,7 @@
 //! The audit log through Tencent CloudAudit's API (version 2019-03-19): `LookUpEvents`, so
 //! `tccli cloudaudit LookUpEvents --endpoint …` and the SDK's CloudauditClient work.
 
-use super::params::{opt_u64, parse};
+use super::params::{opt_u64, out, parse};
 use super::{Ctx, Fields};
 use crate::audit::record::ChainedRecord;
 use crate::error::{Error, Result};
@@ -117,21 +117,16 @@ pub(super) fn look_up_events(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
             None => groups.push((key, vec![attr])),
         }
     }
-    let mut q = AuditQuery {
+    let q = AuditQuery {
         start_time: start.min(i64::MAX as u64) as i64,
         end_time: end.min(i64::MAX as u64) as i64,
         attributes: groups.into_iter().map(|(_, g)| g).collect(),
         before_seq,
         limit: (limit + 1) as u32,
     };
-    // Records still queued for the writer are part of the answer.
-    ctx.state.audit.flush();
-    let store = ctx.state.kms.store();
-    let mut rows = store.query_audit(&q)?;
+    let (mut rows, total) = ctx.state.audit.look_up(&q)?;
     let list_over = rows.len() as u64 <= limit;
     rows.truncate(limit as usize);
-    q.before_seq = None;
-    let total = store.count_audit(&q)?;
     let next = if list_over {
         String::new()
     } else {
@@ -218,4 +213,55 @@ fn event(c: &ChainedRecord) -> Value {
         "EventRegion": r.region,
         "Location": "",
     })
+}
+
+// ---------------------------------------------------------------- Keyward's own audit actions
+// (service `keyward`): verification, export and the checkpoint key.
+
+pub(super) fn verify_audit_log(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+    let _: serde_json::Map<String, Value> = parse(body)?;
+    let report = ctx.state.audit.verify_log()?;
+    let mut v =
+        serde_json::to_value(&report).map_err(|e| Error::Internal(format!("audit report: {e}")))?;
+    v["Ok"] = json!(report.ok());
+    out(v)
+}
+
+const MAX_EXPORT: u64 = 1000;
+
+pub(super) fn export_audit_log(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields, rename_all = "PascalCase")]
+    struct Req {
+        #[serde(default, deserialize_with = "opt_u64")]
+        after_seq: Option<u64>,
+        #[serde(default, deserialize_with = "opt_u64")]
+        limit: Option<u64>,
+    }
+    let req: Req = parse(body)?;
+    let limit = req.limit.unwrap_or(MAX_EXPORT);
+    if !(1..=MAX_EXPORT).contains(&limit) {
+        return Err(Error::InvalidValue(format!(
+            "Limit must be 1 to {MAX_EXPORT}"
+        )));
+    }
+    let rows = ctx
+        .state
+        .audit
+        .export(req.after_seq.unwrap_or(0), limit as u32)?;
+    let next = rows
+        .last()
+        .map(|r| r.seq)
+        .unwrap_or(req.after_seq.unwrap_or(0));
+    let records: Vec<Value> = rows.iter().map(crate::audit::export_json).collect();
+    out(json!({ "Records": records, "NextSeq": next }))
+}
+
+pub(super) fn describe_audit_key(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+    let _: serde_json::Map<String, Value> = parse(body)?;
+    let signer = &ctx.state.audit.signer;
+    out(json!({
+        "PublicKey": crate::pubkey::spki_pem(&signer.public_key),
+        "Fingerprint": signer.fingerprint(),
+    }))
 }

@@ -69,7 +69,7 @@ pub fn error_code(e: &Error) -> &'static str {
         Error::SecretPendingDelete(_) => "ResourceUnavailable.ResourcePendingDeleted",
         Error::OperationDenied(_) => "OperationDenied",
         Error::AccessKms(_) => "FailedOperation.AccessKmsError",
-        Error::DecryptFailed => "FailedOperation.DecryptError",
+        Error::DecryptFailed | Error::ValueTampered => "FailedOperation.DecryptError",
         Error::CmkLimitExceeded(_) => "LimitExceeded.CmkLimitExceeded",
         Error::Unauthorized(_) => "AuthFailure.UnauthorizedOperation",
         Error::RequestLimitExceeded(_) => "RequestLimitExceeded",
@@ -150,6 +150,29 @@ pub fn failure(e: &Error, request_id: &str) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Services keep infrastructure failures internal with `Error::is_internal`; it must
+    /// agree with the one code table.
+    #[test]
+    fn is_internal_agrees_with_the_code_table() {
+        let samples = [
+            Error::Hsm("x".into()),
+            Error::Store("x".into()),
+            Error::StoreBusy("x".into()),
+            Error::Io(std::io::Error::other("x")),
+            Error::Config("x".into()),
+            Error::Internal("x".into()),
+            Error::Cli("x".into()),
+            Error::DecryptFailed,
+            Error::ValueTampered,
+            Error::CmkNotFound("k".into()),
+            Error::AccessKms("x".into()),
+            Error::Unsupported("x".into()),
+        ];
+        for e in samples {
+            assert_eq!(e.is_internal(), error_code(&e) == "InternalError", "{e:?}");
+        }
+    }
 
     #[test]
     fn every_string_of_a_response_is_wiped_and_the_body_still_serialises() {

@@ -448,7 +448,7 @@ pub(super) fn deliver_plaintext(
             Ok(Zeroizing::new(base64_encode(plaintext)))
         }
         Some(pem) => {
-            let wrapped = crate::hsm::asym::encrypt_to_public_key(
+            let wrapped = crate::pubkey::encrypt_to_public_key(
                 pem,
                 algorithm.as_deref().unwrap_or(""),
                 plaintext,
@@ -909,7 +909,7 @@ pub(super) fn get_public_key(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     out(json!({
         "KeyId": key_id,
         "PublicKey": base64_encode(&der),
-        "PublicKeyPem": crate::hsm::asym::spki_pem(&der),
+        "PublicKeyPem": crate::pubkey::spki_pem(&der),
     }))
 }
 
@@ -1008,7 +1008,7 @@ pub(super) fn asymmetric_sm2_decrypt(ctx: &Ctx<'_>, body: &[u8]) -> Result<Field
         ctx,
         &req.key_id,
         &req.ciphertext,
-        crate::hsm::asym::DecryptScheme::Sm2Der,
+        crate::pubkey::DecryptScheme::Sm2Der,
     )
 }
 
@@ -1016,7 +1016,7 @@ fn asymmetric_decrypt(
     ctx: &Ctx<'_>,
     key_id: &str,
     ciphertext: &str,
-    scheme: crate::hsm::asym::DecryptScheme,
+    scheme: crate::pubkey::DecryptScheme,
 ) -> Result<Fields> {
     let key_id = required("KeyId", key_id)?;
     let ct = base64_decode(

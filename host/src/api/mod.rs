@@ -14,14 +14,15 @@ pub mod ratelimit;
 mod ssm_actions;
 pub mod tc3;
 
-use crate::accounts::{Accounts, ApiCredential};
 use crate::alarms::Alarms;
 use crate::audit::{record::AuditRecord, Audit};
+use crate::cam::Access;
+use crate::cam::Caller;
+use crate::cam::{ApiCredential, Cam};
 use crate::clock::{AdjustableClock, Clock, SystemClock};
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::iam::{Access, Iam};
-use crate::kms::{Caller, Kms};
+use crate::kms::Kms;
 use crate::ssm::Ssm;
 use crate::store::Trail;
 use actions::{Action, Exec, Product, Run, Scope};
@@ -43,7 +44,7 @@ pub const MAX_SKEW_SECS: i64 = 300;
 pub struct AppState {
     pub kms: Arc<Kms>,
     pub ssm: Ssm,
-    pub accounts: Accounts,
+    pub cam: Cam,
     pub cfg: Arc<Config>,
     /// The service clock (rotation, deletion). Request signatures are always checked against
     /// the system clock, so an adjusted service clock never breaks authentication.
@@ -51,7 +52,6 @@ pub struct AppState {
     /// Present only with `[testing] adjustable_clock`.
     pub adjustable_clock: Option<Arc<AdjustableClock>>,
     pub alarms: Arc<Alarms>,
-    pub iam: Iam,
     pub audit: Audit,
     pub limiter: Limiter,
 }
@@ -266,7 +266,7 @@ fn dispatch(
     let row = row.ok_or_else(|| Error::InvalidAction(action.into()))?;
     let cred = authenticate(st, parts, body, product.service())?;
     let now = SystemClock.now();
-    st.accounts.mark_used(&cred.secret_id, now);
+    st.cam.accounts.mark_used(&cred.secret_id, now);
     trail.update(|r| {
         r.owner_uin = cred.owner_uin;
         r.uin = cred.uin;
@@ -283,7 +283,7 @@ fn dispatch(
     let access = if cred.is_root() {
         Access::root(cam_action, peer, now)
     } else {
-        Access::user(cam_action, st.iam.policies_for(cred.uin)?, peer, now)
+        Access::user(cam_action, st.cam.policies_for(cred.uin)?, peer, now)
     };
     access.may_run()?;
     if row.scope == Scope::Global {
@@ -331,6 +331,7 @@ fn authenticate(
     let auth =
         tc3::parse_authorization(auth).map_err(|m| Error::InvalidAuthorization(m.0.into()))?;
     let cred = st
+        .cam
         .accounts
         .credential(&auth.secret_id)?
         .ok_or(Error::SecretIdNotFound)?;

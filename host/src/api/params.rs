@@ -128,6 +128,16 @@ pub fn tag_filters(params: Option<Vec<TagFilterParam>>) -> Vec<crate::store::Tag
         .collect()
 }
 
+/// The fields of a response built as a JSON object.
+pub fn out(v: serde_json::Value) -> crate::error::Result<super::Fields> {
+    match v {
+        serde_json::Value::Object(m) => Ok(m),
+        _ => Err(crate::error::Error::Internal(
+            "response is not an object".into(),
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,7 +16,8 @@ pub use crate::store::audit::record;
 
 use crate::clock::Clock;
 use crate::error::{Error, Result};
-use crate::hsm::{asym::SignScheme, Hsm};
+use crate::hsm::Hsm;
+use crate::pubkey::SignScheme;
 use crate::store::Store;
 use keyward_shared::Algorithm;
 use record::{checkpoint_message, AuditRecord, Checkpoint};
@@ -154,6 +155,33 @@ impl Audit {
             worker: Some(worker),
             store,
         })
+    }
+
+    /// Checks the whole chain and every checkpoint signature, after the queue is stored.
+    pub fn verify_log(&self) -> Result<verify::Report> {
+        self.flush();
+        verify::verify(self.store.as_ref(), &self.signer.public_key)
+    }
+
+    /// Up to `limit` records after sequence number `after`, oldest first, queue included.
+    pub fn export(&self, after: u64, limit: u32) -> Result<Vec<record::ChainedRecord>> {
+        self.flush();
+        self.store.audit_after(after, limit)
+    }
+
+    /// One page of a LookUpEvents query (newest first, records still queued included) and
+    /// how many records match the query without its paging.
+    pub fn look_up(
+        &self,
+        q: &crate::store::AuditQuery,
+    ) -> Result<(Vec<record::ChainedRecord>, u64)> {
+        self.flush();
+        let rows = self.store.query_audit(q)?;
+        let total = self.store.count_audit(&crate::store::AuditQuery {
+            before_seq: None,
+            ..q.clone()
+        })?;
+        Ok((rows, total))
     }
 
     /// Records committed together with the change they describe (the writer counts the

@@ -34,10 +34,10 @@ pub fn fingerprint(spki_der: &[u8]) -> String {
 
 /// A DER ECDSA P-256/SHA-256 signature by `spki_der` over `message`.
 pub fn signature_ok(spki_der: &[u8], message: &[u8], signature: &[u8]) -> bool {
-    crate::hsm::asym::verify(
+    crate::pubkey::verify(
         keyward_shared::Algorithm::EccP256,
         spki_der,
-        crate::hsm::asym::SignScheme::Ecdsa,
+        crate::pubkey::SignScheme::Ecdsa,
         message,
         false,
         signature,

@@ -4,7 +4,7 @@
 use super::state::Op;
 use super::{Caller, Kms};
 use crate::error::{Error, Result};
-use crate::hsm::asym::{self, DecryptScheme, SignScheme};
+use crate::pubkey::{self, DecryptScheme, SignScheme};
 use crate::store::KeyRecord;
 use keyward_shared::Algorithm;
 use zeroize::Zeroizing;
@@ -136,7 +136,7 @@ impl Kms {
         require_usage(&k, "ASYMMETRIC_SIGN_VERIFY", "verification")?;
         let scheme = sign_scheme(k.algorithm, algorithm)?;
         check_message(message, is_digest)?;
-        asym::verify(
+        pubkey::verify(
             k.algorithm,
             &v.public_key,
             scheme,

@@ -5,7 +5,7 @@
 
 use super::{Caller, Kms, ORIGIN_EXTERNAL};
 use crate::error::{Error, Result};
-use crate::hsm::asym::DecryptScheme;
+use crate::pubkey::DecryptScheme;
 use crate::store::{ImportParams, KeyRecord, KeyState, Trail};
 use keyward_shared::Algorithm;
 

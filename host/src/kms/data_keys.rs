@@ -176,7 +176,7 @@ impl Kms {
         caller: &Caller,
         q: &DataKeyQuery,
     ) -> Result<(u64, Vec<DataKeyRecord>)> {
-        super::visible_page(
+        crate::cam::visible_page(
             caller,
             q.offset,
             q.limit,

@@ -7,8 +7,8 @@ use super::{alias, check_batch, check_description, check_key_id, context, Caller
 use super::{KEY_USAGE_ENCRYPT_DECRYPT, ORIGIN_EXTERNAL, ORIGIN_KMS};
 use crate::alarms;
 use crate::audit::record::AuditRecord;
+use crate::cam::policy;
 use crate::error::{Error, Result};
-use crate::iam::policy;
 use crate::store::{KeyRecord, KeyState, KeyVersion, Trail};
 
 /// Alias of the per-region service-managed CMK (the reserved prefix keeps users off it).

@@ -9,16 +9,16 @@
 
 pub mod ssh;
 
+use crate::cam::policy;
+use crate::cam::Caller;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::iam::policy;
-use crate::kms::{Caller, Kms, KEY_USAGE_ENCRYPT_DECRYPT};
+use crate::kms::envelope::{Binding, Sealed};
+use crate::kms::{Kms, KEY_USAGE_ENCRYPT_DECRYPT};
 use crate::store::{
     SecretQuery, SecretRecord, SecretStatus, SecretVersion, Store, Tag, Trail, VersionWrite,
 };
-use keyward_shared::Algorithm;
-use rand_core::{OsRng, RngCore};
 use std::sync::Arc;
 use zeroize::Zeroizing;
 
@@ -126,23 +126,24 @@ fn user_defined_only(s: &SecretRecord) -> Result<()> {
 
 /// KMS refusals surface as SSM's AccessKmsError; infrastructure failures stay internal.
 fn via_kms(e: Error) -> Error {
-    match crate::api::envelope::error_code(&e) {
-        "InternalError" => e,
-        _ => Error::AccessKms(e.to_string()),
+    match e.is_internal() {
+        true => e,
+        false => Error::AccessKms(e.to_string()),
     }
 }
 
-fn kms_context(name: &str, version_id: &str) -> String {
-    serde_json::json!({ "SecretName": name, "VersionId": version_id }).to_string()
-}
-
-fn value_aad(region: &str, name: &str, version_id: &str) -> Vec<u8> {
+/// Where a version's value belongs: the KMS encryption context of its data key, and the
+/// associated data of the value (region, name and version, so a value moved to another
+/// secret or version fails to authenticate).
+fn binding(secret: &SecretRecord, version_id: &str) -> (String, Vec<u8>) {
+    let context =
+        serde_json::json!({ "SecretName": secret.name, "VersionId": version_id }).to_string();
     let mut aad = b"keyward/ssm/v1\0".to_vec();
-    for part in [region, name, version_id] {
+    for part in [secret.region.as_str(), secret.name.as_str(), version_id] {
         aad.extend_from_slice(part.as_bytes());
         aad.push(0);
     }
-    aad
+    (context, aad)
 }
 
 /// The key pair behind an SSH key pair secret.
@@ -187,7 +188,7 @@ impl Ssm {
         }
     }
 
-    /// Encrypts one value for `secret`/`version_id` under a fresh data key.
+    /// Encrypts one value for `secret`/`version_id` under a fresh data key of its CMK.
     fn seal(
         &self,
         caller: &Caller,
@@ -195,36 +196,26 @@ impl Ssm {
         version_id: &str,
         value: &SecretValue,
     ) -> Result<SecretVersion> {
-        let cmk = self
+        let (context, aad) = binding(secret, version_id);
+        let env = self
             .kms
-            .describe_key(&caller.internal(), &secret.kms_key_id)
-            .map_err(via_kms)?;
-        let alg = cmk.algorithm;
-        let (dek, key_blob, _) = self
-            .kms
-            .generate_data_key(
+            .seal_envelope(
                 &caller.internal(),
-                &cmk.key_id,
-                alg.key_len(),
-                Some(&kms_context(&secret.name, version_id)),
+                &secret.kms_key_id,
+                &Binding {
+                    context: &context,
+                    aad: &aad,
+                },
+                &value.bytes,
             )
             .map_err(via_kms)?;
-        let mut nonce = vec![0u8; alg.nonce_len()];
-        OsRng.fill_bytes(&mut nonce);
-        let ciphertext = keyward_firmware::aead::encrypt(
-            alg,
-            &dek,
-            &nonce,
-            &value_aad(&secret.region, &secret.name, version_id),
-            &value.bytes,
-        )?;
         Ok(SecretVersion {
             version_id: version_id.to_string(),
             create_time: self.clock.now(),
             is_binary: value.is_binary,
-            key_blob,
-            nonce,
-            ciphertext,
+            key_blob: env.key_blob,
+            nonce: env.nonce,
+            ciphertext: env.ciphertext,
         })
     }
 
@@ -234,34 +225,31 @@ impl Ssm {
         secret: &SecretRecord,
         v: &SecretVersion,
     ) -> Result<SecretValue> {
-        let (_, dek) = self
-            .kms
-            .decrypt(
-                &caller.internal(),
-                &v.key_blob,
-                Some(&kms_context(&secret.name, &v.version_id)),
-            )
-            .map_err(via_kms)?;
-        let alg = match dek.len() {
-            32 => Algorithm::Aes256Gcm,
-            16 => Algorithm::Sm4Gcm,
-            n => return Err(Error::Internal(format!("data key of {n} bytes"))),
+        let (context, aad) = binding(secret, &v.version_id);
+        let env = Sealed {
+            key_blob: &v.key_blob,
+            nonce: &v.nonce,
+            ciphertext: &v.ciphertext,
         };
-        let bytes = keyward_firmware::aead::decrypt(
-            alg,
-            &dek,
-            &v.nonce,
-            &value_aad(&secret.region, &secret.name, &v.version_id),
-            &v.ciphertext,
-        )
-        .map_err(|_| {
-            Error::AccessKms(format!(
-                "the stored value of {}/{} failed authentication",
-                secret.name, v.version_id
-            ))
-        })?;
+        let bytes = self
+            .kms
+            .open_envelope(
+                &caller.internal(),
+                &env,
+                &Binding {
+                    context: &context,
+                    aad: &aad,
+                },
+            )
+            .map_err(|e| match e {
+                Error::ValueTampered => Error::AccessKms(format!(
+                    "the stored value of {}/{} failed authentication",
+                    secret.name, v.version_id
+                )),
+                other => via_kms(other),
+            })?;
         Ok(SecretValue {
-            bytes: Zeroizing::new(bytes),
+            bytes,
             is_binary: v.is_binary,
         })
     }
@@ -507,7 +495,7 @@ impl Ssm {
 
     /// A page of secrets, of those the caller may see.
     pub fn query(&self, caller: &Caller, q: &SecretQuery) -> Result<(u64, Vec<SecretRecord>)> {
-        crate::kms::visible_page(
+        crate::cam::visible_page(
             caller,
             q.offset,
             q.limit,

@@ -4,8 +4,8 @@
 //! (ProjectId, instance bindings, CleanSSHKey) are recorded or accepted without effect.
 
 use super::{NewSecret, SecretValue, SshKeyInfo, Ssm, DEFAULT_VERSION_ID};
+use crate::cam::Caller;
 use crate::error::{Error, Result};
-use crate::kms::Caller;
 use crate::store::{SecretRecord, Tag};
 use rand_core::{OsRng, RngCore};
 use serde::{Deserialize, Serialize};

@@ -60,7 +60,11 @@ impl Target {
 
 pub trait AccountStore: Send + Sync {
     fn insert_account(&self, a: &AccountRecord) -> Result<()>;
-    fn insert_api_key(&self, trail: &Trail, k: &ApiKeyRecord) -> Result<()>;
+    /// Inserts an API key, refusing (`InvalidValue`) when its account already holds
+    /// `max_per_account`: counted in the inserting transaction, so two requests cannot both
+    /// take the last place.
+    fn insert_api_key(&self, trail: &Trail, k: &ApiKeyRecord, max_per_account: usize)
+        -> Result<()>;
     fn get_api_key(&self, secret_id: &str) -> Result<Option<ApiKeyRecord>>;
     /// Creates a sub-account with the next free uin; refuses a duplicate name.
     fn create_sub_account(
@@ -79,7 +83,14 @@ pub trait AccountStore: Send + Sync {
 
     fn list_api_keys(&self, uin: u64) -> Result<Vec<ApiKeyRecord>>;
     fn set_api_key_enabled(&self, trail: &Trail, secret_id: &str, enabled: bool) -> Result<bool>;
-    fn delete_api_key(&self, trail: &Trail, secret_id: &str) -> Result<bool>;
+    /// Deletes an API key. With `keep_last_of`, refuses (`OperationNotPermitted`) to delete
+    /// the last key of that account, decided in the deleting transaction.
+    fn delete_api_key(
+        &self,
+        trail: &Trail,
+        secret_id: &str,
+        keep_last_of: Option<u64>,
+    ) -> Result<bool>;
     /// Records last-use times (batched by the caller; not audited).
     fn touch_api_keys(&self, used: &[(String, i64)]) -> Result<()>;
 

@@ -74,6 +74,15 @@ fn is_conflict(e: &rusqlite::Error) -> bool {
             || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY)
 }
 
+fn api_key_count(conn: &Connection, uin: u64) -> Result<u64> {
+    let n: i64 = conn.query_row(
+        "SELECT COUNT(*) FROM api_keys WHERE uin = ?1",
+        [uin as i64],
+        |r| r.get(0),
+    )?;
+    Ok(n as u64)
+}
+
 impl AccountStore for SqliteStore {
     fn insert_account(&self, a: &AccountRecord) -> Result<()> {
         self.with(|conn| {
@@ -86,9 +95,19 @@ impl AccountStore for SqliteStore {
         })
     }
 
-    fn insert_api_key(&self, trail: &Trail, k: &ApiKeyRecord) -> Result<()> {
+    fn insert_api_key(
+        &self,
+        trail: &Trail,
+        k: &ApiKeyRecord,
+        max_per_account: usize,
+    ) -> Result<()> {
         self.with(|conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            if api_key_count(&tx, k.uin)? >= max_per_account as u64 {
+                return Err(Error::InvalidValue(format!(
+                    "an account may hold at most {max_per_account} API keys"
+                )));
+            }
             tx.execute(
                 "INSERT INTO api_keys (secret_id, uin, sealed_secret, status, create_time) \
                  VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -231,8 +250,27 @@ impl AccountStore for SqliteStore {
         })
     }
 
-    fn delete_api_key(&self, trail: &Trail, secret_id: &str) -> Result<bool> {
+    fn delete_api_key(
+        &self,
+        trail: &Trail,
+        secret_id: &str,
+        keep_last_of: Option<u64>,
+    ) -> Result<bool> {
         self.audited_write(trail, |tx| {
+            let owner: Option<i64> = tx
+                .query_row(
+                    "SELECT uin FROM api_keys WHERE secret_id = ?1",
+                    [secret_id],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if let (Some(owner), Some(keep)) = (owner, keep_last_of) {
+                if owner as u64 == keep && api_key_count(tx, keep)? == 1 {
+                    return Err(Error::OperationNotPermitted(
+                        "the root account's last API key cannot be deleted".into(),
+                    ));
+                }
+            }
             Ok(tx.execute("DELETE FROM api_keys WHERE secret_id = ?1", [secret_id])? > 0)
         })
     }

@@ -117,11 +117,18 @@ impl Accounts {
             create_time: self.clock.now(),
         })?;
         // Start-up, not a request: no record.
-        self.issue_api_key(&Trail::off(), ROOT_UIN, region)
+        self.issue_api_key(&Trail::off(), ROOT_UIN, region, usize::MAX)
             .map(Some)
     }
 
-    pub fn issue_api_key(&self, trail: &Trail, uin: u64, region: &str) -> Result<IssuedCredential> {
+    /// Issues an API key for `uin`, if the account holds fewer than `max_per_account`.
+    pub fn issue_api_key(
+        &self,
+        trail: &Trail,
+        uin: u64,
+        region: &str,
+        max_per_account: usize,
+    ) -> Result<IssuedCredential> {
         let secret_id = format!("AKID{}", self.random_token(32)?);
         let secret_key = Zeroizing::new(self.random_token(32)?);
         let aad = api_key_aad(&secret_id);
@@ -143,6 +150,7 @@ impl Accounts {
                 create_time: self.clock.now(),
                 last_used: 0,
             },
+            max_per_account,
         )?;
         Ok(IssuedCredential {
             secret_id,
