@@ -10,6 +10,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::hsm;
+use crate::jobs::{JobReport, Jobs};
 use crate::kms::Kms;
 use crate::ssm::Ssm;
 use crate::store::{SqliteStore, Store};
@@ -17,8 +18,6 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub const DB_FILE: &str = "keyward.db";
-/// Where the adjustable test clock keeps its offset, so restarts do not turn time back.
-pub const CLOCK_OFFSET_META: &str = "test_clock_offset";
 
 /// Opens (creating on first use) everything the daemon needs. Returns the root credential if
 /// this call created it.
@@ -32,11 +31,7 @@ pub fn bootstrap(cfg: Config) -> Result<(Arc<AppState>, Option<IssuedCredential>
             tracing::warn!(
                 "[testing] adjustable_clock is on: the root account can move time forward"
             );
-            let offset = store
-                .get_meta(CLOCK_OFFSET_META)?
-                .and_then(|v| String::from_utf8(v).ok())
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0);
+            let offset = Jobs::stored_clock_offset(store.as_ref())?;
             Some(Arc::new(AdjustableClock::with_offset(offset)))
         }
         false => None,
@@ -57,7 +52,13 @@ pub fn bootstrap(cfg: Config) -> Result<(Arc<AppState>, Option<IssuedCredential>
         clock.clone(),
         alarms.clone(),
     ));
-    let ssm = Ssm::new(kms.clone(), store.clone(), cfg.clone(), clock.clone());
+    let ssm = Arc::new(Ssm::new(
+        kms.clone(),
+        store.clone(),
+        cfg.clone(),
+        clock.clone(),
+    ));
+    let jobs = Jobs::new(kms.clone(), ssm.clone(), store.clone(), adjustable);
     let audit = Audit::start(store.clone(), hsm_for_audit, &cfg.audit)?;
     tracing::info!(
         key_fingerprint = %audit.signer.fingerprint(),
@@ -77,7 +78,7 @@ pub fn bootstrap(cfg: Config) -> Result<(Arc<AppState>, Option<IssuedCredential>
             cam: Cam::new(accounts, store.clone(), clock.clone()),
             cfg,
             clock,
-            adjustable_clock: adjustable,
+            jobs,
             alarms,
             limiter,
             audit,
@@ -158,17 +159,20 @@ fn spawn_background_jobs(state: &Arc<AppState>) -> Result<()> {
         loop {
             tick.tick().await;
             let st = st.clone();
-            let jobs = move || -> Result<(usize, usize, usize, usize)> {
+            let jobs = move || -> Result<JobReport> {
                 st.cam.accounts.flush_last_used()?;
                 st.limiter.housekeeping();
-                let (rotated, reminded, deleted) = st.kms.run_due_jobs()?;
-                Ok((rotated, reminded, deleted, st.ssm.run_due_jobs()?))
+                st.jobs.run_due()
             };
             match tokio::task::spawn_blocking(jobs).await {
-                Ok(Ok((rotated, reminded, deleted, secrets)))
-                    if rotated + reminded + deleted + secrets > 0 =>
-                {
-                    tracing::info!(rotated, reminded, deleted, secrets, "scheduled jobs ran");
+                Ok(Ok(r)) if !r.is_empty() => {
+                    tracing::info!(
+                        rotated = r.rotated,
+                        reminded = r.reminded,
+                        deleted = r.deleted,
+                        secrets = r.secrets_deleted,
+                        "scheduled jobs ran"
+                    );
                 }
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => tracing::error!(error = %e, "scheduled jobs failed"),

@@ -4,8 +4,8 @@
 //! one service method. `index()` looks rows up; the tests below check the table against the
 //! reference's action lists and against itself.
 
-use super::{admin_actions, audit_actions, data_key_actions, iam_actions, kms_actions};
-use super::{ssm_actions, Handler};
+use super::{admin_actions, audit_actions, crypto_actions, data_key_actions, iam_actions};
+use super::{kms_actions, ssm_actions, Handler};
 use std::collections::HashMap;
 use std::sync::LazyLock;
 
@@ -167,10 +167,10 @@ pub const ACTIONS: &[Action] = &[
     row(Kms, "DisableKey", Run::Handler(|c, b| kms_actions::set_enabled(c, b, false)), Write, Blocking, Resource),
     row(Kms, "EnableKeys", Run::Handler(|c, b| kms_actions::set_enabled_batch(c, b, true)), Write, Blocking, Resource),
     row(Kms, "DisableKeys", Run::Handler(|c, b| kms_actions::set_enabled_batch(c, b, false)), Write, Blocking, Resource),
-    row(Kms, "Encrypt", Run::Handler(kms_actions::encrypt), Crypto, Inline, Resource),
-    row(Kms, "Decrypt", Run::Handler(kms_actions::decrypt), Crypto, Inline, Resource),
-    row(Kms, "GenerateDataKey", Run::Handler(kms_actions::generate_data_key), Crypto, Inline, Resource),
-    row(Kms, "GenerateRandom", Run::Handler(kms_actions::generate_random), Crypto, Inline, Global),
+    row(Kms, "Encrypt", Run::Handler(crypto_actions::encrypt), Crypto, Inline, Resource),
+    row(Kms, "Decrypt", Run::Handler(crypto_actions::decrypt), Crypto, Inline, Resource),
+    row(Kms, "GenerateDataKey", Run::Handler(crypto_actions::generate_data_key), Crypto, Inline, Resource),
+    row(Kms, "GenerateRandom", Run::Handler(crypto_actions::generate_random), Crypto, Inline, Global),
     row(Kms, "ScheduleKeyDeletion", Run::Handler(kms_actions::schedule_key_deletion), Write, Blocking, Resource),
     row(Kms, "CancelKeyDeletion", Run::Handler(kms_actions::cancel_key_deletion), Write, Blocking, Resource),
     row(Kms, "ArchiveKey", Run::Handler(|c, b| kms_actions::archive(c, b, true)), Write, Blocking, Resource),
@@ -179,17 +179,17 @@ pub const ACTIONS: &[Action] = &[
     row(Kms, "DisableKeyRotation", Run::Handler(kms_actions::disable_key_rotation), Write, Blocking, Resource),
     row(Kms, "GetKeyRotationStatus", Run::Handler(kms_actions::get_key_rotation_status), Read, Inline, Resource),
     row(Kms, "RotateKey", Run::Handler(kms_actions::rotate_key), Write, Blocking, Resource),
-    row(Kms, "ReEncrypt", Run::Handler(kms_actions::re_encrypt), Crypto, Inline, Resource),
+    row(Kms, "ReEncrypt", Run::Handler(crypto_actions::re_encrypt), Crypto, Inline, Resource),
     row(Kms, "BindCloudResource", Run::Handler(|c, b| kms_actions::bind_cloud_resource(c, b, true)), Write, Blocking, Resource),
     row(Kms, "UnbindCloudResource", Run::Handler(|c, b| kms_actions::bind_cloud_resource(c, b, false)), Write, Blocking, Resource),
-    row(Kms, "GetPublicKey", Run::Handler(kms_actions::get_public_key), Crypto, Inline, Resource),
-    row(Kms, "SignByAsymmetricKey", Run::Handler(kms_actions::sign_by_asymmetric_key), Crypto, Inline, Resource),
-    row(Kms, "VerifyByAsymmetricKey", Run::Handler(kms_actions::verify_by_asymmetric_key), Crypto, Inline, Resource),
-    row(Kms, "AsymmetricRsaDecrypt", Run::Handler(kms_actions::asymmetric_rsa_decrypt), Crypto, Inline, Resource),
-    row(Kms, "AsymmetricSm2Decrypt", Run::Handler(kms_actions::asymmetric_sm2_decrypt), Crypto, Inline, Resource),
-    row(Kms, "GetParametersForImport", Run::Handler(kms_actions::get_parameters_for_import), Read, Blocking, Resource),
-    row(Kms, "ImportKeyMaterial", Run::Handler(kms_actions::import_key_material), Write, Blocking, Resource),
-    row(Kms, "DeleteImportedKeyMaterial", Run::Handler(kms_actions::delete_imported_key_material), Write, Blocking, Resource),
+    row(Kms, "GetPublicKey", Run::Handler(crypto_actions::get_public_key), Crypto, Inline, Resource),
+    row(Kms, "SignByAsymmetricKey", Run::Handler(crypto_actions::sign_by_asymmetric_key), Crypto, Inline, Resource),
+    row(Kms, "VerifyByAsymmetricKey", Run::Handler(crypto_actions::verify_by_asymmetric_key), Crypto, Inline, Resource),
+    row(Kms, "AsymmetricRsaDecrypt", Run::Handler(crypto_actions::asymmetric_rsa_decrypt), Crypto, Inline, Resource),
+    row(Kms, "AsymmetricSm2Decrypt", Run::Handler(crypto_actions::asymmetric_sm2_decrypt), Crypto, Inline, Resource),
+    row(Kms, "GetParametersForImport", Run::Handler(crypto_actions::get_parameters_for_import), Read, Blocking, Resource),
+    row(Kms, "ImportKeyMaterial", Run::Handler(crypto_actions::import_key_material), Write, Blocking, Resource),
+    row(Kms, "DeleteImportedKeyMaterial", Run::Handler(crypto_actions::delete_imported_key_material), Write, Blocking, Resource),
     row(Kms, "GetServiceStatus", Run::Handler(kms_actions::get_service_status), Read, Blocking, Global),
     row(Kms, "GetRegions", Run::Handler(kms_actions::get_regions), Read, Inline, Global),
     row(Kms, "ListAlgorithms", Run::Handler(kms_actions::list_algorithms), Read, Inline, Global),

@@ -1,7 +1,7 @@
 //! KMS hosted data key actions (2019-01-18): models and glue to `kms::data_keys`.
 
 use super::params::{
-    base64_decode, base64_encode, newest_first, opt_u64, page, parse, required, tag_filters,
+    base64_decode, base64_encode, newest_first, opt_u64, page, parse, required, tag_filters, typed,
     user_created, TagFilterParam,
 };
 use super::{Ctx, Fields};
@@ -13,6 +13,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use zeroize::Zeroizing;
 
+/// The fields of a response built as a JSON object (always one here).
 fn obj(v: Value) -> Fields {
     match v {
         Value::Object(m) => m,
@@ -22,15 +23,7 @@ fn obj(v: Value) -> Fields {
 
 /// DataKeyMetadata with every always-present field.
 pub fn metadata(ctx: &Ctx<'_>, k: &DataKeyRecord) -> Value {
-    let cmk_alias = ctx
-        .state
-        .kms
-        .store()
-        .get_key(&k.region, k.owner_uin, &k.key_id)
-        .ok()
-        .flatten()
-        .map(|c| c.alias)
-        .unwrap_or_default();
+    let cmk_alias = ctx.state.kms.alias_of(&k.region, k.owner_uin, &k.key_id);
     json!({
         "DataKeyId": k.data_key_id,
         "KeyId": k.key_id,
@@ -285,6 +278,12 @@ struct PlaintextRequest {
     encryption_algorithm: Option<String>,
 }
 
+#[derive(serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct PlaintextResponse {
+    plaintext: Zeroizing<String>,
+}
+
 pub(super) fn get_data_key_plaintext(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     let req: PlaintextRequest = parse(body)?;
 
@@ -292,12 +291,12 @@ pub(super) fn get_data_key_plaintext(ctx: &Ctx<'_>, body: &[u8]) -> Result<Field
         .state
         .kms
         .data_key_plaintext(&ctx.caller, &req.data_key_id)?;
-    let encoded = super::kms_actions::deliver_plaintext(
+    let encoded = super::crypto_actions::deliver_plaintext(
         &pt,
         &req.encryption_public_key,
         &req.encryption_algorithm,
     )?;
-    Ok(obj(json!({ "Plaintext": encoded.as_str() })))
+    typed(PlaintextResponse { plaintext: encoded })
 }
 
 pub(super) fn get_data_key_ciphertext_blob(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {

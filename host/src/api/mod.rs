@@ -5,6 +5,7 @@
 pub mod actions;
 mod admin_actions;
 mod audit_actions;
+mod crypto_actions;
 mod data_key_actions;
 pub mod envelope;
 mod iam_actions;
@@ -19,9 +20,10 @@ use crate::audit::{record::AuditRecord, Audit};
 use crate::cam::Access;
 use crate::cam::Caller;
 use crate::cam::{ApiCredential, Cam};
-use crate::clock::{AdjustableClock, Clock, SystemClock};
+use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::jobs::Jobs;
 use crate::kms::Kms;
 use crate::ssm::Ssm;
 use crate::store::Trail;
@@ -43,14 +45,13 @@ pub const MAX_SKEW_SECS: i64 = 300;
 
 pub struct AppState {
     pub kms: Arc<Kms>,
-    pub ssm: Ssm,
+    pub ssm: Arc<Ssm>,
     pub cam: Cam,
     pub cfg: Arc<Config>,
     /// The service clock (rotation, deletion). Request signatures are always checked against
     /// the system clock, so an adjusted service clock never breaks authentication.
     pub clock: Arc<dyn Clock>,
-    /// Present only with `[testing] adjustable_clock`.
-    pub adjustable_clock: Option<Arc<AdjustableClock>>,
+    pub jobs: Jobs,
     pub alarms: Arc<Alarms>,
     pub audit: Audit,
     pub limiter: Limiter,

@@ -128,6 +128,16 @@ pub fn tag_filters(params: Option<Vec<TagFilterParam>>) -> Vec<crate::store::Tag
         .collect()
 }
 
+/// The fields of a typed response. Fields carrying plaintext or key material are
+/// `Zeroizing` in the struct (wiped when it drops); their serialized copies are wiped by
+/// `envelope::success`.
+pub fn typed<T: serde::Serialize>(v: T) -> crate::error::Result<super::Fields> {
+    match serde_json::to_value(v) {
+        Ok(v) => out(v),
+        Err(e) => Err(crate::error::Error::Internal(e.to_string())),
+    }
+}
+
 /// The fields of a response built as a JSON object.
 pub fn out(v: serde_json::Value) -> crate::error::Result<super::Fields> {
     match v {

@@ -2,7 +2,7 @@
 //! and the glue to `ssm::Ssm`.
 
 use super::params::{
-    base64_decode, base64_encode, newest_first, opt_u64, parse, required, tag_filters,
+    base64_decode, base64_encode, newest_first, opt_u64, parse, required, tag_filters, typed,
     TagFilterParam,
 };
 use super::{Ctx, Fields};
@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 use zeroize::Zeroizing;
 
 /// Reads that take microseconds run on the worker thread (see `api::handle`).
+/// The fields of a response built as a JSON object (always one here).
 fn obj(v: Value) -> Fields {
     match v {
         Value::Object(m) => m,
@@ -150,9 +151,19 @@ struct GetValueRequest {
     encryption_algorithm: Option<String>,
 }
 
+/// GetSecretValue: both value fields are always present; the unused one is empty.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct SecretValueResponse {
+    secret_name: String,
+    version_id: String,
+    secret_binary: Zeroizing<String>,
+    secret_string: Zeroizing<String>,
+}
+
 pub(super) fn get_secret_value(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     let req: GetValueRequest = parse(body)?;
-    super::kms_actions::no_public_key_rewrap(
+    super::crypto_actions::no_public_key_rewrap(
         &req.encryption_public_key,
         &req.encryption_algorithm,
     )?;
@@ -171,12 +182,12 @@ pub(super) fn get_secret_value(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
             .map_err(|_| Error::Internal("stored text value is not UTF-8".into()))?;
         (Zeroizing::new(text), Zeroizing::new(String::new()))
     };
-    Ok(obj(json!({
-        "SecretName": req.secret_name,
-        "VersionId": req.version_id,
-        "SecretBinary": binary.as_str(),
-        "SecretString": string.as_str(),
-    })))
+    typed(SecretValueResponse {
+        secret_name: req.secret_name,
+        version_id: req.version_id,
+        secret_binary: binary,
+        secret_string: string,
+    })
 }
 
 #[derive(Deserialize)]
@@ -520,6 +531,22 @@ struct GetSshRequest {
     ssh_key_id: Option<String>,
 }
 
+#[derive(serde::Serialize)]
+struct SshKeyPairResponse {
+    #[serde(rename = "SSHKeyID")]
+    ssh_key_id: String,
+    #[serde(rename = "PublicKey")]
+    public_key: String,
+    #[serde(rename = "PrivateKey")]
+    private_key: Zeroizing<String>,
+    #[serde(rename = "ProjectID")]
+    project_id: i64,
+    #[serde(rename = "SSHKeyDescription")]
+    ssh_key_description: String,
+    #[serde(rename = "SSHKeyName")]
+    ssh_key_name: String,
+}
+
 pub(super) fn get_ssh_key_pair_value(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     let req: GetSshRequest = parse(body)?;
     let pair = ctx.state.ssm.ssh_key_pair(
@@ -527,14 +554,14 @@ pub(super) fn get_ssh_key_pair_value(ctx: &Ctx<'_>, body: &[u8]) -> Result<Field
         req.secret_name.as_deref(),
         req.ssh_key_id.as_deref(),
     )?;
-    Ok(obj(json!({
-        "SSHKeyID": pair.info.id,
-        "PublicKey": pair.public_key,
-        "PrivateKey": pair.private_key.as_str(),
-        "ProjectID": pair.info.project_id,
-        "SSHKeyDescription": "",
-        "SSHKeyName": pair.info.name,
-    })))
+    typed(SshKeyPairResponse {
+        ssh_key_id: pair.info.id,
+        public_key: pair.public_key,
+        private_key: pair.private_key,
+        project_id: pair.info.project_id,
+        ssh_key_description: String::new(),
+        ssh_key_name: pair.info.name,
+    })
 }
 
 #[derive(Deserialize)]

@@ -1,6 +1,6 @@
 //! Walks the audit chain and its signed checkpoints; reports the first broken record.
 
-use super::record::{chain_hash, checkpoint_message, GENESIS};
+use super::record::{chain_hash, checkpoint_message, ChainedRecord, Checkpoint, GENESIS};
 use crate::error::Result;
 use crate::store::AuditStore;
 use serde::Serialize;
@@ -72,57 +72,16 @@ pub fn verify(store: &dyn AuditStore, public_key: &[u8]) -> Result<Report> {
             break;
         }
         for r in page {
-            if r.seq != expected {
-                broken(
-                    &mut report,
-                    expected,
-                    format!(
-                        "record {expected} is missing (the next record is {})",
-                        r.seq
-                    ),
-                );
-                break 'walk;
-            }
-            if r.prev_hash != prev {
-                broken(
-                    &mut report,
-                    r.seq,
-                    "its link to the previous record does not match (records deleted, \
-                     inserted or reordered)"
-                        .into(),
-                );
-                break 'walk;
-            }
-            if chain_hash(&prev, r.seq, &r.record) != r.hash {
-                broken(
-                    &mut report,
-                    r.seq,
-                    "its content does not match its hash (the record was edited)".into(),
-                );
+            if let Some((seq, why)) = record_fault(&prev, expected, &r) {
+                broken(&mut report, seq, why);
                 break 'walk;
             }
             while let Some(cp) = next_cp.next_if(|cp| cp.seq <= r.seq) {
                 if cp.seq < r.seq {
                     continue;
                 }
-                if cp.hash != r.hash {
-                    broken(
-                        &mut report,
-                        r.seq,
-                        format!("checkpoint at record {} names a different chain", cp.seq),
-                    );
-                    break 'walk;
-                }
-                if !signature_ok(
-                    public_key,
-                    &checkpoint_message(cp.seq, &cp.hash, cp.create_time),
-                    &cp.signature,
-                ) {
-                    broken(
-                        &mut report,
-                        r.seq,
-                        format!("checkpoint at record {} has an invalid signature", cp.seq),
-                    );
+                if let Some(why) = checkpoint_fault(public_key, cp, &r) {
+                    broken(&mut report, r.seq, why);
                     break 'walk;
                 }
                 report.checkpoints += 1;
@@ -148,4 +107,51 @@ pub fn verify(store: &dyn AuditStore, public_key: &[u8]) -> Result<Report> {
     }
     report.unsigned_tail = report.records.saturating_sub(last_signed);
     Ok(report)
+}
+
+/// Why record `r` does not continue the chain that ended at `prev` with number `expected`:
+/// the record number it concerns and the reason.
+fn record_fault(prev: &[u8; 32], expected: u64, r: &ChainedRecord) -> Option<(u64, String)> {
+    if r.seq != expected {
+        return Some((
+            expected,
+            format!(
+                "record {expected} is missing (the next record is {})",
+                r.seq
+            ),
+        ));
+    }
+    if r.prev_hash != *prev {
+        return Some((
+            r.seq,
+            "its link to the previous record does not match (records deleted, inserted or \
+             reordered)"
+                .into(),
+        ));
+    }
+    if chain_hash(prev, r.seq, &r.record) != r.hash {
+        return Some((
+            r.seq,
+            "its content does not match its hash (the record was edited)".into(),
+        ));
+    }
+    None
+}
+
+/// Why the checkpoint at record `r` does not hold.
+fn checkpoint_fault(public_key: &[u8], cp: &Checkpoint, r: &ChainedRecord) -> Option<String> {
+    if cp.hash != r.hash {
+        return Some(format!(
+            "checkpoint at record {} names a different chain",
+            cp.seq
+        ));
+    }
+    let message = checkpoint_message(cp.seq, &cp.hash, cp.create_time);
+    if !signature_ok(public_key, &message, &cp.signature) {
+        return Some(format!(
+            "checkpoint at record {} has an invalid signature",
+            cp.seq
+        ));
+    }
+    None
 }

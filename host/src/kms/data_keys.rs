@@ -96,8 +96,7 @@ impl Kms {
                 "a data key must be 1 to {MAX_DATA_KEY_BYTES} bytes"
             )));
         }
-        let cmk = self.describe_key(caller, key_id)?;
-        self.gate(Op::Encrypt, &cmk)?;
+        let cmk = self.key_for(caller, key_id, Op::Encrypt)?;
         let version = self.version(caller, &cmk, cmk.current_version)?;
         let blob = self.seal_data(&cmk, &version, &[], plaintext)?;
         let record = DataKeyRecord {

@@ -207,9 +207,7 @@ impl Kms {
     }
 
     pub fn rotation_status(&self, caller: &Caller, key_id: &str) -> Result<KeyRecord> {
-        let k = self.describe_key(caller, key_id)?;
-        state::check(Op::GetRotationStatus, &k)?;
-        Ok(k)
+        self.key_for(caller, key_id, Op::GetRotationStatus)
     }
 
     /// RotateKey: a new version now, at most once per 24 hours. Encrypt then uses the new
@@ -288,8 +286,7 @@ impl Kms {
     }
 
     pub fn bind(&self, caller: &Caller, key_id: &str, product: &str, resource: &str) -> Result<()> {
-        let k = self.describe_key(caller, key_id)?;
-        state::check(Op::Bind, &k)?;
+        let k = self.key_for(caller, key_id, Op::Bind)?;
         self.store.bind(
             &caller.trail,
             &k.key_id,
@@ -307,8 +304,7 @@ impl Kms {
         product: &str,
         resource: &str,
     ) -> Result<()> {
-        let k = self.describe_key(caller, key_id)?;
-        state::check(Op::Unbind, &k)?;
+        let k = self.key_for(caller, key_id, Op::Unbind)?;
         if !self
             .store
             .unbind(&caller.trail, &k.key_id, product, resource)?
@@ -397,6 +393,15 @@ impl Kms {
     /// One pass of the time-driven jobs. Returns how many keys each job touched.
     pub fn run_due_jobs(&self) -> Result<(usize, usize, usize)> {
         let now = self.clock.now();
+        let rotated = self.rotate_due(now)?;
+        let (reminded, mut deleted) = self.delete_or_remind_due(now)?;
+        deleted += self.delete_due_data_keys(now)?;
+        self.expire_materials(now)?;
+        Ok((rotated, reminded, deleted))
+    }
+
+    /// Automatic rotations whose time has come; returns how many keys rotated.
+    fn rotate_due(&self, now: i64) -> Result<usize> {
         let mut rotated = 0;
         for k in self.store.keys_rotation_due(now)? {
             // Disabled and archived keys are not rotated; they rotate once enabled again.
@@ -441,6 +446,12 @@ impl Kms {
                 }
             }
         }
+        Ok(rotated)
+    }
+
+    /// Deletes keys whose deletion date has passed and reminds (once a day, in the last
+    /// three days) of those about to go. Returns (reminded, deleted).
+    fn delete_or_remind_due(&self, now: i64) -> Result<(usize, usize)> {
         let (mut reminded, mut deleted) = (0, 0);
         for k in self.store.keys_in_state(KeyState::PendingDelete)? {
             if k.deletion_date <= now {
@@ -495,8 +506,6 @@ impl Kms {
                 }
             }
         }
-        deleted += self.delete_due_data_keys(now)?;
-        self.expire_materials(now)?;
-        Ok((rotated, reminded, deleted))
+        Ok((reminded, deleted))
     }
 }

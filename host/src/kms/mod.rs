@@ -114,8 +114,24 @@ impl Kms {
         &self.cfg
     }
 
-    pub fn store(&self) -> &dyn Store {
-        self.store.as_ref()
+    /// How many CMKs and hosted data keys the caller's account holds in its region
+    /// (GetServiceStatus).
+    pub fn usage(&self, caller: &Caller) -> Result<(u64, u64)> {
+        let (region, owner) = (&caller.region, caller.owner_uin);
+        Ok((
+            self.store.count_keys(region, owner)?,
+            self.store.count_data_keys(region, owner)?,
+        ))
+    }
+
+    /// The alias of a key a data key belongs to, for its metadata ("" if it is gone).
+    pub fn alias_of(&self, region: &str, owner_uin: u64, key_id: &str) -> String {
+        self.store
+            .get_key(region, owner_uin, key_id)
+            .ok()
+            .flatten()
+            .map(|k| k.alias)
+            .unwrap_or_default()
     }
 
     /// The symmetric algorithm of a served region.
@@ -256,8 +272,7 @@ impl Kms {
         context: Option<&str>,
     ) -> Result<(Vec<u8>, String)> {
         let ctx = context::canonical(context)?;
-        let key = self.describe_key(caller, key_id)?;
-        self.gate(state::Op::Encrypt, &key)?;
+        let key = self.key_for(caller, key_id, state::Op::Encrypt)?;
         let version = self.version(caller, &key, key.current_version)?;
         let blob = self.seal_data(&key, &version, &ctx, plaintext)?;
         Ok((blob, key.key_id))
@@ -339,51 +354,49 @@ impl Kms {
         Ok((key, parsed.header.key_version, plaintext))
     }
 
-    /// Consults the state table; a refused use of a key that waits for deletion also raises
-    /// an alarm (someone still depends on a key that is about to disappear).
+    /// The one path of every CMK operation: load the key (`CmkNotFound`), authorize the
+    /// caller on it (and note it in the audit trail), then `gate` it for `op`. Changes run the
+    /// same steps inside their store transaction (`lifecycle::update`).
+    pub(crate) fn key_for(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        op: state::Op,
+    ) -> Result<KeyRecord> {
+        let key = self.describe_key(caller, key_id)?;
+        self.gate(op, &key)?;
+        Ok(key)
+    }
+
+    /// Whether `key` may serve `op`: symmetric operations need an ENCRYPT_DECRYPT key,
+    /// operations on material need material that has not expired, and the state table
+    /// decides the rest. A refused use of a key that waits for deletion also raises an alarm
+    /// (someone still depends on a key that is about to disappear).
     fn gate(&self, op: state::Op, key: &KeyRecord) -> Result<()> {
-        let symmetric_op = matches!(
-            op,
-            state::Op::Encrypt
-                | state::Op::Decrypt
-                | state::Op::GenerateDataKey
-                | state::Op::ReEncryptFrom
-                | state::Op::ReEncryptTo
-        );
-        if symmetric_op && key.key_usage != KEY_USAGE_ENCRYPT_DECRYPT {
+        if op.is_symmetric_crypto() && key.key_usage != KEY_USAGE_ENCRYPT_DECRYPT {
             return Err(Error::Unsupported(format!(
                 "CMK {} has KeyUsage {}; {op:?} needs an ENCRYPT_DECRYPT key",
                 key.key_id, key.key_usage
             )));
         }
-        if key.valid_to > 0 && key.valid_to <= self.clock.now() && op != state::Op::Describe {
+        if op.uses_material() && key.valid_to > 0 && key.valid_to <= self.clock.now() {
             return Err(Error::CmkStateNotSupport(format!(
                 "the imported material of CMK {} expired at {}",
                 key.key_id, key.valid_to
             )));
         }
         let res = state::check(op, key);
-        if let Err(Error::KeyPendingDelete(_)) = &res {
-            let uses_material = matches!(
-                op,
-                state::Op::Encrypt
-                    | state::Op::Decrypt
-                    | state::Op::GenerateDataKey
-                    | state::Op::ReEncryptFrom
-                    | state::Op::ReEncryptTo
-            );
-            if uses_material {
-                self.alarms.raise(
-                    self.clock.now(),
-                    &key.region,
-                    &key.key_id,
-                    alarms::KIND_PENDING_DELETE_USED,
-                    format!(
-                        "{op:?} was attempted with CMK {} which is pending deletion on {}",
-                        key.key_id, key.deletion_date
-                    ),
-                )?;
-            }
+        if let (Err(Error::KeyPendingDelete(_)), true) = (&res, op.is_symmetric_crypto()) {
+            self.alarms.raise(
+                self.clock.now(),
+                &key.region,
+                &key.key_id,
+                alarms::KIND_PENDING_DELETE_USED,
+                format!(
+                    "{op:?} was attempted with CMK {} which is pending deletion on {}",
+                    key.key_id, key.deletion_date
+                ),
+            )?;
         }
         res
     }
@@ -397,8 +410,7 @@ impl Kms {
         context: Option<&str>,
     ) -> Result<(Zeroizing<Vec<u8>>, Vec<u8>, String)> {
         let ctx = context::canonical(context)?;
-        let key = self.describe_key(caller, key_id)?;
-        self.gate(state::Op::GenerateDataKey, &key)?;
+        let key = self.key_for(caller, key_id, state::Op::GenerateDataKey)?;
         let version = self.version(caller, &key, key.current_version)?;
         let plaintext = self.hsm.random(len)?;
         let blob = self.seal_data(&key, &version, &ctx, &plaintext)?;

@@ -34,6 +34,24 @@ pub enum Op {
 }
 
 impl Op {
+    /// Encrypt/Decrypt-family operations: they need an ENCRYPT_DECRYPT key, and refusing
+    /// them on a key pending deletion raises an alarm.
+    pub fn is_symmetric_crypto(self) -> bool {
+        matches!(
+            self,
+            Op::Encrypt | Op::Decrypt | Op::GenerateDataKey | Op::ReEncryptFrom | Op::ReEncryptTo
+        )
+    }
+
+    /// Operations that use the key's material (refused once imported material expired).
+    pub fn uses_material(self) -> bool {
+        self.is_symmetric_crypto()
+            || matches!(
+                self,
+                Op::GetPublicKey | Op::Sign | Op::Verify | Op::AsymmetricDecrypt
+            )
+    }
+
     pub const ALL: [Op; 24] = [
         Op::Describe,
         Op::Encrypt,
