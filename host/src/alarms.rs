@@ -3,7 +3,7 @@
 //! background task that retries with backoff. Raising an alarm never waits for delivery.
 
 use crate::error::{Error, Result};
-use crate::store::{Alarm, Store};
+use crate::store::{Alarm, AlarmStore};
 use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -25,13 +25,13 @@ pub struct Counters {
 }
 
 pub struct Alarms {
-    store: Arc<dyn Store>,
+    store: Arc<dyn AlarmStore>,
     wake: tokio::sync::Notify,
     pub counters: Counters,
 }
 
 impl Alarms {
-    pub fn new(store: Arc<dyn Store>) -> Self {
+    pub fn new(store: Arc<dyn AlarmStore>) -> Self {
         Alarms {
             store,
             wake: tokio::sync::Notify::new(),

@@ -40,12 +40,13 @@ pub fn bootstrap(cfg: Config) -> Result<(Arc<AppState>, Option<IssuedCredential>
         Some(c) => c.clone(),
         None => Arc::new(SystemClock),
     };
-    let accounts = Accounts::open(store.clone(), hsm.clone(), clock.clone())?;
-    let issued = accounts.ensure_root(&cfg.regions[0].name)?;
+    let accounts = Accounts::open(store.clone(), store.as_ref(), hsm.clone(), clock.clone())?;
+    let issued = accounts.ensure_root(store.as_ref(), &cfg.regions[0].name)?;
     let cfg = Arc::new(cfg);
     let alarms = Arc::new(Alarms::new(store.clone()));
     let hsm_for_audit = hsm.clone();
     let kms = Arc::new(Kms::new(
+        store.clone(),
         store.clone(),
         hsm,
         cfg.clone(),
@@ -59,7 +60,7 @@ pub fn bootstrap(cfg: Config) -> Result<(Arc<AppState>, Option<IssuedCredential>
         clock.clone(),
     ));
     let jobs = Jobs::new(kms.clone(), ssm.clone(), store.clone(), adjustable);
-    let audit = Audit::start(store.clone(), hsm_for_audit, &cfg.audit)?;
+    let audit = Audit::start(store.clone(), store.as_ref(), hsm_for_audit, &cfg.audit)?;
     tracing::info!(
         key_fingerprint = %audit.signer.fingerprint(),
         enabled = audit.enabled(),

@@ -18,7 +18,7 @@ use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::hsm::Hsm;
 use crate::pubkey::SignScheme;
-use crate::store::Store;
+use crate::store::{AuditStore, MetaStore};
 use keyward_shared::Algorithm;
 use record::{checkpoint_message, AuditRecord, Checkpoint};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -43,7 +43,7 @@ pub struct Signer {
 }
 
 impl Signer {
-    pub fn open(store: &dyn Store, hsm: Arc<dyn Hsm>) -> Result<Self> {
+    pub fn open(store: &dyn MetaStore, hsm: Arc<dyn Hsm>) -> Result<Self> {
         if store.get_meta(SIGNING_KEY_META)?.is_none() {
             let (sealed, public_key) = hsm.generate_key_pair(Algorithm::EccP256)?;
             store.set_meta(PUBLIC_KEY_META, &public_key)?;
@@ -105,7 +105,7 @@ pub struct Audit {
     pub signer: Arc<Signer>,
     pub counters: Arc<Counters>,
     worker: Option<std::thread::JoinHandle<()>>,
-    store: Arc<dyn Store>,
+    store: Arc<dyn AuditStore>,
 }
 
 impl Drop for Audit {
@@ -122,11 +122,12 @@ impl Drop for Audit {
 
 impl Audit {
     pub fn start(
-        store: Arc<dyn Store>,
+        store: Arc<dyn AuditStore>,
+        meta: &dyn MetaStore,
         hsm: Arc<dyn Hsm>,
         cfg: &crate::config::AuditConfig,
     ) -> Result<Self> {
-        let signer = Arc::new(Signer::open(store.as_ref(), hsm)?);
+        let signer = Arc::new(Signer::open(meta, hsm)?);
         let counters = Arc::new(Counters::default());
         if !cfg.enabled {
             return Ok(Audit {
@@ -226,7 +227,7 @@ impl Audit {
 }
 
 struct Writer {
-    store: Arc<dyn Store>,
+    store: Arc<dyn AuditStore>,
     signer: Arc<Signer>,
     counters: Arc<Counters>,
     every: u64,

@@ -5,7 +5,7 @@
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::hsm::Hsm;
-use crate::store::{AccountRecord, ApiKeyRecord, Store, Trail};
+use crate::store::{AccountRecord, AccountStore, ApiKeyRecord, MetaStore, Trail};
 use keyward_shared::Algorithm;
 use serde::Serialize;
 use std::collections::HashMap;
@@ -53,7 +53,7 @@ impl ApiCredential {
 }
 
 pub struct Accounts {
-    store: Arc<dyn Store>,
+    store: Arc<dyn AccountStore>,
     hsm: Arc<dyn Hsm>,
     clock: Arc<dyn Clock>,
     system_key: Vec<u8>,
@@ -64,9 +64,14 @@ pub struct Accounts {
 
 impl Accounts {
     /// Binds the store to the HSM backend on first use and loads the system key.
-    pub fn open(store: Arc<dyn Store>, hsm: Arc<dyn Hsm>, clock: Arc<dyn Clock>) -> Result<Self> {
-        store.insert_meta(BACKEND_META, hsm.backend().as_bytes())?;
-        let bound = store.get_meta(BACKEND_META)?.unwrap_or_default();
+    pub fn open(
+        store: Arc<dyn AccountStore>,
+        meta: &dyn MetaStore,
+        hsm: Arc<dyn Hsm>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self> {
+        meta.insert_meta(BACKEND_META, hsm.backend().as_bytes())?;
+        let bound = meta.get_meta(BACKEND_META)?.unwrap_or_default();
         if bound != hsm.backend().as_bytes() {
             return Err(Error::Config(format!(
                 "this data directory belongs to HSM backend `{}`, not `{}`",
@@ -75,8 +80,8 @@ impl Accounts {
             )));
         }
         if let Some(identity) = hsm.device_identity() {
-            store.insert_meta(DEVICE_IDENTITY_META, &identity)?;
-            if store.get_meta(DEVICE_IDENTITY_META)?.as_deref() != Some(identity.as_slice()) {
+            meta.insert_meta(DEVICE_IDENTITY_META, &identity)?;
+            if meta.get_meta(DEVICE_IDENTITY_META)?.as_deref() != Some(identity.as_slice()) {
                 return Err(Error::Config(
                     "this data directory belongs to another HSM device (its attested identity \
                      differs); connect the original device"
@@ -84,11 +89,11 @@ impl Accounts {
                 ));
             }
         }
-        if store.get_meta(SYSTEM_KEY_META)?.is_none() {
+        if meta.get_meta(SYSTEM_KEY_META)?.is_none() {
             let sealed = hsm.generate(SYSTEM_KEY_ALG)?;
-            store.insert_meta(SYSTEM_KEY_META, &sealed)?;
+            meta.insert_meta(SYSTEM_KEY_META, &sealed)?;
         }
-        let system_key = store
+        let system_key = meta
             .get_meta(SYSTEM_KEY_META)?
             .ok_or_else(|| Error::Internal("system key vanished".into()))?;
         Ok(Accounts {
@@ -102,10 +107,12 @@ impl Accounts {
     }
 
     /// Creates the root account and its first API key if no root account exists yet.
-    pub fn ensure_root(&self, region: &str) -> Result<Option<IssuedCredential>> {
-        let created = self
-            .store
-            .insert_meta("root_uin", ROOT_UIN.to_string().as_bytes())?;
+    pub fn ensure_root(
+        &self,
+        meta: &dyn MetaStore,
+        region: &str,
+    ) -> Result<Option<IssuedCredential>> {
+        let created = meta.insert_meta("root_uin", ROOT_UIN.to_string().as_bytes())?;
         if !created {
             return Ok(None);
         }

@@ -120,7 +120,7 @@ impl Kms {
             "kms_datakey",
             &data_key_resource(caller, &record.data_key_id),
         );
-        self.store
+        self.data_keys
             .insert_data_key(&caller.trail, &record, DATA_KEY_LIMIT)?;
         Ok(record)
     }
@@ -182,7 +182,7 @@ impl Kms {
             |offset, limit| {
                 let mut q = q.clone();
                 (q.offset, q.limit) = (offset, limit);
-                self.store.query_data_keys(&q)
+                self.data_keys.query_data_keys(&q)
             },
             |k| caller.may_see(&data_key_resource(caller, &k.data_key_id), &k.tags),
         )
@@ -191,7 +191,7 @@ impl Kms {
     pub fn data_key(&self, caller: &Caller, id: &str) -> Result<DataKeyRecord> {
         check_id(id)?;
         let k = self
-            .store
+            .data_keys
             .get_data_key(&caller.region, caller.owner_uin, id)?
             .ok_or_else(|| Error::DataKeyNotFound(id.to_string()))?;
         caller.check("kms_datakey", &data_key_resource(caller, id), &k.tags)?;
@@ -219,7 +219,7 @@ impl Kms {
     ) -> Result<DataKeyRecord> {
         check_id(id)?;
         let resource = data_key_resource(caller, id);
-        self.store.update_data_key(
+        self.data_keys.update_data_key(
             &caller.trail,
             &caller.region,
             caller.owner_uin,
@@ -325,7 +325,7 @@ impl Kms {
     /// Deletes hosted data keys whose deletion date has passed. Returns how many.
     pub(super) fn delete_due_data_keys(&self, now: i64) -> Result<usize> {
         let mut n = 0;
-        for k in self.store.data_keys_in_state(KeyState::PendingDelete)? {
+        for k in self.data_keys.data_keys_in_state(KeyState::PendingDelete)? {
             if k.deletion_date > now {
                 continue;
             }
@@ -340,7 +340,7 @@ impl Kms {
                 data_key_name(&k.region, k.owner_uin, &k.data_key_id),
             );
             if self
-                .store
+                .data_keys
                 .delete_data_key(&self.system_trail(record), &k.data_key_id)?
             {
                 n += 1;

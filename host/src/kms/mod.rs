@@ -20,7 +20,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::hsm::{Hsm, ProtectionLevel};
-use crate::store::{KeyQuery, KeyRecord, KeyState, KeyVersion, Store, Tag, Trail};
+use crate::store::{DataKeyStore, KeyQuery, KeyRecord, KeyState, KeyStore, KeyVersion, Tag, Trail};
 use keyward_shared::blob::{Blob, BlobHeader};
 use keyward_shared::Algorithm;
 use std::collections::HashMap;
@@ -73,7 +73,8 @@ pub struct NewKey {
 }
 
 pub struct Kms {
-    store: Arc<dyn Store>,
+    store: Arc<dyn KeyStore>,
+    data_keys: Arc<dyn DataKeyStore>,
     hsm: Arc<dyn Hsm>,
     cfg: Arc<Config>,
     clock: Arc<dyn Clock>,
@@ -88,7 +89,8 @@ const VERSION_CACHE_MAX: usize = 100_000;
 
 impl Kms {
     pub fn new(
-        store: Arc<dyn Store>,
+        store: Arc<dyn KeyStore>,
+        data_keys: Arc<dyn DataKeyStore>,
         hsm: Arc<dyn Hsm>,
         cfg: Arc<Config>,
         clock: Arc<dyn Clock>,
@@ -96,6 +98,7 @@ impl Kms {
     ) -> Self {
         Kms {
             store,
+            data_keys,
             hsm,
             cfg,
             clock,
@@ -120,7 +123,7 @@ impl Kms {
         let (region, owner) = (&caller.region, caller.owner_uin);
         Ok((
             self.store.count_keys(region, owner)?,
-            self.store.count_data_keys(region, owner)?,
+            self.data_keys.count_data_keys(region, owner)?,
         ))
     }
 
@@ -518,10 +521,11 @@ mod tests {
     use crate::store::SqliteStore;
 
     fn kms(dir: &std::path::Path) -> Kms {
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.join("k.db")).unwrap());
+        let store = Arc::new(SqliteStore::open(&dir.join("k.db")).unwrap());
         let hsm: Arc<dyn Hsm> = Arc::new(EmbeddedHsm::open(dir).unwrap());
         let alarms = Arc::new(Alarms::new(store.clone()));
         Kms::new(
+            store.clone(),
             store,
             hsm,
             Arc::new(Config::default()),

@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::kms::envelope::{Binding, Sealed};
 use crate::kms::{Kms, KEY_USAGE_ENCRYPT_DECRYPT};
 use crate::store::{
-    SecretQuery, SecretRecord, SecretStatus, SecretVersion, Store, Tag, Trail, VersionWrite,
+    SecretQuery, SecretRecord, SecretStatus, SecretStore, SecretVersion, Tag, Trail, VersionWrite,
 };
 use std::sync::Arc;
 use zeroize::Zeroizing;
@@ -168,7 +168,7 @@ pub struct NewSecret {
 
 pub struct Ssm {
     kms: Arc<Kms>,
-    store: Arc<dyn Store>,
+    store: Arc<dyn SecretStore>,
     cfg: Arc<Config>,
     clock: Arc<dyn Clock>,
 }
@@ -176,7 +176,7 @@ pub struct Ssm {
 impl Ssm {
     pub fn new(
         kms: Arc<Kms>,
-        store: Arc<dyn Store>,
+        store: Arc<dyn SecretStore>,
         cfg: Arc<Config>,
         clock: Arc<dyn Clock>,
     ) -> Self {
