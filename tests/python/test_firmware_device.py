@@ -63,8 +63,13 @@ def test_freestanding_device_answers_frames():
     out = subprocess.run([str(DEVICE)], input=stream, capture_output=True, timeout=30)
     assert out.returncode == 0
     frames = unframe(out.stdout)
-    assert len(frames) == 2, "garbage and undecodable frames get no answer"
-    hello, random = frames
+    # Every non-empty frame gets one answer (docs/wire-protocol.md, "Link behaviour"): the
+    # garbage an Error(BadFrame) under seq 0, the unknown variant Error(UnsupportedProtocol)
+    # under its own seq.
+    assert len(frames) == 4, frames
+    hello, bad_frame, random, unknown = frames
+    assert bad_frame == bytes([0, 5, 6]), "seq 0, Response::Error(BadFrame)"
+    assert unknown == bytes([3, 5, 0]), "seq 3, Response::Error(UnsupportedProtocol)"
     assert hello[0] == 1 and hello[1] == 0, "seq 1, Response::Hello"
     assert b"keyward-fw" in hello
     assert random[:3] == bytes([2, 4, 16]), "seq 2, Response::Random, 16 bytes"
