@@ -28,7 +28,7 @@ for build in old new; do
       hsm=""
     fi
     printf 'data_dir = "%s/data"\n%s\n' "$dir" "$hsm" > "$dir/keyward.toml"
-    SOFTHSM2_CONF="$dir/softhsm2.conf" "$bin" init --config "$dir/keyward.toml" > "$dir/cred.json"
+    SOFTHSM2_CONF="$dir/softhsm2.conf" "$bin" init --config "$dir/keyward.toml" > "$dir/cred.json" 2> "$dir/init.log"
     port=$((port + 1))
     SOFTHSM2_CONF="$dir/softhsm2.conf" "$bin" serve --config "$dir/keyward.toml" \
       --listen "127.0.0.1:$port" 2> "$dir/serve.log" &
