@@ -35,9 +35,10 @@ echo "==> cargo test"
 cargo build -p keyward-firmware --features sim --bin keyward-fw-sim
 cargo test -p keyward-firmware --features sim --test sim
 cargo test --workspace
-echo "==> the KMS API suite on the embedded and serial (firmware simulator) backends"
-KEYWARD_TEST_BACKEND=embedded cargo test -p keyward --test e2e_kms_api
-KEYWARD_TEST_BACKEND=serial cargo test -p keyward --test e2e_kms_api
+echo "==> the KMS API, access and audit suites on the embedded and serial (firmware simulator) backends"
+for backend in embedded serial; do
+  KEYWARD_TEST_BACKEND=$backend cargo test -p keyward --test e2e_kms_api --test e2e_access --test e2e_audit
+done
 echo "==> the freestanding (no_std, no_main) firmware build"
 cargo fmt --manifest-path firmware/device/Cargo.toml -- --check
 cargo clippy --release --quiet --manifest-path firmware/device/Cargo.toml -- -D warnings

@@ -39,10 +39,14 @@ fn refuse_managed(k: &KeyRecord, what: &str) -> Result<()> {
 }
 
 impl Kms {
-    fn update(
+    /// The write path of the key pipeline, inside one store transaction: load the key,
+    /// authorize the caller, refuse service-managed keys where `op` is for user keys only,
+    /// apply `op` to the state table (its state change, if it has one), then `f`.
+    fn change(
         &self,
         caller: &Caller,
         key_id: &str,
+        op: Op,
         f: &mut dyn FnMut(&mut KeyRecord) -> Result<()>,
     ) -> Result<KeyRecord> {
         check_key_id(key_id)?;
@@ -53,16 +57,29 @@ impl Kms {
             key_id,
             &mut |k| {
                 caller.check_key(k)?;
+                if let Some(what) = op.managed_refusal() {
+                    refuse_managed(k, what)?;
+                }
+                state::transition(op, k)?;
                 f(k)
             },
         )
     }
 
+    /// Whether `change` would accept `op` on the key now (for batches, which validate every
+    /// key before changing any).
+    fn may_change(&self, caller: &Caller, key_id: &str, op: Op) -> Result<KeyRecord> {
+        let k = self.describe_key(caller, key_id)?;
+        if let Some(what) = op.managed_refusal() {
+            refuse_managed(&k, what)?;
+        }
+        state::check(op, &k)?;
+        Ok(k)
+    }
+
     pub fn update_alias(&self, caller: &Caller, key_id: &str, new_alias: &str) -> Result<()> {
         alias::validate(new_alias)?;
-        self.update(caller, key_id, &mut |k| {
-            refuse_managed(k, "renamed")?;
-            state::check(Op::UpdateAlias, k)?;
+        self.change(caller, key_id, Op::UpdateAlias, &mut |k| {
             k.alias = new_alias.to_string();
             Ok(())
         })
@@ -71,8 +88,7 @@ impl Kms {
 
     pub fn update_description(&self, caller: &Caller, key_id: &str, desc: &str) -> Result<()> {
         check_description(desc)?;
-        self.update(caller, key_id, &mut |k| {
-            state::check(Op::UpdateDescription, k)?;
+        self.change(caller, key_id, Op::UpdateDescription, &mut |k| {
             k.description = desc.to_string();
             Ok(())
         })
@@ -88,13 +104,8 @@ impl Kms {
     }
 
     pub fn set_enabled(&self, caller: &Caller, key_id: &str, enabled: bool) -> Result<()> {
-        self.update(caller, key_id, &mut |k| {
-            if !enabled {
-                refuse_managed(k, "disabled")?;
-            }
-            state::transition(Self::enable_op(enabled), k)
-        })
-        .map(|_| ())
+        self.change(caller, key_id, Self::enable_op(enabled), &mut |_| Ok(()))
+            .map(|_| ())
     }
 
     /// EnableKeys / DisableKeys: all-or-nothing. Every id is validated (format, duplicates,
@@ -102,11 +113,7 @@ impl Kms {
     pub fn set_enabled_batch(&self, caller: &Caller, ids: &[String], enabled: bool) -> Result<()> {
         check_batch(ids)?;
         for id in ids {
-            let k = self.describe_key(caller, id)?;
-            if !enabled {
-                refuse_managed(&k, "disabled")?;
-            }
-            state::check(Self::enable_op(enabled), &k)?;
+            self.may_change(caller, id, Self::enable_op(enabled))?;
         }
         for id in ids {
             self.set_enabled(caller, id, enabled)?;
@@ -129,9 +136,7 @@ impl Kms {
             return Err(Error::CmkUsedByCloudProduct(key_id.to_string()));
         }
         let now = self.clock.now();
-        let k = self.update(caller, key_id, &mut |k| {
-            refuse_managed(k, "deleted")?;
-            state::transition(Op::ScheduleDeletion, k)?;
+        let k = self.change(caller, key_id, Op::ScheduleDeletion, &mut |k| {
             k.deletion_date = now + days as i64 * DAY;
             k.last_alarm_time = 0;
             Ok(())
@@ -145,8 +150,7 @@ impl Kms {
     }
 
     pub fn cancel_deletion(&self, caller: &Caller, key_id: &str) -> Result<()> {
-        self.update(caller, key_id, &mut |k| {
-            state::transition(Op::CancelDeletion, k)?;
+        self.change(caller, key_id, Op::CancelDeletion, &mut |k| {
             k.deletion_date = 0;
             k.last_alarm_time = 0;
             Ok(())
@@ -155,15 +159,12 @@ impl Kms {
     }
 
     pub fn archive(&self, caller: &Caller, key_id: &str, archive: bool) -> Result<()> {
-        self.update(caller, key_id, &mut |k| {
-            if archive {
-                refuse_managed(k, "archived")?;
-                state::transition(Op::Archive, k)
-            } else {
-                state::transition(Op::CancelArchive, k)
-            }
-        })
-        .map(|_| ())
+        let op = if archive {
+            Op::Archive
+        } else {
+            Op::CancelArchive
+        };
+        self.change(caller, key_id, op, &mut |_| Ok(())).map(|_| ())
     }
 
     pub fn enable_rotation(&self, caller: &Caller, key_id: &str, days: Option<u64>) -> Result<()> {
@@ -174,20 +175,22 @@ impl Kms {
             )));
         }
         let now = self.clock.now();
-        self.update(caller, key_id, &mut |k| {
-            if !k.algorithm.is_symmetric() {
-                return Err(Error::RotateNotSupported(format!(
-                    "CMK {} is asymmetric; asymmetric keys do not rotate",
-                    k.key_id
-                )));
-            }
-            if k.origin == ORIGIN_EXTERNAL {
-                return Err(Error::ExternalCmkCanNotRotate(format!(
-                    "CMK {} holds imported material and cannot rotate",
-                    k.key_id
-                )));
-            }
-            state::check(Op::EnableRotation, k)?;
+        // A key's algorithm and origin never change, so they are checked before the
+        // transaction; its state is checked inside it.
+        let key = self.describe_key(caller, key_id)?;
+        if !key.algorithm.is_symmetric() {
+            return Err(Error::RotateNotSupported(format!(
+                "CMK {} is asymmetric; asymmetric keys do not rotate",
+                key.key_id
+            )));
+        }
+        if key.origin == ORIGIN_EXTERNAL {
+            return Err(Error::ExternalCmkCanNotRotate(format!(
+                "CMK {} holds imported material and cannot rotate",
+                key.key_id
+            )));
+        }
+        self.change(caller, key_id, Op::EnableRotation, &mut |k| {
             k.rotation_enabled = true;
             k.rotate_days = days as u32;
             k.next_rotate_time = now + days as i64 * DAY;
@@ -197,8 +200,7 @@ impl Kms {
     }
 
     pub fn disable_rotation(&self, caller: &Caller, key_id: &str) -> Result<()> {
-        self.update(caller, key_id, &mut |k| {
-            state::check(Op::DisableRotation, k)?;
+        self.change(caller, key_id, Op::DisableRotation, &mut |k| {
             k.rotation_enabled = false;
             k.next_rotate_time = 0;
             Ok(())

@@ -43,6 +43,18 @@ impl Op {
         )
     }
 
+    /// Service-managed keys (Owner other than `user`) refuse these, with
+    /// `UnsupportedOperation.NotUserCreatedCmk`: what the key cannot be.
+    pub fn managed_refusal(self) -> Option<&'static str> {
+        match self {
+            Op::UpdateAlias => Some("renamed"),
+            Op::Disable => Some("disabled"),
+            Op::Archive => Some("archived"),
+            Op::ScheduleDeletion => Some("deleted"),
+            _ => None,
+        }
+    }
+
     /// Operations that use the key's material (refused once imported material expired).
     pub fn uses_material(self) -> bool {
         self.is_symmetric_crypto()
