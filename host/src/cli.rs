@@ -1,5 +1,6 @@
 //! The `keyward` command line: serve, init, bench.
 
+use crate::api::actions::Product;
 use crate::bench::{self, BenchArgs};
 use crate::client::TcClient;
 use crate::config::Config;
@@ -280,8 +281,9 @@ fn line(text: &str) -> crate::Result<()> {
     }
 }
 
-const ADMIN_VERSION: &str = "2026-11-01";
-const ADMIN_SERVICE: &str = "keyward";
+/// Keyward's extension API, which `keyward admin` and `keyward audit` call.
+const ADMIN_VERSION: &str = Product::Admin.version();
+const ADMIN_SERVICE: &str = Product::Admin.service();
 
 fn load_config(common: &Common) -> crate::Result<Config> {
     let mut cfg = match &common.config {

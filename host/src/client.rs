@@ -1,6 +1,7 @@
 //! A small Tencent Cloud API 3.0 client: signs each request as the official SDKs do and
 //! reuses keep-alive connections. The load generator and the end-to-end tests use it.
 
+use crate::api::actions::Product;
 use crate::api::tc3;
 use crate::error::{Error, Result};
 use http_body_util::{BodyExt, Full};
@@ -87,12 +88,14 @@ impl TcClient {
 
     /// Calls a KMS action and returns the `Response` object (errors included).
     pub async fn kms(&self, action: &str, body: Value) -> Result<Value> {
-        self.call("2019-01-18", "kms", action, body).await
+        let p = Product::Kms;
+        self.call(p.version(), p.service(), action, body).await
     }
 
     /// Calls a Secrets Manager action and returns the `Response` object (errors included).
     pub async fn ssm(&self, action: &str, body: Value) -> Result<Value> {
-        self.call("2019-09-23", "ssm", action, body).await
+        let p = Product::Ssm;
+        self.call(p.version(), p.service(), action, body).await
     }
 
     pub async fn call(

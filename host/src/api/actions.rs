@@ -32,7 +32,7 @@ impl Product {
         Self::ALL.into_iter().find(|p| p.version() == v)
     }
 
-    pub fn version(self) -> &'static str {
+    pub const fn version(self) -> &'static str {
         match self {
             Product::Kms => "2019-01-18",
             Product::Ssm => "2019-09-23",
@@ -42,7 +42,7 @@ impl Product {
     }
 
     /// The TC3 credential-scope service, which is also the CAM service prefix.
-    pub fn service(self) -> &'static str {
+    pub const fn service(self) -> &'static str {
         match self {
             Product::Kms => "kms",
             Product::Ssm => "ssm",
