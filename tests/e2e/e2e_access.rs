@@ -1024,3 +1024,75 @@ async fn tencent_documented_key_resource_form() {
         "{listed}"
     );
 }
+
+/// Identifiers are never reused (issue 12, item 11): a user created after the newest user was
+/// deleted got the deleted user's uin, and with it every right a `creatorUin` or attachment
+/// named for that uin. Groups and policies likewise.
+#[tokio::test(flavor = "multi_thread")]
+async fn deleted_identifiers_are_never_reused() {
+    let d = Daemon::under_test();
+    let root = d.client();
+    // The attack: alice (the newest user) creates a secret, so CAM names it with her uin;
+    // she is deleted; the next user must not become her.
+    let alice = add_user(&root, "alice").await;
+    grant(
+        &root,
+        alice.uin,
+        &allow(&["ssm:*"], &strings(&["qcs::ssm:*:uin/*:secret/*"])),
+    )
+    .await;
+    let secret = unique("alices");
+    create_secret(&alice.client, &secret, "alice's value", &[]).await;
+    ok(kw(&root, "DeleteUser", json!({"Name": alice.name})).await);
+    let mallory = add_user(&root, "mallory").await;
+    assert_ne!(
+        mallory.uin, alice.uin,
+        "a deleted user's uin was handed out again"
+    );
+    assert!(mallory.uin > alice.uin);
+    // The usual grant for a new user, "the secrets you create", must not reach alice's:
+    // with her uin reused it did.
+    let creator_res = format!(
+        "qcs::ssm:{REGION}:uin/{ROOT_UIN}:secret/creatorUin/{}/*",
+        mallory.uin
+    );
+    grant(
+        &root,
+        mallory.uin,
+        &allow(&["ssm:GetSecretValue"], &[creator_res]),
+    )
+    .await;
+    let r = mallory
+        .client
+        .ssm(
+            "GetSecretValue",
+            json!({"SecretName": secret, "VersionId": "SSM_Current"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(code(&r), Some(REFUSED), "{r}");
+
+    for (create, delete, field, id_field) in [
+        ("CreateGroup", "DeleteGroup", "GroupName", "GroupId"),
+        ("CreatePolicy", "DeletePolicy", "PolicyName", "PolicyId"),
+    ] {
+        let body = |name: String| {
+            let mut b = json!({ field: name });
+            if create == "CreatePolicy" {
+                b["PolicyDocument"] = json!(allow(&["kms:Encrypt"], &strings(&["*"])).to_string());
+            }
+            b
+        };
+        let first = id_of(&ok(kw(&root, create, body(unique("g"))).await)[id_field]);
+        let gone = match create {
+            "CreateGroup" => json!({ "GroupId": first }),
+            _ => json!({ "PolicyId": [first] }),
+        };
+        ok(kw(&root, delete, gone).await);
+        let second = id_of(&ok(kw(&root, create, body(unique("g"))).await)[id_field]);
+        assert!(
+            second > first,
+            "{create}: id {first} was handed out again as {second}"
+        );
+    }
+}

@@ -74,6 +74,28 @@ fn is_conflict(e: &rusqlite::Error) -> bool {
             || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY)
 }
 
+/// The next identifier of sequence `name`, inside the caller's transaction: never one that
+/// was handed out before, even if its row was deleted (a reused uin would inherit the rights
+/// that policies grant to the deleted account's uin). `floor` is the table's MAX+1, so ids
+/// also stay above rows written without the sequence (the root account's fixed uin).
+fn next_id(tx: &Connection, name: &str, floor: &str) -> Result<i64> {
+    let floor: i64 = tx.query_row(floor, [], |r| r.get(0))?;
+    let next: Option<i64> = tx
+        .query_row(
+            "SELECT next FROM id_sequences WHERE name = ?1",
+            [name],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let id = next.unwrap_or(1).max(floor);
+    tx.execute(
+        "INSERT INTO id_sequences (name, next) VALUES (?1, ?2) \
+         ON CONFLICT (name) DO UPDATE SET next = excluded.next",
+        params![name, id + 1],
+    )?;
+    Ok(id)
+}
+
 fn api_key_count(conn: &Connection, uin: u64) -> Result<u64> {
     let n: i64 = conn.query_row(
         "SELECT COUNT(*) FROM api_keys WHERE uin = ?1",
@@ -144,10 +166,7 @@ impl AccountStore for SqliteStore {
         now: i64,
     ) -> Result<AccountRecord> {
         self.audited_write(trail, |tx| {
-            let next: i64 =
-                tx.query_row("SELECT COALESCE(MAX(uin), 0) + 1 FROM accounts", [], |r| {
-                    r.get(0)
-                })?;
+            let next = next_id(tx, "uin", "SELECT COALESCE(MAX(uin), 0) + 1 FROM accounts")?;
             let rec = AccountRecord {
                 uin: next as u64,
                 name: name.to_string(),
@@ -303,9 +322,14 @@ impl AccountStore for SqliteStore {
         now: i64,
     ) -> Result<GroupRecord> {
         self.audited_write(trail, |tx| {
+            let id = next_id(
+                tx,
+                "group_id",
+                "SELECT COALESCE(MAX(group_id), 0) + 1 FROM groups",
+            )?;
             tx.execute(
-                "INSERT INTO groups (name, remark, create_time) VALUES (?1, ?2, ?3)",
-                params![name, remark, now],
+                "INSERT INTO groups (group_id, name, remark, create_time) VALUES (?1, ?2, ?3, ?4)",
+                params![id, name, remark, now],
             )
             .map_err(|e| {
                 if is_conflict(&e) {
@@ -315,7 +339,7 @@ impl AccountStore for SqliteStore {
                 }
             })?;
             Ok(GroupRecord {
-                group_id: tx.last_insert_rowid() as u64,
+                group_id: id as u64,
                 name: name.into(),
                 remark: remark.into(),
                 create_time: now,
@@ -406,10 +430,15 @@ impl AccountStore for SqliteStore {
         now: i64,
     ) -> Result<PolicyRecord> {
         self.audited_write(trail, |tx| {
+            let id = next_id(
+                tx,
+                "policy_id",
+                "SELECT COALESCE(MAX(policy_id), 0) + 1 FROM policies",
+            )?;
             tx.execute(
-                "INSERT INTO policies (name, description, document, create_time, update_time) \
-                 VALUES (?1, ?2, ?3, ?4, ?4)",
-                params![name, description, document, now],
+                "INSERT INTO policies (policy_id, name, description, document, create_time, \
+                 update_time) VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+                params![id, name, description, document, now],
             )
             .map_err(|e| {
                 if is_conflict(&e) {
@@ -419,7 +448,7 @@ impl AccountStore for SqliteStore {
                 }
             })?;
             Ok(PolicyRecord {
-                policy_id: tx.last_insert_rowid() as u64,
+                policy_id: id as u64,
                 name: name.into(),
                 description: description.into(),
                 document: document.into(),

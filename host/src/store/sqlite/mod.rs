@@ -48,6 +48,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0007_byok.sql"),
     include_str!("../migrations/0008_iam.sql"),
     include_str!("../migrations/0009_audit.sql"),
+    include_str!("../migrations/0010_id_sequences.sql"),
 ];
 
 pub struct SqliteStore {
