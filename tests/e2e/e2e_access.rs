@@ -905,6 +905,18 @@ async fn access_keys_lifecycle() {
         );
         assert_eq!(code(&r), Some("OperationDenied"), "{action}: {r}");
     }
+    // Operator actions are the root's alone, refused with a clean access-denied answer
+    // (they used to answer InvalidAction with a garbled "action `only the root…` does not
+    // exist").
+    for action in ["RunScheduledJobs", "AdvanceClock"] {
+        let r = kw(ac, action, json!({"Seconds": 1})).await;
+        assert_eq!(code(&r), Some(REFUSED), "{action}: {r}");
+        let msg = r["Error"]["Message"].as_str().unwrap_or_default();
+        assert!(
+            msg.contains("only the root account") && !msg.contains("does not exist"),
+            "{action}: {r}"
+        );
+    }
     // The root cannot delete itself either.
     err(
         &kw(&root, "DeleteUser", json!({"Name": "root"})).await,

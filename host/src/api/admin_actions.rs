@@ -11,8 +11,8 @@ use serde_json::json;
 
 fn require_root(ctx: &Ctx<'_>) -> Result<()> {
     if ctx.caller.uin != ROOT_UIN {
-        return Err(Error::InvalidAction(
-            "only the root account may call Keyward admin actions".into(),
+        return Err(Error::Unauthorized(
+            "only the root account may call Keyward's operator actions".into(),
         ));
     }
     Ok(())
