@@ -146,9 +146,13 @@ impl Audit {
             every: cfg.checkpoint_every.max(1),
             interval: Duration::from_secs(cfg.checkpoint_secs.max(1)),
         };
+        // A crash leaves the records since the last checkpoint unsigned; sign them before
+        // serving, so the unsigned tail never grows across restarts.
+        let mut signed = w.last_signed();
+        w.checkpoint_if_due(&mut signed, true);
         let worker = std::thread::Builder::new()
             .name("keyward-audit".into())
-            .spawn(move || w.run(rx))?;
+            .spawn(move || w.run(rx, signed))?;
         Ok(Audit {
             tx: Some(tx),
             signer,
@@ -235,8 +239,9 @@ struct Writer {
 }
 
 impl Writer {
-    fn run(self, rx: Receiver<Msg>) {
-        let mut signed = Signed {
+    /// Where the stored chain was last signed.
+    fn last_signed(&self) -> Signed {
+        Signed {
             seq: self
                 .store
                 .last_checkpoint()
@@ -245,7 +250,10 @@ impl Writer {
                 .map(|c| c.seq)
                 .unwrap_or(0),
             at: Instant::now(),
-        };
+        }
+    }
+
+    fn run(self, rx: Receiver<Msg>, mut signed: Signed) {
         loop {
             let first = match rx.recv_timeout(Duration::from_millis(500)) {
                 Ok(m) => Some(m),

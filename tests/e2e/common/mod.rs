@@ -292,6 +292,14 @@ impl Daemon {
         }
     }
 
+    /// Kills the daemon with SIGKILL (no shutdown work at all) and waits for it.
+    pub fn crash(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     pub fn restart(&mut self) {
         self.stop();
         self.start();
