@@ -97,6 +97,20 @@ fn create_private_dir(dir: &Path) -> Result<()> {
         b.mode(0o700);
     }
     b.create(dir)?;
+    // An existing directory (or database) made by hand or by an older build may be readable
+    // by others: tighten it, since it holds sealed keys, envelope-encrypted secrets and the
+    // audit log.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+        for name in [DB_FILE, "keyward.db-wal", "keyward.db-shm"] {
+            let path = dir.join(name);
+            if path.exists() {
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+            }
+        }
+    }
     Ok(())
 }
 

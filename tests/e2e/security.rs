@@ -247,3 +247,38 @@ async fn keys_survive_restart_embedded() {
     assert!(String::from_utf8_lossy(&d.log_text()).contains("NOT by a hardware security module"));
     restart_round_trip(d).await;
 }
+
+/// The data directory and the database files are private to the daemon's user, also when
+/// they existed before with looser modes (issue 12, item 13: database files were 0644).
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread")]
+async fn data_directory_and_database_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let mut d = Daemon::embedded();
+    let c = d.client();
+    ok(c.kms("CreateKey", json!({"Alias": unique("perm")}))
+        .await
+        .unwrap());
+    let dir = d.data_dir();
+    let check = |dir: &std::path::Path| {
+        assert_eq!(mode(dir), 0o700, "data directory");
+        let mut files = 0;
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_file() {
+                files += 1;
+                assert_eq!(mode(&p), 0o600, "{} is readable by others", p.display());
+            }
+        }
+        assert!(files >= 2, "the database and the device key at least");
+    };
+    check(&dir);
+    // Loosened by hand while stopped: the next start tightens them again.
+    d.stop();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let db = dir.join("keyward.db");
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
+    d.start();
+    check(&dir);
+}
