@@ -76,7 +76,12 @@ pub fn bootstrap(cfg: Config) -> Result<(Arc<AppState>, Option<IssuedCredential>
         Arc::new(AppState {
             kms,
             ssm,
-            cam: Cam::new(accounts, store.clone(), clock.clone()),
+            cam: Cam::new(
+                accounts,
+                store.clone(),
+                clock.clone(),
+                api::actions::ACTIONS.iter().map(|a| a.cam_name()).collect(),
+            ),
             cfg,
             clock,
             jobs,

@@ -1108,3 +1108,54 @@ async fn deleted_identifiers_are_never_reused() {
         );
     }
 }
+
+/// Policies naming actions that do not exist are refused (issue 12, item 13): a typo in a
+/// deny statement would otherwise never match and protect nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn policies_name_existing_actions_only() {
+    let d = Daemon::under_test();
+    let root = d.client();
+    let create = |doc: Value| {
+        let root = &root;
+        async move {
+            kw(
+                root,
+                "CreatePolicy",
+                json!({"PolicyName": unique("p"), "PolicyDocument": doc.to_string()}),
+            )
+            .await
+        }
+    };
+    for bad in [
+        policy(vec![statement("deny", &["kms:Encrpyt"], &strings(&["*"]))]),
+        policy(vec![statement("allow", &["cvm:*"], &strings(&["*"]))]),
+        policy(vec![statement(
+            "allow",
+            &["kms:Describe*", "ssm:NoSuchThing"],
+            &strings(&["*"]),
+        )]),
+    ] {
+        let r = create(bad.clone()).await;
+        assert_eq!(
+            code(&r),
+            Some("InvalidParameter.PolicyDocumentError"),
+            "{bad}: {r}"
+        );
+    }
+    for good in [
+        policy(vec![statement("deny", &["kms:Encrypt"], &strings(&["*"]))]),
+        policy(vec![statement(
+            "allow",
+            &["kms:Get*", "name/ssm:GetSecretValue"],
+            &strings(&["*"]),
+        )]),
+        policy(vec![statement("allow", &["*"], &strings(&["*"]))]),
+        policy(vec![statement(
+            "allow",
+            &["keyward:ListUsers", "cloudaudit:*"],
+            &strings(&["*"]),
+        )]),
+    ] {
+        ok(create(good).await);
+    }
+}

@@ -19,6 +19,9 @@ const MAX_POLICY_BYTES: usize = 6144;
 
 pub struct Cam {
     pub accounts: Accounts,
+    /// Every action's CAM name (`kms:Encrypt`), given by the front's action table, so policy
+    /// documents naming none of them are refused.
+    known_actions: Vec<String>,
     store: Arc<dyn AccountStore>,
     clock: Arc<dyn Clock>,
     /// Parsed effective policies per sub-account; any change to users, groups, policies or
@@ -39,9 +42,15 @@ pub struct PolicyChange<'a> {
 }
 
 impl Cam {
-    pub fn new(accounts: Accounts, store: Arc<dyn AccountStore>, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(
+        accounts: Accounts,
+        store: Arc<dyn AccountStore>,
+        clock: Arc<dyn Clock>,
+        known_actions: Vec<String>,
+    ) -> Self {
         Cam {
             accounts,
+            known_actions,
             store,
             clock,
             policies: RwLock::new(HashMap::new()),
@@ -286,14 +295,14 @@ impl Cam {
     ) -> Result<PolicyRecord> {
         check_name("PolicyName", name)?;
         check_remark(description)?;
-        validate_document(document)?;
+        self.validate_document(document)?;
         self.store
             .create_policy(&caller.trail, name, description, document, self.clock.now())
     }
 
     pub fn update_policy(&self, caller: &Caller, id: u64, change: PolicyChange<'_>) -> Result<()> {
         if let Some(d) = change.document {
-            validate_document(d)?;
+            self.validate_document(d)?;
         }
         if let Some(d) = change.description {
             check_remark(d)?;
@@ -318,6 +327,25 @@ impl Cam {
             self.store.delete_policy(&caller.trail, id)?;
         }
         self.changed();
+        Ok(())
+    }
+
+    /// A document is stored only if it parses and every action it names exists.
+    fn validate_document(&self, doc: &str) -> Result<()> {
+        if doc.len() > MAX_POLICY_BYTES {
+            return Err(Error::InvalidPolicyDocument(format!(
+                "a policy document may be at most {MAX_POLICY_BYTES} bytes"
+            )));
+        }
+        let policy = Policy::parse(doc).map_err(|e| Error::InvalidPolicyDocument(e.to_string()))?;
+        let unknown = policy.unknown_actions(&self.known_actions);
+        if !unknown.is_empty() {
+            return Err(Error::InvalidPolicyDocument(format!(
+                "no action is named {} (actions are `service:Action` of kms, ssm, keyward or \
+                 cloudaudit, with * wildcards)",
+                unknown.join(", ")
+            )));
+        }
         Ok(())
     }
 
@@ -397,15 +425,4 @@ fn check_remark(remark: &str) -> Result<()> {
         ));
     }
     Ok(())
-}
-
-fn validate_document(doc: &str) -> Result<()> {
-    if doc.len() > MAX_POLICY_BYTES {
-        return Err(Error::InvalidPolicyDocument(format!(
-            "a policy document may be at most {MAX_POLICY_BYTES} bytes"
-        )));
-    }
-    Policy::parse(doc)
-        .map(|_| ())
-        .map_err(|e| Error::InvalidPolicyDocument(e.to_string()))
 }

@@ -173,6 +173,18 @@ impl Policy {
         Ok(Policy { statements })
     }
 
+    /// The action patterns that name none of the `known` actions (a typo in a deny would
+    /// otherwise never match, and the deny would silently protect nothing).
+    pub fn unknown_actions(&self, known: &[String]) -> Vec<String> {
+        let mut unknown = Vec::new();
+        for pattern in self.statements.iter().flat_map(|s| &s.actions) {
+            if !known.iter().any(|a| pattern.matches(a)) {
+                unknown.push(pattern.to_string());
+            }
+        }
+        unknown
+    }
+
     /// Whether some allow statement names `action` (any resource, conditions ignored). Used to
     /// decide whether a list action may run at all before its results are filtered per item.
     pub fn may_allow(&self, action: &str) -> bool {

@@ -50,6 +50,15 @@ impl ActionPattern {
     }
 }
 
+impl std::fmt::Display for ActionPattern {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ActionPattern::Any => f.write_str("*"),
+            ActionPattern::Service { service, action } => write!(f, "{service}:{action}"),
+        }
+    }
+}
+
 /// Splits `[name/]service:action`; `None` for any other prefix (e.g. `permid/`, which names a
 /// CAM feature set Keyward does not know) or a missing `:`.
 pub(super) fn split_action(text: &str) -> Option<(&str, &str)> {
