@@ -1159,3 +1159,57 @@ async fn policies_name_existing_actions_only() {
         ok(create(good).await);
     }
 }
+
+/// Binding a customer CMK to a secret takes the caller's own right to make data keys with it
+/// (issue 12, item 13): a sub-account allowed everything in Secrets Manager but nothing in
+/// KMS bound the root's CMKs, and the refusals told it their state.
+#[tokio::test(flavor = "multi_thread")]
+async fn create_secret_needs_the_right_to_use_its_cmk() {
+    let d = Daemon::under_test();
+    let root = d.client();
+    let key = create_key(&root, &[]).await;
+    let disabled = create_key(&root, &[]).await;
+    ok(root
+        .kms("DisableKey", json!({"KeyId": disabled}))
+        .await
+        .unwrap());
+    let sub = add_user(&root, "ssmonly").await;
+    grant(
+        &root,
+        sub.uin,
+        &allow(&["ssm:*"], &strings(&["qcs::ssm:*:uin/*:secret/*"])),
+    )
+    .await;
+    let create = |cmk: &str| {
+        let c = sub.client.clone();
+        let body = json!({"SecretName": unique("s"), "SecretString": "v", "KmsKeyId": cmk});
+        async move { c.ssm("CreateSecret", body).await.unwrap() }
+    };
+    for cmk in [&key, &disabled] {
+        let r = create(cmk).await;
+        assert_eq!(code(&r), Some(REFUSED), "{r}");
+        let msg = r["Error"]["Message"].as_str().unwrap_or_default();
+        assert!(
+            !msg.contains("disabled"),
+            "the refusal tells the CMK's state: {r}"
+        );
+    }
+    // With the right to make data keys under the one CMK, it may bind that one.
+    grant(
+        &root,
+        sub.uin,
+        &allow(&["kms:GenerateDataKey"], &[key_res(&key)]),
+    )
+    .await;
+    ok(create(&key).await);
+    assert_eq!(code(&create(&disabled).await), Some(REFUSED));
+    // Without a KmsKeyId the region's managed key is used, as before.
+    ok(sub
+        .client
+        .ssm(
+            "CreateSecret",
+            json!({"SecretName": unique("s"), "SecretString": "v"}),
+        )
+        .await
+        .unwrap());
+}

@@ -34,6 +34,18 @@ impl Access {
         }
     }
 
+    /// The same caller's authority for another action: a service that acts on a second
+    /// resource on the caller's behalf asks the caller's policies about that action.
+    pub fn for_action(&self, action: &str) -> Access {
+        Access {
+            action: action.to_string(),
+            policies: self.policies.clone(),
+            source_ip: self.source_ip,
+            now: self.now,
+            checked: AtomicBool::new(false),
+        }
+    }
+
     pub fn user(
         action: String,
         policies: Arc<Vec<Policy>>,

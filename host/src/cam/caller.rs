@@ -41,6 +41,18 @@ impl Caller {
         }
     }
 
+    /// The same caller, deciding as `cam_action` (`kms:GenerateDataKey`) instead of the
+    /// request's action, in the same unit of work. The service's own calls stay unrestricted.
+    pub fn acting_as(&self, cam_action: &str) -> Caller {
+        Caller {
+            access: self
+                .access
+                .as_ref()
+                .map(|a| Arc::new(a.for_action(cam_action))),
+            ..self.clone()
+        }
+    }
+
     pub fn key_resource(&self, key_id: &str) -> String {
         policy::kms_key_resource(&self.region, self.owner_uin, key_id)
     }

@@ -126,9 +126,11 @@ fn user_defined_only(s: &SecretRecord) -> Result<()> {
 
 /// KMS refusals surface as SSM's AccessKmsError; infrastructure failures stay internal.
 fn via_kms(e: Error) -> Error {
-    match e.is_internal() {
-        true => e,
-        false => Error::AccessKms(e.to_string()),
+    match e {
+        e if e.is_internal() => e,
+        // The caller's own refusal stays an access refusal.
+        e @ Error::Unauthorized(_) => e,
+        e => Error::AccessKms(e.to_string()),
     }
 }
 
@@ -264,11 +266,13 @@ impl Ssm {
         caller.trail.resource("ssm_secret", &resource);
         let (kms_key_id, kms_key_type) = match new.kms_key_id.filter(|k| !k.is_empty()) {
             Some(k) => {
-                // Secrets Manager uses the CMK with its own rights (as Tencent's does through
-                // its service role): the caller's policy governs the secret.
+                // Secrets Manager then uses the CMK with its own rights (as Tencent's does
+                // through its service role), but binding one takes the caller's own right to
+                // make data keys with it: otherwise a secret could borrow any CMK, and the
+                // errors would tell its state to someone who may not see it.
                 let cmk = self
                     .kms
-                    .describe_key(&caller.internal(), &k)
+                    .describe_key(&caller.acting_as("kms:GenerateDataKey"), &k)
                     .map_err(via_kms)?;
                 if cmk.key_usage != KEY_USAGE_ENCRYPT_DECRYPT {
                     return Err(Error::AccessKms(format!(
