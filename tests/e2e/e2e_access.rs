@@ -1213,3 +1213,79 @@ async fn create_secret_needs_the_right_to_use_its_cmk() {
         .await
         .unwrap());
 }
+
+/// Management actions can be granted on particular users, groups and policies, in Tencent
+/// CAM's resource forms (issue 12, item 12): a grant of `keyward:CreateAccessKey` worked on
+/// every sub-account's keys, and one of `keyward:AttachUserPolicy` on every policy.
+#[tokio::test(flavor = "multi_thread")]
+async fn management_actions_are_scoped_to_their_targets() {
+    let d = Daemon::under_test();
+    let root = d.client();
+    let alice = add_user(&root, "alice").await;
+    let bob = add_user(&root, "bob").await;
+    let user_res = |uin: u64| format!("qcs::cam::uin/{ROOT_UIN}:uin/{uin}");
+    let policy_res = |id: u64| format!("qcs::cam::uin/{ROOT_UIN}:policyid/{id}");
+    let encrypt_only = create_policy(&root, &allow(&["kms:Encrypt"], &strings(&["*"]))).await;
+    let admin = create_policy(&root, &allow(&["*"], &strings(&["*"]))).await;
+    let helpdesk = add_user(&root, "helpdesk").await;
+    grant(
+        &root,
+        helpdesk.uin,
+        &allow(
+            &[
+                "keyward:CreateAccessKey",
+                "keyward:ListAccessKeys",
+                "keyward:AttachUserPolicy",
+            ],
+            &[user_res(alice.uin), policy_res(encrypt_only)],
+        ),
+    )
+    .await;
+    let h = &helpdesk.client;
+    // Alice's keys and the encrypt-only policy: allowed.
+    ok(kw(h, "CreateAccessKey", json!({"TargetUin": alice.uin})).await);
+    ok(kw(h, "ListAccessKeys", json!({"TargetUin": alice.uin})).await);
+    ok(kw(
+        h,
+        "AttachUserPolicy",
+        json!({"PolicyId": encrypt_only, "AttachUin": alice.uin}),
+    )
+    .await);
+    // Bob's keys, its own keys, the admin policy, or any policy for bob: refused.
+    for (action, body) in [
+        ("CreateAccessKey", json!({"TargetUin": bob.uin})),
+        ("CreateAccessKey", json!({})),
+        ("ListAccessKeys", json!({"TargetUin": bob.uin})),
+        (
+            "AttachUserPolicy",
+            json!({"PolicyId": admin, "AttachUin": alice.uin}),
+        ),
+        (
+            "AttachUserPolicy",
+            json!({"PolicyId": admin, "AttachUin": helpdesk.uin}),
+        ),
+        (
+            "AttachUserPolicy",
+            json!({"PolicyId": encrypt_only, "AttachUin": bob.uin}),
+        ),
+    ] {
+        let r = kw(h, action, body.clone()).await;
+        assert_eq!(code(&r), Some(REFUSED), "{action} {body}: {r}");
+    }
+    let keys = ok(kw(&root, "ListAccessKeys", json!({"TargetUin": bob.uin})).await);
+    assert_eq!(keys["AccessKeys"].as_array().unwrap().len(), 1, "{keys}");
+    // `*` still covers every user, group and policy.
+    let ops = add_user(&root, "ops").await;
+    grant(
+        &root,
+        ops.uin,
+        &allow(&["keyward:CreateAccessKey"], &strings(&["*"])),
+    )
+    .await;
+    ok(kw(
+        &ops.client,
+        "CreateAccessKey",
+        json!({"TargetUin": bob.uin}),
+    )
+    .await);
+}

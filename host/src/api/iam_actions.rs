@@ -83,9 +83,11 @@ struct NameRequest {
 
 pub(super) fn get_user(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     let req: NameRequest = parse(body)?;
-    out(user_json(
-        &ctx.state.cam.user(required("Name", &req.name)?)?,
-    ))
+    let user = ctx
+        .state
+        .cam
+        .get_user(&ctx.caller, required("Name", &req.name)?)?;
+    out(user_json(&user))
 }
 
 pub(super) fn list_users(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
@@ -317,7 +319,7 @@ pub(super) fn list_users_for_group(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields>
     let users: Vec<Value> = ctx
         .state
         .cam
-        .group_members(group_id(req.group_id)?)?
+        .group_members(&ctx.caller, group_id(req.group_id)?)?
         .iter()
         .map(|a| json!({ "Uin": a.uin, "Uid": a.uin, "Name": a.name }))
         .collect();
@@ -406,7 +408,10 @@ pub(super) fn get_policy(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
         policy_id: Option<u64>,
     }
     let req: Req = parse(body)?;
-    let p = ctx.state.cam.policy(policy_id(req.policy_id)?)?;
+    let p = ctx
+        .state
+        .cam
+        .policy(&ctx.caller, policy_id(req.policy_id)?)?;
     out(json!({
         "PolicyName": p.name,
         "Description": p.description,
@@ -504,7 +509,7 @@ pub(super) fn list_attached(ctx: &Ctx<'_>, body: &[u8], user: bool) -> Result<Fi
     let list: Vec<Value> = ctx
         .state
         .cam
-        .attached(target)?
+        .attached(&ctx.caller, target)?
         .iter()
         .map(|p| {
             json!({

@@ -4,7 +4,7 @@
 //! inside the store transaction that makes the change.
 
 use super::accounts::{Accounts, IssuedCredential, ROOT_UIN};
-use super::policy::Policy;
+use super::policy::{cam_resource, CamKind, Policy};
 use super::Caller;
 use crate::clock::Clock;
 use crate::error::{Error, Result};
@@ -87,12 +87,36 @@ impl Cam {
         }
     }
 
+    /// Decides on an existing user, group or policy (and notes it in the audit record).
+    fn check(&self, caller: &Caller, kind: CamKind, id: u64) -> Result<()> {
+        let name = cam_resource(caller.owner_uin, kind, &id.to_string());
+        caller.check(kind.resource_type(), &name, &[])
+    }
+
+    /// Decides on one about to be created (its id is not known yet).
+    fn check_new(&self, caller: &Caller, kind: CamKind) -> Result<()> {
+        caller.check_new(&cam_resource(caller.owner_uin, kind, "*"), &[])
+    }
+
+    /// Notes a created user, group or policy in the audit record.
+    fn note(&self, caller: &Caller, kind: CamKind, id: u64) {
+        let name = cam_resource(caller.owner_uin, kind, &id.to_string());
+        caller.trail.resource(kind.resource_type(), &name);
+    }
+
     // ------------------------------------------------------------ users
 
-    pub fn user(&self, name: &str) -> Result<AccountRecord> {
+    fn user(&self, name: &str) -> Result<AccountRecord> {
         self.store
             .account_by_name(name)?
             .ok_or_else(|| Error::UserNotFound(name.to_string()))
+    }
+
+    /// GetUser: the user, if the caller may see it.
+    pub fn get_user(&self, caller: &Caller, name: &str) -> Result<AccountRecord> {
+        let u = self.user(name)?;
+        self.check(caller, CamKind::User, u.uin)?;
+        Ok(u)
     }
 
     pub fn user_by_uin(&self, uin: u64) -> Result<AccountRecord> {
@@ -113,11 +137,13 @@ impl Cam {
         remark: &str,
         with_api_key: bool,
     ) -> Result<(AccountRecord, Option<IssuedCredential>)> {
+        self.check_new(caller, CamKind::User)?;
         check_name("Name", name)?;
         check_remark(remark)?;
         let rec = self
             .store
             .create_sub_account(&caller.trail, name, remark, self.clock.now())?;
+        self.note(caller, CamKind::User, rec.uin);
         let cred = match with_api_key {
             true => Some(self.accounts.issue_api_key(
                 &caller.trail,
@@ -132,7 +158,7 @@ impl Cam {
     }
 
     pub fn update_user(&self, caller: &Caller, name: &str, remark: Option<&str>) -> Result<()> {
-        let u = self.user(name)?;
+        let u = self.get_user(caller, name)?;
         if let Some(remark) = remark {
             check_remark(remark)?;
             self.store
@@ -142,7 +168,7 @@ impl Cam {
     }
 
     pub fn delete_user(&self, caller: &Caller, name: &str) -> Result<()> {
-        let u = self.user(name)?;
+        let u = self.get_user(caller, name)?;
         if u.kind == "root" {
             return Err(Error::OperationNotPermitted(
                 "the root account cannot be deleted".into(),
@@ -165,6 +191,8 @@ impl Cam {
                 "only the root account manages the root account's API keys".into(),
             ));
         }
+        // A grant names the users whose keys it covers (`…:uin/<uin>`).
+        self.check(caller, CamKind::User, owner.uin)?;
         Ok(owner)
     }
 
@@ -234,13 +262,19 @@ impl Cam {
     // ------------------------------------------------------------ groups
 
     pub fn create_group(&self, caller: &Caller, name: &str, remark: &str) -> Result<GroupRecord> {
+        self.check_new(caller, CamKind::Group)?;
         check_name("GroupName", name)?;
         check_remark(remark)?;
-        self.store
-            .create_group(&caller.trail, name, remark, self.clock.now())
+        let g = self
+            .store
+            .create_group(&caller.trail, name, remark, self.clock.now())?;
+        self.note(caller, CamKind::Group, g.group_id);
+        Ok(g)
     }
 
     pub fn delete_group(&self, caller: &Caller, id: u64) -> Result<()> {
+        self.group(id)?;
+        self.check(caller, CamKind::Group, id)?;
         if !self.store.delete_group(&caller.trail, id)? {
             return Err(Error::GroupNotFound(id.to_string()));
         }
@@ -264,6 +298,8 @@ impl Cam {
         for &(gid, uin) in pairs {
             self.user_by_uin(uin)?;
             self.group(gid)?;
+            self.check(caller, CamKind::Group, gid)?;
+            self.check(caller, CamKind::User, uin)?;
         }
         for &(gid, uin) in pairs {
             match add {
@@ -275,8 +311,9 @@ impl Cam {
         Ok(())
     }
 
-    pub fn group_members(&self, id: u64) -> Result<Vec<AccountRecord>> {
+    pub fn group_members(&self, caller: &Caller, id: u64) -> Result<Vec<AccountRecord>> {
         self.group(id)?;
+        self.check(caller, CamKind::Group, id)?;
         let mut users = Vec::new();
         for uin in self.store.group_members(id)? {
             users.extend(self.store.get_account(uin)?);
@@ -293,14 +330,23 @@ impl Cam {
         description: &str,
         document: &str,
     ) -> Result<PolicyRecord> {
+        self.check_new(caller, CamKind::Policy)?;
         check_name("PolicyName", name)?;
         check_remark(description)?;
         self.validate_document(document)?;
-        self.store
-            .create_policy(&caller.trail, name, description, document, self.clock.now())
+        let p = self.store.create_policy(
+            &caller.trail,
+            name,
+            description,
+            document,
+            self.clock.now(),
+        )?;
+        self.note(caller, CamKind::Policy, p.policy_id);
+        Ok(p)
     }
 
     pub fn update_policy(&self, caller: &Caller, id: u64, change: PolicyChange<'_>) -> Result<()> {
+        self.policy(caller, id)?;
         if let Some(d) = change.document {
             self.validate_document(d)?;
         }
@@ -321,7 +367,7 @@ impl Cam {
     /// Deletes policies; every id is checked first, so an unknown one deletes nothing.
     pub fn delete_policies(&self, caller: &Caller, ids: &[u64]) -> Result<()> {
         for &id in ids {
-            self.policy(id)?;
+            self.policy(caller, id)?;
         }
         for &id in ids {
             self.store.delete_policy(&caller.trail, id)?;
@@ -349,10 +395,14 @@ impl Cam {
         Ok(())
     }
 
-    pub fn policy(&self, id: u64) -> Result<PolicyRecord> {
-        self.store
+    /// A policy, if the caller may act on it.
+    pub fn policy(&self, caller: &Caller, id: u64) -> Result<PolicyRecord> {
+        let p = self
+            .store
             .get_policy(id)?
-            .ok_or_else(|| Error::PolicyNotFound(id.to_string()))
+            .ok_or_else(|| Error::PolicyNotFound(id.to_string()))?;
+        self.check(caller, CamKind::Policy, id)?;
+        Ok(p)
     }
 
     pub fn policies(&self) -> Result<Vec<PolicyRecord>> {
@@ -368,8 +418,8 @@ impl Cam {
         target: Target,
         attach: bool,
     ) -> Result<()> {
-        let p = self.policy(policy_id)?;
-        self.check_target(target)?;
+        let p = self.policy(caller, policy_id)?;
+        self.check_target(caller, target)?;
         if attach {
             let now = self.clock.now();
             self.store
@@ -382,22 +432,29 @@ impl Cam {
         Ok(())
     }
 
-    fn check_target(&self, target: Target) -> Result<()> {
+    fn check_target(&self, caller: &Caller, target: Target) -> Result<()> {
         match target {
             Target::User(uin) if self.user_by_uin(uin)?.kind == "root" => {
                 Err(Error::OperationNotPermitted(
                     "the root account is always allowed; policies attach to sub-accounts".into(),
                 ))
             }
-            Target::User(_) => Ok(()),
-            Target::Group(gid) => self.group(gid).map(|_| ()),
+            Target::User(uin) => self.check(caller, CamKind::User, uin),
+            Target::Group(gid) => {
+                self.group(gid)?;
+                self.check(caller, CamKind::Group, gid)
+            }
         }
     }
 
     /// The policies attached to a user (who must exist) or a group.
-    pub fn attached(&self, target: Target) -> Result<Vec<PolicyRecord>> {
-        if let Target::User(uin) = target {
-            self.user_by_uin(uin)?;
+    pub fn attached(&self, caller: &Caller, target: Target) -> Result<Vec<PolicyRecord>> {
+        match target {
+            Target::User(uin) => {
+                self.user_by_uin(uin)?;
+                self.check(caller, CamKind::User, uin)?;
+            }
+            Target::Group(gid) => self.check(caller, CamKind::Group, gid)?,
         }
         self.store.attached_policies(target)
     }

@@ -120,6 +120,37 @@ pub fn kms_key_resource(region: &str, owner_uin: u64, key_id: &str) -> String {
     format!("qcs::kms:{region}:uin/{owner_uin}:key/{key_id}")
 }
 
+/// CAM's resource names for access management, in Tencent CAM's forms, so the management
+/// actions can be granted on particular users, groups and policies:
+/// `qcs::cam::uin/{owner}:uin/{uin}`, `…:group/{id}`, `…:policyid/{id}` (`*` for new ones).
+pub fn cam_resource(owner_uin: u64, kind: CamKind, id: &str) -> String {
+    let kind = match kind {
+        CamKind::User => "uin",
+        CamKind::Group => "group",
+        CamKind::Policy => "policyid",
+    };
+    format!("qcs::cam::uin/{owner_uin}:{kind}/{id}")
+}
+
+/// What a management action acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CamKind {
+    User,
+    Group,
+    Policy,
+}
+
+impl CamKind {
+    /// The audit log's resource type.
+    pub fn resource_type(self) -> &'static str {
+        match self {
+            CamKind::User => "cam_user",
+            CamKind::Group => "cam_group",
+            CamKind::Policy => "cam_policy",
+        }
+    }
+}
+
 /// The CAM resource name of an SSM secret:
 /// `qcs::ssm:{region}:uin/{owner}:secret/creatorUin/{creator}/{name}`.
 pub fn ssm_secret_resource(region: &str, owner_uin: u64, creator_uin: u64, name: &str) -> String {
