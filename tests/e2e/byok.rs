@@ -309,5 +309,15 @@ async fn import_use_delete_reimport_and_expiry() {
         !bytes.windows(32).any(|w| w == material.as_slice()),
         "material in plaintext on disk"
     );
+    // Nor its 16-byte check value, which would be a perfect offline test for a guessed
+    // material (issue 12, item 13): only a 4-byte digest of it is kept.
+    let kcv: Vec<u8> = db
+        .query_row(
+            "SELECT material_kcv FROM keys WHERE key_id = ?1",
+            [&key_id],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(kcv.len(), 4, "stored check value {}", hex::encode(&kcv));
     drop(db);
 }
