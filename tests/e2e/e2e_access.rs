@@ -1289,3 +1289,72 @@ async fn management_actions_are_scoped_to_their_targets() {
     )
     .await);
 }
+
+/// An API key's row cannot be rewritten to gain rights (issue 12, item 10): setting a
+/// sub-account key's uin to the root's made it act as the root, and setting a disabled key's
+/// status back to Enabled revived it. The sealed secret binds both, so such a key
+/// authenticates nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn api_key_rows_rewritten_in_the_database_authenticate_nothing() {
+    let mut d = Daemon::under_test();
+    let root = d.client();
+    let climber = add_user(&root, "climber").await;
+    let zombie = add_user(&root, "zombie").await;
+    ok(kw(
+        &root,
+        "UpdateAccessKey",
+        json!({"AccessKeyId": zombie.secret_id, "Status": "Inactive", "TargetUin": zombie.uin}),
+    )
+    .await);
+    d.stop();
+    {
+        let db = rusqlite::Connection::open(d.data_dir().join("keyward.db")).unwrap();
+        let n = db
+            .execute(
+                "UPDATE api_keys SET uin = ?1 WHERE secret_id = ?2",
+                rusqlite::params![ROOT_UIN as i64, climber.secret_id],
+            )
+            .unwrap();
+        assert_eq!(n, 1);
+        let n = db
+            .execute(
+                "UPDATE api_keys SET status = 'Enabled' WHERE secret_id = ?1",
+                [&zombie.secret_id],
+            )
+            .unwrap();
+        assert_eq!(n, 1);
+    }
+    d.start();
+    let root = d.client();
+    for (who, sid, skey) in [
+        ("climber", &climber.secret_id, &climber.secret_key),
+        ("zombie", &zombie.secret_id, &zombie.secret_key),
+    ] {
+        let c = root.with_credentials(sid, skey);
+        let r = kw(&c, "ListAccessKeys", json!({"TargetUin": ROOT_UIN})).await;
+        assert_eq!(code(&r), Some("AuthFailure.SecretIdNotFound"), "{who}: {r}");
+        let r = c
+            .kms("GenerateRandom", json!({"NumberOfBytes": 8}))
+            .await
+            .unwrap();
+        assert_eq!(code(&r), Some("AuthFailure.SecretIdNotFound"), "{who}: {r}");
+    }
+    // Keys nobody tampered with still work, and a key disabled and enabled through the API
+    // works again.
+    ok(root
+        .kms("GenerateRandom", json!({"NumberOfBytes": 8}))
+        .await
+        .unwrap());
+    let fine = add_user(&root, "fine").await;
+    for status in ["Inactive", "Active"] {
+        ok(kw(
+            &root,
+            "UpdateAccessKey",
+            json!({"AccessKeyId": fine.secret_id, "Status": status, "TargetUin": fine.uin}),
+        )
+        .await);
+    }
+    // It authenticates again (and, holding no policy, is refused the action itself).
+    let r = kw(&fine.client, "GetUser", json!({"Name": fine.name})).await;
+    assert_eq!(code(&r), Some(REFUSED), "{r}");
+}

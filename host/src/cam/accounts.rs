@@ -15,6 +15,8 @@ use zeroize::Zeroizing;
 const SYSTEM_KEY_META: &str = "system_key";
 const BACKEND_META: &str = "hsm_backend";
 const DEVICE_IDENTITY_META: &str = "hsm_device_identity";
+/// Set once every API key's sealing binds its account and status.
+const KEYS_BOUND_META: &str = "api_keys_bound_v2";
 const SYSTEM_KEY_ALG: Algorithm = Algorithm::Aes256Gcm;
 pub const ROOT_UIN: u64 = 100_000_000_001;
 
@@ -96,14 +98,20 @@ impl Accounts {
         let system_key = meta
             .get_meta(SYSTEM_KEY_META)?
             .ok_or_else(|| Error::Internal("system key vanished".into()))?;
-        Ok(Accounts {
+        let accounts = Accounts {
             store,
             hsm,
             clock,
             system_key,
             cache: RwLock::new(HashMap::new()),
             last_used: Mutex::new(HashMap::new()),
-        })
+        };
+        // Once per data directory: afterwards every key is sealed with its binding.
+        if meta.get_meta(KEYS_BOUND_META)?.is_none() {
+            accounts.bind_legacy_keys()?;
+            meta.set_meta(KEYS_BOUND_META, b"1")?;
+        }
+        Ok(accounts)
     }
 
     /// Creates the root account and its first API key if no root account exists yet.
@@ -138,15 +146,7 @@ impl Accounts {
     ) -> Result<IssuedCredential> {
         let secret_id = format!("AKID{}", self.random_token(32)?);
         let secret_key = Zeroizing::new(self.random_token(32)?);
-        let aad = api_key_aad(&secret_id);
-        let (nonce, ct) = self.hsm.encrypt(
-            SYSTEM_KEY_ALG,
-            &self.system_key,
-            &aad,
-            secret_key.as_bytes(),
-        )?;
-        let mut sealed = nonce;
-        sealed.extend_from_slice(&ct);
+        let sealed = self.seal_secret(&Binding::new(&secret_id, uin, true), &secret_key)?;
         self.store.insert_api_key(
             trail,
             &ApiKeyRecord {
@@ -182,24 +182,21 @@ impl Accounts {
         if !rec.enabled {
             return Ok(None);
         }
-        let n = SYSTEM_KEY_ALG.nonce_len();
-        if rec.sealed_secret.len() < n {
-            return Err(Error::Internal(format!(
-                "sealed secret of {secret_id} is truncated"
-            )));
-        }
-        let (nonce, ct) = rec.sealed_secret.split_at(n);
-        let plain = self.hsm.decrypt(
-            SYSTEM_KEY_ALG,
-            &self.system_key,
-            nonce,
-            &api_key_aad(secret_id),
-            ct,
-        )?;
-        let secret_key = Zeroizing::new(
-            String::from_utf8(plain.to_vec())
-                .map_err(|_| Error::Internal("sealed secret is not UTF-8".into()))?,
-        );
+        let secret_key = match self.open_secret(&Binding::of(&rec), &rec.sealed_secret) {
+            Ok(k) => k,
+            // The row's account or status is not the one its secret was sealed for: it was
+            // changed outside Keyward (someone wrote to the database). It authenticates
+            // nothing.
+            Err(Error::DecryptFailed) => {
+                tracing::error!(
+                    secret_id,
+                    uin = rec.uin,
+                    "API key does not match its sealed binding; refusing it"
+                );
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
         let username = self
             .store
             .get_account(rec.uin)?
@@ -216,6 +213,80 @@ impl Accounts {
             m.insert(secret_id.to_string(), cred.clone());
         }
         Ok(Some(cred))
+    }
+
+    /// Enables or disables a key: its secret is re-sealed for the new status in the same
+    /// write, so the status cannot be changed in the database alone.
+    pub fn set_enabled(&self, trail: &Trail, key: &ApiKeyRecord, enabled: bool) -> Result<()> {
+        let secret = self.open_secret(&Binding::of(key), &key.sealed_secret)?;
+        let sealed = self.seal_secret(&Binding::new(&key.secret_id, key.uin, enabled), &secret)?;
+        self.store
+            .set_api_key_enabled(trail, &key.secret_id, enabled, &sealed)?;
+        self.forget(|c| c.secret_id == key.secret_id);
+        Ok(())
+    }
+
+    /// `nonce || ciphertext` of a SecretKey under the system key, bound to `binding`.
+    fn seal_secret(&self, binding: &Binding<'_>, secret: &str) -> Result<Vec<u8>> {
+        let (nonce, ct) = self.hsm.encrypt(
+            SYSTEM_KEY_ALG,
+            &self.system_key,
+            &binding.aad(),
+            secret.as_bytes(),
+        )?;
+        let mut sealed = nonce;
+        sealed.extend_from_slice(&ct);
+        Ok(sealed)
+    }
+
+    /// The SecretKey sealed for `binding`; `DecryptFailed` if it was sealed for another.
+    fn open_secret(&self, binding: &Binding<'_>, sealed: &[u8]) -> Result<Zeroizing<String>> {
+        self.open_with_aad(&binding.aad(), sealed)
+    }
+
+    fn open_with_aad(&self, aad: &[u8], sealed: &[u8]) -> Result<Zeroizing<String>> {
+        let n = SYSTEM_KEY_ALG.nonce_len();
+        if sealed.len() < n {
+            return Err(Error::Internal("a sealed API secret is truncated".into()));
+        }
+        let (nonce, ct) = sealed.split_at(n);
+        let plain = self
+            .hsm
+            .decrypt(SYSTEM_KEY_ALG, &self.system_key, nonce, aad, ct)?;
+        let text = std::str::from_utf8(&plain)
+            .map_err(|_| Error::Internal("sealed secret is not UTF-8".into()))?;
+        Ok(Zeroizing::new(text.to_string()))
+    }
+
+    /// Re-seals keys written before their sealing bound the account and status (it bound
+    /// the SecretId only), once, at start-up: from then on only the binding form is
+    /// accepted. A row changed before the upgrade keeps its change; no later one does.
+    fn bind_legacy_keys(&self) -> Result<()> {
+        for account in self.store.list_accounts()? {
+            for key in self.store.list_api_keys(account.uin)? {
+                if self
+                    .open_secret(&Binding::of(&key), &key.sealed_secret)
+                    .is_ok()
+                {
+                    continue;
+                }
+                let Ok(secret) =
+                    self.open_with_aad(&legacy_aad(&key.secret_id), &key.sealed_secret)
+                else {
+                    tracing::error!(secret_id = %key.secret_id, "API key does not open; left as is");
+                    continue;
+                };
+                let sealed = self.seal_secret(&Binding::of(&key), &secret)?;
+                self.store.set_api_key_enabled(
+                    &Trail::off(),
+                    &key.secret_id,
+                    key.enabled,
+                    &sealed,
+                )?;
+                tracing::info!(secret_id = %key.secret_id, "API key sealing bound to its account");
+            }
+        }
+        Ok(())
     }
 
     /// Drops cached credentials after a key or account changed, so the next request reads
@@ -273,7 +344,40 @@ impl Accounts {
     }
 }
 
-fn api_key_aad(secret_id: &str) -> Vec<u8> {
+/// What an API key's sealed secret is bound to: its SecretId, account and status. Writing
+/// another uin or status into the row (to become the root, or to revive a disabled key)
+/// leaves a secret that no longer opens.
+struct Binding<'a> {
+    secret_id: &'a str,
+    uin: u64,
+    enabled: bool,
+}
+
+impl<'a> Binding<'a> {
+    fn new(secret_id: &'a str, uin: u64, enabled: bool) -> Self {
+        Binding {
+            secret_id,
+            uin,
+            enabled,
+        }
+    }
+
+    fn of(key: &'a ApiKeyRecord) -> Self {
+        Self::new(&key.secret_id, key.uin, key.enabled)
+    }
+
+    fn aad(&self) -> Vec<u8> {
+        let mut aad = b"keyward/api-secret-key/v2\0".to_vec();
+        aad.extend_from_slice(self.secret_id.as_bytes());
+        aad.push(0);
+        aad.extend_from_slice(&self.uin.to_be_bytes());
+        aad.push(u8::from(self.enabled));
+        aad
+    }
+}
+
+/// The associated data of keys sealed before the binding (SecretId only).
+fn legacy_aad(secret_id: &str) -> Vec<u8> {
     let mut aad = b"keyward/api-secret-key/".to_vec();
     aad.extend_from_slice(secret_id.as_bytes());
     aad

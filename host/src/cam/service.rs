@@ -231,10 +231,7 @@ impl Cam {
         enabled: bool,
     ) -> Result<()> {
         let key = self.owned_key(caller, id, target)?;
-        self.store
-            .set_api_key_enabled(&caller.trail, &key.secret_id, enabled)?;
-        self.accounts.forget(|c| c.secret_id == key.secret_id);
-        Ok(())
+        self.accounts.set_enabled(&caller.trail, &key, enabled)
     }
 
     pub fn delete_access_key(&self, caller: &Caller, id: &str, target: Option<u64>) -> Result<()> {

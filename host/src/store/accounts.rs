@@ -82,7 +82,15 @@ pub trait AccountStore: Send + Sync {
     fn delete_account(&self, trail: &Trail, uin: u64) -> Result<bool>;
 
     fn list_api_keys(&self, uin: u64) -> Result<Vec<ApiKeyRecord>>;
-    fn set_api_key_enabled(&self, trail: &Trail, secret_id: &str, enabled: bool) -> Result<bool>;
+    /// Sets a key's status together with its secret, re-sealed for the new status (the
+    /// sealing binds the status, so the two change together or not at all).
+    fn set_api_key_enabled(
+        &self,
+        trail: &Trail,
+        secret_id: &str,
+        enabled: bool,
+        sealed_secret: &[u8],
+    ) -> Result<bool>;
     /// Deletes an API key. With `keep_last_of`, refuses (`OperationNotPermitted`) to delete
     /// the last key of that account, decided in the deleting transaction.
     fn delete_api_key(

@@ -260,11 +260,21 @@ impl AccountStore for SqliteStore {
         })
     }
 
-    fn set_api_key_enabled(&self, trail: &Trail, secret_id: &str, enabled: bool) -> Result<bool> {
+    fn set_api_key_enabled(
+        &self,
+        trail: &Trail,
+        secret_id: &str,
+        enabled: bool,
+        sealed_secret: &[u8],
+    ) -> Result<bool> {
         self.audited_write(trail, |tx| {
             Ok(tx.execute(
-                "UPDATE api_keys SET status = ?2 WHERE secret_id = ?1",
-                params![secret_id, if enabled { "Enabled" } else { "Disabled" }],
+                "UPDATE api_keys SET status = ?2, sealed_secret = ?3 WHERE secret_id = ?1",
+                params![
+                    secret_id,
+                    if enabled { "Enabled" } else { "Disabled" },
+                    sealed_secret
+                ],
             )? > 0)
         })
     }
