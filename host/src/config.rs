@@ -264,6 +264,32 @@ pub struct Limits {
     /// Secrets per region and account (Tencent's cloud quota is 1000; an appliance can hold more).
     #[serde(default = "default_secret_limit")]
     pub secret_limit: u64,
+    /// Accepted request signatures remembered for the 5-minute timestamp window (each with the
+    /// action, version, region and source address of its first use), so that a captured
+    /// request cannot be re-sent with other routing headers or, for a write, replayed. About
+    /// 64 bytes each; the default holds about 3,300 distinct requests a second.
+    /// When full, requests with new signatures are refused (`RequestLimitExceeded`) until
+    /// old entries expire: forgetting one early would reopen the replay for it.
+    #[serde(default = "default_signature_memory")]
+    pub signature_memory: usize,
+    /// Open client connections; further ones wait in the listen backlog until one closes.
+    /// Keep it below the process's open-file limit (`ulimit -n`) with room for the store,
+    /// the HSM and the log (about 64 descriptors).
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// A request head (request line and headers) must arrive within this many seconds of the
+    /// server starting to wait for it: on a new connection and between keep-alive requests
+    /// alike, so this is also how long an idle keep-alive connection stays open.
+    #[serde(default = "default_header_read_timeout")]
+    pub header_read_timeout_secs: u64,
+    /// The whole request body must arrive within this many seconds after the head.
+    #[serde(default = "default_body_read_timeout")]
+    pub body_read_timeout_secs: u64,
+    /// A connection on which no byte is read or written for this many seconds is closed,
+    /// whatever it is doing: a TLS handshake, a stalled body, a response the client does not
+    /// read. (A TLS handshake must also finish within `header_read_timeout_secs`.)
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout_secs: u64,
 }
 
 impl Default for Limits {
@@ -272,6 +298,11 @@ impl Default for Limits {
             max_body_bytes: default_max_body(),
             cmk_limit: default_cmk_limit(),
             secret_limit: default_secret_limit(),
+            signature_memory: default_signature_memory(),
+            max_connections: default_max_connections(),
+            header_read_timeout_secs: default_header_read_timeout(),
+            body_read_timeout_secs: default_body_read_timeout(),
+            idle_timeout_secs: default_idle_timeout(),
         }
     }
 }
@@ -302,6 +333,21 @@ fn default_secret_limit() -> u64 {
 }
 fn default_cmk_limit() -> u64 {
     10_000
+}
+fn default_signature_memory() -> usize {
+    1_000_000
+}
+fn default_max_connections() -> usize {
+    512
+}
+fn default_header_read_timeout() -> u64 {
+    30
+}
+fn default_body_read_timeout() -> u64 {
+    30
+}
+fn default_idle_timeout() -> u64 {
+    60
 }
 
 impl Default for Config {
@@ -336,6 +382,18 @@ impl Config {
                     "alarms.webhook must be an http:// URL, not {w}"
                 )));
             }
+        }
+        let l = &self.limits;
+        if l.max_connections == 0
+            || l.signature_memory == 0
+            || l.header_read_timeout_secs == 0
+            || l.body_read_timeout_secs == 0
+            || l.idle_timeout_secs == 0
+        {
+            return Err(Error::Config(
+                "limits: max_connections, signature_memory and the timeouts must be at least 1"
+                    .into(),
+            ));
         }
         if self.tls.is_none() && !self.listen.ip().is_loopback() && !self.allow_insecure_http {
             return Err(Error::Config(format!(

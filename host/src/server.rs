@@ -7,15 +7,28 @@ use crate::audit::Audit;
 use crate::cam::{Accounts, Cam, IssuedCredential, ROOT_UIN};
 use crate::clock::AdjustableClock;
 use crate::clock::{Clock, SystemClock};
-use crate::config::Config;
+use crate::config::{Config, Limits};
 use crate::error::{Error, Result};
 use crate::hsm;
 use crate::jobs::{JobReport, Jobs};
 use crate::kms::Kms;
 use crate::ssm::Ssm;
 use crate::store::{SqliteStore, Store};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
 use std::path::Path;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
 
 pub const DB_FILE: &str = "keyward.db";
 
@@ -124,7 +137,7 @@ pub async fn serve(state: Arc<AppState>) -> Result<()> {
     let cfg = state.cfg.clone();
     spawn_background_jobs(&state)?;
     let app = api::router(state.clone());
-    match &cfg.tls {
+    let tls = match &cfg.tls {
         Some(tls) => {
             // The rustls build carries only the ring provider; make it the process default.
             let _ = rustls::crypto::ring::default_provider().install_default();
@@ -132,33 +145,15 @@ pub async fn serve(state: Arc<AppState>) -> Result<()> {
                 axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert, &tls.key)
                     .await
                     .map_err(|e| Error::Config(format!("TLS certificate/key: {e}")))?;
-            let listener = std::net::TcpListener::bind(cfg.listen)?;
-            listener.set_nonblocking(true)?;
-            let addr = listener.local_addr()?;
-            eprintln!("keyward: listening on https://{addr}");
-            let handle = axum_server::Handle::new();
-            let h2 = handle.clone();
-            tokio::spawn(async move {
-                shutdown_signal().await;
-                h2.graceful_shutdown(Some(std::time::Duration::from_secs(5)));
-            });
-            axum_server::from_tcp_rustls(listener, rustls_cfg)?
-                .handle(handle)
-                .serve(app.into_make_service_with_connect_info::<std::net::SocketAddr>())
-                .await?;
+            Some(tokio_rustls::TlsAcceptor::from(rustls_cfg.get_inner()))
         }
-        None => {
-            let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
-            let addr = listener.local_addr()?;
-            eprintln!("keyward: listening on http://{addr}");
-            axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-            )
-            .with_graceful_shutdown(shutdown_signal())
-            .await?;
-        }
-    }
+        None => None,
+    };
+    let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
+    let addr = listener.local_addr()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    eprintln!("keyward: listening on {scheme}://{addr}");
+    accept_connections(listener, tls, app, &cfg.limits).await;
     // Queued audit records become durable (and signed) before the process exits.
     let st = state.clone();
     let _ = tokio::task::spawn_blocking(move || {
@@ -168,6 +163,220 @@ pub async fn serve(state: Arc<AppState>) -> Result<()> {
     .await;
     tracing::info!("keyward stopped");
     Ok(())
+}
+
+/// How long requests in flight may take to finish once shutdown is asked for.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// The accept loop of both the plain and the TLS listener, with the `[limits]` connection
+/// bounds: at most `max_connections` open at once, a request head within
+/// `header_read_timeout_secs`, no connection silent for longer than `idle_timeout_secs` (the
+/// body timeout is applied by `api::handle`). Without them, clients that connect and send
+/// nothing hold a descriptor each until the process runs out and legitimate requests time out.
+async fn accept_connections(
+    listener: tokio::net::TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    app: axum::Router,
+    limits: &Limits,
+) {
+    use tower_service::Service;
+    let header_timeout = Duration::from_secs(limits.header_read_timeout_secs);
+    let idle = Duration::from_secs(limits.idle_timeout_secs);
+    // HTTP/1 for plain connections; over TLS whatever ALPN settled on.
+    let mut h1 = auto::Builder::new(TokioExecutor::new()).http1_only();
+    h1.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    let mut h2 = auto::Builder::new(TokioExecutor::new()).http2_only();
+    h2.http2().timer(TokioTimer::new());
+    let (h1, h2) = (Arc::new(h1), Arc::new(h2));
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let graceful = GracefulShutdown::new();
+    let mut make_service = app.into_make_service_with_connect_info::<SocketAddr>();
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        // A slot is taken before accepting: over the limit, new connections wait in the
+        // kernel's listen backlog rather than each holding a descriptor here.
+        let slot = tokio::select! {
+            s = slots.clone().acquire_owned() => s.expect("the semaphore is never closed"),
+            _ = &mut shutdown => break,
+        };
+        let (tcp, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    // Out of descriptors or a connection reset before accept: back off
+                    // briefly instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let _ = tcp.set_nodelay(true);
+        let Ok(service) = make_service.call(peer).await;
+        let service = TowerToHyperService::new(service);
+        let (watcher, tls, h1, h2) = (graceful.watcher(), tls.clone(), h1.clone(), h2.clone());
+        tokio::spawn(async move {
+            let _slot = slot;
+            let io = IdleTimeout::new(tcp, idle);
+            let served = match tls {
+                None => {
+                    watcher
+                        .watch(h1.serve_connection(TokioIo::new(io), service))
+                        .await
+                }
+                Some(acceptor) => {
+                    let stream =
+                        match tokio::time::timeout(header_timeout, acceptor.accept(io)).await {
+                            Ok(Ok(s)) => s,
+                            Ok(Err(e)) => {
+                                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::debug!(%peer, "TLS handshake timed out");
+                                return;
+                            }
+                        };
+                    let builder = match stream.get_ref().1.alpn_protocol() {
+                        Some(b"h2") => &h2,
+                        _ => &h1,
+                    };
+                    let conn = builder.serve_connection(TokioIo::new(stream), service);
+                    watcher.watch(conn).await
+                }
+            };
+            if let Err(e) = served {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after the shutdown grace period");
+    }
+}
+
+/// A connection that closes itself (with `TimedOut`) once nothing has been read or written
+/// for `idle`, whatever the layers above are waiting for. The deadline moves on only when the
+/// timer fires, not on every read or write, so busy connections pay no timer updates.
+struct IdleTimeout<T> {
+    inner: T,
+    idle: Duration,
+    last_progress: Instant,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl<T> IdleTimeout<T> {
+    fn new(inner: T, idle: Duration) -> Self {
+        IdleTimeout {
+            inner,
+            idle,
+            last_progress: Instant::now(),
+            deadline: Box::pin(tokio::time::sleep(idle)),
+        }
+    }
+
+    /// Called when the inner stream is not ready: an error once the connection has been
+    /// silent for `idle`, else pending (with the timer registered to wake this task).
+    fn poll_silence(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
+        loop {
+            if self.deadline.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            let due = self.last_progress + self.idle;
+            if Instant::now() >= due {
+                return Poll::Ready(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "connection idle for too long",
+                ));
+            }
+            self.deadline.as_mut().reset(due);
+        }
+    }
+
+    fn progressed<R>(&mut self, r: Poll<io::Result<R>>, moved: bool) -> Poll<io::Result<R>> {
+        if moved {
+            self.last_progress = Instant::now();
+        }
+        r
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for IdleTimeout<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+            Poll::Pending => this.poll_silence(cx).map(Err),
+            r => {
+                let moved = buf.filled().len() > before;
+                this.progressed(r, moved)
+            }
+        }
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for IdleTimeout<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_write(cx, buf) {
+            Poll::Pending => this.poll_silence(cx).map(Err),
+            r => {
+                let moved = matches!(r, Poll::Ready(Ok(n)) if n > 0);
+                this.progressed(r, moved)
+            }
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_write_vectored(cx, bufs) {
+            Poll::Pending => this.poll_silence(cx).map(Err),
+            r => {
+                let moved = matches!(r, Poll::Ready(Ok(n)) if n > 0);
+                this.progressed(r, moved)
+            }
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_flush(cx) {
+            Poll::Pending => this.poll_silence(cx).map(Err),
+            r => r,
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_shutdown(cx) {
+            Poll::Pending => this.poll_silence(cx).map(Err),
+            r => r,
+        }
+    }
 }
 
 /// The scheduler (rotation, deletion reminders, deletion) and the alarm webhook deliverer.

@@ -27,7 +27,7 @@ use crate::jobs::Jobs;
 use crate::kms::Kms;
 use crate::ssm::Ssm;
 use crate::store::Trail;
-use actions::{Action, Exec, Product, Run, Scope};
+use actions::{Action, Exec, Family, Product, Run, Scope};
 use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
 use axum::http::request::Parts;
@@ -39,6 +39,7 @@ use serde_json::{Map, Value};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
+use tc3::{Admission, MemoryFull};
 
 /// Maximum clock skew between a request's X-TC-Timestamp and the server.
 pub const MAX_SKEW_SECS: i64 = 300;
@@ -126,9 +127,18 @@ async fn handle(State(st): State<Arc<AppState>>, req: Request<Body>) -> Response
                 "only POST requests with a JSON body are supported".into(),
             ));
         }
-        let body = match axum::body::to_bytes(body, limit).await {
-            Ok(b) => b,
-            Err(_) => break 'run Err(Error::RequestTooLarge(limit)),
+        // Bounded in time as well as size: a client trickling its body would otherwise hold
+        // the connection (and its slot under `limits.max_connections`) for as long as it likes.
+        let wait = std::time::Duration::from_secs(st.cfg.limits.body_read_timeout_secs);
+        let body = match tokio::time::timeout(wait, axum::body::to_bytes(body, limit)).await {
+            Ok(Ok(b)) => b,
+            Ok(Err(_)) => break 'run Err(Error::RequestTooLarge(limit)),
+            Err(_) => {
+                break 'run Err(Error::InvalidParameter(format!(
+                    "the request body did not arrive within {} seconds",
+                    wait.as_secs()
+                )))
+            }
         };
         let run = {
             let (st, trail) = (st.clone(), trail.clone());
@@ -256,6 +266,7 @@ fn dispatch(
     body: &[u8],
     peer: Option<IpAddr>,
 ) -> Result<Fields> {
+    let requested_region = check_common_headers(parts)?;
     let action = header(parts, "x-tc-action")
         .filter(|a| !a.is_empty())
         .ok_or_else(|| Error::MissingParameter("the X-TC-Action header is required".into()))?;
@@ -265,19 +276,26 @@ fn dispatch(
     let product =
         Product::from_version(version).ok_or_else(|| Error::NoSuchVersion(version.into()))?;
     let row = row.ok_or_else(|| Error::InvalidAction(action.into()))?;
-    let cred = authenticate(st, parts, body, product.service())?;
-    let now = SystemClock.now();
+    let verified = authenticate(st, parts, body, product.service())?;
+    let cred = verified.cred.clone();
+    let now = verified.now;
     st.cam.accounts.mark_used(&cred.secret_id, now);
     trail.update(|r| {
         r.owner_uin = cred.owner_uin;
         r.uin = cred.uin;
         r.username = cred.username.clone();
     });
-    let region = match header(parts, "x-tc-region").filter(|r| !r.is_empty()) {
-        Some(r) if st.cfg.region(r).is_some() => r.to_string(),
-        Some(r) => return Err(Error::UnsupportedRegion(r.into())),
-        None => st.cfg.regions[0].name.clone(),
+    let region_index = match requested_region {
+        Some(r) => st
+            .cfg
+            .regions
+            .iter()
+            .position(|c| c.name == r)
+            .ok_or_else(|| Error::UnsupportedRegion(r.into()))?,
+        None => 0,
     };
+    let region = st.cfg.regions[region_index].name.clone();
+    bind_signature(st, &verified, row, region_index, peer)?;
     st.limiter.check(&cred.secret_id, row.family)?;
     // Policies are asked with the action's CAM name (`kms:Encrypt`).
     let cam_action = row.cam_name();
@@ -320,13 +338,160 @@ fn dispatch(
     Ok(fields)
 }
 
-/// TC3-HMAC-SHA256 verification in the order the reference gives, each failure with its code.
-fn authenticate(
+/// Longest `X-TC-Region` value looked at; Tencent's region names are under 32 characters.
+const MAX_REGION_LEN: usize = 64;
+
+/// Refuses requests whose routing or signing headers are ambiguous, before anything else reads
+/// them: a header given twice would be read as its first value here but could be read as the
+/// other by a proxy or log in front, and a region that is not plain ASCII would otherwise be
+/// taken as absent (the default region). Returns the requested region, if any.
+fn check_common_headers(parts: &Parts) -> Result<Option<&str>> {
+    for name in parts.headers.keys() {
+        let n = name.as_str();
+        let signing = matches!(n, "authorization" | "content-type" | "host");
+        if !(signing || n.starts_with("x-tc-")) || parts.headers.get_all(name).iter().count() < 2 {
+            continue;
+        }
+        let msg = format!("the {n} header must be given once");
+        return Err(if n == "authorization" {
+            Error::InvalidAuthorization(msg)
+        } else {
+            // The X-TC-* headers are the API's common parameters (reference §2.5).
+            Error::InvalidParameter(msg)
+        });
+    }
+    let Some(raw) = parts.headers.get("x-tc-region") else {
+        return Ok(None);
+    };
+    let region = raw
+        .to_str()
+        .ok()
+        .filter(|r| r.len() <= MAX_REGION_LEN)
+        .ok_or_else(|| {
+            Error::InvalidParameter(format!(
+                "X-TC-Region must be printable ASCII of at most {MAX_REGION_LEN} characters"
+            ))
+        })?;
+    Ok(Some(region).filter(|r| !r.is_empty()))
+}
+
+/// Each action's position in the table, the compact name the signature memory keeps.
+static ROW_NUMBERS: std::sync::LazyLock<std::collections::HashMap<(Product, &'static str), u32>> =
+    std::sync::LazyLock::new(|| {
+        (0u32..)
+            .zip(actions::ACTIONS)
+            .map(|(i, a)| ((a.product, a.name), i))
+            .collect()
+    });
+
+/// How long after its first use a signature may be used again by the same source address
+/// for another action or a write. A client makes the same signature for every request it
+/// signs in one second with the same body (the SDKs sign neither the action nor the region),
+/// so `DescribeKey` then `DisableKey` on one key, or a write retried at once, arrive with one
+/// signature within about a second of each other.
+const SAME_CLIENT_GRACE_SECS: i64 = 2;
+
+/// How a signature was first used, as the signature memory keeps it.
+#[derive(Clone, Copy)]
+pub struct FirstUse {
+    /// Action-table row and region, see `bind_signature`.
+    routing: u32,
+    /// Source address, IPv4 as mapped IPv6.
+    from: [u8; 16],
+    at: i64,
+}
+
+/// Binds a verified signature to its first use. The official SDKs sign only
+/// `content-type;host`, so without this a captured `DescribeKey` could be re-sent as
+/// `DisableKey`, or a `GetSecretValue` as `DeleteSecretVersion`, and verify; and a captured
+/// write could be replayed. The server cannot tell such a re-sent request from the client's
+/// own next request made in the same second with the same body, so the rule is:
+/// - from another source address, a signature is never accepted again;
+/// - from the same address, an identical read or crypto request is accepted (SDKs repeat
+///   them), and another routing or a repeated write only within `SAME_CLIENT_GRACE_SECS`
+///   of the first use (the client's own requests of that second); later it is a replay.
+fn bind_signature(
     st: &AppState,
-    parts: &Parts,
-    body: &[u8],
-    service: &str,
-) -> Result<Arc<ApiCredential>> {
+    v: &Verified,
+    row: &Action,
+    region_index: usize,
+    peer: Option<IpAddr>,
+) -> Result<()> {
+    let routing_signed = ["x-tc-action", "x-tc-version", "x-tc-region"]
+        .iter()
+        .all(|h| v.signed_headers.iter().any(|s| s == h));
+    if routing_signed && row.family != Family::Write {
+        // The routing is covered by the signature itself and repeats are allowed: nothing
+        // to remember.
+        return Ok(());
+    }
+    let row_number = ROW_NUMBERS
+        .get(&(row.product, row.name))
+        .copied()
+        .ok_or_else(|| Error::Internal(format!("{} is not in the action table", row.name)))?;
+    let this = FirstUse {
+        // Both fit: the table has a few hundred rows, and regions are a short configured list.
+        routing: (row_number << 16) | (region_index as u32 & 0xffff),
+        from: match peer {
+            Some(IpAddr::V4(a)) => a.to_ipv6_mapped().octets(),
+            Some(IpAddr::V6(a)) => a.octets(),
+            None => [0; 16],
+        },
+        at: v.now,
+    };
+    let capacity = st.cfg.limits.signature_memory;
+    let first = match st
+        .limiter
+        .signatures
+        .admit(&v.signature, v.timestamp, v.now, this, capacity)
+    {
+        Ok(Admission::First) => return Ok(()),
+        Ok(Admission::Seen(first)) => first,
+        Err(MemoryFull) => {
+            tracing::warn!(capacity, "signature memory full: refusing new requests");
+            return Err(Error::RequestLimitExceeded(
+                "too many distinct requests within the 5-minute signature window \
+                 (limits.signature_memory); retry later"
+                    .into(),
+            ));
+        }
+    };
+    let same_client = first.from == this.from;
+    let at_once = this.at - first.at <= SAME_CLIENT_GRACE_SECS;
+    let identical_read = first.routing == this.routing && row.family != Family::Write;
+    if same_client && (identical_read || at_once) {
+        return Ok(());
+    }
+    Err(Error::SignatureFailure(if !same_client {
+        "this signature was already used from another address; a signature is valid for \
+         the client and request it was made for only"
+            .into()
+    } else if first.routing != this.routing {
+        "this signature was already used with different X-TC-Action, X-TC-Version or \
+         X-TC-Region headers; a signature is valid for the request it was made for only"
+            .into()
+    } else {
+        format!(
+            "this signature was already used for {}: a request that changes state is \
+             accepted once; sign it again with a new X-TC-Timestamp to repeat it",
+            row.name
+        )
+    }))
+}
+
+/// A request whose TC3 signature verified.
+struct Verified {
+    cred: Arc<ApiCredential>,
+    /// Lower-case hex, as verified.
+    signature: String,
+    signed_headers: Vec<String>,
+    timestamp: i64,
+    /// The system-clock reading the timestamp was checked against.
+    now: i64,
+}
+
+/// TC3-HMAC-SHA256 verification in the order the reference gives, each failure with its code.
+fn authenticate(st: &AppState, parts: &Parts, body: &[u8], service: &str) -> Result<Verified> {
     let auth = header(parts, "authorization")
         .ok_or_else(|| Error::InvalidAuthorization("the Authorization header is missing".into()))?;
     let auth =
@@ -339,7 +504,8 @@ fn authenticate(
     let timestamp: i64 = header(parts, "x-tc-timestamp")
         .and_then(|t| t.trim().parse().ok())
         .ok_or_else(|| Error::InvalidAuthorization("X-TC-Timestamp must be Unix seconds".into()))?;
-    if (SystemClock.now() - timestamp).abs() > MAX_SKEW_SECS {
+    let now = SystemClock.now();
+    if (now - timestamp).abs() > MAX_SKEW_SECS {
         return Err(Error::SignatureExpire);
     }
     if auth.service != service {
@@ -377,5 +543,11 @@ fn authenticate(
             "the request signature does not match".into(),
         ));
     }
-    Ok(cred)
+    Ok(Verified {
+        cred,
+        signature: auth.signature,
+        signed_headers: auth.signed_headers,
+        timestamp,
+        now,
+    })
 }

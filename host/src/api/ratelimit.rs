@@ -1,7 +1,10 @@
-//! Request rate limits per SecretId and action family (`[rate_limit]`), with `governor`'s
-//! GCRA limiter: a steady rate with bursts of up to one second's worth.
+//! Request admission: rate limits per SecretId and action family (`[rate_limit]`), with
+//! `governor`'s GCRA limiter (a steady rate with bursts of up to one second's worth), and the
+//! memory of accepted signatures that binds each to its routing headers.
 
 use super::actions::Family;
+use super::tc3::SeenSignatures;
+use super::MAX_SKEW_SECS;
 use crate::config::RateLimitConfig;
 use crate::error::{Error, Result};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
@@ -11,6 +14,8 @@ pub struct Limiter {
     crypto: Option<DefaultKeyedRateLimiter<String>>,
     read: Option<DefaultKeyedRateLimiter<String>>,
     write: Option<DefaultKeyedRateLimiter<String>>,
+    /// Verified signatures of the timestamp window with their routing (see `api::dispatch`).
+    pub signatures: SeenSignatures<super::FirstUse>,
 }
 
 fn keyed(per_sec: u32) -> Option<DefaultKeyedRateLimiter<String>> {
@@ -23,6 +28,7 @@ impl Limiter {
             crypto: keyed(cfg.crypto_per_sec),
             read: keyed(cfg.read_per_sec),
             write: keyed(cfg.write_per_sec),
+            signatures: SeenSignatures::new(MAX_SKEW_SECS),
         }
     }
 

@@ -6,6 +6,8 @@
 
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -190,6 +192,106 @@ pub fn authorization_header(req: &SignRequest<'_>) -> String {
     )
 }
 
+/// What [`SeenSignatures::admit`] found for a verified signature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission<R> {
+    /// Not seen before; now remembered with the given use.
+    First,
+    /// Seen before: how it was first used (kept, not replaced).
+    Seen(R),
+}
+
+/// The memory is full: the signature was neither admitted nor remembered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemoryFull;
+
+/// Verified signatures with how each was first used (for the front: routing headers, source
+/// address, time). The official SDKs sign only `content-type;host`, so the routing headers are
+/// outside the signature, and only this memory binds them to it.
+///
+/// A signature verifies only while its timestamp is within `window` seconds of the server
+/// clock, so it need be remembered only that long: entries sit in one bucket per timestamp
+/// (the signature covers the timestamp, so a signature always comes back with the same one),
+/// and whole buckets are dropped as they leave the window. The number of entries is capped;
+/// when full, new signatures are refused rather than old ones forgotten, because forgetting a
+/// live signature would reopen the attack for it.
+pub struct SeenSignatures<R> {
+    window: i64,
+    inner: Mutex<Buckets<R>>,
+}
+
+struct Buckets<R> {
+    /// Keyed by the first 16 bytes of the signature: an HMAC output nobody can aim at
+    /// another without the key, and 128 bits leave no room for accidental collisions.
+    by_timestamp: BTreeMap<i64, HashMap<[u8; 16], R>>,
+    len: usize,
+}
+
+impl<R: Copy> SeenSignatures<R> {
+    pub fn new(window: i64) -> Self {
+        SeenSignatures {
+            window,
+            inner: Mutex::new(Buckets {
+                by_timestamp: BTreeMap::new(),
+                len: 0,
+            }),
+        }
+    }
+
+    /// Looks up and, when new, remembers `signature` (hex, as verified) with `first_use`.
+    /// `now` must be the clock reading the timestamp was checked against, so that nothing
+    /// still inside the window is dropped.
+    pub fn admit(
+        &self,
+        signature: &str,
+        timestamp: i64,
+        now: i64,
+        first_use: R,
+        capacity: usize,
+    ) -> Result<Admission<R>, MemoryFull> {
+        let mut key = [0u8; 16];
+        // A verified signature is 64 hex digits; anything else cannot reach here.
+        if hex::decode_to_slice(signature.get(..32).unwrap_or(""), &mut key).is_err() {
+            return Err(MemoryFull);
+        }
+        let mut b = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        b.expire(now - self.window);
+        if let Some(seen) = b.by_timestamp.get(&timestamp).and_then(|m| m.get(&key)) {
+            return Ok(Admission::Seen(*seen));
+        }
+        if b.len >= capacity {
+            return Err(MemoryFull);
+        }
+        b.by_timestamp
+            .entry(timestamp)
+            .or_default()
+            .insert(key, first_use);
+        b.len += 1;
+        Ok(Admission::First)
+    }
+
+    /// Number of signatures remembered.
+    pub fn len(&self) -> usize {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl<R> Buckets<R> {
+    /// Drops the buckets of timestamps before `oldest`, which no longer verify.
+    fn expire(&mut self, oldest: i64) {
+        while let Some(entry) = self.by_timestamp.first_entry() {
+            if *entry.key() >= oldest {
+                break;
+            }
+            self.len -= entry.remove().len();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -213,6 +315,43 @@ mod tests {
         ] {
             assert!(parse_authorization(bad).is_err(), "{bad}");
         }
+    }
+
+    const SIG_A: &str = "540eb4fb0e22c52863062e4cdea0bb0231e68e7bd5b77c6bc017cdcaed401a7d";
+    const SIG_B: &str = "0000b4fb0e22c52863062e4cdea0bb0231e68e7bd5b77c6bc017cdcaed401a7d";
+
+    #[test]
+    fn seen_signatures_bind_routing_and_expire_with_the_window() {
+        let seen = SeenSignatures::new(300);
+        let now = 1_795_359_828;
+        assert_eq!(seen.admit(SIG_A, now, now, 1u32, 10), Ok(Admission::First));
+        assert_eq!(seen.admit(SIG_A, now, now, 2, 10), Ok(Admission::Seen(1)));
+        // Still remembered at its last valid second...
+        assert_eq!(
+            seen.admit(SIG_A, now, now + 300, 2, 10),
+            Ok(Admission::Seen(1))
+        );
+        // ...and forgotten only once it can no longer verify.
+        assert_eq!(
+            seen.admit(SIG_B, now + 301, now + 301, 1, 10),
+            Ok(Admission::First)
+        );
+        assert_eq!(seen.len(), 1);
+    }
+
+    #[test]
+    fn a_full_memory_refuses_new_signatures_and_keeps_old_ones() {
+        let seen = SeenSignatures::new(300);
+        let now = 1_795_359_828;
+        assert_eq!(seen.admit(SIG_A, now, now, 1u32, 1), Ok(Admission::First));
+        assert_eq!(seen.admit(SIG_B, now, now, 1, 1), Err(MemoryFull));
+        assert_eq!(seen.admit(SIG_A, now, now, 2, 1), Ok(Admission::Seen(1)));
+        // A future timestamp (client clock ahead) is kept until it, too, leaves the window.
+        assert_eq!(
+            seen.admit(SIG_B, now + 300, now + 301, 1, 1),
+            Ok(Admission::First)
+        );
+        assert_eq!(seen.admit(SIG_A, now, now + 600, 2, 1), Err(MemoryFull));
     }
 
     #[test]
