@@ -18,15 +18,18 @@ pub struct Pkcs11Backend {
 }
 
 impl Pkcs11Backend {
-    pub fn open(cfg: &Pkcs11Config) -> Result<Self> {
+    /// Opens the token; `create_keys` only for a store that holds no sealed keys yet.
+    pub fn open(cfg: &Pkcs11Config, create_keys: bool) -> Result<Self> {
+        let pin = cfg.pin()?;
         let token = Pkcs11Hsm::open(&keyward_hsm_pkcs11::Pkcs11Config {
             module: cfg.module.clone(),
             token_label: cfg.token_label.clone(),
-            pin: cfg.pin()?,
+            pin,
             // Fewer sessions than worker threads is safe (a worker waits microseconds for a
             // session whose holder never yields while holding it) and can be faster: SoftHSM2
             // slows down with concurrent callers. Size it by measurement (docs/benchmarks.md).
             pool_size: cfg.pool_size.max(1),
+            create_keys,
         })?;
         tracing::info!(
             module = %cfg.module.display(),
@@ -82,8 +85,10 @@ impl Hsm for Pkcs11Backend {
     }
 
     fn device_identity(&self) -> Option<Vec<u8>> {
-        // The token is identified by label and PIN; its root key is what binds the data.
-        None
+        // The token is found by label and PIN, but what the stored keys are bound to is its
+        // root key: a hash of a fixed input wrapped under it, computed in the token at open
+        // (see `Pkcs11Hsm::root_identity` for why this and not CKA_CHECK_VALUE).
+        Some(self.token.root_identity().to_vec())
     }
 
     fn supports(&self, alg: Algorithm) -> bool {
@@ -261,3 +266,4 @@ impl From<keyward_hsm_pkcs11::Error> for Error {
         }
     }
 }
+
