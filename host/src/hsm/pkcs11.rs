@@ -21,6 +21,18 @@ impl Pkcs11Backend {
     /// Opens the token; `create_keys` only for a store that holds no sealed keys yet.
     pub fn open(cfg: &Pkcs11Config, create_keys: bool) -> Result<Self> {
         let pin = cfg.pin()?;
+        if let Some(var) = &cfg.pin_env {
+            // Read once, now held only in zeroizing memory (`Zeroizing`, then cryptoki's
+            // `AuthPin`, a `secrecy::SecretString`): drop it from the environment so that child
+            // processes and anything later dumping the environment do not see it.
+            // `remove_var` is only sound while no other thread reads the environment through
+            // libc (Rust's own accesses are serialised by std). This runs once, during
+            // start-up, before the listener, the request workers and the token's sessions
+            // exist; the runtime's worker threads are idle, waiting for this very start-up to
+            // finish. Note: Linux keeps the *initial* environment block for
+            // /proc/<pid>/environ (readable by the same user and root); `pin_file` avoids that.
+            std::env::remove_var(var);
+        }
         let token = Pkcs11Hsm::open(&keyward_hsm_pkcs11::Pkcs11Config {
             module: cfg.module.clone(),
             token_label: cfg.token_label.clone(),
@@ -267,3 +279,29 @@ impl From<keyward_hsm_pkcs11::Error> for Error {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The attack: anything that later reads this process's environment (a child process, a
+    /// crash reporter, a debug endpoint) finds the user PIN there.
+    #[test]
+    fn pin_variable_is_removed_from_the_environment() {
+        let var = "KEYWARD_UNIT_TEST_PIN_IS_REMOVED";
+        // Unique to this test: no other test reads or writes it.
+        std::env::set_var(var, "1234");
+        let cfg = Pkcs11Config {
+            module: "/nonexistent/libpkcs11.so".into(),
+            token_label: "t".into(),
+            pin_file: None,
+            pin_env: Some(var.into()),
+            pool_size: 1,
+        };
+        // Even an open that fails afterwards (no such module) has read and dropped the PIN.
+        assert!(Pkcs11Backend::open(&cfg, true).is_err());
+        assert!(
+            std::env::var_os(var).is_none(),
+            "PIN still in the environment"
+        );
+    }
+}
