@@ -176,6 +176,8 @@ fn run(args: &Args) -> Result<(), String> {
             token_label: args.token.clone(),
             pin: args.pin.clone(),
             pool_size: args.threads,
+            // A benchmark token is disposable; provision it on first use.
+            create_keys: true,
         })
         .map_err(|e| format!("Pkcs11Hsm::open: {e}"))?;
         let sealed = hsm

@@ -81,6 +81,19 @@ pub enum Error {
         /// Which check failed.
         reason: String,
     },
+
+    /// A root or seal key is not on the token, and the caller did not allow creating it
+    /// (`Pkcs11Config::create_keys` is false because its store already holds keys sealed
+    /// under the key that should be there).
+    #[error(
+        "root key missing or replaced: token key {label:?} is not on the token, but keys were \
+         sealed under it; restore the original token (a new key is never created for a store \
+         that holds sealed keys)"
+    )]
+    KeyMissing {
+        /// Label of the missing key.
+        label: &'static str,
+    },
 }
 
 impl Error {

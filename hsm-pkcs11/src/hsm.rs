@@ -12,6 +12,7 @@ use zeroize::Zeroizing;
 
 use crate::capabilities::Capabilities;
 use crate::error::Error;
+use crate::keys::ROOT_IDENTITY_LEN;
 use crate::pool::Pool;
 
 /// Upper bound for [`Pkcs11Hsm::random`] and [`Pkcs11Hsm::generate_software_sealed`].
@@ -28,6 +29,11 @@ pub struct Pkcs11Config {
     pub pin: Zeroizing<String>,
     /// Number of R/W sessions kept open; also the maximum number of concurrent token calls.
     pub pool_size: usize,
+    /// Whether `open` may create the root and seal keys if the token has none. Pass `false`
+    /// when the caller already holds keys sealed under this token: a missing root then means
+    /// it was lost or the token replaced, and a fresh root would only turn that into
+    /// "sealed key blob is malformed" on every use ([`Error::KeyMissing`](crate::Error)).
+    pub create_keys: bool,
 }
 
 impl fmt::Debug for Pkcs11Config {
@@ -37,6 +43,7 @@ impl fmt::Debug for Pkcs11Config {
             .field("token_label", &self.token_label)
             .field("pin", &"<redacted>")
             .field("pool_size", &self.pool_size)
+            .field("create_keys", &self.create_keys)
             .finish()
     }
 }
@@ -46,6 +53,7 @@ pub struct Pkcs11Hsm {
     pub(crate) pool: Pool,
     pub(crate) token_label: String,
     pub(crate) caps: Capabilities,
+    pub(crate) root_identity: [u8; ROOT_IDENTITY_LEN],
 }
 
 // The host shares one instance across threads; fail the build if that ever stops holding.
@@ -76,6 +84,13 @@ impl Pkcs11Hsm {
         Ok(buf)
     }
 
+    /// The root key's identity, computed in the token at open: SHA-256 over a fixed input
+    /// wrapped under the root key. Stable for one root key, different for any other; a store
+    /// records it to recognise the root its keys were sealed under.
+    pub fn root_identity(&self) -> [u8; ROOT_IDENTITY_LEN] {
+        self.root_identity
+    }
+
     /// Label of the token this instance is connected to (without PKCS#11 space padding).
     pub fn token_label(&self) -> &str {
         &self.token_label
@@ -93,6 +108,7 @@ mod tests {
             token_label: "t".into(),
             pin: Zeroizing::new("123456".into()),
             pool_size: 1,
+            create_keys: true,
         };
         assert!(!format!("{cfg:?}").contains("123456"));
     }

@@ -2,21 +2,27 @@
 //!
 //! Handles to private objects are not stable: PKCS#11 invalidates them when the process
 //! logs out (SoftHSM2 hands out new ones after the next login). So each pooled session keeps
-//! its own copy of the handles and can [`locate`] the keys again. Every locate re-checks the
-//! attributes, including `CKA_LOCAL`/`CKA_NEVER_EXTRACTABLE`: a PIN holder who destroyed our
-//! root key and imported one with a known value under the same label would otherwise get
-//! every *new* data key wrapped under a key they know.
+//! its own copy of the handles and can [`locate`] the keys again. Every locate re-checks all
+//! the attributes, the nested unwrap template included, and `CKA_LOCAL`/`CKA_NEVER_EXTRACTABLE`:
+//! a PIN holder who planted a root under our label before the first start (or, on a token that
+//! ignores `CKA_DESTROYABLE`, replaced ours) would otherwise get every *new* data key wrapped
+//! under a key they know or may unwrap weakly. The (costlier) unwrap-template probe and the
+//! identity run once per [`provision`], i.e. on every start.
 
 use cryptoki::error::RvError;
-use cryptoki::mechanism::Mechanism;
-use cryptoki::object::{
-    Attribute, AttributeInfo, AttributeType, KeyType, ObjectClass, ObjectHandle,
-};
+use cryptoki::mechanism::{Mechanism, MechanismType};
+use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
 use cryptoki::session::Session;
 use cryptoki::types::Ulong;
+use cryptoki_sys::{
+    CKA_EXTRACTABLE, CKA_PRIVATE, CKA_SENSITIVE, CKA_TOKEN, CKA_UNWRAP_TEMPLATE, CK_ATTRIBUTE_TYPE,
+    CK_FALSE, CK_TRUE,
+};
+use sha2::{Digest, Sha256};
 
 use crate::error::rv_of;
 use crate::error::Error;
+use crate::nested::AttributeReader;
 use crate::templates::{self, ROOT_KEY_LABEL, SEAL_KEY_LABEL};
 
 /// Handles of the root and seal key, valid in the session that located them (until logout).
@@ -32,29 +38,52 @@ enum KeyUsage {
     EncryptDecrypt,
 }
 
-/// First-open setup: find or create both keys, vet them, and check that the token really
-/// enforces the root key's unwrap template. Returns the root key's handle in `session`.
-pub(crate) fn provision(session: &Session) -> Result<ObjectHandle, Error> {
-    let root = find_or_create(session, ROOT_KEY_LABEL, templates::root_key_template)?;
-    verify(session, root, ROOT_KEY_LABEL, KeyUsage::WrapUnwrap)?;
+/// Open-time setup, run on every start: find both keys (creating them only if `create`),
+/// vet every attribute, check that the token really enforces the root key's unwrap template,
+/// and compute the root key's identity. Returns the root key's handle in `session` and its
+/// identity (see [`root_identity`]).
+pub(crate) fn provision(
+    session: &Session,
+    reader: &AttributeReader,
+    create: bool,
+) -> Result<(ObjectHandle, [u8; ROOT_IDENTITY_LEN]), Error> {
+    let root = find_or_create(
+        session,
+        ROOT_KEY_LABEL,
+        create,
+        templates::root_key_template,
+    )?;
+    verify(session, reader, root, ROOT_KEY_LABEL, KeyUsage::WrapUnwrap)?;
     probe_unwrap_template(session, root)?;
-    let seal = find_or_create(session, SEAL_KEY_LABEL, || {
+    let seal = find_or_create(session, SEAL_KEY_LABEL, create, || {
         Ok(templates::seal_key_template())
     })?;
-    verify(session, seal, SEAL_KEY_LABEL, KeyUsage::EncryptDecrypt)?;
-    Ok(root)
+    verify(
+        session,
+        reader,
+        seal,
+        SEAL_KEY_LABEL,
+        KeyUsage::EncryptDecrypt,
+    )?;
+    Ok((root, root_identity(session, root)?))
 }
 
 /// Find both (existing) keys and vet them.
-pub(crate) fn locate(session: &Session) -> Result<TokenKeys, Error> {
-    let missing = |label| Error::KeyPolicy {
-        label,
-        reason: "key not found on the token".into(),
-    };
-    let root = find_one(session, ROOT_KEY_LABEL)?.ok_or_else(|| missing(ROOT_KEY_LABEL))?;
-    verify(session, root, ROOT_KEY_LABEL, KeyUsage::WrapUnwrap)?;
-    let seal = find_one(session, SEAL_KEY_LABEL)?.ok_or_else(|| missing(SEAL_KEY_LABEL))?;
-    verify(session, seal, SEAL_KEY_LABEL, KeyUsage::EncryptDecrypt)?;
+pub(crate) fn locate(session: &Session, reader: &AttributeReader) -> Result<TokenKeys, Error> {
+    let root = find_one(session, ROOT_KEY_LABEL)?.ok_or(Error::KeyMissing {
+        label: ROOT_KEY_LABEL,
+    })?;
+    verify(session, reader, root, ROOT_KEY_LABEL, KeyUsage::WrapUnwrap)?;
+    let seal = find_one(session, SEAL_KEY_LABEL)?.ok_or(Error::KeyMissing {
+        label: SEAL_KEY_LABEL,
+    })?;
+    verify(
+        session,
+        reader,
+        seal,
+        SEAL_KEY_LABEL,
+        KeyUsage::EncryptDecrypt,
+    )?;
     Ok(TokenKeys { root, seal })
 }
 
@@ -75,28 +104,53 @@ fn find_one(session: &Session, label: &'static str) -> Result<Option<ObjectHandl
     }
 }
 
+/// The key labelled `label`; if there is none, a new one only when `create` (a store that
+/// already holds keys sealed under the old one must never silently meet a fresh key).
 fn find_or_create(
     session: &Session,
     label: &'static str,
+    create: bool,
     template: impl FnOnce() -> Result<Vec<Attribute>, Error>,
 ) -> Result<ObjectHandle, Error> {
     if let Some(key) = find_one(session, label)? {
         return Ok(key);
     }
-    session
-        .generate_key(&Mechanism::AesKeyGen, &template()?)
-        .map_err(Error::pkcs11("C_GenerateKey"))
+    if !create {
+        return Err(Error::KeyMissing { label });
+    }
+    let template = template()?;
+    match session.generate_key(&Mechanism::AesKeyGen, &template) {
+        // A token older than PKCS#11 3.0 may not know CKA_DESTROYABLE at all; it then cannot
+        // protect the key from deletion, and the store's record of the root identity is what
+        // catches a lost root. Anything else about the template stays non-negotiable.
+        Err(e) if rv_of(&e) == Some(RvError::AttributeTypeInvalid) => {
+            let without: Vec<Attribute> = template
+                .into_iter()
+                .filter(|a| a.attribute_type() != AttributeType::Destroyable)
+                .collect();
+            session.generate_key(&Mechanism::AesKeyGen, &without)
+        }
+        other => other,
+    }
+    .map_err(Error::pkcs11("C_GenerateKey"))
 }
 
-/// Check that a root/seal key has the required attributes. A pre-provisioned, substituted or
-/// tampered-with key with weaker attributes is refused.
+/// Check that a root/seal key has every protective attribute this crate creates it with, the
+/// root key's nested `CKA_UNWRAP_TEMPLATE` included, value by value. A pre-provisioned,
+/// planted, substituted or tampered-with key with weaker attributes is refused with an error
+/// naming the first attribute that differs.
 fn verify(
     session: &Session,
+    reader: &AttributeReader,
     key: ObjectHandle,
     label: &'static str,
     usage: KeyUsage,
 ) -> Result<(), Error> {
     let wraps = matches!(usage, KeyUsage::WrapUnwrap);
+    let mechanism = match usage {
+        KeyUsage::WrapUnwrap => MechanismType::AES_KEY_WRAP_PAD,
+        KeyUsage::EncryptDecrypt => MechanismType::AES_GCM,
+    };
     let required = [
         Attribute::Class(ObjectClass::SECRET_KEY),
         Attribute::KeyType(KeyType::AES),
@@ -112,20 +166,30 @@ fn verify(
         Attribute::NeverExtractable(true),
         Attribute::Modifiable(false),
         Attribute::Copyable(false),
+        Attribute::Destroyable(false),
         Attribute::Wrap(wraps),
         Attribute::Unwrap(wraps),
         Attribute::Encrypt(!wraps),
         Attribute::Decrypt(!wraps),
+        Attribute::Sign(false),
+        Attribute::Verify(false),
+        Attribute::Derive(false),
+        Attribute::AllowedMechanisms(vec![mechanism]),
     ];
     let types: Vec<AttributeType> = required.iter().map(Attribute::attribute_type).collect();
     let actual = session
         .get_attributes(key, &types)
         .map_err(Error::pkcs11("C_GetAttributeValue"))?;
     for want in &required {
-        if !actual.contains(want) {
-            let got = actual
-                .iter()
-                .find(|a| a.attribute_type() == want.attribute_type());
+        let got = actual
+            .iter()
+            .find(|a| a.attribute_type() == want.attribute_type());
+        // CKA_DESTROYABLE is PKCS#11 3.0; a token that does not know the attribute cannot
+        // honour it either (see `find_or_create`). A token that reports it must report false.
+        if got.is_none() && want.attribute_type() == AttributeType::Destroyable {
+            continue;
+        }
+        if got != Some(want) {
             return Err(Error::KeyPolicy {
                 label,
                 reason: format!("expected {want:?}, token has {got:?}"),
@@ -133,30 +197,114 @@ fn verify(
         }
     }
     if wraps {
-        let info = session
-            .get_attribute_info(key, &[templates::UNWRAP_TEMPLATE_TYPE])
-            .map_err(Error::pkcs11("C_GetAttributeValue"))?;
-        // cryptoki cannot read the nested values back; presence is checked here and
-        // enforcement by `probe_unwrap_template`.
-        if !matches!(info.first(), Some(AttributeInfo::Available(n)) if *n > 0) {
-            return Err(Error::KeyPolicy {
-                label,
-                reason: "CKA_UNWRAP_TEMPLATE is missing".into(),
-            });
-        }
+        verify_unwrap_template(session, reader, key, label)?;
     }
     Ok(())
 }
 
+/// Name of a boolean attribute of [`templates::UNWRAP_TEMPLATE`], for messages.
+fn attribute_name(t: CK_ATTRIBUTE_TYPE) -> String {
+    match t {
+        CKA_SENSITIVE => "CKA_SENSITIVE".into(),
+        CKA_EXTRACTABLE => "CKA_EXTRACTABLE".into(),
+        CKA_PRIVATE => "CKA_PRIVATE".into(),
+        CKA_TOKEN => "CKA_TOKEN".into(),
+        other => format!("attribute {other:#x}"),
+    }
+}
+
+/// The root key's `CKA_UNWRAP_TEMPLATE` must be exactly [`templates::UNWRAP_TEMPLATE`]: every
+/// entry present with its value, nothing else. Presence alone is not enough: a PIN holder who
+/// planted the root before `keyward init` with `{CKA_SENSITIVE=true}` only would later unwrap
+/// every CMK as extractable.
+fn verify_unwrap_template(
+    session: &Session,
+    reader: &AttributeReader,
+    key: ObjectHandle,
+    label: &'static str,
+) -> Result<(), Error> {
+    let policy = |reason: String| Error::KeyPolicy { label, reason };
+    let Some(nested) = reader.read_array(session, key, CKA_UNWRAP_TEMPLATE)? else {
+        return Err(policy("CKA_UNWRAP_TEMPLATE is missing".into()));
+    };
+    let value_of = |t: CK_ATTRIBUTE_TYPE| {
+        nested
+            .iter()
+            .find(|(nt, _)| *nt == t)
+            .map(|(_, v)| v.as_slice())
+    };
+    // A key made by Keyward before CKA_PRIVATE/CKA_TOKEN were pinned: the template cannot be
+    // changed (CKA_MODIFIABLE=false), so say what to do rather than only what is wrong.
+    let predates = nested.len() == 2
+        && value_of(CKA_SENSITIVE) == Some(&[CK_TRUE][..])
+        && value_of(CKA_EXTRACTABLE) == Some(&[CK_FALSE][..]);
+    let hint = if predates {
+        "; this root key was created by an earlier Keyward version and cannot be modified: \
+         re-provision (a new token or a new token label, a new data directory with \
+         `keyward init`) and move the keys over"
+    } else {
+        ""
+    };
+    for (t, want) in templates::UNWRAP_TEMPLATE {
+        let want_byte = if want { CK_TRUE } else { CK_FALSE };
+        match value_of(t) {
+            Some([b]) if *b == want_byte => {}
+            Some(v) => {
+                return Err(policy(format!(
+                    "CKA_UNWRAP_TEMPLATE has {}={v:02x?}, expected {want}{hint}",
+                    attribute_name(t)
+                )))
+            }
+            None => {
+                return Err(policy(format!(
+                    "CKA_UNWRAP_TEMPLATE lacks {}={want}{hint}",
+                    attribute_name(t)
+                )))
+            }
+        }
+    }
+    if let Some((extra, _)) = nested
+        .iter()
+        .find(|(t, _)| !templates::UNWRAP_TEMPLATE.iter().any(|(w, _)| w == t))
+    {
+        return Err(policy(format!(
+            "CKA_UNWRAP_TEMPLATE has an unexpected entry {}",
+            attribute_name(*extra)
+        )));
+    }
+    if nested.len() != templates::UNWRAP_TEMPLATE.len() {
+        return Err(policy("CKA_UNWRAP_TEMPLATE repeats an entry".into()));
+    }
+    Ok(())
+}
+
+/// The unwrap template as cryptoki attributes for a secret key, with `flip` (if any) inverted.
+fn unwrap_attempt(flip: Option<CK_ATTRIBUTE_TYPE>) -> Vec<Attribute> {
+    let mut t = vec![
+        Attribute::Class(ObjectClass::SECRET_KEY),
+        Attribute::KeyType(KeyType::AES),
+    ];
+    for (ty, value) in templates::UNWRAP_TEMPLATE {
+        let v = if flip == Some(ty) { !value } else { value };
+        t.push(match ty {
+            CKA_SENSITIVE => Attribute::Sensitive(v),
+            CKA_EXTRACTABLE => Attribute::Extractable(v),
+            CKA_PRIVATE => Attribute::Private(v),
+            _ => Attribute::Token(v),
+        });
+    }
+    t
+}
+
 /// Check that the token really enforces the root key's unwrap template, using a throw-away
-/// key so that nothing of value is exposed if it does not.
+/// key so that nothing of value is exposed if it does not. Runs on every start.
 ///
 /// On any error return the caller drops `session`, which destroys whatever session objects
-/// are left in it.
+/// are left in it. (A wrongly accepted TOKEN=true unwrap is destroyed right away.)
 fn probe_unwrap_template(session: &Session, root: ObjectHandle) -> Result<(), Error> {
-    let violation = |reason: &str| Error::KeyPolicy {
+    let violation = |reason: String| Error::KeyPolicy {
         label: ROOT_KEY_LABEL,
-        reason: reason.to_owned(),
+        reason,
     };
     let probe = session
         .generate_key(
@@ -169,58 +317,113 @@ fn probe_unwrap_template(session: &Session, root: ObjectHandle) -> Result<(), Er
         .destroy_object(probe)
         .map_err(Error::pkcs11("C_DestroyObject"))?;
     let wrapped = wrapped.map_err(Error::pkcs11("C_WrapKey"))?;
+    let unwrap = |t: &[Attribute]| session.unwrap_key(&Mechanism::AesKeyWrapPad, root, &wrapped, t);
+    let destroy = |h| {
+        session
+            .destroy_object(h)
+            .map_err(Error::pkcs11("C_DestroyObject"))
+    };
 
-    // 1. Explicitly asking for an extractable, non-sensitive key must be refused.
-    let weak = [
-        Attribute::Class(ObjectClass::SECRET_KEY),
-        Attribute::KeyType(KeyType::AES),
-        Attribute::Token(false),
-        Attribute::Sensitive(false),
-        Attribute::Extractable(true),
-    ];
-    match session.unwrap_key(&Mechanism::AesKeyWrapPad, root, &wrapped, &weak) {
-        Ok(handle) => {
-            // Best effort; the caller closes the session on this error anyway.
-            let _ = session.destroy_object(handle);
-            return Err(violation(
-                "token unwrapped a key as extractable/non-sensitive: CKA_UNWRAP_TEMPLATE is not enforced",
-            ));
+    // 0. The daemon's own template must work, so that the refusals below are refusals of
+    //    the one attribute each attempt changes, not of something else.
+    destroy(unwrap(&unwrap_attempt(None)).map_err(Error::pkcs11("C_UnwrapKey"))?)?;
+
+    // 1. Asking for any one protective attribute the other way round must be refused.
+    for (flip, value) in templates::UNWRAP_TEMPLATE {
+        match unwrap(&unwrap_attempt(Some(flip))) {
+            Ok(handle) => {
+                destroy(handle)?;
+                return Err(violation(format!(
+                    "token unwrapped a key with {}={}: CKA_UNWRAP_TEMPLATE is not enforced",
+                    attribute_name(flip),
+                    !value
+                )));
+            }
+            // Refused, as it should be. (SoftHSM2: CKR_TEMPLATE_INCONSISTENT.) Errors that
+            // say nothing about the template are real failures.
+            Err(e) if !is_refusal(rv_of(&e)) => return Err(Error::pkcs11("C_UnwrapKey")(e)),
+            Err(_) => {}
         }
-        // Refused, as it should be. (SoftHSM2: CKR_TEMPLATE_INCONSISTENT.) Errors that say
-        // nothing about the template are real failures.
-        Err(e) if !is_refusal(rv_of(&e)) => return Err(Error::pkcs11("C_UnwrapKey")(e)),
-        Err(_) => {}
     }
 
-    // 2. A template silent about SENSITIVE/EXTRACTABLE must not fall back to the token's
-    //    defaults. Refusing is fine (SoftHSM2 does); so is applying the unwrap template.
+    // 2. A template silent about them must not fall back to the token's defaults. Refusing
+    //    is fine (SoftHSM2 does); so is applying the unwrap template.
     let silent = [
         Attribute::Class(ObjectClass::SECRET_KEY),
         Attribute::KeyType(KeyType::AES),
-        Attribute::Token(false),
     ];
-    match session.unwrap_key(&Mechanism::AesKeyWrapPad, root, &wrapped, &silent) {
+    match unwrap(&silent) {
         Ok(handle) => {
             let attrs = session.get_attributes(
                 handle,
-                &[AttributeType::Sensitive, AttributeType::Extractable],
+                &[
+                    AttributeType::Sensitive,
+                    AttributeType::Extractable,
+                    AttributeType::Private,
+                    AttributeType::Token,
+                ],
             );
-            session
-                .destroy_object(handle)
-                .map_err(Error::pkcs11("C_DestroyObject"))?;
+            destroy(handle)?;
             let attrs = attrs.map_err(Error::pkcs11("C_GetAttributeValue"))?;
-            if !(attrs.contains(&Attribute::Sensitive(true))
-                && attrs.contains(&Attribute::Extractable(false)))
-            {
-                return Err(violation(
-                    "token does not apply CKA_UNWRAP_TEMPLATE to keys unwrapped without explicit attributes",
-                ));
+            let want = unwrap_attempt(None);
+            if let Some(missing) = want[2..].iter().find(|w| !attrs.contains(w)) {
+                return Err(violation(format!(
+                    "token does not apply CKA_UNWRAP_TEMPLATE to keys unwrapped without \
+                     explicit attributes ({missing:?} not applied)"
+                )));
             }
         }
         Err(e) if !is_refusal(rv_of(&e)) => return Err(Error::pkcs11("C_UnwrapKey")(e)),
         Err(_) => {}
     }
     Ok(())
+}
+
+/// Length of [`Pkcs11Hsm::root_identity`](crate::Pkcs11Hsm::root_identity).
+pub const ROOT_IDENTITY_LEN: usize = 32;
+
+/// A fixed, public AES-256 key: the input of [`root_identity`].
+const IDENTITY_INPUT: [u8; 32] = *b"keyward/root-identity/input/v1.\0";
+
+/// The root key's identity: SHA-256 over a domain string and `AES-KWP(root, IDENTITY_INPUT)`,
+/// computed in the token.
+///
+/// Why this construction: the store must recognise "the root my keys are sealed under", and
+/// the root's value never leaves the token. AES-KWP is deterministic, so wrapping a fixed
+/// input gives the same answer on every start and a different one (but for 2^-128) under any
+/// other key, including one a PIN holder generated with the same label and perfect
+/// attributes. The root can only wrap/unwrap (no encrypt, allowed mechanism KWP only), so
+/// wrapping is the one keyed operation available. CKA_CHECK_VALUE would be simpler but is
+/// only 3 bytes: a PIN holder could generate keys in the token until one matched. The hash
+/// keeps the stored value from being a usable sealed blob of a known key.
+///
+/// The seal key is not covered: it lives on the same token, cannot be destroyed or changed
+/// either, so replacing it means re-initialising the token, which replaces the root as well.
+fn root_identity(session: &Session, root: ObjectHandle) -> Result<[u8; ROOT_IDENTITY_LEN], Error> {
+    let input = session
+        .create_object(&[
+            Attribute::Class(ObjectClass::SECRET_KEY),
+            Attribute::KeyType(KeyType::AES),
+            Attribute::Value(IDENTITY_INPUT.to_vec()),
+            Attribute::Token(false),
+            Attribute::Private(true),
+            Attribute::Sensitive(false),
+            Attribute::Extractable(true),
+            Attribute::Encrypt(false),
+            Attribute::Decrypt(false),
+            Attribute::Wrap(false),
+            Attribute::Unwrap(false),
+        ])
+        .map_err(Error::pkcs11("C_CreateObject"))?;
+    let wrapped = session.wrap_key(&Mechanism::AesKeyWrapPad, root, input);
+    session
+        .destroy_object(input)
+        .map_err(Error::pkcs11("C_DestroyObject"))?;
+    let wrapped = wrapped.map_err(Error::pkcs11("C_WrapKey"))?;
+    let mut h = Sha256::new();
+    h.update(b"keyward/root-identity/v1");
+    h.update(&wrapped);
+    Ok(h.finalize().into())
 }
 
 /// Return values by which a token says "not with that template".

@@ -14,28 +14,37 @@
 //!   *software* key material: keys for algorithms the token cannot run (e.g. SM4), which must
 //!   be decrypted into host memory to be used at all.
 //!
-//! Both are token objects with `CKA_SENSITIVE=true`, `CKA_EXTRACTABLE=false`,
-//! `CKA_MODIFIABLE=false` and `CKA_COPYABLE=false`, so their values can never be read or
-//! wrapped out, and a PIN holder cannot later change their attributes or clone them with a
-//! weaker template. Whenever a session locates them (at open, for replacement sessions, and
-//! after a logout invalidated the handles) their attributes are re-checked, including
-//! `CKA_LOCAL`, `CKA_ALWAYS_SENSITIVE` and `CKA_NEVER_EXTRACTABLE`: a key a PIN holder
-//! imported under our label (so they know its value) is refused with [`Error::KeyPolicy`]
-//! instead of silently wrapping new data keys under it.
+//! Both are private token objects with `CKA_SENSITIVE=true`, `CKA_EXTRACTABLE=false`,
+//! `CKA_MODIFIABLE=false`, `CKA_COPYABLE=false` and `CKA_DESTROYABLE=false`, so their values
+//! can never be read or wrapped out, and a PIN holder cannot later change their attributes,
+//! clone them with a weaker template or delete them. Whenever a session locates them (at open,
+//! for replacement sessions, and after a logout invalidated the handles) every one of their
+//! attributes is re-checked, the root key's nested `CKA_UNWRAP_TEMPLATE` value by value, and
+//! `CKA_LOCAL`, `CKA_ALWAYS_SENSITIVE` and `CKA_NEVER_EXTRACTABLE` too: a key a PIN holder
+//! planted under our label before Keyward first ran, with a weaker template or a value they
+//! know, is refused with [`Error::KeyPolicy`] instead of silently wrapping data keys under it.
+//!
+//! [`Pkcs11Hsm::root_identity`] identifies the root key (a hash of a fixed input wrapped
+//! under it). A caller that stores sealed keys records it and compares it on every start, and
+//! opens with [`Pkcs11Config::create_keys`] false once it holds sealed keys: a lost root is
+//! then [`Error::KeyMissing`], never silently replaced by a fresh one.
 //!
 //! ## Why the root key carries `CKA_UNWRAP_TEMPLATE`
 //!
 //! Sealed blobs are not secret from whoever holds the user PIN: they are stored by the
 //! application. Without an unwrap template, a PIN holder could call
 //! `C_UnwrapKey(root, blob, {CKA_SENSITIVE=false, CKA_EXTRACTABLE=true})` and then simply read
-//! `CKA_VALUE`, recovering every data key. The root key is therefore created with
-//! `CKA_UNWRAP_TEMPLATE = {CKA_SENSITIVE=true, CKA_EXTRACTABLE=false}`: the token refuses any
+//! `CKA_VALUE`, recovering every data key; or unwrap it with `CKA_TOKEN=true,
+//! CKA_PRIVATE=false`, and SoftHSM2 writes the key unencrypted into its token directory. The
+//! root key is therefore created with `CKA_UNWRAP_TEMPLATE = {CKA_SENSITIVE=true,
+//! CKA_EXTRACTABLE=false, CKA_PRIVATE=true, CKA_TOKEN=false}`: the token refuses any
 //! C_UnwrapKey under the root key whose template contradicts it (`CKR_TEMPLATE_INCONSISTENT`
-//! on SoftHSM2, which even insists that the caller's template repeat both values). Because a
-//! token that silently ignored the template would give a false sense of security,
-//! [`Pkcs11Hsm::open`] probes it: it wraps a throw-away key and checks that unwrapping it as
-//! extractable/non-sensitive is refused, and that an unwrap that does not mention those
-//! attributes is either refused or still yields a sensitive, non-extractable key.
+//! on SoftHSM2, which even insists that the caller's template repeat every value; our own
+//! unwraps name exactly these four). Because a token that silently ignored the template would
+//! give a false sense of security, [`Pkcs11Hsm::open`] probes it on every start: it wraps a
+//! throw-away key and checks that our own template unwraps it, that each of the four
+//! attributes the other way round is refused, and that an unwrap that does not mention them
+//! is either refused or still yields a key with the template's values.
 //!
 //! The root key also has `CKA_ENCRYPT=false`/`CKA_DECRYPT=false`. AES-KWP is built from raw
 //! AES, so a root key with `CKA_DECRYPT` would let a PIN holder `C_Decrypt(CKM_AES_ECB)` a
@@ -108,7 +117,8 @@
 //! `CKR_USER_ALREADY_LOGGED_IN`, which we must treat as success, so `open` cannot detect a
 //! wrong PIN in that situation.
 //!
-//! Provisioning note: the first `open` on an empty token creates the two keys. Two processes
+//! Provisioning note: the first `open` on an empty token creates the two keys (only with
+//! `create_keys`). Two processes
 //! doing that first open at the same moment could both create them; `open` then refuses to
 //! run (duplicate labels) rather than pick one. Provision with a single process.
 
@@ -125,6 +135,7 @@ mod import;
 mod keypair;
 mod keys;
 mod kind;
+mod nested;
 mod open;
 mod pool;
 mod probe;
@@ -138,5 +149,6 @@ pub use crate::error::Error;
 pub use crate::hsm::{Pkcs11Config, Pkcs11Hsm};
 pub use crate::import::KCV_LEN;
 pub use crate::keypair::SealedKeyPair;
+pub use crate::keys::ROOT_IDENTITY_LEN;
 pub use crate::kind::{AsymKind, RsaDecryptMechanism, SignMechanism};
 pub use crate::templates::{ROOT_KEY_LABEL, SEAL_KEY_LABEL};

@@ -17,6 +17,7 @@ use cryptoki::types::AuthPin;
 use crate::error::{rv_of, Error};
 use crate::hsm::{Pkcs11Config, Pkcs11Hsm};
 use crate::keys;
+use crate::nested::AttributeReader;
 use crate::pool::{Pool, SessionFactory};
 use crate::probe;
 
@@ -27,19 +28,20 @@ impl Pkcs11Hsm {
         if cfg.pool_size == 0 {
             return Err(Error::InvalidConfig("pool_size must be at least 1"));
         }
-        let pkcs11 = load_module(&cfg.module)?;
+        let (pkcs11, reader) = load_module(&cfg.module)?;
         let label = cfg.token_label.trim_end_matches(' ').to_owned();
         let slot = find_slot(&pkcs11, &label)?;
         let factory = SessionFactory {
             pkcs11,
             slot,
             pin: AuthPin::from(cfg.pin.as_str()),
+            reader,
         };
 
         // Provision on the first session, then make it the first pool member. If anything
         // fails, dropping it closes it and destroys any probe objects left behind.
         let first = factory.open_session()?;
-        let root = keys::provision(&first)?;
+        let (root, root_identity) = keys::provision(&first, &factory.reader, cfg.create_keys)?;
         let caps = probe::probe_capabilities(&factory.pkcs11, factory.slot, &first, root)?;
         let mut sessions = Vec::with_capacity(cfg.pool_size);
         sessions.push(factory.adopt(first)?);
@@ -51,6 +53,7 @@ impl Pkcs11Hsm {
             pool: Pool::new(factory, sessions),
             token_label: label,
             caps,
+            root_identity,
         })
     }
 }
@@ -61,16 +64,19 @@ impl Pkcs11Hsm {
 /// dynamic loader shares it), and a second `C_Initialize` returns
 /// `CKR_CRYPTOKI_ALREADY_INITIALIZED`. Keeping one context per path avoids that and,
 /// because the context is never dropped, the module is never unloaded while initialised.
-fn load_module(path: &Path) -> Result<Pkcs11, Error> {
-    static MODULES: OnceLock<Mutex<HashMap<PathBuf, Pkcs11>>> = OnceLock::new();
+///
+/// The [`AttributeReader`] is loaded alongside, once per path as well.
+fn load_module(path: &Path) -> Result<(Pkcs11, AttributeReader), Error> {
+    type Loaded = (Pkcs11, AttributeReader);
+    static MODULES: OnceLock<Mutex<HashMap<PathBuf, Loaded>>> = OnceLock::new();
     let key = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     let mut modules = MODULES
         .get_or_init(Default::default)
         .lock()
         // Only held for a map lookup/insert and the load itself; the map stays consistent.
         .unwrap_or_else(PoisonError::into_inner);
-    if let Some(pkcs11) = modules.get(&key) {
-        return Ok(pkcs11.clone());
+    if let Some(loaded) = modules.get(&key) {
+        return Ok(loaded.clone());
     }
     let pkcs11 = Pkcs11::new(&key).map_err(Error::pkcs11("C_GetFunctionList"))?;
     match pkcs11.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
@@ -79,8 +85,9 @@ fn load_module(path: &Path) -> Result<Pkcs11, Error> {
         Err(e) if rv_of(&e) == Some(RvError::CryptokiAlreadyInitialized) => {}
         Err(e) => return Err(Error::pkcs11("C_Initialize")(e)),
     }
-    modules.insert(key, pkcs11.clone());
-    Ok(pkcs11)
+    let loaded = (pkcs11, AttributeReader::load(&key)?);
+    modules.insert(key, loaded.clone());
+    Ok(loaded)
 }
 
 /// The one slot whose token label equals `label` (PKCS#11 pads labels with spaces).

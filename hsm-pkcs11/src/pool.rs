@@ -27,6 +27,7 @@ use cryptoki::types::AuthPin;
 use crate::cache::{LruCache, DEFAULT_CAPACITY};
 use crate::error::{rv_of, Error};
 use crate::keys::{self, TokenKeys};
+use crate::nested::AttributeReader;
 
 /// One pooled session, the token-key handles valid in it, and the unwrapped data keys that
 /// live in it.
@@ -51,6 +52,8 @@ pub(crate) struct SessionFactory {
     /// Kept for re-login. `AuthPin` is a `secrecy::SecretString`: zeroized on drop, never
     /// printed.
     pub(crate) pin: AuthPin,
+    /// Reads the root key's nested unwrap template whenever the keys are located.
+    pub(crate) reader: AttributeReader,
 }
 
 impl SessionFactory {
@@ -66,7 +69,7 @@ impl SessionFactory {
 
     /// Turn a logged-in session into a pool member.
     pub(crate) fn adopt(&self, session: Session) -> Result<PooledSession, Error> {
-        let keys = keys::locate(&session)?;
+        let keys = keys::locate(&session, &self.reader)?;
         Ok(PooledSession {
             session,
             keys,
@@ -258,7 +261,7 @@ impl<'a> SessionGuard<'a> {
         let mut result = f(&ps.session, ps.keys);
         if let Err(e) = &result {
             if rv_of(e).is_some_and(may_mean_stale_login) {
-                if let Some(keys) = refresh(&ps.session, &pool.factory.pin)? {
+                if let Some(keys) = refresh(&ps.session, &pool.factory)? {
                     ps.keys = keys;
                     result = f(&ps.session, ps.keys);
                 }
@@ -276,17 +279,17 @@ impl<'a> SessionGuard<'a> {
 /// Re-login if the session reports a public (logged-out) state, then locate the token keys
 /// again. `Ok(None)`: nothing better to offer, report the original error. `Err`: the keys
 /// found are not acceptable (e.g. substituted), which trumps the original error.
-fn refresh(session: &Session, pin: &AuthPin) -> Result<Option<TokenKeys>, Error> {
+fn refresh(session: &Session, factory: &SessionFactory) -> Result<Option<TokenKeys>, Error> {
     let logged_out = matches!(
         session.get_session_info().map(|i| i.session_state()),
         Ok(SessionState::RoPublic | SessionState::RwPublic)
     );
-    if logged_out && login(session, pin).is_err() {
+    if logged_out && login(session, &factory.pin).is_err() {
         return Ok(None);
     }
-    match keys::locate(session) {
+    match keys::locate(session, &factory.reader) {
         Ok(keys) => Ok(Some(keys)),
-        Err(e @ Error::KeyPolicy { .. }) => Err(e),
+        Err(e @ (Error::KeyPolicy { .. } | Error::KeyMissing { .. })) => Err(e),
         Err(_) => Ok(None),
     }
 }

@@ -3,13 +3,13 @@
 //! Kept in one place so the security-relevant attribute choices can be reviewed together.
 
 use std::ffi::c_void;
-use std::mem::size_of;
+use std::mem::{size_of, size_of_val};
 
 use cryptoki::mechanism::MechanismType;
 use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass};
 use cryptoki_sys::{
-    CKA_EXTRACTABLE, CKA_SENSITIVE, CKA_UNWRAP_TEMPLATE, CK_ATTRIBUTE, CK_BBOOL, CK_FALSE, CK_TRUE,
-    CK_ULONG,
+    CKA_EXTRACTABLE, CKA_PRIVATE, CKA_SENSITIVE, CKA_TOKEN, CKA_UNWRAP_TEMPLATE, CK_ATTRIBUTE,
+    CK_ATTRIBUTE_TYPE, CK_BBOOL, CK_FALSE, CK_TRUE, CK_ULONG,
 };
 
 use crate::error::der_error;
@@ -44,31 +44,38 @@ static BBOOL_FALSE: CK_BBOOL = CK_FALSE;
 const _: () =
     assert!(size_of::<CK_ATTRIBUTE>() == 2 * size_of::<CK_ULONG>() + size_of::<*mut c_void>());
 
-/// Build `CKA_UNWRAP_TEMPLATE = { CKA_SENSITIVE = TRUE, CKA_EXTRACTABLE = FALSE }`.
+/// The root key's `CKA_UNWRAP_TEMPLATE`, exactly: every key unwrapped under the root key gets
+/// these values, and start-up refuses a root whose nested template differs in any way.
 ///
-/// An array attribute's value is a `CK_ATTRIBUTE[]`, so we serialise the two nested
+/// * SENSITIVE=true, EXTRACTABLE=false: otherwise a PIN holder unwraps a sealed blob and reads
+///   (or wraps out) `CKA_VALUE`.
+/// * PRIVATE=true, TOKEN=false: otherwise a PIN holder unwraps a sealed blob as a *public token
+///   object*, which SoftHSM2 writes unencrypted to its token directory (only private objects
+///   are encrypted under the user PIN), where anyone who can read the directory finds it.
+pub(crate) const UNWRAP_TEMPLATE: [(CK_ATTRIBUTE_TYPE, bool); 4] = [
+    (CKA_SENSITIVE, true),
+    (CKA_EXTRACTABLE, false),
+    (CKA_PRIVATE, true),
+    (CKA_TOKEN, false),
+];
+
+/// Build the `CKA_UNWRAP_TEMPLATE` attribute carrying [`UNWRAP_TEMPLATE`].
+///
+/// An array attribute's value is a `CK_ATTRIBUTE[]`, so we serialise the nested
 /// `CK_ATTRIBUTE` structs (type, pointer to a static CK_BBOOL, length 1) into the byte vector
 /// carried by `Attribute::VendorDefined`. cryptoki passes that vector's pointer and length
 /// through unchanged as `pValue`/`ulValueLen`, which is exactly what the token expects.
 pub(crate) fn unwrap_template_attribute() -> Result<Attribute, Error> {
-    let nested = [
-        CK_ATTRIBUTE {
-            type_: CKA_SENSITIVE,
-            pValue: &BBOOL_TRUE as *const CK_BBOOL as *mut c_void,
-            ulValueLen: size_of::<CK_BBOOL>() as CK_ULONG,
-        },
-        CK_ATTRIBUTE {
-            type_: CKA_EXTRACTABLE,
-            pValue: &BBOOL_FALSE as *const CK_BBOOL as *mut c_void,
-            ulValueLen: size_of::<CK_BBOOL>() as CK_ULONG,
-        },
-    ];
+    let nested = UNWRAP_TEMPLATE.map(|(type_, value)| CK_ATTRIBUTE {
+        type_,
+        pValue: if value { &BBOOL_TRUE } else { &BBOOL_FALSE } as *const CK_BBOOL as *mut c_void,
+        ulValueLen: size_of::<CK_BBOOL>() as CK_ULONG,
+    });
     // SAFETY: `nested` is a fully initialised array of a padding-free POD struct (asserted
     // above), so viewing it as bytes reads only initialised memory.
-    let bytes = unsafe {
-        std::slice::from_raw_parts(nested.as_ptr().cast::<u8>(), size_of::<[CK_ATTRIBUTE; 2]>())
-    }
-    .to_vec();
+    let bytes =
+        unsafe { std::slice::from_raw_parts(nested.as_ptr().cast::<u8>(), size_of_val(&nested)) }
+            .to_vec();
     // The token reads the buffer as CK_ATTRIBUTE[]; make sure that is an aligned read. The
     // global allocator returns at least 16-byte-aligned blocks for a 48-byte request, so
     // this never fires in practice, but if it did we would rather fail than hand C code a
@@ -101,6 +108,12 @@ fn token_key_common(label: &str) -> Vec<Attribute> {
         // (SoftHSM2 already refuses attribute changes when copying a !Modifiable key; this is
         // defence in depth for other tokens.)
         Attribute::Copyable(false),
+        // !Destroyable: one C_DestroyObject by a PIN holder would otherwise lose every key
+        // sealed under it (SoftHSM2 2.6.1 honours it: C_DestroyObject answers
+        // CKR_ACTION_PROHIBITED; tested in tests/softhsm.rs). Note that the token's SO can
+        // still re-initialise the whole token; the store's record of the root's identity
+        // turns that into a clear start-up error rather than a silently fresh root.
+        Attribute::Destroyable(false),
         Attribute::Sign(false),
         Attribute::Verify(false),
         Attribute::Derive(false),
@@ -168,6 +181,7 @@ pub(crate) fn unwrapped_data_key_template() -> Vec<Attribute> {
         Attribute::Class(ObjectClass::SECRET_KEY),
         Attribute::KeyType(KeyType::AES),
         Attribute::Token(false),
+        Attribute::Private(true),
         Attribute::Sensitive(true),
         Attribute::Extractable(false),
         Attribute::Encrypt(true),
@@ -228,6 +242,7 @@ pub(crate) fn unwrapped_private_key_template(kind: AsymKind) -> Vec<Attribute> {
         Attribute::Class(ObjectClass::PRIVATE_KEY),
         Attribute::KeyType(kind.key_type()),
         Attribute::Token(false),
+        Attribute::Private(true),
         Attribute::Sensitive(true),
         Attribute::Extractable(false),
         Attribute::Sign(true),
@@ -248,6 +263,7 @@ pub(crate) fn unwrapping_private_key_template(kind: AsymKind) -> Vec<Attribute> 
         Attribute::Class(ObjectClass::PRIVATE_KEY),
         Attribute::KeyType(kind.key_type()),
         Attribute::Token(false),
+        Attribute::Private(true),
         Attribute::Sensitive(true),
         Attribute::Extractable(false),
         Attribute::Unwrap(true),

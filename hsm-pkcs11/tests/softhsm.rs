@@ -554,45 +554,34 @@ fn pool_recovers_after_the_process_is_logged_out() {
 
 #[test]
 fn substituted_root_key_is_refused() {
-    // A PIN holder destroys the root key and imports one whose value they know, with
-    // otherwise perfect-looking attributes. If we accepted it, every *new* data key would be
-    // wrapped under a key the attacker knows. CKA_LOCAL / CKA_NEVER_EXTRACTABLE give it away.
+    // A PIN holder would like to replace the root key with one whose value they know, with
+    // otherwise perfect-looking attributes: every *new* data key would then be wrapped under
+    // a key the attacker knows. Destroying the root is refused (CKA_DESTROYABLE=false), so
+    // the running instance keeps its key ...
     let hsm = open("kw-substitute");
     hsm.generate_aes256_sealed().unwrap();
     let s = raw_session("kw-substitute");
     let root = find_token_key(&s, ROOT_KEY_LABEL)[0];
-    s.destroy_object(root).unwrap();
-    s.create_object(&[
-        Attribute::Class(ObjectClass::SECRET_KEY),
-        Attribute::KeyType(KeyType::AES),
+    assert!(s.destroy_object(root).is_err());
+    // ... and an imported look-alike next to it makes the label ambiguous, which is refused
+    // by a fresh open and by the running instance when it next locates its keys.
+    let mut planted = common::root_look_alike(ROOT_KEY_LABEL);
+    planted.retain(|a| !matches!(a, Attribute::ValueLen(_)));
+    planted.extend([
         Attribute::Value(vec![0x41; 32]),
-        Attribute::Token(true),
-        Attribute::Private(true),
-        Attribute::Sensitive(true),
-        Attribute::Extractable(false),
-        Attribute::Modifiable(false),
-        Attribute::Copyable(false),
-        Attribute::Wrap(true),
-        Attribute::Unwrap(true),
-        Attribute::Encrypt(false),
-        Attribute::Decrypt(false),
-        Attribute::Sign(false),
-        Attribute::Verify(false),
-        Attribute::Derive(false),
-        Attribute::Label(ROOT_KEY_LABEL.as_bytes().to_vec()),
-    ])
-    .unwrap();
-
-    // The running instance notices when its handle goes stale and re-locates the key.
-    let err = hsm.generate_aes256_sealed().unwrap_err();
-    assert!(
-        matches!(&err, Error::KeyPolicy { label, .. } if *label == ROOT_KEY_LABEL),
-        "{err:?}"
-    );
-    // A fresh open refuses outright.
+        common::unwrap_template(&[
+            (cryptoki_sys::CKA_SENSITIVE, true),
+            (cryptoki_sys::CKA_EXTRACTABLE, false),
+            (cryptoki_sys::CKA_PRIVATE, true),
+            (cryptoki_sys::CKA_TOKEN, false),
+        ]),
+    ]);
+    s.create_object(&planted).unwrap();
     let err = Pkcs11Hsm::open(&config("kw-substitute", 1)).unwrap_err();
     assert!(
         matches!(&err, Error::KeyPolicy { label, .. } if *label == ROOT_KEY_LABEL),
         "{err:?}"
     );
+    // (A planted root alone, on a token without ours, is refused by its missing CKA_LOCAL:
+    // tests/softhsm_vetting.rs.)
 }

@@ -281,4 +281,66 @@ async fn data_directory_and_database_are_private() {
     std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
     d.start();
     check(&dir);
+
+/// `keyward init` on `config`, with the daemon's token: `init` always exits (a wrongly
+/// accepted start-up shows as "already initialised"), so a broken check cannot hang the test.
+fn init_output(d: &Daemon, config: &std::path::Path) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_keyward"))
+        .env("KEYWARD_TEST_PIN", PIN)
+        .env("SOFTHSM2_CONF", d.softhsm_conf.as_ref().unwrap())
+        .args(["init", "--config"])
+        .arg(config)
+        .output()
+        .expect("keyward init runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Issue 12 item 2: a store holding sealed keys never meets a fresh root silently, whether the
+/// root is gone or another one (perfect attributes, but not the one the keys are sealed under)
+/// took its place.
+#[tokio::test(flavor = "multi_thread")]
+async fn store_refuses_a_missing_or_replaced_root_key() {
+    let mut d = Daemon::softhsm();
+    ok(d.client()
+        .kms("CreateKey", json!({"Alias": unique("root-id")}))
+        .await
+        .unwrap());
+    d.stop();
+
+    // The token's SO re-initialises it (here: its directory wiped and a token with the same
+    // label created): the root key is gone, the store still holds keys sealed under it.
+    std::fs::remove_dir_all(d.dir.path().join("tokens")).unwrap();
+    make_token(d.dir.path());
+    let (started, stderr) = init_output(&d, &d.config);
+    assert!(!started, "start-up must fail");
+    assert!(
+        stderr.contains("root key missing or replaced") && stderr.contains("is not on the token"),
+        "{stderr}"
+    );
+
+    // Nothing was created by that attempt: a second data directory now provisions the empty
+    // token, which gets a root key with every protective attribute ...
+    let other = d.dir.path().join("other.toml");
+    let text = std::fs::read_to_string(&d.config).unwrap().replace(
+        &format!("data_dir = \"{}\"", d.data_dir().display()),
+        &format!(
+            "data_dir = \"{}\"",
+            d.dir.path().join("other-data").display()
+        ),
+    );
+    std::fs::write(&other, text).unwrap();
+    let (started, stderr) = init_output(&d, &other);
+    assert!(started, "a fresh store may provision the token: {stderr}");
+
+    // ... which passes every attribute check but is not the root the first store's keys are
+    // sealed under.
+    let (started, stderr) = init_output(&d, &d.config);
+    assert!(!started, "start-up must fail");
+    assert!(
+        stderr.contains("root key missing or replaced") && stderr.contains("identity"),
+        "{stderr}"
+    );
 }

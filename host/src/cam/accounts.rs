@@ -65,6 +65,12 @@ pub struct Accounts {
 }
 
 impl Accounts {
+    /// Whether the store is bound to an HSM backend, i.e. holds key material sealed by it
+    /// (the binding is written just before the first sealed key, the system key).
+    pub fn store_is_bound(meta: &dyn MetaStore) -> Result<bool> {
+        Ok(meta.get_meta(BACKEND_META)?.is_some())
+    }
+
     /// Binds the store to the HSM backend on first use and loads the system key.
     pub fn open(
         store: Arc<dyn AccountStore>,
@@ -83,12 +89,18 @@ impl Accounts {
         }
         if let Some(identity) = hsm.device_identity() {
             meta.insert_meta(DEVICE_IDENTITY_META, &identity)?;
+            // A store bound before identities were recorded learns its identity here, once.
             if meta.get_meta(DEVICE_IDENTITY_META)?.as_deref() != Some(identity.as_slice()) {
-                return Err(Error::Config(
-                    "this data directory belongs to another HSM device (its attested identity \
-                     differs); connect the original device"
+                return Err(Error::Config(match hsm.backend() {
+                    "pkcs11" => "HSM root key missing or replaced: the token's keyward-root is \
+                                 not the root key this data directory's keys are sealed under \
+                                 (its identity differs from the one recorded in the store); \
+                                 connect the original token"
                         .into(),
-                ));
+                    _ => "this data directory belongs to another HSM device (its attested \
+                          identity differs); connect the original device"
+                        .into(),
+                }));
             }
         }
         if meta.get_meta(SYSTEM_KEY_META)?.is_none() {

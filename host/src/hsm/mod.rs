@@ -63,8 +63,9 @@ pub trait Hsm: Send + Sync {
     ) -> Result<Zeroizing<Vec<u8>>>;
     fn random(&self, len: usize) -> Result<Zeroizing<Vec<u8>>>;
 
-    /// The attested identity (public key) of the device behind this backend, if it has one;
-    /// the store pins it so a data directory is never served by another device.
+    /// The identity of the key material behind this backend, if it has one: the firmware
+    /// device's attested public key, the PKCS#11 token's root-key identity. The store pins it
+    /// so a data directory is never served by another device or root key.
     fn device_identity(&self) -> Option<Vec<u8>>;
     /// Whether this backend can hold and use keys of `alg` at all (HSM or SOFTWARE level).
     fn supports(&self, alg: Algorithm) -> bool;
@@ -100,10 +101,15 @@ pub trait Hsm: Send + Sync {
 }
 
 /// Opens the backend named in the configuration.
-pub fn open(cfg: &Config) -> Result<Arc<dyn Hsm>> {
+///
+/// `store_bound`: the store already holds key material sealed by this backend. A PKCS#11
+/// token then must already have its root key; it is never created for such a store (a fresh
+/// root would turn every sealed key into "malformed blob" errors instead of one clear start-up
+/// error). The firmware backends keep their device key themselves.
+pub fn open(cfg: &Config, store_bound: bool) -> Result<Arc<dyn Hsm>> {
     match &cfg.hsm {
         HsmConfig::Embedded => Ok(Arc::new(EmbeddedHsm::open(&cfg.data_dir)?)),
-        HsmConfig::Pkcs11(p) => Ok(Arc::new(Pkcs11Backend::open(p)?)),
+        HsmConfig::Pkcs11(p) => Ok(Arc::new(Pkcs11Backend::open(p, !store_bound)?)),
         HsmConfig::Serial(s) => Ok(Arc::new(SerialLink::open(s)?)),
     }
 }

@@ -18,15 +18,30 @@ pub struct Pkcs11Backend {
 }
 
 impl Pkcs11Backend {
-    pub fn open(cfg: &Pkcs11Config) -> Result<Self> {
+    /// Opens the token; `create_keys` only for a store that holds no sealed keys yet.
+    pub fn open(cfg: &Pkcs11Config, create_keys: bool) -> Result<Self> {
+        let pin = cfg.pin()?;
+        if let Some(var) = &cfg.pin_env {
+            // Read once, now held only in zeroizing memory (`Zeroizing`, then cryptoki's
+            // `AuthPin`, a `secrecy::SecretString`): drop it from the environment so that child
+            // processes and anything later dumping the environment do not see it.
+            // `remove_var` is only sound while no other thread reads the environment through
+            // libc (Rust's own accesses are serialised by std). This runs once, during
+            // start-up, before the listener, the request workers and the token's sessions
+            // exist; the runtime's worker threads are idle, waiting for this very start-up to
+            // finish. Note: Linux keeps the *initial* environment block for
+            // /proc/<pid>/environ (readable by the same user and root); `pin_file` avoids that.
+            std::env::remove_var(var);
+        }
         let token = Pkcs11Hsm::open(&keyward_hsm_pkcs11::Pkcs11Config {
             module: cfg.module.clone(),
             token_label: cfg.token_label.clone(),
-            pin: cfg.pin()?,
+            pin,
             // Fewer sessions than worker threads is safe (a worker waits microseconds for a
             // session whose holder never yields while holding it) and can be faster: SoftHSM2
             // slows down with concurrent callers. Size it by measurement (docs/benchmarks.md).
             pool_size: cfg.pool_size.max(1),
+            create_keys,
         })?;
         tracing::info!(
             module = %cfg.module.display(),
@@ -82,8 +97,10 @@ impl Hsm for Pkcs11Backend {
     }
 
     fn device_identity(&self) -> Option<Vec<u8>> {
-        // The token is identified by label and PIN; its root key is what binds the data.
-        None
+        // The token is found by label and PIN, but what the stored keys are bound to is its
+        // root key: a hash of a fixed input wrapped under it, computed in the token at open
+        // (see `Pkcs11Hsm::root_identity` for why this and not CKA_CHECK_VALUE).
+        Some(self.token.root_identity().to_vec())
     }
 
     fn supports(&self, alg: Algorithm) -> bool {
@@ -259,5 +276,32 @@ impl From<keyward_hsm_pkcs11::Error> for Error {
             }
             other => Error::Hsm(other.to_string()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The attack: anything that later reads this process's environment (a child process, a
+    /// crash reporter, a debug endpoint) finds the user PIN there.
+    #[test]
+    fn pin_variable_is_removed_from_the_environment() {
+        let var = "KEYWARD_UNIT_TEST_PIN_IS_REMOVED";
+        // Unique to this test: no other test reads or writes it.
+        std::env::set_var(var, "1234");
+        let cfg = Pkcs11Config {
+            module: "/nonexistent/libpkcs11.so".into(),
+            token_label: "t".into(),
+            pin_file: None,
+            pin_env: Some(var.into()),
+            pool_size: 1,
+        };
+        // Even an open that fails afterwards (no such module) has read and dropped the PIN.
+        assert!(Pkcs11Backend::open(&cfg, true).is_err());
+        assert!(
+            std::env::var_os(var).is_none(),
+            "PIN still in the environment"
+        );
     }
 }

@@ -92,6 +92,7 @@ pub fn config(label: &str, pool_size: usize) -> Pkcs11Config {
         token_label: label.into(),
         pin: Zeroizing::new(PIN.into()),
         pool_size,
+        create_keys: true,
     }
 }
 
@@ -134,4 +135,62 @@ pub fn find_token_key(session: &Session, label: &str) -> Vec<ObjectHandle> {
 
 pub fn rv(e: &Error) -> Option<RvError> {
     e.rv()
+}
+
+static CK_TRUE_BYTE: cryptoki_sys::CK_BBOOL = cryptoki_sys::CK_TRUE;
+static CK_FALSE_BYTE: cryptoki_sys::CK_BBOOL = cryptoki_sys::CK_FALSE;
+
+/// A `CKA_UNWRAP_TEMPLATE` attribute with the given boolean entries, as a PIN holder planting a
+/// root key would build it (cryptoki has no typed attribute for it). The nested values point
+/// to statics, so the attribute stays valid as long as the caller needs it.
+pub fn unwrap_template(entries: &[(cryptoki_sys::CK_ATTRIBUTE_TYPE, bool)]) -> Attribute {
+    let nested: Vec<cryptoki_sys::CK_ATTRIBUTE> = entries
+        .iter()
+        .map(|&(type_, v)| cryptoki_sys::CK_ATTRIBUTE {
+            type_,
+            pValue: if v { &CK_TRUE_BYTE } else { &CK_FALSE_BYTE } as *const u8 as *mut _,
+            ulValueLen: 1,
+        })
+        .collect();
+    // SAFETY: CK_ATTRIBUTE is a padding-free C struct (two CK_ULONGs and a pointer on the
+    // platforms SoftHSM2 runs on); the Vec is fully initialised.
+    let bytes = unsafe {
+        std::slice::from_raw_parts(
+            nested.as_ptr().cast::<u8>(),
+            std::mem::size_of_val(nested.as_slice()),
+        )
+    }
+    .to_vec();
+    Attribute::VendorDefined((
+        cryptoki::object::AttributeType::VendorDefined(cryptoki_sys::CKA_UNWRAP_TEMPLATE),
+        bytes,
+    ))
+}
+
+/// Every attribute Keyward gives its root key except the unwrap template: what a PIN holder
+/// planting a look-alike root would copy.
+pub fn root_look_alike(label: &str) -> Vec<Attribute> {
+    use cryptoki::mechanism::MechanismType;
+    use cryptoki::object::KeyType;
+    vec![
+        Attribute::Class(ObjectClass::SECRET_KEY),
+        Attribute::KeyType(KeyType::AES),
+        Attribute::ValueLen(32.into()),
+        Attribute::Token(true),
+        Attribute::Private(true),
+        Attribute::Sensitive(true),
+        Attribute::Extractable(false),
+        Attribute::Modifiable(false),
+        Attribute::Copyable(false),
+        Attribute::Destroyable(false),
+        Attribute::Wrap(true),
+        Attribute::Unwrap(true),
+        Attribute::Encrypt(false),
+        Attribute::Decrypt(false),
+        Attribute::Sign(false),
+        Attribute::Verify(false),
+        Attribute::Derive(false),
+        Attribute::AllowedMechanisms(vec![MechanismType::AES_KEY_WRAP_PAD]),
+        Attribute::Label(label.as_bytes().to_vec()),
+    ]
 }
