@@ -281,6 +281,7 @@ async fn data_directory_and_database_are_private() {
     std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
     d.start();
     check(&dir);
+}
 
 /// `keyward init` on `config`, with the daemon's token: `init` always exits (a wrongly
 /// accepted start-up shows as "already initialised"), so a broken check cannot hang the test.
