@@ -60,10 +60,10 @@ for t in $targets; do
   "$bin_dir/$t" "$corpus" \
     -max_total_time="$secs" -max_len=4096 -timeout=10 -rss_limit_mb=2048 \
     -print_final_stats=1 -artifact_prefix="fuzz/artifacts/$t/" >"$log" 2>&1 || rc=$?
-  stat() { sed -n "s/^stat::$1: *//p" "$log" | tail -1; }
+  stat() { sed -n "s/^stat::$1: *//p" "$log" | tail -1 || true; }
   execs=$(stat number_of_executed_units)
   rate=$(stat average_exec_per_sec)
-  cov=$(grep -oE 'cov: [0-9]+' "$log" | tail -1 | cut -d' ' -f2)
+  cov=$(grep -oE 'cov: [0-9]+' "$log" | tail -1 | cut -d' ' -f2 || true)
   units=$(find "$corpus" -type f | wc -l)
   if [ -n "${FUZZ_KEEP_CORPUS:-}" ]; then
     mkdir -p "$FUZZ_KEEP_CORPUS/$t" && cp "$corpus"/* "$FUZZ_KEEP_CORPUS/$t"/
@@ -71,7 +71,7 @@ for t in $targets; do
   if [ "$rc" -eq 0 ]; then
     verdict="ok     crashes 0"
   else
-    artifact=$(grep -oE "Test unit written to [^ ]+" "$log" | tail -1 | sed 's/Test unit written to //')
+    artifact=$(grep -oE "Test unit written to [^ ]+" "$log" | tail -1 | sed 's/Test unit written to //' || true)
     verdict="FAILED (exit $rc) ${artifact:-no artifact}"
     failed+=("$t")
     echo "---- $t: last lines of the libFuzzer log"
