@@ -43,5 +43,7 @@ echo "==> the freestanding (no_std, no_main) firmware build"
 cargo fmt --manifest-path firmware/device/Cargo.toml -- --check
 cargo clippy --release --quiet --manifest-path firmware/device/Cargo.toml -- -D warnings
 cargo build --release --quiet --manifest-path firmware/device/Cargo.toml
+echo "==> coverage-guided fuzzing of every input decoder (20 s per target; docs/fuzzing.md)"
+bash scripts/fuzz.sh 20
 echo "==> Python SDK compatibility suite"
 KEYWARD_BIN="$PWD/target/debug/keyward" .venv/bin/python -m pytest -q tests/python
