@@ -250,16 +250,6 @@ async fn no_policy_sub_account_is_refused_everything() {
     ok(root.kms("GetServiceStatus", json!({})).await.unwrap());
 }
 
-async fn key_state(root: &TcClient, key: &str) -> String {
-    ok(root
-        .kms("DescribeKey", json!({"KeyId": key}))
-        .await
-        .unwrap())["KeyMetadata"]["KeyState"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn encrypt_on_one_key_only() {
     let d = Daemon::under_test();

@@ -178,15 +178,6 @@ async fn create_key(c: &TcClient) -> String {
         .to_string()
 }
 
-async fn key_state(c: &TcClient, key_id: &str) -> String {
-    ok(c.kms("DescribeKey", json!({"KeyId": key_id}))
-        .await
-        .unwrap())["KeyMetadata"]["KeyState"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_captured_read_cannot_be_resent_as_a_write() {
     let d = Daemon::embedded();

@@ -18,15 +18,6 @@ async fn create(c: &TcClient, body: Value) -> String {
         .to_string()
 }
 
-async fn state_of(c: &TcClient, key_id: &str) -> String {
-    ok(c.kms("DescribeKey", json!({"KeyId": key_id}))
-        .await
-        .unwrap())["KeyMetadata"]["KeyState"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
 async fn advance(c: &TcClient, seconds: u64) -> Value {
     ok(c.call(
         "2026-11-01",
@@ -73,7 +64,7 @@ async fn key_in_state(c: &TcClient, state: &str) -> (String, Option<String>) {
         }
         other => panic!("{other}"),
     }
-    assert_eq!(state_of(c, &id).await, state);
+    assert_eq!(key_state(c, &id).await, state);
     (id, Some(blob))
 }
 
@@ -417,7 +408,7 @@ async fn scheduled_deletion_alarms_cancel_and_delete() {
     ok(c.kms("CancelKeyDeletion", json!({"KeyId": id}))
         .await
         .unwrap());
-    assert_eq!(state_of(&c, &id).await, "Disabled");
+    assert_eq!(key_state(&c, &id).await, "Disabled");
     assert_eq!(advance(&c, 5 * DAY).await["Reminded"], 0);
     let date = ok(c
         .kms(
@@ -432,7 +423,7 @@ async fn scheduled_deletion_alarms_cancel_and_delete() {
     // A restart in the middle of the window loses nothing.
     d.restart();
     let c = d.client();
-    assert_eq!(state_of(&c, &id).await, "PendingDelete");
+    assert_eq!(key_state(&c, &id).await, "PendingDelete");
 
     // Days 1-3: quiet; the last three days: one reminder a day.
     assert_eq!(advance(&c, 3 * DAY + 3600).await["Reminded"], 0);
@@ -454,7 +445,7 @@ async fn scheduled_deletion_alarms_cancel_and_delete() {
     );
     let now = advance(&c, 0).await["Now"].as_u64().unwrap();
     assert!(now < date, "not due yet");
-    assert_eq!(state_of(&c, &id).await, "PendingDelete");
+    assert_eq!(key_state(&c, &id).await, "PendingDelete");
 
     // Past the date: gone with its material.
     assert_eq!(advance(&c, date - now + 1).await["Deleted"], 1);

@@ -370,3 +370,13 @@ pub fn unb64(s: &str) -> Vec<u8> {
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
 }
+
+/// A key's KeyState, as DescribeKey reports it.
+pub async fn key_state(c: &TcClient, key_id: &str) -> String {
+    ok(c.kms("DescribeKey", serde_json::json!({"KeyId": key_id}))
+        .await
+        .unwrap())["KeyMetadata"]["KeyState"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
