@@ -13,14 +13,14 @@ cargo build --release --quiet --bin keyward -p keyward
 bin=target/release/keyward
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
-export KEYWARD_PIN=1234 KEYWARD_LOG=warn
+export KEYWARD_PIN=keyward-bench-pin-1234 KEYWARD_LOG=warn
 hsm=""
 if [ "$backend" = pkcs11 ]; then
   mkdir -p "$work/tokens"
   printf 'directories.tokendir = %s/tokens\nobjectstore.backend = file\nlog.level = ERROR\n' "$work" > "$work/softhsm2.conf"
   export SOFTHSM2_CONF="$work/softhsm2.conf"
-  softhsm2-util --init-token --free --label keyward-on --pin 1234 --so-pin 5678 >/dev/null
-  softhsm2-util --init-token --free --label keyward-off --pin 1234 --so-pin 5678 >/dev/null
+  softhsm2-util --init-token --free --label keyward-on --pin keyward-bench-pin-1234 --so-pin 5678 >/dev/null
+  softhsm2-util --init-token --free --label keyward-off --pin keyward-bench-pin-1234 --so-pin 5678 >/dev/null
 fi
 port=18190
 for mode in on off; do

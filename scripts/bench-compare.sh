@@ -10,7 +10,7 @@ old=$1 new=$2
 secs=${3:-5} conc=${4:-16} rounds=${5:-3}
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
-export KEYWARD_PIN=1234 KEYWARD_LOG=warn
+export KEYWARD_PIN=keyward-bench-pin-1234 KEYWARD_LOG=warn
 port=18300
 declare -A endpoint cred
 for build in old new; do
@@ -22,7 +22,7 @@ for build in old new; do
       printf 'directories.tokendir = %s/tokens\nobjectstore.backend = file\nlog.level = ERROR\n' \
         "$dir" > "$dir/softhsm2.conf"
       SOFTHSM2_CONF="$dir/softhsm2.conf" softhsm2-util --init-token --free --label keyward \
-        --pin 1234 --so-pin 5678 > /dev/null
+        --pin keyward-bench-pin-1234 --so-pin 5678 > /dev/null
       hsm=$'[hsm]\nbackend = "pkcs11"\nmodule = "/usr/lib/softhsm/libsofthsm2.so"\ntoken_label = "keyward"\npin_env = "KEYWARD_PIN"\npool_size = 4'
     else
       hsm=""

@@ -14,8 +14,8 @@ work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 mkdir -p "$work/tokens"
 printf 'directories.tokendir = %s/tokens\nobjectstore.backend = file\nlog.level = ERROR\n' "$work" > "$work/softhsm2.conf"
-export SOFTHSM2_CONF="$work/softhsm2.conf" KEYWARD_PIN=1234 KEYWARD_LOG=warn
-softhsm2-util --init-token --free --label keyward --pin 1234 --so-pin 5678 >/dev/null
+export SOFTHSM2_CONF="$work/softhsm2.conf" KEYWARD_PIN=keyward-bench-pin-1234 KEYWARD_LOG=warn
+softhsm2-util --init-token --free --label keyward --pin keyward-bench-pin-1234 --so-pin 5678 >/dev/null
 cat > "$work/keyward.toml" <<TOML
 data_dir = "$work/data"
 [hsm]
@@ -47,7 +47,7 @@ for a in Sign-RSA Sign-ECC Sign-P384 Sign-SM2 Verify-RSA Verify-ECC Verify-P384 
     --action "$a" --concurrency "$conc" --duration "$secs"
 done
 target/release/examples/raw_bench --module /usr/lib/softhsm/libsofthsm2.so --token keyward \
-  --pin 1234 --threads 1 --seconds "$secs" --asym | grep raw_pkcs11_sign || true
+  --pin keyward-bench-pin-1234 --threads 1 --seconds "$secs" --asym | grep raw_pkcs11_sign || true
 # The same Encrypt through the firmware core: linked in (embedded) and over a pty (serial).
 target/release/keyward-fw-sim --state-dir "$work/sim" > "$work/sim.out" &
 sleep 0.5
@@ -68,5 +68,5 @@ path = \"$device\""; else hsm=""; fi
 done
 for t in 1 2; do
   target/release/examples/raw_bench --module /usr/lib/softhsm/libsofthsm2.so --token keyward \
-    --pin 1234 --threads "$t" --seconds "$secs"
+    --pin keyward-bench-pin-1234 --threads "$t" --seconds "$secs"
 done

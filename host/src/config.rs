@@ -149,7 +149,16 @@ pub struct TestingConfig {
     /// cover rotation periods and deletion windows without waiting days.
     #[serde(default)]
     pub adjustable_clock: bool,
+    /// Accepts a PIN shorter than `MIN_SOFTWARE_TOKEN_PIN` on a software token (SoftHSM2),
+    /// for throw-away test tokens.
+    #[serde(default)]
+    pub allow_weak_pin: bool,
 }
+
+/// The shortest PIN accepted for a software token outside test mode. SoftHSM2's token
+/// directory alone allows offline guessing at about 1,200 PINs a second per core (a six-digit
+/// PIN falls in minutes); twelve characters put a random PIN out of reach.
+pub const MIN_SOFTWARE_TOKEN_PIN: usize = 12;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -345,3 +345,44 @@ async fn store_refuses_a_missing_or_replaced_root_key() {
         "{stderr}"
     );
 }
+
+/// A software token is only as strong as its PIN against whoever copies its directory (issue
+/// 12, item 5): short PINs are refused outside test mode, before the token is touched.
+#[tokio::test(flavor = "multi_thread")]
+async fn weak_pins_are_refused_for_software_tokens() {
+    let d = Daemon::softhsm();
+    let text = std::fs::read_to_string(&d.config).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let run = |extra: &str| {
+        let config = dir.path().join("weak.toml");
+        let data = dir.path().join("data");
+        let body = text
+            .replace("KEYWARD_TEST_PIN", "KEYWARD_WEAK_PIN")
+            .lines()
+            .filter(|l| !l.starts_with("data_dir"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        std::fs::write(&config, format!("data_dir = {data:?}\n{extra}\n{body}\n")).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_keyward"))
+            .env("KEYWARD_WEAK_PIN", "1234")
+            .env("SOFTHSM2_CONF", d.softhsm_conf.as_ref().unwrap())
+            .args(["init", "--config"])
+            .arg(&config)
+            .output()
+            .expect("keyward init runs");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, stderr) = run("");
+    assert!(!ok, "a four-digit PIN was accepted: {stderr}");
+    assert!(stderr.contains("shorter than 12 characters"), "{stderr}");
+    // Test mode lets it through to the token (which then refuses this wrong PIN).
+    let (_, stderr) = run("[testing]\nallow_weak_pin = true");
+    assert!(!stderr.contains("shorter than"), "{stderr}");
+    assert!(
+        stderr.contains("PinIncorrect"),
+        "the token itself refuses the wrong PIN: {stderr}"
+    );
+}

@@ -37,7 +37,7 @@ from tencentcloud.kms.v20190118 import kms_client  # noqa: E402
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_BIN = REPO_ROOT / "target" / "debug" / "keyward"
 DEFAULT_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
-PIN = "1234"
+PIN = "keyward-test-pin-1234"
 SO_PIN = "5678"
 TOKEN_LABEL = "keyward"
 STARTUP_TIMEOUT = 60.0

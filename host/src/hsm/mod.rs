@@ -109,7 +109,10 @@ pub trait Hsm: Send + Sync {
 pub fn open(cfg: &Config, store_bound: bool) -> Result<Arc<dyn Hsm>> {
     match &cfg.hsm {
         HsmConfig::Embedded => Ok(Arc::new(EmbeddedHsm::open(&cfg.data_dir)?)),
-        HsmConfig::Pkcs11(p) => Ok(Arc::new(Pkcs11Backend::open(p, !store_bound)?)),
+        HsmConfig::Pkcs11(p) => {
+            check_pin_strength(p, cfg.testing.allow_weak_pin)?;
+            Ok(Arc::new(Pkcs11Backend::open(p, !store_bound)?))
+        }
         HsmConfig::Serial(s) => Ok(Arc::new(SerialLink::open(s)?)),
     }
 }
@@ -123,4 +126,27 @@ impl From<DeviceError> for Error {
             other => Error::Hsm(other.to_string()),
         }
     }
+}
+
+/// A software token (SoftHSM2) is only as strong as its PIN against someone who copies its
+/// token directory, who can guess offline with no retry counter: short PINs are refused
+/// outside test mode. Hardware tokens count failed logins, so their PIN policy is theirs.
+fn check_pin_strength(p: &crate::config::Pkcs11Config, allow_weak: bool) -> Result<()> {
+    let software = p
+        .module
+        .file_name()
+        .is_some_and(|n| n.to_string_lossy().to_ascii_lowercase().contains("softhsm"));
+    if !software || allow_weak {
+        return Ok(());
+    }
+    let min = crate::config::MIN_SOFTWARE_TOKEN_PIN;
+    if p.pin()?.chars().count() < min {
+        return Err(Error::Config(format!(
+            "the PIN of software token `{}` is shorter than {min} characters: anyone who copies \
+             the token directory can guess it offline (docs/security.md); use a longer PIN, \
+             or set [testing] allow_weak_pin = true for a throw-away test token",
+            p.token_label
+        )));
+    }
+    Ok(())
 }

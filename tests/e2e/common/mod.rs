@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 pub const SOFTHSM_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
 pub const TOKEN_LABEL: &str = "keyward";
-pub const PIN: &str = "1234";
+pub const PIN: &str = "keyward-test-pin-1234";
 pub const REGION: &str = "ap-guangzhou";
 
 pub struct Credentials {
