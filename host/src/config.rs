@@ -89,6 +89,11 @@ pub struct RateLimitConfig {
     /// Everything that changes state.
     #[serde(default = "default_write_rate")]
     pub write_per_sec: u32,
+    /// Audit records of requests refused before authentication, per source address. Beyond
+    /// it such refusals are counted (`/metrics`) but not recorded one by one, so a flood of
+    /// bogus requests cannot fill the disk. 0 records every one.
+    #[serde(default = "default_unauthenticated_rate")]
+    pub unauthenticated_records_per_sec: u32,
 }
 
 impl Default for RateLimitConfig {
@@ -97,6 +102,7 @@ impl Default for RateLimitConfig {
             crypto_per_sec: default_crypto_rate(),
             read_per_sec: default_read_rate(),
             write_per_sec: default_write_rate(),
+            unauthenticated_records_per_sec: default_unauthenticated_rate(),
         }
     }
 }
@@ -111,6 +117,10 @@ fn default_read_rate() -> u32 {
 
 fn default_write_rate() -> u32 {
     0
+}
+
+fn default_unauthenticated_rate() -> u32 {
+    10
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]

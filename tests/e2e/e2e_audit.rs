@@ -1190,3 +1190,54 @@ async fn a_checkpoint_is_signed_at_start_after_a_crash() {
     assert!(report["Checkpoints"].as_u64().unwrap() >= 1, "{report}");
     assert_eq!(report["UnsignedTail"], 0, "{report}");
 }
+
+/// Requests refused before authentication cannot fill the disk (issue 12, item 9: 20,000
+/// bogus requests grew the store by 19 MB): each source gets a budget of records, and
+/// refusals beyond it are counted in /metrics instead of recorded one by one.
+#[tokio::test(flavor = "multi_thread")]
+async fn unauthenticated_floods_are_counted_not_recorded() {
+    let mut d = Daemon::under_test_with("[rate_limit]\nunauthenticated_records_per_sec = 1\n");
+    let c = d.client();
+    let bogus = c.with_credentials("AKIDbogusbogusbogus", "not-a-key");
+    const N: u64 = 200;
+    for _ in 0..N {
+        let r = bogus
+            .kms("GenerateRandom", json!({"NumberOfBytes": 4}))
+            .await
+            .unwrap();
+        assert_eq!(r["Error"]["Code"], "AuthFailure.SecretIdNotFound", "{r}");
+    }
+    // Authenticated requests are recorded as always.
+    ok(c.kms("GenerateRandom", json!({"NumberOfBytes": 4}))
+        .await
+        .unwrap());
+    ok(kw(&c, "VerifyAuditLog", json!({})).await);
+    let metrics = Command::new("curl")
+        .args(["-s", &format!("{}/metrics", d.endpoint())])
+        .output()
+        .expect("curl runs");
+    let metrics = String::from_utf8_lossy(&metrics.stdout).to_string();
+    let unrecorded: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("keyward_audit_unauthenticated_unrecorded_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("counter missing: {metrics}"));
+    d.stop();
+    let recorded: u64 = db(&d.data_dir())
+        .query_row(
+            "SELECT COUNT(*) FROM audit_log WHERE secret_id = 'AKIDbogusbogusbogus'",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .unwrap() as u64;
+    assert!(recorded >= 1, "the first refusals are recorded");
+    assert!(
+        unrecorded > 0 && recorded < N,
+        "recorded {recorded}, counted {unrecorded}"
+    );
+    assert_eq!(
+        recorded + unrecorded,
+        N,
+        "every refusal is recorded or counted"
+    );
+}

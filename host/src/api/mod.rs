@@ -85,7 +85,8 @@ async fn metrics(State(st): State<Arc<AppState>>) -> Response {
          # TYPE keyward_alarm_delivery_failures_total counter\nkeyward_alarm_delivery_failures_total {}\n\
          # TYPE keyward_audit_records_written_total counter\nkeyward_audit_records_written_total {}\n\
          # TYPE keyward_audit_write_failures_total counter\nkeyward_audit_write_failures_total {}\n\
-         # TYPE keyward_audit_checkpoints_total counter\nkeyward_audit_checkpoints_total {}\n",
+         # TYPE keyward_audit_checkpoints_total counter\nkeyward_audit_checkpoints_total {}\n\
+         # TYPE keyward_audit_unauthenticated_unrecorded_total counter\nkeyward_audit_unauthenticated_unrecorded_total {}\n",
         c.raised.load(Relaxed),
         c.delivered.load(Relaxed),
         c.delivery_failures.load(Relaxed),
@@ -93,6 +94,7 @@ async fn metrics(State(st): State<Arc<AppState>>) -> Response {
             + st.audit.written_with_changes(),
         a.failures.load(Relaxed),
         a.checkpoints.load(Relaxed),
+        a.unauthenticated_unrecorded.load(Relaxed),
     );
     axum::response::IntoResponse::into_response((
         [(
@@ -165,8 +167,20 @@ async fn handle(State(st): State<Arc<AppState>>, req: Request<Body>) -> Response
         Err(e) => envelope::error_code(e),
     };
     // One record per request: the one a write transaction already committed, or this one.
-    match trail.take() {
+    let taken = trail.take();
+    let authenticated = taken.as_ref().is_some_and(|(r, _)| r.uin != 0);
+    match taken {
         Some((_, true)) | None => {}
+        // A refusal before authentication (no account known) is recorded within a budget
+        // per source address; a flood beyond it is counted only.
+        Some((_, false))
+            if result.is_err() && !authenticated && !st.limiter.record_unauthenticated(peer) =>
+        {
+            st.audit
+                .counters
+                .unauthenticated_unrecorded
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         Some((mut r, false)) => {
             r.result_code = code.to_string();
             st.audit.submit(r);

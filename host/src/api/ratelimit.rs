@@ -8,12 +8,15 @@ use super::MAX_SKEW_SECS;
 use crate::config::RateLimitConfig;
 use crate::error::{Error, Result};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use std::net::IpAddr;
 use std::num::NonZeroU32;
 
 pub struct Limiter {
     crypto: Option<DefaultKeyedRateLimiter<String>>,
     read: Option<DefaultKeyedRateLimiter<String>>,
     write: Option<DefaultKeyedRateLimiter<String>>,
+    /// Audit records of unauthenticated refusals, per source address.
+    unauthenticated: Option<DefaultKeyedRateLimiter<Option<IpAddr>>>,
     /// Verified signatures of the timestamp window with their routing (see `api::dispatch`).
     pub signatures: SeenSignatures<super::FirstUse>,
 }
@@ -28,6 +31,8 @@ impl Limiter {
             crypto: keyed(cfg.crypto_per_sec),
             read: keyed(cfg.read_per_sec),
             write: keyed(cfg.write_per_sec),
+            unauthenticated: NonZeroU32::new(cfg.unauthenticated_records_per_sec)
+                .map(|n| RateLimiter::keyed(Quota::per_second(n))),
             signatures: SeenSignatures::new(MAX_SKEW_SECS),
         }
     }
@@ -49,8 +54,19 @@ impl Limiter {
         })
     }
 
+    /// Whether a request from `source` refused before authentication still gets its own
+    /// audit record (beyond the budget it is only counted).
+    pub fn record_unauthenticated(&self, source: Option<IpAddr>) -> bool {
+        self.unauthenticated
+            .as_ref()
+            .is_none_or(|l| l.check_key(&source).is_ok())
+    }
+
     /// Drops idle keys so the maps do not grow with every SecretId ever seen.
     pub fn housekeeping(&self) {
+        if let Some(l) = &self.unauthenticated {
+            l.retain_recent();
+        }
         for l in [&self.crypto, &self.read, &self.write]
             .into_iter()
             .flatten()
@@ -71,6 +87,7 @@ mod tests {
             crypto_per_sec: 3,
             read_per_sec: 0,
             write_per_sec: 1,
+            unauthenticated_records_per_sec: 0,
         });
         let ok = (0..10)
             .filter(|_| l.check("AKIDa", Family::Crypto).is_ok())

@@ -95,6 +95,9 @@ enum Msg {
 
 #[derive(Default)]
 pub struct Counters {
+    /// Refusals before authentication beyond `unauthenticated_records_per_sec`: counted,
+    /// not recorded.
+    pub unauthenticated_unrecorded: AtomicU64,
     pub written: AtomicU64,
     pub failures: AtomicU64,
     pub checkpoints: AtomicU64,
