@@ -1,4 +1,5 @@
-//! The audit log: every API request, allowed or refused, becomes one chained record.
+//! The audit log: every API request, allowed or refused, becomes one chained record (requests
+//! refused before authentication only within a per-source budget, counted beyond it).
 //!
 //! Records of requests that change state are appended inside the store transaction that makes
 //! the change (the request's `store::Trail` rides along with every store write), so the
