@@ -1329,6 +1329,22 @@ async fn api_key_rows_rewritten_in_the_database_authenticate_nothing() {
             .unwrap();
         assert_eq!(code(&r), Some("AuthFailure.SecretIdNotFound"), "{who}: {r}");
     }
+    // A tampered key cannot be laundered through the API either: re-enabling it is refused
+    // with a clear reason.
+    let r = kw(
+        &root,
+        "UpdateAccessKey",
+        json!({"AccessKeyId": zombie.secret_id, "Status": "Active", "TargetUin": zombie.uin}),
+    )
+    .await;
+    assert_eq!(code(&r), Some("OperationDenied"), "{r}");
+    assert!(
+        r["Error"]["Message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("changed outside Keyward"),
+        "{r}"
+    );
     // Keys nobody tampered with still work, and a key disabled and enabled through the API
     // works again.
     ok(root

@@ -290,12 +290,26 @@ pub const ACTIONS: &[Action] = &[
     row(CloudAudit, "LookUpEvents", Run::Handler(audit_actions::look_up_events), Read, Blocking, Global),
 ];
 
-static INDEX: LazyLock<HashMap<(Product, &'static str), &'static Action>> =
-    LazyLock::new(|| ACTIONS.iter().map(|a| ((a.product, a.name), a)).collect());
+/// A row and its position in the table.
+type Indexed = (u32, &'static Action);
+
+/// Each row by product and name, with its position in the table.
+static INDEX: LazyLock<HashMap<(Product, &'static str), Indexed>> =
+    LazyLock::new(|| {
+        (0u32..)
+            .zip(ACTIONS)
+            .map(|(i, a)| ((a.product, a.name), (i, a)))
+            .collect()
+    });
 
 /// The row of `name` in `product`, if Keyward knows the action.
 pub fn find(product: Product, name: &str) -> Option<&'static Action> {
-    INDEX.get(&(product, name)).copied()
+    INDEX.get(&(product, name)).map(|&(_, a)| a)
+}
+
+/// A row's position in the table: a compact name for it (the signature memory keeps it).
+pub fn position(row: &Action) -> Option<u32> {
+    INDEX.get(&(row.product, row.name)).map(|&(i, _)| i)
 }
 
 #[cfg(test)]

@@ -389,15 +389,6 @@ fn check_common_headers(parts: &Parts) -> Result<Option<&str>> {
     Ok(Some(region).filter(|r| !r.is_empty()))
 }
 
-/// Each action's position in the table, the compact name the signature memory keeps.
-static ROW_NUMBERS: std::sync::LazyLock<std::collections::HashMap<(Product, &'static str), u32>> =
-    std::sync::LazyLock::new(|| {
-        (0u32..)
-            .zip(actions::ACTIONS)
-            .map(|(i, a)| ((a.product, a.name), i))
-            .collect()
-    });
-
 /// How long after its first use a signature may be used again by the same source address
 /// for another action or a write. A client makes the same signature for every request it
 /// signs in one second with the same body (the SDKs sign neither the action nor the region),
@@ -439,9 +430,7 @@ fn bind_signature(
         // to remember.
         return Ok(());
     }
-    let row_number = ROW_NUMBERS
-        .get(&(row.product, row.name))
-        .copied()
+    let row_number = actions::position(row)
         .ok_or_else(|| Error::Internal(format!("{} is not in the action table", row.name)))?;
     let this = FirstUse {
         // Both fit: the table has a few hundred rows, and regions are a short configured list.

@@ -230,7 +230,16 @@ impl Accounts {
     /// Enables or disables a key: its secret is re-sealed for the new status in the same
     /// write, so the status cannot be changed in the database alone.
     pub fn set_enabled(&self, trail: &Trail, key: &ApiKeyRecord, enabled: bool) -> Result<()> {
-        let secret = self.open_secret(&Binding::of(key), &key.sealed_secret)?;
+        let secret = self
+            .open_secret(&Binding::of(key), &key.sealed_secret)
+            .map_err(|e| match e {
+                Error::DecryptFailed => Error::OperationNotPermitted(format!(
+                    "API key {} was changed outside Keyward and no longer matches its sealed \
+                     secret; delete it and issue a new one",
+                    key.secret_id
+                )),
+                other => other,
+            })?;
         let sealed = self.seal_secret(&Binding::new(&key.secret_id, key.uin, enabled), &secret)?;
         self.store
             .set_api_key_enabled(trail, &key.secret_id, enabled, &sealed)?;

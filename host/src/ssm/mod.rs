@@ -370,52 +370,49 @@ impl Ssm {
         )
     }
 
+    /// The write path: load the secret inside the store transaction, authorize the caller on
+    /// it, consult the state table for `op`, then apply `f`.
+    fn change(
+        &self,
+        caller: &Caller,
+        name: &str,
+        op: SecretOp,
+        f: &mut dyn FnMut(&mut SecretRecord) -> Result<()>,
+    ) -> Result<SecretRecord> {
+        self.store.update_secret(
+            &caller.trail,
+            &caller.region,
+            caller.owner_uin,
+            name,
+            &mut |s| {
+                authorize(caller, s)?;
+                check(op, s)?;
+                f(s)
+            },
+        )
+    }
+
     pub fn update_description(&self, caller: &Caller, name: &str, desc: &str) -> Result<()> {
         check_name(name)?;
         check_description(desc)?;
-        self.store
-            .update_secret(
-                &caller.trail,
-                &caller.region,
-                caller.owner_uin,
-                name,
-                &mut |s| {
-                    authorize(caller, s)?;
-                    check(SecretOp::Write, s)?;
-                    s.description = desc.to_string();
-                    Ok(())
-                },
-            )
-            .map(|_| ())
+        self.change(caller, name, SecretOp::Write, &mut |s| {
+            s.description = desc.to_string();
+            Ok(())
+        })
+        .map(|_| ())
     }
 
     pub fn set_enabled(&self, caller: &Caller, name: &str, enabled: bool) -> Result<()> {
         check_name(name)?;
-        self.store
-            .update_secret(
-                &caller.trail,
-                &caller.region,
-                caller.owner_uin,
-                name,
-                &mut |s| {
-                    authorize(caller, s)?;
-                    check(
-                        if enabled {
-                            SecretOp::Enable
-                        } else {
-                            SecretOp::Disable
-                        },
-                        s,
-                    )?;
-                    s.status = if enabled {
-                        SecretStatus::Enabled
-                    } else {
-                        SecretStatus::Disabled
-                    };
-                    Ok(())
-                },
-            )
-            .map(|_| ())
+        let (op, status) = match enabled {
+            true => (SecretOp::Enable, SecretStatus::Enabled),
+            false => (SecretOp::Disable, SecretStatus::Disabled),
+        };
+        self.change(caller, name, op, &mut |s| {
+            s.status = status;
+            Ok(())
+        })
+        .map(|_| ())
     }
 
     /// DeleteSecret: window 0 deletes now; 1–30 days schedules. Returns the deletion time.
@@ -438,42 +435,25 @@ impl Ssm {
                 .delete_secret(&caller.trail, &caller.region, caller.owner_uin, name)?;
             return Ok(now);
         }
-        let s = self.store.update_secret(
-            &caller.trail,
-            &caller.region,
-            caller.owner_uin,
-            name,
-            &mut |s| {
-                authorize(caller, s)?;
-                check(SecretOp::Delete, s)?;
-                if s.status == SecretStatus::PendingDelete {
-                    return Err(Error::SecretPendingDelete(s.name.clone()));
-                }
-                s.status = SecretStatus::PendingDelete;
-                s.delete_time = now + window_days as i64 * DAY;
-                Ok(())
-            },
-        )?;
+        let s = self.change(caller, name, SecretOp::Delete, &mut |s| {
+            if s.status == SecretStatus::PendingDelete {
+                return Err(Error::SecretPendingDelete(s.name.clone()));
+            }
+            s.status = SecretStatus::PendingDelete;
+            s.delete_time = now + window_days as i64 * DAY;
+            Ok(())
+        })?;
         Ok(s.delete_time)
     }
 
     pub fn restore(&self, caller: &Caller, name: &str) -> Result<()> {
         check_name(name)?;
-        self.store
-            .update_secret(
-                &caller.trail,
-                &caller.region,
-                caller.owner_uin,
-                name,
-                &mut |s| {
-                    authorize(caller, s)?;
-                    check(SecretOp::Restore, s)?;
-                    s.status = SecretStatus::Disabled;
-                    s.delete_time = 0;
-                    Ok(())
-                },
-            )
-            .map(|_| ())
+        self.change(caller, name, SecretOp::Restore, &mut |s| {
+            s.status = SecretStatus::Disabled;
+            s.delete_time = 0;
+            Ok(())
+        })
+        .map(|_| ())
     }
 
     pub fn versions(&self, caller: &Caller, name: &str) -> Result<Vec<(String, i64)>> {

@@ -88,6 +88,30 @@ fn write_key_tx(tx: &Connection, key: &KeyRecord) -> Result<()> {
     }
 }
 
+/// `key_id, version, backend, sealed, create_time, public_key` of `key_versions`.
+fn version_from_row(r: &Row<'_>) -> rusqlite::Result<KeyVersion> {
+    Ok(KeyVersion {
+        key_id: r.get(0)?,
+        version: r.get(1)?,
+        backend: r.get(2)?,
+        sealed: r.get(3)?,
+        create_time: r.get(4)?,
+        public_key: r.get(5)?,
+    })
+}
+
+/// `token, key_id, wrapping_algorithm, sealed_private, public_key, valid_to`.
+fn import_params_from_row(r: &Row<'_>) -> rusqlite::Result<ImportParams> {
+    Ok(ImportParams {
+        token: r.get(0)?,
+        key_id: r.get(1)?,
+        wrapping_algorithm: r.get(2)?,
+        sealed_private: r.get(3)?,
+        public_key: r.get(4)?,
+        valid_to: r.get(5)?,
+    })
+}
+
 impl KeyStore for SqliteStore {
     fn insert_key(
         &self,
@@ -178,16 +202,7 @@ impl KeyStore for SqliteStore {
                     "SELECT key_id, version, backend, sealed, create_time, public_key \
                      FROM key_versions WHERE key_id = ?1 AND version = ?2",
                 )?
-                .query_row(params![key_id, version], |r| {
-                    Ok(KeyVersion {
-                        key_id: r.get(0)?,
-                        version: r.get(1)?,
-                        backend: r.get(2)?,
-                        sealed: r.get(3)?,
-                        create_time: r.get(4)?,
-                        public_key: r.get(5)?,
-                    })
-                })
+                .query_row(params![key_id, version], version_from_row)
                 .optional()?)
         })
     }
@@ -374,16 +389,7 @@ impl KeyStore for SqliteStore {
                     "SELECT token, key_id, wrapping_algorithm, sealed_private, public_key, valid_to \
                      FROM import_params WHERE token = ?1",
                     [token],
-                    |r| {
-                        Ok(ImportParams {
-                            token: r.get(0)?,
-                            key_id: r.get(1)?,
-                            wrapping_algorithm: r.get(2)?,
-                            sealed_private: r.get(3)?,
-                            public_key: r.get(4)?,
-                            valid_to: r.get(5)?,
-                        })
-                    },
+                    import_params_from_row,
                 )
                 .optional()?)
         })
