@@ -294,13 +294,12 @@ pub const ACTIONS: &[Action] = &[
 type Indexed = (u32, &'static Action);
 
 /// Each row by product and name, with its position in the table.
-static INDEX: LazyLock<HashMap<(Product, &'static str), Indexed>> =
-    LazyLock::new(|| {
-        (0u32..)
-            .zip(ACTIONS)
-            .map(|(i, a)| ((a.product, a.name), (i, a)))
-            .collect()
-    });
+static INDEX: LazyLock<HashMap<(Product, &'static str), Indexed>> = LazyLock::new(|| {
+    (0u32..)
+        .zip(ACTIONS)
+        .map(|(i, a)| ((a.product, a.name), (i, a)))
+        .collect()
+});
 
 /// The row of `name` in `product`, if Keyward knows the action.
 pub fn find(product: Product, name: &str) -> Option<&'static Action> {
