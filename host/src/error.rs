@@ -121,6 +121,9 @@ pub enum Error {
     /// An envelope's value failed authentication under its data key (moved or altered).
     #[error("the stored value failed authentication")]
     ValueTampered,
+    /// A stored row's integrity tag does not match it: it was written outside Keyward.
+    #[error("{0} failed its integrity check (changed outside Keyward)")]
+    IntegrityFailure(String),
     #[error("the CMK quota of {0} is reached")]
     CmkLimitExceeded(u64),
 

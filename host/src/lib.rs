@@ -11,6 +11,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod hsm;
+pub mod integrity;
 pub mod jobs;
 pub mod kms;
 pub mod pubkey;

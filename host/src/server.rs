@@ -10,6 +10,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, Limits};
 use crate::error::{Error, Result};
 use crate::hsm;
+use crate::integrity::SystemKey;
 use crate::jobs::{JobReport, Jobs};
 use crate::kms::Kms;
 use crate::ssm::Ssm;
@@ -38,7 +39,7 @@ pub fn bootstrap(cfg: Config) -> Result<(Arc<AppState>, Option<IssuedCredential>
     cfg.validate()?;
     create_private_dir(&cfg.data_dir)?;
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&cfg.data_dir.join(DB_FILE))?);
-    let hsm = hsm::open(&cfg, Accounts::store_is_bound(store.as_ref())?)?;
+    let hsm = hsm::open(&cfg, SystemKey::store_is_bound(store.as_ref())?)?;
     let adjustable = match cfg.testing.adjustable_clock {
         true => {
             tracing::warn!(
@@ -53,19 +54,20 @@ pub fn bootstrap(cfg: Config) -> Result<(Arc<AppState>, Option<IssuedCredential>
         Some(c) => c.clone(),
         None => Arc::new(SystemClock),
     };
-    let accounts = Accounts::open(store.clone(), store.as_ref(), hsm.clone(), clock.clone())?;
+    let system = SystemKey::open(store.as_ref(), hsm.clone())?;
+    let accounts = Accounts::open(store.clone(), store.as_ref(), system.clone(), clock.clone())?;
     let issued = accounts.ensure_root(store.as_ref(), &cfg.regions[0].name)?;
     let cfg = Arc::new(cfg);
     let alarms = Arc::new(Alarms::new(store.clone()));
-    let hsm_for_audit = hsm.clone();
     let kms = Arc::new(Kms::new(
         store.clone(),
         store.clone(),
-        hsm,
+        system.clone(),
         cfg.clone(),
         clock.clone(),
         alarms.clone(),
     ));
+    kms.tag_legacy_versions(store.as_ref())?;
     let ssm = Arc::new(Ssm::new(
         kms.clone(),
         store.clone(),
@@ -73,7 +75,7 @@ pub fn bootstrap(cfg: Config) -> Result<(Arc<AppState>, Option<IssuedCredential>
         clock.clone(),
     ));
     let jobs = Jobs::new(kms.clone(), ssm.clone(), store.clone(), adjustable);
-    let audit = Audit::start(store.clone(), store.as_ref(), hsm_for_audit, &cfg.audit)?;
+    let audit = Audit::start(store.clone(), store.as_ref(), hsm, &cfg.audit)?;
     tracing::info!(
         key_fingerprint = %audit.signer.fingerprint(),
         enabled = audit.enabled(),

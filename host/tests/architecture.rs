@@ -140,7 +140,16 @@ fn api_adapts_and_never_reaches_the_store_or_the_hsm() {
 #[test]
 fn services_and_adapters_never_import_the_front() {
     let inner = [
-        "kms", "ssm", "cam", "audit", "store", "hsm", "pubkey", "jobs", "alarms",
+        "kms",
+        "ssm",
+        "cam",
+        "audit",
+        "store",
+        "hsm",
+        "pubkey",
+        "jobs",
+        "alarms",
+        "integrity",
     ];
     let mut found = Vec::new();
     for s in sources()

@@ -86,6 +86,7 @@ pub fn error_code(e: &Error) -> &'static str {
         Error::AuditAttributeKey(_) => "InvalidParameterValue.attributeKey",
         Error::AuditOverTime => "LimitExceeded.OverTime",
         Error::Hsm(_)
+        | Error::IntegrityFailure(_)
         | Error::Store(_)
         | Error::StoreBusy(_)
         | Error::Io(_)

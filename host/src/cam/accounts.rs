@@ -4,20 +4,15 @@
 
 use crate::clock::Clock;
 use crate::error::{Error, Result};
-use crate::hsm::Hsm;
+use crate::integrity::SystemKey;
 use crate::store::{AccountRecord, AccountStore, ApiKeyRecord, MetaStore, Trail};
-use keyward_shared::Algorithm;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use zeroize::Zeroizing;
 
-const SYSTEM_KEY_META: &str = "system_key";
-const BACKEND_META: &str = "hsm_backend";
-const DEVICE_IDENTITY_META: &str = "hsm_device_identity";
 /// Set once every API key's sealing binds its account and status.
 const KEYS_BOUND_META: &str = "api_keys_bound_v2";
-const SYSTEM_KEY_ALG: Algorithm = Algorithm::Aes256Gcm;
 pub const ROOT_UIN: u64 = 100_000_000_001;
 
 /// A freshly minted credential, printed once.
@@ -56,65 +51,25 @@ impl ApiCredential {
 
 pub struct Accounts {
     store: Arc<dyn AccountStore>,
-    hsm: Arc<dyn Hsm>,
+    system: Arc<SystemKey>,
     clock: Arc<dyn Clock>,
-    system_key: Vec<u8>,
     cache: RwLock<HashMap<String, Arc<ApiCredential>>>,
     /// Last-use times not yet written to the store: one write per flush, not per request.
     last_used: Mutex<HashMap<String, i64>>,
 }
 
 impl Accounts {
-    /// Whether the store is bound to an HSM backend, i.e. holds key material sealed by it
-    /// (the binding is written just before the first sealed key, the system key).
-    pub fn store_is_bound(meta: &dyn MetaStore) -> Result<bool> {
-        Ok(meta.get_meta(BACKEND_META)?.is_some())
-    }
-
-    /// Binds the store to the HSM backend on first use and loads the system key.
+    /// Loads the accounts service; re-seals API keys of an older store once.
     pub fn open(
         store: Arc<dyn AccountStore>,
         meta: &dyn MetaStore,
-        hsm: Arc<dyn Hsm>,
+        system: Arc<SystemKey>,
         clock: Arc<dyn Clock>,
     ) -> Result<Self> {
-        meta.insert_meta(BACKEND_META, hsm.backend().as_bytes())?;
-        let bound = meta.get_meta(BACKEND_META)?.unwrap_or_default();
-        if bound != hsm.backend().as_bytes() {
-            return Err(Error::Config(format!(
-                "this data directory belongs to HSM backend `{}`, not `{}`",
-                String::from_utf8_lossy(&bound),
-                hsm.backend()
-            )));
-        }
-        if let Some(identity) = hsm.device_identity() {
-            meta.insert_meta(DEVICE_IDENTITY_META, &identity)?;
-            // A store bound before identities were recorded learns its identity here, once.
-            if meta.get_meta(DEVICE_IDENTITY_META)?.as_deref() != Some(identity.as_slice()) {
-                return Err(Error::Config(match hsm.backend() {
-                    "pkcs11" => "HSM root key missing or replaced: the token's keyward-root is \
-                                 not the root key this data directory's keys are sealed under \
-                                 (its identity differs from the one recorded in the store); \
-                                 connect the original token"
-                        .into(),
-                    _ => "this data directory belongs to another HSM device (its attested \
-                          identity differs); connect the original device"
-                        .into(),
-                }));
-            }
-        }
-        if meta.get_meta(SYSTEM_KEY_META)?.is_none() {
-            let sealed = hsm.generate(SYSTEM_KEY_ALG)?;
-            meta.insert_meta(SYSTEM_KEY_META, &sealed)?;
-        }
-        let system_key = meta
-            .get_meta(SYSTEM_KEY_META)?
-            .ok_or_else(|| Error::Internal("system key vanished".into()))?;
         let accounts = Accounts {
             store,
-            hsm,
+            system,
             clock,
-            system_key,
             cache: RwLock::new(HashMap::new()),
             last_used: Mutex::new(HashMap::new()),
         };
@@ -249,15 +204,7 @@ impl Accounts {
 
     /// `nonce || ciphertext` of a SecretKey under the system key, bound to `binding`.
     fn seal_secret(&self, binding: &Binding<'_>, secret: &str) -> Result<Vec<u8>> {
-        let (nonce, ct) = self.hsm.encrypt(
-            SYSTEM_KEY_ALG,
-            &self.system_key,
-            &binding.aad(),
-            secret.as_bytes(),
-        )?;
-        let mut sealed = nonce;
-        sealed.extend_from_slice(&ct);
-        Ok(sealed)
+        self.system.seal(&binding.aad(), secret.as_bytes())
     }
 
     /// The SecretKey sealed for `binding`; `DecryptFailed` if it was sealed for another.
@@ -266,14 +213,7 @@ impl Accounts {
     }
 
     fn open_with_aad(&self, aad: &[u8], sealed: &[u8]) -> Result<Zeroizing<String>> {
-        let n = SYSTEM_KEY_ALG.nonce_len();
-        if sealed.len() < n {
-            return Err(Error::Internal("a sealed API secret is truncated".into()));
-        }
-        let (nonce, ct) = sealed.split_at(n);
-        let plain = self
-            .hsm
-            .decrypt(SYSTEM_KEY_ALG, &self.system_key, nonce, aad, ct)?;
+        let plain = self.system.open_sealed(aad, sealed)?;
         let text = std::str::from_utf8(&plain)
             .map_err(|_| Error::Internal("sealed secret is not UTF-8".into()))?;
         Ok(Zeroizing::new(text.to_string()))
@@ -354,7 +294,7 @@ impl Accounts {
         const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
         let mut out = String::with_capacity(len);
         while out.len() < len {
-            for b in self.hsm.random(64)?.iter() {
+            for b in self.system.hsm().random(64)?.iter() {
                 // Rejection sampling keeps the distribution uniform: 62 * 4 = 248.
                 if *b < 248 && out.len() < len {
                     out.push(ALPHABET[(*b % 62) as usize] as char);

@@ -5,6 +5,7 @@
 
 use super::{Caller, Kms, ORIGIN_EXTERNAL};
 use crate::error::{Error, Result};
+use crate::integrity::Subject;
 use crate::pubkey::DecryptScheme;
 use crate::store::{ImportParams, KeyRecord, KeyState, Trail};
 use keyward_shared::Algorithm;
@@ -48,14 +49,16 @@ impl Kms {
         external(&k)?;
         let (sealed_private, public_key) = self.hsm.generate_key_pair(Algorithm::Rsa2048)?;
         let token = hex::encode(self.hsm.random(32)?.as_slice());
-        let params = ImportParams {
+        let mut params = ImportParams {
             token,
             key_id: k.key_id,
             wrapping_algorithm: wrapping_algorithm.to_string(),
             sealed_private,
             public_key,
             valid_to: self.clock.now() + IMPORT_WINDOW,
+            tag: vec![],
         };
+        params.tag = self.system.tag(&Subject::import_params(&params))?;
         self.store.insert_import_params(&caller.trail, &params)?;
         Ok(params)
     }
@@ -85,6 +88,13 @@ impl Kms {
             .get_import_params(token)?
             .filter(|p| p.valid_to > now)
             .ok_or(Error::TokenExpired)?;
+        // Before the wrapping key is used: parameters written into the database by hand
+        // would make the HSM unwrap under a key of the writer's choosing.
+        if params.tag.is_empty() {
+            return Err(Error::TokenExpired);
+        }
+        self.system
+            .check(&Subject::import_params(&params), &params.tag)?;
         if params.key_id != k.key_id {
             return Err(Error::InvalidValue(
                 "ImportToken was issued for another CMK".into(),
@@ -111,7 +121,7 @@ impl Kms {
             &caller.region,
             caller.owner_uin,
             key_id,
-            Some((self.hsm.backend(), &sealed)),
+            Some(&self.new_version(key_id, 1, sealed, vec![], now)?),
             &mut |k| {
                 external(k)?;
                 let stored = stored_check(&k.key_id, &kcv);

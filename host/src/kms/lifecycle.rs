@@ -9,7 +9,7 @@ use crate::alarms;
 use crate::audit::record::AuditRecord;
 use crate::cam::policy;
 use crate::error::{Error, Result};
-use crate::store::{KeyRecord, KeyState, KeyVersion, Trail};
+use crate::store::{KeyRecord, KeyState, Trail};
 
 /// Alias of the per-region service-managed CMK (the reserved prefix keeps users off it).
 pub const MANAGED_KEY_ALIAS: &str = "KMS-Default";
@@ -232,8 +232,6 @@ impl Kms {
             &caller.region,
             caller.owner_uin,
             key_id,
-            self.hsm.backend(),
-            &sealed,
             &mut |k| {
                 state::check(Op::Rotate, k)?;
                 if k.last_manual_rotate > 0 && now - k.last_manual_rotate < MANUAL_ROTATION_INTERVAL
@@ -247,6 +245,7 @@ impl Kms {
                 k.last_rotate_time = now;
                 Ok(())
             },
+            &mut |k| self.new_version(&k.key_id, k.current_version, sealed.clone(), vec![], now),
         )
     }
 
@@ -345,14 +344,7 @@ impl Kms {
         let algorithm = self.region_algorithm(region)?;
         let now = self.clock.now();
         let key_id = uuid::Uuid::new_v4().to_string();
-        let version = KeyVersion {
-            key_id: key_id.clone(),
-            version: 1,
-            backend: self.hsm.backend().to_string(),
-            sealed: self.hsm.generate(algorithm)?,
-            create_time: now,
-            public_key: vec![],
-        };
+        let version = self.new_version(&key_id, 1, self.hsm.generate(algorithm)?, vec![], now)?;
         let key = KeyRecord {
             key_id,
             region: region.to_string(),
@@ -423,8 +415,6 @@ impl Kms {
                     &k.region,
                     k.owner_uin,
                     &k.key_id,
-                    self.hsm.backend(),
-                    &sealed,
                     &mut |k| {
                         if !(k.rotation_enabled
                             && k.next_rotate_time > 0
@@ -435,6 +425,9 @@ impl Kms {
                         k.last_rotate_time = now;
                         k.next_rotate_time = now + i64::from(k.rotate_days.max(1)) * DAY;
                         Ok(())
+                    },
+                    &mut |k| {
+                        self.new_version(&k.key_id, k.current_version, sealed.clone(), vec![], now)
                     },
                 )
             };

@@ -20,7 +20,10 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::hsm::{Hsm, ProtectionLevel};
-use crate::store::{DataKeyStore, KeyQuery, KeyRecord, KeyState, KeyStore, KeyVersion, Tag, Trail};
+use crate::integrity::{Subject, SystemKey};
+use crate::store::{
+    DataKeyStore, KeyQuery, KeyRecord, KeyState, KeyStore, KeyVersion, MetaStore, Tag, Trail,
+};
 use keyward_shared::blob::{Blob, BlobHeader};
 use keyward_shared::Algorithm;
 use std::collections::HashMap;
@@ -76,6 +79,8 @@ pub struct Kms {
     store: Arc<dyn KeyStore>,
     data_keys: Arc<dyn DataKeyStore>,
     hsm: Arc<dyn Hsm>,
+    /// Tags every key version and import parameters, and checks them when loaded.
+    system: Arc<SystemKey>,
     cfg: Arc<Config>,
     clock: Arc<dyn Clock>,
     alarms: Arc<Alarms>,
@@ -86,12 +91,14 @@ pub struct Kms {
 
 /// Bound on cached key versions; the cache is simply emptied when it is full.
 const VERSION_CACHE_MAX: usize = 100_000;
+/// Set once the versions of an older store have their integrity tags.
+const VERSIONS_TAGGED_META: &str = "key_versions_tagged_v1";
 
 impl Kms {
     pub fn new(
         store: Arc<dyn KeyStore>,
         data_keys: Arc<dyn DataKeyStore>,
-        hsm: Arc<dyn Hsm>,
+        system: Arc<SystemKey>,
         cfg: Arc<Config>,
         clock: Arc<dyn Clock>,
         alarms: Arc<Alarms>,
@@ -99,12 +106,50 @@ impl Kms {
         Kms {
             store,
             data_keys,
-            hsm,
+            hsm: system.hsm().clone(),
+            system,
             cfg,
             clock,
             alarms,
             versions: RwLock::new(HashMap::new()),
         }
+    }
+
+    /// Tags, once per data directory, the key versions written before versions had
+    /// integrity tags. The marker makes it once: afterwards a version without a valid tag
+    /// (inserted by writing to the database) is refused, not adopted.
+    pub fn tag_legacy_versions(&self, meta: &dyn MetaStore) -> Result<()> {
+        if meta.get_meta(VERSIONS_TAGGED_META)?.is_some() {
+            return Ok(());
+        }
+        for v in self.store.untagged_versions()? {
+            let tag = self.system.tag(&Subject::key_version(&v))?;
+            self.store.set_version_tag(&v.key_id, v.version, &tag)?;
+            tracing::info!(key_id = %v.key_id, version = v.version, "key version tagged");
+        }
+        meta.set_meta(VERSIONS_TAGGED_META, b"1")
+    }
+
+    /// A new key version with its integrity tag.
+    pub(crate) fn new_version(
+        &self,
+        key_id: &str,
+        version: u32,
+        sealed: Vec<u8>,
+        public_key: Vec<u8>,
+        create_time: i64,
+    ) -> Result<KeyVersion> {
+        let mut v = KeyVersion {
+            key_id: key_id.to_string(),
+            version,
+            backend: self.hsm.backend().to_string(),
+            sealed,
+            create_time,
+            public_key,
+            tag: vec![],
+        };
+        v.tag = self.system.tag(&Subject::key_version(&v))?;
+        Ok(v)
     }
 
     /// The trail of a change the service makes by itself (scheduled rotations and
@@ -189,14 +234,7 @@ impl Kms {
             } else {
                 self.hsm.generate_key_pair(algorithm)?
             };
-            Some(KeyVersion {
-                key_id: key_id.clone(),
-                version: 1,
-                backend: self.hsm.backend().to_string(),
-                sealed,
-                create_time: now,
-                public_key,
-            })
+            Some(self.new_version(&key_id, 1, sealed, public_key, now)?)
         } else {
             None
         };
@@ -455,6 +493,8 @@ impl Kms {
         let Some(v) = self.store.get_version(key_id, version)? else {
             return Ok(None);
         };
+        // Checked once, before the version enters the cache.
+        self.system.check(&Subject::key_version(&v), &v.tag)?;
         let v = Arc::new(v);
         if let Ok(mut m) = self.versions.write() {
             if m.len() >= VERSION_CACHE_MAX {
@@ -524,10 +564,11 @@ mod tests {
         let store = Arc::new(SqliteStore::open(&dir.join("k.db")).unwrap());
         let hsm: Arc<dyn Hsm> = Arc::new(EmbeddedHsm::open(dir).unwrap());
         let alarms = Arc::new(Alarms::new(store.clone()));
+        let system = SystemKey::open(store.as_ref(), hsm).unwrap();
         Kms::new(
             store.clone(),
             store,
-            hsm,
+            system,
             Arc::new(Config::default()),
             Arc::new(SystemClock),
             alarms,

@@ -95,6 +95,8 @@ pub struct ImportParams {
     pub sealed_private: Vec<u8>,
     pub public_key: Vec<u8>,
     pub valid_to: i64,
+    /// The integrity tag over all of the above (`integrity::Subject::ImportParams`).
+    pub tag: Vec<u8>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,6 +109,10 @@ pub struct KeyVersion {
     pub create_time: i64,
     /// Asymmetric keys: the public key, DER SubjectPublicKeyInfo (empty for symmetric keys).
     pub public_key: Vec<u8>,
+    /// The integrity tag binding the sealed material to this key, version, backend and
+    /// public key (`integrity::Subject::KeyVersion`); empty only in stores written before
+    /// tags existed, until the start-up that tags them.
+    pub tag: Vec<u8>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -136,6 +142,8 @@ pub struct KeyQuery {
 
 /// A read-modify-write step run inside the store's transaction.
 pub type KeyUpdate<'a> = &'a mut dyn FnMut(&mut KeyRecord) -> Result<()>;
+/// Makes a key's new version from its updated record, inside the store's transaction.
+pub type NewVersion<'a> = &'a mut dyn FnMut(&KeyRecord) -> Result<KeyVersion>;
 
 pub trait KeyStore: Send + Sync {
     /// Inserts a key and its first version, refusing a duplicate alias and a full quota.
@@ -160,19 +168,17 @@ pub trait KeyStore: Send + Sync {
     /// Returns the total number of matches and one page of them.
     fn query_keys(&self, q: &KeyQuery) -> Result<(u64, Vec<KeyRecord>)>;
     fn count_keys(&self, region: &str, owner_uin: u64) -> Result<u64>;
-    /// Like `update_key`, and also stores `version` as the key's new newest version
-    /// (`current_version + 1`) in the same transaction.
-    // The trail, the record\'s three-part address and the write itself.
-    #[allow(clippy::too_many_arguments)]
+    /// Like `update_key`, and also stores the key's new newest version
+    /// (`current_version + 1`) in the same transaction: `version` makes it from the updated
+    /// record (its number is known only inside the transaction, and the tag covers it).
     fn add_version(
         &self,
         trail: &Trail,
         region: &str,
         owner_uin: u64,
         key_id: &str,
-        backend: &str,
-        sealed: &[u8],
         f: KeyUpdate<'_>,
+        version: NewVersion<'_>,
     ) -> Result<KeyRecord>;
     /// Deletes a key, its versions and bindings. Returns false if it did not exist.
     fn delete_key(&self, trail: &Trail, key_id: &str) -> Result<bool>;
@@ -180,18 +186,22 @@ pub trait KeyStore: Send + Sync {
     fn keys_in_state(&self, state: KeyState) -> Result<Vec<KeyRecord>>;
     /// Keys with automatic rotation on whose next rotation time has come.
     fn keys_rotation_due(&self, now: i64) -> Result<Vec<KeyRecord>>;
-    /// Sets a key's material: with `sealed` it becomes the key's version 1 again (an import),
-    /// without it every version is removed (DeleteImportedKeyMaterial, expiry). `f` updates
-    /// the record in the same transaction.
+    /// Sets a key's material: with `version` (number 1) it becomes the key's only version
+    /// (an import), without it every version is removed (DeleteImportedKeyMaterial, expiry).
+    /// `f` updates the record in the same transaction.
     fn set_key_material(
         &self,
         trail: &Trail,
         region: &str,
         owner_uin: u64,
         key_id: &str,
-        sealed: Option<(&str, &[u8])>,
+        version: Option<&KeyVersion>,
         f: KeyUpdate<'_>,
     ) -> Result<KeyRecord>;
+    /// Versions written before integrity tags existed (start-up tags them once).
+    fn untagged_versions(&self) -> Result<Vec<KeyVersion>>;
+    /// Stores the tag of a version that has none (not audited: start-up housekeeping).
+    fn set_version_tag(&self, key_id: &str, version: u32, tag: &[u8]) -> Result<()>;
     fn insert_import_params(&self, trail: &Trail, p: &ImportParams) -> Result<()>;
     fn get_import_params(&self, token: &str) -> Result<Option<ImportParams>>;
     fn bind(

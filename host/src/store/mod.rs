@@ -19,7 +19,8 @@ pub use alarms::{Alarm, AlarmStore};
 pub use audit::{AuditAttribute, AuditQuery, AuditStore, Trail};
 pub use data_keys::{DataKeyQuery, DataKeyRecord, DataKeyStore, DataKeyUpdate};
 pub use keys::{
-    ImportParams, KeyQuery, KeyRecord, KeyState, KeyStore, KeyUpdate, KeyVersion, Tag, TagFilter,
+    ImportParams, KeyQuery, KeyRecord, KeyState, KeyStore, KeyUpdate, KeyVersion, NewVersion, Tag,
+    TagFilter,
 };
 pub use meta::MetaStore;
 pub use secrets::{

@@ -88,7 +88,9 @@ fn write_key_tx(tx: &Connection, key: &KeyRecord) -> Result<()> {
     }
 }
 
-/// `key_id, version, backend, sealed, create_time, public_key` of `key_versions`.
+/// The columns `version_from_row` reads, in order.
+const VERSION_COLS: &str = "key_id, version, backend, sealed, create_time, public_key, tag";
+
 fn version_from_row(r: &Row<'_>) -> rusqlite::Result<KeyVersion> {
     Ok(KeyVersion {
         key_id: r.get(0)?,
@@ -97,10 +99,28 @@ fn version_from_row(r: &Row<'_>) -> rusqlite::Result<KeyVersion> {
         sealed: r.get(3)?,
         create_time: r.get(4)?,
         public_key: r.get(5)?,
+        tag: r.get(6)?,
     })
 }
 
-/// `token, key_id, wrapping_algorithm, sealed_private, public_key, valid_to`.
+fn insert_version_tx(tx: &Connection, v: &KeyVersion) -> Result<()> {
+    tx.execute(
+        "INSERT INTO key_versions (key_id, version, backend, sealed, create_time, public_key, \
+         tag) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            v.key_id,
+            v.version,
+            v.backend,
+            v.sealed,
+            v.create_time,
+            v.public_key,
+            v.tag
+        ],
+    )?;
+    Ok(())
+}
+
+/// `token, key_id, wrapping_algorithm, sealed_private, public_key, valid_to, tag`.
 fn import_params_from_row(r: &Row<'_>) -> rusqlite::Result<ImportParams> {
     Ok(ImportParams {
         token: r.get(0)?,
@@ -109,6 +129,7 @@ fn import_params_from_row(r: &Row<'_>) -> rusqlite::Result<ImportParams> {
         sealed_private: r.get(3)?,
         public_key: r.get(4)?,
         valid_to: r.get(5)?,
+        tag: r.get(6)?,
     })
 }
 
@@ -164,18 +185,7 @@ impl KeyStore for SqliteStore {
                 other => other?,
             };
             if let Some(v) = version {
-                tx.execute(
-                    "INSERT INTO key_versions (key_id, version, backend, sealed, create_time, \
-                     public_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    params![
-                        v.key_id,
-                        v.version,
-                        v.backend,
-                        v.sealed,
-                        v.create_time,
-                        v.public_key
-                    ],
-                )?;
+                insert_version_tx(&tx, v)?;
             }
             self.commit(tx, trail)?;
             Ok(())
@@ -198,10 +208,9 @@ impl KeyStore for SqliteStore {
     fn get_version(&self, key_id: &str, version: u32) -> Result<Option<KeyVersion>> {
         self.with(|conn| {
             Ok(conn
-                .prepare_cached(
-                    "SELECT key_id, version, backend, sealed, create_time, public_key \
-                     FROM key_versions WHERE key_id = ?1 AND version = ?2",
-                )?
+                .prepare_cached(&format!(
+                    "SELECT {VERSION_COLS} FROM key_versions WHERE key_id = ?1 AND version = ?2"
+                ))?
                 .query_row(params![key_id, version], version_from_row)
                 .optional()?)
         })
@@ -254,17 +263,14 @@ impl KeyStore for SqliteStore {
         })
     }
 
-    // The trail, the record\'s three-part address and the write itself.
-    #[allow(clippy::too_many_arguments)]
     fn add_version(
         &self,
         trail: &Trail,
         region: &str,
         owner_uin: u64,
         key_id: &str,
-        backend: &str,
-        sealed: &[u8],
         f: KeyUpdate<'_>,
+        version: NewVersion<'_>,
     ) -> Result<KeyRecord> {
         self.with(|conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -272,17 +278,13 @@ impl KeyStore for SqliteStore {
                 .ok_or_else(|| Error::CmkNotFound(key_id.to_string()))?;
             f(&mut key)?;
             key.current_version += 1;
-            tx.execute(
-                "INSERT INTO key_versions (key_id, version, backend, sealed, create_time) \
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![
-                    key.key_id,
-                    key.current_version,
-                    backend,
-                    sealed,
-                    key.last_rotate_time
-                ],
-            )?;
+            let v = version(&key)?;
+            if v.key_id != key.key_id || v.version != key.current_version {
+                return Err(Error::Internal(
+                    "a new key version names another key".into(),
+                ));
+            }
+            insert_version_tx(&tx, &v)?;
             write_key_tx(&tx, &key)?;
             self.commit(tx, trail)?;
             Ok(key)
@@ -338,7 +340,7 @@ impl KeyStore for SqliteStore {
         region: &str,
         owner_uin: u64,
         key_id: &str,
-        sealed: Option<(&str, &[u8])>,
+        version: Option<&KeyVersion>,
         f: KeyUpdate<'_>,
     ) -> Result<KeyRecord> {
         let key = self.with(|conn| {
@@ -348,13 +350,14 @@ impl KeyStore for SqliteStore {
             f(&mut key)?;
             tx.execute("DELETE FROM key_versions WHERE key_id = ?1", [key_id])?;
             key.current_version = 0;
-            if let Some((backend, sealed)) = sealed {
+            if let Some(v) = version {
+                if v.key_id != key_id || v.version != 1 {
+                    return Err(Error::Internal(
+                        "imported material must be version 1".into(),
+                    ));
+                }
                 key.current_version = 1;
-                tx.execute(
-                    "INSERT INTO key_versions (key_id, version, backend, sealed, create_time, \
-                     public_key) VALUES (?1, 1, ?2, ?3, ?4, x'')",
-                    params![key_id, backend, sealed, key.create_time],
-                )?;
+                insert_version_tx(&tx, v)?;
             }
             write_key_tx(&tx, &key)?;
             self.commit(tx, trail)?;
@@ -364,18 +367,42 @@ impl KeyStore for SqliteStore {
         Ok(key)
     }
 
+    fn untagged_versions(&self) -> Result<Vec<KeyVersion>> {
+        self.with(|conn| {
+            let mut stmt = conn.prepare(&format!(
+                "SELECT {VERSION_COLS} FROM key_versions WHERE length(tag) = 0"
+            ))?;
+            let rows = stmt
+                .query_map([], version_from_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })
+    }
+
+    fn set_version_tag(&self, key_id: &str, version: u32, tag: &[u8]) -> Result<()> {
+        self.with(|conn| {
+            conn.execute(
+                "UPDATE key_versions SET tag = ?3 WHERE key_id = ?1 AND version = ?2 \
+                 AND length(tag) = 0",
+                params![key_id, version, tag],
+            )?;
+            Ok(())
+        })
+    }
+
     fn insert_import_params(&self, trail: &Trail, p: &ImportParams) -> Result<()> {
         self.audited_write(trail, |conn| {
             conn.execute(
                 "INSERT INTO import_params (token, key_id, wrapping_algorithm, sealed_private, \
-                 public_key, valid_to) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                 public_key, valid_to, tag) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 params![
                     p.token,
                     p.key_id,
                     p.wrapping_algorithm,
                     p.sealed_private,
                     p.public_key,
-                    p.valid_to
+                    p.valid_to,
+                    p.tag
                 ],
             )?;
             Ok(())
@@ -386,8 +413,8 @@ impl KeyStore for SqliteStore {
         self.with(|conn| {
             Ok(conn
                 .query_row(
-                    "SELECT token, key_id, wrapping_algorithm, sealed_private, public_key, valid_to \
-                     FROM import_params WHERE token = ?1",
+                    "SELECT token, key_id, wrapping_algorithm, sealed_private, public_key, \
+                     valid_to, tag FROM import_params WHERE token = ?1",
                     [token],
                     import_params_from_row,
                 )

@@ -49,6 +49,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0008_iam.sql"),
     include_str!("../migrations/0009_audit.sql"),
     include_str!("../migrations/0010_id_sequences.sql"),
+    include_str!("../migrations/0011_integrity_tags.sql"),
 ];
 
 pub struct SqliteStore {
