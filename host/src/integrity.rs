@@ -23,7 +23,7 @@
 
 use crate::error::{Error, Result};
 use crate::hsm::Hsm;
-use crate::store::{ImportParams, KeyVersion, MetaStore};
+use crate::store::{AuthzSealer, ImportParams, KeyVersion, MetaStore};
 use keyward_shared::Algorithm;
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
@@ -259,6 +259,17 @@ impl SystemKey {
             v.insert(memo);
         }
         Ok(())
+    }
+}
+
+/// The store asks for a new seal inside every write that changes the authorization tables.
+impl AuthzSealer for SystemKey {
+    fn seal_authz(&self, digest: &[u8; 32]) -> Result<Vec<u8>> {
+        self.tag(&Subject::Authorization { digest: *digest })
+    }
+
+    fn check_authz(&self, digest: &[u8; 32], seal: &[u8]) -> Result<()> {
+        self.check(&Subject::Authorization { digest: *digest }, seal)
     }
 }
 

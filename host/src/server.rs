@@ -55,6 +55,7 @@ pub fn bootstrap(cfg: Config) -> Result<(Arc<AppState>, Option<IssuedCredential>
         None => Arc::new(SystemClock),
     };
     let system = SystemKey::open(store.as_ref(), hsm.clone())?;
+    Cam::seal_legacy_authorization(store.as_ref(), store.as_ref(), system.clone())?;
     let accounts = Accounts::open(store.clone(), store.as_ref(), system.clone(), clock.clone())?;
     let issued = accounts.ensure_root(store.as_ref(), &cfg.regions[0].name)?;
     let cfg = Arc::new(cfg);
@@ -94,6 +95,7 @@ pub fn bootstrap(cfg: Config) -> Result<(Arc<AppState>, Option<IssuedCredential>
             cam: Cam::new(
                 accounts,
                 store.clone(),
+                system,
                 clock.clone(),
                 api::actions::ACTIONS.iter().map(|a| a.cam_name()).collect(),
             ),

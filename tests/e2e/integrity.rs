@@ -213,3 +213,78 @@ async fn versions_of_an_older_store_are_tagged_once() {
     d.start();
     err(&decrypt(&d.client(), &old).await, "InternalError");
 }
+
+/// Item 10: whoever can write the database cannot grant themselves rights. A policy allowing
+/// everything, inserted and attached to a sub-account by hand, grants nothing: the
+/// authorization tables no longer match their seal, so sub-accounts are refused (fail
+/// closed) and no change through Keyward re-seals the tampered state, until the rows are
+/// put back.
+#[tokio::test(flavor = "multi_thread")]
+async fn authorization_rows_written_by_hand_grant_nothing() {
+    use common::iam::{add_user, allow, create_policy, key_res, kw};
+    let mut d = Daemon::under_test();
+    let root = d.client();
+    let user = add_user(&root, "tamper").await;
+    err(
+        &user.client.kms("ListKeys", json!({})).await.unwrap(),
+        "AuthFailure.UnauthorizedOperation",
+    );
+    d.stop();
+    {
+        let db = db(&d);
+        db.execute(
+            "INSERT INTO policies (policy_id, name, description, document, create_time, \
+             update_time) VALUES (9999, 'evil', '', ?1, 0, 0)",
+            [r#"{"version":"2.0","statement":[{"effect":"allow","action":["*"],"resource":["*"]}]}"#],
+        )
+        .unwrap();
+        db.execute(
+            "INSERT INTO policy_attachments (policy_id, target_kind, target_id, create_time) \
+             VALUES (9999, 'user', ?1, 0)",
+            [user.uin as i64],
+        )
+        .unwrap();
+    }
+    d.start();
+    let root = d.client();
+    let sub = root.with_credentials(&user.secret_id, &user.secret_key);
+    err(
+        &sub.kms("CreateKey", json!({"Alias": unique("evil")}))
+            .await
+            .unwrap(),
+        "InternalError",
+    );
+    // The root account is not governed by policies and keeps working ...
+    let key_id = create_key(&root).await;
+    // ... but its changes to the authorization tables are refused rather than sealing the
+    // attacker's rows.
+    let doc = allow(&["kms:ListKeys"], &[key_res(&key_id)]);
+    let r = kw(
+        &root,
+        "CreatePolicy",
+        json!({"PolicyName": unique("p"), "PolicyDocument": doc.to_string()}),
+    )
+    .await;
+    err(&r, "InternalError");
+    let log = String::from_utf8_lossy(&d.log_text()).to_string();
+    assert!(log.contains("the authorization tables"), "named in the log");
+
+    // The rows removed, the old seal matches again: the sub-account is refused as before
+    // and the root's changes go through.
+    d.stop();
+    {
+        let db = db(&d);
+        db.execute("DELETE FROM policy_attachments WHERE policy_id = 9999", [])
+            .unwrap();
+        db.execute("DELETE FROM policies WHERE policy_id = 9999", [])
+            .unwrap();
+    }
+    d.start();
+    let root = d.client();
+    let sub = root.with_credentials(&user.secret_id, &user.secret_key);
+    err(
+        &sub.kms("ListKeys", json!({})).await.unwrap(),
+        "AuthFailure.UnauthorizedOperation",
+    );
+    create_policy(&root, &allow(&["kms:ListKeys"], &[key_res(&key_id)])).await;
+}

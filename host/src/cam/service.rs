@@ -8,12 +8,17 @@ use super::policy::{cam_resource, CamKind, Policy};
 use super::Caller;
 use crate::clock::Clock;
 use crate::error::{Error, Result};
-use crate::store::{AccountRecord, AccountStore, ApiKeyRecord, GroupRecord, PolicyRecord, Target};
+use crate::integrity::{Subject, SystemKey};
+use crate::store::{
+    AccountRecord, AccountStore, ApiKeyRecord, GroupRecord, MetaStore, PolicyRecord, Target,
+};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 /// API keys per account, as in CAM.
 pub const MAX_KEYS_PER_ACCOUNT: usize = 10;
+/// Set once the authorization tables of an older store have their seal.
+const AUTHZ_SEALED_META: &str = "authz_sealed_v1";
 /// CAM's limit on a policy document.
 const MAX_POLICY_BYTES: usize = 6144;
 
@@ -23,6 +28,7 @@ pub struct Cam {
     /// documents naming none of them are refused.
     known_actions: Vec<String>,
     store: Arc<dyn AccountStore>,
+    system: Arc<SystemKey>,
     clock: Arc<dyn Clock>,
     /// Parsed effective policies per sub-account; any change to users, groups, policies or
     /// attachments clears it.
@@ -45,6 +51,7 @@ impl Cam {
     pub fn new(
         accounts: Accounts,
         store: Arc<dyn AccountStore>,
+        system: Arc<SystemKey>,
         clock: Arc<dyn Clock>,
         known_actions: Vec<String>,
     ) -> Self {
@@ -52,18 +59,44 @@ impl Cam {
             accounts,
             known_actions,
             store,
+            system,
             clock,
             policies: RwLock::new(HashMap::new()),
         }
     }
 
-    /// The policies that apply to a sub-account.
+    /// Seals the authorization tables of a store written before they had a seal, once per
+    /// data directory; afterwards every change through Keyward seals them again, and a
+    /// state whose seal does not match is refused.
+    pub fn seal_legacy_authorization(
+        store: &dyn AccountStore,
+        meta: &dyn MetaStore,
+        system: Arc<SystemKey>,
+    ) -> Result<()> {
+        store.install_authz_sealer(system);
+        if meta.get_meta(AUTHZ_SEALED_META)?.is_none() {
+            store.reseal_authz()?;
+            meta.set_meta(AUTHZ_SEALED_META, b"1")?;
+        }
+        Ok(())
+    }
+
+    /// The policies that apply to a sub-account, from an authorization state whose seal
+    /// matches: a policy, attachment or membership written into the database by hand grants
+    /// nothing, and neither does any other change made with it.
     pub fn policies_for(&self, uin: u64) -> Result<Arc<Vec<Policy>>> {
         if let Some(p) = self.policies.read().ok().and_then(|c| c.get(&uin).cloned()) {
             return Ok(p);
         }
+        let state = self.store.authz_state()?;
+        self.system.check(
+            &Subject::Authorization {
+                digest: state.digest(),
+            },
+            &state.seal,
+        )?;
         let mut parsed = Vec::new();
-        for rec in self.store.effective_policies(uin)? {
+        for rec in state.effective_policies(uin) {
             match Policy::parse(&rec.document) {
                 Ok(p) => parsed.push(p),
                 // Documents are validated when stored; one that no longer parses (a newer

@@ -3,6 +3,8 @@
 
 use super::audit::Trail;
 use crate::error::Result;
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
 
 #[derive(Debug, Clone)]
 pub struct AccountRecord {
@@ -58,7 +60,110 @@ impl Target {
     }
 }
 
+/// Everything that decides what a sub-account may do, read in one transaction, with the
+/// seal the last change through Keyward left on it.
+#[derive(Debug, Clone, Default)]
+pub struct AuthzState {
+    /// `(uin, kind)` of every account.
+    pub accounts: Vec<(u64, String)>,
+    pub policies: Vec<PolicyRecord>,
+    /// `(policy_id, target)`.
+    pub attachments: Vec<(u64, Target)>,
+    /// `(group_id, uin)`.
+    pub memberships: Vec<(u64, u64)>,
+    /// The seal over `digest()` (empty in a store written before seals existed).
+    pub seal: Vec<u8>,
+}
+
+impl AuthzState {
+    /// A digest of the state in a canonical order (each list sorted), so two readings of
+    /// the same rows agree whatever order the database returns them in.
+    pub fn digest(&self) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(b"keyward/authorization/v1\0");
+        let mut field = |b: &[u8]| {
+            h.update((b.len() as u64).to_be_bytes());
+            h.update(b);
+        };
+        let mut accounts = self.accounts.clone();
+        accounts.sort();
+        field(&(accounts.len() as u64).to_be_bytes());
+        for (uin, kind) in &accounts {
+            field(&uin.to_be_bytes());
+            field(kind.as_bytes());
+        }
+        let mut policies: Vec<_> = self
+            .policies
+            .iter()
+            .map(|p| (p.policy_id, p.document.as_str()))
+            .collect();
+        policies.sort();
+        field(&(policies.len() as u64).to_be_bytes());
+        for (id, document) in policies {
+            field(&id.to_be_bytes());
+            field(document.as_bytes());
+        }
+        let mut attachments: Vec<_> = self
+            .attachments
+            .iter()
+            .map(|&(p, t)| (p, t.parts()))
+            .collect();
+        attachments.sort();
+        field(&(attachments.len() as u64).to_be_bytes());
+        for (policy, (kind, id)) in attachments {
+            field(&policy.to_be_bytes());
+            field(kind.as_bytes());
+            field(&id.to_be_bytes());
+        }
+        let mut memberships = self.memberships.clone();
+        memberships.sort();
+        field(&(memberships.len() as u64).to_be_bytes());
+        for (group, uin) in memberships {
+            field(&group.to_be_bytes());
+            field(&uin.to_be_bytes());
+        }
+        h.finalize().into()
+    }
+
+    /// The policies that apply to `uin`: attached to it or to one of its groups.
+    pub fn effective_policies(&self, uin: u64) -> Vec<&PolicyRecord> {
+        let groups: Vec<u64> = self
+            .memberships
+            .iter()
+            .filter(|(_, u)| *u == uin)
+            .map(|(g, _)| *g)
+            .collect();
+        let applies = |t: &Target| match *t {
+            Target::User(u) => u == uin,
+            Target::Group(g) => groups.contains(&g),
+        };
+        self.policies
+            .iter()
+            .filter(|p| {
+                self.attachments
+                    .iter()
+                    .any(|(id, t)| *id == p.policy_id && applies(t))
+            })
+            .collect()
+    }
+}
+
+/// Seals the authorization state inside each write that changes it. The seal is an
+/// HSM-keyed tag the service layer makes; the store only asks for it, so a row changed by
+/// writing to the database leaves a state whose seal no longer matches.
+pub trait AuthzSealer: Send + Sync {
+    fn seal_authz(&self, digest: &[u8; 32]) -> Result<Vec<u8>>;
+    /// Fails (`IntegrityFailure`) unless `seal` was made for `digest`.
+    fn check_authz(&self, digest: &[u8; 32], seal: &[u8]) -> Result<()>;
+}
+
 pub trait AccountStore: Send + Sync {
+    /// Installs the sealer every change to the authorization state uses (once, at start).
+    fn install_authz_sealer(&self, sealer: Arc<dyn AuthzSealer>);
+    /// The authorization state and its seal, read in one transaction.
+    fn authz_state(&self) -> Result<AuthzState>;
+    /// Seals the current state (start-up of a store written before seals existed).
+    fn reseal_authz(&self) -> Result<()>;
     fn insert_account(&self, a: &AccountRecord) -> Result<()>;
     /// Inserts an API key, refusing (`InvalidValue`) when its account already holds
     /// `max_per_account`: counted in the inserting transaction, so two requests cannot both
@@ -148,6 +253,4 @@ pub trait AccountStore: Send + Sync {
     ) -> Result<bool>;
     fn detach_policy(&self, trail: &Trail, policy_id: u64, target: Target) -> Result<bool>;
     fn attached_policies(&self, target: Target) -> Result<Vec<PolicyRecord>>;
-    /// Every policy that applies to a user: attached to it or to one of its groups.
-    fn effective_policies(&self, uin: u64) -> Result<Vec<PolicyRecord>>;
 }

@@ -14,7 +14,10 @@ pub mod meta;
 pub mod secrets;
 mod sqlite;
 
-pub use accounts::{AccountRecord, AccountStore, ApiKeyRecord, GroupRecord, PolicyRecord, Target};
+pub use accounts::{
+    AccountRecord, AccountStore, ApiKeyRecord, AuthzSealer, AuthzState, GroupRecord, PolicyRecord,
+    Target,
+};
 pub use alarms::{Alarm, AlarmStore};
 pub use audit::{AuditAttribute, AuditQuery, AuditStore, Trail};
 pub use data_keys::{DataKeyQuery, DataKeyRecord, DataKeyStore, DataKeyUpdate};

@@ -105,10 +105,107 @@ fn api_key_count(conn: &Connection, uin: u64) -> Result<u64> {
     Ok(n as u64)
 }
 
+const AUTHZ_SEAL_META: &str = "authz_seal";
+
+fn authz_state_tx(tx: &Connection) -> Result<AuthzState> {
+    let accounts = rows(tx, "SELECT uin, kind FROM accounts", [], |r| {
+        Ok((r.get::<_, i64>(0)? as u64, r.get(1)?))
+    })?;
+    let policies = rows(
+        tx,
+        &format!("SELECT {POLICY_COLS} FROM policies p ORDER BY p.policy_id"),
+        [],
+        policy_row,
+    )?;
+    let attachments = rows(
+        tx,
+        "SELECT policy_id, target_kind, target_id FROM policy_attachments",
+        [],
+        |r| {
+            let id = r.get::<_, i64>(2)? as u64;
+            let target = match r.get::<_, String>(1)?.as_str() {
+                "user" => Target::User(id),
+                _ => Target::Group(id),
+            };
+            Ok((r.get::<_, i64>(0)? as u64, target))
+        },
+    )?;
+    let memberships = rows(tx, "SELECT group_id, uin FROM group_members", [], |r| {
+        Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64))
+    })?;
+    let seal = tx
+        .query_row(
+            "SELECT value FROM meta WHERE name = ?1",
+            [AUTHZ_SEAL_META],
+            |r| r.get(0),
+        )
+        .optional()?
+        .unwrap_or_default();
+    Ok(AuthzState {
+        accounts,
+        policies,
+        attachments,
+        memberships,
+        seal,
+    })
+}
+
+impl SqliteStore {
+    /// A write that changes who may do what: the state it starts from must carry a valid
+    /// seal (so a change through Keyward never blesses rows written by hand), and the new
+    /// state is sealed in the same transaction, so the change and its seal commit together.
+    fn authz_write<T>(&self, trail: &Trail, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        self.sealed_write(trail, true, f)
+    }
+
+    fn sealed_write<T>(
+        &self,
+        trail: &Trail,
+        check_before: bool,
+        f: impl FnOnce(&Connection) -> Result<T>,
+    ) -> Result<T> {
+        let sealer = self
+            .authz_sealer
+            .get()
+            .ok_or_else(|| Error::Internal("no authorization sealer installed".into()))?;
+        self.audited_write(trail, |tx| {
+            if check_before {
+                let before = authz_state_tx(tx)?;
+                sealer.check_authz(&before.digest(), &before.seal)?;
+            }
+            let out = f(tx)?;
+            let seal = sealer.seal_authz(&authz_state_tx(tx)?.digest())?;
+            tx.execute(
+                "INSERT OR REPLACE INTO meta (name, value) VALUES (?1, ?2)",
+                params![AUTHZ_SEAL_META, seal],
+            )?;
+            Ok(out)
+        })
+    }
+}
+
 impl AccountStore for SqliteStore {
-    fn insert_account(&self, a: &AccountRecord) -> Result<()> {
+    fn install_authz_sealer(&self, sealer: Arc<dyn AuthzSealer>) {
+        let _ = self.authz_sealer.set(sealer);
+    }
+
+    fn authz_state(&self) -> Result<AuthzState> {
         self.with(|conn| {
-            conn.execute(
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
+            let state = authz_state_tx(&tx)?;
+            tx.commit()?;
+            Ok(state)
+        })
+    }
+
+    fn reseal_authz(&self) -> Result<()> {
+        self.sealed_write(&Trail::off(), false, |_| Ok(()))
+    }
+
+    fn insert_account(&self, a: &AccountRecord) -> Result<()> {
+        // Start-up (the root account), not a request: no record.
+        self.authz_write(&Trail::off(), |tx| {
+            tx.execute(
                 "INSERT INTO accounts (uin, name, kind, remark, create_time) \
                  VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![a.uin as i64, a.name, a.kind, a.remark, a.create_time],
@@ -165,7 +262,7 @@ impl AccountStore for SqliteStore {
         remark: &str,
         now: i64,
     ) -> Result<AccountRecord> {
-        self.audited_write(trail, |tx| {
+        self.authz_write(trail, |tx| {
             let next = next_id(tx, "uin", "SELECT COALESCE(MAX(uin), 0) + 1 FROM accounts")?;
             let rec = AccountRecord {
                 uin: next as u64,
@@ -233,7 +330,7 @@ impl AccountStore for SqliteStore {
     }
 
     fn delete_account(&self, trail: &Trail, uin: u64) -> Result<bool> {
-        self.audited_write(trail, |tx| {
+        self.authz_write(trail, |tx| {
             tx.execute("DELETE FROM api_keys WHERE uin = ?1", [uin as i64])?;
             tx.execute(
                 "DELETE FROM policy_attachments WHERE target_kind = 'user' AND target_id = ?1",
@@ -380,7 +477,7 @@ impl AccountStore for SqliteStore {
     }
 
     fn delete_group(&self, trail: &Trail, group_id: u64) -> Result<bool> {
-        self.audited_write(trail, |tx| {
+        self.authz_write(trail, |tx| {
             tx.execute(
                 "DELETE FROM policy_attachments WHERE target_kind = 'group' AND target_id = ?1",
                 [group_id as i64],
@@ -390,7 +487,7 @@ impl AccountStore for SqliteStore {
     }
 
     fn add_group_member(&self, trail: &Trail, group_id: u64, uin: u64) -> Result<bool> {
-        self.audited_write(trail, |tx| {
+        self.authz_write(trail, |tx| {
             Ok(tx.execute(
                 "INSERT OR IGNORE INTO group_members (group_id, uin) VALUES (?1, ?2)",
                 params![group_id as i64, uin as i64],
@@ -399,7 +496,7 @@ impl AccountStore for SqliteStore {
     }
 
     fn remove_group_member(&self, trail: &Trail, group_id: u64, uin: u64) -> Result<bool> {
-        self.audited_write(trail, |tx| {
+        self.authz_write(trail, |tx| {
             Ok(tx.execute(
                 "DELETE FROM group_members WHERE group_id = ?1 AND uin = ?2",
                 params![group_id as i64, uin as i64],
@@ -439,7 +536,7 @@ impl AccountStore for SqliteStore {
         document: &str,
         now: i64,
     ) -> Result<PolicyRecord> {
-        self.audited_write(trail, |tx| {
+        self.authz_write(trail, |tx| {
             let id = next_id(
                 tx,
                 "policy_id",
@@ -498,7 +595,7 @@ impl AccountStore for SqliteStore {
         document: Option<&str>,
         now: i64,
     ) -> Result<bool> {
-        self.audited_write(trail, |tx| {
+        self.authz_write(trail, |tx| {
             Ok(tx.execute(
                 "UPDATE policies SET description = COALESCE(?2, description), \
                  document = COALESCE(?3, document), update_time = ?4 WHERE policy_id = ?1",
@@ -508,7 +605,7 @@ impl AccountStore for SqliteStore {
     }
 
     fn delete_policy(&self, trail: &Trail, policy_id: u64) -> Result<bool> {
-        self.audited_write(trail, |tx| {
+        self.authz_write(trail, |tx| {
             Ok(tx.execute(
                 "DELETE FROM policies WHERE policy_id = ?1",
                 [policy_id as i64],
@@ -524,7 +621,7 @@ impl AccountStore for SqliteStore {
         now: i64,
     ) -> Result<bool> {
         let (kind, id) = target.parts();
-        self.audited_write(trail, |tx| {
+        self.authz_write(trail, |tx| {
             Ok(tx.execute(
                 "INSERT OR IGNORE INTO policy_attachments (policy_id, target_kind, target_id, \
                  create_time) VALUES (?1, ?2, ?3, ?4)",
@@ -535,7 +632,7 @@ impl AccountStore for SqliteStore {
 
     fn detach_policy(&self, trail: &Trail, policy_id: u64, target: Target) -> Result<bool> {
         let (kind, id) = target.parts();
-        self.audited_write(trail, |tx| {
+        self.authz_write(trail, |tx| {
             Ok(tx.execute(
                 "DELETE FROM policy_attachments WHERE policy_id = ?1 AND target_kind = ?2 AND \
                  target_id = ?3",
@@ -555,22 +652,6 @@ impl AccountStore for SqliteStore {
                      ORDER BY p.policy_id"
                 ),
                 params![kind, id],
-                policy_row,
-            )
-        })
-    }
-
-    fn effective_policies(&self, uin: u64) -> Result<Vec<PolicyRecord>> {
-        self.with(|conn| {
-            rows(
-                conn,
-                &format!(
-                    "SELECT DISTINCT {POLICY_COLS} FROM policies p JOIN policy_attachments a ON \
-                     a.policy_id = p.policy_id WHERE (a.target_kind = 'user' AND \
-                     a.target_id = ?1) OR (a.target_kind = 'group' AND a.target_id IN \
-                     (SELECT group_id FROM group_members WHERE uin = ?1)) ORDER BY p.policy_id"
-                ),
-                [uin as i64],
                 policy_row,
             )
         })

@@ -13,12 +13,12 @@ mod secrets;
 
 use crate::error::{Error, Result};
 use crate::store::audit::Trail;
-use crate::store::{KeyRecord, Tag};
+use crate::store::{AuthzSealer, KeyRecord, Tag};
 use rusqlite::{params, Connection, Row, TransactionBehavior};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 /// The SQLite adapter's one conversion of rusqlite's errors: "busy" means another process
 /// holds the database (the daemon opens it exclusively); everything else is a store failure.
@@ -60,6 +60,8 @@ pub struct SqliteStore {
     keys: RwLock<HashMap<String, KeyRecord>>,
     /// Audit records committed together with their change (for `/metrics`).
     written_with_changes: AtomicU64,
+    /// Seals the authorization tables in every write that changes them.
+    authz_sealer: OnceLock<Arc<dyn AuthzSealer>>,
 }
 
 impl SqliteStore {
@@ -81,6 +83,7 @@ impl SqliteStore {
             conn: Mutex::new(conn),
             keys: RwLock::new(HashMap::new()),
             written_with_changes: AtomicU64::new(0),
+            authz_sealer: OnceLock::new(),
         })
     }
 
