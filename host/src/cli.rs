@@ -123,6 +123,17 @@ enum AuditCommand {
         #[arg(long)]
         fingerprint: Option<String>,
     },
+    /// Check archived segment files offline: each record's hash and link, each seal's
+    /// signed checkpoint, and that consecutive segments link up. Prints one JSON line per
+    /// segment; exits non-zero at the first fault.
+    VerifyArchive {
+        /// Segment files (`audit-<first>-<last>.jsonl`), in any order.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Expected SHA-256 fingerprint (hex) of the audit public key.
+        #[arg(long)]
+        fingerprint: Option<String>,
+    },
     /// Print every record as one JSON object per line.
     Export {
         #[command(flatten)]
@@ -227,6 +238,9 @@ async fn audit(command: AuditCommand) -> crate::Result<()> {
                 )))
             }
         }
+        AuditCommand::VerifyArchive { files, fingerprint } => {
+            verify_archive(&files, fingerprint.as_deref())
+        }
         AuditCommand::Export { source, after } => {
             let mut after = after;
             match (&source.endpoint, &source.credentials) {
@@ -269,6 +283,42 @@ async fn audit(command: AuditCommand) -> crate::Result<()> {
             }
         }
     }
+}
+
+fn verify_archive(files: &[PathBuf], fingerprint: Option<&str>) -> crate::Result<()> {
+    let mut segments = Vec::new();
+    for f in files {
+        segments.push(crate::audit::archive::verify_segment(f)?);
+    }
+    segments.sort_by_key(|s| s.first_seq);
+    for (i, s) in segments.iter().enumerate() {
+        if let Some(fp) = fingerprint {
+            if s.key_fingerprint != fp.to_ascii_lowercase() {
+                return Err(crate::Error::Cli(format!(
+                    "{}: signed by key {}, not the expected {fp}",
+                    s.file.display(),
+                    s.key_fingerprint
+                )));
+            }
+        }
+        if let Some(before) = i.checked_sub(1).map(|j| &segments[j]) {
+            if before.last_seq + 1 != s.first_seq || before.last_hash != s.first_prev_hash {
+                return Err(crate::Error::Cli(format!(
+                    "{} does not continue {} (records {}..{} missing or altered)",
+                    s.file.display(),
+                    before.file.display(),
+                    before.last_seq + 1,
+                    s.first_seq
+                )));
+            }
+        }
+        line(
+            &serde_json::to_value(s)
+                .map_err(|e| crate::Error::Internal(e.to_string()))?
+                .to_string(),
+        )?;
+    }
+    Ok(())
 }
 
 /// One output line; a closed pipe (`| head`) ends the export quietly.

@@ -51,6 +51,13 @@ pub struct AuditConfig {
     /// ...or when this many seconds have passed with unsigned records.
     #[serde(default = "default_checkpoint_secs")]
     pub checkpoint_secs: u64,
+    /// Records older than this many days move from the store into segment files in
+    /// `archive_dir` (on the scheduler's tick). 0 keeps every record in the store.
+    #[serde(default)]
+    pub retain_days: u32,
+    /// Where archived segments go (default `<data_dir>/audit-archive`).
+    #[serde(default)]
+    pub archive_dir: Option<PathBuf>,
 }
 
 impl Default for AuditConfig {
@@ -59,6 +66,8 @@ impl Default for AuditConfig {
             enabled: true,
             checkpoint_every: default_checkpoint_every(),
             checkpoint_secs: default_checkpoint_secs(),
+            retain_days: 0,
+            archive_dir: None,
         }
     }
 }
@@ -94,6 +103,12 @@ pub struct RateLimitConfig {
     /// bogus requests cannot fill the disk. 0 records every one.
     #[serde(default = "default_unauthenticated_rate")]
     pub unauthenticated_records_per_sec: u32,
+    /// Failed authentications (bad signature, unknown SecretId, replay...) per source
+    /// address, with bursts of one second's worth. A source beyond it is refused with
+    /// `RequestLimitExceeded` before its signature is even checked, until its budget refills,
+    /// so floods of forged requests cost little CPU. 0 turns it off.
+    #[serde(default = "default_auth_failure_rate")]
+    pub auth_failures_per_sec: u32,
 }
 
 impl Default for RateLimitConfig {
@@ -103,6 +118,7 @@ impl Default for RateLimitConfig {
             read_per_sec: default_read_rate(),
             write_per_sec: default_write_rate(),
             unauthenticated_records_per_sec: default_unauthenticated_rate(),
+            auth_failures_per_sec: default_auth_failure_rate(),
         }
     }
 }
@@ -117,6 +133,10 @@ fn default_read_rate() -> u32 {
 
 fn default_write_rate() -> u32 {
     0
+}
+
+fn default_auth_failure_rate() -> u32 {
+    50
 }
 
 fn default_unauthenticated_rate() -> u32 {

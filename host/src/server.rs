@@ -395,7 +395,9 @@ fn spawn_background_jobs(state: &Arc<AppState>) -> Result<()> {
             let jobs = move || -> Result<JobReport> {
                 st.cam.accounts.flush_last_used()?;
                 st.limiter.housekeeping();
-                st.jobs.run_due()
+                let report = st.jobs.run_due()?;
+                st.audit.apply_retention(st.clock.now(), &st.cfg)?;
+                Ok(report)
             };
             match tokio::task::spawn_blocking(jobs).await {
                 Ok(Ok(r)) if !r.is_empty() => {

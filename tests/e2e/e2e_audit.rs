@@ -1196,7 +1196,11 @@ async fn a_checkpoint_is_signed_at_start_after_a_crash() {
 /// refusals beyond it are counted in /metrics instead of recorded one by one.
 #[tokio::test(flavor = "multi_thread")]
 async fn unauthenticated_floods_are_counted_not_recorded() {
-    let mut d = Daemon::under_test_with("[rate_limit]\nunauthenticated_records_per_sec = 1\n");
+    let mut d = Daemon::under_test_with(
+        // The source throttle (e2e_requests) would refuse most of the flood before
+        // authentication; this test is about what authentication refusals leave behind.
+        "[rate_limit]\nunauthenticated_records_per_sec = 1\nauth_failures_per_sec = 0\n",
+    );
     let c = d.client();
     let bogus = c.with_credentials("AKIDbogusbogusbogus", "not-a-key");
     const N: u64 = 200;
@@ -1240,4 +1244,134 @@ async fn unauthenticated_floods_are_counted_not_recorded() {
         N,
         "every refusal is recorded or counted"
     );
+}
+
+/// `keyward audit verify-archive <files>`: whether it exited 0, and its output.
+fn verify_archive(files: &[PathBuf], fingerprint: &str) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_keyward"))
+        .args(["audit", "verify-archive", "--fingerprint", fingerprint])
+        .args(files)
+        .env("KEYWARD_LOG", "warn")
+        .output()
+        .expect("keyward audit verify-archive runs");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+fn segments(data: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(data.join("audit-archive"))
+        .map(|d| d.map(|e| e.unwrap().path()).collect())
+        .unwrap_or_default();
+    files.retain(|f| f.extension().is_some_and(|x| x == "jsonl"));
+    files.sort();
+    files
+}
+
+/// Issue 12 item 9: retention moves old records out of the store into segment files that
+/// verify on their own, link to each other and to the log left in the store; an edited
+/// segment, a missing one, or records dropped from the store by moving its anchor are found.
+#[tokio::test(flavor = "multi_thread")]
+async fn old_records_move_into_segments_that_verify_offline() {
+    let mut d = Daemon::under_test_with(
+        "[testing]\nadjustable_clock = true\n[audit]\ncheckpoint_every = 5\nretain_days = 1\n",
+    );
+    let c = d.client();
+    for _ in 0..12 {
+        ok(c.kms("GenerateRandom", json!({"NumberOfBytes": 4}))
+            .await
+            .unwrap());
+    }
+    let fingerprint = ok(kw(&c, "DescribeAuditKey", json!({})).await)["Fingerprint"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Two days on, the retention of one day moves every record signed so far.
+    ok(kw(&c, "AdvanceClock", json!({"Seconds": 2 * 86_400})).await);
+    let first = segments(&d.data_dir());
+    assert_eq!(first.len(), 1, "{first:?}");
+    let v = ok(kw(&c, "VerifyAuditLog", json!({})).await);
+    assert_eq!(v["Ok"], true, "{v}");
+    let through = v["ArchivedThrough"].as_u64().unwrap();
+    assert!(through >= 12, "{v}");
+    // LookUpEvents no longer finds the archived records.
+    let found = ok(look_up(
+        &c,
+        json!({"StartTime": now() - 3600, "EndTime": now() + 60, "MaxResults": 50,
+               "LookupAttributes": [{"AttributeKey": "EventName", "AttributeValue": "GenerateRandom"}]}),
+    )
+    .await);
+    assert_eq!(found["Events"].as_array().unwrap().len(), 0, "{found}");
+
+    // A second archival, by hand: the segments chain.
+    for _ in 0..6 {
+        ok(c.kms("GenerateRandom", json!({"NumberOfBytes": 4}))
+            .await
+            .unwrap());
+    }
+    let r = ok(kw(&c, "ArchiveAuditLog", json!({"Before": now() + 1})).await);
+    assert_eq!(r["Archived"], true, "{r}");
+    assert_eq!(r["FirstSeq"].as_u64().unwrap(), through + 1, "{r}");
+    let both = segments(&d.data_dir());
+    assert_eq!(both.len(), 2, "{both:?}");
+    let (good, out) = verify_archive(&both, &fingerprint);
+    assert!(good, "{out}");
+    assert_eq!(out.lines().count(), 2, "{out}");
+    assert_eq!(ok(kw(&c, "VerifyAuditLog", json!({})).await)["Ok"], true);
+    let (good, out) = verify_archive(&both, &"0".repeat(64));
+    assert!(!good, "another key's fingerprint: {out}");
+    d.stop();
+
+    // An edited record in a segment, and a segment missing from the history.
+    let text = std::fs::read_to_string(&both[0]).unwrap();
+    let edited = both[0].with_extension("edited");
+    std::fs::write(
+        &edited,
+        text.replacen("GenerateRandom", "GenerateRandoM", 1),
+    )
+    .unwrap();
+    let (good, out) = verify_archive(&[edited, both[1].clone()], &fingerprint);
+    assert!(!good && out.contains("edited"), "{out}");
+    let (good, out) = verify_archive(&both[1..], &fingerprint);
+    assert!(good, "a segment verifies alone: {out}");
+    let (good, _) = verify_archive(&both, &fingerprint);
+    assert!(good);
+
+    // Records dropped from the store by moving its anchor to a later checkpoint.
+    let (_t, copy) = copy_of(&d.data_dir());
+    let later = *checkpoint_seqs(&copy).last().unwrap();
+    let hash: Vec<u8> = db(&copy)
+        .query_row(
+            "SELECT hash FROM audit_checkpoints WHERE seq = ?1",
+            [later as i64],
+            |r| r.get(0),
+        )
+        .unwrap();
+    {
+        let conn = db(&copy);
+        let mut anchor = later.to_be_bytes().to_vec();
+        anchor.extend(hash);
+        conn.execute(
+            "UPDATE meta SET value = ?1 WHERE name = 'audit_anchor'",
+            params![anchor],
+        )
+        .unwrap();
+        conn.execute("DELETE FROM audit_log WHERE seq <= ?1", [later as i64])
+            .unwrap();
+    }
+    let (success, report) = verify_offline(&copy);
+    assert!(!success, "{report}");
+    assert!(
+        report["Reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("no record of that archival")),
+        "{report}"
+    );
+    let (success, report) = verify_offline(&d.data_dir());
+    assert!(success, "{report}");
 }

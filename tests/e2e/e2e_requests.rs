@@ -526,3 +526,65 @@ async fn connections_beyond_the_limit_wait_for_a_free_slot() {
         .unwrap();
     ok(r);
 }
+
+/// Issue 12 item 9: a source that keeps failing authentication is refused before its
+/// signatures are checked (sparing the work), while other sources are served; it is served
+/// again once its budget has refilled.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_source_that_keeps_failing_authentication_is_throttled() {
+    let d = Daemon::embedded_with("[rate_limit]\nauth_failures_per_sec = 10\n");
+    let c = d.client();
+    let forged = |d: &Daemon| {
+        let mut h = Captured::kms("GenerateRandom", json!({"NumberOfBytes": 4})).headers(d);
+        for (name, value) in h.iter_mut() {
+            if name == "Authorization" {
+                *value = String::from_utf8(value.clone())
+                    .unwrap()
+                    .replace(&d.cred.secret_id, "AKIDforgedforgedforged")
+                    .into_bytes();
+            }
+        }
+        h
+    };
+    let mut codes = Vec::new();
+    for _ in 0..60 {
+        let r = send_raw_from(ELSEWHERE, d.port, &forged(&d), br#"{"NumberOfBytes":4}"#).await;
+        codes.push(r["Error"]["Code"].as_str().unwrap_or("none").to_string());
+    }
+    let not_found = codes
+        .iter()
+        .take_while(|c| *c == "AuthFailure.SecretIdNotFound")
+        .count();
+    assert!(
+        not_found >= 10,
+        "the burst is authenticated as usual: {codes:?}"
+    );
+    assert!(
+        codes
+            .iter()
+            .all(|c| c == "AuthFailure.SecretIdNotFound" || c == "RequestLimitExceeded"),
+        "{codes:?}"
+    );
+    assert!(
+        codes
+            .iter()
+            .filter(|c| *c == "RequestLimitExceeded")
+            .count()
+            >= 30,
+        "the flood is refused before authentication: {codes:?}"
+    );
+    // A genuine request from the throttled address waits too ...
+    let genuine = Captured::kms("GenerateRandom", json!({"NumberOfBytes": 4}));
+    err(
+        &genuine.send_from(ELSEWHERE, &d, &[]).await,
+        "RequestLimitExceeded",
+    );
+    // ... while other addresses are served.
+    ok(c.kms("GenerateRandom", json!({"NumberOfBytes": 4}))
+        .await
+        .unwrap());
+    // Once the budget has refilled, the address is served again.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let later = Captured::kms("GenerateRandom", json!({"NumberOfBytes": 5}));
+    ok(later.send_from(ELSEWHERE, &d, &[]).await);
+}

@@ -286,6 +286,7 @@ pub const ACTIONS: &[Action] = &[
     row(Admin, "VerifyAuditLog", Run::Handler(audit_actions::verify_audit_log), Read, Blocking, Global),
     row(Admin, "ExportAuditLog", Run::Handler(audit_actions::export_audit_log), Read, Blocking, Global),
     row(Admin, "DescribeAuditKey", Run::Handler(audit_actions::describe_audit_key), Read, Blocking, Global),
+    row(Admin, "ArchiveAuditLog", Run::Handler(admin_actions::archive_audit_log), Write, Blocking, Global),
     // CloudAudit (2019-03-19)
     row(CloudAudit, "LookUpEvents", Run::Handler(audit_actions::look_up_events), Read, Blocking, Global),
 ];

@@ -34,6 +34,7 @@ pub(super) fn advance_clock(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
         .seconds
         .ok_or_else(|| Error::MissingParameter("Seconds is required".into()))?;
     let (now, report) = ctx.state.jobs.advance_clock(secs)?;
+    ctx.state.audit.apply_retention(now, &ctx.state.cfg)?;
     report_json(now, report)
 }
 
@@ -50,5 +51,38 @@ fn report_json(now: i64, r: JobReport) -> Result<Fields> {
 pub(super) fn run_scheduled_jobs(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     require_root(ctx)?;
     let _: serde_json::Map<String, serde_json::Value> = parse(body)?;
-    report_json(ctx.state.clock.now(), ctx.state.jobs.run_due()?)
+    let report = ctx.state.jobs.run_due()?;
+    let now = ctx.state.clock.now();
+    ctx.state.audit.apply_retention(now, &ctx.state.cfg)?;
+    report_json(now, report)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+struct ArchiveAuditLogRequest {
+    #[serde(default, deserialize_with = "opt_u64")]
+    before: Option<u64>,
+}
+
+/// Moves the audit records older than `Before` (unix seconds) into a segment file in the
+/// archive directory, up to the newest signed checkpoint among them (docs/audit.md).
+pub(super) fn archive_audit_log(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+    require_root(ctx)?;
+    let req: ArchiveAuditLogRequest = parse(body)?;
+    let before = req
+        .before
+        .ok_or_else(|| Error::MissingParameter("Before is required".into()))?;
+    let before =
+        i64::try_from(before).map_err(|_| Error::InvalidValue("Before is too large".into()))?;
+    let dir = crate::audit::Audit::archive_dir(&ctx.state.cfg);
+    match ctx.state.audit.archive_before(before, &dir)? {
+        Some(r) => out(json!({
+            "Archived": true,
+            "FirstSeq": r.first_seq,
+            "LastSeq": r.last_seq,
+            "Records": r.records,
+            "File": r.file.display().to_string(),
+        })),
+        None => out(json!({ "Archived": false, "Records": 0 })),
+    }
 }

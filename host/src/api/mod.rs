@@ -290,7 +290,10 @@ fn dispatch(
     let product =
         Product::from_version(version).ok_or_else(|| Error::NoSuchVersion(version.into()))?;
     let row = row.ok_or_else(|| Error::InvalidAction(action.into()))?;
-    let verified = authenticate(st, parts, body, product.service())?;
+    // A source that keeps failing authentication is refused before any more of that work.
+    st.limiter.admit_source(peer)?;
+    let verified = authenticate(st, parts, body, product.service())
+        .inspect_err(|_| st.limiter.authentication_failed(peer))?;
     let cred = verified.cred.clone();
     let now = verified.now;
     st.cam.accounts.mark_used(&cred.secret_id, now);
@@ -309,7 +312,8 @@ fn dispatch(
         None => 0,
     };
     let region = st.cfg.regions[region_index].name.clone();
-    bind_signature(st, &verified, row, region_index, peer)?;
+    bind_signature(st, &verified, row, region_index, peer)
+        .inspect_err(|_| st.limiter.authentication_failed(peer))?;
     st.limiter.check(&cred.secret_id, row.family)?;
     // Policies are asked with the action's CAM name (`kms:Encrypt`).
     let cam_action = row.cam_name();

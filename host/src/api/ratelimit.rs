@@ -7,9 +7,13 @@ use super::tc3::SeenSignatures;
 use super::MAX_SKEW_SECS;
 use crate::config::RateLimitConfig;
 use crate::error::{Error, Result};
+use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
+use std::sync::RwLock;
+use std::time::Instant;
 
 pub struct Limiter {
     crypto: Option<DefaultKeyedRateLimiter<String>>,
@@ -17,6 +21,11 @@ pub struct Limiter {
     write: Option<DefaultKeyedRateLimiter<String>>,
     /// Audit records of unauthenticated refusals, per source address.
     unauthenticated: Option<DefaultKeyedRateLimiter<Option<IpAddr>>>,
+    /// Failed authentications per source address.
+    auth_failures: Option<DefaultKeyedRateLimiter<Option<IpAddr>>>,
+    /// Sources over their failure budget, and when it has refilled enough to try again.
+    /// Checked before any authentication work; empty (one read lock) in normal operation.
+    throttled: RwLock<HashMap<Option<IpAddr>, Instant>>,
     /// Verified signatures of the timestamp window with their routing (see `api::dispatch`).
     pub signatures: SeenSignatures<super::FirstUse>,
 }
@@ -33,6 +42,9 @@ impl Limiter {
             write: keyed(cfg.write_per_sec),
             unauthenticated: NonZeroU32::new(cfg.unauthenticated_records_per_sec)
                 .map(|n| RateLimiter::keyed(Quota::per_second(n))),
+            auth_failures: NonZeroU32::new(cfg.auth_failures_per_sec)
+                .map(|n| RateLimiter::keyed(Quota::per_second(n))),
+            throttled: RwLock::new(HashMap::new()),
             signatures: SeenSignatures::new(MAX_SKEW_SECS),
         }
     }
@@ -54,6 +66,37 @@ impl Limiter {
         })
     }
 
+    /// Admits a request from `source` to authentication, unless the source has used up its
+    /// budget of failed authentications.
+    pub fn admit_source(&self, source: Option<IpAddr>) -> Result<()> {
+        let until = match self.throttled.read() {
+            Ok(t) if t.is_empty() => return Ok(()),
+            Ok(t) => t.get(&source).copied(),
+            Err(_) => None,
+        };
+        match until {
+            Some(until) if Instant::now() < until => Err(Error::RequestLimitExceeded(format!(
+                "too many failed authentications from {}; retry later",
+                source.map_or_else(|| "this source".into(), |s| s.to_string())
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Counts a failed authentication from `source`; beyond the budget the source is
+    /// refused by `admit_source` until the budget allows one more.
+    pub fn authentication_failed(&self, source: Option<IpAddr>) {
+        let Some(l) = &self.auth_failures else {
+            return;
+        };
+        if let Err(not_until) = l.check_key(&source) {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            if let Ok(mut t) = self.throttled.write() {
+                t.insert(source, Instant::now() + wait);
+            }
+        }
+    }
+
     /// Whether a request from `source` refused before authentication still gets its own
     /// audit record (beyond the budget it is only counted).
     pub fn record_unauthenticated(&self, source: Option<IpAddr>) -> bool {
@@ -64,8 +107,15 @@ impl Limiter {
 
     /// Drops idle keys so the maps do not grow with every SecretId ever seen.
     pub fn housekeeping(&self) {
-        if let Some(l) = &self.unauthenticated {
+        for l in [&self.unauthenticated, &self.auth_failures]
+            .into_iter()
+            .flatten()
+        {
             l.retain_recent();
+        }
+        if let Ok(mut t) = self.throttled.write() {
+            let now = Instant::now();
+            t.retain(|_, until| *until > now);
         }
         for l in [&self.crypto, &self.read, &self.write]
             .into_iter()
@@ -88,6 +138,7 @@ mod tests {
             read_per_sec: 0,
             write_per_sec: 1,
             unauthenticated_records_per_sec: 0,
+            auth_failures_per_sec: 0,
         });
         let ok = (0..10)
             .filter(|_| l.check("AKIDa", Family::Crypto).is_ok())
@@ -105,5 +156,36 @@ mod tests {
             })
             .count();
         assert!(refused > 0);
+    }
+
+    #[test]
+    fn a_source_over_its_failure_budget_is_refused_before_authentication() {
+        let l = Limiter::new(&RateLimitConfig {
+            auth_failures_per_sec: 5,
+            ..Default::default()
+        });
+        let bad: Option<IpAddr> = Some("192.0.2.1".parse().unwrap());
+        let good: Option<IpAddr> = Some("192.0.2.2".parse().unwrap());
+        for _ in 0..5 {
+            assert!(l.admit_source(bad).is_ok());
+            l.authentication_failed(bad);
+        }
+        // Within the burst nothing is refused; the failures beyond it are.
+        for _ in 0..20 {
+            l.authentication_failed(bad);
+        }
+        assert!(matches!(
+            l.admit_source(bad),
+            Err(Error::RequestLimitExceeded(m)) if m.contains("192.0.2.1")
+        ));
+        assert!(l.admit_source(good).is_ok(), "per source");
+        let off = Limiter::new(&RateLimitConfig {
+            auth_failures_per_sec: 0,
+            ..Default::default()
+        });
+        for _ in 0..100 {
+            off.authentication_failed(bad);
+        }
+        assert!(off.admit_source(bad).is_ok());
     }
 }

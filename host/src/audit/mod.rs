@@ -9,6 +9,7 @@
 //! can lose the queue, at most the last moment of read-only records; never a change's record.
 //! The writer also signs checkpoints with a P-256 key held in the HSM (docs/audit.md).
 
+pub mod archive;
 pub mod verify;
 
 /// The record and its chain hash are the audit log's persistent form, so they live with the
@@ -170,6 +171,27 @@ impl Audit {
     pub fn verify_log(&self) -> Result<verify::Report> {
         self.flush();
         verify::verify(self.store.as_ref(), &self.signer.public_key)
+    }
+
+    /// Applies `[audit] retain_days`: archives the records older than that.
+    pub fn apply_retention(
+        &self,
+        now: i64,
+        cfg: &crate::config::Config,
+    ) -> Result<Option<archive::ArchiveReport>> {
+        if cfg.audit.retain_days == 0 || !self.enabled() {
+            return Ok(None);
+        }
+        let before = now - i64::from(cfg.audit.retain_days) * 86_400;
+        self.archive_before(before, &Self::archive_dir(cfg))
+    }
+
+    /// Where archived segments go.
+    pub fn archive_dir(cfg: &crate::config::Config) -> std::path::PathBuf {
+        cfg.audit
+            .archive_dir
+            .clone()
+            .unwrap_or_else(|| cfg.data_dir.join("audit-archive"))
     }
 
     /// Up to `limit` records after sequence number `after`, oldest first, queue included.

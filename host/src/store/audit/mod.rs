@@ -46,7 +46,15 @@ pub struct AuditQuery {
 pub trait AuditStore: Send + Sync {
     /// Appends records after the current head in one transaction; returns the new head.
     fn append_audit(&self, records: &[AuditRecord]) -> Result<Option<(u64, [u8; 32])>>;
+    /// The newest record's place in the chain (the archive's anchor once every record has
+    /// been archived).
     fn audit_head(&self) -> Result<Option<(u64, [u8; 32])>>;
+    /// Where the archived part of the log ends (`None`: nothing archived).
+    fn audit_anchor(&self) -> Result<Option<(u64, [u8; 32])>>;
+    /// Removes the records up to `through` (archived elsewhere; `hash` is the last one's),
+    /// records the new anchor and appends `record`, the archival's own audit record, in one
+    /// transaction.
+    fn archive_audit(&self, through: u64, hash: &[u8; 32], record: &AuditRecord) -> Result<()>;
     /// Records with `seq > after`, oldest first.
     fn audit_after(&self, after: u64, limit: u32) -> Result<Vec<ChainedRecord>>;
     /// Newest first.

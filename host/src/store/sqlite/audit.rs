@@ -25,11 +25,40 @@ impl SqliteStore {
     }
 }
 
+/// Where the archived part of the log ended: `seq (8 bytes BE) || hash`.
+const ANCHOR_META: &str = "audit_anchor";
+
+/// The newest record, or (when every record has been archived) the archive's anchor.
 fn head_tx(conn: &Connection) -> Result<Option<(u64, [u8; 32])>> {
-    Ok(conn
+    let newest = conn
         .prepare_cached("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")?
         .query_row([], |r| Ok((r.get::<_, i64>(0)? as u64, hash_col(r, 1)?)))
-        .optional()?)
+        .optional()?;
+    match newest {
+        Some(h) => Ok(Some(h)),
+        None => anchor_tx(conn),
+    }
+}
+
+fn anchor_tx(conn: &Connection) -> Result<Option<(u64, [u8; 32])>> {
+    let value: Option<Vec<u8>> = conn
+        .query_row(
+            "SELECT value FROM meta WHERE name = ?1",
+            [ANCHOR_META],
+            |r| r.get(0),
+        )
+        .optional()?;
+    match value {
+        None => Ok(None),
+        Some(v) if v.len() == 40 => {
+            let mut seq = [0u8; 8];
+            seq.copy_from_slice(&v[..8]);
+            let mut hash = [0u8; 32];
+            hash.copy_from_slice(&v[8..]);
+            Ok(Some((u64::from_be_bytes(seq), hash)))
+        }
+        Some(_) => Err(Error::Store("the audit archive anchor is malformed".into())),
+    }
 }
 
 fn append_tx(conn: &Connection, records: &[AuditRecord]) -> Result<Option<(u64, [u8; 32])>> {
@@ -149,6 +178,26 @@ impl AuditStore for SqliteStore {
 
     fn audit_head(&self) -> Result<Option<(u64, [u8; 32])>> {
         self.with(|conn| head_tx(conn))
+    }
+
+    fn audit_anchor(&self) -> Result<Option<(u64, [u8; 32])>> {
+        self.with(|conn| anchor_tx(conn))
+    }
+
+    fn archive_audit(&self, through: u64, hash: &[u8; 32], record: &AuditRecord) -> Result<()> {
+        self.with(|conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let mut anchor = through.to_be_bytes().to_vec();
+            anchor.extend_from_slice(hash);
+            tx.execute(
+                "INSERT OR REPLACE INTO meta (name, value) VALUES (?1, ?2)",
+                params![ANCHOR_META, anchor],
+            )?;
+            tx.execute("DELETE FROM audit_log WHERE seq <= ?1", [through as i64])?;
+            append_tx(&tx, std::slice::from_ref(record))?;
+            tx.commit()?;
+            Ok(())
+        })
     }
 
     fn audit_after(&self, after: u64, limit: u32) -> Result<Vec<ChainedRecord>> {
