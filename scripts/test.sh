@@ -18,7 +18,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-if ! .venv/bin/python -c "import tencentcloud.kms.v20190118, tencentcloud.ssm.v20190923, tencentcloud.cloudaudit.v20190319, cryptography, gmssl, pytest" 2>/dev/null \
+if ! .venv/bin/python -c "import tencentcloud.kms.v20190118, tencentcloud.ssm.v20190923, tencentcloud.cloudaudit.v20190319, cryptography, gmssl, kyber_py, dilithium_py, pytest" 2>/dev/null \
    || [ ! -x .venv/bin/tccli ]; then
   echo "==> creating .venv with the tencentcloud SDK"
   python3 -m venv .venv

@@ -19,6 +19,12 @@ pub enum Algorithm {
     EccP384 = 18,
     /// SM2 (GB/T 32918): SM2DSA signatures with SM3, SM2 public-key encryption.
     Sm2 = 19,
+    // Variants are only appended: serde (postcard) encodes the variant's position.
+    /// ML-KEM-768 (FIPS 203): encryption as KEM + AES-256-GCM. Run by the host from a sealed
+    /// seed; no HSM backend offers it natively.
+    MlKem768 = 32,
+    /// ML-DSA-65 (FIPS 204) signatures. Run by the host from a sealed seed.
+    MlDsa65 = 33,
 }
 
 impl Algorithm {
@@ -34,6 +40,8 @@ impl Algorithm {
             17 => Some(Self::EccP256),
             18 => Some(Self::EccP384),
             19 => Some(Self::Sm2),
+            32 => Some(Self::MlKem768),
+            33 => Some(Self::MlDsa65),
             _ => None,
         }
     }
@@ -42,16 +50,22 @@ impl Algorithm {
         matches!(self, Self::Aes256Gcm | Self::Sm4Gcm)
     }
 
+    /// The post-quantum algorithms, whose private half is a FIPS 203/204 seed.
+    pub fn is_post_quantum(self) -> bool {
+        matches!(self, Self::MlKem768 | Self::MlDsa65)
+    }
+
     pub fn id(self) -> u8 {
         self as u8
     }
 
-    /// Length of the secret key material in bytes.
     /// Length of the secret key material in bytes (symmetric keys; the private scalar for the
-    /// elliptic-curve ones; 0 for RSA, whose private key has no fixed-size encoding).
+    /// elliptic-curve ones; the seed for the post-quantum ones; 0 for RSA, whose private key
+    /// has no fixed-size encoding).
     pub fn key_len(self) -> usize {
         match self {
-            Self::Aes256Gcm | Self::EccP256 | Self::Sm2 => 32,
+            Self::Aes256Gcm | Self::EccP256 | Self::Sm2 | Self::MlDsa65 => 32,
+            Self::MlKem768 => 64,
             Self::Sm4Gcm => 16,
             Self::EccP384 => 48,
             Self::Rsa2048 => 0,
@@ -75,6 +89,8 @@ impl Algorithm {
             Self::EccP256 => "ECC_P256",
             Self::EccP384 => "ECC_P384",
             Self::Sm2 => "SM2",
+            Self::MlKem768 => "ML_KEM_768",
+            Self::MlDsa65 => "ML_DSA_65",
         }
     }
 }

@@ -902,7 +902,10 @@ async fn embedded_backend_offers_what_the_firmware_runs() {
     let algs = ok(c.kms("ListAlgorithms", json!({})).await.unwrap());
     assert_eq!(
         algs["AsymmetricAlgorithms"],
-        json!([{"KeyUsage": "ASYMMETRIC_DECRYPT_SM2", "Algorithm": "SM2", "ProtectionLevel": "HSM"}])
+        json!([
+            {"KeyUsage": "ASYMMETRIC_DECRYPT_SM2", "Algorithm": "SM2", "ProtectionLevel": "HSM"},
+            {"KeyUsage": "ASYMMETRIC_DECRYPT_ML_KEM_768", "Algorithm": "ML_KEM_768", "ProtectionLevel": "SOFTWARE"}
+        ])
     );
     let sv: Vec<&str> = algs["AsymmetricSignVerifyAlgorithms"]
         .as_array()
@@ -912,7 +915,11 @@ async fn embedded_backend_offers_what_the_firmware_runs() {
         .collect();
     assert_eq!(
         sv,
-        ["ASYMMETRIC_SIGN_VERIFY_SM2", "ASYMMETRIC_SIGN_VERIFY_ECC"]
+        [
+            "ASYMMETRIC_SIGN_VERIFY_SM2",
+            "ASYMMETRIC_SIGN_VERIFY_ECC",
+            "ASYMMETRIC_SIGN_VERIFY_ML_DSA_65"
+        ]
     );
     let key = ok(c
         .kms("CreateKey", json!({"Alias": unique("sym")}))
@@ -931,4 +938,128 @@ async fn embedded_backend_offers_what_the_firmware_runs() {
         .await
         .unwrap());
     assert_eq!(unb64(back["Plaintext"].as_str().unwrap()), b"embedded");
+}
+
+/// Issue 13: post-quantum CMKs on every backend (SOFTWARE level: seeds sealed through the
+/// HSM, operations in the host). Independent FIPS 203/204 implementations check them in the
+/// Python suite (test_kms_pq.py).
+#[tokio::test(flavor = "multi_thread")]
+async fn post_quantum_keys_encrypt_and_sign() {
+    let mut d = Daemon::under_test();
+    let c = d.client();
+    let create = |usage: &'static str| {
+        let c = &c;
+        async move {
+            ok(c.kms(
+                "CreateKey",
+                json!({"Alias": unique("pq"), "KeyUsage": usage}),
+            )
+            .await
+            .unwrap())["KeyId"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        }
+    };
+    let kem = create("ASYMMETRIC_DECRYPT_ML_KEM_768").await;
+    let dsa = create("ASYMMETRIC_SIGN_VERIFY_ML_DSA_65").await;
+    let algs = ok(c.kms("ListAlgorithms", json!({})).await.unwrap());
+    for (list, usage) in [
+        ("AsymmetricAlgorithms", "ASYMMETRIC_DECRYPT_ML_KEM_768"),
+        (
+            "AsymmetricSignVerifyAlgorithms",
+            "ASYMMETRIC_SIGN_VERIFY_ML_DSA_65",
+        ),
+    ] {
+        let entry = algs[list]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["KeyUsage"] == usage)
+            .unwrap_or_else(|| panic!("{usage} missing: {algs}"))
+            .clone();
+        assert_eq!(entry["ProtectionLevel"], "SOFTWARE", "{entry}");
+    }
+
+    let blob = ok(c
+        .kms(
+            "PostQuantumCryptoEncrypt",
+            json!({"KeyId": kem, "PlainText": b64(b"post-quantum")}),
+        )
+        .await
+        .unwrap())["CiphertextBlob"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = ok(c
+        .kms("PostQuantumCryptoDecrypt", json!({"CiphertextBlob": blob}))
+        .await
+        .unwrap());
+    assert_eq!(r["KeyId"], kem.as_str());
+    assert_eq!(unb64(r["PlainText"].as_str().unwrap()), b"post-quantum");
+    let mut tampered = unb64(&blob);
+    tampered[40] ^= 1;
+    err(
+        &c.kms(
+            "PostQuantumCryptoDecrypt",
+            json!({"CiphertextBlob": b64(&tampered)}),
+        )
+        .await
+        .unwrap(),
+        "FailedOperation.DecryptError",
+    );
+
+    let sig = ok(c
+        .kms(
+            "PostQuantumCryptoSign",
+            json!({"KeyId": dsa, "Message": b64(b"signed")}),
+        )
+        .await
+        .unwrap())["Signature"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let verify = |message: &'static [u8], sig: String| {
+        let (c, dsa) = (&c, &dsa);
+        async move {
+            ok(c.kms(
+                "PostQuantumCryptoVerify",
+                json!({"KeyId": dsa, "Message": b64(message), "SignatureValue": sig}),
+            )
+            .await
+            .unwrap())["SignatureValid"]
+                .clone()
+        }
+    };
+    assert_eq!(verify(b"signed", sig.clone()).await, true);
+    assert_eq!(verify(b"signed!", sig.clone()).await, false);
+
+    // State gates apply: a disabled key neither signs nor encrypts, and both survive a restart.
+    ok(c.kms("DisableKey", json!({"KeyId": dsa})).await.unwrap());
+    err(
+        &c.kms(
+            "PostQuantumCryptoSign",
+            json!({"KeyId": dsa, "Message": b64(b"x")}),
+        )
+        .await
+        .unwrap(),
+        "ResourceUnavailable.CmkDisabled",
+    );
+    ok(c.kms("EnableKey", json!({"KeyId": dsa})).await.unwrap());
+    d.restart();
+    let c = d.client();
+    let r = ok(c
+        .kms("PostQuantumCryptoDecrypt", json!({"CiphertextBlob": blob}))
+        .await
+        .unwrap());
+    assert_eq!(unb64(r["PlainText"].as_str().unwrap()), b"post-quantum");
+    assert_eq!(
+        ok(c.kms(
+            "PostQuantumCryptoVerify",
+            json!({"KeyId": dsa, "Message": b64(b"signed"), "SignatureValue": sig}),
+        )
+        .await
+        .unwrap())["SignatureValid"],
+        true
+    );
 }

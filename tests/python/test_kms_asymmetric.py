@@ -177,8 +177,9 @@ def test_list_algorithms_reports_the_backend(kms):
     r = kms.ListAlgorithms(models.ListAlgorithmsRequest())
     usages = {a.KeyUsage for a in r.AsymmetricSignVerifyAlgorithms}
     assert {"ASYMMETRIC_SIGN_VERIFY_ECC", "ASYMMETRIC_SIGN_VERIFY_RSA_2048", "ASYMMETRIC_SIGN_VERIFY_SM2",
-            "ASYMMETRIC_SIGN_VERIFY_ECDSA384"} <= usages
-    assert {a.KeyUsage for a in r.AsymmetricAlgorithms} == {"ASYMMETRIC_DECRYPT_RSA_2048", "ASYMMETRIC_DECRYPT_SM2"}
+            "ASYMMETRIC_SIGN_VERIFY_ECDSA384", "ASYMMETRIC_SIGN_VERIFY_ML_DSA_65"} <= usages
+    assert {a.KeyUsage for a in r.AsymmetricAlgorithms} == {
+        "ASYMMETRIC_DECRYPT_RSA_2048", "ASYMMETRIC_DECRYPT_SM2", "ASYMMETRIC_DECRYPT_ML_KEM_768"}
 
 
 def test_plaintext_rewrapped_to_caller_rsa_key(kms):

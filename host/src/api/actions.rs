@@ -5,7 +5,7 @@
 //! reference's action lists and against itself.
 
 use super::{admin_actions, audit_actions, crypto_actions, data_key_actions, iam_actions};
-use super::{kms_actions, ssm_actions, Handler};
+use super::{kms_actions, pq_actions, ssm_actions, Handler};
 use std::collections::HashMap;
 use std::sync::LazyLock;
 
@@ -146,7 +146,6 @@ const PRODUCT_SECRETS: &str = "cloud-product secrets (database credentials and t
     are not supported by this Keyward version; use user-defined secrets (SecretType 0)";
 const WHITE_BOX: &str = "white-box keys are not offered: their key tables are a proprietary \
     format of Tencent's device SDK that an on-premises HSM cannot produce";
-const POST_QUANTUM: &str = "post-quantum keys are not offered by this Keyward version";
 
 use Exec::{Blocking, Inline};
 use Family::{Crypto, Read, Write};
@@ -207,10 +206,10 @@ pub const ACTIONS: &[Action] = &[
     row(Kms, "EnableWhiteBoxKeys", Run::Refused(WHITE_BOX), Write, Blocking, Resource),
     row(Kms, "EncryptByWhiteBox", Run::Refused(WHITE_BOX), Crypto, Blocking, Resource),
     row(Kms, "OverwriteWhiteBoxDeviceFingerprints", Run::Refused(WHITE_BOX), Write, Blocking, Resource),
-    row(Kms, "PostQuantumCryptoEncrypt", Run::Refused(POST_QUANTUM), Crypto, Blocking, Resource),
-    row(Kms, "PostQuantumCryptoDecrypt", Run::Refused(POST_QUANTUM), Crypto, Blocking, Resource),
-    row(Kms, "PostQuantumCryptoSign", Run::Refused(POST_QUANTUM), Crypto, Blocking, Resource),
-    row(Kms, "PostQuantumCryptoVerify", Run::Refused(POST_QUANTUM), Crypto, Blocking, Resource),
+    row(Kms, "PostQuantumCryptoEncrypt", Run::Handler(pq_actions::encrypt), Crypto, Blocking, Resource),
+    row(Kms, "PostQuantumCryptoDecrypt", Run::Handler(pq_actions::decrypt), Crypto, Blocking, Resource),
+    row(Kms, "PostQuantumCryptoSign", Run::Handler(pq_actions::sign), Crypto, Blocking, Resource),
+    row(Kms, "PostQuantumCryptoVerify", Run::Handler(pq_actions::verify), Crypto, Blocking, Resource),
     // KMS: hosted data keys
     row(Kms, "ImportDataKey", Run::Handler(data_key_actions::import_data_key), Write, Blocking, Resource),
     row(Kms, "DescribeDataKey", Run::Handler(data_key_actions::describe_data_key), Read, Inline, Resource),

@@ -20,7 +20,12 @@ type MemberAccount = Option<Value>;
 fn compliance_type(alg: Algorithm) -> i64 {
     match alg {
         Algorithm::Sm4Gcm | Algorithm::Sm2 => 4,
-        Algorithm::Aes256Gcm | Algorithm::Rsa2048 | Algorithm::EccP256 | Algorithm::EccP384 => 2,
+        Algorithm::Aes256Gcm
+        | Algorithm::Rsa2048
+        | Algorithm::EccP256
+        | Algorithm::EccP384
+        | Algorithm::MlKem768
+        | Algorithm::MlDsa65 => 2,
     }
 }
 
@@ -544,12 +549,14 @@ pub(super) fn list_algorithms(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
         "AsymmetricAlgorithms": pick(&[
             ("ASYMMETRIC_DECRYPT_RSA_2048", Algorithm::Rsa2048),
             ("ASYMMETRIC_DECRYPT_SM2", Algorithm::Sm2),
+            (kms::pq::USAGE_ML_KEM_768, Algorithm::MlKem768),
         ]),
         "AsymmetricSignVerifyAlgorithms": pick(&[
             ("ASYMMETRIC_SIGN_VERIFY_SM2", Algorithm::Sm2),
             ("ASYMMETRIC_SIGN_VERIFY_ECC", Algorithm::EccP256),
             ("ASYMMETRIC_SIGN_VERIFY_RSA_2048", Algorithm::Rsa2048),
             ("ASYMMETRIC_SIGN_VERIFY_ECDSA384", Algorithm::EccP384),
+            (kms::pq::USAGE_ML_DSA_65, Algorithm::MlDsa65),
         ]),
     }))
 }

@@ -11,6 +11,7 @@ pub mod envelope;
 mod iam_actions;
 mod kms_actions;
 pub mod params;
+mod pq_actions;
 pub mod ratelimit;
 mod ssm_actions;
 pub mod tc3;

@@ -110,6 +110,8 @@ impl Hsm for Pkcs11Backend {
             Algorithm::Rsa2048 => caps.rsa_2048,
             Algorithm::EccP256 => caps.ec_p256,
             Algorithm::EccP384 => caps.ec_p384,
+            // Post-quantum keys are the host's (kms::pq), sealed through the system key.
+            Algorithm::MlKem768 | Algorithm::MlDsa65 => false,
         }
     }
 

@@ -10,6 +10,7 @@ pub mod context;
 pub mod data_keys;
 pub mod envelope;
 mod lifecycle;
+pub mod pq;
 pub mod state;
 
 pub use lifecycle::{ReEncrypted, MANAGED_KEY_ALIAS, MANAGED_KEY_OWNER};
@@ -57,6 +58,8 @@ pub fn usage_algorithm(usage: &str) -> Option<UsageAlgorithm> {
         "ASYMMETRIC_DECRYPT_SM2" | "ASYMMETRIC_SIGN_VERIFY_SM2" => Asymmetric(Algorithm::Sm2),
         "ASYMMETRIC_SIGN_VERIFY_ECC" => Asymmetric(Algorithm::EccP256),
         "ASYMMETRIC_SIGN_VERIFY_ECDSA384" => Asymmetric(Algorithm::EccP384),
+        pq::USAGE_ML_KEM_768 => Asymmetric(Algorithm::MlKem768),
+        pq::USAGE_ML_DSA_65 => Asymmetric(Algorithm::MlDsa65),
         _ => return None,
     })
 }
@@ -191,7 +194,10 @@ impl Kms {
     }
 
     pub fn protection_level(&self, alg: Algorithm) -> ProtectionLevel {
-        self.hsm.protection_level(alg)
+        match alg.is_post_quantum() {
+            true => ProtectionLevel::Software,
+            false => self.hsm.protection_level(alg),
+        }
     }
 
     pub fn create_key(&self, caller: &Caller, req: NewKey) -> Result<KeyRecord> {
@@ -206,7 +212,7 @@ impl Kms {
         let algorithm = match usage_algorithm(&req.key_usage) {
             Some(UsageAlgorithm::Symmetric) => self.region_algorithm(&caller.region)?,
             Some(UsageAlgorithm::Asymmetric(alg)) => {
-                if !self.hsm.supports(alg) {
+                if !self.supports(alg) {
                     return Err(Error::UnsupportedKeyUsage(format!(
                         "KeyUsage {} is not available with this HSM backend",
                         req.key_usage
@@ -231,6 +237,8 @@ impl Kms {
         let version = if origin == ORIGIN_KMS {
             let (sealed, public_key) = if algorithm.is_symmetric() {
                 (self.hsm.generate(algorithm)?, vec![])
+            } else if algorithm.is_post_quantum() {
+                self.pq_generate(algorithm, &key_id, 1)?
             } else {
                 self.hsm.generate_key_pair(algorithm)?
             };
