@@ -3,6 +3,7 @@
 
 use crate::client::TcClient;
 use crate::error::{Error, Result};
+use base64::Engine;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -66,7 +67,9 @@ async fn prepare(client: &TcClient, args: &BenchArgs) -> Result<Value> {
         (None, false) => String::new(),
     };
     // 32 bytes of plaintext, as the benchmark brief specifies.
-    let plaintext = "S2V5d2FyZCBiZW5jaG1hcmsgcGxhaW50ZXh0IDMyIQ==";
+    const PLAINTEXT: &[u8; 32] = b"Keyward benchmark plaintext, 32B";
+    let plaintext = base64::engine::general_purpose::STANDARD.encode(PLAINTEXT);
+    let plaintext = plaintext.as_str();
     Ok(match args.action.as_str() {
         "Encrypt" => json!({ "KeyId": key_id, "Plaintext": plaintext }),
         "Decrypt" => {

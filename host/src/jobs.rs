@@ -70,14 +70,21 @@ impl Jobs {
         })
     }
 
+    /// The test clock, which the test-only actions (AdvanceClock, RunScheduledJobs) need:
+    /// a production daemon refuses them.
+    pub fn test_clock(&self) -> Result<&Arc<AdjustableClock>> {
+        self.adjustable_clock.as_ref().ok_or_else(|| {
+            Error::Unsupported(
+                "this is a test-only action: the daemon runs without [testing] adjustable_clock"
+                    .into(),
+            )
+        })
+    }
+
     /// Moves the test clock forward by `secs`, persists the new offset and runs the jobs
     /// once, so a test sees their effect deterministically. Returns the new time.
     pub fn advance_clock(&self, secs: u64) -> Result<(i64, JobReport)> {
-        let clock = self.adjustable_clock.as_ref().ok_or_else(|| {
-            Error::Unsupported(
-                "the clock is not adjustable ([testing] adjustable_clock = false)".into(),
-            )
-        })?;
+        let clock = self.test_clock()?;
         let secs =
             i64::try_from(secs).map_err(|_| Error::InvalidValue("Seconds is too large".into()))?;
         let now = clock.advance(secs);

@@ -462,14 +462,14 @@ async fn scheduled_deletion_alarms_cancel_and_delete() {
     assert!(alarms_for(&got, &id, 5)
         .await
         .contains(&"KeyDeleted".to_string()));
-    let metrics = std::process::Command::new("curl")
-        .args(["-s", &format!("{}/metrics", d.endpoint())])
+    // curl is installed by scripts/test.sh: a missing curl or a failed request fails here.
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "--fail", &format!("{}/metrics", d.endpoint())])
         .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
-        .unwrap_or_default();
-    if !metrics.is_empty() {
-        assert!(metrics.contains("keyward_alarms_raised_total"), "{metrics}");
-    }
+        .expect("curl runs");
+    assert!(out.status.success(), "GET /metrics failed: {out:?}");
+    let metrics = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(metrics.contains("keyward_alarms_raised_total"), "{metrics}");
     d.stop();
     let db = rusqlite::Connection::open(d.data_dir().join("keyward.db")).unwrap();
     let left: i64 = db

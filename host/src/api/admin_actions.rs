@@ -51,6 +51,7 @@ fn report_json(now: i64, r: JobReport) -> Result<Fields> {
 pub(super) fn run_scheduled_jobs(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     require_root(ctx)?;
     let _: serde_json::Map<String, serde_json::Value> = parse(body)?;
+    ctx.state.jobs.test_clock()?;
     let report = ctx.state.jobs.run_due()?;
     let now = ctx.state.clock.now();
     ctx.state.audit.apply_retention(now, &ctx.state.cfg)?;

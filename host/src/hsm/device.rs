@@ -66,9 +66,13 @@ impl<T: Transport> Hsm for DeviceHsm<T> {
     }
 
     fn protection_level(&self, _alg: Algorithm) -> ProtectionLevel {
-        // The firmware runs every algorithm itself; when it sits on a real device this is
-        // the HSM level. Linked in-process the "device" is this daemon, which start-up says.
-        ProtectionLevel::Hsm
+        // The firmware runs every algorithm itself. On a device behind the serial line that
+        // is the HSM level; linked in-process (`embedded`) the "device" is this daemon with
+        // its device key in a file, which is software, and is reported as such.
+        match self.name {
+            "embedded" => ProtectionLevel::Software,
+            _ => ProtectionLevel::Hsm,
+        }
     }
 
     fn generate(&self, algorithm: Algorithm) -> Result<Vec<u8>> {

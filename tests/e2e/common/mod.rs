@@ -30,6 +30,15 @@ pub enum Backend {
     Serial,
 }
 
+/// The `ProtectionLevel` the backend under test reports for keys it runs itself: the linked-in
+/// firmware core (`embedded`) is software with its key in a file.
+pub fn protection_level_under_test() -> &'static str {
+    match backend_under_test() {
+        Backend::Embedded => "SOFTWARE",
+        Backend::SoftHsm | Backend::Serial => "HSM",
+    }
+}
+
 pub fn backend_under_test() -> Backend {
     match std::env::var("KEYWARD_TEST_BACKEND").as_deref() {
         Ok("embedded") => Backend::Embedded,
