@@ -1072,3 +1072,93 @@ async fn post_quantum_keys_encrypt_and_sign() {
         true
     );
 }
+
+/// Issue 20 item 9: every refusal README.md lists ("What Keyward refuses") answers its code,
+/// the refused actions taken from the action table itself.
+#[tokio::test(flavor = "multi_thread")]
+async fn documented_refusals_answer_their_codes() {
+    use keyward::api::actions::{Product, Run, ACTIONS};
+    // The embedded backend, for the backend limits of the firmware.
+    let d = Daemon::embedded();
+    let c = d.client();
+    let mut refused = 0;
+    for a in ACTIONS.iter() {
+        let Run::Refused(reason) = a.run else {
+            continue;
+        };
+        let r = match a.product {
+            Product::Kms => c.kms(a.name, json!({})).await.unwrap(),
+            Product::Ssm => c.ssm(a.name, json!({})).await.unwrap(),
+            other => panic!("a refused {other:?} action: {}", a.name),
+        };
+        assert_eq!(code(&r), Some("UnsupportedOperation"), "{}: {r}", a.name);
+        assert_eq!(r["Error"]["Message"], reason, "{}", a.name);
+        refused += 1;
+    }
+    assert_eq!(refused, 13 + 7, "13 white-box and 7 product-secret actions");
+
+    let secret = unique("refusals");
+    let refusals = [
+        (
+            "ssm",
+            "CreateSecret",
+            json!({"SecretName": secret, "SecretString": "v", "VersionId": "v1", "EncryptType": 1}),
+            "UnsupportedOperation",
+        ),
+        (
+            "ssm",
+            "CreateSecret",
+            json!({"SecretName": secret, "SecretString": "v", "VersionId": "v1", "SecretType": 1}),
+            "InvalidParameterValue",
+        ),
+        (
+            "ssm",
+            "CreateSecret",
+            json!({"SecretName": secret, "SecretString": "v", "VersionId": "v1", "KmsHsmClusterId": "cluster-1"}),
+            "InvalidParameterValue",
+        ),
+        (
+            "ssm",
+            "CreateSSHKeyPairSecret",
+            json!({"SecretName": secret, "ProjectId": 0, "EncryptType": 1}),
+            "UnsupportedOperation",
+        ),
+        (
+            "ssm",
+            "DeleteSecret",
+            json!({"SecretName": secret, "DeleteMode": 1}),
+            "UnsupportedOperation",
+        ),
+        (
+            "ssm",
+            "GetSecretValue",
+            json!({"SecretName": secret, "VersionId": "v1", "EncryptionPublicKey": "-----BEGIN PUBLIC KEY-----"}),
+            "UnsupportedOperation",
+        ),
+        (
+            "kms",
+            "CreateKey",
+            json!({"Alias": unique("r"), "HsmClusterId": "cluster-1"}),
+            "InvalidParameterValue",
+        ),
+        (
+            "kms",
+            "CreateKey",
+            json!({"Alias": unique("r"), "KeyUsage": "ASYMMETRIC_DECRYPT_RSA_2048"}),
+            "UnsupportedOperation.UnsupportedKeyUsageInCurrentRegion",
+        ),
+        (
+            "kms",
+            "CreateKey",
+            json!({"Alias": unique("r"), "KeyUsage": "ASYMMETRIC_SIGN_VERIFY_ECDSA384"}),
+            "UnsupportedOperation.UnsupportedKeyUsageInCurrentRegion",
+        ),
+    ];
+    for (service, action, body, want) in refusals {
+        let r = match service {
+            "kms" => c.kms(action, body.clone()).await.unwrap(),
+            _ => c.ssm(action, body.clone()).await.unwrap(),
+        };
+        assert_eq!(code(&r), Some(want), "{action} {body}: {r}");
+    }
+}
