@@ -9,7 +9,8 @@ use crate::kind::{AsymKind, RsaDecryptMechanism};
 ///
 /// Each flag means the complete path worked once on this token with throw-away keys:
 /// generate, wrap under the root key, unwrap with the non-extractable template, and run the
-/// mechanism (for decryption: a round trip through the token's public-key encryption).
+/// mechanism (for decryption: a round trip through the token's public-key encryption; for
+/// unwrapping: a `C_UnwrapKey` of a key encrypted to the token's public key).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Capabilities {
     /// RSA-2048 key pairs, PKCS#1 v1.5 signing and decryption.
@@ -20,10 +21,41 @@ pub struct Capabilities {
     pub ec_p384: bool,
     /// RSASSA-PSS (SHA-256, MGF1-SHA-256, 32-byte salt) with RSA-2048 keys.
     pub rsa_pss: bool,
-    /// RSA-OAEP with SHA-1 / MGF1-SHA-1.
+    /// The token decrypts RSA-OAEP with SHA-1 / MGF1-SHA-1 (`CKM_RSA_PKCS_OAEP`, C_Decrypt).
     pub rsa_oaep_sha1: bool,
-    /// RSA-OAEP with SHA-256 / MGF1-SHA-256.
+    /// The token decrypts RSA-OAEP with SHA-256 / MGF1-SHA-256 (SoftHSM2 2.6.1: no).
     pub rsa_oaep_sha256: bool,
+    /// The token unwraps keys encrypted with RSA-OAEP SHA-1 (`CKM_RSA_PKCS_OAEP`,
+    /// C_UnwrapKey).
+    pub rsa_oaep_sha1_unwrap: bool,
+    /// The token unwraps keys encrypted with RSA-OAEP SHA-256 (SoftHSM2 2.6.1: no).
+    pub rsa_oaep_sha256_unwrap: bool,
+    /// Raw RSA decryption (`CKM_RSA_X_509`): where the token lacks an OAEP variant, the RSA
+    /// step runs in the token and the padding is removed on the host
+    /// ([`RsaDecryptPath::HostOaepDecoding`]).
+    pub rsa_raw: bool,
+}
+
+/// Where an RSA decryption (or BYOK unwrap) with a given padding runs on this token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RsaDecryptPath {
+    /// Entirely in the token, with its own mechanism (`CKM_RSA_PKCS`, `CKM_RSA_PKCS_OAEP`).
+    Token,
+    /// Raw RSA (`CKM_RSA_X_509`) in the token, then EME-OAEP decoding on the host in constant
+    /// time. The private key stays in the token; the padded block (the RSA plaintext) passes
+    /// through host memory in zeroized buffers. For a BYOK import the decoded material goes
+    /// straight back into the token and is sealed there like natively unwrapped material.
+    HostOaepDecoding,
+}
+
+impl RsaDecryptPath {
+    /// Short name for logs: `token` or `host-oaep-decoding`.
+    pub fn name(self) -> &'static str {
+        match self {
+            RsaDecryptPath::Token => "token",
+            RsaDecryptPath::HostOaepDecoding => "host-oaep-decoding",
+        }
+    }
 }
 
 impl Capabilities {
@@ -40,24 +72,66 @@ impl Capabilities {
             return Ok(());
         }
         Err(Error::Unsupported(match kind {
-            AsymKind::Rsa2048 => "RSA-2048 key pairs are not supported by this token",
-            AsymKind::EcP256 => "P-256 key pairs are not supported by this token",
-            AsymKind::EcP384 => "P-384 key pairs are not supported by this token",
+            AsymKind::Rsa2048 => "RSA-2048 key pairs",
+            AsymKind::EcP256 => "P-256 key pairs",
+            AsymKind::EcP384 => "P-384 key pairs",
         }))
     }
 
-    /// `mech` worked in the decryption trial at open (PKCS#1 v1.5 comes with `rsa_2048`).
-    pub(crate) fn require_rsa_decrypt(&self, mech: RsaDecryptMechanism) -> Result<(), Error> {
-        match mech {
-            RsaDecryptMechanism::Pkcs1v15 => Ok(()),
-            RsaDecryptMechanism::OaepSha1 if self.rsa_oaep_sha1 => Ok(()),
-            RsaDecryptMechanism::OaepSha256 if self.rsa_oaep_sha256 => Ok(()),
-            RsaDecryptMechanism::OaepSha1 => Err(Error::Unsupported(
-                "RSA-OAEP with SHA-1 is not supported by this token",
-            )),
-            RsaDecryptMechanism::OaepSha256 => Err(Error::Unsupported(
-                "RSA-OAEP with SHA-256 is not supported by this token",
-            )),
+    /// How [`Pkcs11Hsm::rsa_decrypt`](crate::Pkcs11Hsm::rsa_decrypt) runs `mech` on this
+    /// token, or `None` if it cannot (PKCS#1 v1.5 comes with `rsa_2048` and is never decoded
+    /// on the host: a host-side v1.5 check would be one more Bleichenbacher oracle to get
+    /// right).
+    pub fn decrypt_path(&self, mech: RsaDecryptMechanism) -> Option<RsaDecryptPath> {
+        let native = match mech {
+            RsaDecryptMechanism::Pkcs1v15 => return self.rsa_2048.then_some(RsaDecryptPath::Token),
+            RsaDecryptMechanism::OaepSha1 => self.rsa_oaep_sha1,
+            RsaDecryptMechanism::OaepSha256 => self.rsa_oaep_sha256,
+        };
+        self.oaep_path(native)
+    }
+
+    /// How [`Pkcs11Hsm::import_wrapped_aes256`](crate::Pkcs11Hsm::import_wrapped_aes256)
+    /// runs `mech` on this token, or `None` if it cannot.
+    pub fn import_path(&self, mech: RsaDecryptMechanism) -> Option<RsaDecryptPath> {
+        let native = match mech {
+            RsaDecryptMechanism::Pkcs1v15 => return self.rsa_2048.then_some(RsaDecryptPath::Token),
+            RsaDecryptMechanism::OaepSha1 => self.rsa_oaep_sha1_unwrap,
+            RsaDecryptMechanism::OaepSha256 => self.rsa_oaep_sha256_unwrap,
+        };
+        self.oaep_path(native)
+    }
+
+    fn oaep_path(&self, native: bool) -> Option<RsaDecryptPath> {
+        if native {
+            Some(RsaDecryptPath::Token)
+        } else if self.rsa_raw {
+            Some(RsaDecryptPath::HostOaepDecoding)
+        } else {
+            None
         }
+    }
+
+    /// Without native OAEP: every OAEP variant decoded on the host (raw RSA permitting).
+    /// For tests, so that both paths run on one token.
+    pub(crate) fn without_native_oaep(self) -> Self {
+        Capabilities {
+            rsa_oaep_sha1: false,
+            rsa_oaep_sha256: false,
+            rsa_oaep_sha1_unwrap: false,
+            rsa_oaep_sha256_unwrap: false,
+            ..self
+        }
+    }
+
+    /// The error for a padding this token can run neither natively nor through raw RSA.
+    pub(crate) fn unsupported(mech: RsaDecryptMechanism) -> Error {
+        Error::Unsupported(match mech {
+            RsaDecryptMechanism::Pkcs1v15 => "RSA PKCS#1 v1.5 decryption",
+            RsaDecryptMechanism::OaepSha1 => "RSA-OAEP with SHA-1 (natively or through raw RSA)",
+            RsaDecryptMechanism::OaepSha256 => {
+                "RSA-OAEP with SHA-256 (natively or through raw RSA)"
+            }
+        })
     }
 }

@@ -53,7 +53,8 @@ pub enum Error {
 
     /// The token cannot do what was asked (key kind or mechanism); see
     /// `Pkcs11Hsm::capabilities`.
-    #[error("not supported: {0}")]
+    /// The payload names the feature ("RSA-OAEP with SHA-256"), never a whole sentence.
+    #[error("{0} is not supported by this token")]
     Unsupported(&'static str),
 
     /// The mechanism does not fit the sealed key (e.g. ECDSA with an RSA key, or RSA

@@ -53,6 +53,9 @@ pub struct Pkcs11Hsm {
     pub(crate) pool: Pool,
     pub(crate) token_label: String,
     pub(crate) caps: Capabilities,
+    /// Decode every OAEP variant on the host even where the token has it (tests only, see
+    /// `force_host_oaep_decoding`).
+    pub(crate) force_host_oaep: bool,
     pub(crate) root_identity: [u8; ROOT_IDENTITY_LEN],
 }
 

@@ -27,11 +27,22 @@
 //! `CKM_AES_ECB` on our unwrapped data keys (they have `CKA_ENCRYPT=true` and no
 //! `CKA_ALLOWED_MECHANISMS`), so the AES-GCM fallback definition is not needed.
 //!
+//! # Tokens without the OAEP variant asked for
+//!
+//! SoftHSM2 2.6.1 unwraps OAEP with SHA-1 only (it answers any other `hashAlg`/`mgf` with
+//! CKR_ARGUMENTS_BAD). Where the probe at open found no native OAEP unwrap for the hash
+//! ([`Capabilities::import_path`](crate::Capabilities::import_path)), step 2 becomes: raw RSA
+//! (`CKM_RSA_X_509`) in the token with the sign/decrypt object of the same blob, EME-OAEP
+//! decoding on the host in constant time (`oaep`), and `C_CreateObject` of the 32 bytes as
+//! an AES session object with the same template an unwrapped key gets, after which steps 3
+//! and 4 run unchanged: the material is sealed under the root key and its check value
+//! computed in the token. On this path the padded block and the material pass through host
+//! memory, in `Zeroizing` buffers (the template's copy is wiped after C_CreateObject).
+//!
 //! # Oracles
 //!
 //! SoftHSM2 2.6.1 (measured) answers a ciphertext with bad padding, or encrypted to another
-//! key, with CKR_GENERAL_ERROR from C_UnwrapKey; OAEP unwrapping works with SHA-1 only, like
-//! OAEP decryption, so the decryption capabilities from `open` gate the mechanisms here too.
+//! key, with CKR_GENERAL_ERROR from C_UnwrapKey.
 //!
 //! As with [`Pkcs11Hsm::rsa_decrypt`], a failed import is reported as
 //! [`Error::AuthenticationFailed`], and a well-formed ciphertext of the wrong length as
@@ -44,14 +55,20 @@ use cryptoki::mechanism::{Mechanism, MechanismType};
 use cryptoki::object::{Attribute, AttributeType, ObjectHandle};
 use sha2::{Digest, Sha256};
 
+use zeroize::Zeroize;
+
 use crate::blob::{parse_private_blob, FORMAT_KWP_AES, KWP_AES256_LEN};
 use crate::cache::BlobDigest;
+use crate::capabilities::RsaDecryptPath;
+use crate::decrypt::host_oaep_decrypt;
 use crate::error::Error;
 use crate::hsm::Pkcs11Hsm;
-use crate::kind::{RsaDecryptMechanism, RSA2048_LEN};
+use crate::kind::{AsymKind, RsaDecryptMechanism, RSA2048_LEN};
 use crate::pool::SessionGuard;
 use crate::templates::{self, AES256_LEN};
-use crate::unwrap::{unwrap_private_key_with, with_cached_digest};
+use crate::unwrap::{
+    unwrap_private_key, unwrap_private_key_with, with_cached_digest, with_cached_key,
+};
 
 /// Length of the key check value of [`Pkcs11Hsm::aes_key_check_value`] and
 /// [`Pkcs11Hsm::import_wrapped_aes256`]: one AES block, `AES-256-ECB(key, 0^16)`.
@@ -68,7 +85,8 @@ impl Pkcs11Hsm {
     /// [`generate_key_pair_sealed`](Pkcs11Hsm::generate_key_pair_sealed)) with `mech`.
     ///
     /// The RSA decryption happens inside the token as `C_UnwrapKey`; the material never exists
-    /// in host memory. Returns the material sealed like
+    /// in host memory. (Where the token lacks the OAEP variant, raw RSA in the token and OAEP
+    /// decoding on the host instead, see the module documentation.) Returns the material sealed like
     /// [`generate_aes256_sealed`](Pkcs11Hsm::generate_aes256_sealed)'s output (format 0x02,
     /// AES-KWP under the root key) and its key check value `AES-256-ECB(key, 0^16)` (16 bytes,
     /// the same value [`aes_key_check_value`](Pkcs11Hsm::aes_key_check_value) gives for the
@@ -77,8 +95,8 @@ impl Pkcs11Hsm {
     /// * [`Error::AuthenticationFailed`]: the ciphertext does not decrypt (bad padding, wrong
     ///   length, encrypted to another key).
     /// * [`Error::BadLength`]: it decrypts, but not to 32 bytes.
-    /// * [`Error::Unsupported`]: the token cannot do `mech` (see
-    ///   [`capabilities`](Pkcs11Hsm::capabilities); SoftHSM2 2.6.1: OAEP with SHA-256).
+    /// * [`Error::Unsupported`]: the token can do `mech` neither natively nor through raw RSA
+    ///   (see [`rsa_import_path`](Pkcs11Hsm::rsa_import_path)).
     /// * [`Error::WrongKeyKind`]: `sealed_wrapping_key` is an EC key.
     /// * [`Error::BadSealedKey`]: `sealed_wrapping_key` is not a sealed private key or does
     ///   not unwrap.
@@ -99,38 +117,34 @@ impl Pkcs11Hsm {
             });
         }
         self.caps.require_kind(kind)?;
-        self.caps.require_rsa_decrypt(mech)?;
+        let path = self.rsa_import_path(mech)?;
         // An RSA ciphertext is exactly one modulus long; anything else cannot decrypt.
         if encrypted_material.len() != RSA2048_LEN {
             return Err(Error::AuthenticationFailed);
         }
-        let mechanism = mech.mechanism();
-        let template = templates::imported_data_key_template();
-        let digest: BlobDigest = Sha256::new()
-            .chain_update(UNWRAPPING_CACHE_TAG)
-            .chain_update(sealed_wrapping_key)
-            .finalize()
-            .into();
-
         let mut s = self.pool.checkout()?;
-        let key = with_cached_digest(
-            &mut s,
-            digest,
-            |s| {
-                unwrap_private_key_with(
-                    s,
-                    kind,
-                    wrapped,
-                    templates::unwrapping_private_key_template(kind),
-                )
-            },
-            |s, rsa| {
-                s.call("C_UnwrapKey", |s, _| {
-                    s.unwrap_key(&mechanism, rsa, encrypted_material, &template)
-                })
-                .map_err(map_import_error)
-            },
-        )?;
+        let key = match path {
+            RsaDecryptPath::Token => unwrap_in_token(
+                &mut s,
+                sealed_wrapping_key,
+                kind,
+                wrapped,
+                mech,
+                encrypted_material,
+            )?,
+            RsaDecryptPath::HostOaepDecoding => {
+                let material = with_cached_key(
+                    &mut s,
+                    sealed_wrapping_key,
+                    |s| unwrap_private_key(s, kind, wrapped),
+                    |s, rsa| host_oaep_decrypt(s, rsa, mech, encrypted_material),
+                )?;
+                if material.len() != AES256_LEN {
+                    return Err(Error::BadLength);
+                }
+                create_imported_key(&mut s, &material)?
+            }
+        };
         let result = seal_imported(&mut s, key);
         // The object is extractable: it must not outlive this call on any path.
         if s.call("C_DestroyObject", |s, _| s.destroy_object(key))
@@ -141,6 +155,63 @@ impl Pkcs11Hsm {
         }
         result
     }
+}
+
+/// `C_UnwrapKey(mech)` of the caller's ciphertext with the wrapping key's unwrapping object:
+/// the material goes from the ciphertext into an AES session object without leaving the token.
+fn unwrap_in_token(
+    s: &mut SessionGuard<'_>,
+    sealed_wrapping_key: &[u8],
+    kind: AsymKind,
+    wrapped: &[u8],
+    mech: RsaDecryptMechanism,
+    encrypted_material: &[u8],
+) -> Result<ObjectHandle, Error> {
+    let mechanism = mech.mechanism();
+    let template = templates::imported_data_key_template();
+    let digest: BlobDigest = Sha256::new()
+        .chain_update(UNWRAPPING_CACHE_TAG)
+        .chain_update(sealed_wrapping_key)
+        .finalize()
+        .into();
+    with_cached_digest(
+        s,
+        digest,
+        |s| {
+            unwrap_private_key_with(
+                s,
+                kind,
+                wrapped,
+                templates::unwrapping_private_key_template(kind),
+            )
+        },
+        |s, rsa| {
+            s.call("C_UnwrapKey", |s, _| {
+                s.unwrap_key(&mechanism, rsa, encrypted_material, &template)
+            })
+            .map_err(map_import_error)
+        },
+    )
+}
+
+/// Material decoded on the host back into the token: `C_CreateObject` of an AES session key
+/// with the template a natively unwrapped key gets (sensitive, extractable only for the one
+/// wrap under the root key, `CKA_ENCRYPT` for the check value). The template's copy of the
+/// value is wiped once the call returns, on every path.
+fn create_imported_key(s: &mut SessionGuard<'_>, material: &[u8]) -> Result<ObjectHandle, Error> {
+    struct Wiped(Vec<Attribute>);
+    impl Drop for Wiped {
+        fn drop(&mut self) {
+            for a in &mut self.0 {
+                if let Attribute::Value(v) = a {
+                    v.zeroize();
+                }
+            }
+        }
+    }
+    let mut template = Wiped(templates::imported_data_key_template());
+    template.0.push(Attribute::Value(material.to_vec()));
+    s.call("C_CreateObject", |s, _| s.create_object(&template.0))
 }
 
 /// Check the length of the imported key, compute its KCV and wrap it under the root key.
@@ -186,7 +257,7 @@ fn seal_imported(
             return Err(if s.mechanism_listed(MechanismType::AES_ECB) {
                 Error::BadLength
             } else {
-                Error::Unsupported("AES-ECB (key check value) is not supported by this token")
+                Error::Unsupported("AES-ECB (key check value)")
             });
         }
         Err(e) => return Err(e),

@@ -100,6 +100,13 @@
 //! answers `CKR_ARGUMENTS_BAD` to any hash but SHA-1. The RSA-2048 key generation makes this
 //! probe cost a few hundred milliseconds per `open` on SoftHSM2.
 //!
+//! Where the token lacks an OAEP variant (SoftHSM2: OAEP-SHA-256) but does raw RSA
+//! (`CKM_RSA_X_509`), decryption and BYOK import still work: the RSA step runs in the token
+//! and the EME-OAEP padding is removed on the host in constant time (`oaep`), so the padded
+//! block, and for an import the material on its way back into the token, pass through host
+//! memory in zeroizing buffers ([`RsaDecryptPath`], [`Pkcs11Hsm::rsa_decrypt_path`]). A token
+//! with native OAEP never takes that path.
+//!
 //! # Concurrency and performance
 //!
 //! [`Pkcs11Hsm`] is `Send + Sync`. It owns a pool of `pool_size` logged-in R/W sessions; each
@@ -136,6 +143,7 @@ mod keypair;
 mod keys;
 mod kind;
 mod nested;
+mod oaep;
 mod open;
 mod pool;
 mod probe;
@@ -144,7 +152,7 @@ mod symmetric;
 mod templates;
 mod unwrap;
 
-pub use crate::capabilities::Capabilities;
+pub use crate::capabilities::{Capabilities, RsaDecryptPath};
 pub use crate::error::Error;
 pub use crate::hsm::{Pkcs11Config, Pkcs11Hsm};
 pub use crate::import::KCV_LEN;

@@ -53,6 +53,7 @@ impl Pkcs11Hsm {
             pool: Pool::new(factory, sessions),
             token_label: label,
             caps,
+            force_host_oaep: false,
             root_identity,
         })
     }

@@ -6,6 +6,12 @@
 //! objects, including every sign/decrypt mechanism. A mechanism list cannot say which *parameters* a mechanism takes:
 //! SoftHSM2 2.6.1 lists `CKM_RSA_PKCS_OAEP` but refuses every hash except SHA-1. (cryptoki also
 //! silently drops mechanism types it does not model, so the list is only a first filter.)
+//!
+//! RSA-OAEP is tried per hash twice: as C_Decrypt (AsymmetricRsaDecrypt) and as C_UnwrapKey
+//! (BYOK), the latter only where the former worked (SoftHSM2 logs every refusal at ERROR; a
+//! token that cannot decrypt a padding will not unwrap with it). Only if some OAEP variant is
+//! missing is raw RSA (`CKM_RSA_X_509`) tried, for the host-decoding fallback: a token with
+//! native OAEP never runs raw RSA for Keyward.
 
 use cryptoki::context::Pkcs11;
 use cryptoki::error::{Error as CryptokiError, RvError};
@@ -19,7 +25,7 @@ use crate::capabilities::Capabilities;
 use crate::error::{rv_of, Error};
 use crate::hsm::Pkcs11Hsm;
 use crate::keypair::{build_spki, public_attribute_types};
-use crate::kind::{AsymKind, RsaDecryptMechanism, SignMechanism};
+use crate::kind::{AsymKind, RsaDecryptMechanism, SignMechanism, RSA2048_LEN};
 use crate::sign::{finish_signature, sign_input, sign_mechanism, SHA256_LEN};
 use crate::templates;
 use crate::unwrap::vet_unwrapped;
@@ -160,21 +166,36 @@ fn trial_generated(
     else {
         return Ok(());
     };
-    let result = trial_unwrapped(session, kind, public, key, listed, caps);
+    let t = Trial {
+        session,
+        root,
+        wrapped: &wrapped,
+        kind,
+        public,
+        key,
+        listed,
+    };
+    let result = trial_unwrapped(&t, caps);
     session
         .destroy_object(key)
         .map_err(Error::pkcs11("C_DestroyObject"))?;
     result
 }
 
-fn trial_unwrapped(
-    session: &Session,
+/// One key pair under trial: its wrapped private half, the public object and the private half
+/// unwrapped with the ordinary sign/decrypt template.
+struct Trial<'a> {
+    session: &'a Session,
+    root: ObjectHandle,
+    wrapped: &'a [u8],
     kind: AsymKind,
     public: ObjectHandle,
     key: ObjectHandle,
-    listed: &[MechanismType],
-    caps: &mut Capabilities,
-) -> Result<(), Error> {
+    listed: &'a [MechanismType],
+}
+
+fn trial_unwrapped(t: &Trial<'_>, caps: &mut Capabilities) -> Result<(), Error> {
+    let (session, kind, key) = (t.session, t.kind, t.key);
     if vet_unwrapped(session, kind, key).is_err() {
         return Ok(());
     }
@@ -186,33 +207,115 @@ fn trial_unwrapped(
                 .is_some_and(|raw| finish_signature(kind, raw).is_ok()),
         )
     };
-    // Encrypt with the token's public key, decrypt with the unwrapped private key.
-    let round_trips = |mech: RsaDecryptMechanism| -> Result<bool, Error> {
-        let m = mech.mechanism();
-        let msg = b"keyward capability probe";
-        let Some(ct) = trial(session.encrypt(&m, public, msg), "C_Encrypt")? else {
-            return Ok(false);
-        };
-        Ok(trial(session.decrypt(&m, key, &ct), "C_Decrypt")?
-            .is_some_and(|pt| pt.as_slice() == msg))
-    };
     match kind {
         AsymKind::EcP256 => caps.ec_p256 = signs(SignMechanism::Ecdsa)?,
         AsymKind::EcP384 => caps.ec_p384 = signs(SignMechanism::Ecdsa)?,
         AsymKind::Rsa2048 => {
             caps.rsa_2048 = signs(SignMechanism::RsaPkcs1Sha256)?
-                && round_trips(RsaDecryptMechanism::Pkcs1v15)?;
+                && round_trips(t, &RsaDecryptMechanism::Pkcs1v15.mechanism())?;
             if !caps.rsa_2048 {
                 return Ok(());
             }
-            if listed.contains(&MechanismType::RSA_PKCS_PSS) {
+            if t.listed.contains(&MechanismType::RSA_PKCS_PSS) {
                 caps.rsa_pss = signs(SignMechanism::RsaPssSha256)?;
             }
-            if listed.contains(&MechanismType::RSA_PKCS_OAEP) {
-                caps.rsa_oaep_sha1 = round_trips(RsaDecryptMechanism::OaepSha1)?;
-                caps.rsa_oaep_sha256 = round_trips(RsaDecryptMechanism::OaepSha256)?;
-            }
+            trial_rsa_decryption(t, caps)?;
         }
     }
     Ok(())
+}
+
+/// Encrypt with the token's public key, decrypt with the unwrapped private key.
+fn round_trips(t: &Trial<'_>, m: &Mechanism<'_>) -> Result<bool, Error> {
+    let msg = b"keyward capability probe";
+    let Some(ct) = trial(t.session.encrypt(m, t.public, msg), "C_Encrypt")? else {
+        return Ok(false);
+    };
+    Ok(
+        trial(t.session.decrypt(m, t.key, &ct), "C_Decrypt")?
+            .is_some_and(|pt| pt.as_slice() == msg),
+    )
+}
+
+/// The OAEP variants natively (decryption, then unwrapping), and raw RSA where one is missing.
+fn trial_rsa_decryption(t: &Trial<'_>, caps: &mut Capabilities) -> Result<(), Error> {
+    if t.listed.contains(&MechanismType::RSA_PKCS_OAEP) {
+        caps.rsa_oaep_sha1 = round_trips(t, &RsaDecryptMechanism::OaepSha1.mechanism())?;
+        caps.rsa_oaep_sha256 = round_trips(t, &RsaDecryptMechanism::OaepSha256.mechanism())?;
+        if caps.rsa_oaep_sha1 || caps.rsa_oaep_sha256 {
+            trial_oaep_unwrap(t, caps)?;
+        }
+    }
+    let all_native = caps.rsa_oaep_sha1
+        && caps.rsa_oaep_sha256
+        && caps.rsa_oaep_sha1_unwrap
+        && caps.rsa_oaep_sha256_unwrap;
+    if !all_native && t.listed.contains(&MechanismType::RSA_X_509) {
+        caps.rsa_raw = raw_round_trips(t)?;
+    }
+    Ok(())
+}
+
+/// `C_UnwrapKey(CKM_RSA_PKCS_OAEP)` of an AES key encrypted to the token's public key, with the
+/// private half unwrapped as BYOK unwraps it (`CKA_UNWRAP` only), for each hash whose
+/// decryption worked.
+fn trial_oaep_unwrap(t: &Trial<'_>, caps: &mut Capabilities) -> Result<(), Error> {
+    let session = t.session;
+    let template = templates::unwrapping_private_key_template(t.kind);
+    let Some(unwrapping) = trial(
+        session.unwrap_key(&Mechanism::AesKeyWrapPad, t.root, t.wrapped, &template),
+        "C_UnwrapKey",
+    )?
+    else {
+        return Ok(());
+    };
+    let unwraps = |mech: RsaDecryptMechanism| -> Result<bool, Error> {
+        let m = mech.mechanism();
+        let Some(ct) = trial(session.encrypt(&m, t.public, &[0x5a; 32]), "C_Encrypt")? else {
+            return Ok(false);
+        };
+        let aes_template = templates::imported_data_key_template();
+        let Some(aes) = trial(
+            session.unwrap_key(&m, unwrapping, &ct, &aes_template),
+            "C_UnwrapKey",
+        )?
+        else {
+            return Ok(false);
+        };
+        session
+            .destroy_object(aes)
+            .map_err(Error::pkcs11("C_DestroyObject"))?;
+        Ok(true)
+    };
+    let result = (|| {
+        if caps.rsa_oaep_sha1 {
+            caps.rsa_oaep_sha1_unwrap = unwraps(RsaDecryptMechanism::OaepSha1)?;
+        }
+        if caps.rsa_oaep_sha256 {
+            caps.rsa_oaep_sha256_unwrap = unwraps(RsaDecryptMechanism::OaepSha256)?;
+        }
+        Ok(())
+    })();
+    session
+        .destroy_object(unwrapping)
+        .map_err(Error::pkcs11("C_DestroyObject"))?;
+    result
+}
+
+/// Raw RSA (`CKM_RSA_X_509`) both ways: a block below the modulus comes back unchanged.
+fn raw_round_trips(t: &Trial<'_>) -> Result<bool, Error> {
+    let mut block = [0u8; RSA2048_LEN];
+    for (i, b) in block.iter_mut().enumerate().skip(1) {
+        *b = i as u8;
+    }
+    let m = Mechanism::RsaX509;
+    let Some(ct) = trial(t.session.encrypt(&m, t.public, &block), "C_Encrypt")? else {
+        return Ok(false);
+    };
+    Ok(
+        trial(t.session.decrypt(&m, t.key, &ct), "C_Decrypt")?.is_some_and(|pt| {
+            // A token may strip the leading zero byte (the integer is the same).
+            pt.len() <= RSA2048_LEN && pt[..] == block[RSA2048_LEN - pt.len()..]
+        }),
+    )
 }

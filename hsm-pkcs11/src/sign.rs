@@ -51,9 +51,7 @@ impl Pkcs11Hsm {
         self.caps.require_kind(kind)?;
         let data = sign_input(mech, digest)?;
         if mech == SignMechanism::RsaPssSha256 && !self.caps.rsa_pss {
-            return Err(Error::Unsupported(
-                "RSA-PSS (SHA-256) is not supported by this token",
-            ));
+            return Err(Error::Unsupported("RSA-PSS (SHA-256)"));
         }
         let mechanism = sign_mechanism(mech);
         let mut s = self.pool.checkout()?;

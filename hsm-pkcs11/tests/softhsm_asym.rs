@@ -14,7 +14,7 @@ use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
 use cryptoki::session::Session;
 use keyward_hsm_pkcs11::{
-    AsymKind, Error, Pkcs11Hsm, RsaDecryptMechanism, SignMechanism, ROOT_KEY_LABEL,
+    AsymKind, Error, Pkcs11Hsm, RsaDecryptMechanism, RsaDecryptPath, SignMechanism, ROOT_KEY_LABEL,
 };
 use p256::pkcs8::DecodePublicKey;
 use rand_core::OsRng;
@@ -33,6 +33,7 @@ pub const TOKENS: &[&str] = &[
     "kw-asym-objects",
     "kw-asym-errors",
     "kw-asym-relogin",
+    "kw-oaep-paths",
 ];
 
 fn rsa_public(spki: &[u8]) -> RsaPublicKey {
@@ -67,20 +68,7 @@ fn capabilities_are_probed_and_honoured() {
     // SoftHSM2 2.6.1 does all of these.
     assert!(caps.rsa_2048 && caps.ec_p256 && caps.ec_p384, "{caps:?}");
     assert!(caps.rsa_pss && caps.rsa_oaep_sha1, "{caps:?}");
-
-    // OAEP-SHA-256 (refused by SoftHSM2 2.6.1): if the probe says no, the call says
-    // Unsupported without touching the token; if it says yes, it must really work.
-    let pair = hsm.generate_key_pair_sealed(AsymKind::Rsa2048).unwrap();
-    let public = rsa_public(&pair.public_spki_der);
-    let ct = public
-        .encrypt(&mut OsRng, Oaep::new::<Sha256>(), b"oaep-256")
-        .unwrap();
-    let r = hsm.rsa_decrypt(&pair.sealed_private, RsaDecryptMechanism::OaepSha256, &ct);
-    if caps.rsa_oaep_sha256 {
-        assert_eq!(r.unwrap().as_slice(), b"oaep-256");
-    } else {
-        assert!(matches!(r, Err(Error::Unsupported(_))), "{r:?}");
-    }
+    assert!(caps.rsa_oaep_sha1_unwrap, "{caps:?}");
 
     // The probe leaves nothing behind: only the root and seal keys, no session objects.
     let s = raw_session("kw-caps");
@@ -93,6 +81,66 @@ fn capabilities_are_probed_and_honoured() {
         .find_objects(&[Attribute::Class(ObjectClass::PUBLIC_KEY)])
         .unwrap()
         .is_empty());
+
+    // OAEP-SHA-256: SoftHSM2 2.6.1 refuses it; then the probe found raw RSA, and OAEP-SHA-256
+    // runs through the host-decoding path. Either way the call must really work.
+    let pair = hsm.generate_key_pair_sealed(AsymKind::Rsa2048).unwrap();
+    let public = rsa_public(&pair.public_spki_der);
+    let ct = public
+        .encrypt(&mut OsRng, Oaep::new::<Sha256>(), b"oaep-256")
+        .unwrap();
+    let r = hsm.rsa_decrypt(&pair.sealed_private, RsaDecryptMechanism::OaepSha256, &ct);
+    assert_eq!(r.unwrap().as_slice(), b"oaep-256");
+    let sha256 = RsaDecryptMechanism::OaepSha256;
+    let sha1 = RsaDecryptMechanism::OaepSha1;
+    assert_eq!(hsm.rsa_decrypt_path(sha1).unwrap(), RsaDecryptPath::Token);
+    assert_eq!(hsm.rsa_import_path(sha1).unwrap(), RsaDecryptPath::Token);
+    if caps.rsa_oaep_sha256 {
+        assert_eq!(hsm.rsa_decrypt_path(sha256).unwrap(), RsaDecryptPath::Token);
+    } else {
+        assert!(caps.rsa_raw, "{caps:?}");
+        assert!(!caps.rsa_oaep_sha256_unwrap, "{caps:?}");
+        assert_eq!(
+            hsm.rsa_decrypt_path(sha256).unwrap(),
+            RsaDecryptPath::HostOaepDecoding
+        );
+        assert_eq!(
+            hsm.rsa_import_path(sha256).unwrap(),
+            RsaDecryptPath::HostOaepDecoding
+        );
+        // Why: SoftHSM2 2.6.1 checks the OAEP parameters (hashAlg must be CKM_SHA_1, mgf
+        // CKG_MGF1_SHA1) and refuses anything else with CKR_ARGUMENTS_BAD, for the public key
+        // as for the private one.
+        let s = raw_session("kw-caps");
+        let (pub_t, priv_t) = (
+            vec![
+                Attribute::Token(false),
+                Attribute::Encrypt(true),
+                Attribute::ModulusBits(2048.into()),
+                Attribute::PublicExponent(vec![1, 0, 1]),
+            ],
+            vec![Attribute::Token(false), Attribute::Decrypt(true)],
+        );
+        let (p, k) = s
+            .generate_key_pair(&Mechanism::RsaPkcsKeyPairGen, &pub_t, &priv_t)
+            .unwrap();
+        let oaep256 = Mechanism::RsaPkcsOaep(cryptoki::mechanism::rsa::PkcsOaepParams::new(
+            cryptoki::mechanism::MechanismType::SHA256,
+            cryptoki::mechanism::rsa::PkcsMgfType::MGF1_SHA256,
+            cryptoki::mechanism::rsa::PkcsOaepSource::empty(),
+        ));
+        for r in [
+            s.encrypt(&oaep256, p, b"x").map(drop),
+            s.decrypt(&oaep256, k, &ct).map(drop),
+        ] {
+            assert!(
+                matches!(r, Err(CkError::Pkcs11(RvError::ArgumentsBad, _))),
+                "{r:?}"
+            );
+        }
+        s.destroy_object(k).unwrap();
+        s.destroy_object(p).unwrap();
+    }
 }
 
 #[test]
@@ -307,6 +355,121 @@ fn rsa_decryption_round_trips_and_rejects_bad_ciphertexts() {
         wrong_kind,
         "EC key",
     );
+}
+
+/// Both OAEP paths on one token: `forced` decodes every OAEP variant on the host (raw RSA in
+/// the token), `hsm` uses the token's OAEP where the probe found it. Both must decrypt what an
+/// independent implementation encrypted, and give the one same error for every bad ciphertext:
+/// tampered anywhere, for another key, another padding or hash, out of range, wrong length.
+#[test]
+fn oaep_decrypts_on_both_paths_with_one_error_for_every_bad_ciphertext() {
+    let hsm = open("kw-oaep-paths");
+    let mut forced = open("kw-oaep-paths");
+    forced.force_host_oaep_decoding();
+    for mech in [
+        RsaDecryptMechanism::OaepSha1,
+        RsaDecryptMechanism::OaepSha256,
+    ] {
+        assert_eq!(
+            forced.rsa_decrypt_path(mech).unwrap(),
+            RsaDecryptPath::HostOaepDecoding
+        );
+        assert_eq!(
+            forced.rsa_import_path(mech).unwrap(),
+            RsaDecryptPath::HostOaepDecoding
+        );
+    }
+    // PKCS#1 v1.5 is never decoded on the host.
+    assert_eq!(
+        forced
+            .rsa_decrypt_path(RsaDecryptMechanism::Pkcs1v15)
+            .unwrap(),
+        RsaDecryptPath::Token
+    );
+    // The token's own capabilities are still reported as probed.
+    assert_eq!(forced.capabilities(), hsm.capabilities());
+
+    let pair = hsm.generate_key_pair_sealed(AsymKind::Rsa2048).unwrap();
+    let other = hsm.generate_key_pair_sealed(AsymKind::Rsa2048).unwrap();
+    let public = rsa_public(&pair.public_spki_der);
+    let encrypt = |mech, pk: &RsaPublicKey, pt: &[u8]| {
+        match mech {
+            RsaDecryptMechanism::OaepSha1 => pk.encrypt(&mut OsRng, Oaep::new::<sha1::Sha1>(), pt),
+            RsaDecryptMechanism::OaepSha256 => pk.encrypt(&mut OsRng, Oaep::new::<Sha256>(), pt),
+            RsaDecryptMechanism::Pkcs1v15 => pk.encrypt(&mut OsRng, Pkcs1v15Encrypt, pt),
+        }
+        .unwrap()
+    };
+    for (path, h) in [("native", &hsm), ("host", &forced)] {
+        for (mech, max) in [
+            (RsaDecryptMechanism::OaepSha1, 256 - 2 * 20 - 2),
+            (RsaDecryptMechanism::OaepSha256, 256 - 2 * 32 - 2),
+        ] {
+            let what = format!("{path} {mech:?}");
+            for pt in [&b""[..], b"\x00", &[0u8; 32], &[1u8; 32], &vec![0xa5; max]] {
+                let ct = encrypt(mech, &public, pt);
+                let got = h.rsa_decrypt(&pair.sealed_private, mech, &ct);
+                assert_eq!(got.unwrap().as_slice(), pt, "{what}: {} bytes", pt.len());
+            }
+            let ct = encrypt(mech, &public, b"secret");
+            let mut bad: Vec<(String, Vec<u8>, &[u8])> = vec![];
+            for i in [0, 1, 2, 31, 32, 33, 100, 200, 255] {
+                let mut t = ct.clone();
+                t[i] ^= 0x01;
+                bad.push((format!("byte {i} flipped"), t, &pair.sealed_private[..]));
+            }
+            bad.push(("other key".into(), ct.clone(), &other.sealed_private[..]));
+            let for_other = encrypt(mech, &rsa_public(&other.public_spki_der), b"secret");
+            bad.push((
+                "encrypted to another key".into(),
+                for_other,
+                &pair.sealed_private[..],
+            ));
+            let v15 = encrypt(RsaDecryptMechanism::Pkcs1v15, &public, b"secret");
+            bad.push((
+                "PKCS#1 v1.5 ciphertext".into(),
+                v15,
+                &pair.sealed_private[..],
+            ));
+            let other_hash = if mech == RsaDecryptMechanism::OaepSha1 {
+                RsaDecryptMechanism::OaepSha256
+            } else {
+                RsaDecryptMechanism::OaepSha1
+            };
+            let ct2 = encrypt(other_hash, &public, b"secret");
+            bad.push(("the other OAEP hash".into(), ct2, &pair.sealed_private[..]));
+            let mut one = vec![0u8; 256];
+            one[255] = 1;
+            bad.push(("c = 1".into(), one, &pair.sealed_private[..]));
+            bad.push(("c = 0".into(), vec![0u8; 256], &pair.sealed_private[..]));
+            bad.push(("c > n".into(), vec![0xff; 256], &pair.sealed_private[..]));
+            bad.push((
+                "255 bytes".into(),
+                ct[..255].to_vec(),
+                &pair.sealed_private[..],
+            ));
+            bad.push((
+                "257 bytes".into(),
+                [&ct[..], &[0]].concat(),
+                &pair.sealed_private[..],
+            ));
+            bad.push(("empty".into(), vec![], &pair.sealed_private[..]));
+            let mut messages = std::collections::BTreeSet::new();
+            for (case, c, key) in &bad {
+                let r = h.rsa_decrypt(key, mech, c);
+                messages.insert(format!("{:?}", r.as_ref().map(|_| ())));
+                assert_err(r, auth_failed, &format!("{what}: {case}"));
+            }
+            assert_eq!(
+                messages.len(),
+                1,
+                "{what}: distinguishable errors {messages:?}"
+            );
+            // The failures did not disturb the session or the cached key.
+            let got = h.rsa_decrypt(&pair.sealed_private, mech, &ct).unwrap();
+            assert_eq!(got.as_slice(), b"secret", "{what}");
+        }
+    }
 }
 
 fn private_key_template(kind: KeyType, extras: &[Attribute]) -> Vec<Attribute> {

@@ -116,18 +116,50 @@ def test_sm2_signature_verifies_with_gmssl(kms):
     assert verify(kms, key_id, "SM2DSA", MESSAGE, sig)
 
 
-@pytest.mark.parametrize("algorithm", ["RSAES_PKCS1_V1_5", "RSAES_OAEP_SHA_1"])
+RSA_PADDINGS = {
+    "RSAES_PKCS1_V1_5": padding.PKCS1v15(),
+    "RSAES_OAEP_SHA_1": padding.OAEP(mgf=padding.MGF1(hashes.SHA1()), algorithm=hashes.SHA1(), label=None),
+    # SoftHSM2 2.6.1 has no OAEP with SHA-256: raw RSA in the token, OAEP decoded by Keyward.
+    "RSAES_OAEP_SHA_256": padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None),
+}
+
+
+@pytest.mark.parametrize("algorithm", list(RSA_PADDINGS))
 def test_rsa_decrypt_of_local_ciphertext(kms, algorithm):
     key_id = create(kms, "ASYMMETRIC_DECRYPT_RSA_2048")
     pub = serialization.load_der_public_key(public_key(kms, key_id))
-    pad = padding.PKCS1v15() if algorithm == "RSAES_PKCS1_V1_5" else padding.OAEP(
-        mgf=padding.MGF1(hashes.SHA1()), algorithm=hashes.SHA1(), label=None)
-    ct = pub.encrypt(b"for keyward only", pad)
+    ct = pub.encrypt(b"for keyward only", RSA_PADDINGS[algorithm])
     req = models.AsymmetricRsaDecryptRequest()
     req.KeyId, req.Algorithm, req.Ciphertext = key_id, algorithm, base64.b64encode(ct).decode()
     r = kms.AsymmetricRsaDecrypt(req)
     assert base64.b64decode(r.Plaintext) == b"for keyward only"
     assert r.KeyId == key_id
+
+
+def sdk_error(fn, req):
+    with pytest.raises(TencentCloudSDKException) as e:
+        fn(req)
+    return e.value.code, e.value.message
+
+
+@pytest.mark.parametrize("algorithm", ["RSAES_OAEP_SHA_1", "RSAES_OAEP_SHA_256"])
+def test_rsa_decrypt_bad_ciphertexts_get_one_answer(kms, algorithm):
+    """A tampered ciphertext and one for another key get the same code and message."""
+    key_id = create(kms, "ASYMMETRIC_DECRYPT_RSA_2048")
+    other = create(kms, "ASYMMETRIC_DECRYPT_RSA_2048")
+    pad = RSA_PADDINGS[algorithm]
+    ct = serialization.load_der_public_key(public_key(kms, key_id)).encrypt(b"secret", pad)
+    bad = [serialization.load_der_public_key(public_key(kms, other)).encrypt(b"secret", pad), b"\xff" * 256]
+    for i in (0, 1, 100, 255):
+        bad.append(ct[:i] + bytes([ct[i] ^ 1]) + ct[i + 1:])
+    req = models.AsymmetricRsaDecryptRequest()
+    req.KeyId, req.Algorithm = key_id, algorithm
+    answers = set()
+    for c in bad:
+        req.Ciphertext = base64.b64encode(c).decode()
+        answers.add(sdk_error(kms.AsymmetricRsaDecrypt, req))
+    assert len(answers) == 1, answers
+    assert next(iter(answers))[0] == "FailedOperation.DecryptError"
 
 
 def der_len(n):
@@ -231,9 +263,11 @@ def test_plaintext_rewrapped_to_caller_sm2_key(kms):
     assert got == b"sm2-wrapped plaintext"
 
 
-def test_byok_material_wrapped_locally_round_trips(kms):
+@pytest.mark.parametrize("algorithm", ["RSAES_OAEP_SHA_1", "RSAES_OAEP_SHA_256"])
+def test_byok_material_wrapped_locally_round_trips(kms, algorithm):
     """Material wrapped with `cryptography` to the daemon's wrapping key is what the daemon
-    then encrypts with: its ciphertext opens locally with that material."""
+    then encrypts with: its ciphertext opens locally with that material. Bad wrapped material
+    (tampered, or wrapped to another import's key) gets one code and one message."""
     import os
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
@@ -241,19 +275,30 @@ def test_byok_material_wrapped_locally_round_trips(kms):
     ck.Alias, ck.Type = f"byok-{uuid.uuid4().hex[:8]}", 2
     key_id = kms.CreateKey(ck).KeyId
     gp = models.GetParametersForImportRequest()
-    gp.KeyId, gp.WrappingAlgorithm, gp.WrappingKeySpec = key_id, "RSAES_OAEP_SHA_1", "RSA_2048"
+    gp.KeyId, gp.WrappingAlgorithm, gp.WrappingKeySpec = key_id, algorithm, "RSA_2048"
     params = kms.GetParametersForImport(gp)
+    other = kms.GetParametersForImport(gp)
     wrapping = serialization.load_der_public_key(base64.b64decode(params.PublicKey))
+    other_wrapping = serialization.load_der_public_key(base64.b64decode(other.PublicKey))
+    pad = RSA_PADDINGS[algorithm]
     material = os.urandom(32)
-    oaep1 = padding.OAEP(mgf=padding.MGF1(hashes.SHA1()), algorithm=hashes.SHA1(), label=None)
+    good = wrapping.encrypt(material, pad)
     imp = models.ImportKeyMaterialRequest()
     imp.KeyId, imp.ImportToken = key_id, params.ImportToken
-    imp.EncryptedKeyMaterial = base64.b64encode(wrapping.encrypt(material, oaep1)).decode()
+    answers = set()
+    for bad in [other_wrapping.encrypt(material, pad), wrapping.encrypt(material[:16], pad),
+                good[:7] + bytes([good[7] ^ 1]) + good[8:], bytes([good[0] ^ 1]) + good[1:]]:
+        imp.EncryptedKeyMaterial = base64.b64encode(bad).decode()
+        answers.add(sdk_error(kms.ImportKeyMaterial, imp))
+    assert len(answers) == 1, answers
+    assert next(iter(answers))[0] == "InvalidParameter.DecryptMaterialError"
+
+    imp.EncryptedKeyMaterial = base64.b64encode(good).decode()
     kms.ImportKeyMaterial(imp)
     enc = models.EncryptRequest()
     enc.KeyId, enc.Plaintext = key_id, base64.b64encode(b"brought my own key").decode()
     blob = base64.b64decode(kms.Encrypt(enc).CiphertextBlob)
     # Keyward blob: 22-byte authenticated prefix, nonce length, 12-byte nonce, ciphertext||tag.
     assert AESGCM(material).decrypt(blob[23:35], blob[35:], blob[:22]) == b"brought my own key"
-    imp.EncryptedKeyMaterial = base64.b64encode(wrapping.encrypt(os.urandom(32), oaep1)).decode()
+    imp.EncryptedKeyMaterial = base64.b64encode(wrapping.encrypt(os.urandom(32), pad)).decode()
     expect("InvalidParameterValue.MaterialNotMatch", kms.ImportKeyMaterial, imp)

@@ -43,10 +43,18 @@ impl Pkcs11Backend {
             pool_size: cfg.pool_size.max(1),
             create_keys,
         })?;
+        // Where RSA-OAEP runs, decided by the start-up probe: in the token, or raw RSA in the
+        // token with the padding removed on the host (SoftHSM2 2.6.1 for SHA-256). Logged once.
+        let path = |mech| match token.rsa_decrypt_path(mech) {
+            Ok(p) => p.name(),
+            Err(_) => "unsupported",
+        };
         tracing::info!(
             module = %cfg.module.display(),
             token = %cfg.token_label,
             sessions = cfg.pool_size,
+            rsa_oaep_sha1 = path(RsaDecryptMechanism::OaepSha1),
+            rsa_oaep_sha256 = path(RsaDecryptMechanism::OaepSha256),
             "PKCS#11 HSM backend ready"
         );
         Ok(Pkcs11Backend { token })
@@ -284,6 +292,24 @@ impl From<keyward_hsm_pkcs11::Error> for Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The crate's message names the feature; the adapter says it once (it used to read "the
+    /// HSM does not support RSA-OAEP with SHA-256 is not supported by this token").
+    #[test]
+    fn unsupported_features_are_named_once() {
+        let e = Error::from(keyward_hsm_pkcs11::Error::Unsupported(
+            "RSA-OAEP with SHA-256",
+        ));
+        assert_eq!(
+            e.to_string(),
+            Error::Unsupported("the HSM does not support RSA-OAEP with SHA-256".into()).to_string()
+        );
+        assert!(!e.to_string().contains("not supported"), "{e}");
+        assert_eq!(
+            keyward_hsm_pkcs11::Error::Unsupported("RSA-OAEP with SHA-256").to_string(),
+            "RSA-OAEP with SHA-256 is not supported by this token"
+        );
+    }
 
     /// The attack: anything that later reads this process's environment (a child process, a
     /// crash reporter, a debug endpoint) finds the user PIN there.
