@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::kms::Kms;
 use crate::ssm::Ssm;
 use crate::store::MetaStore;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// Where the adjustable test clock keeps its offset, so restarts do not turn time back.
 pub const CLOCK_OFFSET_META: &str = "test_clock_offset";
@@ -27,7 +27,12 @@ impl JobReport {
     }
 }
 
+/// Named readiness checks and why each failed.
+pub type Readiness = Vec<(&'static str, std::result::Result<(), String>)>;
+
 pub struct Jobs {
+    /// The last readiness probe and its result.
+    last_probe: Mutex<Option<(std::time::Instant, Readiness)>>,
     kms: Arc<Kms>,
     ssm: Arc<Ssm>,
     meta: Arc<dyn MetaStore>,
@@ -43,6 +48,7 @@ impl Jobs {
         adjustable_clock: Option<Arc<AdjustableClock>>,
     ) -> Self {
         Jobs {
+            last_probe: Mutex::new(None),
             kms,
             ssm,
             meta,
@@ -57,6 +63,32 @@ impl Jobs {
             .and_then(|v| String::from_utf8(v).ok())
             .and_then(|v| v.parse().ok())
             .unwrap_or(0))
+    }
+
+    /// `/readyz`: the HSM answers (a random draw) and the store takes a write (a meta value
+    /// with the probe's time), each failure with its reason. `/readyz` needs no credentials,
+    /// so the probe runs at most once a second and callers in between get its result: a
+    /// flood of probes cannot turn into a flood of HSM calls and fsyncs.
+    pub fn readiness(&self, now: i64) -> Readiness {
+        let mut last = self.last_probe.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((at, r)) = last.as_ref() {
+            if at.elapsed() < std::time::Duration::from_secs(1) {
+                return r.clone();
+            }
+        }
+        let reason = |r: Result<()>| r.map_err(|e| e.to_string());
+        let r = vec![
+            ("hsm", reason(self.kms.hsm_answers())),
+            (
+                "store",
+                reason(
+                    self.meta
+                        .set_meta("readyz_probe", now.to_string().as_bytes()),
+                ),
+            ),
+        ];
+        *last = Some((std::time::Instant::now(), r.clone()));
+        r
     }
 
     /// One pass of every job.

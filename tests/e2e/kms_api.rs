@@ -1162,3 +1162,46 @@ async fn documented_refusals_answer_their_codes() {
         assert_eq!(code(&r), Some(want), "{action} {body}: {r}");
     }
 }
+
+/// `GET path` with curl: the status code and the body (a failed request fails the test).
+fn http_get(d: &Daemon, path: &str) -> (u16, serde_json::Value) {
+    let out = std::process::Command::new("curl")
+        .args([
+            "-sS",
+            "-w",
+            "\n%{http_code}",
+            &format!("{}{path}", d.endpoint()),
+        ])
+        .output()
+        .expect("curl runs");
+    assert!(out.status.success(), "GET {path}: {out:?}");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, status) = text.rsplit_once('\n').unwrap();
+    (status.parse().unwrap(), serde_json::from_str(body).unwrap())
+}
+
+/// Issue 17: liveness and readiness for orchestrators and load balancers; on the serial
+/// backend a device that went away makes the daemon unready while it stays alive.
+#[tokio::test(flavor = "multi_thread")]
+async fn health_and_readiness() {
+    let mut d = Daemon::under_test();
+    assert_eq!(http_get(&d, "/healthz"), (200, json!({"Alive": true})));
+    let (status, ready) = http_get(&d, "/readyz");
+    assert_eq!(status, 200, "{ready}");
+    assert_eq!(
+        ready,
+        json!({"Ready": true, "Checks": {"hsm": true, "store": true, "audit": true}})
+    );
+    if let Some(mut sim) = d.sim.take() {
+        sim.kill().unwrap();
+        sim.wait().unwrap();
+        // The probe's result is reused for a second.
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        let (status, ready) = http_get(&d, "/readyz");
+        assert_eq!(status, 503, "{ready}");
+        assert_eq!(ready["Ready"], false);
+        assert_eq!(ready["Checks"]["hsm"], false, "{ready}");
+        assert_eq!(ready["Checks"]["store"], true, "{ready}");
+        assert_eq!(http_get(&d, "/healthz").0, 200);
+    }
+}

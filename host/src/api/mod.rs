@@ -71,8 +71,53 @@ pub type Handler = fn(&Ctx<'_>, &[u8]) -> Result<Fields>;
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/metrics", axum::routing::get(metrics))
+        .route("/healthz", axum::routing::get(healthz))
+        .route("/readyz", axum::routing::get(readyz))
         .fallback(handle)
         .with_state(state)
+}
+
+/// Liveness: the daemon accepts connections and answers (no HSM or store work).
+async fn healthz() -> Response {
+    axum::response::IntoResponse::into_response((
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        r#"{"Alive":true}"#,
+    ))
+}
+
+/// Readiness: the HSM answers, the store takes a write and the audit writer is healthy.
+/// 200 when all hold, 503 naming what failed (details stay in the log).
+async fn readyz(State(st): State<Arc<AppState>>) -> Response {
+    let probe = st.clone();
+    let mut checks = tokio::task::spawn_blocking(move || probe.jobs.readiness(probe.clock.now()))
+        .await
+        .unwrap_or_else(|_| vec![("probe", Err("the readiness probe panicked".into()))]);
+    checks.push((
+        "audit",
+        match st.audit.healthy() {
+            true => Ok(()),
+            false => Err("the audit writer is not running or failing".into()),
+        },
+    ));
+    let mut report = Map::new();
+    let mut ready = true;
+    for (name, result) in &checks {
+        if let Err(e) = result {
+            tracing::warn!(check = name, error = e, "readiness check failed");
+            ready = false;
+        }
+        report.insert((*name).into(), Value::Bool(result.is_ok()));
+    }
+    let status = match ready {
+        true => axum::http::StatusCode::OK,
+        false => axum::http::StatusCode::SERVICE_UNAVAILABLE,
+    };
+    let body = serde_json::json!({ "Ready": ready, "Checks": report }).to_string();
+    axum::response::IntoResponse::into_response((
+        status,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    ))
 }
 
 /// Prometheus text exposition of the counters operators alert on.

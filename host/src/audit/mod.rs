@@ -103,6 +103,8 @@ pub struct Counters {
     pub written: AtomicU64,
     pub failures: AtomicU64,
     pub checkpoints: AtomicU64,
+    /// The last write attempt failed (cleared by the next that succeeds): `/readyz`.
+    pub failing: std::sync::atomic::AtomicBool,
 }
 
 pub struct Audit {
@@ -225,6 +227,15 @@ impl Audit {
         self.tx.is_some()
     }
 
+    /// Whether the audit log can take records: off, or its writer thread still running and
+    /// no write has failed since the last successful one.
+    pub fn healthy(&self) -> bool {
+        match &self.worker {
+            None => !self.enabled(),
+            Some(w) => !w.is_finished() && !self.counters.failing.load(Ordering::Relaxed),
+        }
+    }
+
     /// Queues a record from async code. When the queue is full the wait for room happens
     /// with the runtime told (`block_in_place`), so other connections keep being served.
     pub fn submit(&self, record: AuditRecord) {
@@ -329,6 +340,7 @@ impl Writer {
                     self.counters
                         .written
                         .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    self.counters.failing.store(false, Ordering::Relaxed);
                     return;
                 }
                 Err(e) => {
@@ -340,6 +352,7 @@ impl Writer {
         self.counters
             .failures
             .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        self.counters.failing.store(true, Ordering::Relaxed);
     }
 
     /// Signs the chain's head when due: after `every` new records, or after `interval` with

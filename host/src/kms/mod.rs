@@ -161,6 +161,11 @@ impl Kms {
         Trail::system(record, self.cfg.audit.enabled)
     }
 
+    /// Whether the HSM backend answers a request (`/readyz`).
+    pub fn hsm_answers(&self) -> Result<()> {
+        self.hsm.random(16).map(|_| ())
+    }
+
     pub fn config(&self) -> &Config {
         &self.cfg
     }

@@ -88,7 +88,7 @@ pub fn start_sim(state: &Path, extra: &[&str]) -> (Child, String) {
 
 pub struct Daemon {
     /// The firmware simulator behind a serial-backend daemon (stopped after the daemon).
-    sim: Option<Child>,
+    pub sim: Option<Child>,
     pub dir: tempfile::TempDir,
     pub config: PathBuf,
     pub softhsm_conf: Option<PathBuf>,
