@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Runs Keyward's whole test suite on a fresh Debian machine: installs SoftHSM2 (apt) and the
-# Python SDK venv when they are missing, checks formatting and lints, runs the Rust unit and
-# end-to-end tests, then the Python compatibility suite against the real daemon.
+# Runs Keyward's whole test suite on a fresh Debian machine: installs SoftHSM2, Node.js and npm
+# (apt), the Python SDK venv and the Node.js SDK (npm ci) when they are missing, checks
+# formatting and lints, runs the Rust unit and end-to-end tests, then the Python and Node.js
+# SDK compatibility suites against the real daemon.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,13 +13,15 @@ missing=()
 command -v curl >/dev/null || missing+=(curl)
 command -v openssl >/dev/null || missing+=(openssl)
 python3 -c "import venv, ensurepip" 2>/dev/null || missing+=(python3-venv)
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "==> installing ${missing[*]}"
   sudo_if_needed apt-get update -qq
   sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-if ! .venv/bin/python -c "import tencentcloud.kms.v20190118, tencentcloud.ssm.v20190923, tencentcloud.cloudaudit.v20190319, cryptography, gmssl, kyber_py, dilithium_py, pytest" 2>/dev/null \
+if ! .venv/bin/python -c "import tencentcloud.kms.v20190118, tencentcloud.ssm.v20190923, tencentcloud.cloudaudit.v20190319, cryptography, gmssl, kyber_py, dilithium_py, pytest, httpx, h2" 2>/dev/null \
    || [ ! -x .venv/bin/tccli ]; then
   echo "==> creating .venv with the tencentcloud SDK"
   python3 -m venv .venv
@@ -47,3 +50,5 @@ echo "==> coverage-guided fuzzing of every input decoder (20 s per target; docs/
 bash scripts/fuzz.sh 20
 echo "==> Python SDK compatibility suite"
 KEYWARD_BIN="$PWD/target/debug/keyward" .venv/bin/python -m pytest -q tests/python
+echo "==> Node.js SDK compatibility suite (tencentcloud-sdk-nodejs, pinned in tests/node/package-lock.json)"
+(cd tests/node && npm ci --no-audit --no-fund --loglevel=error && KEYWARD_BIN="$PWD/../../target/debug/keyward" node --test)

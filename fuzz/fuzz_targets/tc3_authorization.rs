@@ -1,7 +1,8 @@
 //! TC3-HMAC-SHA256 request authentication on arbitrary header text: the `Authorization`
 //! parser, then everything `authenticate` (host/src/api/mod.rs) does with a parsed header
 //! short of the credential lookup: the canonical request over the signed headers, the
-//! credential-scope date, the string to sign, the signature and its comparison.
+//! credential-scope date, the string to sign, the signature and its comparison, and the forms
+//! of scope service and host the Node.js and Java SDKs sign (`first_label`, `strip_port`).
 //!
 //! Input: the `Authorization` value on the first line, `Name: value` header lines, an empty
 //! line, then the body (the shape of an HTTP request head, so seeds are readable).
@@ -40,6 +41,23 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
 
+    // The host forms: a first label is a dotless prefix; only a `:port` suffix is stripped.
+    let received = header("host");
+    let host = received.clone().unwrap_or_default();
+    let label = tc3::first_label(&host);
+    assert!(host.starts_with(label) && !label.contains('.'));
+    let bare = tc3::strip_port(&host);
+    if let Some(bare) = bare {
+        let port = &host[bare.len()..];
+        assert!(port.starts_with(':') && (2..=6).contains(&port.len()));
+        assert!(port[1..].bytes().all(|b| b.is_ascii_digit()));
+        assert_eq!(
+            tc3::strip_port(bare),
+            None,
+            "a port is stripped once: {host:?}"
+        );
+    }
+
     // What the parser accepted, written out again, parses to the same thing.
     let again = format!(
         "{} Credential={}/{}/{}/tc3_request, SignedHeaders={}, Signature={}",
@@ -61,22 +79,29 @@ fuzz_target!(|data: &[u8]| {
         .unwrap_or(0);
     let _ = tc3::utc_date(timestamp);
     let query = header("x-fuzz-query").unwrap_or_default();
-    let Some((canonical, signed)) = tc3::canonical_request(
-        "POST",
-        "/",
-        &query,
-        &auth.signed_headers,
-        header,
-        &tc3::sha256_hex(body),
-    ) else {
-        return;
-    };
-    assert_eq!(signed.split(';').count(), auth.signed_headers.len());
     let scope = format!("{}/{}/tc3_request", auth.date, auth.service);
-    let sts = tc3::string_to_sign(timestamp, &scope, &canonical);
-    let expected = tc3::signature(
-        &tc3::signing_key(SECRET_KEY, &auth.date, &auth.service),
-        &sts,
-    );
-    let _ = tc3::signatures_equal(&expected, &auth.signature);
+    let key = tc3::signing_key(SECRET_KEY, &auth.date, &auth.service);
+    // As `authenticate` does: the host as received, then without its port.
+    for (n, host) in [received.as_deref(), bare].into_iter().enumerate() {
+        if n > 0 && host.is_none() {
+            break;
+        }
+        let Some((canonical, signed)) = tc3::canonical_request(
+            "POST",
+            "/",
+            &query,
+            &auth.signed_headers,
+            |name| match name {
+                "host" => host.map(str::to_string),
+                _ => header(name),
+            },
+            &tc3::sha256_hex(body),
+        ) else {
+            return;
+        };
+        assert_eq!(signed.split(';').count(), auth.signed_headers.len());
+        let sts = tc3::string_to_sign(timestamp, &scope, &canonical);
+        let expected = tc3::signature(&key, &sts);
+        let _ = tc3::signatures_equal(&expected, &auth.signature);
+    }
 });

@@ -36,6 +36,21 @@ pub struct Config {
     pub audit: AuditConfig,
     #[serde(default)]
     pub rate_limit: RateLimitConfig,
+    #[serde(default)]
+    pub ssm: SsmConfig,
+}
+
+/// Secrets Manager behaviour that clients disagree on.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SsmConfig {
+    /// GetSecretValue leaves out the value field a version does not use (`SecretBinary` of a
+    /// text value, `SecretString` of a binary one) instead of sending it as `""`, as Tencent
+    /// Cloud does. Dapr's Tencent Cloud SSM secret store returns `SecretBinary` whenever it is
+    /// present, so without this every text secret reaches a Dapr application empty
+    /// (docs/dapr.md); clients that expect both fields may fail with it.
+    #[serde(default)]
+    pub omit_unused_value_field: bool,
 }
 
 /// The audit log (docs/audit.md).

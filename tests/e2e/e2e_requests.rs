@@ -110,13 +110,28 @@ impl Captured {
 /// 127.0.0.0/8 works on Linux loopback) with exactly these header lines (repeats and raw bytes
 /// included); returns the `Response` object.
 async fn send_raw_from(from: &str, port: u16, headers: &[(String, Vec<u8>)], body: &[u8]) -> Value {
+    exchange(from, port, "/", headers, body).await
+}
+
+/// One exchange with request target `target` (e.g. the absolute form `http://host/`).
+async fn send_raw_to(port: u16, target: &str, headers: &[(String, Vec<u8>)], body: &[u8]) -> Value {
+    exchange("127.0.0.1", port, target, headers, body).await
+}
+
+async fn exchange(
+    from: &str,
+    port: u16,
+    target: &str,
+    headers: &[(String, Vec<u8>)],
+    body: &[u8],
+) -> Value {
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
     let stream = socket
         .connect(format!("127.0.0.1:{port}").parse().unwrap())
         .await
         .unwrap();
-    let mut req = b"POST / HTTP/1.1\r\n".to_vec();
+    let mut req = format!("POST {target} HTTP/1.1\r\n").into_bytes();
     for (k, v) in headers {
         req.extend_from_slice(k.as_bytes());
         req.extend_from_slice(b": ");
@@ -587,4 +602,290 @@ async fn a_source_that_keeps_failing_authentication_is_throttled() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let later = Captured::kms("GenerateRandom", json!({"NumberOfBytes": 5}));
     ok(later.send_from(ELSEWHERE, &d, &[]).await);
+}
+
+/// Headers of a request signed with credential-scope service `service` over host
+/// `signed_host`, sent with `Host: host` (issue 13 item 1: what the Node.js and Java SDKs sign).
+fn signed_as(
+    d: &Daemon,
+    (version, action): (&str, &str),
+    body: &[u8],
+    service: &str,
+    signed_host: &str,
+    host: &str,
+) -> Vec<(String, Vec<u8>)> {
+    let timestamp = now();
+    let auth = tc3::authorization_header(&SignRequest {
+        secret_id: &d.cred.secret_id,
+        secret_key: &d.cred.secret_key,
+        service,
+        host: signed_host,
+        content_type: "application/json",
+        timestamp,
+        body,
+    });
+    [
+        ("Host", host.to_string()),
+        ("Content-Type", "application/json".into()),
+        ("Authorization", auth),
+        ("X-TC-Action", action.into()),
+        ("X-TC-Version", version.into()),
+        ("X-TC-Timestamp", timestamp.to_string()),
+        ("X-TC-Region", REGION.into()),
+        ("X-TC-RequestClient", "SDK_NODEJS_4.1.313".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.into_bytes()))
+    .collect()
+}
+
+/// The Node.js SDK with endpoint `127.0.0.1:<port>` signs service `127` and host `127.0.0.1`
+/// while sending `Host: 127.0.0.1:<port>`; with `kms.example.internal:<port>` service `kms`
+/// and the host without its port; with `localhost:<port>` service `localhost:<port>`. The Java
+/// SDK's older releases sign the first label with the host as sent. All of these verify.
+#[tokio::test(flavor = "multi_thread")]
+async fn sdks_that_derive_the_scope_from_the_endpoint_are_accepted() {
+    let d = Daemon::embedded();
+    let p = d.port;
+    let (ip, named, local) = (
+        format!("127.0.0.1:{p}"),
+        format!("kms.example.internal:{p}"),
+        format!("localhost:{p}"),
+    );
+    let local_label = local.clone();
+    let forms: [(&str, &str, &str, &str); 6] = [
+        // (scope service, signed host, Host header, what it stands for)
+        ("127", "127.0.0.1", &ip, "Node.js, IP:port"),
+        ("127", &ip, &ip, "Java, IP:port"),
+        (
+            "kms",
+            "kms.example.internal",
+            &named,
+            "Node.js, named on a port",
+        ),
+        (&local_label, "localhost", &local, "Node.js, localhost:port"),
+        ("kms", "127.0.0.1", &ip, "product scope, host without port"),
+        (
+            "kms",
+            "kms.example.internal",
+            "kms.example.internal",
+            "default port",
+        ),
+    ];
+    for (n, (service, signed_host, host, what)) in forms.into_iter().enumerate() {
+        let body = format!(r#"{{"NumberOfBytes":{}}}"#, 8 + n).into_bytes();
+        let h = signed_as(
+            &d,
+            (KMS_VERSION, "GenerateRandom"),
+            &body,
+            service,
+            signed_host,
+            host,
+        );
+        let r = ok(send_raw(p, &h, &body).await);
+        assert_eq!(
+            unb64(r["Plaintext"].as_str().unwrap()).len(),
+            8 + n,
+            "{what}"
+        );
+    }
+    // Secrets Manager the same way, with the product taken from X-TC-Version.
+    let name = unique("node");
+    let body = serde_json::to_vec(&json!({"SecretName": name, "SecretString": "s3cret"})).unwrap();
+    let h = signed_as(
+        &d,
+        (SSM_VERSION, "CreateSecret"),
+        &body,
+        "127",
+        "127.0.0.1",
+        &ip,
+    );
+    assert_eq!(ok(send_raw(p, &h, &body).await)["VersionId"], "SSM_Current");
+    let body = serde_json::to_vec(&json!({"SecretName": name, "VersionId": ""})).unwrap();
+    let h = signed_as(
+        &d,
+        (SSM_VERSION, "GetSecretValue"),
+        &body,
+        "ssm",
+        "ssm.example.internal",
+        &format!("ssm.example.internal:{p}"),
+    );
+    let r = ok(send_raw(p, &h, &body).await);
+    assert_eq!(r["SecretString"], "s3cret");
+    assert_eq!(r["VersionId"], "SSM_Current");
+}
+
+/// What stays refused: a scope service that is neither the product's nor the Host's first
+/// label, a signature over another host (only a `:port` suffix of the Host received is ever
+/// taken off), a Host that disagrees with the request target, and a signature whose scope does
+/// not name the product re-sent as another product's action.
+#[tokio::test(flavor = "multi_thread")]
+async fn forged_scopes_and_hosts_are_refused() {
+    let d = Daemon::embedded();
+    let p = d.port;
+    let ip = format!("127.0.0.1:{p}");
+    let local = format!("localhost:{p}");
+    let named = format!("kms.example.internal:{p}");
+    let other_port = format!("127.0.0.1:{}", if p == 9 { 10 } else { 9 });
+    let cases: [(&str, &str, &str, &str); 11] = [
+        // (scope service, signed host, Host header, why it must fail)
+        ("cvm", "127.0.0.1", &ip, "another product's service"),
+        ("ssm", "127.0.0.1", &ip, "the other product's service"),
+        (
+            "128",
+            "127.0.0.1",
+            &ip,
+            "a label the Host does not start with",
+        ),
+        (
+            "127.0.0.1",
+            "127.0.0.1",
+            &ip,
+            "the whole host is not its first label",
+        ),
+        (
+            "localhost",
+            "localhost",
+            &local,
+            "a dotless Host's label keeps its port",
+        ),
+        (
+            "example",
+            "kms.example.internal",
+            &named,
+            "the second label",
+        ),
+        ("127", "10.0.0.1", &ip, "a signature over another host"),
+        ("127", &other_port, &ip, "a signature over another port"),
+        ("127", "127.0.0", &ip, "a shortened host"),
+        ("kms", "kms.example.internal.evil", &named, "a longer host"),
+        (
+            "kms",
+            "kms.example.internal",
+            "kms.example.internal.evil",
+            "another Host",
+        ),
+    ];
+    for (n, (service, signed_host, host, why)) in cases.into_iter().enumerate() {
+        let body = format!(r#"{{"NumberOfBytes":{}}}"#, 8 + n).into_bytes();
+        let h = signed_as(
+            &d,
+            (KMS_VERSION, "GenerateRandom"),
+            &body,
+            service,
+            signed_host,
+            host,
+        );
+        let r = send_raw(p, &h, &body).await;
+        assert_eq!(code(&r), Some("AuthFailure.SignatureFailure"), "{why}: {r}");
+        let message = r["Error"]["Message"].as_str().unwrap();
+        let expected = if n < 6 {
+            "credential scope names service"
+        } else {
+            "signature does not match"
+        };
+        assert!(message.contains(expected), "{why}: {r}");
+    }
+
+    // Host and the request target's authority must agree (HTTP/1.1 absolute form here; an
+    // HTTP/2 request has only the authority, tests/python/test_dapr.py).
+    let body = br#"{"NumberOfBytes":4}"#;
+    let h = signed_as(
+        &d,
+        (KMS_VERSION, "GenerateRandom"),
+        body,
+        "127",
+        "127.0.0.1",
+        &ip,
+    );
+    let r = send_raw_to(p, "http://kms.example.internal/", &h, body).await;
+    err(&r, "InvalidParameter");
+    let r = send_raw_to(p, &format!("http://{ip}/"), &h, body).await;
+    ok(r);
+
+    // Two Host headers are refused before any signature work, whichever one was signed.
+    let body = br#"{"NumberOfBytes":5}"#;
+    let mut h = signed_as(
+        &d,
+        (KMS_VERSION, "GenerateRandom"),
+        body,
+        "127",
+        "127.0.0.1",
+        &ip,
+    );
+    h.push(("Host".into(), b"kms.example.internal".to_vec()));
+    err(&send_raw(p, &h, body).await, "InvalidParameter");
+
+    // A scope that names no product does not free the signature from its product: the
+    // signature memory binds it to KMS, so it cannot be re-sent as Secrets Manager's action.
+    let body = b"{}";
+    let h = signed_as(
+        &d,
+        (KMS_VERSION, "GetServiceStatus"),
+        body,
+        "127",
+        "127.0.0.1",
+        &ip,
+    );
+    ok(send_raw(p, &h, body).await);
+    let mut moved = h.clone();
+    for (k, v) in moved.iter_mut() {
+        if k == "X-TC-Version" {
+            *v = SSM_VERSION.as_bytes().to_vec();
+        }
+    }
+    err(
+        &send_raw_from(ELSEWHERE, p, &moved, body).await,
+        "AuthFailure.SignatureFailure",
+    );
+    after_grace().await;
+    err(
+        &send_raw(p, &moved, body).await,
+        "AuthFailure.SignatureFailure",
+    );
+}
+
+/// Issue 13 item 2: form-encoded POSTs (the SDKs' HmacSHA1/HmacSHA256 "v1" signature) and
+/// multipart bodies get UnsupportedProtocol saying what is required, as GET does.
+#[tokio::test(flavor = "multi_thread")]
+async fn form_encoded_and_v1_signed_requests_are_refused() {
+    let d = Daemon::embedded();
+    let body = format!(
+        "Action=GenerateRandom&NumberOfBytes=16&Version={KMS_VERSION}&Region={REGION}\
+         &Timestamp={}&Nonce=4242&SecretId={}&SignatureMethod=HmacSHA256&Signature=abc%3D",
+        now(),
+        d.cred.secret_id
+    );
+    for content_type in [
+        "application/x-www-form-urlencoded",
+        "application/x-www-form-urlencoded; charset=utf-8",
+        "Multipart/Form-Data; boundary=xyz",
+    ] {
+        let h = vec![
+            (
+                "Host".to_string(),
+                format!("127.0.0.1:{}", d.port).into_bytes(),
+            ),
+            ("Content-Type".into(), content_type.as_bytes().to_vec()),
+        ];
+        let r = send_raw(d.port, &h, body.as_bytes()).await;
+        err(&r, "UnsupportedProtocol");
+        let message = r["Error"]["Message"].as_str().unwrap();
+        assert!(message.contains("TC3-HMAC-SHA256"), "{r}");
+        assert!(message.contains("application/json"), "{r}");
+    }
+    // A TC3-signed request that declares a form body is refused the same way.
+    let req = Captured::kms("GenerateRandom", json!({"NumberOfBytes": 16}));
+    let mut h = req.headers(&d);
+    h.retain(|(k, _)| k != "Content-Type");
+    h.push((
+        "Content-Type".into(),
+        b"application/x-www-form-urlencoded".to_vec(),
+    ));
+    err(
+        &send_raw(d.port, &h, &req.body).await,
+        "UnsupportedProtocol",
+    );
+    // JSON still works.
+    ok(send_raw(d.port, &req.headers(&d), &req.body).await);
 }

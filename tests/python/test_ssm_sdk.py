@@ -534,6 +534,51 @@ def test_get_disabled_secret(ssm, secret):
     assert get_value(ssm, name).SecretString == value
 
 
+def test_empty_version_id_reads_ssm_current(ssm, secret):
+    """Issue 13 item 4: Go callers (Dapr's secret store) send `"VersionId": ""` unless told a
+    version; Keyward reads SSM_Current then and says so in the answer."""
+    name, value = secret
+    put_value(ssm, name, "v2", string="newer")
+    got = get_value(ssm, name, "")
+    assert got.VersionId == DEFAULT_VERSION
+    assert got.SecretString == value
+    assert got.SecretBinary == ""
+    assert get_value(ssm, name, "v2").SecretString == "newer"
+
+
+def test_empty_version_id_without_ssm_current(ssm):
+    name = unique_name("named")
+    create_secret(ssm, name=name, string="x", version_id="v1")
+    expect_error("ResourceNotFound", get_value, ssm, name, "")
+
+
+def test_omitted_version_id_is_still_required(ssm, secret):
+    """The SDK leaves an unset VersionId out of the body: the reference requires the field."""
+    req = models.GetSecretValueRequest()
+    req.SecretName = secret[0]
+    err = expect_error("MissingParameter", ssm.GetSecretValue, req)
+    assert "VersionId" in err.message
+
+
+def test_list_secrets_shaped_like_dapr(ssm):
+    """BulkGetSecret's request: {"Offset": 0, "Limit": 100, "State": 1}, paging by Offset."""
+    prefix = unique_name("dapr")
+    enabled, disabled = f"{prefix}-en", f"{prefix}-dis"
+    for n in (enabled, disabled):
+        create_secret(ssm, name=n, string="x")
+    disable_secret(ssm, disabled)
+    seen, offset = [], 0
+    while True:
+        page = list_secrets(ssm, Offset=offset, Limit=100, State=1)
+        seen += names_of(page)
+        assert all(m.Status == "Enabled" for m in page.SecretMetadatas)
+        if len(page.SecretMetadatas) < 100:
+            break
+        offset += len(page.SecretMetadatas)
+    assert enabled in seen and disabled not in seen
+    assert len(seen) == len(set(seen))
+
+
 # ----------------------------------------------------------------------------- versions
 
 

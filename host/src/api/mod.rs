@@ -170,10 +170,11 @@ async fn handle(State(st): State<Arc<AppState>>, req: Request<Body>) -> Response
         })));
     let limit = st.cfg.limits.max_body_bytes;
     let result = 'run: {
-        if parts.method != axum::http::Method::POST {
-            break 'run Err(Error::UnsupportedProtocol(
-                "only POST requests with a JSON body are supported".into(),
-            ));
+        // GET, form-encoded and multipart requests, and with them the older HmacSHA1 /
+        // HmacSHA256 ("v1") signature carried in form fields, are refused before the body
+        // is read, with one answer (reference §2.6).
+        if parts.method != axum::http::Method::POST || form_encoded(&parts) {
+            break 'run Err(Error::UnsupportedProtocol(TC3_JSON_ONLY.into()));
         }
         // Bounded in time as well as size: a client trickling its body would otherwise hold
         // the connection (and its slot under `limits.max_connections`) for as long as it likes.
@@ -246,6 +247,22 @@ async fn handle(State(st): State<Arc<AppState>>, req: Request<Body>) -> Response
             envelope::failure(&e, &request_id)
         }
     }
+}
+
+/// The answer to requests in another form than Tencent Cloud API 3.0's POST + JSON + TC3.
+const TC3_JSON_ONLY: &str = "only POST requests with a JSON body (Content-Type: application/json) \
+     signed with TC3-HMAC-SHA256 are supported; GET, form-encoded requests and the \
+     HmacSHA1/HmacSHA256 signature are not";
+
+/// Whether the body is declared as form fields (`application/x-www-form-urlencoded`, how the
+/// SDKs send v1-signed POSTs, or `multipart/form-data`), whatever the parameters.
+fn form_encoded(parts: &Parts) -> bool {
+    parts.headers.get_all("content-type").iter().any(|v| {
+        let media = v.as_bytes().split(|&b| b == b';').next().unwrap_or(b"");
+        let media = media.trim_ascii();
+        media.eq_ignore_ascii_case(b"application/x-www-form-urlencoded")
+            || media.eq_ignore_ascii_case(b"multipart/form-data")
+    })
 }
 
 /// Overwrites a request body (it may hold plaintexts or secret values) once it is handled.
@@ -544,6 +561,16 @@ struct Verified {
 }
 
 /// TC3-HMAC-SHA256 verification in the order the reference gives, each failure with its code.
+///
+/// Two forms of what the official SDKs sign are accepted besides the reference's (see
+/// docs/architecture.md, "Which scope and host a signature may name"):
+/// - the scope's service may be the product's (`kms`, `ssm`, ...) or the `Host` value up to
+///   its first dot ([`tc3::first_label`]): the Node.js and Java SDKs derive it from their
+///   endpoint, so `127.0.0.1:8080` signs service `127`. The product is still decided by
+///   `X-TC-Version`, and the signature memory binds the signature to it.
+/// - the signature may cover the `Host` value as received or, failing that, the same value
+///   without its `:port` suffix ([`tc3::strip_port`]): the Node.js SDK signs the host name
+///   while its `Host` header carries the port.
 fn authenticate(st: &AppState, parts: &Parts, body: &[u8], service: &str) -> Result<Verified> {
     let auth = header(parts, "authorization")
         .ok_or_else(|| Error::InvalidAuthorization("the Authorization header is missing".into()))?;
@@ -561,10 +588,13 @@ fn authenticate(st: &AppState, parts: &Parts, body: &[u8], service: &str) -> Res
     if (now - timestamp).abs() > MAX_SKEW_SECS {
         return Err(Error::SignatureExpire);
     }
-    if auth.service != service {
+    let host = request_host(parts)?;
+    if auth.service != service && host.map(tc3::first_label) != Some(auth.service.as_str()) {
         return Err(Error::SignatureFailure(format!(
-            "credential scope names service `{}`, this action belongs to `{service}`",
-            auth.service
+            "credential scope names service `{}`; it must be `{service}` (the product of \
+             X-TC-Version) or the Host header up to its first dot (`{}`)",
+            clip(&auth.service, 64),
+            clip(host.map(tc3::first_label).unwrap_or(""), 64),
         )));
     }
     if tc3::utc_date(timestamp).as_deref() != Some(auth.date.as_str()) {
@@ -577,21 +607,35 @@ fn authenticate(st: &AppState, parts: &Parts, body: &[u8], service: &str) -> Res
             "unsigned payloads are not accepted: sign the request body".into(),
         ));
     }
-    let (canonical, _) = tc3::canonical_request(
-        parts.method.as_str(),
-        parts.uri.path(),
-        parts.uri.query().unwrap_or(""),
-        &auth.signed_headers,
-        |name| header(parts, name).map(str::to_string),
-        &tc3::sha256_hex(body),
-    )
-    .ok_or_else(|| Error::SignatureFailure("a signed header is missing".into()))?;
     let scope = format!("{}/{}/tc3_request", auth.date, auth.service);
-    let expected = tc3::signature(
-        &tc3::signing_key(&cred.secret_key, &auth.date, &auth.service),
-        &tc3::string_to_sign(timestamp, &scope, &canonical),
-    );
-    if !tc3::signatures_equal(&expected, &auth.signature) {
+    let key = tc3::signing_key(&cred.secret_key, &auth.date, &auth.service);
+    let payload_hash = tc3::sha256_hex(body);
+    // Whether the signature matches with `host` as the host header's value; None when a
+    // signed header is missing.
+    let matches = |host: Option<&str>| {
+        let (canonical, _) = tc3::canonical_request(
+            parts.method.as_str(),
+            parts.uri.path(),
+            parts.uri.query().unwrap_or(""),
+            &auth.signed_headers,
+            |name| match name {
+                "host" => host.map(str::to_string),
+                _ => header(parts, name).map(str::to_string),
+            },
+            &payload_hash,
+        )?;
+        let expected = tc3::signature(&key, &tc3::string_to_sign(timestamp, &scope, &canonical));
+        Some(tc3::signatures_equal(&expected, &auth.signature))
+    };
+    let verified = match matches(host) {
+        None => return Err(Error::SignatureFailure("a signed header is missing".into())),
+        Some(true) => true,
+        // Only a `:port` suffix of the Host actually received is ever taken off.
+        Some(false) => host
+            .and_then(tc3::strip_port)
+            .is_some_and(|bare| matches(Some(bare)) == Some(true)),
+    };
+    if !verified {
         return Err(Error::SignatureFailure(
             "the request signature does not match".into(),
         ));
@@ -603,4 +647,19 @@ fn authenticate(st: &AppState, parts: &Parts, body: &[u8], service: &str) -> Res
         timestamp,
         now,
     })
+}
+
+/// The host the client addressed: the `Host` header, or over HTTP/2 the `:authority`
+/// pseudo-header, which takes Host's place there (RFC 9113 §8.3.1; Go's HTTP client, used by
+/// the Go SDK and so by Dapr, speaks HTTP/2 whenever TLS offers it). A request that carries
+/// both with different values is refused rather than verified against either.
+fn request_host(parts: &Parts) -> Result<Option<&str>> {
+    let authority = parts.uri.authority().map(|a| a.as_str());
+    match (header(parts, "host"), authority) {
+        (Some(h), Some(a)) if h != a => Err(Error::InvalidParameter(
+            "the Host header and the request's authority name different hosts".into(),
+        )),
+        (Some(h), _) => Ok(Some(h)),
+        (None, a) => Ok(a),
+    }
 }

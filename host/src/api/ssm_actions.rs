@@ -151,14 +151,17 @@ struct GetValueRequest {
     encryption_algorithm: Option<String>,
 }
 
-/// GetSecretValue: both value fields are always present; the unused one is empty.
+/// GetSecretValue: both value fields are present and the unused one is empty, unless
+/// `[ssm] omit_unused_value_field` leaves the unused one out.
 #[derive(serde::Serialize)]
 #[serde(rename_all = "PascalCase")]
 struct SecretValueResponse {
     secret_name: String,
     version_id: String,
-    secret_binary: Zeroizing<String>,
-    secret_string: Zeroizing<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    secret_binary: Option<Zeroizing<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    secret_string: Option<Zeroizing<String>>,
 }
 
 pub(super) fn get_secret_value(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
@@ -167,24 +170,32 @@ pub(super) fn get_secret_value(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
         &req.encryption_public_key,
         &req.encryption_algorithm,
     )?;
+    // An empty VersionId reads `SSM_Current`: Dapr's Tencent Cloud SSM secret store (Go SDK)
+    // sends `"VersionId": ""` unless its caller names a version (docs/dapr.md). An absent
+    // VersionId is still refused, as the reference requires the field.
+    let version_id = if req.version_id.is_empty() {
+        DEFAULT_VERSION_ID.to_string()
+    } else {
+        req.version_id
+    };
     let v = ctx
         .state
         .ssm
-        .get_value(&ctx.caller, &req.secret_name, &req.version_id)?;
-    // Both fields are always present; the unused one is empty.
+        .get_value(&ctx.caller, &req.secret_name, &version_id)?;
+    let unused = || {
+        let omit = ctx.state.cfg.ssm.omit_unused_value_field;
+        (!omit).then(|| Zeroizing::new(String::new()))
+    };
     let (string, binary) = if v.is_binary {
-        (
-            Zeroizing::new(String::new()),
-            Zeroizing::new(base64_encode(&v.bytes)),
-        )
+        (unused(), Some(Zeroizing::new(base64_encode(&v.bytes))))
     } else {
         let text = String::from_utf8(v.bytes.to_vec())
             .map_err(|_| Error::Internal("stored text value is not UTF-8".into()))?;
-        (Zeroizing::new(text), Zeroizing::new(String::new()))
+        (Some(Zeroizing::new(text)), unused())
     };
     typed(SecretValueResponse {
         secret_name: req.secret_name,
-        version_id: req.version_id,
+        version_id,
         secret_binary: binary,
         secret_string: string,
     })

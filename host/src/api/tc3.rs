@@ -105,6 +105,26 @@ pub fn canonical_request(
     Some((cr, signed))
 }
 
+/// The credential-scope service an SDK that derives it from its endpoint computes: the
+/// endpoint up to its first dot (`endpoint.split(".")[0]` in the Node.js and Java SDKs). The
+/// endpoint string is what such an SDK sends as `Host`, so this is taken from the `Host`
+/// value as received: `127` for `127.0.0.1:8080`, `kms` for `kms.example.internal:8443`,
+/// `localhost:8443` for `localhost:8443` (no dot: the port stays, as those SDKs keep it).
+pub fn first_label(host: &str) -> &str {
+    host.split('.').next().unwrap_or(host)
+}
+
+/// `host` without its `:port` suffix, when it has one: `kms.example.internal` for
+/// `kms.example.internal:8443`, `[::1]` for `[::1]:8443`. None for a host without a port, a
+/// bare IPv6 address, or anything else (tccli's `http://127.0.0.1:8080` is left alone).
+/// The Node.js SDK signs the host name without the port while its `Host` header carries it.
+pub fn strip_port(host: &str) -> Option<&str> {
+    let (name, port) = host.rsplit_once(':')?;
+    let is_port = (1..=5).contains(&port.len()) && port.bytes().all(|b| b.is_ascii_digit());
+    let unbracketed_colon = name.contains(':') && !(name.starts_with('[') && name.ends_with(']'));
+    (is_port && !name.is_empty() && !unbracketed_colon).then_some(name)
+}
+
 pub fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }
@@ -352,6 +372,40 @@ mod tests {
             Ok(Admission::First)
         );
         assert_eq!(seen.admit(SIG_A, now, now + 600, 2, 1), Err(MemoryFull));
+    }
+
+    #[test]
+    fn first_label_is_the_host_up_to_its_first_dot() {
+        assert_eq!(first_label("127.0.0.1:8080"), "127");
+        assert_eq!(first_label("kms.example.internal:8443"), "kms");
+        assert_eq!(first_label("localhost:8443"), "localhost:8443");
+        assert_eq!(first_label("[::1]:8443"), "[::1]:8443");
+    }
+
+    #[test]
+    fn strip_port_removes_only_a_port_suffix() {
+        assert_eq!(strip_port("127.0.0.1:8080"), Some("127.0.0.1"));
+        assert_eq!(
+            strip_port("kms.example.internal:8443"),
+            Some("kms.example.internal")
+        );
+        assert_eq!(strip_port("localhost:1"), Some("localhost"));
+        assert_eq!(strip_port("[::1]:8443"), Some("[::1]"));
+        for unchanged in [
+            "kms.example.internal",
+            "127.0.0.1",
+            "::1",
+            "[::1]",
+            "fe80::1:8443",
+            "http://127.0.0.1:8080",
+            "host:",
+            ":8080",
+            "host:123456",
+            "host:80a",
+            "host:-1",
+        ] {
+            assert_eq!(strip_port(unchanged), None, "{unchanged}");
+        }
     }
 
     #[test]
