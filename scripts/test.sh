@@ -38,17 +38,32 @@ echo "==> cargo test"
 cargo build -p keyward-firmware --features sim --bin keyward-fw-sim
 cargo test -p keyward-firmware --features sim --test sim
 cargo test --workspace
-echo "==> the KMS API, access and audit suites on the embedded and serial (firmware simulator) backends"
+# Fuzzing is CPU-bound and the suites below mostly wait on daemons: it runs beside them.
+echo "==> coverage-guided fuzzing of every input decoder, in the background (20 s per target; docs/fuzzing.md)"
+mkdir -p target
+bash scripts/fuzz.sh 20 > target/fuzz.log 2>&1 &
+fuzz_pid=$!
+echo "==> every backend-neutral suite on the embedded and serial (firmware simulator) backends"
+# `cargo test --workspace` above ran them on SoftHSM2. Cases that need one backend create it
+# themselves (Daemon::softhsm(); @pytest.mark.backends in the Python suite).
 for backend in embedded serial; do
-  KEYWARD_TEST_BACKEND=$backend cargo test -p keyward --test e2e_kms_api --test e2e_access --test e2e_audit
+  KEYWARD_TEST_BACKEND=$backend cargo test -p keyward --test e2e_kms_api --test e2e_lifecycle \
+    --test e2e_ssm --test e2e_access --test e2e_audit --test e2e_integrity
+  KEYWARD_TEST_BACKEND=$backend KEYWARD_BIN="$PWD/target/debug/keyward" \
+    .venv/bin/python -m pytest -q tests/python
 done
 echo "==> the freestanding (no_std, no_main) firmware build"
 cargo fmt --manifest-path firmware/device/Cargo.toml -- --check
 cargo clippy --release --quiet --manifest-path firmware/device/Cargo.toml -- -D warnings
 cargo build --release --quiet --manifest-path firmware/device/Cargo.toml
-echo "==> coverage-guided fuzzing of every input decoder (20 s per target; docs/fuzzing.md)"
-bash scripts/fuzz.sh 20
-echo "==> Python SDK compatibility suite"
+echo "==> Python SDK compatibility suite on SoftHSM2"
 KEYWARD_BIN="$PWD/target/debug/keyward" .venv/bin/python -m pytest -q tests/python
+echo "==> fuzzing (started above)"
+if ! wait "$fuzz_pid"; then
+  cat target/fuzz.log
+  echo "fuzzing failed" >&2
+  exit 1
+fi
+tail -n 20 target/fuzz.log
 echo "==> Node.js SDK compatibility suite (tencentcloud-sdk-nodejs, pinned in tests/node/package-lock.json)"
 (cd tests/node && npm ci --no-audit --no-fund --loglevel=error && KEYWARD_BIN="$PWD/../../target/debug/keyward" node --test)

@@ -1022,7 +1022,7 @@ async fn rate_limit_per_secret_id() {
 /// for deny, and for list filtering.
 #[tokio::test(flavor = "multi_thread")]
 async fn tencent_documented_key_resource_form() {
-    let d = Daemon::softhsm();
+    let d = Daemon::under_test();
     let root = d.client();
     let a = create_key(&root, &[]).await;
     let b = create_key(&root, &[]).await;

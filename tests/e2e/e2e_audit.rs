@@ -1079,7 +1079,7 @@ async fn audit_off_writes_nothing() {
 /// resource, and the AdvanceClock request that ran the jobs keeps its own single record.
 #[tokio::test(flavor = "multi_thread")]
 async fn scheduled_changes_are_recorded_as_system_events() {
-    let d = Daemon::softhsm_with("[testing]\nadjustable_clock = true\n");
+    let d = Daemon::under_test_with("[testing]\nadjustable_clock = true\n");
     let c = d.client();
     let start = now() - 5;
     let key_id = create_key(&c, &[]).await;

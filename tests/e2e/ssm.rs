@@ -30,7 +30,7 @@ async fn get(c: &TcClient, name: &str, version: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn secrets_values_versions_and_states() {
-    let d = Daemon::softhsm();
+    let d = Daemon::under_test();
     let c = d.client();
     let name = unique("db");
     let r = ok(c.ssm("CreateSecret", json!({"SecretName": name, "SecretString": "s3cr3t", "Description": "主库", "Tags": [{"TagKey": "env", "TagValue": "prod"}]})).await.unwrap());
@@ -362,7 +362,7 @@ async fn secrets_values_versions_and_states() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn envelope_encryption_proof() {
-    let mut d = Daemon::softhsm();
+    let mut d = Daemon::under_test();
     let c = d.client();
     let cmk = ok(c
         .kms("CreateKey", json!({"Alias": unique("ssm")}))
@@ -501,7 +501,7 @@ async fn envelope_encryption_proof() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn scheduled_secret_deletion_survives_restart() {
-    let mut d = Daemon::softhsm_with("[testing]\nadjustable_clock = true\n");
+    let mut d = Daemon::under_test_with("[testing]\nadjustable_clock = true\n");
     let c = d.client();
     let name = unique("tmp");
     create(&c, &name, "bye").await;
@@ -610,7 +610,7 @@ async fn ten_thousand_secrets_survive_restart() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn ssh_key_pair_secrets() {
-    let d = Daemon::softhsm();
+    let d = Daemon::under_test();
     let c = d.client();
     let name = unique("ssh");
     let r = ok(c

@@ -1,15 +1,20 @@
 """Fixtures for the Python SDK compatibility suite.
 
-One Keyward daemon, backed by a fresh SoftHSM2 token, is started per test session on an
-ephemeral loopback port and shared by every test. Tests must therefore use unique aliases.
+One Keyward daemon is started per test session on an ephemeral loopback port and shared by
+every test. Tests must therefore use unique aliases.
 
 Environment:
+  KEYWARD_TEST_BACKEND  softhsm (default: a fresh SoftHSM2 token), embedded (the firmware
+                        core linked in) or serial (the firmware simulator behind a pty)
   KEYWARD_BIN   path of the keyward binary (default: <repo>/target/debug/keyward)
+  KEYWARD_FW_SIM  the firmware simulator (default: <repo>/target/debug/keyward-fw-sim)
   SOFTHSM2_MODULE  PKCS#11 module (default: /usr/lib/softhsm/libsofthsm2.so)
   KEYWARD_KEEP_TMP if set, keep the temporary directory (token, data, daemon log); it is also
                    kept whenever a test failed, and its path is printed in the summary
 
 Missing prerequisites (binary, softhsm2-util, module) FAIL the session: they are never skipped.
+Tests that need what only one backend offers say so with `@pytest.mark.backends("softhsm")`;
+on the other backends they are reported as skipped with that reason.
 """
 
 import json
@@ -42,6 +47,29 @@ SO_PIN = "5678"
 TOKEN_LABEL = "keyward"
 STARTUP_TIMEOUT = 60.0
 LISTEN_PREFIX = "keyward: listening on "
+BACKENDS = ("softhsm", "embedded", "serial")
+SIM_BANNER = "keyward-fw-sim: device "
+
+
+def backend():
+    name = os.environ.get("KEYWARD_TEST_BACKEND") or "softhsm"
+    if name not in BACKENDS:
+        pytest.fail(f"unknown KEYWARD_TEST_BACKEND {name!r}", pytrace=False)
+    return name
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "backends(*names): the test needs one of these HSM backends")
+
+
+def pytest_collection_modifyitems(config, items):
+    here = backend()
+    for item in items:
+        marker = item.get_closest_marker("backends")
+        if marker is not None and here not in marker.args:
+            item.add_marker(pytest.mark.skip(
+                reason=f"needs the {' or '.join(marker.args)} backend, not {here}"))
 
 
 class Daemon:
@@ -123,37 +151,20 @@ def pytest_terminal_summary(terminalreporter):
 def keyward(request):
     binary = os.environ.get("KEYWARD_BIN") or str(DEFAULT_BIN)
     _require_file(binary, "keyward binary (set KEYWARD_BIN or build target/debug/keyward)")
-    softhsm_util = shutil.which("softhsm2-util")
-    if softhsm_util is None:
-        pytest.fail("softhsm2-util is not on PATH; SoftHSM2 is required", pytrace=False)
-    module = os.environ.get("SOFTHSM2_MODULE", DEFAULT_MODULE)
-    _require_file(module, "SoftHSM2 PKCS#11 module")
-
     tmp = Path(tempfile.mkdtemp(prefix="keyward-pytest-"))
-    tokens = tmp / "tokens"
-    tokens.mkdir()
-    softhsm_conf = tmp / "softhsm2.conf"
-    softhsm_conf.write_text(
-        f"directories.tokendir = {tokens}\n"
-        "objectstore.backend = file\n"
-        "log.level = ERROR\n"
-    )
     data_dir = tmp / "data"
     config = tmp / "keyward.toml"
-    config.write_text(
-        f'data_dir = "{data_dir}"\n'
-        "[hsm]\n"
-        'backend = "pkcs11"\n'
-        f'module = "{module}"\n'
-        f'token_label = "{TOKEN_LABEL}"\n'
-        'pin_env = "KEYWARD_PIN"\n'
-    )
     env = dict(os.environ)
-    env["SOFTHSM2_CONF"] = str(softhsm_conf)
-    env["KEYWARD_PIN"] = PIN
-
-    _run([softhsm_util, "--init-token", "--free", "--label", TOKEN_LABEL,
-          "--pin", PIN, "--so-pin", SO_PIN], env, "softhsm2-util --init-token")
+    sim = None
+    if backend() == "softhsm":
+        config.write_text(f'data_dir = "{data_dir}"\n' + _softhsm_section(tmp, env))
+    elif backend() == "serial":
+        sim, device = _start_sim(tmp / "device")
+        request.addfinalizer(lambda: (sim.terminate(), sim.wait()))
+        config.write_text(f'data_dir = "{data_dir}"\n[hsm]\nbackend = "serial"\n'
+                          f'path = "{device}"\ntimeout_ms = 1000\n')
+    else:
+        config.write_text(f'data_dir = "{data_dir}"\n')
 
     init = _run([binary, "init", "--config", str(config)], env, "keyward init")
     cred_line = next((l for l in init.stdout.splitlines() if l.strip().startswith("{")), None)
@@ -241,6 +252,45 @@ def keyward(request):
             # Leave the directory for post-mortem; the log is what matters most.
             pytest.fail(f"keyward exited during the session (status {early}); log kept at"
                         f" {log_path}:\n{log_path.read_text(errors='replace')}", pytrace=False)
+
+
+def _softhsm_section(tmp, env):
+    """A fresh SoftHSM2 token in `tmp` and the `[hsm]` section naming it (sets env)."""
+    softhsm_util = shutil.which("softhsm2-util")
+    if softhsm_util is None:
+        pytest.fail("softhsm2-util is not on PATH; SoftHSM2 is required", pytrace=False)
+    module = os.environ.get("SOFTHSM2_MODULE", DEFAULT_MODULE)
+    _require_file(module, "SoftHSM2 PKCS#11 module")
+    tokens = tmp / "tokens"
+    tokens.mkdir()
+    softhsm_conf = tmp / "softhsm2.conf"
+    softhsm_conf.write_text(
+        f"directories.tokendir = {tokens}\n"
+        "objectstore.backend = file\n"
+        "log.level = ERROR\n"
+    )
+    env["SOFTHSM2_CONF"] = str(softhsm_conf)
+    env["KEYWARD_PIN"] = PIN
+    _run([softhsm_util, "--init-token", "--free", "--label", TOKEN_LABEL,
+          "--pin", PIN, "--so-pin", SO_PIN], env, "softhsm2-util --init-token")
+    return ("[hsm]\n"
+            'backend = "pkcs11"\n'
+            f'module = "{module}"\n'
+            f'token_label = "{TOKEN_LABEL}"\n'
+            'pin_env = "KEYWARD_PIN"\n')
+
+
+def _start_sim(state):
+    """The firmware simulator with its state in `state`: the process and its device path."""
+    sim_bin = os.environ.get("KEYWARD_FW_SIM") or str(REPO_ROOT / "target" / "debug" / "keyward-fw-sim")
+    _require_file(sim_bin, "firmware simulator (cargo build -p keyward-firmware --features sim)")
+    proc = subprocess.Popen([sim_bin, "--state-dir", str(state)], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    banner = proc.stdout.readline().strip()
+    if not banner.startswith(SIM_BANNER):
+        proc.kill()
+        pytest.fail(f"unexpected simulator banner {banner!r}", pytrace=False)
+    return proc, banner[len(SIM_BANNER):]
 
 
 @pytest.fixture
