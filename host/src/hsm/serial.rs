@@ -61,6 +61,8 @@ struct Pairing {
     /// The key file, named in errors.
     file: PathBuf,
     session: Option<Session>,
+    /// Whether the device has shown that it holds this key (the authenticated `Hello` at open).
+    proven: bool,
 }
 
 struct Session {
@@ -312,6 +314,7 @@ impl SerialLink {
             key,
             file: file.to_owned(),
             session: None,
+            proven: false,
         });
         let hello = Request::Hello {
             protocol: PROTOCOL_VERSION,
@@ -319,6 +322,9 @@ impl SerialLink {
         let proof = link.authenticated(&hello);
         match proof.map(|resp| reply::<replies::Hello>(&hello, resp)) {
             Ok(Ok(_)) => {
+                if let Some(p) = link.pairing.as_mut() {
+                    p.proven = true;
+                }
                 tracing::info!(file = %file.display(), "serial HSM paired with this host");
                 Ok(())
             }
@@ -422,8 +428,7 @@ impl Link {
                     if fresh {
                         fresh_refusals += 1;
                         if fresh_refusals >= FRESH_REFUSALS {
-                            let file = self.pairing.as_ref().map(|p| p.file.clone());
-                            return Err(paired_elsewhere(&file.unwrap_or_default(), false));
+                            return Err(self.refused_error());
                         }
                     }
                 }
@@ -434,6 +439,22 @@ impl Link {
             }
         }
         Err(last)
+    }
+
+    /// Why requests are refused even under sessions begun for them: at open, the device
+    /// holds another key; once the key is proven, someone else on the line keeps replacing
+    /// the sessions (or re-paired the device after a reset).
+    fn refused_error(&self) -> Error {
+        match &self.pairing {
+            Some(p) if p.proven => Error::Hsm(
+                "the serial device refuses this host's requests even under new sessions: \
+                 another program on the serial line may be replacing them, or the device's \
+                 pairing was reset and it was paired again"
+                    .into(),
+            ),
+            Some(p) => paired_elsewhere(&p.file, false),
+            None => Error::Hsm("the serial link is not paired".into()),
+        }
     }
 
     /// Begins a session if there is none; returns whether it did.
