@@ -91,6 +91,12 @@ AES, SM4, RSA, P256, P384, SM2 = range(6)
 assert frame(env(1, varint(0) + varint(1))).hex() == "02010601b383848900"      # Hello{1}
 assert frame(env(7, varint(5) + varint(32))).hex() == "080705201a1b17bc00"     # Random{32}
 assert frame(env(7, varint(5) + varint(4))).hex() == "08070504cbff148000"      # Error(BadLength)
+# The pairing messages (frame::tests::golden_frames_of_pairing).
+assert frame(env(3, varint(10) + pbytes(b"\x04") + pbytes(b"\xaa\xbb"))).hex() == "0c030a010402aabb6bb2c2b400"  # Pair
+assert frame(env(2, varint(11))).hex() == "07020bf5a93de400"                    # BeginSession
+assert frame(env(4, varint(12) + varint(300) + pbytes(b"\x11\x11") + pbytes(b"\x05\x20"))).hex() == "0f040cac02021111020520d2f758db00"
+assert frame(env(4, varint(11) + varint(300) + pbytes(b"\x22\x22") + pbytes(b"\x05\x04"))).hex() == "0f040bac02022222020504d3eb258700"
+assert frame(env(5, varint(5) + varint(7))).hex() == "080505071f7a991a00"       # Error(NotPaired)
 
 requests = {
     "req-hello": env(1, varint(0) + varint(1)),
@@ -99,6 +105,10 @@ requests = {
     "req-decrypt": env(43, varint(4) + varint(SM4) + pbytes(b"sealed-key") + pbytes(b"") + pbytes(bytes(12)) + pbytes(bytes(range(40)))),
     "req-sign": env(44, varint(7) + varint(SM2) + pbytes(b"sealed") + pbytes(b"message") + b"\x00"),
     "req-attest": env(45, varint(9) + pbytes(bytes(range(32)))),
+    "req-pair": env(46, varint(10) + pbytes(b"\x04" + bytes(range(64))) + pbytes(b"\x5c" * 48)),
+    "req-begin-session": env(47, varint(11)),
+    # Random{32} inside an envelope.
+    "req-authenticated": env(48, varint(12) + varint(1) + pbytes(b"\x11" * 32) + pbytes(varint(5) + varint(32))),
 }
 responses = {
     "resp-hello": env(1, varint(0) + varint(1) + pbytes("keyward-fw") + pbytes("0.1.0") + varint(2) + varint(AES) + varint(SM2) + varint(65536)),
@@ -106,6 +116,10 @@ responses = {
     "resp-error": env(7, varint(5) + varint(4)),
     "resp-keypair": env(8, varint(6) + pbytes(b"\x09" * 62) + pbytes(b"\x04" * 91)),
     "resp-attestation": env(45, varint(8) + pbytes("KW-0123456789AB") + pbytes(b"\x01" * 91) + pbytes(b"\x30\x44" + b"\x02" * 68)),
+    "resp-paired": env(46, varint(9)),
+    "resp-session": env(47, varint(10) + pbytes(b"\x5a" * 32)),
+    # Random(32 bytes) inside an envelope.
+    "resp-authenticated": env(48, varint(11) + varint(1) + pbytes(b"\x22" * 32) + pbytes(varint(4) + pbytes(b"\x33" * 32))),
 }
 for name, payload in {**requests, **responses}.items():
     write("frame_decoder", name + ".frame", frame(payload)[:-1])

@@ -157,7 +157,24 @@ impl<R: RngCore + CryptoRng> KeyService<R> {
                 ciphertext,
             } => self.asym_decrypt(algorithm, sealed, ciphertext, out),
             Request::Random { len } => self.random(len, out),
+            // Pairing belongs to the serial link: its frame loop (link.rs) answers these
+            // before a request reaches the key service, which the embedded backend calls
+            // directly, with no link to protect.
+            Request::Pair { .. } | Request::BeginSession | Request::Authenticated { .. } => {
+                Err(DeviceError::UnsupportedProtocol)
+            }
         }
+    }
+
+    /// Unwraps a pairing key the host wrapped to this device's identity key
+    /// (`Request::Pair`; see `pairing::wrap_key`).
+    pub fn unwrap_pairing_key(
+        &self,
+        ephemeral: &[u8],
+        wrapped_key: &[u8],
+    ) -> Result<Zeroizing<[u8; crate::pairing::KEY_LEN]>, DeviceError> {
+        let (secret, public_key) = self.identity_key()?;
+        crate::pairing::unwrap_key(&secret[..], &public_key, ephemeral, wrapped_key)
     }
 
     fn hello<'o>(&self, protocol: u16) -> Result<Response<'o>, DeviceError> {

@@ -1,6 +1,7 @@
 //! End-to-end tests of `keyward-fw-sim` over its pseudo-terminal.
 #![cfg(feature = "sim")]
 
+use keyward_firmware::pairing::{self, SealedRequest, KEY_LEN, NONCE_LEN};
 use keyward_shared::frame::{
     decode_frame, encode_frame_vec, Envelope, Feed, FrameReader, MAX_FRAME,
 };
@@ -125,18 +126,99 @@ impl Port {
         Some(decode_frame::<OwnedResponse>(&mut frame).expect("valid response frame"))
     }
 
+    /// Sends `req` and returns the answer. Frames that do not decode (the half of an answer
+    /// a reset cut) are skipped; any other answer must carry `seq`.
     fn call(&mut self, seq: u32, req: &Request<'_>) -> OwnedResponse {
         self.send(seq, req);
-        let env = self.recv(Duration::from_secs(5)).expect("no answer");
-        assert_eq!(env.seq, seq);
-        env.body
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let mut frame = self.recv_frame(left).expect("no answer");
+            if let Ok(env) = decode_frame::<OwnedResponse>(&mut frame) {
+                assert_eq!(env.seq, seq);
+                return env.body;
+            }
+        }
     }
 }
 
 const HELLO: Request<'static> = Request::Hello { protocol: 1 };
 
-fn sealed_key(port: &mut Port, seq: u32) -> Vec<u8> {
+/// The device's attested identity public key (the host verifies the signature; these tests
+/// only need the key to wrap the pairing key to).
+fn identity(port: &mut Port, seq: u32) -> Vec<u8> {
     match port.call(
+        seq,
+        &Request::Attest {
+            challenge: &[7; 32],
+        },
+    ) {
+        OwnedResponse::Attestation { public_key, .. } => public_key,
+        other => panic!("Attest: {other:?}"),
+    }
+}
+
+/// `Pair` with `key` wrapped to the device's identity, as the host sends it.
+fn pair(port: &mut Port, seq: u32, key: &[u8; KEY_LEN]) -> OwnedResponse {
+    let identity = identity(port, seq);
+    let (ephemeral, wrapped_key) =
+        pairing::wrap_key(&mut rand_core::OsRng, &identity, key).unwrap();
+    port.call(
+        seq + 1,
+        &Request::Pair {
+            ephemeral: &ephemeral,
+            wrapped_key: &wrapped_key,
+        },
+    )
+}
+
+/// The host's side of a session: the pairing key, the session nonce and the last counter.
+struct Host {
+    key: [u8; KEY_LEN],
+    nonce: [u8; NONCE_LEN],
+    counter: u64,
+}
+
+impl Host {
+    fn begin(port: &mut Port, seq: u32, key: [u8; KEY_LEN]) -> Host {
+        match port.call(seq, &Request::BeginSession) {
+            OwnedResponse::Session { nonce } => Host {
+                key,
+                nonce: nonce.try_into().unwrap(),
+                counter: 0,
+            },
+            other => panic!("BeginSession: {other:?}"),
+        }
+    }
+
+    /// `req` in an envelope with the next counter.
+    fn seal(&mut self, req: &Request<'_>) -> SealedRequest {
+        self.counter += 1;
+        SealedRequest::new(&self.key, &self.nonce, self.counter, req).unwrap()
+    }
+
+    /// Sends `sealed` and opens the enveloped answer (which must verify).
+    fn send(&self, port: &mut Port, seq: u32, sealed: &SealedRequest) -> OwnedResponse {
+        match port.call(seq, &sealed.request()) {
+            OwnedResponse::Authenticated {
+                counter,
+                tag,
+                response,
+            } => pairing::open_response(&self.key, &self.nonce, sealed, counter, &tag, &response)
+                .expect("an answer from the paired device"),
+            other => panic!("not enveloped: {other:?}"),
+        }
+    }
+
+    fn call(&mut self, port: &mut Port, seq: u32, req: &Request<'_>) -> OwnedResponse {
+        let sealed = self.seal(req);
+        self.send(port, seq, &sealed)
+    }
+}
+
+fn sealed_key(port: &mut Port, host: &mut Host, seq: u32) -> Vec<u8> {
+    match host.call(
+        port,
         seq,
         &Request::GenerateKey {
             algorithm: Algorithm::Aes256Gcm,
@@ -147,33 +229,50 @@ fn sealed_key(port: &mut Port, seq: u32) -> Vec<u8> {
     }
 }
 
-fn encrypt(port: &mut Port, seq: u32, sealed: &[u8], pt: &[u8]) -> (Vec<u8>, Vec<u8>) {
-    match port.call(
-        seq,
-        &Request::Encrypt {
-            algorithm: Algorithm::Aes256Gcm,
-            sealed,
-            aad: b"ctx",
-            plaintext: pt,
-        },
-    ) {
+fn encrypt_request<'a>(sealed: &'a [u8], pt: &'a [u8]) -> Request<'a> {
+    Request::Encrypt {
+        algorithm: Algorithm::Aes256Gcm,
+        sealed,
+        aad: b"ctx",
+        plaintext: pt,
+    }
+}
+
+fn decrypt_request<'a>(sealed: &'a [u8], nonce: &'a [u8], ct: &'a [u8]) -> Request<'a> {
+    Request::Decrypt {
+        algorithm: Algorithm::Aes256Gcm,
+        sealed,
+        aad: b"ctx",
+        nonce,
+        ciphertext: ct,
+    }
+}
+
+fn encrypt(
+    port: &mut Port,
+    host: &mut Host,
+    seq: u32,
+    sealed: &[u8],
+    pt: &[u8],
+) -> (Vec<u8>, Vec<u8>) {
+    match host.call(port, seq, &encrypt_request(sealed, pt)) {
         OwnedResponse::Encrypted { nonce, ciphertext } => (nonce, ciphertext),
         other => panic!("Encrypt: {other:?}"),
     }
 }
 
-fn decrypt(port: &mut Port, seq: u32, sealed: &[u8], nonce: &[u8], ct: &[u8]) -> OwnedResponse {
-    port.call(
-        seq,
-        &Request::Decrypt {
-            algorithm: Algorithm::Aes256Gcm,
-            sealed,
-            aad: b"ctx",
-            nonce,
-            ciphertext: ct,
-        },
-    )
+fn decrypt(
+    port: &mut Port,
+    host: &mut Host,
+    seq: u32,
+    sealed: &[u8],
+    nonce: &[u8],
+    ct: &[u8],
+) -> OwnedResponse {
+    host.call(port, seq, &decrypt_request(sealed, nonce, ct))
 }
+
+const PAIRING_KEY: [u8; KEY_LEN] = [0x6b; KEY_LEN];
 
 /// The next answer is `Error(error)` for a frame the device could not attribute (seq 0).
 fn assert_unattributed(port: &mut Port, error: DeviceError) {
@@ -200,12 +299,14 @@ fn hello_keys_resync_and_persistence() {
         other => panic!("Hello: {other:?}"),
     }
 
-    let sealed = sealed_key(&mut port, 2);
+    assert_eq!(pair(&mut port, 20, &PAIRING_KEY), OwnedResponse::Paired);
+    let mut host = Host::begin(&mut port, 22, PAIRING_KEY);
+    let sealed = sealed_key(&mut port, &mut host, 2);
     // Zero bytes and a large payload exercise COBS and the raw tty (no byte translation).
     let pt: Vec<u8> = (0..20_000u32).map(|i| (i % 251) as u8).collect();
-    let (nonce, ct) = encrypt(&mut port, 3, &sealed, &pt);
+    let (nonce, ct) = encrypt(&mut port, &mut host, 3, &sealed, &pt);
     assert_eq!(
-        decrypt(&mut port, 4, &sealed, &nonce, &ct),
+        decrypt(&mut port, &mut host, 4, &sealed, &nonce, &ct),
         OwnedResponse::Plaintext(pt.clone())
     );
 
@@ -263,13 +364,278 @@ fn hello_keys_resync_and_persistence() {
     drop(port);
     drop(sim);
 
-    // A restart with the same state dir keeps the device key: old sealed keys still work.
+    // A restart with the same state dir keeps the device key and the pairing: old sealed
+    // keys still work for the paired host, in a new session.
+    let sim = start(&dir, &[]);
+    let mut port = Port::open(&sim.device);
+    let mut host = Host::begin(&mut port, 1, PAIRING_KEY);
+    assert_eq!(
+        decrypt(&mut port, &mut host, 2, &sealed, &nonce, &ct),
+        OwnedResponse::Plaintext(pt)
+    );
+}
+
+/// Every key operation a host can ask for, with a sealed key of the device.
+fn key_operations<'a>(sealed: &'a [u8], nonce: &'a [u8], ct: &'a [u8]) -> Vec<Request<'a>> {
+    vec![
+        Request::GenerateKey {
+            algorithm: Algorithm::Aes256Gcm,
+        },
+        Request::ImportKey {
+            algorithm: Algorithm::Aes256Gcm,
+            material: &[1; 32],
+        },
+        encrypt_request(sealed, b"x"),
+        decrypt_request(sealed, nonce, ct),
+        Request::Random { len: 32 },
+        Request::GenerateKeyPair {
+            algorithm: Algorithm::EccP256,
+        },
+        Request::Sign {
+            algorithm: Algorithm::EccP256,
+            sealed,
+            message: b"m",
+            is_digest: false,
+        },
+        Request::AsymDecrypt {
+            algorithm: Algorithm::Sm2,
+            sealed,
+            ciphertext: ct,
+        },
+    ]
+}
+
+/// Issue 12 item 6: a device nobody has paired with serves no key operation, to anyone, and
+/// opens no session; Hello and Attest stay open.
+#[test]
+fn an_unpaired_device_refuses_key_operations() {
+    let dir = state_dir("unpaired");
+    let sim = start(&dir, &[]);
+    let mut port = Port::open(&sim.device);
+    assert!(matches!(port.call(1, &HELLO), OwnedResponse::Hello(_)));
+    identity(&mut port, 2);
+    let (sealed, nonce, ct) = ([1u8; 62], [2u8; 12], [3u8; 40]);
+    for (i, req) in key_operations(&sealed, &nonce, &ct).iter().enumerate() {
+        assert_eq!(
+            port.call(10 + i as u32, req),
+            OwnedResponse::Error(DeviceError::NotPaired),
+            "{req:?}"
+        );
+    }
+    assert_eq!(
+        port.call(30, &Request::BeginSession),
+        OwnedResponse::Error(DeviceError::NotPaired)
+    );
+    // An envelope tagged under a made-up session is no way in either.
+    let sealed = SealedRequest::new(&[0; KEY_LEN], &[0; NONCE_LEN], 1, &HELLO).unwrap();
+    assert_eq!(
+        port.call(31, &sealed.request()),
+        OwnedResponse::Error(DeviceError::NotPaired)
+    );
+    assert!(!dir.join("pairing.key").exists());
+}
+
+/// Pairing happens once: the key is stored (0600) in the state directory and survives a
+/// restart; a second `Pair`, or a key wrapped to another device, is refused; once paired, bare
+/// key operations are refused as unauthenticated.
+#[test]
+fn pairing_is_once_and_survives_restarts() {
+    let dir = state_dir("pairing");
+    let sim = start(&dir, &[]);
+    let mut port = Port::open(&sim.device);
+    // Wrapped to another device's identity: the device cannot unwrap it and stays unpaired.
+    let stranger = keyward_firmware::asym::public_key(Algorithm::EccP256, &[0x44; 32]).unwrap();
+    let (ephemeral, wrapped_key) =
+        pairing::wrap_key(&mut rand_core::OsRng, &stranger, &PAIRING_KEY).unwrap();
+    assert_eq!(
+        port.call(
+            1,
+            &Request::Pair {
+                ephemeral: &ephemeral,
+                wrapped_key: &wrapped_key
+            }
+        ),
+        OwnedResponse::Error(DeviceError::AuthenticationFailed)
+    );
+    assert_eq!(pair(&mut port, 2, &PAIRING_KEY), OwnedResponse::Paired);
+    let file = dir.join("pairing.key");
+    assert_eq!(std::fs::read(&file).unwrap(), PAIRING_KEY);
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    // Someone else cannot take the device over by pairing again.
+    assert_eq!(
+        pair(&mut port, 4, &[0x11; KEY_LEN]),
+        OwnedResponse::Error(DeviceError::AlreadyPaired)
+    );
+    drop(port);
+    drop(sim);
+
     let sim = start(&dir, &[]);
     let mut port = Port::open(&sim.device);
     assert_eq!(
-        decrypt(&mut port, 1, &sealed, &nonce, &ct),
-        OwnedResponse::Plaintext(pt)
+        pair(&mut port, 1, &[0x11; KEY_LEN]),
+        OwnedResponse::Error(DeviceError::AlreadyPaired)
     );
+    let mut host = Host::begin(&mut port, 3, PAIRING_KEY);
+    let sealed = sealed_key(&mut port, &mut host, 4);
+    let (nonce, ct) = encrypt(&mut port, &mut host, 5, &sealed, b"after a restart");
+    for (i, req) in key_operations(&sealed, &nonce, &ct).iter().enumerate() {
+        assert_eq!(
+            port.call(10 + i as u32, req),
+            OwnedResponse::Error(DeviceError::Unauthenticated),
+            "{req:?}"
+        );
+    }
+    assert_eq!(
+        decrypt(&mut port, &mut host, 30, &sealed, &nonce, &ct),
+        OwnedResponse::Plaintext(b"after a restart".to_vec())
+    );
+}
+
+/// The frames a line-tapper could record or make: the paired host's own authenticated
+/// frame sent again byte for byte (same session, same counter), the same frame with a wrong
+/// tag, with the request altered under the right tag, and frames of a session that has
+/// been replaced. All refused; none runs.
+#[test]
+fn replayed_forged_and_stale_frames_are_refused() {
+    let dir = state_dir("replay");
+    let sim = start(&dir, &[]);
+    let mut port = Port::open(&sim.device);
+    assert_eq!(pair(&mut port, 1, &PAIRING_KEY), OwnedResponse::Paired);
+    let mut host = Host::begin(&mut port, 3, PAIRING_KEY);
+    let sealed_key = sealed_key(&mut port, &mut host, 4);
+    let (nonce, ct) = encrypt(&mut port, &mut host, 5, &sealed_key, b"recorded");
+
+    // The host's Decrypt, as it went over the line.
+    let decrypt = host.seal(&decrypt_request(&sealed_key, &nonce, &ct));
+    let recorded = encode_frame_vec(6, &decrypt.request()).unwrap();
+    port.send_raw(&recorded);
+    let env = port.recv(Duration::from_secs(5)).unwrap();
+    assert!(matches!(env.body, OwnedResponse::Authenticated { .. }));
+    // Replayed byte for byte, and under a new sequence number: refused.
+    port.send_raw(&recorded);
+    let env = port.recv(Duration::from_secs(5)).unwrap();
+    assert_eq!(
+        (env.seq, env.body),
+        (6, OwnedResponse::Error(DeviceError::Replayed))
+    );
+    assert_eq!(
+        port.call(7, &decrypt.request()),
+        OwnedResponse::Error(DeviceError::Replayed)
+    );
+    // A lower counter than the last one accepted: refused too.
+    let older = SealedRequest::new(
+        &PAIRING_KEY,
+        &host.nonce,
+        1,
+        &decrypt_request(&sealed_key, &nonce, &ct),
+    )
+    .unwrap();
+    assert_eq!(
+        port.call(8, &older.request()),
+        OwnedResponse::Error(DeviceError::Replayed)
+    );
+
+    // A wrong tag (a key that is not the pairing key), and the right tag on an altered
+    // request (another ciphertext under the same counter): unauthenticated.
+    let mut forger = Host {
+        key: [0x6c; KEY_LEN],
+        nonce: host.nonce,
+        counter: host.counter,
+    };
+    let forged = forger.seal(&decrypt_request(&sealed_key, &nonce, &ct));
+    assert_eq!(
+        port.call(9, &forged.request()),
+        OwnedResponse::Error(DeviceError::Unauthenticated)
+    );
+    let genuine = host.seal(&Request::Random { len: 16 });
+    let Request::Authenticated { counter, tag, .. } = genuine.request() else {
+        unreachable!()
+    };
+    let altered = postcard::to_allocvec(&decrypt_request(&sealed_key, &nonce, &ct)).unwrap();
+    assert_eq!(
+        port.call(
+            10,
+            &Request::Authenticated {
+                counter,
+                tag,
+                request: &altered
+            }
+        ),
+        OwnedResponse::Error(DeviceError::Unauthenticated)
+    );
+    // The genuine one still works (its counter was never used).
+    assert!(matches!(
+        host.send(&mut port, 11, &genuine),
+        OwnedResponse::Random(r) if r.len() == 16
+    ));
+
+    // Someone else's BeginSession does not end the host's session...
+    assert!(matches!(
+        port.call(12, &Request::BeginSession),
+        OwnedResponse::Session { .. }
+    ));
+    assert!(matches!(
+        host.call(&mut port, 13, &Request::Random { len: 8 }),
+        OwnedResponse::Random(_)
+    ));
+    // ...but once the host itself moves to a new session, frames of the old one are dead,
+    // whatever their counter.
+    let mut old = Host {
+        key: PAIRING_KEY,
+        nonce: host.nonce,
+        counter: host.counter + 100,
+    };
+    let mut host = Host::begin(&mut port, 14, PAIRING_KEY);
+    assert!(matches!(
+        host.call(&mut port, 15, &Request::Random { len: 8 }),
+        OwnedResponse::Random(_)
+    ));
+    let stale = old.seal(&decrypt_request(&sealed_key, &nonce, &ct));
+    assert_eq!(
+        port.call(16, &stale.request()),
+        OwnedResponse::Error(DeviceError::Unauthenticated)
+    );
+    assert_eq!(
+        port.call(17, &decrypt.request()),
+        OwnedResponse::Error(DeviceError::Unauthenticated)
+    );
+}
+
+/// A device that resets (the simulator's `--reset-every`) forgets its sessions, as a board
+/// forgets its RAM: the session's next frame does not run but gets a new session, under
+/// which the old session's frames are refused and new ones work.
+#[test]
+fn a_reset_ends_the_session() {
+    let dir = state_dir("reset-session");
+    let sim = start(&dir, &["--reset-every", "4"]);
+    let mut port = Port::open(&sim.device);
+    // Answers 1-3: Attest, Pair, BeginSession.
+    assert_eq!(pair(&mut port, 1, &PAIRING_KEY), OwnedResponse::Paired);
+    let mut host = Host::begin(&mut port, 3, PAIRING_KEY);
+    // Answer 4 is cut by the reset: no complete answer arrives.
+    let lost = host.seal(&Request::Random { len: 8 });
+    port.send(4, &lost.request());
+    assert!(port.recv(Duration::from_millis(500)).is_none());
+    let next = host.seal(&Request::Random { len: 8 });
+    let OwnedResponse::Session { nonce } = port.call(5, &next.request()) else {
+        panic!("no new session after the reset")
+    };
+    assert_eq!(
+        port.call(6, &next.request()),
+        OwnedResponse::Error(DeviceError::Unauthenticated)
+    );
+    let mut host = Host {
+        key: PAIRING_KEY,
+        nonce: nonce.try_into().unwrap(),
+        counter: 0,
+    };
+    assert!(matches!(
+        host.call(&mut port, 7, &Request::Random { len: 8 }),
+        OwnedResponse::Random(_)
+    ));
 }
 
 #[test]

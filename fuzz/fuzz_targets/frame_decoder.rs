@@ -21,7 +21,7 @@ use keyward_shared::Algorithm;
 use libfuzzer_sys::fuzz_target;
 
 /// One request of every kind, to ask `reply` about a decoded response.
-fn every_request() -> [Request<'static>; 10] {
+fn every_request() -> [Request<'static>; 13] {
     [
         Request::Hello { protocol: 1 },
         Request::GenerateKey {
@@ -62,6 +62,16 @@ fn every_request() -> [Request<'static>; 10] {
         Request::Attest {
             challenge: &[8; 32],
         },
+        Request::Pair {
+            ephemeral: &[4; 65],
+            wrapped_key: &[9; 48],
+        },
+        Request::BeginSession,
+        Request::Authenticated {
+            counter: 1,
+            tag: &[10; 32],
+            request: &[5, 32],
+        },
     ]
 }
 
@@ -77,6 +87,15 @@ fn host_takes(resp: &OwnedResponse) {
         let _ = wire::reply::<replies::KeyPair>(&req, resp.clone());
         let _ = wire::reply::<replies::Signature>(&req, resp.clone());
         let _ = wire::reply::<replies::Attestation>(&req, resp.clone());
+        let _ = wire::reply::<replies::Paired>(&req, resp.clone());
+        let _ = wire::reply::<replies::Session>(&req, resp.clone());
+        let _ = wire::reply::<replies::Authenticated>(&req, resp.clone());
+    }
+    // An enveloped answer's inner bytes, as the host decodes them once the tag verifies.
+    if let OwnedResponse::Authenticated { response, .. } = resp {
+        if let Ok(inner) = postcard::from_bytes::<OwnedResponse>(response) {
+            let _ = format!("{inner:?}");
+        }
     }
 }
 

@@ -258,6 +258,25 @@ pub struct SerialConfig {
     /// first device a data directory sees is pinned in the store.
     #[serde(default)]
     pub device_public_key: Option<String>,
+    /// Where this host keeps the key it paired the device with (32 bytes, mode 0600),
+    /// written at the first start on an unpaired device. Default
+    /// `<data_dir>/serial-pairing.key`. Never in the database: a copy of the database alone
+    /// must not be enough to use the device. Keep it out of backups that leave the host, or
+    /// put it elsewhere (docs/security.md, "Serial pairing").
+    #[serde(default)]
+    pub pairing_key_file: Option<PathBuf>,
+}
+
+/// The default name of the serial pairing key file in the data directory.
+pub const SERIAL_PAIRING_KEY_FILE: &str = "serial-pairing.key";
+
+impl SerialConfig {
+    /// The pairing key file: `pairing_key_file`, or `<data_dir>/serial-pairing.key`.
+    pub fn pairing_key_path(&self, data_dir: &Path) -> PathBuf {
+        self.pairing_key_file
+            .clone()
+            .unwrap_or_else(|| data_dir.join(SERIAL_PAIRING_KEY_FILE))
+    }
 }
 
 fn default_baud() -> u32 {

@@ -148,6 +148,13 @@ pub struct SystemKey {
 }
 
 impl SystemKey {
+    /// The device or root-key identity the store is pinned to, if any. The serial backend
+    /// checks it before it pairs with a device, so a data directory never registers its
+    /// pairing key on a device it does not belong to.
+    pub fn pinned_identity(meta: &dyn MetaStore) -> Result<Option<Vec<u8>>> {
+        meta.get_meta(DEVICE_IDENTITY_META)
+    }
+
     /// Whether the store is bound to an HSM backend, i.e. holds key material sealed by it
     /// (the binding is written just before the first sealed key, the system key).
     pub fn store_is_bound(meta: &dyn MetaStore) -> Result<bool> {

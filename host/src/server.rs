@@ -39,7 +39,11 @@ pub fn bootstrap(cfg: Config) -> Result<(Arc<AppState>, Option<IssuedCredential>
     cfg.validate()?;
     create_private_dir(&cfg.data_dir)?;
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&cfg.data_dir.join(DB_FILE))?);
-    let hsm = hsm::open(&cfg, SystemKey::store_is_bound(store.as_ref())?)?;
+    let hsm = hsm::open(
+        &cfg,
+        SystemKey::store_is_bound(store.as_ref())?,
+        SystemKey::pinned_identity(store.as_ref())?,
+    )?;
     let adjustable = match cfg.testing.adjustable_clock {
         true => {
             tracing::warn!(

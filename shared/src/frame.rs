@@ -61,6 +61,18 @@ pub fn encode_frame<T: Serialize>(
     scratch: &mut [u8],
     out: &mut [u8],
 ) -> Result<usize, FrameError> {
+    let n = encode_payload(seq, body, scratch)?;
+    finish_frame(&scratch[..n], out)
+}
+
+/// The first half of [`encode_frame`]: writes `postcard(Envelope) || CRC-32` into `scratch`
+/// and returns its length. Split off so a sender whose message borrows from its `out` buffer
+/// (the device's authenticated answers) can finish the frame once that borrow ends.
+pub fn encode_payload<T: Serialize>(
+    seq: u32,
+    body: &T,
+    scratch: &mut [u8],
+) -> Result<usize, FrameError> {
     let envelope = Envelope { seq, body };
     let n = postcard::to_slice(&envelope, scratch)
         .map_err(|_| FrameError::TooLarge)?
@@ -70,7 +82,13 @@ pub fn encode_frame<T: Serialize>(
     }
     let crc = CRC32.checksum(&scratch[..n]);
     scratch[n..n + CRC_LEN].copy_from_slice(&crc.to_le_bytes());
-    let m = cobs::try_encode(&scratch[..n + CRC_LEN], out).map_err(|_| FrameError::TooLarge)?;
+    Ok(n + CRC_LEN)
+}
+
+/// The second half of [`encode_frame`]: COBS-encodes what [`encode_payload`] wrote and adds
+/// the delimiter; returns the frame length.
+pub fn finish_frame(payload_and_crc: &[u8], out: &mut [u8]) -> Result<usize, FrameError> {
+    let m = cobs::try_encode(payload_and_crc, out).map_err(|_| FrameError::TooLarge)?;
     *out.get_mut(m).ok_or(FrameError::TooLarge)? = 0;
     Ok(m + 1)
 }
@@ -206,6 +224,93 @@ mod tests {
         assert_eq!(hex(&random), "080705201a1b17bc00");
         let err = encode_frame_vec(7, &Response::Error(DeviceError::BadLength)).unwrap();
         assert_eq!(hex(&err), "08070504cbff148000");
+    }
+
+    /// The pairing messages (appended variants: requests 10-12, responses 9-11, device errors
+    /// 7-10). Computed independently with Python's `zlib.crc32` and a hand-written COBS
+    /// encoder; documented in docs/wire-protocol.md. Each response also decodes back on the
+    /// host's side.
+    #[test]
+    fn golden_frames_of_pairing() {
+        let requests: [(u32, Request<'_>, &str); 3] = [
+            (
+                3,
+                Request::Pair {
+                    ephemeral: &[0x04],
+                    wrapped_key: &[0xaa, 0xbb],
+                },
+                "0c030a010402aabb6bb2c2b400",
+            ),
+            (2, Request::BeginSession, "07020bf5a93de400"),
+            (
+                4,
+                Request::Authenticated {
+                    counter: 300,
+                    tag: &[0x11, 0x11],
+                    // postcard(Request::Random { len: 32 })
+                    request: &[0x05, 0x20],
+                },
+                "0f040cac02021111020520d2f758db00",
+            ),
+        ];
+        for (seq, req, golden) in requests {
+            assert_eq!(
+                hex(&encode_frame_vec(seq, &req).unwrap()),
+                golden,
+                "{req:?}"
+            );
+            let mut frame = encode_frame_vec(seq, &req).unwrap();
+            let n = frame.len() - 1;
+            assert_eq!(
+                decode_frame::<Request<'_>>(&mut frame[..n]).unwrap().body,
+                req
+            );
+        }
+        let responses: [(u32, Response<'_>, &str); 7] = [
+            (3, Response::Paired, "07030998f9281300"),
+            (
+                2,
+                Response::Session { nonce: &[0x5a; 4] },
+                "0c020a045a5a5a5a6502995000",
+            ),
+            (
+                4,
+                Response::Authenticated {
+                    counter: 300,
+                    tag: &[0x22, 0x22],
+                    // postcard(Response::Error(BadLength))
+                    response: &[0x05, 0x04],
+                },
+                "0f040bac02022222020504d3eb258700",
+            ),
+            (
+                5,
+                Response::Error(DeviceError::NotPaired),
+                "080505071f7a991a00",
+            ),
+            (
+                5,
+                Response::Error(DeviceError::Unauthenticated),
+                "080505088e67268a00",
+            ),
+            (
+                5,
+                Response::Error(DeviceError::Replayed),
+                "08050509185721fd00",
+            ),
+            (
+                5,
+                Response::Error(DeviceError::AlreadyPaired),
+                "0805050aa206286400",
+            ),
+        ];
+        for (seq, resp, golden) in responses {
+            let mut frame = encode_frame_vec(seq, &resp).unwrap();
+            assert_eq!(hex(&frame), golden, "{resp:?}");
+            let n = frame.len() - 1;
+            let back = decode_frame::<OwnedResponse>(&mut frame[..n]).unwrap();
+            assert_eq!((back.seq, back.body), (seq, resp.to_owned_response()));
+        }
     }
 
     #[test]

@@ -93,6 +93,31 @@ pub enum Request<'a> {
         #[serde(borrow)]
         challenge: &'a [u8],
     },
+    /// Registers the host's pairing key on a device that has none (docs/wire-protocol.md,
+    /// "Pairing"). The key travels wrapped to the device's attested identity key:
+    /// `ephemeral` is the host's one-time P-256 public key (65-byte uncompressed SEC1 point),
+    /// `wrapped_key` the 32-byte key under AES-256-GCM with a key derived from their ECDH
+    /// (`keyward_firmware::pairing::wrap_key`), 48 bytes with its tag. Refused with
+    /// `AlreadyPaired` once a key is registered.
+    Pair {
+        #[serde(borrow)]
+        ephemeral: &'a [u8],
+        #[serde(borrow)]
+        wrapped_key: &'a [u8],
+    },
+    /// Asks a paired device for a fresh session nonce; answered with `Session`.
+    BeginSession,
+    /// A request authenticated with the pairing key: `request` is the postcard encoding of the
+    /// inner request, `tag` HMAC-SHA256 over a label, the session nonce, `counter` and those
+    /// bytes. The device runs the inner request only if the tag verifies and `counter` is above
+    /// every counter it accepted in the session, and answers with `Response::Authenticated`.
+    Authenticated {
+        counter: u64,
+        #[serde(borrow)]
+        tag: &'a [u8],
+        #[serde(borrow)]
+        request: &'a [u8],
+    },
 }
 
 /// What a device says about itself in answer to `Hello`. The device's own constants, so the
@@ -135,6 +160,21 @@ pub enum Response<'a> {
         public_key: &'a [u8],
         /// DER ECDSA signature over the attestation message.
         signature: &'a [u8],
+    },
+    /// The pairing key is registered (and stored by the device).
+    Paired,
+    /// A fresh session nonce (`pairing::NONCE_LEN` bytes) for `Authenticated` requests.
+    Session {
+        nonce: &'a [u8],
+    },
+    /// The answer to an `Authenticated` request: `response` is the postcard encoding of the
+    /// inner response, `tag` HMAC-SHA256 under the pairing key over another label, the session
+    /// nonce, the request's `counter` and those bytes, so the host knows the paired device
+    /// sent it, in answer to this request.
+    Authenticated {
+        counter: u64,
+        tag: &'a [u8],
+        response: &'a [u8],
     },
 }
 
@@ -237,6 +277,15 @@ pub enum OwnedResponse {
         public_key: Vec<u8>,
         signature: Vec<u8>,
     },
+    Paired,
+    Session {
+        nonce: Vec<u8>,
+    },
+    Authenticated {
+        counter: u64,
+        tag: Vec<u8>,
+        response: Vec<u8>,
+    },
 }
 
 #[cfg(feature = "alloc")]
@@ -279,6 +328,19 @@ impl From<Response<'_>> for OwnedResponse {
                 public_key: public_key.to_vec(),
                 signature: signature.to_vec(),
             },
+            Response::Paired => OwnedResponse::Paired,
+            Response::Session { nonce } => OwnedResponse::Session {
+                nonce: nonce.to_vec(),
+            },
+            Response::Authenticated {
+                counter,
+                tag,
+                response,
+            } => OwnedResponse::Authenticated {
+                counter,
+                tag: tag.to_vec(),
+                response: response.to_vec(),
+            },
         }
     }
 }
@@ -305,6 +367,15 @@ pub enum DeviceError {
     /// A frame failed its COBS or CRC check, so the device could not read its sequence number;
     /// the answer carries `seq` 0, which the host never uses.
     BadFrame,
+    /// A key operation (or a session) on a device that has no pairing key yet.
+    NotPaired,
+    /// A key operation outside an `Authenticated` envelope, or an envelope whose tag does not
+    /// verify under the pairing key and the current (or newest) session nonce.
+    Unauthenticated,
+    /// An authentic envelope whose counter is not above the last one the session accepted.
+    Replayed,
+    /// `Pair` on a device that already has a pairing key.
+    AlreadyPaired,
 }
 
 impl core::fmt::Display for DeviceError {
@@ -317,6 +388,10 @@ impl core::fmt::Display for DeviceError {
             DeviceError::BadLength => "length out of range",
             DeviceError::Internal => "internal device error",
             DeviceError::BadFrame => "damaged frame",
+            DeviceError::NotPaired => "the device is not paired with a host",
+            DeviceError::Unauthenticated => "request not authenticated by the paired host",
+            DeviceError::Replayed => "replayed request",
+            DeviceError::AlreadyPaired => "the device is already paired",
         })
     }
 }
@@ -360,6 +435,13 @@ mod tests {
                 serial: "KW-0123456789AB",
                 public_key: &[1; 91],
                 signature: &big[..72],
+            },
+            Response::Paired,
+            Response::Session { nonce: &[3; 32] },
+            Response::Authenticated {
+                counter: u64::MAX,
+                tag: &[4; 32],
+                response: &big,
             },
         ];
         for resp in responses {

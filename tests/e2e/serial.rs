@@ -305,6 +305,9 @@ async fn the_data_directory_is_pinned_to_its_device() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("another HSM device"));
+    // The store's device was checked before pairing: the other device did not get this
+    // host's pairing key.
+    assert!(!other_state.path().join("pairing.key").exists());
 
     // The original device (same secret, new pseudo-terminal) is accepted again.
     let again = Sim::start(first_state.path(), &[]);
@@ -360,4 +363,306 @@ async fn stalled_and_resetting_devices() {
             );
         }
     }
+}
+
+/// The serial line as an attacker sees it: a raw client that opens the device and speaks the
+/// wire protocol itself (postcard frames, the same bytes the daemon sends).
+struct RawLine {
+    file: std::fs::File,
+    buf: Vec<u8>,
+    pending: std::collections::VecDeque<u8>,
+    seq: u32,
+}
+
+impl RawLine {
+    fn open(device: &str) -> RawLine {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NOCTTY)
+            .open(device)
+            .expect("open the serial device");
+        // SAFETY: a valid descriptor and a termios filled in by tcgetattr.
+        unsafe {
+            let mut t: libc::termios = std::mem::zeroed();
+            assert_eq!(libc::tcgetattr(file.as_raw_fd(), &mut t), 0);
+            libc::cfmakeraw(&mut t);
+            assert_eq!(libc::tcsetattr(file.as_raw_fd(), libc::TCSANOW, &t), 0);
+        }
+        RawLine {
+            file,
+            buf: vec![0; keyward_shared::frame::MAX_FRAME],
+            pending: Default::default(),
+            seq: 1000,
+        }
+    }
+
+    /// Sends one request frame (after a delimiter, as the host does) and returns the answer
+    /// that echoes its sequence number.
+    fn call(
+        &mut self,
+        req: &keyward_shared::wire::Request<'_>,
+    ) -> keyward_shared::wire::OwnedResponse {
+        use keyward_shared::frame::{decode_frame, encode_frame_vec, Feed, FrameReader};
+        use std::io::{Read, Write};
+        use std::os::fd::AsRawFd;
+        self.seq += 1;
+        let seq = self.seq;
+        self.file.write_all(&[0]).unwrap();
+        self.file
+            .write_all(&encode_frame_vec(seq, req).unwrap())
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let mut reader = FrameReader::new(&mut self.buf);
+        loop {
+            while let Some(b) = self.pending.pop_front() {
+                if let Feed::Frame(n) = reader.feed(b) {
+                    if let Ok(env) =
+                        decode_frame::<keyward_shared::wire::OwnedResponse>(reader.frame(n))
+                    {
+                        if env.seq == seq {
+                            return env.body;
+                        }
+                    }
+                }
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            assert!(!left.is_zero(), "the device did not answer {req:?}");
+            let mut pfd = libc::pollfd {
+                fd: self.file.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd.
+            if unsafe { libc::poll(&mut pfd, 1, left.as_millis().max(1) as libc::c_int) } <= 0 {
+                continue;
+            }
+            let mut chunk = [0u8; 4096];
+            let n = self.file.read(&mut chunk).unwrap();
+            self.pending.extend(&chunk[..n]);
+        }
+    }
+}
+
+/// `keyward serve` with `config`: `Ok(stderr)` if it exited, `Err(stderr)` if it came up and
+/// listened (it is then killed).
+fn try_serve(config: &std::path::Path) -> Result<String, String> {
+    use std::process::{Command, Stdio};
+    let log = config.with_extension("log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_keyward"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(config)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if child.try_wait().unwrap().is_some() {
+            return Ok(std::fs::read_to_string(&log).unwrap_or_default());
+        }
+        if text.contains("listening on") || std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(text);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Issue 12 item 6, the attack: someone who can open the serial device and holds a copy of the
+/// data directory (database included, the pairing key file not) tries to use the keys, first
+/// as a second daemon (without a key file, then with a key of its own), then as a raw client
+/// speaking the wire protocol with the sealed key and a ciphertext taken from the copied
+/// database. Before pairing existed the second daemon started and the device decrypted for
+/// the raw client.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_host_with_a_copy_of_the_database_cannot_use_the_keys() {
+    use keyward_firmware::pairing::{SealedRequest, KEY_LEN};
+    use keyward_shared::wire::{DeviceError, OwnedResponse, Request};
+    use std::os::unix::fs::PermissionsExt;
+    let state = tempfile::tempdir().unwrap();
+    let sim = Sim::start(state.path(), &[]);
+    let mut first = serial_daemon(&sim);
+    let c = first.client();
+    let key_id = ok(c
+        .kms("CreateKey", json!({"Alias": unique("paired")}))
+        .await
+        .unwrap())["KeyId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let blob = unb64(
+        ok(c.kms(
+            "Encrypt",
+            json!({"KeyId": key_id, "Plaintext": b64(b"only for the paired host")}),
+        )
+        .await
+        .unwrap())["CiphertextBlob"]
+            .as_str()
+            .unwrap(),
+    );
+    first.stop();
+
+    // The copy: the whole data directory except the pairing key file.
+    let second = tempfile::tempdir().unwrap();
+    let copy = second.path().join("data");
+    std::fs::create_dir_all(&copy).unwrap();
+    for entry in std::fs::read_dir(first.data_dir()).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_name() != "serial-pairing.key" && entry.file_type().unwrap().is_file() {
+            std::fs::copy(entry.path(), copy.join(entry.file_name())).unwrap();
+        }
+    }
+    let config = second.path().join("keyward.toml");
+    std::fs::write(
+        &config,
+        std::fs::read_to_string(&first.config).unwrap().replace(
+            &first.data_dir().display().to_string(),
+            &copy.display().to_string(),
+        ),
+    )
+    .unwrap();
+
+    // A second daemon on the copy does not start, without a key file...
+    let refused = |why: &str| match try_serve(&config) {
+        Ok(stderr) => assert!(
+            stderr.contains("the serial device is paired with another host")
+                && stderr.contains(why),
+            "{stderr}"
+        ),
+        Err(log) => panic!("a second host started on the copy of the database:\n{log}"),
+    };
+    refused("serial-pairing.key is missing");
+    assert!(!copy.join("serial-pairing.key").exists());
+    // ...nor with a key of its own.
+    let own_key = copy.join("serial-pairing.key");
+    std::fs::write(&own_key, [0x42u8; KEY_LEN]).unwrap();
+    std::fs::set_permissions(&own_key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    refused("does not hold the key registered on the device");
+
+    // ...and the device refuses the raw wire requests of a client that holds the sealed key,
+    // the ciphertext and its associated data, but not the pairing key.
+    let db = rusqlite::Connection::open(copy.join("keyward.db")).unwrap();
+    let sealed: Vec<u8> = db
+        .query_row(
+            "SELECT sealed FROM key_versions WHERE key_id = ?1 AND version = 1",
+            [&key_id],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let parsed = keyward_shared::blob::Blob::parse(&blob).unwrap();
+    let aad = parsed.header.bound_prefix().to_vec();
+    let mut line = RawLine::open(&sim.device);
+    let decrypt = Request::Decrypt {
+        algorithm: parsed.header.algorithm,
+        sealed: &sealed,
+        aad: &aad,
+        nonce: parsed.nonce,
+        ciphertext: parsed.ciphertext,
+    };
+    let encrypt = Request::Encrypt {
+        algorithm: parsed.header.algorithm,
+        sealed: &sealed,
+        aad: b"",
+        plaintext: b"x",
+    };
+    let generate = Request::GenerateKey {
+        algorithm: parsed.header.algorithm,
+    };
+    for req in [&decrypt, &encrypt, &generate, &Request::Random { len: 32 }] {
+        let resp = line.call(req);
+        assert_eq!(
+            resp,
+            OwnedResponse::Error(DeviceError::Unauthenticated),
+            "the device served {req:?} to an unpaired client"
+        );
+    }
+    // Wrapped in an envelope of a real session, under a key that is not the pairing key.
+    let OwnedResponse::Session { nonce } = line.call(&Request::BeginSession) else {
+        panic!("no session")
+    };
+    let nonce: [u8; 32] = nonce.try_into().unwrap();
+    for (counter, req) in [(1, &decrypt), (2, &encrypt), (3, &generate)] {
+        let forged = SealedRequest::new(&[0x42; KEY_LEN], &nonce, counter, req).unwrap();
+        assert_eq!(
+            line.call(&forged.request()),
+            OwnedResponse::Error(DeviceError::Unauthenticated)
+        );
+    }
+    // Nor can it pair the device to itself.
+    assert_eq!(
+        line.call(&Request::Pair {
+            ephemeral: &[4; 65],
+            wrapped_key: &[0; 48],
+        }),
+        OwnedResponse::Error(DeviceError::AlreadyPaired)
+    );
+    drop(line);
+
+    // The paired host is unaffected.
+    first.start();
+    let back = ok(first
+        .client()
+        .kms("Decrypt", json!({"CiphertextBlob": b64(&blob)}))
+        .await
+        .unwrap());
+    assert_eq!(
+        unb64(back["Plaintext"].as_str().unwrap()),
+        b"only for the paired host"
+    );
+}
+
+/// The pairing key is written at the first start, readable by the daemon's user only, and
+/// is nowhere in the database (whose copy is what the attacker of item 6 holds); a key file
+/// that others may read stops start-up.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_pairing_key_lives_in_its_file_and_never_in_the_database() {
+    use std::os::unix::fs::PermissionsExt;
+    let state = tempfile::tempdir().unwrap();
+    let sim = Sim::start(state.path(), &[]);
+    let mut d = serial_daemon(&sim);
+    ok(d.client()
+        .kms("CreateKey", json!({"Alias": unique("k")}))
+        .await
+        .unwrap());
+    d.stop();
+    let file = d.data_dir().join("serial-pairing.key");
+    let key = std::fs::read(&file).unwrap();
+    assert_eq!(key.len(), 32);
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    // The device holds the same key, in its state directory.
+    assert_eq!(
+        std::fs::read(state.path().join("pairing.key")).unwrap(),
+        key
+    );
+    for entry in std::fs::read_dir(d.data_dir()).unwrap() {
+        let path = entry.unwrap().path();
+        if path == file || !path.is_file() {
+            continue;
+        }
+        let bytes = std::fs::read(&path).unwrap();
+        assert!(
+            !bytes.windows(key.len()).any(|w| w == key.as_slice()),
+            "the pairing key is in {}",
+            path.display()
+        );
+    }
+    assert!(!String::from_utf8_lossy(&d.log_text()).contains(&hex::encode(&key)));
+
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let stderr = try_serve(&d.config).expect("start-up fails");
+    assert!(stderr.contains("accessible to other users"), "{stderr}");
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    d.start();
+    ok(d.client()
+        .kms("GenerateRandom", json!({"NumberOfBytes": 8}))
+        .await
+        .unwrap());
 }

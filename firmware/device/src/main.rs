@@ -8,7 +8,8 @@
 #![no_std]
 #![no_main]
 
-use keyward_firmware::{Buffers, FrameLoop, KeyService, Port, OUTPUT_LEN};
+use keyward_firmware::pairing::Volatile;
+use keyward_firmware::{Buffers, FrameLoop, Gate, KeyService, Port, OUTPUT_LEN};
 use keyward_shared::frame::{MAX_FRAME, SCRATCH_LEN};
 
 // ---- platform layer: the only `unsafe` in the firmware ------------------------------------
@@ -95,6 +96,10 @@ pub extern "C" fn main(_argc: i32, _argv: *const *const u8) -> i32 {
     let mut device_key = [0u8; 32];
     rand_core::RngCore::fill_bytes(&mut Trng, &mut device_key);
     let service = KeyService::new(device_key, Trng);
+    // A board keeps the pairing key in flash next to its fused secret (a `PairingStore` over
+    // its flash driver). This build's device secret dies with the process, and so may the
+    // pairing key: every start is a new, unpaired device.
+    let gate = Gate::new(Volatile, Trng);
     // SAFETY: single-threaded, and `main` runs once; these buffers are used only here.
     let buffers = unsafe {
         Buffers {
@@ -105,6 +110,6 @@ pub extern "C" fn main(_argc: i32, _argv: *const *const u8) -> i32 {
         }
     };
     // The same frame loop the simulator runs (keyward_firmware::link), bad frames included.
-    let Ok(()) = FrameLoop::new(service, buffers).serve(&mut Uart);
+    let Ok(()) = FrameLoop::new(service, gate, buffers).serve(&mut Uart);
     0
 }

@@ -7,8 +7,14 @@
 //! [--stall-every N] [--reset-every N]`
 //!
 //! Prints one line, `keyward-fw-sim: device <slave path>`, then serves until killed.
+//!
+//! The state directory holds what a device keeps across restarts: its device secret
+//! (`device.secret`) and, once a host has paired with it, the pairing key (`pairing.key`),
+//! both 0600. Removing `pairing.key` is the simulator's factory reset of the pairing: the
+//! device key, and so every sealed key, stays.
 
-use keyward_firmware::{Buffers, FrameLoop, Handler, KeyService, Port, OUTPUT_LEN};
+use keyward_firmware::pairing::{PairingStore, KEY_LEN};
+use keyward_firmware::{Buffers, FrameLoop, Gate, Handler, KeyService, Port, OUTPUT_LEN};
 use keyward_shared::frame::{open_frame, payload_seq, MAX_FRAME, SCRATCH_LEN};
 use keyward_shared::wire::{DeviceError, Request, Response};
 use rand_core::OsRng;
@@ -22,6 +28,7 @@ use std::process::ExitCode;
 use zeroize::Zeroizing;
 
 const SECRET_FILE: &str = "device.secret";
+const PAIRING_FILE: &str = "pairing.key";
 
 struct Args {
     state_dir: PathBuf,
@@ -115,6 +122,57 @@ fn load_or_create_secret(dir: &Path) -> io::Result<Zeroizing<[u8; 32]>> {
             Ok(key)
         }
         Err(e) => Err(e),
+    }
+}
+
+/// The simulator's flash for the pairing key: `pairing.key` in the state directory.
+struct PairingFile {
+    path: PathBuf,
+}
+
+impl PairingStore for PairingFile {
+    fn load(&mut self) -> Option<Zeroizing<[u8; KEY_LEN]>> {
+        let bytes = match std::fs::read(&self.path) {
+            Ok(bytes) => Zeroizing::new(bytes),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
+            Err(e) => {
+                // A device that cannot read its pairing key must not fall back to serving
+                // anyone: stop, as a board with a broken flash would.
+                eprintln!("keyward-fw-sim: {}: {e}", self.path.display());
+                std::process::exit(1);
+            }
+        };
+        match <[u8; KEY_LEN]>::try_from(bytes.as_slice()) {
+            Ok(key) => Some(Zeroizing::new(key)),
+            Err(_) => {
+                eprintln!(
+                    "keyward-fw-sim: {}: expected {KEY_LEN} bytes, found {}",
+                    self.path.display(),
+                    bytes.len()
+                );
+                std::process::exit(1);
+            }
+        }
+    }
+
+    fn save(&mut self, key: &[u8; KEY_LEN]) -> Result<(), DeviceError> {
+        let write = || -> io::Result<()> {
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&self.path)?;
+            f.write_all(key)?;
+            f.sync_all()?;
+            if let Some(dir) = self.path.parent() {
+                File::open(dir)?.sync_all()?;
+            }
+            Ok(())
+        };
+        write().map_err(|e| {
+            eprintln!("keyward-fw-sim: storing the pairing key: {e}");
+            DeviceError::Internal
+        })
     }
 }
 
@@ -217,9 +275,11 @@ struct SimPort {
     /// Counts answers sent; the `n`th gets one bit flipped.
     corrupt: Every,
     /// Counts answers sent; the `n`th is cut in half by a "reset", after which the rebooted
-    /// device starts its output with a delimiter.
+    /// device starts its output with a delimiter (and has forgotten its sessions).
     reset: Every,
     rebooted: bool,
+    /// Set by a reset until the frame loop has heard of it.
+    restarted: bool,
 }
 
 impl Port for SimPort {
@@ -271,6 +331,7 @@ impl Port for SimPort {
             );
             out.truncate(out.len() / 2);
             self.rebooted = true;
+            self.restarted = true;
         } else if std::mem::take(&mut self.rebooted) {
             out.insert(0, 0);
         }
@@ -279,6 +340,10 @@ impl Port for SimPort {
             eprintln!("keyward-fw-sim: write failed: {e}");
         }
         Ok(())
+    }
+
+    fn take_restart(&mut self) -> bool {
+        std::mem::take(&mut self.restarted)
     }
 }
 
@@ -292,6 +357,18 @@ impl<H: Handler> Handler for CatchPanics<H> {
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || inner.handle(req, out)))
             .unwrap_or(Response::Error(DeviceError::Internal))
     }
+
+    fn unwrap_pairing_key(
+        &mut self,
+        ephemeral: &[u8],
+        wrapped_key: &[u8],
+    ) -> Result<Zeroizing<[u8; KEY_LEN]>, DeviceError> {
+        let inner = &mut self.0;
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+            inner.unwrap_pairing_key(ephemeral, wrapped_key)
+        }))
+        .unwrap_or(Err(DeviceError::Internal))
+    }
 }
 
 fn run(args: Args) -> io::Result<()> {
@@ -299,6 +376,12 @@ fn run(args: Args) -> io::Result<()> {
     let (master, slave, path) = open_pty()?;
     let service = CatchPanics(KeyService::new(*secret, OsRng));
     drop(secret);
+    let gate = Gate::new(
+        PairingFile {
+            path: args.state_dir.join(PAIRING_FILE),
+        },
+        OsRng,
+    );
     let mut port = SimPort {
         line: File::from(master),
         drop: Every::new(args.drop_every),
@@ -306,6 +389,7 @@ fn run(args: Args) -> io::Result<()> {
         corrupt: Every::new(args.corrupt_every),
         reset: Every::new(args.reset_every),
         rebooted: false,
+        restarted: false,
     };
     let mut stdout = io::stdout().lock();
     writeln!(stdout, "keyward-fw-sim: device {path}")?;
@@ -326,7 +410,7 @@ fn run(args: Args) -> io::Result<()> {
         scratch: &mut scratch,
         frame_out: &mut frame_out,
     };
-    FrameLoop::new(service, buffers).serve(&mut port)
+    FrameLoop::new(service, gate, buffers).serve(&mut port)
 }
 
 fn main() -> ExitCode {

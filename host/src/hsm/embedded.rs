@@ -92,7 +92,7 @@ impl Transport for EmbeddedCore {
 }
 
 /// Creates a file that must not already exist, readable by the owner only, and syncs it.
-fn write_new_secret_file(path: &Path, data: &[u8]) -> Result<()> {
+pub(super) fn write_new_secret_file(path: &Path, data: &[u8]) -> Result<()> {
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create_new(true);
     #[cfg(unix)]

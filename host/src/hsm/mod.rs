@@ -106,14 +106,25 @@ pub trait Hsm: Send + Sync {
 /// token then must already have its root key; it is never created for such a store (a fresh
 /// root would turn every sealed key into "malformed blob" errors instead of one clear start-up
 /// error). The firmware backends keep their device key themselves.
-pub fn open(cfg: &Config, store_bound: bool) -> Result<Arc<dyn Hsm>> {
+///
+/// `pinned_identity`: the device identity the store is pinned to; the serial backend refuses
+/// another device before pairing with it.
+pub fn open(
+    cfg: &Config,
+    store_bound: bool,
+    pinned_identity: Option<Vec<u8>>,
+) -> Result<Arc<dyn Hsm>> {
     match &cfg.hsm {
         HsmConfig::Embedded => Ok(Arc::new(EmbeddedHsm::open(&cfg.data_dir)?)),
         HsmConfig::Pkcs11(p) => {
             check_pin_strength(p, cfg.testing.allow_weak_pin)?;
             Ok(Arc::new(Pkcs11Backend::open(p, !store_bound)?))
         }
-        HsmConfig::Serial(s) => Ok(Arc::new(SerialLink::open(s)?)),
+        HsmConfig::Serial(s) => Ok(Arc::new(SerialLink::open(
+            s,
+            &s.pairing_key_path(&cfg.data_dir),
+            pinned_identity.as_deref(),
+        )?)),
     }
 }
 

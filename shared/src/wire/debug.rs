@@ -74,6 +74,21 @@ impl fmt::Debug for Request<'_> {
                 .field("sealed", &Len(sealed.len()))
                 .field("ciphertext", &Len(ciphertext.len())),
             Request::Attest { challenge } => d.field("challenge", &Len(challenge.len())),
+            Request::Pair {
+                ephemeral,
+                wrapped_key,
+            } => d
+                .field("ephemeral", &Len(ephemeral.len()))
+                .field("wrapped_key", &Len(wrapped_key.len())),
+            Request::BeginSession => &mut d,
+            Request::Authenticated {
+                counter,
+                tag,
+                request,
+            } => d
+                .field("counter", counter)
+                .field("tag", &Len(tag.len()))
+                .field("request", &Len(request.len())),
         };
         d.finish()
     }
@@ -112,6 +127,21 @@ macro_rules! response_debug {
                         .field("serial", &&**serial)
                         .field("public_key", &Len(public_key.len()))
                         .field("signature", &Len(signature.len()))
+                        .finish(),
+                    $ty::Paired => f.write_str(name),
+                    $ty::Session { nonce } => f
+                        .debug_struct(name)
+                        .field("nonce", &Len(nonce.len()))
+                        .finish(),
+                    $ty::Authenticated {
+                        counter,
+                        tag,
+                        response,
+                    } => f
+                        .debug_struct(name)
+                        .field("counter", counter)
+                        .field("tag", &Len(tag.len()))
+                        .field("response", &Len(response.len()))
                         .finish(),
                 }
             }

@@ -24,6 +24,9 @@ pub enum RequestKind {
     Sign,
     AsymDecrypt,
     Attest,
+    Pair,
+    BeginSession,
+    Authenticated,
 }
 
 /// The kind of a [`Response`] (or [`OwnedResponse`]), without its fields.
@@ -38,6 +41,9 @@ pub enum ResponseKind {
     KeyPair,
     Signature,
     Attestation,
+    Paired,
+    Session,
+    Authenticated,
 }
 
 impl RequestKind {
@@ -53,6 +59,9 @@ impl RequestKind {
             RequestKind::Sign => "Sign",
             RequestKind::AsymDecrypt => "AsymDecrypt",
             RequestKind::Attest => "Attest",
+            RequestKind::Pair => "Pair",
+            RequestKind::BeginSession => "BeginSession",
+            RequestKind::Authenticated => "Authenticated",
         }
     }
 
@@ -67,6 +76,33 @@ impl RequestKind {
             RequestKind::GenerateKeyPair => ResponseKind::KeyPair,
             RequestKind::Sign => ResponseKind::Signature,
             RequestKind::Attest => ResponseKind::Attestation,
+            RequestKind::Pair => ResponseKind::Paired,
+            RequestKind::BeginSession => ResponseKind::Session,
+            RequestKind::Authenticated => ResponseKind::Authenticated,
+        }
+    }
+
+    /// Whether a request of this kind uses key material or the device's random source, and so
+    /// is served on the serial link only inside an `Authenticated` envelope of the paired host
+    /// (docs/wire-protocol.md, "Pairing"). The rest are open: `Hello` and `Attest` (the host
+    /// needs them before it can authenticate anything) and the pairing requests themselves.
+    /// The device's gate (keyward_firmware::link) and the host's serial backend both decide
+    /// with this one function.
+    pub fn needs_pairing(self) -> bool {
+        match self {
+            RequestKind::GenerateKey
+            | RequestKind::ImportKey
+            | RequestKind::Encrypt
+            | RequestKind::Decrypt
+            | RequestKind::Random
+            | RequestKind::GenerateKeyPair
+            | RequestKind::Sign
+            | RequestKind::AsymDecrypt => true,
+            RequestKind::Hello
+            | RequestKind::Attest
+            | RequestKind::Pair
+            | RequestKind::BeginSession
+            | RequestKind::Authenticated => false,
         }
     }
 }
@@ -83,6 +119,9 @@ impl ResponseKind {
             ResponseKind::KeyPair => "KeyPair",
             ResponseKind::Signature => "Signature",
             ResponseKind::Attestation => "Attestation",
+            ResponseKind::Paired => "Paired",
+            ResponseKind::Session => "Session",
+            ResponseKind::Authenticated => "Authenticated",
         }
     }
 }
@@ -112,6 +151,9 @@ impl Request<'_> {
             Request::Sign { .. } => RequestKind::Sign,
             Request::AsymDecrypt { .. } => RequestKind::AsymDecrypt,
             Request::Attest { .. } => RequestKind::Attest,
+            Request::Pair { .. } => RequestKind::Pair,
+            Request::BeginSession => RequestKind::BeginSession,
+            Request::Authenticated { .. } => RequestKind::Authenticated,
         }
     }
 
@@ -133,6 +175,9 @@ impl Response<'_> {
             Response::KeyPair { .. } => ResponseKind::KeyPair,
             Response::Signature(_) => ResponseKind::Signature,
             Response::Attestation { .. } => ResponseKind::Attestation,
+            Response::Paired => ResponseKind::Paired,
+            Response::Session { .. } => ResponseKind::Session,
+            Response::Authenticated { .. } => ResponseKind::Authenticated,
         }
     }
 }
@@ -150,6 +195,9 @@ impl OwnedResponse {
             OwnedResponse::KeyPair { .. } => ResponseKind::KeyPair,
             OwnedResponse::Signature(_) => ResponseKind::Signature,
             OwnedResponse::Attestation { .. } => ResponseKind::Attestation,
+            OwnedResponse::Paired => ResponseKind::Paired,
+            OwnedResponse::Session { .. } => ResponseKind::Session,
+            OwnedResponse::Authenticated { .. } => ResponseKind::Authenticated,
         }
     }
 }
@@ -266,6 +314,20 @@ pub mod replies {
             (serial, public_key, signature)
         }
     );
+    reply!(
+        /// `Paired`: the device holds the pairing key.
+        Paired: (), OwnedResponse::Paired => ()
+    );
+    reply!(
+        /// `Session`: the session nonce.
+        Session: Vec<u8>, OwnedResponse::Session { nonce } => nonce
+    );
+    reply!(
+        /// `Authenticated`: `(counter, tag, inner response bytes)`, to be verified
+        /// (`keyward_firmware::pairing::open_response`) before the inner response is decoded.
+        Authenticated: (u64, Vec<u8>, Vec<u8>),
+        OwnedResponse::Authenticated { counter, tag, response } => (counter, tag, response)
+    );
 }
 
 /// Takes `resp` as the answer to `request`: the fields of a reply of kind `R` when that is
@@ -338,6 +400,14 @@ mod tests {
                 public_key: secret.to_vec(),
                 signature: secret.to_vec(),
             },
+            OwnedResponse::Session {
+                nonce: secret.to_vec(),
+            },
+            OwnedResponse::Authenticated {
+                counter: 7,
+                tag: secret.to_vec(),
+                response: secret.to_vec(),
+            },
         ]
     }
 
@@ -380,6 +450,22 @@ mod tests {
             (
                 Request::Attest { challenge: &[] },
                 ResponseKind::Attestation,
+            ),
+            (
+                Request::Pair {
+                    ephemeral: &[],
+                    wrapped_key: &[],
+                },
+                ResponseKind::Paired,
+            ),
+            (Request::BeginSession, ResponseKind::Session),
+            (
+                Request::Authenticated {
+                    counter: 1,
+                    tag: &[],
+                    request: &[],
+                },
+                ResponseKind::Authenticated,
             ),
         ];
         for (req, kind) in cases {
@@ -471,5 +557,52 @@ mod tests {
         assert!(!leaks(&format!("{imported:#?}"), MARKER));
         let resp = Response::Plaintext(MARKER);
         assert_eq!(format!("{resp:?}"), "Plaintext(<25 bytes>)");
+        // The pairing key (wrapped or not), tags and the enveloped request never show either.
+        for req in [
+            Request::Pair {
+                ephemeral: MARKER,
+                wrapped_key: MARKER,
+            },
+            Request::Authenticated {
+                counter: 9,
+                tag: MARKER,
+                request: MARKER,
+            },
+        ] {
+            let shown = format!("{req:?} {req:#?}");
+            assert!(!leaks(&shown, MARKER), "{shown}");
+        }
+        let resp = Response::Authenticated {
+            counter: 9,
+            tag: MARKER,
+            response: MARKER,
+        };
+        assert_eq!(
+            format!("{resp:?}"),
+            "Authenticated { counter: 9, tag: <25 bytes>, response: <25 bytes> }"
+        );
+    }
+
+    #[test]
+    fn only_key_operations_need_pairing() {
+        let open = [
+            RequestKind::Hello,
+            RequestKind::Attest,
+            RequestKind::Pair,
+            RequestKind::BeginSession,
+            RequestKind::Authenticated,
+        ];
+        let key_operations = [
+            RequestKind::GenerateKey,
+            RequestKind::ImportKey,
+            RequestKind::Encrypt,
+            RequestKind::Decrypt,
+            RequestKind::Random,
+            RequestKind::GenerateKeyPair,
+            RequestKind::Sign,
+            RequestKind::AsymDecrypt,
+        ];
+        assert!(open.iter().all(|k| !k.needs_pairing()));
+        assert!(key_operations.iter().all(|k| k.needs_pairing()));
     }
 }
