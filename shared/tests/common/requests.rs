@@ -8,13 +8,15 @@ use proptest::prelude::*;
 
 /// Every algorithm id, accepted or not by the device; `every_algorithm_id_is_generated` keeps
 /// it in step with `from_u8`.
-pub const ALGORITHMS: [Algorithm; 6] = [
+pub const ALGORITHMS: [Algorithm; 8] = [
     Algorithm::Aes256Gcm,
     Algorithm::Sm4Gcm,
     Algorithm::Rsa2048,
     Algorithm::EccP256,
     Algorithm::EccP384,
     Algorithm::Sm2,
+    Algorithm::MlKem768,
+    Algorithm::MlDsa65,
 ];
 
 /// An owned mirror of `Request<'a>`, so a strategy can generate one and the test can borrow it.
