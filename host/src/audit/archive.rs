@@ -102,6 +102,7 @@ impl Audit {
     /// Moves the records older than `before` (unix seconds) into a segment file in `dir`,
     /// up to the newest signed checkpoint among them. `None` when there is nothing to move.
     pub fn archive_before(&self, before: i64, dir: &Path) -> Result<Option<ArchiveReport>> {
+        let _one_at_a_time = self.archiving.lock().unwrap_or_else(|e| e.into_inner());
         self.flush();
         create_archive_dir(dir)?;
         let (prev, first) = match self.store.audit_anchor()? {

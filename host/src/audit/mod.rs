@@ -113,6 +113,9 @@ pub struct Audit {
     pub counters: Arc<Counters>,
     worker: Option<std::thread::JoinHandle<()>>,
     store: Arc<dyn AuditStore>,
+    /// One archival at a time: the scheduler's retention and an operator's ArchiveAuditLog
+    /// would otherwise walk records the other is removing.
+    archiving: std::sync::Mutex<()>,
 }
 
 impl Drop for Audit {
@@ -143,6 +146,7 @@ impl Audit {
                 counters,
                 worker: None,
                 store,
+                archiving: std::sync::Mutex::new(()),
             });
         }
         let (tx, rx) = mpsc::sync_channel(QUEUE);
@@ -166,6 +170,7 @@ impl Audit {
             counters,
             worker: Some(worker),
             store,
+            archiving: std::sync::Mutex::new(()),
         })
     }
 
