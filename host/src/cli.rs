@@ -169,17 +169,18 @@ fn api_result(resp: serde_json::Value) -> crate::Result<serde_json::Value> {
     }
 }
 
-/// Opens the store of a stopped daemon for reading the audit log.
-fn offline_store(common: &Common) -> crate::Result<crate::store::SqliteStore> {
+/// Opens the store for reading the audit log: a stopped daemon's SQLite file, or the
+/// PostgreSQL database (which daemons do not hold exclusively, so they may keep running).
+fn offline_store(common: &Common) -> crate::Result<std::sync::Arc<dyn crate::store::Store>> {
     let cfg = load_config(common)?;
     let path = cfg.data_dir.join(crate::server::DB_FILE);
-    if !path.exists() {
+    if matches!(cfg.store, crate::config::StoreConfig::Sqlite) && !path.exists() {
         return Err(crate::Error::Config(format!(
             "{} does not exist",
             path.display()
         )));
     }
-    crate::store::SqliteStore::open(&path).map_err(|e| match e {
+    crate::server::open_store(&cfg).map_err(|e| match e {
         crate::Error::StoreBusy(_) => crate::Error::Cli(format!(
             "{} is in use by a running daemon: stop it, or ask the daemon with \
                  --endpoint and --credentials",
@@ -190,7 +191,6 @@ fn offline_store(common: &Common) -> crate::Result<crate::store::SqliteStore> {
 }
 
 async fn audit(command: AuditCommand) -> crate::Result<()> {
-    use crate::store::{AuditStore, MetaStore};
     match command {
         AuditCommand::Verify {
             source,
@@ -212,7 +212,7 @@ async fn audit(command: AuditCommand) -> crate::Result<()> {
                     let key = store.get_meta("audit_public_key")?.ok_or_else(|| {
                         crate::Error::Config("this data directory has no audit key".into())
                     })?;
-                    let r = crate::audit::verify::verify(&store, &key)?;
+                    let r = crate::audit::verify::verify(store.as_ref(), &key)?;
                     let mut v = serde_json::to_value(&r)
                         .map_err(|e| crate::Error::Internal(e.to_string()))?;
                     v["Ok"] = serde_json::json!(r.ok());

@@ -7,14 +7,14 @@ use crate::audit::Audit;
 use crate::cam::{Accounts, Cam, IssuedCredential, ROOT_UIN};
 use crate::clock::AdjustableClock;
 use crate::clock::{Clock, SystemClock};
-use crate::config::{Config, Limits};
+use crate::config::{Config, Limits, StoreConfig};
 use crate::error::{Error, Result};
 use crate::hsm;
 use crate::integrity::SystemKey;
 use crate::jobs::{JobReport, Jobs};
 use crate::kms::Kms;
 use crate::ssm::Ssm;
-use crate::store::{SqliteStore, Store};
+use crate::store::{PgStore, SqliteStore, Store};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -38,7 +38,7 @@ pub const DB_FILE: &str = "keyward.db";
 pub fn bootstrap(cfg: Config) -> Result<(Arc<AppState>, Option<IssuedCredential>)> {
     cfg.validate()?;
     create_private_dir(&cfg.data_dir)?;
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&cfg.data_dir.join(DB_FILE))?);
+    let store = open_store(&cfg)?;
     let hsm = hsm::open(
         &cfg,
         SystemKey::store_is_bound(store.as_ref())?,
@@ -92,8 +92,10 @@ pub fn bootstrap(cfg: Config) -> Result<(Arc<AppState>, Option<IssuedCredential>
         kms.managed_key(&region.name, ROOT_UIN)?;
     }
     let limiter = Limiter::new(&cfg.rate_limit);
+    let inline_reads = store.reads_inline();
     Ok((
         Arc::new(AppState {
+            inline_reads,
             kms,
             ssm,
             cam: Cam::new(
@@ -112,6 +114,24 @@ pub fn bootstrap(cfg: Config) -> Result<(Arc<AppState>, Option<IssuedCredential>
         }),
         issued,
     ))
+}
+
+/// The store `[store]` names: `<data_dir>/keyward.db` (SQLite, the default) or a PostgreSQL
+/// database.
+pub fn open_store(cfg: &Config) -> Result<Arc<dyn Store>> {
+    Ok(match &cfg.store {
+        StoreConfig::Sqlite => Arc::new(SqliteStore::open(&cfg.data_dir.join(DB_FILE))?),
+        StoreConfig::Postgres(pg) => {
+            let password = pg.password()?;
+            let store = PgStore::open(
+                &pg.url,
+                password.as_deref().map(|p| p.as_str()),
+                pg.pool_size,
+            )?;
+            tracing::info!(pool_size = pg.pool_size, "store: PostgreSQL");
+            Arc::new(store)
+        }
+    })
 }
 
 fn create_private_dir(dir: &Path) -> Result<()> {
