@@ -288,6 +288,21 @@ impl Daemon {
         c
     }
 
+    /// Every byte the store holds on disk: the SQLite file and its WAL, or the PostgreSQL
+    /// database's files and the server's WAL. Tests look for plaintext in it.
+    pub fn stored_bytes(&self) -> Vec<u8> {
+        match &self.store {
+            TestStore::Sqlite => {
+                let mut bytes = std::fs::read(self.data_dir().join("keyward.db")).unwrap();
+                bytes.extend(
+                    std::fs::read(self.data_dir().join("keyward.db-wal")).unwrap_or_default(),
+                );
+                bytes
+            }
+            TestStore::Postgres(name) => pg::cluster().database_bytes(name),
+        }
+    }
+
     /// The daemon's store, for tests that change rows by hand (`db.rs`).
     pub fn db(&self) -> db::Db {
         db::Db::open(&self.store, &self.data_dir())

@@ -223,6 +223,59 @@ impl Cluster {
         name
     }
 
+    /// The single value a query answers.
+    pub fn value(&self, db: &str, sql: &str) -> String {
+        let out = Command::new(self.bin.join("psql"))
+            .args(["-X", "-At", "-v", "ON_ERROR_STOP=1", "-h"])
+            .arg(&self.dir)
+            .args(["-p", &PORT.to_string(), "-U", USER, "-d", db, "-c", sql])
+            .env("PGPASSWORD", &self.password)
+            .output()
+            .expect("psql runs");
+        assert!(
+            out.status.success(),
+            "{sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// Every byte the server has written for `db`: its table files and the write-ahead log
+    /// (after a checkpoint, so nothing waits in memory only). What "the database file and
+    /// its WAL" is for SQLite.
+    pub fn database_bytes(&self, db: &str) -> Vec<u8> {
+        let oid = self.value(
+            "postgres",
+            &format!("SELECT oid FROM pg_database WHERE datname = '{db}'"),
+        );
+        self.value("postgres", "CHECKPOINT");
+        let data = self.dir.join("data");
+        let mut bytes = Vec::new();
+        for sub in [data.join("base").join(oid), data.join("pg_wal")] {
+            for e in std::fs::read_dir(&sub).unwrap().flatten() {
+                if e.path().is_file() {
+                    bytes.extend(std::fs::read(e.path()).unwrap_or_default());
+                }
+            }
+        }
+        bytes
+    }
+
+    /// A copy of database `from` (which nobody may be connected to), as a new database.
+    pub fn create_database_from(&self, from: &str) -> String {
+        let name = format!("kw_{}", uuid::Uuid::new_v4().simple());
+        let out = self.psql(
+            "postgres",
+            &format!("CREATE DATABASE {name} TEMPLATE {from}"),
+        );
+        assert!(
+            out.status.success(),
+            "CREATE DATABASE ... TEMPLATE failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        name
+    }
+
     /// A connection string for `db` (no password: the daemon reads it from `PASSWORD_ENV`).
     pub fn url(&self, db: &str) -> String {
         format!(

@@ -56,8 +56,28 @@ const MIGRATIONS: &[&str] = &[include_str!("../migrations/postgres/0001_init.sql
 
 type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
 
+/// The pool, closed on a thread of its own when dropped: closing a connection blocks on the
+/// client's private runtime, which panics when the last reference goes away on an async
+/// thread (the daemon drops its state there at exit).
+struct Connections(Option<Pool>);
+
+impl std::ops::Deref for Connections {
+    type Target = Pool;
+    fn deref(&self) -> &Pool {
+        self.0.as_ref().expect("the pool lives until drop")
+    }
+}
+
+impl Drop for Connections {
+    fn drop(&mut self) {
+        if let Some(pool) = self.0.take() {
+            let _ = std::thread::spawn(move || drop(pool)).join();
+        }
+    }
+}
+
 pub struct PgStore {
-    pool: Pool,
+    pool: Connections,
     /// Audit records committed together with their change (for `/metrics`).
     written_with_changes: AtomicU64,
     /// Seals the authorization tables in every write that changes them.
@@ -111,7 +131,7 @@ impl PgStore {
         })
         .map_err(|e| Error::Store(format!("cannot connect to PostgreSQL: {e}")))?;
         let store = PgStore {
-            pool,
+            pool: Connections(Some(pool)),
             written_with_changes: AtomicU64::new(0),
             authz_sealer: OnceLock::new(),
         };
