@@ -90,7 +90,7 @@ impl From<&Vec<u8>> for Val {
 /// Parameters: `vals![a, b, c]`.
 #[macro_export]
 macro_rules! vals {
-    ($($v:expr),* $(,)?) => { vec![$($crate::common::db::Val::from($v)),*] };
+    ($($v:expr),* $(,)?) => { [$($crate::common::db::Val::from($v)),*] };
 }
 
 pub enum Db {

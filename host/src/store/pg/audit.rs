@@ -202,7 +202,7 @@ impl AuditStore for PgStore {
     }
 
     fn audit_anchor(&self) -> Result<Option<(u64, [u8; 32])>> {
-        self.with(|c| anchor(c))
+        self.with(anchor)
     }
 
     fn archive_audit(&self, through: u64, hash: &[u8; 32], record: &AuditRecord) -> Result<()> {
