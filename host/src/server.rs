@@ -33,9 +33,16 @@ use tokio::time::Instant;
 
 pub const DB_FILE: &str = "keyward.db";
 
-/// Opens (creating on first use) everything the daemon needs. Returns the root credential if
-/// this call created it.
-pub fn bootstrap(cfg: Config) -> Result<(Arc<AppState>, Option<IssuedCredential>)> {
+/// What start-up opened: the services, the root credential if this start created it, and the
+/// store (which only this module holds whole: the control socket backs it up).
+pub struct Started {
+    pub state: Arc<AppState>,
+    pub issued: Option<IssuedCredential>,
+    pub store: Arc<dyn Store>,
+}
+
+/// Opens (creating on first use) everything the daemon needs.
+pub fn bootstrap(cfg: Config) -> Result<Started> {
     cfg.validate()?;
     create_private_dir(&cfg.data_dir)?;
     let store = open_store(&cfg)?;
@@ -93,8 +100,8 @@ pub fn bootstrap(cfg: Config) -> Result<(Arc<AppState>, Option<IssuedCredential>
     }
     let limiter = Limiter::new(&cfg.rate_limit);
     let inline_reads = store.reads_inline();
-    Ok((
-        Arc::new(AppState {
+    Ok(Started {
+        state: Arc::new(AppState {
             inline_reads,
             kms,
             ssm,
@@ -113,7 +120,8 @@ pub fn bootstrap(cfg: Config) -> Result<(Arc<AppState>, Option<IssuedCredential>
             audit,
         }),
         issued,
-    ))
+        store,
+    })
 }
 
 /// The store `[store]` names: `<data_dir>/keyward.db` (SQLite, the default) or a PostgreSQL
@@ -134,7 +142,7 @@ pub fn open_store(cfg: &Config) -> Result<Arc<dyn Store>> {
     })
 }
 
-fn create_private_dir(dir: &Path) -> Result<()> {
+pub(crate) fn create_private_dir(dir: &Path) -> Result<()> {
     let mut b = std::fs::DirBuilder::new();
     b.recursive(true);
     #[cfg(unix)]
@@ -161,9 +169,10 @@ fn create_private_dir(dir: &Path) -> Result<()> {
 }
 
 /// Serves until SIGINT/SIGTERM. Prints `keyward: listening on <url>` on stderr once bound.
-pub async fn serve(state: Arc<AppState>) -> Result<()> {
+pub async fn serve(state: Arc<AppState>, store: Arc<dyn Store>) -> Result<()> {
     let cfg = state.cfg.clone();
     spawn_background_jobs(&state)?;
+    crate::control::listen(state.clone(), store, &cfg.data_dir);
     let app = api::router(state.clone());
     let tls = match &cfg.tls {
         Some(tls) => {

@@ -43,16 +43,30 @@ pub trait Store:
     /// must not run on a tokio worker at all). When false the API runs every action on the
     /// blocking pool.
     fn reads_inline(&self) -> bool;
+    /// Writes a consistent copy of the whole store to the new file `dest`, while it serves.
+    fn backup_to(&self, dest: &std::path::Path) -> crate::error::Result<()>;
 }
 
 impl Store for SqliteStore {
     fn reads_inline(&self) -> bool {
         true
     }
+
+    fn backup_to(&self, dest: &std::path::Path) -> crate::error::Result<()> {
+        SqliteStore::backup_to(self, dest)
+    }
 }
 
 impl Store for PgStore {
     fn reads_inline(&self) -> bool {
         false
+    }
+
+    fn backup_to(&self, _: &std::path::Path) -> crate::error::Result<()> {
+        Err(crate::error::Error::Config(
+            "a PostgreSQL store is backed up with pg_dump and restored with pg_restore \
+             (docs/postgres.md)"
+                .into(),
+        ))
     }
 }
