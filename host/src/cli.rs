@@ -47,7 +47,7 @@ enum Command {
         common: Common,
     },
     /// Write a consistent copy of the SQLite store to a new file: asked of the running daemon
-    /// through `<data_dir>/control.sock`, or made directly when no daemon runs. (A
+    /// through its control socket, or made directly when no daemon runs. (A
     /// PostgreSQL store is backed up with pg_dump.) The embedded backend's device.key is not
     /// part of it: back it up once, separately.
     Backup {

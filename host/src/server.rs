@@ -131,6 +131,12 @@ pub fn open_store(cfg: &Config) -> Result<Arc<dyn Store>> {
         StoreConfig::Sqlite => Arc::new(SqliteStore::open(&cfg.data_dir.join(DB_FILE))?),
         StoreConfig::Postgres(pg) => {
             let password = pg.password()?;
+            if let Some(var) = &pg.password_env {
+                // As with the HSM PIN (hsm/pkcs11.rs, which says why this is sound during
+                // start-up): out of the environment once read, so child processes and
+                // environment dumps do not see it. The pool keeps it to open connections.
+                std::env::remove_var(var);
+            }
             let store = PgStore::open(
                 &pg.url,
                 password.as_deref().map(|p| p.as_str()),

@@ -127,7 +127,7 @@ async fn backup_under_load_wipe_and_restore() {
     let mode = std::fs::metadata(&backup).unwrap().permissions().mode();
     assert_eq!(mode & 0o077, 0, "backup mode {mode:o}");
     d.stop();
-    // With the daemon stopped the backup is made directly (its socket is left, refusing).
+    // With the daemon stopped the backup is made directly.
     let offline = out_dir.path().join("offline.db");
     let out = keyward("backup", &d.config, &[("--out", &offline)]);
     assert!(
