@@ -55,15 +55,15 @@ for backend in embedded serial; do
   KEYWARD_TEST_BACKEND=$backend KEYWARD_BIN="$PWD/target/debug/keyward" \
     .venv/bin/python -m pytest -q tests/python
 done
+echo "==> the freestanding (no_std, no_main) firmware build"
+cargo fmt --manifest-path firmware/device/Cargo.toml -- --check
+cargo clippy --release --quiet --manifest-path firmware/device/Cargo.toml -- -D warnings
+cargo build --release --quiet --manifest-path firmware/device/Cargo.toml
 echo "==> the store-facing suites and the Python SDK suite on PostgreSQL (SoftHSM2)"
 KEYWARD_TEST_STORE=postgres cargo test -p keyward --test e2e_kms_api --test e2e_lifecycle \
   --test e2e_ssm --test e2e_access --test e2e_audit --test e2e_integrity --test e2e_backup
 KEYWARD_TEST_STORE=postgres KEYWARD_BIN="$PWD/target/debug/keyward" \
   .venv/bin/python -m pytest -q tests/python
-echo "==> the freestanding (no_std, no_main) firmware build"
-cargo fmt --manifest-path firmware/device/Cargo.toml -- --check
-cargo clippy --release --quiet --manifest-path firmware/device/Cargo.toml -- -D warnings
-cargo build --release --quiet --manifest-path firmware/device/Cargo.toml
 echo "==> Python SDK compatibility suite on SoftHSM2"
 KEYWARD_BIN="$PWD/target/debug/keyward" .venv/bin/python -m pytest -q tests/python
 echo "==> fuzzing (started above)"
