@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Runs Keyward's whole test suite on a fresh Debian machine: installs SoftHSM2, Node.js and npm
-# (apt), the Python SDK venv and the Node.js SDK (npm ci) when they are missing, checks
-# formatting and lints, runs the Rust unit and end-to-end tests, then the Python and Node.js
-# SDK compatibility suites against the real daemon.
+# Runs Keyward's whole test suite on a fresh Debian machine: installs SoftHSM2, PostgreSQL,
+# Node.js and npm (apt), the Python SDK venv and the Node.js SDK (npm ci) when they are missing,
+# checks formatting and lints, runs the Rust unit and end-to-end tests, then the Python and
+# Node.js SDK compatibility suites against the real daemon. The store-facing suites also run on
+# PostgreSQL (a throw-away cluster per test process; docs/postgres.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +16,8 @@ command -v openssl >/dev/null || missing+=(openssl)
 python3 -c "import venv, ensurepip" 2>/dev/null || missing+=(python3-venv)
 command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
+# The tests start clusters of their own with these binaries; no system service is needed.
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "==> installing ${missing[*]}"
   sudo_if_needed apt-get update -qq
@@ -56,6 +59,11 @@ echo "==> the freestanding (no_std, no_main) firmware build"
 cargo fmt --manifest-path firmware/device/Cargo.toml -- --check
 cargo clippy --release --quiet --manifest-path firmware/device/Cargo.toml -- -D warnings
 cargo build --release --quiet --manifest-path firmware/device/Cargo.toml
+echo "==> the store-facing suites and the Python SDK suite on PostgreSQL (SoftHSM2)"
+KEYWARD_TEST_STORE=postgres cargo test -p keyward --test e2e_kms_api --test e2e_lifecycle \
+  --test e2e_ssm --test e2e_access --test e2e_audit --test e2e_integrity --test e2e_backup
+KEYWARD_TEST_STORE=postgres KEYWARD_BIN="$PWD/target/debug/keyward" \
+  .venv/bin/python -m pytest -q tests/python
 echo "==> Python SDK compatibility suite on SoftHSM2"
 KEYWARD_BIN="$PWD/target/debug/keyward" .venv/bin/python -m pytest -q tests/python
 echo "==> fuzzing (started above)"

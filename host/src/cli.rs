@@ -46,6 +46,25 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// Write a consistent copy of the SQLite store to a new file: asked of the running daemon
+    /// through its control socket, or made directly when no daemon runs. (A
+    /// PostgreSQL store is backed up with pg_dump.) The embedded backend's device.key is not
+    /// part of it: back it up once, separately.
+    Backup {
+        #[command(flatten)]
+        common: Common,
+        /// The backup file to create.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Make a backup the store of a data directory that has none (the daemon stopped).
+    Restore {
+        #[command(flatten)]
+        common: Common,
+        /// A file written by `keyward backup`.
+        #[arg(long)]
+        from: PathBuf,
+    },
     /// Load generator: signed requests over keep-alive connections.
     Bench {
         #[arg(long, default_value = "http://127.0.0.1:8080")]
@@ -169,17 +188,18 @@ fn api_result(resp: serde_json::Value) -> crate::Result<serde_json::Value> {
     }
 }
 
-/// Opens the store of a stopped daemon for reading the audit log.
-fn offline_store(common: &Common) -> crate::Result<crate::store::SqliteStore> {
+/// Opens the store for reading the audit log: a stopped daemon's SQLite file, or the
+/// PostgreSQL database (which daemons do not hold exclusively, so they may keep running).
+fn offline_store(common: &Common) -> crate::Result<std::sync::Arc<dyn crate::store::Store>> {
     let cfg = load_config(common)?;
     let path = cfg.data_dir.join(crate::server::DB_FILE);
-    if !path.exists() {
+    if matches!(cfg.store, crate::config::StoreConfig::Sqlite) && !path.exists() {
         return Err(crate::Error::Config(format!(
             "{} does not exist",
             path.display()
         )));
     }
-    crate::store::SqliteStore::open(&path).map_err(|e| match e {
+    crate::server::open_store(&cfg).map_err(|e| match e {
         crate::Error::StoreBusy(_) => crate::Error::Cli(format!(
             "{} is in use by a running daemon: stop it, or ask the daemon with \
                  --endpoint and --credentials",
@@ -190,7 +210,6 @@ fn offline_store(common: &Common) -> crate::Result<crate::store::SqliteStore> {
 }
 
 async fn audit(command: AuditCommand) -> crate::Result<()> {
-    use crate::store::{AuditStore, MetaStore};
     match command {
         AuditCommand::Verify {
             source,
@@ -212,7 +231,7 @@ async fn audit(command: AuditCommand) -> crate::Result<()> {
                     let key = store.get_meta("audit_public_key")?.ok_or_else(|| {
                         crate::Error::Config("this data directory has no audit key".into())
                     })?;
-                    let r = crate::audit::verify::verify(&store, &key)?;
+                    let r = crate::audit::verify::verify(store.as_ref(), &key)?;
                     let mut v = serde_json::to_value(&r)
                         .map_err(|e| crate::Error::Internal(e.to_string()))?;
                     v["Ok"] = serde_json::json!(r.ok());
@@ -283,6 +302,52 @@ async fn audit(command: AuditCommand) -> crate::Result<()> {
             }
         }
     }
+}
+
+/// `keyward backup`: through the running daemon, else directly from the stopped store.
+fn backup(common: &Common, out: &std::path::Path) -> crate::Result<()> {
+    let cfg = load_config(common)?;
+    if let crate::config::StoreConfig::Postgres(_) = cfg.store {
+        return Err(crate::Error::Cli(
+            "this store is in PostgreSQL: back it up with pg_dump (docs/postgres.md)".into(),
+        ));
+    }
+    let out = std::env::current_dir()?.join(out);
+    if out.exists() {
+        return Err(crate::Error::Cli(format!(
+            "{} already exists",
+            out.display()
+        )));
+    }
+    let online = crate::control::request_backup(&cfg.data_dir, &out)?;
+    if !online {
+        offline_store(common)?.backup_to(&out)?;
+    }
+    eprintln!(
+        "keyward: backed up the store to {} ({})",
+        out.display(),
+        if online {
+            "from the running daemon"
+        } else {
+            "daemon not running"
+        }
+    );
+    Ok(())
+}
+
+/// `keyward restore`: a backup becomes the store of a data directory that has none.
+fn restore(common: &Common, from: &std::path::Path) -> crate::Result<()> {
+    let cfg = load_config(common)?;
+    if let crate::config::StoreConfig::Postgres(_) = cfg.store {
+        return Err(crate::Error::Cli(
+            "this store is in PostgreSQL: restore it with pg_restore (docs/postgres.md)".into(),
+        ));
+    }
+    crate::server::create_private_dir(&cfg.data_dir)?;
+    let dest = cfg.data_dir.join(crate::server::DB_FILE);
+    crate::store::SqliteStore::restore(from, &dest)?;
+    eprintln!("keyward: restored {} as {}", from.display(), dest.display());
+    Ok(())
 }
 
 fn verify_archive(files: &[PathBuf], fingerprint: Option<&str>) -> crate::Result<()> {
@@ -385,26 +450,25 @@ async fn run(cli: Cli) -> crate::Result<()> {
             if let Some(l) = listen {
                 cfg.listen = l;
             }
-            let (state, issued) =
-                tokio::task::spawn_blocking(move || crate::server::bootstrap(cfg))
-                    .await
-                    .map_err(|e| crate::Error::Internal(e.to_string()))??;
-            if let Some(cred) = issued {
+            let started = tokio::task::spawn_blocking(move || crate::server::bootstrap(cfg))
+                .await
+                .map_err(|e| crate::Error::Internal(e.to_string()))??;
+            if let Some(cred) = &started.issued {
                 // Printed once, on first start, so a fresh `serve` is usable without `init`.
                 eprintln!(
                     "keyward: created the root account; its API key (shown only now):\n{}",
-                    serde_json::to_string(&cred).unwrap_or_default()
+                    serde_json::to_string(cred).unwrap_or_default()
                 );
             }
-            crate::server::serve(state).await
+            crate::server::serve(started.state, started.store).await
         }
         Command::Init { common } => {
             let cfg = load_config(&common)?;
             let dir = cfg.data_dir.clone();
-            let (_, issued) = tokio::task::spawn_blocking(move || crate::server::bootstrap(cfg))
+            let started = tokio::task::spawn_blocking(move || crate::server::bootstrap(cfg))
                 .await
                 .map_err(|e| crate::Error::Internal(e.to_string()))??;
-            match issued {
+            match started.issued {
                 Some(cred) => {
                     println!("{}", serde_json::to_string(&cred).unwrap_or_default());
                     Ok(())
@@ -460,6 +524,12 @@ async fn run(cli: Cli) -> crate::Result<()> {
             Ok(())
         }
         Command::Audit { command } => audit(command).await,
+        Command::Backup { common, out } => {
+            tokio::task::spawn_blocking(move || backup(&common, &out))
+                .await
+                .map_err(|e| crate::Error::Internal(e.to_string()))?
+        }
+        Command::Restore { common, from } => restore(&common, &from),
         Command::BareHttp { listen } => bench::serve_bare(listen).await,
     }
 }

@@ -25,6 +25,8 @@ pub struct Config {
     #[serde(default)]
     pub hsm: HsmConfig,
     #[serde(default)]
+    pub store: StoreConfig,
+    #[serde(default)]
     pub limits: Limits,
     #[serde(default)]
     pub alarms: AlarmConfig,
@@ -325,6 +327,81 @@ impl Pkcs11Config {
     }
 }
 
+/// Where the store lives (docs/postgres.md). The data directory is used either way: it holds
+/// the embedded backend's device key and the audit archive.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum StoreConfig {
+    /// `<data_dir>/keyward.db`, opened exclusively by one daemon.
+    #[default]
+    Sqlite,
+    Postgres(PostgresConfig),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresConfig {
+    /// A libpq connection string (`host=/run/postgresql dbname=keyward user=keyward`) or URL
+    /// (`postgresql://keyward@db.example/keyward`), without a password.
+    pub url: String,
+    /// Environment variable holding the password.
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// File holding the password (trailing newline ignored); must not be readable by group
+    /// or others.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// Connections kept open; each serves one store call at a time.
+    #[serde(default = "default_pg_pool_size")]
+    pub pool_size: u32,
+}
+
+impl PostgresConfig {
+    /// Reads the password from its file or environment variable, never from the
+    /// configuration itself or the command line. Neither set: no password (peer or trust
+    /// authentication on a local socket).
+    pub fn password(&self) -> Result<Option<Zeroizing<String>>> {
+        let raw = match (&self.password_file, &self.password_env) {
+            (None, None) => return Ok(None),
+            (Some(path), None) => {
+                check_private_file(path)?;
+                Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
+                    Error::Config(format!("cannot read password file {}: {e}", path.display()))
+                })?)
+            }
+            (None, Some(var)) => Zeroizing::new(
+                std::env::var(var)
+                    .map_err(|_| Error::Config(format!("password variable {var} is not set")))?,
+            ),
+            _ => {
+                return Err(Error::Config(
+                    "store: set at most one of password_file or password_env".into(),
+                ))
+            }
+        };
+        Ok(Some(Zeroizing::new(
+            raw.trim_end_matches(['\r', '\n']).to_string(),
+        )))
+    }
+}
+
+/// Refuses a secret file that group or others may read or write (mode 0600 or stricter).
+fn check_private_file(path: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = std::fs::metadata(path)
+            .map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
+        if meta.permissions().mode() & 0o077 != 0 {
+            return Err(Error::Config(format!(
+                "{} is accessible to group or others: chmod 600 it",
+                path.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
@@ -398,6 +475,9 @@ fn default_region_algorithm() -> String {
 fn default_pool_size() -> usize {
     4
 }
+fn default_pg_pool_size() -> u32 {
+    16
+}
 fn default_max_body() -> usize {
     1024 * 1024
 }
@@ -468,6 +548,13 @@ impl Config {
                     .into(),
             ));
         }
+        if let StoreConfig::Postgres(pg) = &self.store {
+            if pg.url.trim().is_empty() || pg.pool_size == 0 {
+                return Err(Error::Config(
+                    "store: kind = \"postgres\" needs a url and a pool_size of at least 1".into(),
+                ));
+            }
+        }
         if self.tls.is_none() && !self.listen.ip().is_loopback() && !self.allow_insecure_http {
             return Err(Error::Config(format!(
                 "refusing plain HTTP on non-loopback address {}: configure [tls] or set allow_insecure_http = true",
@@ -501,6 +588,41 @@ mod tests {
         let c: Config =
             toml::from_str("listen = \"0.0.0.0:8080\"\nallow_insecure_http = true").unwrap();
         c.validate().unwrap();
+    }
+
+    #[test]
+    fn store_section_parses_and_reads_the_password_safely() {
+        assert!(matches!(Config::default().store, StoreConfig::Sqlite));
+        let c: Config = toml::from_str(
+            "[store]\nkind = \"postgres\"\nurl = \"host=/tmp dbname=kw\"\npassword_env = \"KW_TEST_PG_PW\"\n",
+        )
+        .unwrap();
+        let StoreConfig::Postgres(pg) = &c.store else {
+            panic!("not postgres")
+        };
+        assert_eq!(pg.pool_size, 16);
+        std::env::set_var("KW_TEST_PG_PW", "s3cret\n");
+        assert_eq!(pg.password().unwrap().unwrap().as_str(), "s3cret");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pw");
+        std::fs::write(&file, "from-file\n").unwrap();
+        let mut pg = pg.clone();
+        pg.password_env = None;
+        pg.password_file = Some(file.clone());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+            assert!(
+                pg.password().is_err(),
+                "a world-readable password file is refused"
+            );
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        assert_eq!(pg.password().unwrap().unwrap().as_str(), "from-file");
+        pg.password_env = Some("KW_TEST_PG_PW".into());
+        assert!(pg.password().is_err(), "both sources at once are refused");
+        assert!(toml::from_str::<Config>("[store]\nkind = \"mysql\"\n").is_err());
     }
 
     #[test]

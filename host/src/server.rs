@@ -7,14 +7,14 @@ use crate::audit::Audit;
 use crate::cam::{Accounts, Cam, IssuedCredential, ROOT_UIN};
 use crate::clock::AdjustableClock;
 use crate::clock::{Clock, SystemClock};
-use crate::config::{Config, Limits};
+use crate::config::{Config, Limits, StoreConfig};
 use crate::error::{Error, Result};
 use crate::hsm;
 use crate::integrity::SystemKey;
 use crate::jobs::{JobReport, Jobs};
 use crate::kms::Kms;
 use crate::ssm::Ssm;
-use crate::store::{SqliteStore, Store};
+use crate::store::{PgStore, SqliteStore, Store};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -33,12 +33,19 @@ use tokio::time::Instant;
 
 pub const DB_FILE: &str = "keyward.db";
 
-/// Opens (creating on first use) everything the daemon needs. Returns the root credential if
-/// this call created it.
-pub fn bootstrap(cfg: Config) -> Result<(Arc<AppState>, Option<IssuedCredential>)> {
+/// What start-up opened: the services, the root credential if this start created it, and the
+/// store (which only this module holds whole: the control socket backs it up).
+pub struct Started {
+    pub state: Arc<AppState>,
+    pub issued: Option<IssuedCredential>,
+    pub store: Arc<dyn Store>,
+}
+
+/// Opens (creating on first use) everything the daemon needs.
+pub fn bootstrap(cfg: Config) -> Result<Started> {
     cfg.validate()?;
     create_private_dir(&cfg.data_dir)?;
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&cfg.data_dir.join(DB_FILE))?);
+    let store = open_store(&cfg)?;
     let hsm = hsm::open(
         &cfg,
         SystemKey::store_is_bound(store.as_ref())?,
@@ -92,8 +99,10 @@ pub fn bootstrap(cfg: Config) -> Result<(Arc<AppState>, Option<IssuedCredential>
         kms.managed_key(&region.name, ROOT_UIN)?;
     }
     let limiter = Limiter::new(&cfg.rate_limit);
-    Ok((
-        Arc::new(AppState {
+    let inline_reads = store.reads_inline();
+    Ok(Started {
+        state: Arc::new(AppState {
+            inline_reads,
             kms,
             ssm,
             cam: Cam::new(
@@ -111,10 +120,35 @@ pub fn bootstrap(cfg: Config) -> Result<(Arc<AppState>, Option<IssuedCredential>
             audit,
         }),
         issued,
-    ))
+        store,
+    })
 }
 
-fn create_private_dir(dir: &Path) -> Result<()> {
+/// The store `[store]` names: `<data_dir>/keyward.db` (SQLite, the default) or a PostgreSQL
+/// database.
+pub fn open_store(cfg: &Config) -> Result<Arc<dyn Store>> {
+    Ok(match &cfg.store {
+        StoreConfig::Sqlite => Arc::new(SqliteStore::open(&cfg.data_dir.join(DB_FILE))?),
+        StoreConfig::Postgres(pg) => {
+            let password = pg.password()?;
+            if let Some(var) = &pg.password_env {
+                // As with the HSM PIN (hsm/pkcs11.rs, which says why this is sound during
+                // start-up): out of the environment once read, so child processes and
+                // environment dumps do not see it. The pool keeps it to open connections.
+                std::env::remove_var(var);
+            }
+            let store = PgStore::open(
+                &pg.url,
+                password.as_deref().map(|p| p.as_str()),
+                pg.pool_size,
+            )?;
+            tracing::info!(pool_size = pg.pool_size, "store: PostgreSQL");
+            Arc::new(store)
+        }
+    })
+}
+
+pub(crate) fn create_private_dir(dir: &Path) -> Result<()> {
     let mut b = std::fs::DirBuilder::new();
     b.recursive(true);
     #[cfg(unix)]
@@ -141,9 +175,10 @@ fn create_private_dir(dir: &Path) -> Result<()> {
 }
 
 /// Serves until SIGINT/SIGTERM. Prints `keyward: listening on <url>` on stderr once bound.
-pub async fn serve(state: Arc<AppState>) -> Result<()> {
+pub async fn serve(state: Arc<AppState>, store: Arc<dyn Store>) -> Result<()> {
     let cfg = state.cfg.clone();
     spawn_background_jobs(&state)?;
+    crate::control::listen(state.clone(), store, &cfg.data_dir);
     let app = api::router(state.clone());
     let tls = match &cfg.tls {
         Some(tls) => {

@@ -1333,20 +1333,16 @@ async fn api_key_rows_rewritten_in_the_database_authenticate_nothing() {
     .await);
     d.stop();
     {
-        let db = rusqlite::Connection::open(d.data_dir().join("keyward.db")).unwrap();
-        let n = db
-            .execute(
-                "UPDATE api_keys SET uin = ?1 WHERE secret_id = ?2",
-                rusqlite::params![ROOT_UIN as i64, climber.secret_id],
-            )
-            .unwrap();
+        let db = d.db();
+        let n = db.execute(
+            "UPDATE api_keys SET uin = ?1 WHERE secret_id = ?2",
+            &vals![ROOT_UIN as i64, &climber.secret_id],
+        );
         assert_eq!(n, 1);
-        let n = db
-            .execute(
-                "UPDATE api_keys SET status = 'Enabled' WHERE secret_id = ?1",
-                [&zombie.secret_id],
-            )
-            .unwrap();
+        let n = db.execute(
+            "UPDATE api_keys SET status = 'Enabled' WHERE secret_id = ?1",
+            &vals![&zombie.secret_id],
+        );
         assert_eq!(n, 1);
     }
     d.start();

@@ -5,11 +5,11 @@
 
 mod common;
 
+use common::db::Db;
 use common::iam::*;
 use common::*;
 use keyward::audit::record::{chain_hash, checkpoint_message, AuditRecord, GENESIS};
 use keyward::client::TcClient;
-use rusqlite::{params, Connection};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -652,7 +652,10 @@ async fn every_request_recorded_exactly_once() {
         assert!(!contains(&answers, n), "{what} in an audit answer");
     }
     d.stop();
-    let disk = all_bytes(&d.data_dir());
+    let mut disk = all_bytes(&d.data_dir());
+    if let TestStore::Postgres(_) = d.store {
+        disk.extend(d.stored_bytes());
+    }
     let log = d.log_text();
     assert!(log.len() > 100, "the daemon log was captured");
     for (what, n) in &needles {
@@ -680,12 +683,35 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// `keyward audit verify --data-dir <dir>`: whether it exited 0, and its JSON report.
-fn verify_offline(dir: &Path) -> (bool, Value) {
+/// A daemon's store, or an independent copy of it, with a configuration that names it
+/// (SQLite: the data directory; PostgreSQL: a database of its own, copied with
+/// `CREATE DATABASE ... TEMPLATE`).
+struct StoreView {
+    _tmp: Option<tempfile::TempDir>,
+    dir: PathBuf,
+    config: PathBuf,
+    store: TestStore,
+}
+
+/// The daemon's own store.
+fn view(d: &Daemon) -> StoreView {
+    StoreView {
+        _tmp: None,
+        dir: d.data_dir(),
+        config: d.config.clone(),
+        store: d.store.clone(),
+    }
+}
+
+/// `keyward audit verify --config <its config>`: whether it exited 0, and its JSON report.
+fn verify_offline(v: &StoreView) -> (bool, Value) {
     let out = Command::new(env!("CARGO_BIN_EXE_keyward"))
-        .args(["audit", "verify", "--data-dir"])
-        .arg(dir)
+        .args(["audit", "verify", "--config"])
+        .arg(&v.config)
+        .arg("--data-dir")
+        .arg(&v.dir)
         .env("KEYWARD_LOG", "warn")
+        .env(pg::PASSWORD_ENV, pg_password(&v.store))
         .output()
         .expect("keyward audit verify runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -699,41 +725,62 @@ fn verify_offline(dir: &Path) -> (bool, Value) {
     (out.status.success(), report)
 }
 
-/// A copy of the data directory under a fresh temporary directory.
-fn copy_of(data: &Path) -> (tempfile::TempDir, PathBuf) {
+fn pg_password(store: &TestStore) -> String {
+    match store {
+        TestStore::Sqlite => String::new(),
+        TestStore::Postgres(_) => pg::cluster().password.clone(),
+    }
+}
+
+/// A copy of a stopped daemon's data directory and store under a fresh temporary directory.
+fn copy_of(d: &Daemon) -> StoreView {
     let t = tempfile::tempdir().unwrap();
     let dir = t.path().join("data");
-    copy_dir(data, &dir);
-    (t, dir)
+    copy_dir(&d.data_dir(), &dir);
+    let (store, section) = match &d.store {
+        TestStore::Sqlite => (TestStore::Sqlite, String::new()),
+        TestStore::Postgres(name) => {
+            let copy = pg::cluster().create_database_from(name);
+            let section = format!(
+                "[store]\nkind = \"postgres\"\nurl = \"{}\"\npassword_env = \"{}\"\n",
+                pg::cluster().url(&copy),
+                pg::PASSWORD_ENV
+            );
+            (TestStore::Postgres(copy), section)
+        }
+    };
+    let config = t.path().join("keyward.toml");
+    std::fs::write(
+        &config,
+        format!("data_dir = \"{}\"\n{section}", dir.display()),
+    )
+    .unwrap();
+    StoreView {
+        _tmp: Some(t),
+        dir,
+        config,
+        store,
+    }
 }
 
-fn db(dir: &Path) -> Connection {
-    Connection::open(dir.join("keyward.db")).unwrap()
+fn db(v: &StoreView) -> Db {
+    Db::open(&v.store, &v.dir)
 }
 
-fn head(dir: &Path) -> u64 {
-    db(dir)
-        .query_row("SELECT COALESCE(MAX(seq), 0) FROM audit_log", [], |r| {
-            r.get::<_, i64>(0)
-        })
-        .unwrap() as u64
+fn head(v: &StoreView) -> u64 {
+    db(v).row("SELECT COALESCE(MAX(seq), 0) FROM audit_log", &[])[0].int() as u64
 }
 
-fn checkpoint_seqs(dir: &Path) -> Vec<u64> {
-    let c = db(dir);
-    let mut st = c
-        .prepare("SELECT seq FROM audit_checkpoints ORDER BY seq")
-        .unwrap();
-    let seqs = st
-        .query_map([], |r| r.get::<_, i64>(0))
-        .unwrap()
-        .map(|s| s.unwrap() as u64)
-        .collect();
-    seqs
+fn checkpoint_seqs(v: &StoreView) -> Vec<u64> {
+    db(v)
+        .query("SELECT seq FROM audit_checkpoints ORDER BY seq", &[])
+        .into_iter()
+        .map(|r| r[0].int() as u64)
+        .collect()
 }
 
 #[track_caller]
-fn assert_broken_at(dir: &Path, seq: u64, what: &str) -> Value {
+fn assert_broken_at(dir: &StoreView, seq: u64, what: &str) -> Value {
     let (success, report) = verify_offline(dir);
     assert!(!success, "{what}: verify must exit non-zero: {report}");
     assert_eq!(report["Ok"], false, "{what}: {report}");
@@ -801,9 +848,8 @@ async fn audited_daemon() -> (Daemon, Value) {
 #[tokio::test(flavor = "multi_thread")]
 async fn tamper_detection() {
     let (d, key_info) = audited_daemon().await;
-    let data = d.data_dir();
 
-    let (_t0, intact) = copy_of(&data);
+    let intact = copy_of(&d);
     let n = head(&intact);
     assert!(n >= 33, "{n} records");
     let (success, report) = verify_offline(&intact);
@@ -825,55 +871,38 @@ async fn tamper_detection() {
     );
 
     // (a) an edited record
-    let (_ta, a) = copy_of(&data);
-    let changed = db(&a)
-        .execute(
-            "UPDATE audit_log SET action = 'Tampered' WHERE seq = 10",
-            [],
-        )
-        .unwrap();
+    let a = copy_of(&d);
+    let changed = db(&a).execute(
+        "UPDATE audit_log SET action = 'Tampered' WHERE seq = 10",
+        &[],
+    );
     assert_eq!(changed, 1);
     assert_broken_at(&a, 10, "edited record 10");
 
     // (b) a deleted record
-    let (_tb, b) = copy_of(&data);
-    let changed = db(&b)
-        .execute("DELETE FROM audit_log WHERE seq = 12", [])
-        .unwrap();
+    let b = copy_of(&d);
+    let changed = db(&b).execute("DELETE FROM audit_log WHERE seq = 12", &[]);
     assert_eq!(changed, 1);
     assert_broken_at(&b, 12, "deleted record 12");
 
     // (c) two records swapped (every column but the sequence number)
-    let (_tc, c) = copy_of(&data);
+    let c = copy_of(&d);
     {
         let conn = db(&c);
-        let before: String = conn
-            .query_row("SELECT request_id FROM audit_log WHERE seq = 15", [], |r| {
-                r.get(0)
-            })
-            .unwrap();
-        conn.execute_batch(
-            "BEGIN;
-             UPDATE audit_log SET seq = -15 WHERE seq = 15;
+        let before = conn.row("SELECT request_id FROM audit_log WHERE seq = 15", &[])[0].text();
+        conn.batch(
+            "UPDATE audit_log SET seq = -15 WHERE seq = 15;
              UPDATE audit_log SET seq = 15 WHERE seq = 16;
-             UPDATE audit_log SET seq = 16 WHERE seq = -15;
-             COMMIT;",
-        )
-        .unwrap();
-        let after: String = conn
-            .query_row("SELECT request_id FROM audit_log WHERE seq = 16", [], |r| {
-                r.get(0)
-            })
-            .unwrap();
+             UPDATE audit_log SET seq = 16 WHERE seq = -15;",
+        );
+        let after = conn.row("SELECT request_id FROM audit_log WHERE seq = 16", &[])[0].text();
         assert_eq!(before, after, "swapped");
     }
     assert_broken_at(&c, 15, "records 15 and 16 swapped");
 
     // (d) the newest records cut off: the last checkpoint names a record that is gone.
-    let (_td, e) = copy_of(&data);
-    db(&e)
-        .execute("DELETE FROM audit_log WHERE seq = ?1", params![n as i64])
-        .unwrap();
+    let e = copy_of(&d);
+    db(&e).execute("DELETE FROM audit_log WHERE seq = ?1", &vals![n as i64]);
     assert_broken_at(&e, n, "last record removed");
 
     // The intact copy still verifies (the copies are independent).
@@ -881,55 +910,49 @@ async fn tamper_detection() {
 }
 
 /// The records as stored, rebuilt the way the chain hashes them.
-fn stored_records(conn: &Connection) -> Vec<(u64, AuditRecord, Vec<u8>, Vec<u8>)> {
-    let mut st = conn
-        .prepare(
-            "SELECT seq, event_id, event_time, region, service, action, read_only, owner_uin, \
-             uin, username, secret_id, source_ip, user_agent, resource_type, resources, \
-             request_id, result_code, key_id, key_version, prev_hash, hash \
-             FROM audit_log ORDER BY seq",
+fn stored_records(conn: &Db) -> Vec<(u64, AuditRecord, Vec<u8>, Vec<u8>)> {
+    conn.query(
+        "SELECT seq, event_id, event_time, region, service, action, read_only, owner_uin, \
+         uin, username, secret_id, source_ip, user_agent, resource_type, resources, \
+         request_id, result_code, key_id, key_version, prev_hash, hash \
+         FROM audit_log ORDER BY seq",
+        &[],
+    )
+    .into_iter()
+    .map(|r| {
+        (
+            r[0].int() as u64,
+            AuditRecord {
+                event_id: r[1].text(),
+                event_time: r[2].int(),
+                region: r[3].text(),
+                service: r[4].text(),
+                action: r[5].text(),
+                read_only: r[6].int() != 0,
+                owner_uin: r[7].int() as u64,
+                uin: r[8].int() as u64,
+                username: r[9].text(),
+                secret_id: r[10].text(),
+                source_ip: r[11].text(),
+                user_agent: r[12].text(),
+                resource_type: r[13].text(),
+                resources: serde_json::from_str(&r[14].text()).unwrap(),
+                request_id: r[15].text(),
+                result_code: r[16].text(),
+                key_id: r[17].text(),
+                key_version: r[18].int() as u32,
+            },
+            r[19].blob(),
+            r[20].blob(),
         )
-        .unwrap();
-    let rows = st
-        .query_map([], |r| {
-            let resources: String = r.get(14)?;
-            Ok((
-                r.get::<_, i64>(0)? as u64,
-                AuditRecord {
-                    event_id: r.get(1)?,
-                    event_time: r.get(2)?,
-                    region: r.get(3)?,
-                    service: r.get(4)?,
-                    action: r.get(5)?,
-                    read_only: r.get(6)?,
-                    owner_uin: r.get::<_, i64>(7)? as u64,
-                    uin: r.get::<_, i64>(8)? as u64,
-                    username: r.get(9)?,
-                    secret_id: r.get(10)?,
-                    source_ip: r.get(11)?,
-                    user_agent: r.get(12)?,
-                    resource_type: r.get(13)?,
-                    resources: serde_json::from_str(&resources).unwrap(),
-                    request_id: r.get(15)?,
-                    result_code: r.get(16)?,
-                    key_id: r.get(17)?,
-                    key_version: r.get(18)?,
-                },
-                r.get::<_, Vec<u8>>(19)?,
-                r.get::<_, Vec<u8>>(20)?,
-            ))
-        })
-        .unwrap()
-        .map(|r| r.unwrap())
-        .collect();
-    rows
+    })
+    .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn checkpoint_signature_and_rechaining() {
     let (d, key_info) = audited_daemon().await;
-    let data = d.data_dir();
-    let (_t, intact) = copy_of(&data);
+    let intact = copy_of(&d);
     let cps = checkpoint_seqs(&intact);
     assert!(!cps.is_empty(), "checkpoints were signed");
 
@@ -950,14 +973,13 @@ async fn checkpoint_signature_and_rechaining() {
     );
     let vk = p256::ecdsa::VerifyingKey::from_public_key_der(&der).unwrap();
     {
-        let conn = db(&intact);
-        let mut st = conn
-            .prepare("SELECT seq, hash, create_time, signature FROM audit_checkpoints")
-            .unwrap();
-        let rows: Vec<(i64, Vec<u8>, i64, Vec<u8>)> = st
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
-            .unwrap()
-            .map(|r| r.unwrap())
+        let rows: Vec<(i64, Vec<u8>, i64, Vec<u8>)> = db(&intact)
+            .query(
+                "SELECT seq, hash, create_time, signature FROM audit_checkpoints",
+                &[],
+            )
+            .into_iter()
+            .map(|r| (r[0].int(), r[1].blob(), r[2].int(), r[3].blob()))
             .collect();
         for (seq, hash, time, sig) in rows {
             let hash: [u8; 32] = hash.try_into().unwrap();
@@ -968,30 +990,27 @@ async fn checkpoint_signature_and_rechaining() {
     }
 
     // A forged checkpoint signature.
-    let (_ts, s) = copy_of(&data);
+    let s = copy_of(&d);
     let target = cps[cps.len() / 2];
     {
         let conn = db(&s);
-        let mut sig: Vec<u8> = conn
-            .query_row(
-                "SELECT signature FROM audit_checkpoints WHERE seq = ?1",
-                params![target as i64],
-                |r| r.get(0),
-            )
-            .unwrap();
+        let mut sig = conn.row(
+            "SELECT signature FROM audit_checkpoints WHERE seq = ?1",
+            &vals![target as i64],
+        )[0]
+        .blob();
         let last = sig.len() - 1;
         sig[last] ^= 0x01;
         conn.execute(
             "UPDATE audit_checkpoints SET signature = ?1 WHERE seq = ?2",
-            params![sig, target as i64],
-        )
-        .unwrap();
+            &vals![sig, target as i64],
+        );
     }
     assert_broken_at(&s, target, "checkpoint signature altered");
 
     // Re-chaining: record 3 edited and every later hash recomputed. The chain is consistent
     // again; only the signed checkpoints can tell, at the first one at or after record 3.
-    let (_tr, r) = copy_of(&data);
+    let r = copy_of(&d);
     {
         let conn = db(&r);
         let rows = stored_records(&conn);
@@ -1002,7 +1021,6 @@ async fn checkpoint_signature_and_rechaining() {
             assert_eq!(computed.as_slice(), h.as_slice(), "stored hash of {seq}");
             prev = computed;
         }
-        let tx = conn.unchecked_transaction().unwrap();
         let mut prev: [u8; 32] = rows[1].3.clone().try_into().unwrap();
         for (seq, rec, _, _) in rows.iter().skip(2) {
             let mut rec = rec.clone();
@@ -1011,21 +1029,19 @@ async fn checkpoint_signature_and_rechaining() {
                 rec.action = "Tampered".into();
             }
             let h = chain_hash(&prev, *seq, &rec);
-            tx.execute(
+            conn.execute(
                 "UPDATE audit_log SET action = ?1, result_code = ?2, prev_hash = ?3, hash = ?4 \
                  WHERE seq = ?5",
-                params![
+                &vals![
                     rec.action,
                     rec.result_code,
                     prev.as_slice(),
                     h.as_slice(),
                     *seq as i64
                 ],
-            )
-            .unwrap();
+            );
             prev = h;
         }
-        tx.commit().unwrap();
     }
     let first_cp = *cps
         .iter()
@@ -1063,14 +1079,10 @@ async fn audit_off_writes_nothing() {
     let r = ok(look_up(&c, json!({"StartTime": t - 600, "EndTime": t + 60})).await);
     assert_eq!(r["TotalCount"], 0, "{r}");
     d.stop();
-    let conn = db(&d.data_dir());
-    let rows: i64 = conn
-        .query_row("SELECT COUNT(*) FROM audit_log", [], |r| r.get(0))
-        .unwrap();
+    let conn = db(&view(&d));
+    let rows = conn.row("SELECT COUNT(*) FROM audit_log", &[])[0].int();
     assert_eq!(rows, 0, "no audit rows with [audit] enabled = false");
-    let cps: i64 = conn
-        .query_row("SELECT COUNT(*) FROM audit_checkpoints", [], |r| r.get(0))
-        .unwrap();
+    let cps = conn.row("SELECT COUNT(*) FROM audit_checkpoints", &[])[0].int();
     assert_eq!(cps, 0);
 }
 
@@ -1184,7 +1196,7 @@ async fn a_checkpoint_is_signed_at_start_after_a_crash() {
     d.crash();
     d.start();
     d.crash();
-    let (success, report) = verify_offline(&d.data_dir());
+    let (success, report) = verify_offline(&view(&d));
     assert!(success, "{report}");
     assert!(report["Records"].as_u64().unwrap() >= 5, "{report}");
     assert!(report["Checkpoints"].as_u64().unwrap() >= 1, "{report}");
@@ -1227,13 +1239,11 @@ async fn unauthenticated_floods_are_counted_not_recorded() {
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or_else(|| panic!("counter missing: {metrics}"));
     d.stop();
-    let recorded: u64 = db(&d.data_dir())
-        .query_row(
-            "SELECT COUNT(*) FROM audit_log WHERE secret_id = 'AKIDbogusbogusbogus'",
-            [],
-            |r| r.get::<_, i64>(0),
-        )
-        .unwrap() as u64;
+    let recorded = db(&view(&d)).row(
+        "SELECT COUNT(*) FROM audit_log WHERE secret_id = 'AKIDbogusbogusbogus'",
+        &[],
+    )[0]
+    .int() as u64;
     assert!(recorded >= 1, "the first refusals are recorded");
     assert!(
         unrecorded > 0 && recorded < N,
@@ -1343,26 +1353,25 @@ async fn old_records_move_into_segments_that_verify_offline() {
     assert!(good);
 
     // Records dropped from the store by moving its anchor to a later checkpoint.
-    let (_t, copy) = copy_of(&d.data_dir());
+    let copy = copy_of(&d);
     let later = *checkpoint_seqs(&copy).last().unwrap();
-    let hash: Vec<u8> = db(&copy)
-        .query_row(
-            "SELECT hash FROM audit_checkpoints WHERE seq = ?1",
-            [later as i64],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let hash = db(&copy).row(
+        "SELECT hash FROM audit_checkpoints WHERE seq = ?1",
+        &vals![later as i64],
+    )[0]
+    .blob();
     {
         let conn = db(&copy);
         let mut anchor = later.to_be_bytes().to_vec();
         anchor.extend(hash);
         conn.execute(
             "UPDATE meta SET value = ?1 WHERE name = 'audit_anchor'",
-            params![anchor],
-        )
-        .unwrap();
-        conn.execute("DELETE FROM audit_log WHERE seq <= ?1", [later as i64])
-            .unwrap();
+            &vals![anchor],
+        );
+        conn.execute(
+            "DELETE FROM audit_log WHERE seq <= ?1",
+            &vals![later as i64],
+        );
     }
     let (success, report) = verify_offline(&copy);
     assert!(!success, "{report}");
@@ -1372,6 +1381,6 @@ async fn old_records_move_into_segments_that_verify_offline() {
             .is_some_and(|r| r.contains("no record of that archival")),
         "{report}"
     );
-    let (success, report) = verify_offline(&d.data_dir());
+    let (success, report) = verify_offline(&view(&d));
     assert!(success, "{report}");
 }

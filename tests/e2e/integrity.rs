@@ -4,6 +4,7 @@
 
 mod common;
 
+use common::db::Db;
 use common::*;
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::mechanism::Mechanism;
@@ -11,7 +12,6 @@ use cryptoki::object::{Attribute, KeyType, ObjectClass};
 use cryptoki::session::UserType;
 use cryptoki::types::AuthPin;
 use keyward::client::TcClient;
-use rusqlite::{params, Connection};
 use serde_json::{json, Value};
 
 async fn create_key(c: &TcClient) -> String {
@@ -35,32 +35,30 @@ async fn decrypt(c: &TcClient, blob: &str) -> Value {
         .unwrap()
 }
 
-fn db(d: &Daemon) -> Connection {
-    Connection::open(d.data_dir().join("keyward.db")).unwrap()
+/// The daemon's store (SQLite or PostgreSQL, `KEYWARD_TEST_STORE`).
+fn db(d: &Daemon) -> Db {
+    d.db()
 }
 
 /// Inserts `sealed` (with `tag`) as the key's version 2 and makes it the current version.
-fn plant_version(db: &Connection, key_id: &str, backend: &str, sealed: &[u8], tag: &[u8]) {
+fn plant_version(db: &Db, key_id: &str, backend: &str, sealed: &[u8], tag: &[u8]) {
     db.execute(
         "INSERT INTO key_versions (key_id, version, backend, sealed, create_time, public_key, tag) \
          VALUES (?1, 2, ?2, ?3, 0, x'', ?4)",
-        params![key_id, backend, sealed, tag],
-    )
-    .unwrap();
+        &vals![key_id, backend, sealed, tag],
+    );
     db.execute(
         "UPDATE keys SET current_version = 2 WHERE key_id = ?1",
-        [key_id],
-    )
-    .unwrap();
+        &vals![key_id],
+    );
 }
 
-fn version_row(db: &Connection, key_id: &str) -> (String, Vec<u8>, Vec<u8>) {
-    db.query_row(
+fn version_row(db: &Db, key_id: &str) -> (String, Vec<u8>, Vec<u8>) {
+    let r = db.row(
         "SELECT backend, sealed, tag FROM key_versions WHERE key_id = ?1 AND version = 1",
-        [key_id],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-    )
-    .unwrap()
+        &vals![key_id],
+    );
+    (r[0].text(), r[1].blob(), r[2].blob())
 }
 
 /// Item 4: a PIN holder wraps a key of known value under the root key (a well-formed sealed
@@ -130,12 +128,10 @@ async fn a_forged_key_version_is_refused() {
         b"before the attack"
     );
     d.stop();
-    db(&d)
-        .execute(
-            "UPDATE key_versions SET tag = x'' WHERE key_id = ?1 AND version = 2",
-            [&key_id],
-        )
-        .unwrap();
+    db(&d).execute(
+        "UPDATE key_versions SET tag = x'' WHERE key_id = ?1 AND version = 2",
+        &vals![&key_id],
+    );
     d.start();
     err(
         &encrypt(&d.client(), &key_id, b"after the attack").await,
@@ -173,12 +169,10 @@ async fn a_key_version_moved_to_another_key_is_refused() {
 
     // Its own first version replaced by A's: refused rather than a decryption failure.
     d.stop();
-    db(&d)
-        .execute(
-            "UPDATE key_versions SET sealed = ?2, tag = ?3 WHERE key_id = ?1 AND version = 1",
-            params![b, sealed, tag],
-        )
-        .unwrap();
+    db(&d).execute(
+        "UPDATE key_versions SET sealed = ?2, tag = ?3 WHERE key_id = ?1 AND version = 1",
+        &vals![&b, sealed, tag],
+    );
     d.start();
     err(&decrypt(&d.client(), &old).await, "InternalError");
 }
@@ -197,9 +191,11 @@ async fn versions_of_an_older_store_are_tagged_once() {
     {
         // What the schema migration leaves: every tag empty, no marker.
         let db = db(&d);
-        db.execute("UPDATE key_versions SET tag = x''", []).unwrap();
-        db.execute("DELETE FROM meta WHERE name = 'key_versions_tagged_v1'", [])
-            .unwrap();
+        db.execute("UPDATE key_versions SET tag = x''", &[]);
+        db.execute(
+            "DELETE FROM meta WHERE name = 'key_versions_tagged_v1'",
+            &[],
+        );
     }
     d.start();
     let opened = ok(decrypt(&d.client(), &old).await);
@@ -207,9 +203,7 @@ async fn versions_of_an_older_store_are_tagged_once() {
     d.stop();
     let tag = version_row(&db(&d), &key_id).2;
     assert!(!tag.is_empty(), "the version was tagged at start-up");
-    db(&d)
-        .execute("UPDATE key_versions SET tag = x''", [])
-        .unwrap();
+    db(&d).execute("UPDATE key_versions SET tag = x''", &[]);
     d.start();
     err(&decrypt(&d.client(), &old).await, "InternalError");
 }
@@ -235,15 +229,13 @@ async fn authorization_rows_written_by_hand_grant_nothing() {
         db.execute(
             "INSERT INTO policies (policy_id, name, description, document, create_time, \
              update_time) VALUES (9999, 'evil', '', ?1, 0, 0)",
-            [r#"{"version":"2.0","statement":[{"effect":"allow","action":["*"],"resource":["*"]}]}"#],
-        )
-        .unwrap();
+            &vals![r#"{"version":"2.0","statement":[{"effect":"allow","action":["*"],"resource":["*"]}]}"#],
+        );
         db.execute(
             "INSERT INTO policy_attachments (policy_id, target_kind, target_id, create_time) \
              VALUES (9999, 'user', ?1, 0)",
-            [user.uin as i64],
-        )
-        .unwrap();
+            &vals![user.uin as i64],
+        );
     }
     d.start();
     let root = d.client();
@@ -274,10 +266,8 @@ async fn authorization_rows_written_by_hand_grant_nothing() {
     d.stop();
     {
         let db = db(&d);
-        db.execute("DELETE FROM policy_attachments WHERE policy_id = 9999", [])
-            .unwrap();
-        db.execute("DELETE FROM policies WHERE policy_id = 9999", [])
-            .unwrap();
+        db.execute("DELETE FROM policy_attachments WHERE policy_id = 9999", &[]);
+        db.execute("DELETE FROM policies WHERE policy_id = 9999", &[]);
     }
     d.start();
     let root = d.client();

@@ -255,18 +255,15 @@ async fn rotation_reencrypt_and_restart() {
     }
     // All four versions exist only sealed in the store.
     d.stop();
-    let versions: Vec<(u32, Vec<u8>)> = {
-        let db = rusqlite::Connection::open(d.data_dir().join("keyward.db")).unwrap();
-        let mut stmt = db
-            .prepare("SELECT version, sealed FROM key_versions WHERE key_id = ?1 ORDER BY version")
-            .unwrap();
-        let rows = stmt
-            .query_map([&a], |r| Ok((r.get(0)?, r.get(1)?)))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect();
-        rows
-    };
+    let versions: Vec<(u32, Vec<u8>)> = d
+        .db()
+        .query(
+            "SELECT version, sealed FROM key_versions WHERE key_id = ?1 ORDER BY version",
+            &vals![&a],
+        )
+        .into_iter()
+        .map(|r| (r[0].int() as u32, r[1].blob()))
+        .collect();
     assert_eq!(
         versions.iter().map(|v| v.0).collect::<Vec<_>>(),
         [1, 2, 3, 4]
@@ -479,14 +476,11 @@ async fn scheduled_deletion_alarms_cancel_and_delete() {
     let metrics = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(metrics.contains("keyward_alarms_raised_total"), "{metrics}");
     d.stop();
-    let db = rusqlite::Connection::open(d.data_dir().join("keyward.db")).unwrap();
-    let left: i64 = db
-        .query_row(
-            "SELECT COUNT(*) FROM key_versions WHERE key_id = ?1",
-            [&id],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let left = d.db().row(
+        "SELECT COUNT(*) FROM key_versions WHERE key_id = ?1",
+        &vals![&id],
+    )[0]
+    .int();
     assert_eq!(left, 0, "material destroyed");
 }
 
@@ -877,8 +871,7 @@ async fn hosted_data_keys() {
 
     // The value lives only encrypted: not in the database file.
     d.stop();
-    let mut bytes = std::fs::read(d.data_dir().join("keyward.db")).unwrap();
-    bytes.extend(std::fs::read(d.data_dir().join("keyward.db-wal")).unwrap_or_default());
+    let bytes = d.stored_bytes();
     assert!(
         !bytes.windows(raw.len()).any(|w| w == raw),
         "imported data key in plaintext on disk"

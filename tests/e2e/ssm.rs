@@ -421,19 +421,12 @@ async fn envelope_encryption_proof() {
 
     // Recover the data keys through KMS (the store holds only their CMK blobs) ...
     d.stop();
-    let db_path = d.data_dir().join("keyward.db");
-    let rows: Vec<(String, Vec<u8>)> = {
-        let db = rusqlite::Connection::open(&db_path).unwrap();
-        let mut st = db
-            .prepare("SELECT secret_name, key_blob FROM secret_versions")
-            .unwrap();
-        let rows = st
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect();
-        rows
-    };
+    let rows: Vec<(String, Vec<u8>)> = d
+        .db()
+        .query("SELECT secret_name, key_blob FROM secret_versions", &[])
+        .into_iter()
+        .map(|r| (r[0].text(), r[1].blob()))
+        .collect();
     d.start();
     let c = d.client();
     let mut data_keys = vec![];
@@ -451,19 +444,17 @@ async fn envelope_encryption_proof() {
     assert_eq!(data_keys.len(), 2);
     // ... and find neither them nor the values in the database, its WAL or the log.
     d.stop();
-    for f in ["keyward.db", "keyward.db-wal"] {
-        let bytes = std::fs::read(d.data_dir().join(f)).unwrap_or_default();
-        for needle in [
-            secret_a.as_bytes(),
-            secret_b.as_bytes(),
-            &data_keys[0],
-            &data_keys[1],
-        ] {
-            assert!(
-                !bytes.windows(needle.len()).any(|w| w == needle),
-                "plaintext found in {f}"
-            );
-        }
+    let bytes = d.stored_bytes();
+    for needle in [
+        secret_a.as_bytes(),
+        secret_b.as_bytes(),
+        &data_keys[0],
+        &data_keys[1],
+    ] {
+        assert!(
+            !bytes.windows(needle.len()).any(|w| w == needle),
+            "plaintext found in the store"
+        );
     }
     let log = d.log_text();
     assert!(!log
@@ -473,22 +464,20 @@ async fn envelope_encryption_proof() {
     // Swap the two secrets' stored ciphertexts: both reads must fail, neither may return the
     // other's value.
     {
-        let db = rusqlite::Connection::open(&db_path).unwrap();
+        let db = d.db();
         let get_row = |n: &str| -> (Vec<u8>, Vec<u8>, Vec<u8>) {
-            db.query_row(
+            let r = db.row(
                 "SELECT key_blob, nonce, ciphertext FROM secret_versions WHERE secret_name = ?1",
-                [n],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .unwrap()
+                &vals![n],
+            );
+            (r[0].blob(), r[1].blob(), r[2].blob())
         };
         let (ra, rb) = (get_row(&a), get_row(&b));
         for (n, r) in [(&a, &rb), (&b, &ra)] {
             db.execute(
                 "UPDATE secret_versions SET key_blob = ?2, nonce = ?3, ciphertext = ?4 WHERE secret_name = ?1",
-                rusqlite::params![n, r.0, r.1, r.2],
-            )
-            .unwrap();
+                &vals![n, &r.0, &r.1, &r.2],
+            );
         }
     }
     d.start();
@@ -672,7 +661,7 @@ async fn ssh_key_pair_secrets() {
     // The private key is stored only envelope-encrypted.
     let mut d = d;
     d.stop();
-    let bytes = std::fs::read(d.data_dir().join("keyward.db")).unwrap();
+    let bytes = d.stored_bytes();
     let pem = by_id["PrivateKey"].as_str().unwrap();
     let body_line = pem.lines().nth(1).unwrap();
     assert!(!bytes

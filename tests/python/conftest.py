@@ -11,6 +11,8 @@ Environment:
   SOFTHSM2_MODULE  PKCS#11 module (default: /usr/lib/softhsm/libsofthsm2.so)
   KEYWARD_KEEP_TMP if set, keep the temporary directory (token, data, daemon log); it is also
                    kept whenever a test failed, and its path is printed in the summary
+  KEYWARD_TEST_STORE  `postgres`: the daemon's store is a database on a throw-away PostgreSQL
+                   cluster (pgcluster.py); default `sqlite`
 
 Missing prerequisites (binary, softhsm2-util, module) FAIL the session: they are never skipped.
 Tests that need what only one backend offers say so with `@pytest.mark.backends("softhsm")`;
@@ -28,6 +30,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+import pgcluster
 
 # The SDK (and requests) would route 127.0.0.1 through a proxy taken from the environment.
 for _var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
@@ -165,6 +169,15 @@ def keyward(request):
                           f'path = "{device}"\ntimeout_ms = 1000\n')
     else:
         config.write_text(f'data_dir = "{data_dir}"\n')
+    store = os.environ.get("KEYWARD_TEST_STORE", "sqlite")
+    if store not in ("sqlite", "postgres"):
+        pytest.fail(f"unknown KEYWARD_TEST_STORE {store!r}", pytrace=False)
+    if store == "postgres":
+        cluster = pgcluster.Cluster()
+        request.addfinalizer(cluster.stop)
+        config.write_text(config.read_text()
+                          + cluster.store_section(cluster.create_database()))
+        env[pgcluster.PASSWORD_ENV] = cluster.password
 
     init = _run([binary, "init", "--config", str(config)], env, "keyward init")
     cred_line = next((l for l in init.stdout.splitlines() if l.strip().startswith("{")), None)

@@ -57,6 +57,10 @@ pub struct AppState {
     pub alarms: Arc<Alarms>,
     pub audit: Audit,
     pub limiter: Limiter,
+    /// Whether `Exec::Inline` rows may run on the tokio worker: only when the store's reads
+    /// never wait on the network (SQLite). With PostgreSQL every action runs on the blocking
+    /// pool (`Store::reads_inline`).
+    pub inline_reads: bool,
 }
 
 /// Everything an action handler may use.
@@ -200,7 +204,7 @@ async fn handle(State(st): State<Arc<AppState>>, req: Request<Body>) -> Response
                 result
             }
         };
-        if row.is_some_and(|a| a.exec == Exec::Inline) {
+        if st.inline_reads && row.is_some_and(|a| a.exec == Exec::Inline) {
             run()
         } else {
             tokio::task::spawn_blocking(run)

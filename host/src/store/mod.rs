@@ -1,7 +1,7 @@
 //! Persistence, split by aggregate: one trait per kind of record (keys, data keys, secrets,
 //! accounts and policies, audit log, alarm outbox, metadata), so each service takes only what
-//! it uses. The traits name no database types: SQLite (`sqlite/`) is the embedded default and
-//! a PostgreSQL implementation is meant to join it with the same traits.
+//! it uses. The traits name no database types: SQLite (`sqlite/`) is the embedded default,
+//! PostgreSQL (`pg/`, docs/postgres.md) implements the same traits with the same semantics.
 //!
 //! Every write is one transaction: a crash leaves either the old or the new state.
 
@@ -11,6 +11,7 @@ pub mod audit;
 pub mod data_keys;
 pub mod keys;
 pub mod meta;
+mod pg;
 pub mod secrets;
 mod sqlite;
 
@@ -26,6 +27,7 @@ pub use keys::{
     TagFilter,
 };
 pub use meta::MetaStore;
+pub use pg::PgStore;
 pub use secrets::{
     SecretQuery, SecretRecord, SecretStatus, SecretStore, SecretUpdate, SecretVersion, VersionWrite,
 };
@@ -35,9 +37,36 @@ pub use sqlite::SqliteStore;
 pub trait Store:
     KeyStore + DataKeyStore + SecretStore + AccountStore + AuditStore + AlarmStore + MetaStore
 {
+    /// Whether reads take so little time (no network, no waiting on another process) that
+    /// they may run on an async worker thread: true for the embedded SQLite store, false for
+    /// PostgreSQL, whose every call is a network round trip (and whose synchronous client
+    /// must not run on a tokio worker at all). When false the API runs every action on the
+    /// blocking pool.
+    fn reads_inline(&self) -> bool;
+    /// Writes a consistent copy of the whole store to the new file `dest`, while it serves.
+    fn backup_to(&self, dest: &std::path::Path) -> crate::error::Result<()>;
 }
 
-impl<T> Store for T where
-    T: KeyStore + DataKeyStore + SecretStore + AccountStore + AuditStore + AlarmStore + MetaStore
-{
+impl Store for SqliteStore {
+    fn reads_inline(&self) -> bool {
+        true
+    }
+
+    fn backup_to(&self, dest: &std::path::Path) -> crate::error::Result<()> {
+        SqliteStore::backup_to(self, dest)
+    }
+}
+
+impl Store for PgStore {
+    fn reads_inline(&self) -> bool {
+        false
+    }
+
+    fn backup_to(&self, _: &std::path::Path) -> crate::error::Result<()> {
+        Err(crate::error::Error::Config(
+            "a PostgreSQL store is backed up with pg_dump and restored with pg_restore \
+             (docs/postgres.md)"
+                .into(),
+        ))
+    }
 }

@@ -2,7 +2,9 @@
 //! binary started on an ephemeral port, and a TC3-signing client.
 #![allow(dead_code)]
 
+pub mod db;
 pub mod iam;
+pub mod pg;
 
 use keyward::client::TcClient;
 use serde_json::Value;
@@ -46,6 +48,38 @@ pub fn backend_under_test() -> Backend {
         Ok("softhsm") | Err(_) => Backend::SoftHsm,
         Ok(other) => panic!("unknown KEYWARD_TEST_BACKEND {other}"),
     }
+}
+
+/// Which store the daemons use: `KEYWARD_TEST_STORE` = `sqlite` (default) or `postgres` (a
+/// database of its own per daemon on the test process's cluster, `pg.rs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TestStore {
+    Sqlite,
+    /// The database's name.
+    Postgres(String),
+}
+
+pub fn postgres_under_test() -> bool {
+    match std::env::var("KEYWARD_TEST_STORE").as_deref() {
+        Ok("postgres") => true,
+        Ok("sqlite") | Err(_) => false,
+        Ok(other) => panic!("unknown KEYWARD_TEST_STORE {other}"),
+    }
+}
+
+/// The `[store]` table of a new daemon's configuration, and the store it names.
+fn store_section() -> (String, TestStore) {
+    if !postgres_under_test() {
+        return (String::new(), TestStore::Sqlite);
+    }
+    let cluster = pg::cluster();
+    let name = cluster.create_database();
+    let section = format!(
+        "\n[store]\nkind = \"postgres\"\nurl = \"{}\"\npassword_env = \"{}\"\npool_size = 4\n",
+        cluster.url(&name),
+        pg::PASSWORD_ENV
+    );
+    (section, TestStore::Postgres(name))
 }
 
 /// The firmware simulator binary (built by scripts/test.sh); KEYWARD_FW_SIM overrides it.
@@ -95,6 +129,8 @@ pub struct Daemon {
     pub log: PathBuf,
     pub cred: Credentials,
     pub port: u16,
+    /// Where its store lives (`KEYWARD_TEST_STORE`).
+    pub store: TestStore,
     child: Option<Child>,
 }
 
@@ -190,10 +226,11 @@ impl Daemon {
     fn with_config(dir: tempfile::TempDir, softhsm_conf: Option<PathBuf>, extra: &str) -> Daemon {
         let config = dir.path().join("keyward.toml");
         let data = dir.path().join("data");
+        let (store_section, store) = store_section();
         std::fs::write(
             &config,
             format!(
-                "data_dir = \"{}\"\n{extra}\n[limits]\nmax_body_bytes = 65536\n",
+                "data_dir = \"{}\"\n{extra}\n[limits]\nmax_body_bytes = 65536\n{store_section}",
                 data.display()
             ),
         )
@@ -210,6 +247,7 @@ impl Daemon {
                 secret_key: String::new(),
             },
             port: 0,
+            store,
             child: None,
         };
         let out = d
@@ -244,7 +282,30 @@ impl Daemon {
         if let Some(conf) = &self.softhsm_conf {
             c.env("SOFTHSM2_CONF", conf);
         }
+        if let TestStore::Postgres(_) = self.store {
+            c.env(pg::PASSWORD_ENV, &pg::cluster().password);
+        }
         c
+    }
+
+    /// Every byte the store holds on disk: the SQLite file and its WAL, or the PostgreSQL
+    /// database's files and the server's WAL. Tests look for plaintext in it.
+    pub fn stored_bytes(&self) -> Vec<u8> {
+        match &self.store {
+            TestStore::Sqlite => {
+                let mut bytes = std::fs::read(self.data_dir().join("keyward.db")).unwrap();
+                bytes.extend(
+                    std::fs::read(self.data_dir().join("keyward.db-wal")).unwrap_or_default(),
+                );
+                bytes
+            }
+            TestStore::Postgres(name) => pg::cluster().database_bytes(name),
+        }
+    }
+
+    /// The daemon's store, for tests that change rows by hand (`db.rs`).
+    pub fn db(&self) -> db::Db {
+        db::Db::open(&self.store, &self.data_dir())
     }
 
     pub fn start(&mut self) {
