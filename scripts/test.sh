@@ -41,6 +41,10 @@ echo "==> cargo test"
 cargo build -p keyward-firmware --features sim --bin keyward-fw-sim
 cargo test -p keyward-firmware --features sim --test sim
 cargo test --workspace
+echo "==> the freestanding (no_std, no_main) firmware build (the Python suite drives its binary)"
+cargo fmt --manifest-path firmware/device/Cargo.toml -- --check
+cargo clippy --release --quiet --manifest-path firmware/device/Cargo.toml -- -D warnings
+cargo build --release --quiet --manifest-path firmware/device/Cargo.toml
 # Fuzzing is CPU-bound and the suites below mostly wait on daemons: it runs beside them.
 echo "==> coverage-guided fuzzing of every input decoder, in the background (20 s per target; docs/fuzzing.md)"
 mkdir -p target
@@ -55,10 +59,6 @@ for backend in embedded serial; do
   KEYWARD_TEST_BACKEND=$backend KEYWARD_BIN="$PWD/target/debug/keyward" \
     .venv/bin/python -m pytest -q tests/python
 done
-echo "==> the freestanding (no_std, no_main) firmware build"
-cargo fmt --manifest-path firmware/device/Cargo.toml -- --check
-cargo clippy --release --quiet --manifest-path firmware/device/Cargo.toml -- -D warnings
-cargo build --release --quiet --manifest-path firmware/device/Cargo.toml
 echo "==> the store-facing suites and the Python SDK suite on PostgreSQL (SoftHSM2)"
 KEYWARD_TEST_STORE=postgres cargo test -p keyward --test e2e_kms_api --test e2e_lifecycle \
   --test e2e_ssm --test e2e_access --test e2e_audit --test e2e_integrity --test e2e_backup
