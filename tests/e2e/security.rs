@@ -386,3 +386,22 @@ async fn weak_pins_are_refused_for_software_tokens() {
         "the token itself refuses the wrong PIN: {stderr}"
     );
 }
+
+/// Issue 17: a healthy start on SoftHSM2 logs no ERROR line (the `cryptoki` crate's complaints
+/// about mechanisms it cannot name are expected and silenced), so log alerting stays quiet.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_healthy_start_logs_no_errors() {
+    let mut d = Daemon::softhsm();
+    ok(d.client()
+        .kms("GenerateRandom", json!({"NumberOfBytes": 4}))
+        .await
+        .unwrap());
+    d.restart();
+    let log = String::from_utf8_lossy(&d.log_text()).to_string();
+    let errors: Vec<&str> = log.lines().filter(|l| l.contains(" ERROR ")).collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+    assert!(
+        log.contains("PKCS#11 HSM backend ready"),
+        "one summary line"
+    );
+}
