@@ -95,6 +95,13 @@ enum Command {
         #[arg(default_value = "{}")]
         params: String,
     },
+    /// What an operator checks first: version, HSM backend and token, store, readiness, key
+    /// counts and the audit log's position, from a running daemon (root credentials). Exits
+    /// non-zero when the daemon is not ready.
+    Status {
+        #[command(flatten)]
+        remote: Remote,
+    },
     /// Audit log tools: verify the hash chain and signed checkpoints, export as JSON lines.
     Audit {
         #[command(subcommand)]
@@ -476,6 +483,35 @@ async fn run(cli: Cli) -> crate::Result<()> {
                 );
             }
             crate::server::serve(started.state, started.store).await
+        }
+        Command::Status { remote } => {
+            let status = api_result(
+                client(&remote.endpoint, &remote.credentials)?
+                    .call(
+                        ADMIN_VERSION,
+                        ADMIN_SERVICE,
+                        "DescribeDeployment",
+                        serde_json::json!({}),
+                    )
+                    .await?,
+            )?;
+            println!("{status}");
+            let unready: Vec<String> = status["Ready"]
+                .as_object()
+                .map(|m| {
+                    m.iter()
+                        .filter(|(_, ok)| **ok != serde_json::json!(true))
+                        .map(|(name, _)| name.clone())
+                        .collect()
+                })
+                .unwrap_or_default();
+            match unready.is_empty() {
+                true => Ok(()),
+                false => Err(crate::Error::Cli(format!(
+                    "not ready: {}",
+                    unready.join(", ")
+                ))),
+            }
         }
         Command::Init { common } => {
             let cfg = load_config(&common)?;

@@ -1192,6 +1192,47 @@ async fn health_and_readiness() {
         ready,
         json!({"Ready": true, "Checks": {"hsm": true, "store": true, "audit": true}})
     );
+    // `keyward status` for operators: the same checks and what the daemon runs on.
+    let creds = d.dir.path().join("root.json");
+    std::fs::write(
+        &creds,
+        json!({"SecretId": d.cred.secret_id, "SecretKey": d.cred.secret_key, "Region": REGION})
+            .to_string(),
+    )
+    .unwrap();
+    let keyward_status = |d: &Daemon| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_keyward"))
+            .args(["status", "--endpoint", &d.endpoint(), "--credentials"])
+            .arg(&creds)
+            .env("KEYWARD_LOG", "warn")
+            .output()
+            .expect("keyward status runs");
+        let v: serde_json::Value =
+            serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out:?}"));
+        (out.status.success(), v)
+    };
+    let key = ok(d
+        .client()
+        .kms("CreateKey", json!({"Alias": unique("status")}))
+        .await
+        .unwrap());
+    assert!(key["KeyId"].is_string());
+    let (fine, v) = keyward_status(&d);
+    assert!(fine, "{v}");
+    let backend = match backend_under_test() {
+        Backend::SoftHsm => "pkcs11",
+        Backend::Embedded => "embedded",
+        Backend::Serial => "serial",
+    };
+    assert_eq!(v["Hsm"]["Backend"], backend, "{v}");
+    assert_eq!(v["Version"], env!("CARGO_PKG_VERSION"), "{v}");
+    assert_eq!(
+        v["Ready"],
+        json!({"hsm": true, "store": true, "audit": true}),
+        "{v}"
+    );
+    assert!(v["Keys"].as_u64().unwrap() >= 1, "the key just made: {v}");
+    assert!(v["AuditHead"].as_u64().unwrap() > 0, "{v}");
     if let Some(mut sim) = d.sim.take() {
         sim.kill().unwrap();
         sim.wait().unwrap();
@@ -1203,5 +1244,8 @@ async fn health_and_readiness() {
         assert_eq!(ready["Checks"]["hsm"], false, "{ready}");
         assert_eq!(ready["Checks"]["store"], true, "{ready}");
         assert_eq!(http_get(&d, "/healthz").0, 200);
+        let (fine, v) = keyward_status(&d);
+        assert!(!fine, "status exits non-zero when the HSM is gone: {v}");
+        assert_eq!(v["Ready"]["hsm"], false, "{v}");
     }
 }

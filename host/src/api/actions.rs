@@ -286,6 +286,7 @@ pub const ACTIONS: &[Action] = &[
     row(Admin, "ExportAuditLog", Run::Handler(audit_actions::export_audit_log), Read, Blocking, Global),
     row(Admin, "DescribeAuditKey", Run::Handler(audit_actions::describe_audit_key), Read, Blocking, Global),
     row(Admin, "ArchiveAuditLog", Run::Handler(admin_actions::archive_audit_log), Write, Blocking, Global),
+    row(Admin, "DescribeDeployment", Run::Handler(admin_actions::describe_deployment), Read, Blocking, Global),
     // CloudAudit (2019-03-19)
     row(CloudAudit, "LookUpEvents", Run::Handler(audit_actions::look_up_events), Read, Blocking, Global),
 ];
@@ -395,6 +396,7 @@ mod tests {
                     || [
                         "AdvanceClock",
                         "RunScheduledJobs",
+                        "DescribeDeployment",
                         "ListUsers",
                         "ListGroups",
                         "ListPolicies",

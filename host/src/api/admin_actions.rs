@@ -87,3 +87,50 @@ pub(super) fn archive_audit_log(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
         None => out(json!({ "Archived": false, "Records": 0 })),
     }
 }
+
+/// DescribeDeployment (`keyward status`): what an operator checks first — version, HSM
+/// backend and token or device, store, readiness, the caller's key counts in its region and
+/// the audit log's position.
+pub(super) fn describe_deployment(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
+    require_root(ctx)?;
+    let _: serde_json::Map<String, serde_json::Value> = parse(body)?;
+    let st = ctx.state;
+    let cfg = &st.cfg;
+    let hsm = match &cfg.hsm {
+        crate::config::HsmConfig::Embedded => json!({"Backend": "embedded"}),
+        crate::config::HsmConfig::Pkcs11(p) => json!({
+            "Backend": "pkcs11",
+            "Module": p.module.display().to_string(),
+            "Token": p.token_label,
+        }),
+        crate::config::HsmConfig::Serial(s) => json!({
+            "Backend": "serial",
+            "Device": s.path.display().to_string(),
+        }),
+    };
+    let store = match &cfg.store {
+        crate::config::StoreConfig::Sqlite => "sqlite",
+        crate::config::StoreConfig::Postgres(_) => "postgres",
+    };
+    let mut ready = serde_json::Map::new();
+    for (name, r) in st.jobs.readiness(st.clock.now()) {
+        ready.insert(name.into(), json!(r.is_ok()));
+    }
+    ready.insert("audit".into(), json!(st.audit.healthy()));
+    let (keys, data_keys) = st.kms.usage(&ctx.caller)?;
+    let (head, archived) = st.audit.positions()?;
+    out(json!({
+        "Version": env!("CARGO_PKG_VERSION"),
+        "Hsm": hsm,
+        "Store": store,
+        "Regions": cfg.regions.iter().map(|r| r.name.clone()).collect::<Vec<_>>(),
+        "Ready": ready,
+        "Keys": keys,
+        "DataKeys": data_keys,
+        "AuditEnabled": st.audit.enabled(),
+        "AuditHead": head,
+        "AuditArchivedThrough": archived,
+        // One daemon per store today; leases come with several daemons (issue 14).
+        "Clustered": false,
+    }))
+}

@@ -180,6 +180,14 @@ impl Audit {
         verify::verify(self.store.as_ref(), &self.signer.public_key)
     }
 
+    /// The newest record's number and the last archived one's (0: none), queue included.
+    pub fn positions(&self) -> Result<(u64, u64)> {
+        self.flush();
+        let head = self.store.audit_head()?.map_or(0, |(seq, _)| seq);
+        let archived = self.store.audit_anchor()?.map_or(0, |(seq, _)| seq);
+        Ok((head, archived))
+    }
+
     /// Applies `[audit] retain_days`: archives the records older than that.
     pub fn apply_retention(
         &self,
