@@ -188,7 +188,8 @@ pub async fn serve(state: Arc<AppState>, store: Arc<dyn Store>) -> Result<()> {
                 axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert, &tls.key)
                     .await
                     .map_err(|e| Error::Config(format!("TLS certificate/key: {e}")))?;
-            Some(tokio_rustls::TlsAcceptor::from(rustls_cfg.get_inner()))
+            reload_certificate_on_sighup(rustls_cfg.clone(), tls.cert.clone(), tls.key.clone());
+            Some(rustls_cfg)
         }
         None => None,
     };
@@ -208,6 +209,30 @@ pub async fn serve(state: Arc<AppState>, store: Arc<dyn Store>) -> Result<()> {
     Ok(())
 }
 
+/// SIGHUP reloads the TLS certificate and key from their files, without a restart and
+/// without dropping connections; a pair that does not load is reported and the one in use
+/// stays.
+fn reload_certificate_on_sighup(
+    config: axum_server::tls_rustls::RustlsConfig,
+    cert: std::path::PathBuf,
+    key: std::path::PathBuf,
+) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP: certificate reload is unavailable");
+            return;
+        };
+        while hup.recv().await.is_some() {
+            match config.reload_from_pem_file(&cert, &key).await {
+                Ok(()) => tracing::info!(cert = %cert.display(), "TLS certificate reloaded"),
+                Err(e) => tracing::error!(error = %e, "TLS certificate reload failed; the previous one stays in use"),
+            }
+        }
+    });
+}
+
 /// How long requests in flight may take to finish once shutdown is asked for.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -218,7 +243,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// nothing hold a descriptor each until the process runs out and legitimate requests time out.
 async fn accept_connections(
     listener: tokio::net::TcpListener,
-    tls: Option<tokio_rustls::TlsAcceptor>,
+    tls: Option<axum_server::tls_rustls::RustlsConfig>,
     app: axum::Router,
     limits: &Limits,
 ) {
@@ -261,7 +286,12 @@ async fn accept_connections(
         let _ = tcp.set_nodelay(true);
         let Ok(service) = make_service.call(peer).await;
         let service = TowerToHyperService::new(service);
-        let (watcher, tls, h1, h2) = (graceful.watcher(), tls.clone(), h1.clone(), h2.clone());
+        // The configuration as of this connection: a reloaded certificate serves every
+        // connection accepted after the reload.
+        let tls = tls
+            .as_ref()
+            .map(|c| tokio_rustls::TlsAcceptor::from(c.get_inner()));
+        let (watcher, h1, h2) = (graceful.watcher(), h1.clone(), h2.clone());
         tokio::spawn(async move {
             let _slot = slot;
             let io = IdleTimeout::new(tcp, idle);

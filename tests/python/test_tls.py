@@ -57,7 +57,8 @@ def tls_daemon():
             pytest.fail(f"TLS daemon did not start:\n{text}", pytrace=False)
         else:
             time.sleep(0.05)
-    yield {"port": port, "cert": str(cert), "cred": cred}
+    yield {"port": port, "cert": str(cert), "key": str(key), "cred": cred, "proc": proc,
+           "tmp": tmp, "log": tmp / "serve.log"}
     proc.send_signal(signal.SIGTERM)
     proc.wait(timeout=15)
     log.close()
@@ -91,3 +92,56 @@ def test_https_without_trusting_the_certificate_fails(tls_daemon):
     with pytest.raises(TencentCloudSDKException) as e:
         c.GenerateRandom(req)
     assert "SSL" in str(e.value) or "certificate" in str(e.value).lower()
+
+
+def _served_certificate(port):
+    """The DER certificate the daemon presents to a new connection."""
+    import ssl
+    pem = ssl.get_server_certificate(("127.0.0.1", port))
+    return ssl.PEM_cert_to_DER_cert(pem)
+
+
+def _der_of(path):
+    import ssl
+    return ssl.PEM_cert_to_DER_cert(Path(path).read_text())
+
+
+def _wait_for_reload(d, count, deadline=10.0):
+    end = time.monotonic() + deadline
+    while d["log"].read_text().count("TLS certificate reload") < count:
+        if time.monotonic() > end:
+            pytest.fail(f"no reload logged:\n{d['log'].read_text()}", pytrace=False)
+        time.sleep(0.05)
+
+
+def test_sighup_reloads_the_certificate_without_a_restart(tls_daemon):
+    """Issue 17: a renewed certificate is served after SIGHUP, by the same process; a pair that
+    does not load leaves the current one in use."""
+    d = tls_daemon
+    old_cert, old_key = Path(d["cert"]).read_bytes(), Path(d["key"]).read_bytes()
+    assert _served_certificate(d["port"]) == _der_of(d["cert"])
+    new_cert, new_key = d["tmp"] / "new-cert.pem", d["tmp"] / "new-key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+         "-nodes", "-keyout", str(new_key), "-out", str(new_cert), "-days", "2",
+         "-subj", "/CN=keyward-renewed", "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True)
+    try:
+        shutil.copy(new_cert, d["cert"])
+        shutil.copy(new_key, d["key"])
+        d["proc"].send_signal(signal.SIGHUP)
+        _wait_for_reload(d, 1)
+        assert _served_certificate(d["port"]) == _der_of(new_cert)
+        assert d["proc"].poll() is None, "the same process serves on"
+        # A broken pair is refused and the renewed certificate stays.
+        Path(d["key"]).write_text("not a key")
+        d["proc"].send_signal(signal.SIGHUP)
+        _wait_for_reload(d, 2)
+        assert "TLS certificate reload failed" in d["log"].read_text()
+        assert _served_certificate(d["port"]) == _der_of(new_cert)
+    finally:
+        Path(d["cert"]).write_bytes(old_cert)
+        Path(d["key"]).write_bytes(old_key)
+        d["proc"].send_signal(signal.SIGHUP)
+        _wait_for_reload(d, 3)
+    assert _served_certificate(d["port"]) == _der_of(d["cert"])
