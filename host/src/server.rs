@@ -227,7 +227,9 @@ fn reload_certificate_on_sighup(
         while hup.recv().await.is_some() {
             match config.reload_from_pem_file(&cert, &key).await {
                 Ok(()) => tracing::info!(cert = %cert.display(), "TLS certificate reloaded"),
-                Err(e) => tracing::error!(error = %e, "TLS certificate reload failed; the previous one stays in use"),
+                Err(e) => {
+                    tracing::error!(error = %e, "TLS certificate reload failed; the previous one stays in use")
+                }
             }
         }
     });
