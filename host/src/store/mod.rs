@@ -8,6 +8,8 @@
 pub mod accounts;
 pub mod alarms;
 pub mod audit;
+#[cfg(test)]
+pub(crate) mod conformance;
 pub mod data_keys;
 pub mod keys;
 pub mod meta;
