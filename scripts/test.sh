@@ -31,6 +31,7 @@ if ! .venv/bin/python -c "import tencentcloud.kms.v20190118, tencentcloud.ssm.v2
   .venv/bin/pip install -q --disable-pip-version-check -r tests/python/requirements.txt
 fi
 
+echo "==> disk free before the build: $(df -h . | awk 'NR==2 {print $4}')"
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 echo "==> cargo clippy"
