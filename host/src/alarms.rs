@@ -3,6 +3,7 @@
 //! background task that retries with backoff. Raising an alarm never waits for delivery.
 
 use crate::error::{Error, Result};
+use crate::leader::Leadership;
 use crate::store::{Alarm, AlarmStore};
 use http_body_util::Full;
 use hyper::body::Bytes;
@@ -63,12 +64,19 @@ impl Alarms {
     }
 
     /// Delivers outbox alarms to `webhook` forever: in order, each until it succeeds, backing
-    /// off exponentially (1 s .. 60 s) while the receiver fails.
-    pub async fn deliver_forever(self: Arc<Self>, webhook: hyper::Uri) {
+    /// off exponentially (1 s .. 60 s) while the receiver fails. With several daemons on one
+    /// store, only the jobs lease holder delivers (the others' loops wait), so an alarm goes
+    /// out once — at least once: one delivered just before its daemon died, and not yet
+    /// marked, is sent again by the next holder.
+    pub async fn deliver_forever(self: Arc<Self>, webhook: hyper::Uri, leader: Arc<Leadership>) {
         let client: Client<HttpConnector, Full<Bytes>> =
             Client::builder(TokioExecutor::new()).build(HttpConnector::new());
         let mut backoff = Duration::from_secs(1);
         loop {
+            if !leader.is_leader() {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
             let store = self.store.clone();
             let pending = tokio::task::spawn_blocking(move || store.undelivered_alarms(100))
                 .await

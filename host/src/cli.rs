@@ -516,9 +516,15 @@ async fn run(cli: Cli) -> crate::Result<()> {
         Command::Init { common } => {
             let cfg = load_config(&common)?;
             let dir = cfg.data_dir.clone();
-            let started = tokio::task::spawn_blocking(move || crate::server::bootstrap(cfg))
-                .await
-                .map_err(|e| crate::Error::Internal(e.to_string()))??;
+            let started = tokio::task::spawn_blocking(move || {
+                let started = crate::server::bootstrap(cfg)?;
+                // Start-up took the jobs lease; the daemon started next must not wait for
+                // its term to end.
+                started.state.jobs.leader.release();
+                Ok::<_, crate::Error>(started)
+            })
+            .await
+            .map_err(|e| crate::Error::Internal(e.to_string()))??;
             match started.issued {
                 Some(cred) => {
                     println!("{}", serde_json::to_string(&cred).unwrap_or_default());

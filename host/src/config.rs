@@ -174,18 +174,28 @@ pub struct SchedulerConfig {
     /// How often due rotations, deletion reminders and deletions are looked for.
     #[serde(default = "default_scheduler_interval")]
     pub interval_secs: u64,
+    /// The term of the jobs lease: with several daemons on one PostgreSQL database, how long
+    /// the others wait before one takes over the scheduled work from a daemon that stopped
+    /// extending it (killed, paused, cut off). The holder extends it every third of it.
+    #[serde(default = "default_lease_secs")]
+    pub lease_secs: u64,
 }
 
 impl Default for SchedulerConfig {
     fn default() -> Self {
         SchedulerConfig {
             interval_secs: default_scheduler_interval(),
+            lease_secs: default_lease_secs(),
         }
     }
 }
 
 fn default_scheduler_interval() -> u64 {
     60
+}
+
+fn default_lease_secs() -> u64 {
+    15
 }
 
 /// Switches for end-to-end tests. Never enable them in production.
@@ -535,6 +545,12 @@ impl Config {
                     "alarms.webhook must be an http:// URL, not {w}"
                 )));
             }
+        }
+        if self.scheduler.lease_secs < 2 {
+            return Err(Error::Config(
+                "scheduler.lease_secs must be at least 2 (the holder extends it every third)"
+                    .into(),
+            ));
         }
         let l = &self.limits;
         if l.max_connections == 0

@@ -197,6 +197,9 @@ pub enum Error {
     Config(String),
     #[error("internal error: {0}")]
     Internal(String),
+    /// Leased work (scheduled jobs) whose lease passed to another daemon: not committed.
+    #[error("lease lost: {0}")]
+    LeaseLost(String),
     /// A command-line failure (an API error returned to `keyward admin`, a broken audit log).
     #[error("{0}")]
     Cli(String),

@@ -5,6 +5,7 @@
 use crate::clock::AdjustableClock;
 use crate::error::{Error, Result};
 use crate::kms::Kms;
+use crate::leader::Leadership;
 use crate::ssm::Ssm;
 use crate::store::MetaStore;
 use std::sync::{Arc, Mutex};
@@ -19,11 +20,13 @@ pub struct JobReport {
     pub reminded: usize,
     pub deleted: usize,
     pub secrets_deleted: usize,
+    /// Whether this daemon holds the jobs lease (it ran nothing otherwise).
+    pub leader: bool,
 }
 
 impl JobReport {
     pub fn is_empty(&self) -> bool {
-        *self == JobReport::default()
+        self.rotated + self.reminded + self.deleted + self.secrets_deleted == 0
     }
 }
 
@@ -36,6 +39,7 @@ pub struct Jobs {
     kms: Arc<Kms>,
     ssm: Arc<Ssm>,
     meta: Arc<dyn MetaStore>,
+    pub leader: Arc<Leadership>,
     /// Present only with `[testing] adjustable_clock`.
     adjustable_clock: Option<Arc<AdjustableClock>>,
 }
@@ -45,6 +49,7 @@ impl Jobs {
         kms: Arc<Kms>,
         ssm: Arc<Ssm>,
         meta: Arc<dyn MetaStore>,
+        leader: Arc<Leadership>,
         adjustable_clock: Option<Arc<AdjustableClock>>,
     ) -> Self {
         Jobs {
@@ -52,6 +57,7 @@ impl Jobs {
             kms,
             ssm,
             meta,
+            leader,
             adjustable_clock,
         }
     }
@@ -91,14 +97,19 @@ impl Jobs {
         r
     }
 
-    /// One pass of every job.
+    /// One pass of every job, when this daemon holds the jobs lease (else nothing). Each
+    /// write of the pass carries the lease's fence.
     pub fn run_due(&self) -> Result<JobReport> {
-        let (rotated, reminded, deleted) = self.kms.run_due_jobs()?;
+        let Some(fence) = self.leader.fence() else {
+            return Ok(JobReport::default());
+        };
+        let (rotated, reminded, deleted) = self.kms.run_due_jobs(fence)?;
         Ok(JobReport {
             rotated,
             reminded,
             deleted,
-            secrets_deleted: self.ssm.run_due_jobs()?,
+            secrets_deleted: self.ssm.run_due_jobs(fence)?,
+            leader: true,
         })
     }
 

@@ -13,6 +13,7 @@ use crate::hsm;
 use crate::integrity::SystemKey;
 use crate::jobs::{JobReport, Jobs};
 use crate::kms::Kms;
+use crate::leader::Leadership;
 use crate::ssm::Ssm;
 use crate::store::{PgStore, SqliteStore, Store};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -86,8 +87,21 @@ pub fn bootstrap(cfg: Config) -> Result<Started> {
         cfg.clone(),
         clock.clone(),
     ));
-    let jobs = Jobs::new(kms.clone(), ssm.clone(), store.clone(), adjustable);
-    let audit = Audit::start(store.clone(), store.as_ref(), hsm, &cfg.audit)?;
+    // Take the jobs lease now if it is free, so a lone daemon runs its jobs from the start
+    // (and signs the audit tail a crash left); with several daemons one of them has it.
+    let leader = Arc::new(Leadership::new(
+        store.clone(),
+        Duration::from_secs(cfg.scheduler.lease_secs),
+    ));
+    leader.renew()?;
+    let jobs = Jobs::new(
+        kms.clone(),
+        ssm.clone(),
+        store.clone(),
+        leader.clone(),
+        adjustable,
+    );
+    let audit = Audit::start(store.clone(), store.as_ref(), hsm, &cfg.audit, leader)?;
     tracing::info!(
         key_fingerprint = %audit.signer.fingerprint(),
         enabled = audit.enabled(),
@@ -100,18 +114,22 @@ pub fn bootstrap(cfg: Config) -> Result<Started> {
     }
     let limiter = Limiter::new(&cfg.rate_limit);
     let inline_reads = store.reads_inline();
+    let cam = Arc::new(Cam::new(
+        accounts,
+        store.clone(),
+        system,
+        clock.clone(),
+        api::actions::ACTIONS.iter().map(|a| a.cam_name()).collect(),
+    ));
+    // Other daemons sharing the store change what this one caches: follow their changes
+    // from before the first request.
+    store.watch_changes(crate::coherence::sink(kms.clone(), cam.clone()))?;
     Ok(Started {
         state: Arc::new(AppState {
             inline_reads,
             kms,
             ssm,
-            cam: Cam::new(
-                accounts,
-                store.clone(),
-                system,
-                clock.clone(),
-                api::actions::ACTIONS.iter().map(|a| a.cam_name()).collect(),
-            ),
+            cam,
             cfg,
             clock,
             jobs,
@@ -202,7 +220,10 @@ pub async fn serve(state: Arc<AppState>, store: Arc<dyn Store>) -> Result<()> {
     let st = state.clone();
     let _ = tokio::task::spawn_blocking(move || {
         st.audit.flush();
-        st.cam.accounts.flush_last_used()
+        let flushed = st.cam.accounts.flush_last_used();
+        // Another daemon takes the scheduled work over now rather than at the term's end.
+        st.jobs.leader.release();
+        flushed
     })
     .await;
     tracing::info!("keyward stopped");
@@ -467,7 +488,9 @@ fn spawn_background_jobs(state: &Arc<AppState>) -> Result<()> {
                 st.cam.accounts.flush_last_used()?;
                 st.limiter.housekeeping();
                 let report = st.jobs.run_due()?;
-                st.audit.apply_retention(st.clock.now(), &st.cfg)?;
+                if report.leader {
+                    st.audit.apply_retention(st.clock.now(), &st.cfg)?;
+                }
                 Ok(report)
             };
             match tokio::task::spawn_blocking(jobs).await {
@@ -490,8 +513,29 @@ fn spawn_background_jobs(state: &Arc<AppState>) -> Result<()> {
         let uri: hyper::Uri = url
             .parse()
             .map_err(|e| Error::Config(format!("alarms.webhook: {e}")))?;
-        tokio::spawn(state.alarms.clone().deliver_forever(uri));
+        tokio::spawn(
+            state
+                .alarms
+                .clone()
+                .deliver_forever(uri, state.jobs.leader.clone()),
+        );
     }
+    // The jobs lease: extended every third of its term, so it is never near its end while
+    // this daemon runs; taken when another holder stopped extending it.
+    let leader = state.jobs.leader.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(leader.term() / 3);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let l = leader.clone();
+            match tokio::task::spawn_blocking(move || l.renew()).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::error!(error = %e, "cannot renew the jobs lease"),
+                Err(e) => tracing::error!(error = %e, "renewing the jobs lease panicked"),
+            }
+        }
+    });
     Ok(())
 }
 

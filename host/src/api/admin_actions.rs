@@ -34,7 +34,9 @@ pub(super) fn advance_clock(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
         .seconds
         .ok_or_else(|| Error::MissingParameter("Seconds is required".into()))?;
     let (now, report) = ctx.state.jobs.advance_clock(secs)?;
-    ctx.state.audit.apply_retention(now, &ctx.state.cfg)?;
+    if report.leader {
+        ctx.state.audit.apply_retention(now, &ctx.state.cfg)?;
+    }
     report_json(now, report)
 }
 
@@ -45,6 +47,8 @@ fn report_json(now: i64, r: JobReport) -> Result<Fields> {
         "Reminded": r.reminded,
         "Deleted": r.deleted,
         "SecretsDeleted": r.secrets_deleted,
+        // With several daemons only the holder of the jobs lease runs them.
+        "Leader": r.leader,
     }))
 }
 
@@ -54,7 +58,9 @@ pub(super) fn run_scheduled_jobs(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     ctx.state.jobs.test_clock()?;
     let report = ctx.state.jobs.run_due()?;
     let now = ctx.state.clock.now();
-    ctx.state.audit.apply_retention(now, &ctx.state.cfg)?;
+    if report.leader {
+        ctx.state.audit.apply_retention(now, &ctx.state.cfg)?;
+    }
     report_json(now, report)
 }
 
@@ -130,7 +136,8 @@ pub(super) fn describe_deployment(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> 
         "AuditEnabled": st.audit.enabled(),
         "AuditHead": head,
         "AuditArchivedThrough": archived,
-        // One daemon per store today; leases come with several daemons (issue 14).
-        "Clustered": false,
+        // The jobs lease (docs/postgres.md): whether this daemon runs the scheduled work.
+        "Leader": st.jobs.leader.is_leader(),
+        "Holder": st.jobs.leader.holder(),
     }))
 }

@@ -92,6 +92,7 @@ pub fn error_code(e: &Error) -> &'static str {
         | Error::Io(_)
         | Error::Config(_)
         | Error::Internal(_)
+        | Error::LeaseLost(_)
         | Error::Cli(_) => "InternalError",
     }
 }

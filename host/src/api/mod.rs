@@ -48,7 +48,7 @@ pub const MAX_SKEW_SECS: i64 = 300;
 pub struct AppState {
     pub kms: Arc<Kms>,
     pub ssm: Arc<Ssm>,
-    pub cam: Cam,
+    pub cam: Arc<Cam>,
     pub cfg: Arc<Config>,
     /// The service clock (rotation, deletion). Request signatures are always checked against
     /// the system clock, so an adjusted service clock never breaks authentication.

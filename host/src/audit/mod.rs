@@ -19,6 +19,7 @@ pub use crate::store::audit::record;
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::hsm::Hsm;
+use crate::leader::Leadership;
 use crate::pubkey::SignScheme;
 use crate::store::{AuditStore, MetaStore};
 use keyward_shared::Algorithm;
@@ -136,6 +137,7 @@ impl Audit {
         meta: &dyn MetaStore,
         hsm: Arc<dyn Hsm>,
         cfg: &crate::config::AuditConfig,
+        leader: Arc<Leadership>,
     ) -> Result<Self> {
         let signer = Arc::new(Signer::open(meta, hsm)?);
         let counters = Arc::new(Counters::default());
@@ -156,11 +158,13 @@ impl Audit {
             counters: counters.clone(),
             every: cfg.checkpoint_every.max(1),
             interval: Duration::from_secs(cfg.checkpoint_secs.max(1)),
+            leader,
         };
         // A crash leaves the records since the last checkpoint unsigned; sign them before
-        // serving, so the unsigned tail never grows across restarts.
+        // serving, so the unsigned tail never grows across restarts. (With several daemons
+        // the lease holder does it; a starting daemon that does not hold it leaves it to it.)
         let mut signed = w.last_signed();
-        w.checkpoint_if_due(&mut signed, true);
+        w.checkpoint_if_due(&mut signed, Why::Start);
         let worker = std::thread::Builder::new()
             .name("keyward-audit".into())
             .spawn(move || w.run(rx, signed))?;
@@ -286,6 +290,7 @@ struct Writer {
     counters: Arc<Counters>,
     every: u64,
     interval: Duration,
+    leader: Arc<Leadership>,
 }
 
 impl Writer {
@@ -310,7 +315,7 @@ impl Writer {
                 Err(RecvTimeoutError::Timeout) => None,
                 Err(RecvTimeoutError::Disconnected) => {
                     // Everything sent before the sender went away has been stored.
-                    self.checkpoint_if_due(&mut signed, true);
+                    self.checkpoint_if_due(&mut signed, Why::Stop);
                     return;
                 }
             };
@@ -339,7 +344,11 @@ impl Writer {
             if !batch.is_empty() {
                 self.append(&batch);
             }
-            self.checkpoint_if_due(&mut signed, !waiters.is_empty());
+            let why = match waiters.is_empty() {
+                true => Why::Due,
+                false => Why::Flush,
+            };
+            self.checkpoint_if_due(&mut signed, why);
             for w in waiters {
                 let _ = w.send(());
             }
@@ -369,10 +378,19 @@ impl Writer {
     }
 
     /// Signs the chain's head when due: after `every` new records, or after `interval` with
-    /// any unsigned record; a flush (an auditor is about to read) also signs what is there.
-    /// The signed position is kept here; only the head, which writes in request
-    /// transactions also move, is read from the store.
-    fn checkpoint_if_due(&self, signed: &mut Signed, flushing: bool) {
+    /// any unsigned record; a flush (an auditor is about to read) also signs what is there,
+    /// and so do the start and stop of the writer. The signed position is kept here; only
+    /// the head, which writes in request transactions also move, is read from the store.
+    ///
+    /// With several daemons on one store, the scheduled signing (due, start, stop) is the
+    /// jobs lease holder's work, so one daemon signs the deployment's one chain; a flush
+    /// signs on any daemon, since its caller is about to read (a checkpoint at a position
+    /// already signed is written once).
+    fn checkpoint_if_due(&self, signed: &mut Signed, why: Why) {
+        if why != Why::Flush && !self.leader.is_leader() {
+            return;
+        }
+        let flushing = why != Why::Due;
         let (seq, hash) = match self.store.audit_head() {
             Ok(Some(head)) => head,
             Ok(None) => return,
@@ -407,6 +425,15 @@ impl Writer {
             Err(e) => tracing::error!(error = %e, "cannot sign an audit checkpoint"),
         }
     }
+}
+
+/// What asks the writer to sign.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Why {
+    Due,
+    Flush,
+    Start,
+    Stop,
 }
 
 /// The newest signed checkpoint, as the writer last made it.

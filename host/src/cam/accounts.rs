@@ -2,17 +2,20 @@
 //! signatures, so the store keeps it encrypted under a *system key* that is itself sealed by
 //! the HSM; the daemon decrypts each SecretKey once and keeps it in a zeroizing cache.
 
+use crate::cache::Cache;
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::integrity::SystemKey;
 use crate::store::{AccountRecord, AccountStore, ApiKeyRecord, MetaStore, Trail};
 use serde::Serialize;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use zeroize::Zeroizing;
 
 /// Set once every API key's sealing binds its account and status.
 const KEYS_BOUND_META: &str = "api_keys_bound_v2";
+/// Bound on cached credentials (each a few hundred bytes).
+const CREDENTIAL_CACHE_MAX: usize = 100_000;
 pub const ROOT_UIN: u64 = 100_000_000_001;
 
 /// A freshly minted credential, printed once.
@@ -53,7 +56,9 @@ pub struct Accounts {
     store: Arc<dyn AccountStore>,
     system: Arc<SystemKey>,
     clock: Arc<dyn Clock>,
-    cache: RwLock<HashMap<String, Arc<ApiCredential>>>,
+    /// Opened credentials by SecretId; dropped on every change to keys or accounts, here or
+    /// (through the store's change feed) on another daemon.
+    cache: Cache<String, Arc<ApiCredential>>,
     /// Last-use times not yet written to the store: one write per flush, not per request.
     last_used: Mutex<HashMap<String, i64>>,
 }
@@ -70,7 +75,7 @@ impl Accounts {
             store,
             system,
             clock,
-            cache: RwLock::new(HashMap::new()),
+            cache: Cache::new(CREDENTIAL_CACHE_MAX),
             last_used: Mutex::new(HashMap::new()),
         };
         // Once per data directory: afterwards every key is sealed with its binding.
@@ -135,14 +140,10 @@ impl Accounts {
 
     /// Looks up a SecretId. `None` for unknown or disabled keys.
     pub fn credential(&self, secret_id: &str) -> Result<Option<Arc<ApiCredential>>> {
-        if let Some(c) = self
-            .cache
-            .read()
-            .ok()
-            .and_then(|m| m.get(secret_id).cloned())
-        {
+        if let Some(c) = self.cache.get(secret_id) {
             return Ok(Some(c));
         }
+        let generation = self.cache.generation();
         let Some(rec) = self.store.get_api_key(secret_id)? else {
             return Ok(None);
         };
@@ -176,9 +177,8 @@ impl Accounts {
             username,
             secret_key,
         });
-        if let Ok(mut m) = self.cache.write() {
-            m.insert(secret_id.to_string(), cred.clone());
-        }
+        self.cache
+            .insert(generation, secret_id.to_string(), cred.clone());
         Ok(Some(cred))
     }
 
@@ -253,9 +253,12 @@ impl Accounts {
     /// Drops cached credentials after a key or account changed, so the next request reads
     /// the store again (a disabled key stops working at once).
     pub fn forget(&self, pred: impl Fn(&ApiCredential) -> bool) {
-        if let Ok(mut m) = self.cache.write() {
-            m.retain(|_, c| !pred(c));
-        }
+        self.cache.invalidate(|_, c| pred(c));
+    }
+
+    /// The credential cache, for the store's change feed (`coherence`).
+    pub(crate) fn credential_cache(&self) -> &Cache<String, Arc<ApiCredential>> {
+        &self.cache
     }
 
     /// Remembers that a key was just used; `flush_last_used` writes it out.

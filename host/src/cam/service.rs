@@ -6,14 +6,14 @@
 use super::accounts::{Accounts, IssuedCredential, ROOT_UIN};
 use super::policy::{cam_resource, CamKind, Policy};
 use super::Caller;
+use crate::cache::Cache;
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::integrity::{Subject, SystemKey};
 use crate::store::{
     AccountRecord, AccountStore, ApiKeyRecord, GroupRecord, MetaStore, PolicyRecord, Target,
 };
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 /// API keys per account, as in CAM.
 pub const MAX_KEYS_PER_ACCOUNT: usize = 10;
@@ -21,6 +21,8 @@ pub const MAX_KEYS_PER_ACCOUNT: usize = 10;
 const AUTHZ_SEALED_META: &str = "authz_sealed_v1";
 /// CAM's limit on a policy document.
 const MAX_POLICY_BYTES: usize = 6144;
+/// Bound on sub-accounts whose parsed policies are cached.
+const POLICY_CACHE_MAX: usize = 10_000;
 
 pub struct Cam {
     pub accounts: Accounts,
@@ -32,7 +34,7 @@ pub struct Cam {
     clock: Arc<dyn Clock>,
     /// Parsed effective policies per sub-account; any change to users, groups, policies or
     /// attachments clears it.
-    policies: RwLock<HashMap<u64, Arc<Vec<Policy>>>>,
+    policies: Cache<u64, Arc<Vec<Policy>>>,
 }
 
 /// An API key with the time it was last used (which the daemon flushes periodically).
@@ -61,7 +63,7 @@ impl Cam {
             store,
             system,
             clock,
-            policies: RwLock::new(HashMap::new()),
+            policies: Cache::new(POLICY_CACHE_MAX),
         }
     }
 
@@ -85,9 +87,10 @@ impl Cam {
     /// matches: a policy, attachment or membership written into the database by hand grants
     /// nothing, and neither does any other change made with it.
     pub fn policies_for(&self, uin: u64) -> Result<Arc<Vec<Policy>>> {
-        if let Some(p) = self.policies.read().ok().and_then(|c| c.get(&uin).cloned()) {
+        if let Some(p) = self.policies.get(&uin) {
             return Ok(p);
         }
+        let generation = self.policies.generation();
         let state = self.store.authz_state()?;
         self.system.check(
             &Subject::Authorization {
@@ -106,18 +109,19 @@ impl Cam {
             }
         }
         let parsed = Arc::new(parsed);
-        if let Ok(mut c) = self.policies.write() {
-            c.insert(uin, parsed.clone());
-        }
+        self.policies.insert(generation, uin, parsed.clone());
         Ok(parsed)
     }
 
     /// Every change to users, groups or policies: parsed policies are dropped, so the change
     /// takes effect with the next request.
     fn changed(&self) {
-        if let Ok(mut c) = self.policies.write() {
-            c.clear();
-        }
+        self.policies.clear();
+    }
+
+    /// The parsed-policy cache, for the store's change feed (`coherence`).
+    pub(crate) fn policy_cache(&self) -> &Cache<u64, Arc<Vec<Policy>>> {
+        &self.policies
     }
 
     /// Decides on an existing user, group or policy (and notes it in the audit record).

@@ -7,7 +7,7 @@ use super::{Caller, Kms, ORIGIN_EXTERNAL};
 use crate::error::{Error, Result};
 use crate::integrity::Subject;
 use crate::pubkey::DecryptScheme;
-use crate::store::{ImportParams, KeyRecord, KeyState, Trail};
+use crate::store::{Fence, ImportParams, KeyRecord, KeyState, Trail};
 use keyward_shared::Algorithm;
 
 /// Import tokens and wrapping keys live 24 hours.
@@ -165,13 +165,13 @@ impl Kms {
     }
 
     /// Removes material whose ValidTo has passed (the key waits for a re-import).
-    pub(super) fn expire_materials(&self, now: i64) -> Result<usize> {
+    pub(super) fn expire_materials(&self, now: i64, fence: Fence) -> Result<usize> {
         let mut n = 0;
         for k in self.store.keys_in_state(KeyState::Enabled)? {
             if k.origin == ORIGIN_EXTERNAL && k.valid_to > 0 && k.valid_to <= now {
                 // Expiry is bookkeeping the deadline the importer chose: no record.
                 let res = self.store.set_key_material(
-                    &Trail::off(),
+                    &Trail::off().fenced(Some(fence)),
                     &k.region,
                     k.owner_uin,
                     &k.key_id,

@@ -5,7 +5,7 @@
 use super::state::Op;
 use super::{Caller, Kms, ORIGIN_EXTERNAL, ORIGIN_KMS};
 use crate::error::{Error, Result};
-use crate::store::{DataKeyQuery, DataKeyRecord, KeyState, Tag};
+use crate::store::{DataKeyQuery, DataKeyRecord, Fence, KeyState, Tag};
 use zeroize::Zeroizing;
 
 pub const MAX_DATA_KEY_DESCRIPTION: usize = 100;
@@ -323,7 +323,7 @@ impl Kms {
     }
 
     /// Deletes hosted data keys whose deletion date has passed. Returns how many.
-    pub(super) fn delete_due_data_keys(&self, now: i64) -> Result<usize> {
+    pub(super) fn delete_due_data_keys(&self, now: i64, fence: Fence) -> Result<usize> {
         let mut n = 0;
         for k in self.data_keys.data_keys_in_state(KeyState::PendingDelete)? {
             if k.deletion_date > now {
@@ -339,10 +339,10 @@ impl Kms {
                 "kms_datakey",
                 data_key_name(&k.region, k.owner_uin, &k.data_key_id),
             );
-            if self
-                .data_keys
-                .delete_data_key(&self.system_trail(record), &k.data_key_id)?
-            {
+            if self.data_keys.delete_data_key(
+                &self.system_trail(record).fenced(Some(fence)),
+                &k.data_key_id,
+            )? {
                 n += 1;
             }
         }

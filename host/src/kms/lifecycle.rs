@@ -9,7 +9,7 @@ use crate::alarms;
 use crate::audit::record::AuditRecord;
 use crate::cam::policy;
 use crate::error::{Error, Result};
-use crate::store::{KeyRecord, KeyState, Trail};
+use crate::store::{Fence, KeyRecord, KeyState, Trail};
 
 /// Alias of the per-region service-managed CMK (the reserved prefix keeps users off it).
 pub const MANAGED_KEY_ALIAS: &str = "KMS-Default";
@@ -385,17 +385,19 @@ impl Kms {
     }
 
     /// One pass of the time-driven jobs. Returns how many keys each job touched.
-    pub fn run_due_jobs(&self) -> Result<(usize, usize, usize)> {
+    /// Every write carries `fence`: the pass commits nothing once the jobs lease has passed
+    /// to another daemon.
+    pub fn run_due_jobs(&self, fence: Fence) -> Result<(usize, usize, usize)> {
         let now = self.clock.now();
-        let rotated = self.rotate_due(now)?;
-        let (reminded, mut deleted) = self.delete_or_remind_due(now)?;
-        deleted += self.delete_due_data_keys(now)?;
-        self.expire_materials(now)?;
+        let rotated = self.rotate_due(now, fence)?;
+        let (reminded, mut deleted) = self.delete_or_remind_due(now, fence)?;
+        deleted += self.delete_due_data_keys(now, fence)?;
+        self.expire_materials(now, fence)?;
         Ok((rotated, reminded, deleted))
     }
 
     /// Automatic rotations whose time has come; returns how many keys rotated.
-    fn rotate_due(&self, now: i64) -> Result<usize> {
+    fn rotate_due(&self, now: i64, fence: Fence) -> Result<usize> {
         let mut rotated = 0;
         for k in self.store.keys_rotation_due(now)? {
             // Disabled and archived keys are not rotated; they rotate once enabled again.
@@ -411,7 +413,7 @@ impl Kms {
                 );
             let res = {
                 self.store.add_version(
-                    &self.system_trail(record),
+                    &self.system_trail(record).fenced(Some(fence)),
                     &k.region,
                     k.owner_uin,
                     &k.key_id,
@@ -446,7 +448,7 @@ impl Kms {
 
     /// Deletes keys whose deletion date has passed and reminds (once a day, in the last
     /// three days) of those about to go. Returns (reminded, deleted).
-    fn delete_or_remind_due(&self, now: i64) -> Result<(usize, usize)> {
+    fn delete_or_remind_due(&self, now: i64, fence: Fence) -> Result<(usize, usize)> {
         let (mut reminded, mut deleted) = (0, 0);
         for k in self.store.keys_in_state(KeyState::PendingDelete)? {
             if k.deletion_date <= now {
@@ -458,12 +460,10 @@ impl Kms {
                         );
                 if self
                     .store
-                    .delete_key(&self.system_trail(record), &k.key_id)?
+                    .delete_key(&self.system_trail(record).fenced(Some(fence)), &k.key_id)?
                 {
                     deleted += 1;
-                    if let Ok(mut m) = self.versions.write() {
-                        m.retain(|(id, _), _| id != &k.key_id);
-                    }
+                    self.forget_versions(&k.key_id);
                     self.alarms.raise(
                         now,
                         &k.region,
@@ -477,13 +477,19 @@ impl Kms {
                 let updated = self
                     .store
                     // Bookkeeping of the reminder, not a change anyone made: no record.
-                    .update_key(&Trail::off(), &k.region, k.owner_uin, &key_id, &mut |k| {
-                        if k.state != KeyState::PendingDelete || now - k.last_alarm_time < DAY {
-                            return Err(Error::Internal("reminder no longer due".into()));
-                        }
-                        k.last_alarm_time = now;
-                        Ok(())
-                    });
+                    .update_key(
+                        &Trail::off().fenced(Some(fence)),
+                        &k.region,
+                        k.owner_uin,
+                        &key_id,
+                        &mut |k| {
+                            if k.state != KeyState::PendingDelete || now - k.last_alarm_time < DAY {
+                                return Err(Error::Internal("reminder no longer due".into()));
+                            }
+                            k.last_alarm_time = now;
+                            Ok(())
+                        },
+                    );
                 if updated.is_ok() {
                     reminded += 1;
                     self.alarms.raise(

@@ -16,6 +16,7 @@ pub mod state;
 pub use lifecycle::{ReEncrypted, MANAGED_KEY_ALIAS, MANAGED_KEY_OWNER};
 
 use crate::alarms::{self, Alarms};
+use crate::cache::Cache;
 use crate::cam::Caller;
 use crate::clock::Clock;
 use crate::config::Config;
@@ -27,8 +28,7 @@ use crate::store::{
 };
 use keyward_shared::blob::{Blob, BlobHeader};
 use keyward_shared::Algorithm;
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use zeroize::Zeroizing;
 
 pub const KEY_USAGE_ENCRYPT_DECRYPT: &str = "ENCRYPT_DECRYPT";
@@ -88,8 +88,9 @@ pub struct Kms {
     clock: Arc<dyn Clock>,
     alarms: Arc<Alarms>,
     /// Key versions never change once written, so they are cached (sealed keys are not
-    /// secret). Saves a store round trip on every Encrypt/Decrypt.
-    versions: RwLock<HashMap<(String, u32), Arc<KeyVersion>>>,
+    /// secret). Saves a store round trip on every Encrypt/Decrypt. Dropped when material is
+    /// deleted or expires, here or (through the store's change feed) on another daemon.
+    versions: Cache<(String, u32), Arc<KeyVersion>>,
 }
 
 /// Bound on cached key versions; the cache is simply emptied when it is full.
@@ -114,7 +115,7 @@ impl Kms {
             cfg,
             clock,
             alarms,
-            versions: RwLock::new(HashMap::new()),
+            versions: Cache::new(VERSION_CACHE_MAX),
         }
     }
 
@@ -488,33 +489,27 @@ impl Kms {
 
     /// Drops cached versions of a key whose material changed (BYOK delete/re-import, expiry).
     pub(crate) fn forget_versions(&self, key_id: &str) {
-        if let Ok(mut m) = self.versions.write() {
-            m.retain(|(id, _), _| id != key_id);
-        }
+        self.versions.invalidate(|(id, _), _| id == key_id);
+    }
+
+    /// The version cache, for the store's change feed (`coherence`).
+    pub(crate) fn version_cache(&self) -> &Cache<(String, u32), Arc<KeyVersion>> {
+        &self.versions
     }
 
     fn cached_version(&self, key_id: &str, version: u32) -> Result<Option<Arc<KeyVersion>>> {
         let cache_key = (key_id.to_string(), version);
-        if let Some(v) = self
-            .versions
-            .read()
-            .ok()
-            .and_then(|m| m.get(&cache_key).cloned())
-        {
+        if let Some(v) = self.versions.get(&cache_key) {
             return Ok(Some(v));
         }
+        let generation = self.versions.generation();
         let Some(v) = self.store.get_version(key_id, version)? else {
             return Ok(None);
         };
         // Checked once, before the version enters the cache.
         self.system.check(&Subject::key_version(&v), &v.tag)?;
         let v = Arc::new(v);
-        if let Ok(mut m) = self.versions.write() {
-            if m.len() >= VERSION_CACHE_MAX {
-                m.clear();
-            }
-            m.insert(cache_key, v.clone());
-        }
+        self.versions.insert(generation, cache_key, v.clone());
         Ok(Some(v))
     }
 }

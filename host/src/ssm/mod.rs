@@ -17,7 +17,8 @@ use crate::error::{Error, Result};
 use crate::kms::envelope::{Binding, Sealed};
 use crate::kms::{Kms, KEY_USAGE_ENCRYPT_DECRYPT};
 use crate::store::{
-    SecretQuery, SecretRecord, SecretStatus, SecretStore, SecretVersion, Tag, Trail, VersionWrite,
+    Fence, SecretQuery, SecretRecord, SecretStatus, SecretStore, SecretVersion, Tag, Trail,
+    VersionWrite,
 };
 use std::sync::Arc;
 use zeroize::Zeroizing;
@@ -497,7 +498,8 @@ impl Ssm {
     }
 
     /// Deletes secrets whose recovery window has ended. Returns how many.
-    pub fn run_due_jobs(&self) -> Result<usize> {
+    /// Every write carries `fence` (see `Kms::run_due_jobs`).
+    pub fn run_due_jobs(&self, fence: Fence) -> Result<usize> {
         let now = self.clock.now();
         let mut n = 0;
         for s in self.store.secrets_in_status(SecretStatus::PendingDelete)? {
@@ -510,7 +512,7 @@ impl Ssm {
             .about("ssm_secret", secret_resource(&s));
             if s.delete_time <= now
                 && self.store.delete_secret(
-                    &Trail::system(record, self.cfg.audit.enabled),
+                    &Trail::system(record, self.cfg.audit.enabled).fenced(Some(fence)),
                     &s.region,
                     s.owner_uin,
                     &s.name,

@@ -8,10 +8,12 @@
 pub mod accounts;
 pub mod alarms;
 pub mod audit;
+pub mod changes;
 #[cfg(test)]
 pub(crate) mod conformance;
 pub mod data_keys;
 pub mod keys;
+pub mod leases;
 pub mod meta;
 mod pg;
 pub mod secrets;
@@ -23,11 +25,13 @@ pub use accounts::{
 };
 pub use alarms::{Alarm, AlarmStore};
 pub use audit::{AuditAttribute, AuditQuery, AuditStore, Trail};
+pub use changes::{Change, ChangeSink};
 pub use data_keys::{DataKeyQuery, DataKeyRecord, DataKeyStore, DataKeyUpdate};
 pub use keys::{
     ImportParams, KeyQuery, KeyRecord, KeyState, KeyStore, KeyUpdate, KeyVersion, NewVersion, Tag,
     TagFilter,
 };
+pub use leases::{Fence, LeaseStore, JOBS_LEASE};
 pub use meta::MetaStore;
 pub use pg::PgStore;
 pub use secrets::{
@@ -37,7 +41,14 @@ pub use sqlite::SqliteStore;
 
 /// Every aggregate at once: what start-up opens and hands out, one trait object per service.
 pub trait Store:
-    KeyStore + DataKeyStore + SecretStore + AccountStore + AuditStore + AlarmStore + MetaStore
+    KeyStore
+    + DataKeyStore
+    + SecretStore
+    + AccountStore
+    + AuditStore
+    + AlarmStore
+    + MetaStore
+    + LeaseStore
 {
     /// Whether reads take so little time (no network, no waiting on another process) that
     /// they may run on an async worker thread: true for the embedded SQLite store, false for
@@ -47,6 +58,9 @@ pub trait Store:
     fn reads_inline(&self) -> bool;
     /// Writes a consistent copy of the whole store to the new file `dest`, while it serves.
     fn backup_to(&self, dest: &std::path::Path) -> crate::error::Result<()>;
+    /// Delivers to `sink` what other processes change in the store, from now on, for as
+    /// long as the store lives. Returns once announcements flow.
+    fn watch_changes(&self, sink: ChangeSink) -> crate::error::Result<()>;
 }
 
 impl Store for SqliteStore {
@@ -56,6 +70,12 @@ impl Store for SqliteStore {
 
     fn backup_to(&self, dest: &std::path::Path) -> crate::error::Result<()> {
         SqliteStore::backup_to(self, dest)
+    }
+
+    /// The daemon holds its file exclusively: no other process changes it, and the
+    /// daemon's services invalidate their caches for their own changes.
+    fn watch_changes(&self, _: ChangeSink) -> crate::error::Result<()> {
+        Ok(())
     }
 }
 
@@ -70,5 +90,9 @@ impl Store for PgStore {
              (docs/postgres.md)"
                 .into(),
         ))
+    }
+
+    fn watch_changes(&self, sink: ChangeSink) -> crate::error::Result<()> {
+        PgStore::watch_changes(self, sink)
     }
 }

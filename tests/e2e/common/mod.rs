@@ -18,6 +18,7 @@ pub const TOKEN_LABEL: &str = "keyward";
 pub const PIN: &str = "keyward-test-pin-1234";
 pub const REGION: &str = "ap-guangzhou";
 
+#[derive(Clone)]
 pub struct Credentials {
     pub secret_id: String,
     pub secret_key: String,
@@ -72,6 +73,11 @@ fn store_section() -> (String, TestStore) {
     if !postgres_under_test() {
         return (String::new(), TestStore::Sqlite);
     }
+    postgres_section()
+}
+
+/// A `[store]` table naming a new database of the test cluster.
+fn postgres_section() -> (String, TestStore) {
     let cluster = pg::cluster();
     let name = cluster.create_database();
     let section = format!(
@@ -223,10 +229,90 @@ impl Daemon {
         Self::with_config(tempfile::tempdir().unwrap(), None, extra)
     }
 
+    /// A daemon on a fresh SoftHSM2 token with its store in PostgreSQL, whatever
+    /// `KEYWARD_TEST_STORE` says (several daemons need a shared store).
+    pub fn softhsm_on_postgres(extra: &str) -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = make_token(dir.path());
+        let hsm = format!(
+            "{extra}\n[hsm]\nbackend = \"pkcs11\"\nmodule = \"{SOFTHSM_MODULE}\"\ntoken_label = \"{TOKEN_LABEL}\"\npin_env = \"KEYWARD_TEST_PIN\"\npool_size = 4\n"
+        );
+        Self::with_store(dir, Some(conf), &hsm, postgres_section())
+    }
+
+    /// Another daemon of this one's deployment: the same configuration and store, a data
+    /// directory of its own and, on SoftHSM2, a clone of this daemon's token made with
+    /// `scripts/clone-softhsm-token.sh` (docs/postgres.md). Started; no `keyward init`.
+    pub fn another_node(&self) -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let text = std::fs::read_to_string(&self.config).unwrap().replace(
+            &self.data_dir().display().to_string(),
+            &data.display().to_string(),
+        );
+        let config = dir.path().join("keyward.toml");
+        std::fs::write(&config, text).unwrap();
+        let softhsm_conf = self.softhsm_conf.as_ref().map(|from| {
+            let script =
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/clone-softhsm-token.sh");
+            let out = Command::new("bash")
+                .arg(script)
+                .arg(from)
+                .arg(dir.path())
+                .output()
+                .expect("the clone script runs");
+            assert!(
+                out.status.success(),
+                "clone-softhsm-token.sh failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            dir.path().join("softhsm2.conf")
+        });
+        let log = dir.path().join("daemon.log");
+        let mut d = Daemon {
+            sim: None,
+            dir,
+            config,
+            softhsm_conf,
+            log,
+            cred: self.cred.clone(),
+            port: 0,
+            store: self.store.clone(),
+            child: None,
+        };
+        d.start();
+        d
+    }
+
+    /// Runs `keyward serve` expecting it to refuse to start; returns what it logged.
+    pub fn refused_start(&mut self) -> String {
+        let out = self
+            .command()
+            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+            .arg(&self.config)
+            .output()
+            .expect("keyward serve runs");
+        assert!(!out.status.success(), "keyward serve started");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    /// The process id of the running daemon.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
     fn with_config(dir: tempfile::TempDir, softhsm_conf: Option<PathBuf>, extra: &str) -> Daemon {
+        Self::with_store(dir, softhsm_conf, extra, store_section())
+    }
+
+    fn with_store(
+        dir: tempfile::TempDir,
+        softhsm_conf: Option<PathBuf>,
+        extra: &str,
+        (store_section, store): (String, TestStore),
+    ) -> Daemon {
         let config = dir.path().join("keyward.toml");
         let data = dir.path().join("data");
-        let (store_section, store) = store_section();
         std::fs::write(
             &config,
             format!(
@@ -276,7 +362,7 @@ impl Daemon {
     fn command(&self) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_keyward"));
         c.env("KEYWARD_TEST_PIN", PIN)
-            .env("KEYWARD_LOG", "debug")
+            .env("KEYWARD_LOG", "debug,tokio_postgres=info")
             .env_remove("HTTP_PROXY")
             .env_remove("http_proxy");
         if let Some(conf) = &self.softhsm_conf {

@@ -7,11 +7,14 @@
 //! audited" into the signatures: a write cannot be called without saying whose work it is.
 
 use super::record::AuditRecord;
+use crate::store::Fence;
 use std::sync::{Mutex, MutexGuard};
 
 #[derive(Default)]
 pub struct Trail {
     entry: Mutex<Option<Entry>>,
+    /// Set for leased work (scheduled jobs): its writes commit only under this fence.
+    fence: Option<Fence>,
 }
 
 struct Entry {
@@ -34,7 +37,19 @@ impl Trail {
                 record,
                 written: false,
             })),
+            fence: None,
         }
+    }
+
+    /// Work done under a lease: the store refuses its writes once the lease has another
+    /// holder (`LeaseStore`).
+    pub fn fenced(mut self, fence: Option<Fence>) -> Self {
+        self.fence = fence;
+        self
+    }
+
+    pub fn fence(&self) -> Option<Fence> {
+        self.fence
     }
 
     /// Work that leaves no record: start-up, and the service's own housekeeping while the

@@ -20,6 +20,9 @@ impl PgStore {
     /// Commits a write transaction, appending the trail's audit record to it first, so the
     /// change and its record are durable together or not at all.
     pub(super) fn commit(&self, mut tx: Transaction<'_>, trail: &Trail) -> Result<()> {
+        if let Some(fence) = trail.fence() {
+            super::leases::check_fence(&mut tx, fence)?;
+        }
         let record = trail.for_commit();
         if let Some(r) = &record {
             append_tx(&mut tx, std::slice::from_ref(r))?;

@@ -27,9 +27,11 @@
 mod accounts;
 mod alarms;
 mod audit;
+mod changes;
 mod data_keys;
 mod filter;
 mod keys;
+mod leases;
 mod meta;
 mod secrets;
 
@@ -52,7 +54,10 @@ impl From<postgres::Error> for Error {
 }
 
 /// Versioned migrations, applied in order and recorded in `keyward_schema`.
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/postgres/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/postgres/0001_init.sql"),
+    include_str!("../migrations/postgres/0002_cluster.sql"),
+];
 
 type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
 
@@ -78,10 +83,21 @@ impl Drop for Connections {
 
 pub struct PgStore {
     pool: Connections,
+    /// Where the pool connects, for the change feed's own connection.
+    config: postgres::Config,
+    /// Ends the change feed's thread when the store goes.
+    stop_listening: Arc<std::sync::atomic::AtomicBool>,
     /// Audit records committed together with their change (for `/metrics`).
     written_with_changes: AtomicU64,
     /// Seals the authorization tables in every write that changes them.
     authz_sealer: OnceLock<Arc<dyn AuthzSealer>>,
+}
+
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        self.stop_listening
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 impl std::fmt::Debug for PgStore {
@@ -121,7 +137,7 @@ impl PgStore {
             config.application_name("keyward");
         }
         config.connect_timeout(Duration::from_secs(10));
-        let manager = PostgresConnectionManager::new(config, NoTls);
+        let manager = PostgresConnectionManager::new(config.clone(), NoTls);
         let pool = blocking(|| {
             r2d2::Pool::builder()
                 .max_size(pool_size.max(1))
@@ -132,6 +148,8 @@ impl PgStore {
         .map_err(|e| Error::Store(format!("cannot connect to PostgreSQL: {e}")))?;
         let store = PgStore {
             pool: Connections(Some(pool)),
+            config,
+            stop_listening: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             written_with_changes: AtomicU64::new(0),
             authz_sealer: OnceLock::new(),
         };

@@ -364,3 +364,119 @@ fn concurrent_authorization_changes_keep_the_seal() {
         Err(Error::IntegrityFailure(_))
     ));
 }
+
+/// The jobs lease: one holder at a time, taken over only after its term, with a new token;
+/// a write fenced with the old token commits nothing, one with the new token commits.
+#[test]
+fn a_lease_has_one_holder_and_a_lost_lease_commits_nothing() {
+    let (name, a) = fresh();
+    let b = open(&name);
+    let term = Duration::from_millis(800);
+    let t1 = a.acquire_lease(JOBS_LEASE, "A", term).unwrap().unwrap();
+    assert_eq!(b.acquire_lease(JOBS_LEASE, "B", term).unwrap(), None);
+    assert_eq!(a.acquire_lease(JOBS_LEASE, "A", term).unwrap(), Some(t1));
+    a.insert_key(&Trail::off(), &key("k1", "one", 1), None, 10)
+        .unwrap();
+    std::thread::sleep(term + Duration::from_millis(300));
+    // A stopped extending it (paused, cut off): B takes it with the next token.
+    let t2 = b.acquire_lease(JOBS_LEASE, "B", term).unwrap().unwrap();
+    assert_eq!(t2, t1 + 1);
+    assert_eq!(a.acquire_lease(JOBS_LEASE, "A", term).unwrap(), None);
+    let stale = Trail::new(Some(record("ScheduledKeyDeletion"))).fenced(Some(Fence {
+        lease: JOBS_LEASE,
+        token: t1,
+    }));
+    assert!(matches!(
+        a.delete_key(&stale, "k1"),
+        Err(Error::LeaseLost(_))
+    ));
+    assert!(
+        a.get_key("r", 1, "k1").unwrap().is_some(),
+        "nothing committed"
+    );
+    assert!(
+        a.audit_after(0, 10).unwrap().is_empty(),
+        "nor its audit record"
+    );
+    let current = Trail::new(Some(record("ScheduledKeyDeletion"))).fenced(Some(Fence {
+        lease: JOBS_LEASE,
+        token: t2,
+    }));
+    assert!(b.delete_key(&current, "k1").unwrap());
+    assert_eq!(a.audit_after(0, 10).unwrap().len(), 1);
+    // A clean stop hands it over at once.
+    b.release_lease(JOBS_LEASE, "B").unwrap();
+    assert_eq!(
+        a.acquire_lease(JOBS_LEASE, "A", term).unwrap(),
+        Some(t2 + 1)
+    );
+}
+
+/// What one store changes reaches another store's change feed: key versions, API keys
+/// (not their last-use times), accounts and the authorization seal.
+#[test]
+fn changes_reach_the_other_stores_feed() {
+    let (name, a) = fresh();
+    let b = open(&name);
+    for s in [&a, &b] {
+        s.install_authz_sealer(Arc::new(HashSealer));
+    }
+    a.reseal_authz().unwrap();
+    let seen: Arc<std::sync::Mutex<Vec<Change>>> = Arc::default();
+    let sink = seen.clone();
+    b.watch_changes(Arc::new(move |c| sink.lock().unwrap().push(c)))
+        .unwrap();
+    let wait_for = |want: Change| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !seen.lock().unwrap().contains(&want) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{want:?} never arrived; seen {:?}",
+                seen.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    let v = KeyVersion {
+        key_id: "k1".into(),
+        version: 1,
+        backend: "embedded".into(),
+        sealed: vec![1; 8],
+        create_time: 1,
+        public_key: vec![],
+        tag: vec![],
+    };
+    a.insert_key(&Trail::off(), &key("k1", "one", 1), Some(&v), 10)
+        .unwrap();
+    a.delete_key(&Trail::off(), "k1").unwrap();
+    wait_for(Change::KeyVersions("k1".into()));
+    let u = a
+        .create_sub_account(&Trail::off(), "someone", "", 0)
+        .unwrap();
+    wait_for(Change::Authorization);
+    a.insert_api_key(
+        &Trail::off(),
+        &ApiKeyRecord {
+            secret_id: "AKID1".into(),
+            uin: u.uin,
+            sealed_secret: vec![2; 8],
+            enabled: true,
+            create_time: 0,
+            last_used: 0,
+        },
+        5,
+    )
+    .unwrap();
+    // Last-use bookkeeping changes nothing a cache holds: no announcement.
+    seen.lock().unwrap().clear();
+    a.touch_api_keys(&[("AKID1".into(), 99)]).unwrap();
+    a.set_api_key_enabled(&Trail::off(), "AKID1", false, &[3; 8])
+        .unwrap();
+    wait_for(Change::Credentials);
+    let got = seen.lock().unwrap().clone();
+    assert_eq!(
+        got,
+        vec![Change::Credentials],
+        "one change, one announcement"
+    );
+}

@@ -8,6 +8,7 @@ mod audit;
 mod data_keys;
 mod filter;
 mod keys;
+mod leases;
 mod meta;
 mod secrets;
 
