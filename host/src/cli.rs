@@ -46,10 +46,10 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
-    /// Write a consistent copy of the SQLite store to a new file: asked of the running daemon
-    /// through its control socket, or made directly when no daemon runs. (A
-    /// PostgreSQL store is backed up with pg_dump.) The embedded backend's device.key is not
-    /// part of it: back it up once, separately.
+    /// Write a consistent copy of the store to a new file. SQLite: asked of the running
+    /// daemon through its control socket, or made directly when no daemon runs. PostgreSQL:
+    /// pg_dump's custom format, online. The embedded backend's device.key is not part of it:
+    /// back it up once, separately.
     Backup {
         #[command(flatten)]
         common: Common,
@@ -57,7 +57,8 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Make a backup the store of a data directory that has none (the daemon stopped).
+    /// Make a backup the store of a data directory that has none (the daemon stopped), or of
+    /// an empty PostgreSQL database (pg_restore, in one transaction).
     Restore {
         #[command(flatten)]
         common: Common,
@@ -314,17 +315,21 @@ async fn audit(command: AuditCommand) -> crate::Result<()> {
 /// `keyward backup`: through the running daemon, else directly from the stopped store.
 fn backup(common: &Common, out: &std::path::Path) -> crate::Result<()> {
     let cfg = load_config(common)?;
-    if let crate::config::StoreConfig::Postgres(_) = cfg.store {
-        return Err(crate::Error::Cli(
-            "this store is in PostgreSQL: back it up with pg_dump (docs/postgres.md)".into(),
-        ));
-    }
     let out = std::env::current_dir()?.join(out);
     if out.exists() {
         return Err(crate::Error::Cli(format!(
             "{} already exists",
             out.display()
         )));
+    }
+    if let crate::config::StoreConfig::Postgres(pg) = &cfg.store {
+        let password = pg.password()?;
+        crate::store::pg_dump::backup(&pg.url, password.as_deref().map(|p| p.as_str()), &out)?;
+        eprintln!(
+            "keyward: backed up the store to {} (pg_dump, online)",
+            out.display()
+        );
+        return Ok(());
     }
     let online = crate::control::request_backup(&cfg.data_dir, &out)?;
     if !online {
@@ -345,10 +350,11 @@ fn backup(common: &Common, out: &std::path::Path) -> crate::Result<()> {
 /// `keyward restore`: a backup becomes the store of a data directory that has none.
 fn restore(common: &Common, from: &std::path::Path) -> crate::Result<()> {
     let cfg = load_config(common)?;
-    if let crate::config::StoreConfig::Postgres(_) = cfg.store {
-        return Err(crate::Error::Cli(
-            "this store is in PostgreSQL: restore it with pg_restore (docs/postgres.md)".into(),
-        ));
+    if let crate::config::StoreConfig::Postgres(pg) = &cfg.store {
+        let password = pg.password()?;
+        crate::store::pg_dump::restore(&pg.url, password.as_deref().map(|p| p.as_str()), from)?;
+        eprintln!("keyward: restored {} into the database", from.display());
+        return Ok(());
     }
     crate::server::create_private_dir(&cfg.data_dir)?;
     let dest = cfg.data_dir.join(crate::server::DB_FILE);

@@ -33,6 +33,7 @@ pub use keys::{
 };
 pub use leases::{Fence, LeaseStore, JOBS_LEASE};
 pub use meta::MetaStore;
+pub use pg::dump as pg_dump;
 pub use pg::PgStore;
 pub use secrets::{
     SecretQuery, SecretRecord, SecretStatus, SecretStore, SecretUpdate, SecretVersion, VersionWrite,
@@ -86,8 +87,8 @@ impl Store for PgStore {
 
     fn backup_to(&self, _: &std::path::Path) -> crate::error::Result<()> {
         Err(crate::error::Error::Config(
-            "a PostgreSQL store is backed up with pg_dump and restored with pg_restore \
-             (docs/postgres.md)"
+            "a PostgreSQL store is backed up by `keyward backup` with pg_dump, outside the \
+             daemon (docs/postgres.md)"
                 .into(),
         ))
     }

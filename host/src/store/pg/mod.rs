@@ -29,6 +29,7 @@ mod alarms;
 mod audit;
 mod changes;
 mod data_keys;
+pub mod dump;
 mod filter;
 mod keys;
 mod leases;
@@ -117,26 +118,32 @@ fn blocking<T>(f: impl FnOnce() -> T) -> T {
     }
 }
 
+/// The client configuration for `url` (which must not carry a password) and `password`.
+pub(crate) fn connection_config(url: &str, password: Option<&str>) -> Result<postgres::Config> {
+    let mut config: postgres::Config = url
+        .parse()
+        .map_err(|e| Error::Config(format!("store.url: {e}")))?;
+    if config.get_password().is_some() {
+        return Err(Error::Config(
+            "store.url must not carry a password: use password_env or password_file".into(),
+        ));
+    }
+    if let Some(p) = password {
+        config.password(p);
+    }
+    if config.get_application_name().is_none() {
+        config.application_name("keyward");
+    }
+    config.connect_timeout(Duration::from_secs(10));
+    Ok(config)
+}
+
 impl PgStore {
     /// Connects to `url` (a libpq-style connection string or `postgresql://` URL without a
     /// password) with `password`, keeps up to `pool_size` connections, and migrates the
     /// schema.
     pub fn open(url: &str, password: Option<&str>, pool_size: u32) -> Result<Self> {
-        let mut config: postgres::Config = url
-            .parse()
-            .map_err(|e| Error::Config(format!("store.url: {e}")))?;
-        if config.get_password().is_some() {
-            return Err(Error::Config(
-                "store.url must not carry a password: use password_env or password_file".into(),
-            ));
-        }
-        if let Some(p) = password {
-            config.password(p);
-        }
-        if config.get_application_name().is_none() {
-            config.application_name("keyward");
-        }
-        config.connect_timeout(Duration::from_secs(10));
+        let config = connection_config(url, password)?;
         let manager = PostgresConnectionManager::new(config.clone(), NoTls);
         let pool = blocking(|| {
             r2d2::Pool::builder()
