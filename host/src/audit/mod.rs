@@ -382,12 +382,13 @@ impl Writer {
     /// and so do the start and stop of the writer. The signed position is kept here; only
     /// the head, which writes in request transactions also move, is read from the store.
     ///
-    /// With several daemons on one store, the scheduled signing (due, start, stop) is the
-    /// jobs lease holder's work, so one daemon signs the deployment's one chain; a flush
-    /// signs on any daemon, since its caller is about to read (a checkpoint at a position
+    /// With several daemons on one store, the scheduled signing is the jobs lease holder's
+    /// work, so one daemon keeps the deployment's one chain signed; start, stop and flush
+    /// sign on any daemon (a daemon restarted after a crash signs what its killed self left
+    /// unsigned even while the dead process's lease runs out; a checkpoint at a position
     /// already signed is written once).
     fn checkpoint_if_due(&self, signed: &mut Signed, why: Why) {
-        if why != Why::Flush && !self.leader.is_leader() {
+        if why == Why::Due && !self.leader.is_leader() {
             return;
         }
         let flushing = why != Why::Due;
