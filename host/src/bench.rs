@@ -9,6 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub struct BenchArgs {
+    /// One endpoint, or several separated by commas (the daemons of one deployment): worker
+    /// `i` sends to endpoint `i % n`.
     pub endpoint: String,
     pub secret_id: String,
     pub secret_key: String,
@@ -52,7 +54,7 @@ impl std::fmt::Display for BenchReport {
 async fn prepare(client: &TcClient, args: &BenchArgs) -> Result<Value> {
     let needs_key = matches!(
         args.action.as_str(),
-        "Encrypt" | "Decrypt" | "GenerateDataKey"
+        "Encrypt" | "Decrypt" | "GenerateDataKey" | "DescribeKey"
     );
     let key_id = match (&args.key_id, needs_key) {
         (Some(k), _) => k.clone(),
@@ -85,6 +87,9 @@ async fn prepare(client: &TcClient, args: &BenchArgs) -> Result<Value> {
             json!({ "CiphertextBlob": blob })
         }
         "GenerateDataKey" => json!({ "KeyId": key_id, "KeySpec": "AES_256" }),
+        "DescribeKey" => json!({ "KeyId": key_id }),
+        // A new secret per call (`fresh_name`), with a typical 64-byte value.
+        "CreateSecret" => json!({ "SecretString": "b".repeat(64) }),
         "GetSecretValue" => {
             let name = format!("bench-{}", uuid::Uuid::new_v4().simple());
             // A 64-byte value: a typical database password or API token with its JSON wrapper.
@@ -131,19 +136,23 @@ async fn prepare(client: &TcClient, args: &BenchArgs) -> Result<Value> {
     })
 }
 
+/// Secrets Manager actions go to the `ssm` service, everything else to `kms`.
+fn is_ssm(action: &str) -> bool {
+    matches!(action, "GetSecretValue" | "CreateSecret")
+}
+
 pub async fn run(args: BenchArgs) -> Result<BenchReport> {
-    let client = TcClient::new(
-        &args.endpoint,
-        &args.secret_id,
-        &args.secret_key,
-        &args.region,
-    )?;
-    let body = Arc::new(prepare(&client, &args).await?);
+    let clients = args
+        .endpoint
+        .split(',')
+        .map(|e| TcClient::new(e.trim(), &args.secret_id, &args.secret_key, &args.region))
+        .collect::<Result<Vec<_>>>()?;
+    let body = Arc::new(prepare(&clients[0], &args).await?);
     let deadline = Instant::now() + args.duration;
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(args.concurrency);
-    for _ in 0..args.concurrency.max(1) {
-        let client = client.clone();
+    for i in 0..args.concurrency.max(1) {
+        let client = clients[i % clients.len()].clone();
         let body = body.clone();
         let action = args.action.clone();
         tasks.push(tokio::spawn(async move {
@@ -156,10 +165,14 @@ pub async fn run(args: BenchArgs) -> Result<BenchReport> {
                     Some(("Verify", _)) => "VerifyByAsymmetricKey",
                     _ => action.as_str(),
                 };
-                let call = if action == "GetSecretValue" {
-                    client.ssm(api_action, (*body).clone()).await
+                let mut body = (*body).clone();
+                if action == "CreateSecret" {
+                    body["SecretName"] = format!("bench-{}", uuid::Uuid::new_v4().simple()).into();
+                }
+                let call = if is_ssm(&action) {
+                    client.ssm(api_action, body).await
                 } else {
-                    client.kms(api_action, (*body).clone()).await
+                    client.kms(api_action, body).await
                 };
                 match call {
                     Ok(r) if r.get("Error").is_none() => lat.push(t.elapsed().as_micros() as u64),

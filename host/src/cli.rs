@@ -68,6 +68,7 @@ enum Command {
     },
     /// Load generator: signed requests over keep-alive connections.
     Bench {
+        /// The daemon, or several daemons of one deployment separated by commas.
         #[arg(long, default_value = "http://127.0.0.1:8080")]
         endpoint: String,
         /// JSON file with SecretId/SecretKey/Region, as printed by `keyward init`.
