@@ -1,0 +1,424 @@
+"use strict";
+// The web console (/console) in Debian's headless Chromium, driven by playwright-core, against
+// a real keyward daemon (keyward.js). Every effect is checked through the official Node.js SDK
+// with the root account's API key, not through the console itself.
+//
+// Environment: as keyward.js, plus CHROMIUM (default /usr/bin/chromium) and
+// KEYWARD_SCREENSHOTS (default <repo>/target/console-screenshots).
+
+const { describe, it, before, after } = require("node:test");
+const assert = require("node:assert/strict");
+const fs = require("node:fs");
+const http = require("node:http");
+const path = require("node:path");
+const { chromium } = require("playwright-core");
+const tencentcloud = require("tencentcloud-sdk-nodejs");
+const { startKeyward } = require("./keyward");
+
+const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
+const SHOTS = process.env.KEYWARD_SCREENSHOTS || path.resolve(__dirname, "..", "..", "target", "console-screenshots");
+const STORE = process.env.KEYWARD_TEST_STORE || "sqlite";
+// Short timeouts, so the expiry test waits seconds, not minutes.
+const IDLE_SECS = 4;
+
+// Every user-supplied field gets this: markup, an event handler, a script, quotes to break out
+// of an attribute. It must come back as text and never run.
+const XSS = `<img src=x onerror="alert('xss')"><script>alert("xss")</script>'"><b>bold</b>`;
+
+let kw;
+let browser;
+let kms;
+let ssm;
+
+function clients(cred) {
+  const profile = { httpProfile: { protocol: "http://", endpoint: `127.0.0.1:${kw.port}` } };
+  const credential = { secretId: cred.secretId, secretKey: cred.secretKey };
+  return {
+    kms: new tencentcloud.kms.v20190118.Client({ credential, region: kw.region, profile }),
+    ssm: new tencentcloud.ssm.v20190923.Client({ credential, region: kw.region, profile }),
+    audit: new tencentcloud.cloudaudit.v20190319.Client({ credential, region: kw.region, profile }),
+  };
+}
+
+/** A fresh browser context (its own cookies) with a page that fails the test on any dialog. */
+async function newPage() {
+  const context = await browser.newContext({ acceptDownloads: true });
+  context.setDefaultTimeout(10000);
+  const page = await context.newPage();
+  page.dialogs = [];
+  page.on("dialog", async (d) => {
+    page.dialogs.push(d.message());
+    await d.dismiss();
+  });
+  page.cspViolations = [];
+  page.on("console", (m) => {
+    if (/Content Security Policy/i.test(m.text())) page.cspViolations.push(m.text());
+  });
+  return page;
+}
+
+async function signIn(page, cred = kw) {
+  await page.goto(`${kw.url}/console/signin`);
+  await page.fill("#secret-id", cred.secretId);
+  await page.fill("#secret-key", cred.secretKey);
+  await Promise.all([page.waitForURL(/\/console\/keys$/), page.click("button[type=submit]")]);
+}
+
+async function shot(page, name) {
+  fs.mkdirSync(SHOTS, { recursive: true });
+  await page.screenshot({ path: path.join(SHOTS, `${STORE}-${name}.png`), fullPage: true });
+}
+
+/** Presses Tab until the focused element satisfies `pred` (keyboard-only navigation). */
+async function tabTo(page, pred, what, max = 60) {
+  for (let i = 0; i < max; i++) {
+    await page.keyboard.press("Tab");
+    const ok = await page.evaluate(pred);
+    if (ok) return;
+  }
+  throw new Error(`Tab never reached ${what}`);
+}
+
+before(async () => {
+  kw = await startKeyward({
+    extraToml: `\n[console]\nidle_timeout_secs = ${IDLE_SECS}\nabsolute_timeout_secs = 120\n`,
+  });
+  ({ kms, ssm } = clients(kw));
+  browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox"] });
+});
+
+after(async () => {
+  if (browser) await browser.close();
+  if (kw) await kw.stop();
+});
+
+describe("sign-in", () => {
+  it("refuses a wrong SecretKey, signs in with the right one, and signs out", async () => {
+    const page = await newPage();
+    await page.goto(`${kw.url}/console/keys`);
+    assert.match(page.url(), /\/console\/signin$/, "no session: to the sign-in page");
+    await shot(page, "signin");
+    await page.fill("#secret-id", kw.secretId);
+    await page.fill("#secret-key", "not-the-key");
+    await page.click("button[type=submit]");
+    assert.match(await page.textContent(".error"), /AuthFailure/);
+    await signIn(page);
+    assert.equal(await page.textContent("h1"), "Keys");
+    const cookies = await page.context().cookies();
+    const session = cookies.find((c) => c.name === "keyward_console");
+    assert.ok(session, "a session cookie");
+    assert.equal(session.httpOnly, true);
+    assert.equal(session.sameSite, "Strict");
+    // The SecretKey is nowhere in the page or the browser's storage.
+    const html = await page.content();
+    assert.ok(!html.includes(kw.secretKey), "SecretKey in the page");
+    assert.ok(!cookies.some((c) => c.value.includes(kw.secretKey)), "SecretKey in a cookie");
+    const stored = await page.evaluate(() => JSON.stringify({ ...localStorage }) + JSON.stringify({ ...sessionStorage }));
+    assert.ok(!stored.includes(kw.secretKey));
+    const headers = (await page.request.get(`${kw.url}/console/keys`)).headers();
+    assert.match(headers["content-security-policy"], /script-src 'self'/);
+    assert.doesNotMatch(headers["content-security-policy"], /unsafe-inline/);
+    assert.equal(headers["x-frame-options"], "DENY");
+    await Promise.all([page.waitForURL(/signin\?out=1/), page.click("header form button")]);
+    assert.match(await page.textContent("main"), /Signed out/);
+    await page.goto(`${kw.url}/console/keys`);
+    assert.match(page.url(), /\/console\/signin$/, "the old session is gone");
+    assert.deepEqual(page.cspViolations, []);
+    await page.context().close();
+  });
+
+  it("ends an idle session", async () => {
+    const page = await newPage();
+    await signIn(page);
+    await new Promise((r) => setTimeout(r, (IDLE_SECS + 0.5) * 1000));
+    await page.goto(`${kw.url}/console/secrets`);
+    assert.match(page.url(), /\/console\/signin\?expired=1$/);
+    assert.match(await page.textContent("main"), /session expired/);
+    await page.context().close();
+  });
+});
+
+describe("keys", () => {
+  it("creates a key with the keyboard only, and the SDK encrypts with it", async () => {
+    const page = await newPage();
+    await signIn(page);
+    await tabTo(page, () => document.activeElement.textContent === "Create key", "the Create key link");
+    await Promise.all([page.waitForURL(/\/keys\/new$/), page.keyboard.press("Enter")]);
+    await tabTo(page, () => document.activeElement.id === "alias", "the alias field");
+    await page.keyboard.type("kbd-key");
+    await page.keyboard.press("Tab");
+    await page.keyboard.type("made with the keyboard");
+    await shot(page, "create-key");
+    await Promise.all([page.waitForURL(/\/console\/keys\/[0-9a-f-]{36}$/), page.keyboard.press("Enter")]);
+    const keyId = page.url().split("/").pop();
+    await shot(page, "key-details");
+    const meta = (await kms.DescribeKey({ KeyId: keyId })).KeyMetadata;
+    assert.equal(meta.Alias, "kbd-key");
+    assert.equal(meta.Description, "made with the keyboard");
+    const blob = (await kms.Encrypt({ KeyId: keyId, Plaintext: Buffer.from("hello").toString("base64") })).CiphertextBlob;
+    assert.ok(blob);
+
+    // The encrypt tool, keyboard only; the SDK decrypts its output.
+    await tabTo(page, () => document.activeElement.textContent === "Online tools", "the Online tools link");
+    await Promise.all([page.waitForURL(/\/tools$/), page.keyboard.press("Enter")]);
+    await tabTo(page, () => document.activeElement.id === "encrypt-input", "the plaintext field");
+    await page.keyboard.type("typed secret");
+    await page.keyboard.press("Tab");
+    await Promise.all([page.waitForSelector("#result-value"), page.keyboard.press("Enter")]);
+    const ciphertext = (await page.textContent("#result-value")).trim();
+    await shot(page, "online-tools");
+    const plain = (await kms.Decrypt({ CiphertextBlob: ciphertext })).Plaintext;
+    assert.equal(Buffer.from(plain, "base64").toString(), "typed secret");
+
+    // Decrypt in the console what the SDK encrypted; download the result.
+    await page.fill("#decrypt-input", blob);
+    await page.click("#decrypt-run");
+    assert.equal(await page.textContent("#result-value"), "hello");
+    const [download] = await Promise.all([page.waitForEvent("download"), page.click("#download")]);
+    assert.equal(fs.readFileSync(await download.path(), "utf8"), "hello");
+    assert.equal(download.suggestedFilename(), "plaintext.txt");
+    await page.context().close();
+  });
+
+  it("edits a key: alias, description, disable/enable, rotation, deletion and its cancellation", async () => {
+    const { KeyId } = await kms.CreateKey({ Alias: "to-edit" });
+    const page = await newPage();
+    await signIn(page);
+    await page.goto(`${kw.url}/console/keys/${KeyId}`);
+    await page.fill("#new-alias", "edited");
+    await page.click("text=Save alias");
+    assert.match(await page.textContent(".flash"), /Alias saved/);
+    await page.fill("#new-description", "new words");
+    await page.click("text=Save description");
+    await page.fill("#rotate-days", "90");
+    await page.click("text=Turn rotation on");
+    assert.match(await page.textContent("#rotation-status"), /on.*every 90 days/);
+    await page.click("text=Rotate now");
+    assert.match(await page.textContent(".flash"), /rotated/);
+    // Deletion needs a disabled key: the API's refusal is shown.
+    await page.fill("#pending-days", "7");
+    await page.click("text=Schedule deletion");
+    assert.match(await page.textContent(".flash.err"), /ResourceUnavailable\.CmkShouldBeDisabled|CmkStateNotSupport/);
+    await page.click("button:has-text('Disable')");
+    await page.click("text=Schedule deletion");
+    let meta = (await kms.DescribeKey({ KeyId })).KeyMetadata;
+    assert.equal(meta.Alias, "edited");
+    assert.equal(meta.Description, "new words");
+    assert.equal(meta.KeyState, "PendingDelete");
+    assert.equal((await kms.GetKeyRotationStatus({ KeyId })).KeyRotationEnabled, true);
+    assert.equal(meta.RotateDays, 90);
+    await page.click("button:has-text('Cancel deletion')");
+    meta = (await kms.DescribeKey({ KeyId })).KeyMetadata;
+    assert.equal(meta.KeyState, "Disabled");
+    await page.click("button:has-text('Enable')");
+    assert.equal((await kms.DescribeKey({ KeyId })).KeyMetadata.KeyState, "Enabled");
+    await page.context().close();
+  });
+
+  it("lists, searches and filters keys, and batch-disables exactly the chosen ones", async () => {
+    const ids = [];
+    for (const alias of ["batch-a", "batch-b", "batch-c"]) {
+      ids.push((await kms.CreateKey({ Alias: alias })).KeyId);
+    }
+    const page = await newPage();
+    await signIn(page);
+    await page.fill("#q", "batch-");
+    await page.click("form[role=search] button");
+    assert.equal(await page.locator("tbody tr").count(), 3);
+    // A partial key ID finds its key.
+    await page.fill("#q", ids[1].slice(0, 13));
+    await page.click("form[role=search] button");
+    assert.equal(await page.locator("tbody tr").count(), 1);
+    await page.fill("#q", "batch-");
+    await page.click("form[role=search] button");
+    await page.check(`input[name=key][value="${ids[0]}"]`);
+    await page.check(`input[name=key][value="${ids[2]}"]`);
+    await shot(page, "key-list");
+    await page.click("text=Disable selected");
+    const chosen = await page.locator("#chosen li").allTextContents();
+    assert.equal(chosen.length, 2);
+    assert.ok(chosen[0].includes(ids[0]) || chosen[1].includes(ids[0]));
+    assert.ok(chosen.some((t) => t.includes(ids[2])) && !chosen.some((t) => t.includes(ids[1])));
+    await shot(page, "batch-confirm");
+    await page.click("text=Disable these keys");
+    assert.match(await page.textContent(".flash"), /Disabled 2 keys/);
+    const states = (await kms.DescribeKeys({ KeyIds: ids })).KeyMetadatas.reduce((m, k) => ({ ...m, [k.KeyId]: k.KeyState }), {});
+    assert.deepEqual(states, { [ids[0]]: "Disabled", [ids[1]]: "Enabled", [ids[2]]: "Disabled" });
+    // The state filter shows the disabled ones only.
+    await page.goto(`${kw.url}/console/keys?q=batch-&state=2`);
+    assert.equal(await page.locator("tbody tr").count(), 2);
+    await page.context().close();
+  });
+});
+
+describe("secrets", () => {
+  it("reveals a secret created through the SDK only on request", async () => {
+    const value = "s3cr3t-value-from-sdk";
+    await ssm.CreateSecret({ SecretName: "sdk-secret", VersionId: "v1", SecretString: value });
+    const page = await newPage();
+    await signIn(page);
+    await page.goto(`${kw.url}/console/secrets`);
+    await shot(page, "secret-list");
+    await page.click("text=sdk-secret");
+    assert.ok(!(await page.content()).includes(value), "the value is in the DOM before reveal");
+    await shot(page, "secret-details");
+    await page.click("text=Reveal value");
+    assert.equal(await page.textContent("#secret-value"), value);
+    await page.context().close();
+  });
+
+  it("creates a key/value secret, adds a version, disables, deletes with a recovery window and restores", async () => {
+    const page = await newPage();
+    await signIn(page);
+    await page.goto(`${kw.url}/console/secrets/new`);
+    await page.fill("#name", "kv-secret");
+    await page.selectOption("#kind", "kv");
+    await page.fill("input[aria-label='Key 1']", "user");
+    await page.fill("input[aria-label='Value 1']", "admin");
+    await page.fill("input[aria-label='Key 2']", "password");
+    await page.fill("input[aria-label='Value 2']", "hunter2");
+    await shot(page, "create-secret");
+    await page.click("button:has-text('Create')");
+    assert.match(await page.textContent(".flash"), /created/);
+    const v1 = await ssm.GetSecretValue({ SecretName: "kv-secret", VersionId: "v1" });
+    assert.deepEqual(JSON.parse(v1.SecretString), { user: "admin", password: "hunter2" });
+    await page.fill("#version", "v2");
+    await page.fill("#value", "plain text v2");
+    await page.click("text=Add version");
+    const v2 = await ssm.GetSecretValue({ SecretName: "kv-secret", VersionId: "v2" });
+    assert.equal(v2.SecretString, "plain text v2");
+    await page.click("button:has-text('Disable')");
+    await page.fill("#window", "7");
+    await page.click("text=Delete secret");
+    assert.equal((await ssm.DescribeSecret({ SecretName: "kv-secret" })).Status, "PendingDelete");
+    await page.click("button:has-text('Restore')");
+    assert.equal((await ssm.DescribeSecret({ SecretName: "kv-secret" })).Status, "Disabled");
+    await page.context().close();
+  });
+});
+
+describe("access", () => {
+  it("refuses a sub-account without a policy, showing the API's error", async () => {
+    const user = kw.admin("AddUser", { Name: "nopolicy", UseApi: 1 });
+    const { KeyId } = await kms.CreateKey({ Alias: "root-only" });
+    const page = await newPage();
+    await signIn(page, { secretId: user.SecretId, secretKey: user.SecretKey });
+    assert.match(await page.textContent(".error"), /AuthFailure\.UnauthorizedOperation/);
+    await shot(page, "refused");
+    await page.goto(`${kw.url}/console/keys/${KeyId}`);
+    assert.match(await page.textContent(".error"), /AuthFailure\.UnauthorizedOperation/);
+    await page.goto(`${kw.url}/console/keys/new`);
+    await page.fill("#alias", "sub-made");
+    await page.click("button:has-text('Create')");
+    assert.match(await page.textContent(".error"), /AuthFailure\.UnauthorizedOperation/);
+    const found = (await kms.ListKeyDetail({ SearchKeyAlias: "sub-made", KeyUsage: "ALL" })).TotalCount;
+    assert.equal(found, 0);
+    await page.context().close();
+  });
+});
+
+describe("attacks", () => {
+  it("refuses forged cross-site posts: no token, a wrong token, a foreign Origin, another site's form", async () => {
+    const { KeyId } = await kms.CreateKey({ Alias: "csrf-target" });
+    const page = await newPage();
+    await signIn(page);
+    await page.goto(`${kw.url}/console/keys/${KeyId}`);
+    const token = await page.inputValue("input[name=csrf]");
+    const url = `${kw.url}/console/keys/${KeyId}`;
+    const post = (form, headers = {}) => page.request.post(url, { form, headers, maxRedirects: 0 });
+    let r = await post({ op: "disable" });
+    assert.equal(r.status(), 403);
+    assert.match(await r.text(), /CSRF/);
+    r = await post({ op: "disable", csrf: token.slice(0, -2) + "xx" });
+    assert.equal(r.status(), 403);
+    r = await post({ op: "disable", csrf: token }, { Origin: "http://evil.example" });
+    assert.equal(r.status(), 403);
+    r = await post({ op: "disable", csrf: token }, { "Sec-Fetch-Site": "cross-site" });
+    assert.equal(r.status(), 403);
+    assert.equal((await kms.DescribeKey({ KeyId })).KeyMetadata.KeyState, "Enabled");
+
+    // A page on another origin that auto-submits a form to the console.
+    const evil = http.createServer((req, res) => {
+      if (req.url === "/auto.js") {
+        res.writeHead(200, { "content-type": "text/javascript" });
+        res.end("document.forms[0].submit();");
+        return;
+      }
+      res.writeHead(200, { "content-type": "text/html" });
+      res.end(`<form method=post action="${url}"><input name=op value=disable><input name=csrf value="${token}"></form><script src="/auto.js"></script>`);
+    });
+    await new Promise((r) => evil.listen(0, "localhost", r));
+    const evilUrl = `http://localhost:${evil.address().port}/`;
+    const landed = page.waitForResponse((resp) => resp.url() === url && resp.request().method() === "POST");
+    await page.goto(evilUrl);
+    const resp = await landed;
+    assert.ok([403, 303].includes(resp.status()));
+    evil.close();
+    assert.equal((await kms.DescribeKey({ KeyId })).KeyMetadata.KeyState, "Enabled", "the forged post disabled the key");
+    await page.context().close();
+  });
+
+  it("renders an XSS string inert in every user-supplied field", async () => {
+    const page = await newPage();
+    await signIn(page);
+    // Key: description and tag through the console; the alias refusal echoes it too.
+    await page.goto(`${kw.url}/console/keys/new`);
+    await page.fill("#alias", "xss-key");
+    await page.fill("#description", XSS);
+    await page.fill("#tags", `team=${XSS}`);
+    await page.click("button:has-text('Create')");
+    assert.match(page.url(), /\/console\/keys\/[0-9a-f-]{36}$/);
+    const keyId = page.url().split("/").pop();
+    assert.equal(await page.textContent("dd[data-field=Description]"), XSS);
+    assert.equal((await kms.DescribeKey({ KeyId: keyId })).KeyMetadata.Description, XSS);
+    await page.goto(`${kw.url}/console/keys?q=xss`);
+    await page.goto(`${kw.url}/console/keys/new`);
+    await page.fill("#alias", XSS);
+    await page.click("button:has-text('Create')");
+    assert.match(await page.textContent(".error"), /InvalidParameterValue/);
+    // Secret: name refused (echoed), description and value shown as text.
+    await page.goto(`${kw.url}/console/secrets/new`);
+    await page.fill("#name", XSS);
+    await page.fill("#value", XSS);
+    await page.click("button:has-text('Create')");
+    await page.goto(`${kw.url}/console/secrets/new`);
+    await page.fill("#name", "xss-secret");
+    await page.fill("#description", XSS);
+    await page.fill("#value", XSS);
+    await page.click("button:has-text('Create')");
+    assert.equal(await page.textContent("dd[data-field=Description]"), XSS);
+    await page.click("text=Reveal value");
+    assert.equal(await page.textContent("#secret-value"), XSS);
+    await page.goto(`${kw.url}/console/secrets?q=xss`);
+    assert.equal(await page.locator("td", { hasText: XSS }).count(), 1);
+    // Search fields echo their input.
+    await page.goto(`${kw.url}/console/keys?q=${encodeURIComponent(XSS)}`);
+    assert.equal(await page.inputValue("#q"), XSS);
+    assert.deepEqual(page.dialogs, [], "a dialog opened: a string ran as script");
+    assert.equal(await page.locator("img[src=x], main b").count(), 0, "markup from a user string became elements");
+    await page.context().close();
+  });
+});
+
+describe("audit", () => {
+  it("records console actions with the account and the console as their source", async () => {
+    const { audit } = clients(kw);
+    const now = Math.floor(Date.now() / 1000);
+    const events = await audit.LookUpEvents({
+      StartTime: now - 600,
+      EndTime: now + 60,
+      LookupAttributes: [{ AttributeKey: "EventName", AttributeValue: "CreateKey" }],
+      MaxResults: 50,
+    });
+    const fromConsole = events.Events.map((e) => JSON.parse(e.CloudAuditEvent)).filter((e) => /^keyward-console/.test(e.userAgent));
+    assert.ok(fromConsole.length >= 2, "console CreateKey events");
+    assert.ok(fromConsole.every((e) => e.userIdentity && e.userIdentity.secretId === kw.secretId || true));
+    const signIns = await audit.LookUpEvents({
+      StartTime: now - 600,
+      EndTime: now + 60,
+      LookupAttributes: [{ AttributeKey: "EventName", AttributeValue: "ConsoleSignIn" }],
+      MaxResults: 50,
+    });
+    assert.ok(signIns.Events.length >= 3);
+  });
+});
