@@ -317,6 +317,96 @@ describe("access", () => {
   });
 });
 
+describe("access pages", () => {
+  it("adds a user with an API key shown once, validates and attaches a policy, and the user gains exactly that", async () => {
+    const page = await newPage();
+    await signIn(page);
+    await page.goto(`${kw.url}/console/access`);
+    await page.fill("#user-name", "carol");
+    await page.fill("#user-remark", "console-made");
+    await page.click("text=Add user");
+    const carol = { secretId: (await page.textContent("#new-secret-id")).trim(), secretKey: (await page.textContent("#new-secret-key")).trim() };
+    assert.match(carol.secretId, /^AKID/);
+    await shot(page, "api-key-once");
+    await page.click("text=Done");
+    assert.ok(!(await page.content()).includes(carol.secretKey), "the SecretKey is shown again");
+    await shot(page, "user");
+
+    // Carol, with no policy, is refused.
+    const carolPage = await newPage();
+    await signIn(carolPage, carol);
+    assert.match(await carolPage.textContent(".error"), /AuthFailure\.UnauthorizedOperation/);
+
+    // A policy document that is not JSON is refused before saving, and kept for editing.
+    await page.goto(`${kw.url}/console/access/policies/new`);
+    await page.fill("#policy-name", "list-and-create");
+    const broken = '{"version": "2.0", "statement": [ {"effect": "allow",, } ]}';
+    await page.fill("#policy-document", broken);
+    await page.click("text=Save policy");
+    assert.match(await page.textContent(".error"), /not valid JSON.*line 1/);
+    assert.equal(await page.inputValue("#policy-document"), broken);
+    assert.equal(kw.admin("ListPolicies").TotalNum, 0);
+    const doc = JSON.stringify({
+      version: "2.0",
+      statement: [{ effect: "allow", action: ["kms:ListKeyDetail", "kms:DescribeKey", "kms:CreateKey", "kms:ListAlgorithms"], resource: ["*"] }],
+    }, null, 2);
+    await page.fill("#policy-document", doc);
+    await page.click("text=Save policy");
+    assert.match(await page.textContent(".flash"), /created/);
+    await shot(page, "policy");
+    const policyId = kw.admin("ListPolicies").List.find((p) => p.PolicyName === "list-and-create").PolicyId;
+
+    await page.goto(`${kw.url}/console/access/users/carol`);
+    await page.selectOption("#attach-policy", String(policyId));
+    await page.click("button:has-text('Attach')");
+    assert.match(await page.textContent(".flash"), /attached/);
+    assert.deepEqual(kw.admin("ListAttachedUserPolicies", { TargetUin: kw.admin("GetUser", { Name: "carol" }).Uin }).List.map((p) => p.PolicyId), [policyId]);
+
+    // Now carol lists keys and creates one; disabling stays refused (not in the policy).
+    await carolPage.goto(`${kw.url}/console/keys`);
+    assert.equal(await carolPage.locator(".error").count(), 0);
+    await carolPage.goto(`${kw.url}/console/keys/new`);
+    await carolPage.fill("#alias", "carols-key");
+    await carolPage.click("button:has-text('Create')");
+    assert.match(carolPage.url(), /\/console\/keys\/[0-9a-f-]{36}$/);
+    const carolKey = carolPage.url().split("/").pop();
+    await carolPage.click("button:has-text('Disable')");
+    assert.match(await carolPage.textContent(".flash.err"), /AuthFailure\.UnauthorizedOperation/);
+    assert.equal((await kms.DescribeKey({ KeyId: carolKey })).KeyMetadata.KeyState, "Enabled");
+
+    // Detached, she is refused again; her API key disabled, her session authorizes nothing.
+    await page.click("button:has-text('Detach')");
+    await carolPage.goto(`${kw.url}/console/keys`);
+    assert.match(await carolPage.textContent(".error"), /AuthFailure\.UnauthorizedOperation/);
+    await page.click("#api-keys button:has-text('Disable')");
+    assert.match(await page.textContent("#api-keys"), /Inactive/);
+    await carolPage.goto(`${kw.url}/console/keys`);
+    assert.match(await carolPage.textContent(".error"), /AuthFailure\.SecretIdNotFound/);
+    await carolPage.context().close();
+    await page.context().close();
+  });
+});
+
+describe("audit page", () => {
+  it("finds console actions by action and account, and exports them as JSON", async () => {
+    const page = await newPage();
+    await signIn(page);
+    await page.goto(`${kw.url}/console/audit`);
+    await page.fill("#action", "CreateKey");
+    await page.fill("#user", "root");
+    await page.click("form[role=search] button");
+    const rows = await page.locator("#events tbody tr").allTextContents();
+    assert.ok(rows.length >= 2 && rows.every((r) => r.includes("CreateKey") && r.includes("root")), rows.join("\n"));
+    assert.ok(rows.some((r) => r.includes("keyward-console")), "the console is named as the source");
+    await shot(page, "audit");
+    const [download] = await Promise.all([page.waitForEvent("download"), page.click("#export")]);
+    const events = JSON.parse(fs.readFileSync(await download.path(), "utf8"));
+    assert.equal(events.length, rows.length);
+    assert.ok(events.every((e) => e.EventName === "CreateKey" && e.CloudAuditEvent.userIdentity.userName === "root"));
+    await page.context().close();
+  });
+});
+
 describe("attacks", () => {
   it("refuses forged cross-site posts: no token, a wrong token, a foreign Origin, another site's form", async () => {
     const { KeyId } = await kms.CreateKey({ Alias: "csrf-target" });

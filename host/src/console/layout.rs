@@ -5,7 +5,12 @@
 use super::session::{Current, Flash};
 use maud::{html, Markup, DOCTYPE};
 
-const NAV: [(&str, &str); 2] = [("Keys", "/console/keys"), ("Secrets", "/console/secrets")];
+const NAV: [(&str, &str); 4] = [
+    ("Keys", "/console/keys"),
+    ("Secrets", "/console/secrets"),
+    ("Access", "/console/access"),
+    ("Audit", "/console/audit"),
+];
 
 fn head(title: &str) -> Markup {
     html! {

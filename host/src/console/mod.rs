@@ -6,7 +6,9 @@
 //! Security, in one place: sessions and CSRF in `session`, the response headers (CSP without
 //! inline script or style, no framing, no caching) in [`security_headers`], escaping by maud.
 
+mod access;
 mod assets;
+mod audit;
 mod form;
 mod keys;
 mod layout;
@@ -61,6 +63,8 @@ pub fn router(app: Arc<AppState>) -> Router {
         .merge(keys::routes())
         .merge(tools::routes())
         .merge(secrets::routes())
+        .merge(access::routes())
+        .merge(audit::routes())
         .layer(axum::middleware::map_response(security_headers))
         .with_state(cs)
 }
