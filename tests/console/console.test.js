@@ -8,6 +8,7 @@
 
 const { describe, it, before, after } = require("node:test");
 const assert = require("node:assert/strict");
+const crypto = require("node:crypto");
 const fs = require("node:fs");
 const http = require("node:http");
 const path = require("node:path");
@@ -313,6 +314,118 @@ describe("access", () => {
     assert.match(await page.textContent(".error"), /AuthFailure\.UnauthorizedOperation/);
     const found = (await kms.ListKeyDetail({ SearchKeyAlias: "sub-made", KeyUsage: "ALL" })).TotalCount;
     assert.equal(found, 0);
+    await page.context().close();
+  });
+});
+
+describe("more KMS pages", () => {
+  it("signs and verifies with an asymmetric key, and downloads its public key", async () => {
+    const { KeyId } = await kms.CreateKey({ Alias: "signer", KeyUsage: "ASYMMETRIC_SIGN_VERIFY_ECC" });
+    const page = await newPage();
+    await signIn(page);
+    await page.goto(`${kw.url}/console/keys/${KeyId}/tools`);
+    await page.fill("#sign-input", "sign me");
+    await page.click("#sign-run");
+    const signature = (await page.textContent("#result-value")).trim();
+    const v = await kms.VerifyByAsymmetricKey({
+      KeyId, Algorithm: "ECC_P256_R1", MessageType: "RAW",
+      Message: Buffer.from("sign me").toString("base64"), SignatureValue: signature,
+    });
+    assert.equal(v.SignatureValid, true);
+    await page.fill("#verify-input", "sign me");
+    await page.fill("#signature", signature);
+    await page.click("#verify-run");
+    assert.equal(await page.textContent("#result-value"), "valid");
+    await page.fill("#verify-input", "another message");
+    await page.fill("#signature", signature);
+    await page.click("#verify-run");
+    assert.equal(await page.textContent("#result-value"), "NOT valid");
+    await page.goto(`${kw.url}/console/keys/${KeyId}`);
+    const [download] = await Promise.all([page.waitForEvent("download"), page.click("text=Download public key")]);
+    const pem = fs.readFileSync(await download.path(), "utf8");
+    assert.equal(pem, (await kms.GetPublicKey({ KeyId })).PublicKeyPem);
+    await page.context().close();
+  });
+
+  it("imports BYOK material: wrapping key and token, then the wrapped file", async () => {
+    const page = await newPage();
+    await signIn(page);
+    await page.goto(`${kw.url}/console/keys/new`);
+    await page.fill("#alias", "byok-key");
+    await page.selectOption("#origin", "2");
+    await page.click("button:has-text('Create')");
+    const keyId = page.url().split("/").pop();
+    assert.equal((await kms.DescribeKey({ KeyId: keyId })).KeyMetadata.KeyState, "PendingImport");
+    await page.click("text=Import key material");
+    await page.click("text=Get parameters");
+    const publicKey = (await page.textContent("#wrapping-public-key")).trim();
+    const token = (await page.textContent("#import-token")).trim();
+    await shot(page, "byok-import");
+    const material = crypto.randomBytes(32);
+    const wrapped = crypto.publicEncrypt(
+      { key: Buffer.from(publicKey, "base64"), format: "der", type: "spki", padding: crypto.constants.RSA_PKCS1_OAEP_PADDING, oaepHash: "sha256" },
+      material,
+    );
+    assert.equal(await page.inputValue("#token"), token);
+    await page.setInputFiles("#file", { name: "wrapped.bin", mimeType: "application/octet-stream", buffer: wrapped });
+    await page.click("button:has-text('Import key material')");
+    assert.match(await page.textContent(".flash"), /imported/);
+    assert.equal((await kms.DescribeKey({ KeyId: keyId })).KeyMetadata.KeyState, "Enabled");
+    const blob = (await kms.Encrypt({ KeyId: keyId, Plaintext: Buffer.from("byok").toString("base64") })).CiphertextBlob;
+    assert.equal(Buffer.from((await kms.Decrypt({ CiphertextBlob: blob })).Plaintext, "base64").toString(), "byok");
+    await page.context().close();
+  });
+
+  it("generates a hosted data key, renames, disables and schedules its deletion", async () => {
+    const { KeyId } = await kms.CreateKey({ Alias: "dk-parent" });
+    const page = await newPage();
+    await signIn(page);
+    await page.goto(`${kw.url}/console/datakeys/new`);
+    await page.fill("#name", "dk-one");
+    await page.selectOption("#cmk", KeyId);
+    await page.click("button:has-text('Generate')");
+    assert.match(page.url(), /\/console\/datakeys\/[0-9a-f-]{36}$/);
+    const id = page.url().split("/").pop();
+    await page.fill("#new-name", "dk-renamed");
+    await page.click("text=Save name");
+    await page.click("button:has-text('Disable')");
+    await page.click("text=Schedule deletion");
+    const meta = (await kms.DescribeDataKey({ DataKeyId: id })).DataKeyMetadata;
+    assert.equal(meta.DataKeyName, "dk-renamed");
+    assert.equal(meta.KeyState, "PendingDelete");
+    assert.equal(meta.KeyId, KeyId);
+    await page.goto(`${kw.url}/console/datakeys?q=dk-`);
+    assert.equal(await page.locator("tbody tr").count(), 1);
+    await shot(page, "datakey-list");
+    await page.context().close();
+  });
+});
+
+describe("more secrets pages", () => {
+  it("stores an uploaded binary file and an SSH key pair whose private key downloads", async () => {
+    const page = await newPage();
+    await signIn(page);
+    const bytes = crypto.randomBytes(300);
+    await page.goto(`${kw.url}/console/secrets/new`);
+    await page.fill("#name", "binary-secret");
+    await page.selectOption("#kind", "binary");
+    await page.setInputFiles("#file", { name: "blob.bin", mimeType: "application/octet-stream", buffer: bytes });
+    await page.click("button:has-text('Create')");
+    assert.match(await page.textContent(".flash"), /created/);
+    const v = await ssm.GetSecretValue({ SecretName: "binary-secret", VersionId: "v1" });
+    assert.equal(v.SecretBinary, bytes.toString("base64"));
+
+    await page.goto(`${kw.url}/console/secrets/new-ssh`);
+    await page.fill("#name", "ssh-secret");
+    await page.fill("#ssh-name", "deploy");
+    await page.click("button:has-text('Create key pair')");
+    assert.match(await page.textContent(".flash"), /download its private key/);
+    assert.ok(!(await page.content()).includes("PRIVATE KEY"), "the private key is in the page");
+    const [download] = await Promise.all([page.waitForEvent("download"), page.click("#download-private-key")]);
+    const pem = fs.readFileSync(await download.path(), "utf8");
+    assert.match(pem, /BEGIN OPENSSH PRIVATE KEY/);
+    const viaSdk = await ssm.GetSSHKeyPairValue({ SecretName: "ssh-secret" });
+    assert.equal(pem, viaSdk.PrivateKey);
     await page.context().close();
   });
 });

@@ -14,6 +14,10 @@ impl Form {
         )
     }
 
+    pub fn from_pairs(pairs: Vec<(String, String)>) -> Self {
+        Form(pairs)
+    }
+
     /// The first value of `name`, or "" when absent.
     pub fn get(&self, name: &str) -> &str {
         self.0

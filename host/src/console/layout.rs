@@ -5,8 +5,9 @@
 use super::session::{Current, Flash};
 use maud::{html, Markup, DOCTYPE};
 
-const NAV: [(&str, &str); 4] = [
+const NAV: [(&str, &str); 5] = [
     ("Keys", "/console/keys"),
+    ("Data keys", "/console/datakeys"),
     ("Secrets", "/console/secrets"),
     ("Access", "/console/access"),
     ("Audit", "/console/audit"),

@@ -9,7 +9,9 @@
 mod access;
 mod assets;
 mod audit;
+mod datakeys;
 mod form;
+mod import;
 mod keys;
 mod layout;
 mod secrets;
@@ -62,6 +64,8 @@ pub fn router(app: Arc<AppState>) -> Router {
         .route("/download", post(tools::download))
         .merge(keys::routes())
         .merge(tools::routes())
+        .merge(datakeys::routes())
+        .merge(import::routes())
         .merge(secrets::routes())
         .merge(access::routes())
         .merge(audit::routes())
@@ -219,6 +223,39 @@ impl Console {
             ));
         }
         Ok(form)
+    }
+
+    /// A `multipart/form-data` form (one with a file field), checked like [`Console::form`].
+    /// Returns the text fields and the bytes of the file field `file`, if one was chosen.
+    pub async fn upload(
+        &self,
+        mut mp: axum::extract::Multipart,
+    ) -> Result<(Form, Option<zeroize::Zeroizing<Vec<u8>>>), Fail> {
+        if !self.same_origin {
+            return Err(Fail::Forged(
+                "the form was not sent from a page of this console",
+            ));
+        }
+        let bad = |e: axum::extract::multipart::MultipartError| Fail::BadForm(e.body_text());
+        let (mut fields, mut file) = (Vec::new(), None);
+        while let Some(field) = mp.next_field().await.map_err(bad)? {
+            let name = field.name().unwrap_or("").to_string();
+            if field.file_name().is_some() {
+                let bytes = zeroize::Zeroizing::new(field.bytes().await.map_err(bad)?.to_vec());
+                if name == "file" && !bytes.is_empty() {
+                    file = Some(bytes);
+                }
+            } else {
+                fields.push((name, field.text().await.map_err(bad)?));
+            }
+        }
+        let form = Form::from_pairs(fields);
+        if !session::csrf_matches(&self.cur.csrf, form.get("csrf")) {
+            return Err(Fail::Forged(
+                "the form's CSRF token is missing or not this session's; reload the page",
+            ));
+        }
+        Ok((form, file))
     }
 
     /// Runs an action as the signed-in account.

@@ -10,7 +10,7 @@ use super::layout::{csrf, pager, query, select};
 use super::{num, text, when, Console, ConsoleState, Fail};
 use crate::error::Error;
 use axum::body::Bytes;
-use axum::extract::Path;
+use axum::extract::{Multipart, Path};
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
@@ -27,6 +27,9 @@ pub fn routes() -> Router<Arc<ConsoleState>> {
         .route("/secrets/new", get(new_form).post(create))
         .route("/secrets/{name}", get(details).post(change))
         .route("/secrets/{name}/reveal", post(reveal))
+        .route("/secrets/{name}/versions", post(put_version))
+        .route("/secrets/new-ssh", get(new_ssh_form).post(create_ssh))
+        .route("/secrets/{name}/ssh-private-key", post(ssh_private_key))
 }
 
 const PER_PAGE: u64 = 20;
@@ -68,7 +71,10 @@ async fn list(c: Console, p: Params) -> Response {
     c.page(
         "Secrets",
         html! {
-            div.actions { a href="/console/secrets/new" { "Create secret" } }
+            div.actions {
+                a href="/console/secrets/new" { "Create secret" }
+                a href="/console/secrets/new-ssh" { "Create SSH key pair secret" }
+            }
             form.card.row method="get" action="/console/secrets" role="search" {
                 div { label for="q" { "Name (partial)" } input #q type="search" name="q" value=(q.q); }
                 div { label for="state" { "State" }
@@ -83,7 +89,7 @@ async fn list(c: Console, p: Params) -> Response {
                             td { a href=(href(text(s, "SecretName"))) { (text(s, "SecretName")) } }
                             td { (text(s, "Description")) }
                             td { span class={"badge " (text(s, "Status"))} { (text(s, "Status")) } }
-                            td { @if num(s, "SecretType") == 3 { "SSH key pair" } @else { "Custom" } }
+                            td { @if num(s, "SecretType") == 2 { "SSH key pair" } @else { "Custom" } }
                             td.wrap { code { (text(s, "KmsKeyId")) } }
                             td { (when(num(s, "CreateTime"))) }
                         }
@@ -102,9 +108,11 @@ fn value_fields() -> Markup {
         fieldset.card {
             legend { "Value" }
             label for="kind" { "Kind" }
-            (select("kind", "kind", &[("text", "Text"), ("kv", "Key/value pairs (stored as JSON)"), ("binary", "Binary (base64)")], "text"))
-            label for="value" { "Text or base64 value" }
+            (select("kind", "kind", &[("text", "Text"), ("kv", "Key/value pairs (stored as JSON)"), ("binary", "Binary (a file, or base64 below)")], "text"))
+            label for="value" { "Text, or base64 of a binary value" }
             textarea #value name="value" rows="4" {}
+            label for="file" { "Binary value from a file (at most 32 KiB)" }
+            input #file type="file" name="file";
             label { "Key/value pairs" }
             div #kv-rows {
                 @for i in 0..3 {
@@ -119,8 +127,11 @@ fn value_fields() -> Markup {
     }
 }
 
-/// The API's SecretString or SecretBinary from the value fields.
-fn value_params(f: &super::form::Form) -> Result<(&'static str, Zeroizing<String>), Fail> {
+/// The API's SecretString or SecretBinary from the value fields (and the uploaded file).
+fn value_params(
+    f: &super::form::Form,
+    file: Option<&[u8]>,
+) -> Result<(&'static str, Zeroizing<String>), Fail> {
     match f.get("kind") {
         "kv" => {
             let mut obj = Map::new();
@@ -139,16 +150,21 @@ fn value_params(f: &super::form::Form) -> Result<(&'static str, Zeroizing<String
             ))
         }
         "binary" => {
+            if let Some(bytes) = file {
+                return Ok(("SecretBinary", Zeroizing::new(B64.encode(bytes))));
+            }
             let b = f.get("value").split_whitespace().collect::<String>();
-            B64.decode(&b)
-                .map_err(|_| Fail::BadForm("the binary value must be base64".into()))?;
+            B64.decode(&b).map_err(|_| {
+                Fail::BadForm("choose a file, or give the binary value in base64".into())
+            })?;
             Ok(("SecretBinary", Zeroizing::new(b)))
         }
         _ => Ok(("SecretString", Zeroizing::new(f.get("value").to_string()))),
     }
 }
 
-async fn new_form(c: Console) -> Response {
+/// The CMKs a secret may be protected by (enabled symmetric keys the caller may list).
+async fn cmk_choice(c: &Console) -> Markup {
     let keys = c
         .kms(
             "ListKeyDetail",
@@ -157,20 +173,28 @@ async fn new_form(c: Console) -> Response {
         .await
         .map(|f| f["KeyMetadatas"].as_array().cloned().unwrap_or_default())
         .unwrap_or_default();
+    html! {
+        label for="kms-key" { "KMS key that protects it" }
+        select #kms-key name="kms_key" {
+            option value="" { "The region's service-managed key" }
+            @for k in &keys { option value=(text(k, "KeyId")) { (text(k, "Alias")) " (" (text(k, "KeyId")) ")" } }
+        }
+    }
+}
+
+async fn new_form(c: Console) -> Response {
+    let cmks = cmk_choice(&c).await;
     c.page(
         "Create secret",
         html! {
-            form.card method="post" action="/console/secrets/new" {
+            p { a href="/console/secrets/new-ssh" { "Create an SSH key pair secret instead" } }
+            form.card method="post" action="/console/secrets/new" enctype="multipart/form-data" {
                 (csrf(&c.cur.csrf))
                 label for="name" { "Name" }
                 input #name type="text" name="name" required maxlength="128";
                 label for="description" { "Description" }
                 input #description type="text" name="description" maxlength="2048";
-                label for="kms-key" { "KMS key that protects it" }
-                select #kms-key name="kms_key" {
-                    option value="" { "The region's service-managed key" }
-                    @for k in &keys { option value=(text(k, "KeyId")) { (text(k, "Alias")) " (" (text(k, "KeyId")) ")" } }
-                }
+                (cmks)
                 label for="version" { "First version ID" }
                 input #version type="text" name="version" value="v1" required;
                 (value_fields())
@@ -180,9 +204,9 @@ async fn new_form(c: Console) -> Response {
     )
 }
 
-async fn create(c: Console, body: Bytes) -> Result<Response, Fail> {
-    let f = c.form(&body)?;
-    let (field, value) = value_params(&f)?;
+async fn create(c: Console, mp: Multipart) -> Result<Response, Fail> {
+    let (f, file) = c.upload(mp).await?;
+    let (field, value) = value_params(&f, file.as_deref().map(Vec::as_slice))?;
     let name = f.get("name").trim().to_string();
     let mut params = json!({
         "SecretName": name,
@@ -211,7 +235,7 @@ async fn details(c: Console, Path(name): Path<String>) -> Response {
         .map(|f| f["Versions"].as_array().cloned().unwrap_or_default())
         .unwrap_or_default();
     let status = text(&s, "Status");
-    let ssh = num(&s, "SecretType") == 3;
+    let ssh = num(&s, "SecretType") == 2;
     let op = |op: &str, label: &str, class: &str| -> Markup {
         html! {
             form.inline method="post" action=(href(&name)) {
@@ -243,6 +267,14 @@ async fn details(c: Console, Path(name): Path<String>) -> Response {
                     _ => {},
                 }
             }
+            @if ssh {
+                h2 { "SSH key pair" }
+                form.card method="post" action={(href(&name)) "/ssh-private-key"} {
+                    (csrf(&c.cur.csrf))
+                    p.muted { "The private key is decrypted for this download only." }
+                    button type="submit" #download-private-key { "Download private key" }
+                }
+            }
             h2 { "Versions" }
             table #versions {
                 thead { tr { th { "Version" } th { "Created" } th { "Value" } } }
@@ -264,9 +296,8 @@ async fn details(c: Console, Path(name): Path<String>) -> Response {
             }
             @if !ssh && status != "PendingDelete" {
                 h2 { "New version" }
-                form.card method="post" action=(href(&name)) {
+                form.card method="post" action={(href(&name)) "/versions"} enctype="multipart/form-data" {
                     (csrf(&c.cur.csrf))
-                    input type="hidden" name="op" value="put";
                     label for="version" { "Version ID" }
                     input #version type="text" name="version" required;
                     (value_fields())
@@ -341,17 +372,22 @@ async fn change(c: Console, Path(name): Path<String>, body: Bytes) -> Result<Res
                 Err(e) => Err(e),
             }
         }
-        "put" => {
-            let (field, value) = value_params(&f)?;
-            let mut params = json!({ "SecretName": name, "VersionId": f.get("version") });
-            params[field] = Value::String(value.to_string());
-            c.ssm("PutSecretValue", params)
-                .await
-                .map(|_| "Version added.".into())
-        }
         other => return Err(Fail::BadForm(format!("unknown operation `{other}`"))),
     };
     Ok(c.redirect(&back, r))
+}
+
+async fn put_version(
+    c: Console,
+    Path(name): Path<String>,
+    mp: Multipart,
+) -> Result<Response, Fail> {
+    let (f, file) = c.upload(mp).await?;
+    let (field, value) = value_params(&f, file.as_deref().map(Vec::as_slice))?;
+    let mut params = json!({ "SecretName": name, "VersionId": f.get("version") });
+    params[field] = Value::String(value.to_string());
+    let r = c.ssm("PutSecretValue", params).await;
+    Ok(c.redirect(&href(&name), r.map(|_| "Version added.".into())))
 }
 
 /// The one page that shows a value: the answer to the reveal button.
@@ -401,4 +437,86 @@ async fn reveal(c: Console, Path(name): Path<String>, body: Bytes) -> Result<Res
             }
         },
     ))
+}
+
+async fn new_ssh_form(c: Console) -> Response {
+    let cmks = cmk_choice(&c).await;
+    c.page(
+        "Create SSH key pair secret",
+        html! {
+            form.card method="post" action="/console/secrets/new-ssh" {
+                (csrf(&c.cur.csrf))
+                label for="name" { "Secret name" }
+                input #name type="text" name="name" required maxlength="128";
+                label for="ssh-name" { "SSH key name" }
+                input #ssh-name type="text" name="ssh_name";
+                label for="description" { "Description" }
+                input #description type="text" name="description" maxlength="2048";
+                (cmks)
+                p.muted { "Keyward generates an Ed25519 key pair and keeps the private key encrypted under the KMS key." }
+                p { button type="submit" { "Create key pair" } " " a href="/console/secrets" { "Cancel" } }
+            }
+        },
+    )
+}
+
+async fn create_ssh(c: Console, body: Bytes) -> Result<Response, Fail> {
+    let f = c.form(&body)?;
+    let name = f.get("name").trim().to_string();
+    let mut params =
+        json!({ "SecretName": name, "ProjectId": 0, "Description": f.get("description") });
+    if !f.get("ssh_name").trim().is_empty() {
+        params["SSHKeyName"] = json!(f.get("ssh_name").trim());
+    }
+    if !f.get("kms_key").is_empty() {
+        params["KmsKeyId"] = json!(f.get("kms_key"));
+    }
+    Ok(match c.ssm("CreateSSHKeyPairSecret", params).await {
+        Ok(_) => c.redirect(
+            &href(&name),
+            Ok(format!(
+                "SSH key pair secret {name} created: download its private key below."
+            )),
+        ),
+        Err(e) => c.refused("Create SSH key pair secret", &e),
+    })
+}
+
+/// The private key of an SSH key pair secret, as a file (a POST with the CSRF token, like
+/// reveal).
+async fn ssh_private_key(
+    c: Console,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Response, Fail> {
+    c.form(&body)?;
+    let r = match c
+        .ssm("GetSSHKeyPairValue", json!({ "SecretName": name }))
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => return Ok(c.refused(&format!("Secret {name}"), &e)),
+    };
+    let key = Zeroizing::new(
+        r.get("PrivateKey")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string(),
+    );
+    Ok(axum::response::IntoResponse::into_response((
+        [
+            (
+                axum::http::header::CONTENT_TYPE,
+                "application/octet-stream".to_string(),
+            ),
+            (
+                axum::http::header::CONTENT_DISPOSITION,
+                format!(
+                    "attachment; filename=\"{}\"",
+                    super::keys::safe_name(&format!("{name}.pem"))
+                ),
+            ),
+        ],
+        key.to_string(),
+    )))
 }
