@@ -285,9 +285,18 @@ describe("secrets", () => {
     assert.deepEqual(JSON.parse(v1.SecretString), { user: "admin", password: "hunter2" });
     await page.fill("#version", "v2");
     await page.fill("#value", "plain text v2");
-    await page.click("text=Add version");
+    await page.click("text=Save value");
     const v2 = await ssm.GetSecretValue({ SecretName: "kv-secret", VersionId: "v2" });
     assert.equal(v2.SecretString, "plain text v2");
+    // Replace v2's value, delete v1.
+    await page.selectOption("#mode", "replace");
+    await page.fill("#version", "v2");
+    await page.fill("#value", "replaced v2");
+    await page.click("text=Save value");
+    assert.match(await page.textContent(".flash"), /replaced/);
+    assert.equal((await ssm.GetSecretValue({ SecretName: "kv-secret", VersionId: "v2" })).SecretString, "replaced v2");
+    await page.click("tr:has(code:text-is('v1')) button:has-text('Delete version')");
+    assert.deepEqual((await ssm.ListSecretVersionIds({ SecretName: "kv-secret" })).Versions.map((v) => v.VersionId), ["v2"]);
     await page.click("button:has-text('Disable')");
     await page.fill("#window", "7");
     await page.click("text=Delete secret");
@@ -344,6 +353,23 @@ describe("more KMS pages", () => {
     const [download] = await Promise.all([page.waitForEvent("download"), page.click("text=Download public key")]);
     const pem = fs.readFileSync(await download.path(), "utf8");
     assert.equal(pem, (await kms.GetPublicKey({ KeyId })).PublicKeyPem);
+    await page.context().close();
+  });
+
+  it("decrypts data encrypted to an asymmetric key's public key", async () => {
+    const { KeyId } = await kms.CreateKey({ Alias: "rsa-decrypt", KeyUsage: "ASYMMETRIC_DECRYPT_RSA_2048" });
+    const pem = (await kms.GetPublicKey({ KeyId })).PublicKeyPem;
+    const ct = crypto.publicEncrypt(
+      { key: pem, padding: crypto.constants.RSA_PKCS1_OAEP_PADDING, oaepHash: "sha256" },
+      Buffer.from("for the private key"),
+    );
+    const page = await newPage();
+    await signIn(page);
+    await page.goto(`${kw.url}/console/keys/${KeyId}/tools`);
+    await page.fill("#asymmetric-decrypt-input", ct.toString("base64"));
+    await page.selectOption("#algorithm", "RSAES_OAEP_SHA_256");
+    await page.click("#asymmetric-decrypt-run");
+    assert.equal(await page.textContent("#result-value"), "for the private key");
     await page.context().close();
   });
 

@@ -289,19 +289,30 @@ async fn details(c: Console, Path(name): Path<String>) -> Response {
                                     input type="hidden" name="version" value=(text(v, "VersionId"));
                                     button.secondary type="submit" { "Reveal value" }
                                 }
+                                @if versions.len() > 1 {
+                                    " "
+                                    form.inline method="post" action=(href(&name)) {
+                                        (csrf(&c.cur.csrf))
+                                        input type="hidden" name="op" value="delete-version";
+                                        input type="hidden" name="version" value=(text(v, "VersionId"));
+                                        button.secondary type="submit" { "Delete version" }
+                                    }
+                                }
                             }
                         }
                     }
                 }
             }
             @if !ssh && status != "PendingDelete" {
-                h2 { "New version" }
+                h2 { "New version or new value" }
                 form.card method="post" action={(href(&name)) "/versions"} enctype="multipart/form-data" {
                     (csrf(&c.cur.csrf))
+                    label for="mode" { "Store the value as" }
+                    (select("mode", "mode", &[("new", "A new version (PutSecretValue)"), ("replace", "The value of an existing version (UpdateSecret)")], "new"))
                     label for="version" { "Version ID" }
                     input #version type="text" name="version" required;
                     (value_fields())
-                    p { button type="submit" { "Add version" } }
+                    p { button type="submit" { "Save value" } }
                 }
                 h2 { "Description" }
                 form.card method="post" action=(href(&name)) {
@@ -340,6 +351,13 @@ async fn change(c: Console, Path(name): Path<String>, body: Bytes) -> Result<Res
             .ssm("DisableSecret", json!({ "SecretName": name }))
             .await
             .map(|_| "Secret disabled.".into()),
+        "delete-version" => c
+            .ssm(
+                "DeleteSecretVersion",
+                json!({ "SecretName": name, "VersionId": f.get("version") }),
+            )
+            .await
+            .map(|_| format!("Version {} deleted.", f.get("version"))),
         "restore" => c
             .ssm("RestoreSecret", json!({ "SecretName": name }))
             .await
@@ -386,8 +404,12 @@ async fn put_version(
     let (field, value) = value_params(&f, file.as_deref().map(Vec::as_slice))?;
     let mut params = json!({ "SecretName": name, "VersionId": f.get("version") });
     params[field] = Value::String(value.to_string());
-    let r = c.ssm("PutSecretValue", params).await;
-    Ok(c.redirect(&href(&name), r.map(|_| "Version added.".into())))
+    let (action, done) = match f.get("mode") {
+        "replace" => ("UpdateSecret", "Version's value replaced."),
+        _ => ("PutSecretValue", "Version added."),
+    };
+    let r = c.ssm(action, params).await;
+    Ok(c.redirect(&href(&name), r.map(|_| done.into())))
 }
 
 /// The one page that shows a value: the answer to the reveal button.

@@ -75,6 +75,16 @@ fn forms(c: &Console, id: &str, meta: &Value, input: &str) -> Markup {
                 textarea #signature name="signature" rows="3" {}
                 (pick)
             }))
+        } @else if usage == "ASYMMETRIC_DECRYPT_RSA_2048" || usage == "ASYMMETRIC_DECRYPT_SM2" {
+            h2 { "Decryption" }
+            (form("asymmetric-decrypt", "Ciphertext (base64)", "data",
+                "Data encrypted to this key's public key (download it from the key's page).",
+                if usage == "ASYMMETRIC_DECRYPT_RSA_2048" { html! {
+                    label for="algorithm" { "Algorithm" }
+                    select #algorithm name="algorithm" {
+                        @for a in ["RSAES_OAEP_SHA_256", "RSAES_OAEP_SHA_1", "RSAES_PKCS1_V1_5"] { option value=(a) { (a) } }
+                    }
+                } } else { html! {} }))
         } @else {
             p.muted { "This key's usage (" (usage) ") has no online tool here; use the API." }
         }
@@ -122,13 +132,7 @@ async fn run(c: Console, Path(id): Path<String>, body: Bytes) -> Result<Response
         "decrypt" => c
             .kms("Decrypt", json!({ "CiphertextBlob": data.trim() }))
             .await
-            .map(|r| {
-                let raw = Zeroizing::new(B64.decode(text(&Value::Object(r), "Plaintext")).unwrap_or_default());
-                match std::str::from_utf8(&raw) {
-                    Ok(s) => Outcome { label: "Plaintext", value: Zeroizing::new(s.into()), file: "plaintext.txt".into() },
-                    Err(_) => Outcome { label: "Plaintext (binary, base64)", value: Zeroizing::new(B64.encode(&*raw)), file: "plaintext.b64".into() },
-                }
-            }),
+            .map(|r| plaintext_outcome(text(&Value::Object(r), "Plaintext"))),
         "sign" => c
             .kms("SignByAsymmetricKey", json!({ "KeyId": id, "Algorithm": f.get("algorithm"), "Message": B64.encode(data), "MessageType": "RAW" }))
             .await
@@ -140,6 +144,14 @@ async fn run(c: Console, Path(id): Path<String>, body: Bytes) -> Result<Response
                 let ok = r.get("SignatureValid").and_then(Value::as_bool) == Some(true);
                 Outcome { label: "Verification", value: Zeroizing::new(if ok { "valid".into() } else { "NOT valid".into() }), file: "verification.txt".into() }
             }),
+        "asymmetric-decrypt" => {
+            let r = if text(&meta, "KeyUsage") == "ASYMMETRIC_DECRYPT_SM2" {
+                c.kms("AsymmetricSm2Decrypt", json!({ "KeyId": id, "Ciphertext": data.trim() })).await
+            } else {
+                c.kms("AsymmetricRsaDecrypt", json!({ "KeyId": id, "Ciphertext": data.trim(), "Algorithm": f.get("algorithm") })).await
+            };
+            r.map(|r| plaintext_outcome(text(&Value::Object(r), "Plaintext")))
+        }
         other => return Err(Fail::BadForm(format!("unknown tool `{other}`"))),
     };
     let out = match result {
@@ -166,6 +178,23 @@ async fn run(c: Console, Path(id): Path<String>, body: Bytes) -> Result<Response
         &meta,
         html! { (out) (forms(&c, &id, &meta, "")) },
     ))
+}
+
+/// A decrypted plaintext (base64 from the API): as text when it is UTF-8, else as base64.
+fn plaintext_outcome(b64: &str) -> Outcome {
+    let raw = Zeroizing::new(B64.decode(b64).unwrap_or_default());
+    match std::str::from_utf8(&raw) {
+        Ok(s) => Outcome {
+            label: "Plaintext",
+            value: Zeroizing::new(s.into()),
+            file: "plaintext.txt".into(),
+        },
+        Err(_) => Outcome {
+            label: "Plaintext (binary, base64)",
+            value: Zeroizing::new(B64.encode(&*raw)),
+            file: "plaintext.b64".into(),
+        },
+    }
 }
 
 /// Hands a result back as a file. The content comes from the session's own form (CSRF
