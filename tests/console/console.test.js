@@ -139,6 +139,29 @@ describe("sign-in", () => {
   });
 });
 
+describe("TLS", () => {
+  it("marks the session cookie Secure when the daemon serves HTTPS", async () => {
+    const tlsKw = await startKeyward({ tls: true });
+    try {
+      const context = await browser.newContext({ ignoreHTTPSErrors: true });
+      context.setDefaultTimeout(10000);
+      const page = await context.newPage();
+      await page.goto(`${tlsKw.url}/console/signin`);
+      await page.fill("#secret-id", tlsKw.secretId);
+      await page.fill("#secret-key", tlsKw.secretKey);
+      await Promise.all([page.waitForURL(/\/console\/keys$/), page.click("button[type=submit]")]);
+      assert.match(page.url(), /^https:/);
+      const session = (await context.cookies()).find((c) => c.name === "keyward_console");
+      assert.equal(session.secure, true);
+      assert.equal(session.httpOnly, true);
+      assert.equal(session.sameSite, "Strict");
+      await context.close();
+    } finally {
+      await tlsKw.stop();
+    }
+  });
+});
+
 describe("keys", () => {
   it("creates a key with the keyboard only, and the SDK encrypts with it", async () => {
     const page = await newPage();

@@ -24,7 +24,7 @@ for (const v of ["http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_
 
 const REPO = path.resolve(__dirname, "..", "..");
 const PIN = "keyward-test-pin-1234";
-const LISTEN_PREFIX = "keyward: listening on http://127.0.0.1:";
+const LISTEN = /keyward: listening on (https?):\/\/127\.0\.0\.1:(\d+)/;
 
 function requireFile(p, what) {
   if (!p || !fs.existsSync(p)) {
@@ -34,9 +34,10 @@ function requireFile(p, what) {
 
 /**
  * Starts a daemon; resolves to {port, url, secretId, secretKey, region, binary, credFile,
- * stop()}. `extraToml` is appended to keyward.toml.
+ * stop()}. `extraToml` is appended to keyward.toml; `tls` serves HTTPS with a self-signed
+ * certificate for 127.0.0.1 made by openssl.
  */
-async function startKeyward({ extraToml = "" } = {}) {
+async function startKeyward({ extraToml = "", tls = false } = {}) {
   const binary = process.env.KEYWARD_BIN || path.join(REPO, "target", "debug", "keyward");
   requireFile(binary, "keyward binary (set KEYWARD_BIN or build target/debug/keyward)");
   const module = process.env.SOFTHSM2_MODULE || "/usr/lib/softhsm/libsofthsm2.so";
@@ -62,10 +63,21 @@ async function startKeyward({ extraToml = "" } = {}) {
   } else if (storeKind !== "sqlite") {
     throw new Error(`unknown KEYWARD_TEST_STORE ${storeKind}`);
   }
+  let tlsSection = "";
+  if (tls) {
+    const [cert, key] = [path.join(tmp, "cert.pem"), path.join(tmp, "key.pem")];
+    execFileSync("openssl", [
+      "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+      "-keyout", key, "-out", cert, "-days", "1", "-subj", "/CN=127.0.0.1",
+      "-addext", "subjectAltName=IP:127.0.0.1",
+    ], { stdio: ["ignore", "ignore", "pipe"] });
+    tlsSection = `[tls]\ncert = "${cert}"\nkey = "${key}"\n`;
+  }
   const config = path.join(tmp, "keyward.toml");
   fs.writeFileSync(
     config,
     `data_dir = "${path.join(tmp, "data")}"\n` +
+      tlsSection +
       "[hsm]\n" +
       'backend = "pkcs11"\n' +
       `module = "${module}"\n` +
@@ -96,7 +108,7 @@ async function startKeyward({ extraToml = "" } = {}) {
     env,
     stdio: ["ignore", "ignore", "pipe"],
   });
-  const port = await new Promise((resolve, reject) => {
+  const [scheme, port] = await new Promise((resolve, reject) => {
     let buffered = "";
     let found = false;
     const timer = setTimeout(() => reject(new Error(`keyward did not start; log in ${logPath}`)), 60000);
@@ -104,14 +116,11 @@ async function startKeyward({ extraToml = "" } = {}) {
       log.write(chunk);
       if (found) return;
       buffered += chunk.toString();
-      const at = buffered.indexOf(LISTEN_PREFIX);
-      if (at >= 0) {
-        const digits = /^\d+/.exec(buffered.slice(at + LISTEN_PREFIX.length));
-        if (digits) {
-          found = true;
-          clearTimeout(timer);
-          resolve(Number(digits[0]));
-        }
+      const m = LISTEN.exec(buffered);
+      if (m) {
+        found = true;
+        clearTimeout(timer);
+        resolve([m[1], Number(m[2])]);
       }
     });
     proc.on("exit", (code) => {
@@ -122,7 +131,7 @@ async function startKeyward({ extraToml = "" } = {}) {
 
   return {
     port,
-    url: `http://127.0.0.1:${port}`,
+    url: `${scheme}://127.0.0.1:${port}`,
     secretId: cred.SecretId,
     secretKey: cred.SecretKey,
     region: cred.Region,
@@ -133,7 +142,7 @@ async function startKeyward({ extraToml = "" } = {}) {
     admin(action, params = {}) {
       const out = execFileSync(
         binary,
-        ["admin", "--endpoint", `http://127.0.0.1:${port}`, "--credentials", credFile, action, JSON.stringify(params)],
+        ["admin", "--endpoint", `${scheme}://127.0.0.1:${port}`, "--credentials", credFile, action, JSON.stringify(params)],
         { encoding: "utf8" },
       );
       return JSON.parse(out);

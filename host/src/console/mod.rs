@@ -184,7 +184,7 @@ impl FromRequestParts<Arc<ConsoleState>> for Console {
             cur,
             peer: peer(parts),
             user_agent: user_agent(parts),
-            same_origin: session::same_origin(&parts.headers, cs.scheme),
+            same_origin: session::same_origin(&parts.headers, session::authority(parts), cs.scheme),
         })
     }
 }

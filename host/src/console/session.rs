@@ -157,8 +157,9 @@ pub fn csrf_matches(expected: &str, given: &str) -> bool {
 /// Whether a state-changing request comes from a page of this origin. Browsers send
 /// `Origin` on every POST and `Sec-Fetch-Site` on every request; a request with neither is
 /// not a browser's cross-site request (the CSRF token still has to match). `scheme` is how
-/// the daemon is reached (`http` or `https`).
-pub fn same_origin(headers: &HeaderMap, scheme: &str) -> bool {
+/// the daemon is reached (`http` or `https`); `authority` is the request's `Host` (over
+/// HTTP/2, which TLS clients negotiate, its `:authority`: see [`authority`]).
+pub fn same_origin(headers: &HeaderMap, authority: Option<&str>, scheme: &str) -> bool {
     let get = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
     if let Some(site) = get("sec-fetch-site") {
         if site != "same-origin" {
@@ -167,8 +168,18 @@ pub fn same_origin(headers: &HeaderMap, scheme: &str) -> bool {
     }
     match get("origin") {
         None => true,
-        Some(origin) => get("host").is_some_and(|host| origin == format!("{scheme}://{host}")),
+        Some(origin) => authority.is_some_and(|host| origin == format!("{scheme}://{host}")),
     }
+}
+
+/// The host a request addressed: its `Host` header, or over HTTP/2 the `:authority`
+/// pseudo-header (in the URI; there is no Host header there).
+pub fn authority(parts: &axum::http::request::Parts) -> Option<&str> {
+    parts
+        .headers
+        .get(axum::http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| parts.uri.authority().map(|a| a.as_str()))
 }
 
 /// The session id the request's cookie carries.
@@ -306,31 +317,36 @@ mod tests {
     #[test]
     fn cross_site_requests_are_told_apart() {
         let mut h = HeaderMap::new();
-        h.insert("host", HeaderValue::from_static("127.0.0.1:8080"));
+        let host = Some("127.0.0.1:8080");
         assert!(
-            same_origin(&h, "http"),
+            same_origin(&h, host, "http"),
             "no browser headers: the token decides"
         );
         h.insert("origin", HeaderValue::from_static("http://127.0.0.1:8080"));
-        assert!(same_origin(&h, "http"));
+        assert!(same_origin(&h, host, "http"));
         assert!(
-            !same_origin(&h, "https"),
+            !same_origin(&h, host, "https"),
             "another scheme is another origin"
         );
         h.insert("sec-fetch-site", HeaderValue::from_static("same-origin"));
-        assert!(same_origin(&h, "http"));
+        assert!(same_origin(&h, host, "http"));
         h.insert("sec-fetch-site", HeaderValue::from_static("cross-site"));
-        assert!(!same_origin(&h, "http"));
+        assert!(!same_origin(&h, host, "http"));
         h.insert("sec-fetch-site", HeaderValue::from_static("same-site"));
         assert!(
-            !same_origin(&h, "http"),
+            !same_origin(&h, host, "http"),
             "a sibling subdomain is not trusted"
         );
         h.remove("sec-fetch-site");
         h.insert("origin", HeaderValue::from_static("http://evil.example"));
-        assert!(!same_origin(&h, "http"));
+        assert!(!same_origin(&h, host, "http"));
         h.insert("origin", HeaderValue::from_static("null"));
-        assert!(!same_origin(&h, "http"));
+        assert!(!same_origin(&h, host, "http"));
+        h.insert("origin", HeaderValue::from_static("http://127.0.0.1:8080"));
+        assert!(
+            !same_origin(&h, None, "http"),
+            "no host known: an Origin cannot match"
+        );
     }
 
     #[test]

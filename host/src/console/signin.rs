@@ -47,7 +47,7 @@ pub async fn page(q: Params) -> Response {
 pub async fn submit(State(cs): State<Arc<ConsoleState>>, parts: Parts, body: Bytes) -> Response {
     // Login CSRF: a sign-in form posted from another site would sign the victim in as the
     // attacker.
-    if !session::same_origin(&parts.headers, cs.scheme) {
+    if !session::same_origin(&parts.headers, session::authority(&parts), cs.scheme) {
         return Fail::Forged("the sign-in form was not sent from this console").into_response();
     }
     let f = super::form::Form::parse(&body);
