@@ -549,6 +549,40 @@ describe("access pages", () => {
   });
 });
 
+describe("groups", () => {
+  it("creates a group, adds a member and attaches a policy: the member gains it, and loses it when removed", async () => {
+    const dave = kw.admin("AddUser", { Name: "dave", UseApi: 1 });
+    const policyId = kw.admin("CreatePolicy", {
+      PolicyName: "list-keys",
+      PolicyDocument: JSON.stringify({ version: "2.0", statement: [{ effect: "allow", action: ["kms:ListKeyDetail"], resource: ["*"] }] }),
+    }).PolicyId;
+    const page = await newPage();
+    await signIn(page);
+    await page.goto(`${kw.url}/console/access`);
+    await page.fill("#group-name", "readers");
+    await page.click("text=Create group");
+    assert.match(await page.textContent(".flash"), /Group readers created/);
+    const groupId = Number(page.url().split("/").pop());
+    await page.selectOption("#add", String(dave.Uin));
+    await page.click("text=Add to group");
+    await page.selectOption("#attach", String(policyId));
+    await page.click("button:has-text('Attach')");
+    assert.deepEqual(kw.admin("ListUsersForGroup", { GroupId: groupId }).UserInfo.map((u) => u.Name), ["dave"]);
+    assert.deepEqual(kw.admin("ListAttachedGroupPolicies", { TargetGroupId: groupId }).List.map((p) => p.PolicyId), [policyId]);
+    await shot(page, "group");
+    const davePage = await newPage();
+    await signIn(davePage, { secretId: dave.SecretId, secretKey: dave.SecretKey });
+    assert.equal(await davePage.locator(".error").count(), 0, "the group's policy lets dave list keys");
+    await page.click("#members button:has-text('Remove')");
+    await davePage.reload();
+    assert.match(await davePage.textContent(".error"), /AuthFailure\.UnauthorizedOperation/);
+    await davePage.context().close();
+    await page.click("text=Delete this group");
+    assert.equal(kw.admin("ListGroups").GroupInfo.length, 0);
+    await page.context().close();
+  });
+});
+
 describe("audit page", () => {
   it("finds console actions by action and account, and exports them as JSON", async () => {
     const page = await newPage();

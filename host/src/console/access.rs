@@ -5,7 +5,6 @@
 
 use super::layout::{csrf, refusal};
 use super::{num, text, when, Console, ConsoleState, Fail};
-use crate::api::actions::Product;
 use crate::api::envelope::{error_code, error_message};
 use crate::error::Error;
 use axum::body::Bytes;
@@ -23,17 +22,14 @@ pub fn routes() -> Router<Arc<ConsoleState>> {
         .route("/access/users/{name}", get(user).post(change_user))
         .route("/access/policies/new", get(new_policy).post(create_policy))
         .route("/access/policies/{id}", get(policy).post(change_policy))
+        .route("/access/groups", axum::routing::post(super::groups::create))
+        .route(
+            "/access/groups/{id}",
+            get(super::groups::page).post(super::groups::change),
+        )
 }
 
-impl Console {
-    async fn admin(&self, action: &str, params: Value) -> Result<Value, Error> {
-        self.call(Product::Admin, action, params)
-            .await
-            .map(Value::Object)
-    }
-}
-
-fn list<'a>(v: &'a Result<Value, Error>, field: &str) -> &'a [Value] {
+pub(super) fn list<'a>(v: &'a Result<Value, Error>, field: &str) -> &'a [Value] {
     match v {
         Ok(v) => v[field].as_array().map(Vec::as_slice).unwrap_or(&[]),
         Err(_) => &[],
@@ -41,7 +37,7 @@ fn list<'a>(v: &'a Result<Value, Error>, field: &str) -> &'a [Value] {
 }
 
 /// A listing the caller may not see shows the refusal in its place.
-fn refused_part(v: &Result<Value, Error>) -> Markup {
+pub(super) fn refused_part(v: &Result<Value, Error>) -> Markup {
     match v {
         Err(e) => refusal(error_code(e), &error_message(e)),
         Ok(_) => html! {},
@@ -58,6 +54,7 @@ fn user_href(name: &str) -> String {
 async fn overview(c: Console) -> Response {
     let users = c.admin("ListUsers", json!({})).await;
     let policies = c.admin("ListPolicies", json!({})).await;
+    let groups = c.admin("ListGroups", json!({})).await;
     c.page(
         "Access",
         html! {
@@ -86,6 +83,7 @@ async fn overview(c: Console) -> Response {
                     button type="submit" { "Add user" }
                 }
             }
+            (super::groups::section(&c, &groups))
             h2 { "Policies" }
             div.actions { a href="/console/access/policies/new" { "Create policy" } }
             (refused_part(&policies))

@@ -11,6 +11,7 @@ mod assets;
 mod audit;
 mod datakeys;
 mod form;
+mod groups;
 mod import;
 mod keys;
 mod layout;
@@ -271,6 +272,13 @@ impl Console {
             user_agent: &self.user_agent,
         };
         run_as(&self.cs.app, &who, product, action, &params).await
+    }
+
+    /// An action of Keyward's extension API (`keyward:*`), its answer as one JSON value.
+    pub async fn admin(&self, action: &str, params: Value) -> Result<Value, Error> {
+        self.call(Product::Admin, action, params)
+            .await
+            .map(Value::Object)
     }
 
     pub async fn kms(&self, action: &str, params: Value) -> Result<Fields, Error> {
