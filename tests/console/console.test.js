@@ -82,7 +82,11 @@ async function tabTo(page, pred, what, max = 60) {
 
 before(async () => {
   kw = await startKeyward({
-    extraToml: `\n[console]\nidle_timeout_secs = ${IDLE_SECS}\nabsolute_timeout_secs = 120\n`,
+    extraToml:
+      `\n[console]\nidle_timeout_secs = ${IDLE_SECS}\nabsolute_timeout_secs = 120\n` +
+      // A second region, a GM one, for the region switch.
+      '\n[[regions]]\nname = "ap-guangzhou"\nalgorithm = "AES_256"\n' +
+      '\n[[regions]]\nname = "ap-beijing"\nalgorithm = "SM4"\n',
   });
   ({ kms, ssm } = clients(kw));
   browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox"] });
@@ -120,7 +124,7 @@ describe("sign-in", () => {
     assert.match(headers["content-security-policy"], /script-src 'self'/);
     assert.doesNotMatch(headers["content-security-policy"], /unsafe-inline/);
     assert.equal(headers["x-frame-options"], "DENY");
-    await Promise.all([page.waitForURL(/signin\?out=1/), page.click("header form button")]);
+    await Promise.all([page.waitForURL(/signin\?out=1/), page.click("#signout button")]);
     assert.match(await page.textContent("main"), /Signed out/);
     await page.goto(`${kw.url}/console/keys`);
     assert.match(page.url(), /\/console\/signin$/, "the old session is gone");
@@ -346,6 +350,33 @@ describe("access", () => {
     assert.match(await page.textContent(".error"), /AuthFailure\.UnauthorizedOperation/);
     const found = (await kms.ListKeyDetail({ SearchKeyAlias: "sub-made", KeyUsage: "ALL" })).TotalCount;
     assert.equal(found, 0);
+    await page.context().close();
+  });
+});
+
+describe("regions", () => {
+  it("switches the region: keys are created and listed in the chosen one, with its algorithm", async () => {
+    const page = await newPage();
+    await signIn(page);
+    assert.equal(await page.inputValue("#region"), "ap-guangzhou");
+    await page.selectOption("#region", "ap-beijing");
+    await page.click("#region-form button");
+    assert.equal(await page.inputValue("#region"), "ap-beijing");
+    assert.equal(await page.locator("tbody tr td.wrap").count(), 0, "ap-beijing has no keys yet");
+    await page.goto(`${kw.url}/console/keys/new`);
+    assert.match(await page.textContent("#usage"), /ENCRYPT_DECRYPT \(SM4/);
+    await page.fill("#alias", "gm-key");
+    await page.click("button:has-text('Create')");
+    const keyId = page.url().split("/").pop();
+    const beijing = new tencentcloud.kms.v20190118.Client({
+      credential: { secretId: kw.secretId, secretKey: kw.secretKey },
+      region: "ap-beijing",
+      profile: { httpProfile: { protocol: "http://", endpoint: `127.0.0.1:${kw.port}` } },
+    });
+    const meta = (await beijing.DescribeKey({ KeyId: keyId })).KeyMetadata;
+    assert.equal(meta.Alias, "gm-key");
+    assert.equal(meta.Algorithm, "SM4");
+    await assert.rejects(kms.DescribeKey({ KeyId: keyId }), /does not exist/);
     await page.context().close();
   });
 });

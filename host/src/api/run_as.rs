@@ -18,9 +18,11 @@ use zeroize::Zeroizing;
 pub const CONSOLE_SOURCE: &str = "keyward-console";
 
 /// Who asks, as the console knows them: the signed-in API key's SecretId (never its
-/// SecretKey) and where the browser is.
+/// SecretKey), the region the console is looking at, and where the browser is.
 pub struct Requester<'a> {
     pub secret_id: &'a str,
+    /// A configured region's name; empty for the default (first) region.
+    pub region: &'a str,
     pub peer: Option<IpAddr>,
     pub user_agent: &'a str,
 }
@@ -38,7 +40,17 @@ pub async fn run_as(
     let row =
         actions::find(product, action).ok_or_else(|| Error::InvalidAction(action.to_string()))?;
     let request_id = uuid::Uuid::new_v4().to_string();
-    let region = st.cfg.regions[0].name.clone();
+    let region = match who.region {
+        "" => st.cfg.regions[0].name.clone(),
+        r => st
+            .cfg
+            .regions
+            .iter()
+            .find(|c| c.name == r)
+            .ok_or_else(|| Error::UnsupportedRegion(r.to_string()))?
+            .name
+            .clone(),
+    };
     let record = AuditRecord {
         event_id: uuid::Uuid::new_v4().to_string(),
         event_time: SystemClock.now(),

@@ -26,7 +26,11 @@ fn head(title: &str) -> Markup {
 }
 
 /// A page for a signed-in session: navigation, who is signed in, the flash, the body.
-pub fn page(title: &str, cur: &Current, body: Markup) -> Markup {
+pub fn page(title: &str, cur: &Current, regions: &[&str], body: Markup) -> Markup {
+    let region = match cur.region.as_str() {
+        "" => regions.first().copied().unwrap_or(""),
+        r => r,
+    };
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -39,12 +43,24 @@ pub fn page(title: &str, cur: &Current, body: Markup) -> Markup {
                             a href=(href) { (name) }
                         }
                     }
+                    @if regions.len() > 1 {
+                        form.inline #region-form method="post" action="/console/region" {
+                            (csrf(&cur.csrf))
+                            label.inline for="region" { "Region " }
+                            select #region name="region" {
+                                @for r in regions { option value=(r) selected[*r == region] { (r) } }
+                            }
+                            " " button.secondary type="submit" { "Switch" }
+                        }
+                    } @else {
+                        span.muted { (region) }
+                    }
                     span.who {
                         (cur.who.username)
                         @if cur.who.root { " (root)" }
                         " · " code { (cur.who.secret_id) }
                     }
-                    form.inline method="post" action="/console/signout" {
+                    form.inline #signout method="post" action="/console/signout" {
                         (csrf(&cur.csrf))
                         button.link type="submit" { "Sign out" }
                     }

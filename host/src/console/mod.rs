@@ -63,6 +63,7 @@ pub fn router(app: Arc<AppState>) -> Router {
         .route("/signin", get(signin::page).post(signin::submit))
         .route("/signout", get(signin::confirm_out).post(signin::sign_out))
         .route("/download", post(tools::download))
+        .route("/region", post(choose_region))
         .merge(keys::routes())
         .merge(tools::routes())
         .merge(datakeys::routes())
@@ -268,6 +269,7 @@ impl Console {
     ) -> Result<Fields, Error> {
         let who = Requester {
             secret_id: &self.cur.who.secret_id,
+            region: &self.cur.region,
             peer: self.peer,
             user_agent: &self.user_agent,
         };
@@ -305,7 +307,15 @@ impl Console {
 
     /// A full page for this session.
     pub fn page(&self, title: &str, body: Markup) -> Response {
-        layout::page(title, &self.cur, body).into_response()
+        let regions: Vec<&str> = self
+            .cs
+            .app
+            .cfg
+            .regions
+            .iter()
+            .map(|r| r.name.as_str())
+            .collect();
+        layout::page(title, &self.cur, &regions, body).into_response()
     }
 
     /// The page a refused action leaves, with the API's code and message.
@@ -313,6 +323,19 @@ impl Console {
         let code = envelope::error_code(e);
         self.page(title, layout::refusal(code, &envelope::error_message(e)))
     }
+}
+
+/// Switches the region the console shows (only to a configured one).
+async fn choose_region(c: Console, body: axum::body::Bytes) -> Result<Response, Fail> {
+    let f = c.form(&body)?;
+    let region = f.get("region");
+    if !c.cs.app.cfg.regions.iter().any(|r| r.name == region) {
+        return Err(Fail::BadForm(format!(
+            "`{region}` is not a region of this deployment"
+        )));
+    }
+    c.cs.sessions.set_region(&c.sid, region);
+    Ok(Redirect::to("/console/keys").into_response())
 }
 
 /// A string field of an action's answer.

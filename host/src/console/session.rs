@@ -35,12 +35,15 @@ pub enum Flash {
 #[derive(Clone, Debug)]
 pub struct Current {
     pub who: Identity,
+    /// The region the console shows ("" until one is chosen: the default region).
+    pub region: String,
     pub csrf: String,
     pub flash: Option<Flash>,
 }
 
 struct Entry {
     who: Identity,
+    region: String,
     csrf: String,
     created: Instant,
     last_seen: Instant,
@@ -89,6 +92,7 @@ impl Sessions {
             digest(&id),
             Entry {
                 who,
+                region: String::new(),
                 csrf: random_token(),
                 created: now,
                 last_seen: now,
@@ -112,6 +116,7 @@ impl Sessions {
         e.last_seen = now;
         Ok(Current {
             who: e.who.clone(),
+            region: e.region.clone(),
             csrf: e.csrf.clone(),
             flash: e.flash.take(),
         })
@@ -121,6 +126,13 @@ impl Sessions {
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(e) = map.get_mut(&digest(id)) {
             e.flash = Some(flash);
+        }
+    }
+
+    pub fn set_region(&self, id: &str, region: &str) {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(e) = map.get_mut(&digest(id)) {
+            e.region = region.to_string();
         }
     }
 
