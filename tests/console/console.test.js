@@ -223,6 +223,19 @@ describe("keys", () => {
     assert.match(await page.textContent("#rotation-status"), /on.*every 90 days/);
     await page.click("text=Rotate now");
     assert.match(await page.textContent(".flash"), /rotated/);
+    // A bound key cannot be scheduled for deletion; unbound, it can.
+    await page.fill("#product-id", "cos");
+    await page.fill("#resource-id", "bucket-1");
+    await page.click("button[value=bind]");
+    assert.match(await page.textContent(".flash"), /Bound/);
+    await page.click("button:has-text('Disable')");
+    await page.click("text=Schedule deletion");
+    assert.match(await page.textContent(".flash.err"), /FailedOperation\.CmkUsedByCloudProduct/);
+    await page.fill("#product-id", "cos");
+    await page.fill("#resource-id", "bucket-1");
+    await page.click("button[value=unbind]");
+    assert.match(await page.textContent(".flash"), /Unbound/);
+    await page.click("button:has-text('Enable')");
     // Deletion needs a disabled key: the API's refusal is shown.
     await page.fill("#pending-days", "7");
     await page.click("text=Schedule deletion");

@@ -427,6 +427,17 @@ async fn details(c: Console, Path(id): Path<String>) -> Response {
                     }
                 }
             }
+            h2 { "Cloud resource bindings" }
+            form.card method="post" action={"/console/keys/" (id)} {
+                (csrf(&c.cur.csrf))
+                p.muted { "A key bound to a cloud resource cannot be scheduled for deletion until it is unbound." }
+                div.row {
+                    div { label for="product-id" { "Product" } input #product-id type="text" name="product" required; }
+                    div { label for="resource-id" { "Resource ID" } input #resource-id type="text" name="resource" required; }
+                    button type="submit" name="op" value="bind" { "Bind" }
+                    button.secondary type="submit" name="op" value="unbind" { "Unbind" }
+                }
+            }
             h2 { "Deletion" }
             @if state == "PendingDelete" {
                 p { "Scheduled for deletion on " (when(num(&meta, "DeletionDate"))) ". " (op("cancel-deletion", "Cancel deletion", "")) }
@@ -492,6 +503,19 @@ async fn change(c: Console, Path(id): Path<String>, body: Bytes) -> Result<Respo
             "ScheduleKeyDeletion",
             json!({ "KeyId": id, "PendingWindowInDays": days("the waiting period")? }),
             "Deletion scheduled.",
+        ),
+        "bind" | "unbind" => (
+            if f.get("op") == "bind" {
+                "BindCloudResource"
+            } else {
+                "UnbindCloudResource"
+            },
+            json!({ "KeyId": id, "ProductId": f.get("product").trim(), "ResourceId": f.get("resource").trim() }),
+            if f.get("op") == "bind" {
+                "Bound to the resource."
+            } else {
+                "Unbound from the resource."
+            },
         ),
         "cancel-deletion" => (
             "CancelKeyDeletion",
