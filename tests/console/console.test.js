@@ -51,6 +51,17 @@ async function newPage() {
     page.dialogs.push(d.message());
     await d.dismiss();
   });
+  // Elements a user string would make if it were not escaped (the layout has no <b>, no
+  // inline script and no image), checked on every page load.
+  page.injected = [];
+  page.on("load", async () => {
+    try {
+      const n = await page.locator("main b, img[src=x], script:not([src])").count();
+      if (n > 0) page.injected.push(page.url());
+    } catch {
+      // The page navigated on meanwhile; the next load is checked.
+    }
+  });
   page.cspViolations = [];
   page.on("console", (m) => {
     if (/Content Security Policy/i.test(m.text())) page.cspViolations.push(m.text());
@@ -129,6 +140,15 @@ describe("sign-in", () => {
     await page.goto(`${kw.url}/console/keys`);
     assert.match(page.url(), /\/console\/signin$/, "the old session is gone");
     assert.deepEqual(page.cspViolations, []);
+    await page.context().close();
+  });
+
+  it("answers an unknown console page with a console 404, with the security headers", async () => {
+    const page = await newPage();
+    const r = await page.goto(`${kw.url}/console/no-such-page`);
+    assert.equal(r.status(), 404);
+    assert.equal(r.headers()["x-frame-options"], "DENY");
+    assert.match(await page.textContent(".error"), /no such console page/);
     await page.context().close();
   });
 
@@ -721,10 +741,48 @@ describe("attacks", () => {
     assert.equal(await page.textContent("#secret-value"), XSS);
     await page.goto(`${kw.url}/console/secrets?q=xss`);
     assert.equal(await page.locator("td", { hasText: XSS }).count(), 1);
+    // Access: a user's remark (and a name, refused or not), a group's name and remark, a
+    // policy's name and description.
+    await page.goto(`${kw.url}/console/access`);
+    await page.fill("#user-name", XSS);
+    await page.click("text=Add user");
+    await page.goto(`${kw.url}/console/access`);
+    await page.fill("#user-name", "xss-user");
+    await page.fill("#user-remark", XSS);
+    await page.uncheck("input[name=api_key]");
+    await page.click("text=Add user");
+    await page.goto(`${kw.url}/console/access`);
+    assert.equal(await page.locator("#users td", { hasText: XSS }).count(), 1);
+    await page.fill("#group-name", XSS);
+    await page.fill("#group-remark", XSS);
+    await page.click("text=Create group");
+    await page.goto(`${kw.url}/console/access/policies/new`);
+    await page.fill("#policy-name", XSS);
+    await page.fill("#policy-description", XSS);
+    await page.click("text=Save policy");
+    await page.goto(`${kw.url}/console/access`);
+    // Data key: name and description.
+    const { KeyId: dkParent } = await kms.CreateKey({ Alias: "xss-dk-parent" });
+    await page.goto(`${kw.url}/console/datakeys/new`);
+    await page.fill("#name", XSS);
+    await page.fill("#description", XSS);
+    await page.selectOption("#cmk", dkParent);
+    await page.click("button:has-text('Generate')");
+    await page.goto(`${kw.url}/console/datakeys/new`);
+    await page.fill("#name", "xss-dk");
+    await page.fill("#description", XSS);
+    await page.selectOption("#cmk", dkParent);
+    await page.click("button:has-text('Generate')");
+    assert.equal(await page.textContent("dd[data-field=Description]"), XSS);
+    // Audit: the search fields echo their input too.
+    await page.goto(`${kw.url}/console/audit?user=${encodeURIComponent(XSS)}&action=${encodeURIComponent(XSS)}`);
+    assert.equal(await page.inputValue("#user"), XSS);
     // Search fields echo their input.
     await page.goto(`${kw.url}/console/keys?q=${encodeURIComponent(XSS)}`);
     assert.equal(await page.inputValue("#q"), XSS);
     assert.deepEqual(page.dialogs, [], "a dialog opened: a string ran as script");
+    assert.deepEqual(page.injected, [], "markup from a user string became elements on these pages");
+    assert.deepEqual(page.cspViolations, []);
     assert.equal(await page.locator("img[src=x], main b").count(), 0, "markup from a user string became elements");
     await page.context().close();
   });

@@ -48,6 +48,7 @@ pub struct ConsoleState {
 
 /// The console's routes, to be nested at `/console`.
 pub fn router(app: Arc<AppState>) -> Router {
+    let limit = app.cfg.limits.max_body_bytes;
     let cs = Arc::new(ConsoleState {
         sessions: Sessions::new(&app.cfg.console),
         scheme: if app.cfg.tls.is_some() {
@@ -71,8 +72,23 @@ pub fn router(app: Arc<AppState>) -> Router {
         .merge(secrets::routes())
         .merge(access::routes())
         .merge(audit::routes())
+        .fallback(not_found)
+        // Forms are small; the API's body limit bounds them too (files: 32 KiB secrets,
+        // wrapped key material).
+        .layer(axum::extract::DefaultBodyLimit::max(limit))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(cs)
+}
+
+async fn not_found() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        layout::bare(
+            "Not found",
+            layout::refusal("NotFound", "there is no such console page"),
+        ),
+    )
+        .into_response()
 }
 
 /// Headers on every console response: scripts and styles only from the console's own embedded
