@@ -35,11 +35,29 @@ const STATES: [(&str, &str); 6] = [
     ("5", "Archived"),
 ];
 
-const USAGES: [(&str, &str); 4] = [
+const USAGES: [(&str, &str); 10] = [
     ("ALL", "Any usage"),
-    ("ENCRYPT_DECRYPT", "Symmetric (ENCRYPT_DECRYPT)"),
-    ("ASYMMETRIC_DECRYPT_RSA_2048", "Asymmetric decrypt"),
-    ("ASYMMETRIC_SIGN_VERIFY_ECC", "Asymmetric sign"),
+    ("ENCRYPT_DECRYPT", "ENCRYPT_DECRYPT (symmetric)"),
+    ("ASYMMETRIC_DECRYPT_RSA_2048", "ASYMMETRIC_DECRYPT_RSA_2048"),
+    ("ASYMMETRIC_DECRYPT_SM2", "ASYMMETRIC_DECRYPT_SM2"),
+    (
+        "ASYMMETRIC_DECRYPT_ML_KEM_768",
+        "ASYMMETRIC_DECRYPT_ML_KEM_768",
+    ),
+    ("ASYMMETRIC_SIGN_VERIFY_SM2", "ASYMMETRIC_SIGN_VERIFY_SM2"),
+    ("ASYMMETRIC_SIGN_VERIFY_ECC", "ASYMMETRIC_SIGN_VERIFY_ECC"),
+    (
+        "ASYMMETRIC_SIGN_VERIFY_RSA_2048",
+        "ASYMMETRIC_SIGN_VERIFY_RSA_2048",
+    ),
+    (
+        "ASYMMETRIC_SIGN_VERIFY_ECDSA384",
+        "ASYMMETRIC_SIGN_VERIFY_ECDSA384",
+    ),
+    (
+        "ASYMMETRIC_SIGN_VERIFY_ML_DSA_65",
+        "ASYMMETRIC_SIGN_VERIFY_ML_DSA_65",
+    ),
 ];
 
 struct ListQuery {
@@ -64,80 +82,45 @@ impl From<Params> for ListQuery {
     }
 }
 
-/// Every asymmetric usage, for the list's "Asymmetric …" filters (ListKeyDetail filters one
-/// usage at a time; the console shows the family).
-fn usage_family(u: &str) -> Vec<&'static str> {
-    match u {
-        "ENCRYPT_DECRYPT" => vec!["ENCRYPT_DECRYPT"],
-        "ASYMMETRIC_DECRYPT_RSA_2048" => vec![
-            "ASYMMETRIC_DECRYPT_RSA_2048",
-            "ASYMMETRIC_DECRYPT_SM2",
-            "ASYMMETRIC_DECRYPT_ML_KEM_768",
-        ],
-        "ASYMMETRIC_SIGN_VERIFY_ECC" => vec![
-            "ASYMMETRIC_SIGN_VERIFY_SM2",
-            "ASYMMETRIC_SIGN_VERIFY_ECC",
-            "ASYMMETRIC_SIGN_VERIFY_RSA_2048",
-            "ASYMMETRIC_SIGN_VERIFY_ECDSA384",
-            "ASYMMETRIC_SIGN_VERIFY_ML_DSA_65",
-        ],
-        _ => vec![],
-    }
-}
-
-async fn list(c: Console, p: Params) -> Response {
-    let q = ListQuery::from(p);
-    let page = q.page.max(1);
-    let state: u64 = q.state.parse().unwrap_or(0);
-    let usage = if q.usage.is_empty() {
-        "ALL"
-    } else {
-        q.usage.as_str()
+/// The ListKeyDetail parameters of a list query.
+fn list_params(q: &ListQuery, page: u64) -> Value {
+    let or_all = |v: &str| {
+        if v.is_empty() {
+            "ALL".to_string()
+        } else {
+            v.to_string()
+        }
     };
     let mut params = json!({
         "Offset": (page - 1) * PER_PAGE,
         "Limit": PER_PAGE,
-        "KeyState": state,
-        "KeyUsage": usage,
+        "KeyState": q.state.parse::<u64>().unwrap_or(0),
+        "KeyUsage": or_all(&q.usage),
         "SearchKeyAlias": q.q.trim(),
-        "Origin": if q.origin.is_empty() { "ALL" } else { q.origin.as_str() },
+        "Origin": or_all(&q.origin),
     });
     if let Some((k, v)) = q.tag.split_once('=') {
         params["TagFilters"] = json!([{ "TagKey": k.trim(), "TagValues": [v.trim()] }]);
     } else if !q.tag.trim().is_empty() {
         params["TagFilters"] = json!([{ "TagKey": q.tag.trim() }]);
     }
-    // A family filter is several usages: asked one by one and joined (small lists only).
-    let family = usage_family(usage);
-    let (total, keys) = if family.len() > 1 {
-        let mut all = Vec::new();
-        for u in family {
-            params["KeyUsage"] = json!(u);
-            params["Offset"] = json!(0);
-            params["Limit"] = json!(200);
-            match c.kms("ListKeyDetail", params.clone()).await {
-                Ok(f) => all.extend(f["KeyMetadatas"].as_array().cloned().unwrap_or_default()),
-                Err(e) => return c.refused("Keys", &e),
-            }
-        }
-        all.sort_by_key(|k| -num(k, "CreateTime"));
-        let total = all.len() as u64;
-        let start = ((page - 1) * PER_PAGE) as usize;
-        (
-            total,
-            all.into_iter()
-                .skip(start)
-                .take(PER_PAGE as usize)
-                .collect::<Vec<_>>(),
-        )
+    params
+}
+
+async fn list(c: Console, p: Params) -> Response {
+    let q = ListQuery::from(p);
+    let page = q.page.max(1);
+    let usage = if q.usage.is_empty() {
+        "ALL"
     } else {
-        match c.kms("ListKeyDetail", params).await {
-            Ok(f) => (
-                f["TotalCount"].as_u64().unwrap_or(0),
-                f["KeyMetadatas"].as_array().cloned().unwrap_or_default(),
-            ),
-            Err(e) => return c.refused("Keys", &e),
-        }
+        q.usage.as_str()
+    };
+    let (total, keys) = match c.kms("ListKeyDetail", list_params(&q, page)).await {
+        Ok(f) => (
+            f["TotalCount"].as_u64().unwrap_or(0),
+            f["KeyMetadatas"].as_array().cloned().unwrap_or_default(),
+        ),
+        Err(e) => return c.refused("Keys", &e),
     };
     let filters = query(&[
         ("q", &q.q),
@@ -343,29 +326,133 @@ fn field_value(v: &Value) -> String {
     }
 }
 
+/// A one-button form posting `op` to the key's page.
+fn op_button(csrf_token: &str, id: &str, op: &str, label: &str, class: &str) -> Markup {
+    html! {
+        form.inline method="post" action={"/console/keys/" (id)} {
+            (csrf(csrf_token))
+            input type="hidden" name="op" value=(op);
+            button class=(class) type="submit" { (label) }
+        }
+    }
+}
+
+/// Every DescribeKey field, times as dates.
+fn fields(meta: &Value) -> Markup {
+    html! {
+        dl.fields #key-fields {
+            @for (k, v) in meta.as_object().into_iter().flatten() {
+                dt { (k) }
+                dd data-field=(k) {
+                    @if k.ends_with("Time") || k == "DeletionDate" || k == "ValidTo" {
+                        @if v.as_i64().unwrap_or(0) > 0 { (when(v.as_i64().unwrap_or(0))) } @else { "—" }
+                    } @else { (field_value(v)) }
+                }
+            }
+        }
+    }
+}
+
+/// State buttons, alias and description.
+fn edit_section(t: &str, id: &str, meta: &Value) -> Markup {
+    let op = |o: &str, label: &str, class: &str| op_button(t, id, o, label, class);
+    html! {
+        h2 { "State" }
+        div.actions {
+            @match text(meta, "KeyState") {
+                "Enabled" => { (op("disable", "Disable", "secondary")) (op("archive", "Archive", "secondary")) },
+                "Disabled" => { (op("enable", "Enable", "")) },
+                "Archived" => { (op("unarchive", "Cancel archive", "")) },
+                "PendingDelete" => { (op("cancel-deletion", "Cancel deletion", "")) },
+                _ => {},
+            }
+        }
+        h2 { "Alias and description" }
+        form.card method="post" action={"/console/keys/" (id)} {
+            (csrf(t))
+            input type="hidden" name="op" value="alias";
+            label for="new-alias" { "Alias" }
+            div.row { input #new-alias type="text" name="alias" value=(text(meta, "Alias")) required; button type="submit" { "Save alias" } }
+        }
+        form.card method="post" action={"/console/keys/" (id)} {
+            (csrf(t))
+            input type="hidden" name="op" value="description";
+            label for="new-description" { "Description" }
+            div.row { input #new-description type="text" name="description" value=(text(meta, "Description")); button type="submit" { "Save description" } }
+        }
+    }
+}
+
+/// Automatic rotation (DescribeKey carries KeyRotationEnabled, RotateDays, NextRotateTime).
+fn rotation_section(t: &str, id: &str, r: &Value) -> Markup {
+    let days = match num(r, "RotateDays") {
+        d if d > 0 => d,
+        _ => 365,
+    };
+    html! {
+        h2 { "Rotation" }
+        form.card method="post" action={"/console/keys/" (id)} {
+            (csrf(t))
+            p #rotation-status {
+                "Automatic rotation is " strong { @if r["KeyRotationEnabled"].as_bool() == Some(true) { "on" } @else { "off" } }
+                @if num(r, "RotateDays") > 0 { ", every " (num(r, "RotateDays")) " days" }
+                @if num(r, "NextRotateTime") > 0 { "; next " (when(num(r, "NextRotateTime"))) }
+                "."
+            }
+            div.row {
+                div { label for="rotate-days" { "Period (days, 7-365)" }
+                      input #rotate-days type="number" name="days" min="7" max="365" value=(days); }
+                button type="submit" name="op" value="rotation-on" { "Turn rotation on" }
+                button.secondary type="submit" name="op" value="rotation-off" { "Turn rotation off" }
+                button.secondary type="submit" name="op" value="rotate" { "Rotate now" }
+            }
+        }
+    }
+}
+
+/// Cloud resource bindings and deletion.
+fn binding_and_deletion(t: &str, id: &str, meta: &Value) -> Markup {
+    html! {
+        h2 { "Cloud resource bindings" }
+        form.card method="post" action={"/console/keys/" (id)} {
+            (csrf(t))
+            p.muted { "A key bound to a cloud resource cannot be scheduled for deletion until it is unbound." }
+            div.row {
+                div { label for="product-id" { "Product" } input #product-id type="text" name="product" required; }
+                div { label for="resource-id" { "Resource ID" } input #resource-id type="text" name="resource" required; }
+                button type="submit" name="op" value="bind" { "Bind" }
+                button.secondary type="submit" name="op" value="unbind" { "Unbind" }
+            }
+        }
+        h2 { "Deletion" }
+        @if text(meta, "KeyState") == "PendingDelete" {
+            p { "Scheduled for deletion on " (when(num(meta, "DeletionDate"))) ". "
+                (op_button(t, id, "cancel-deletion", "Cancel deletion", "")) }
+        } @else {
+            form.card method="post" action={"/console/keys/" (id)} {
+                (csrf(t))
+                input type="hidden" name="op" value="schedule-deletion";
+                p.muted { "A key must be disabled first. It is deleted after the waiting period unless the deletion is cancelled." }
+                div.row {
+                    div { label for="pending-days" { "Waiting period (days, 7-30)" }
+                          input #pending-days type="number" name="days" min="7" max="30" value="7"; }
+                    button.danger type="submit" { "Schedule deletion" }
+                }
+            }
+        }
+    }
+}
+
 async fn details(c: Console, Path(id): Path<String>) -> Response {
     let meta = match c.kms("DescribeKey", json!({ "KeyId": id })).await {
         Ok(f) => f["KeyMetadata"].clone(),
         Err(e) => return c.refused("Key", &e),
     };
-    let state = text(&meta, "KeyState");
-    let usage = text(&meta, "KeyUsage");
-    let symmetric = usage == "ENCRYPT_DECRYPT";
+    let symmetric = text(&meta, "KeyUsage") == "ENCRYPT_DECRYPT";
     let external = text(&meta, "Origin") == "EXTERNAL";
-    // DescribeKey carries the rotation fields (KeyRotationEnabled, RotateDays, NextRotateTime).
-    let rotation = (symmetric && !external).then(|| meta.clone());
-    let title = format!("Key {}", text(&meta, "Alias"));
-    let op = |name: &str, label: &str, class: &str| -> Markup {
-        html! {
-            form.inline method="post" action={"/console/keys/" (id)} {
-                (csrf(&c.cur.csrf))
-                input type="hidden" name="op" value=(name);
-                button class=(class) type="submit" { (label) }
-            }
-        }
-    };
+    let t = c.cur.csrf.as_str();
     c.page(
-        &title,
+        &format!("Key {}", text(&meta, "Alias")),
         html! {
             div.actions {
                 a href="/console/keys" { "‹ All keys" }
@@ -373,86 +460,10 @@ async fn details(c: Console, Path(id): Path<String>) -> Response {
                 @if !symmetric { a href={"/console/keys/" (id) "/public-key.pem"} download { "Download public key" } }
                 @if external { a href={"/console/keys/" (id) "/import"} { "Import key material" } }
             }
-            dl.fields #key-fields {
-                @if let Some(obj) = meta.as_object() {
-                    @for (k, v) in obj {
-                        dt { (k) }
-                        dd data-field=(k) {
-                            @if k.ends_with("Time") || k == "DeletionDate" || k == "ValidTo" {
-                                @if v.as_i64().unwrap_or(0) > 0 { (when(v.as_i64().unwrap_or(0))) } @else { "—" }
-                            } @else { (field_value(v)) }
-                        }
-                    }
-                }
-            }
-            h2 { "State" }
-            div.actions {
-                @match state {
-                    "Enabled" => { (op("disable", "Disable", "secondary")) (op("archive", "Archive", "secondary")) },
-                    "Disabled" => { (op("enable", "Enable", "")) },
-                    "Archived" => { (op("unarchive", "Cancel archive", "")) },
-                    "PendingDelete" => { (op("cancel-deletion", "Cancel deletion", "")) },
-                    _ => {},
-                }
-            }
-            h2 { "Alias and description" }
-            form.card method="post" action={"/console/keys/" (id)} {
-                (csrf(&c.cur.csrf))
-                input type="hidden" name="op" value="alias";
-                label for="new-alias" { "Alias" }
-                div.row { input #new-alias type="text" name="alias" value=(text(&meta, "Alias")) required; button type="submit" { "Save alias" } }
-            }
-            form.card method="post" action={"/console/keys/" (id)} {
-                (csrf(&c.cur.csrf))
-                input type="hidden" name="op" value="description";
-                label for="new-description" { "Description" }
-                div.row { input #new-description type="text" name="description" value=(text(&meta, "Description")); button type="submit" { "Save description" } }
-            }
-            @if let Some(r) = &rotation {
-                h2 { "Rotation" }
-                form.card method="post" action={"/console/keys/" (id)} {
-                    (csrf(&c.cur.csrf))
-                    p #rotation-status {
-                        "Automatic rotation is " strong { @if r["KeyRotationEnabled"].as_bool() == Some(true) { "on" } @else { "off" } }
-                        @if num(r, "RotateDays") > 0 { ", every " (num(r, "RotateDays")) " days" }
-                        @if num(r, "NextRotateTime") > 0 { "; next " (when(num(r, "NextRotateTime"))) }
-                        "."
-                    }
-                    div.row {
-                        div { label for="rotate-days" { "Period (days, 7-365)" }
-                              input #rotate-days type="number" name="days" min="7" max="365" value=(if num(r, "RotateDays") > 0 { num(r, "RotateDays") } else { 365 }); }
-                        button type="submit" name="op" value="rotation-on" { "Turn rotation on" }
-                        button.secondary type="submit" name="op" value="rotation-off" { "Turn rotation off" }
-                        button.secondary type="submit" name="op" value="rotate" { "Rotate now" }
-                    }
-                }
-            }
-            h2 { "Cloud resource bindings" }
-            form.card method="post" action={"/console/keys/" (id)} {
-                (csrf(&c.cur.csrf))
-                p.muted { "A key bound to a cloud resource cannot be scheduled for deletion until it is unbound." }
-                div.row {
-                    div { label for="product-id" { "Product" } input #product-id type="text" name="product" required; }
-                    div { label for="resource-id" { "Resource ID" } input #resource-id type="text" name="resource" required; }
-                    button type="submit" name="op" value="bind" { "Bind" }
-                    button.secondary type="submit" name="op" value="unbind" { "Unbind" }
-                }
-            }
-            h2 { "Deletion" }
-            @if state == "PendingDelete" {
-                p { "Scheduled for deletion on " (when(num(&meta, "DeletionDate"))) ". " (op("cancel-deletion", "Cancel deletion", "")) }
-            } @else {
-                form.card method="post" action={"/console/keys/" (id)} {
-                    (csrf(&c.cur.csrf))
-                    input type="hidden" name="op" value="schedule-deletion";
-                    p.muted { "A key must be disabled first. It is deleted after the waiting period unless the deletion is cancelled." }
-                    div.row {
-                        div { label for="pending-days" { "Waiting period (days, 7-30)" }
-                              input #pending-days type="number" name="days" min="7" max="30" value="7"; }
-                        button.danger type="submit" { "Schedule deletion" }
-                    }
-                }
-            }
+            (fields(&meta))
+            (edit_section(t, &id, &meta))
+            @if symmetric && !external { (rotation_section(t, &id, &meta)) }
+            (binding_and_deletion(t, &id, &meta))
         },
     )
 }

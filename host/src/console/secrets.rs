@@ -224,6 +224,80 @@ async fn create(c: Console, mp: Multipart) -> Result<Response, Fail> {
     }
 }
 
+/// The versions, each with its reveal button (the value itself is on the reveal page only).
+fn versions_table(t: &str, name: &str, versions: &[Value]) -> Markup {
+    html! {
+        h2 { "Versions" }
+        table #versions {
+            thead { tr { th { "Version" } th { "Created" } th { "Value" } } }
+            tbody {
+                @for v in versions {
+                    tr {
+                        td { code { (text(v, "VersionId")) } }
+                        td { (when(num(v, "CreateTime"))) }
+                        td {
+                            form.inline method="post" action={(href(name)) "/reveal"} {
+                                (csrf(t))
+                                input type="hidden" name="version" value=(text(v, "VersionId"));
+                                button.secondary type="submit" { "Reveal value" }
+                            }
+                            @if versions.len() > 1 {
+                                " "
+                                form.inline method="post" action=(href(name)) {
+                                    (csrf(t))
+                                    input type="hidden" name="op" value="delete-version";
+                                    input type="hidden" name="version" value=(text(v, "VersionId"));
+                                    button.secondary type="submit" { "Delete version" }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// New values, description and deletion, as the secret's state allows.
+fn edit_sections(t: &str, name: &str, s: &Value) -> Markup {
+    let status = text(s, "Status");
+    let ssh = num(s, "SecretType") == 2;
+    html! {
+        @if !ssh && status != "PendingDelete" {
+            h2 { "New version or new value" }
+            form.card method="post" action={(href(name)) "/versions"} enctype="multipart/form-data" {
+                (csrf(t))
+                label for="mode" { "Store the value as" }
+                (select("mode", "mode", &[("new", "A new version (PutSecretValue)"), ("replace", "The value of an existing version (UpdateSecret)")], "new"))
+                label for="version" { "Version ID" }
+                input #version type="text" name="version" required;
+                (value_fields())
+                p { button type="submit" { "Save value" } }
+            }
+            h2 { "Description" }
+            form.card method="post" action=(href(name)) {
+                (csrf(t))
+                input type="hidden" name="op" value="description";
+                label for="new-description" { "Description" }
+                div.row { input #new-description type="text" name="description" value=(text(s, "Description")); button type="submit" { "Save description" } }
+            }
+        }
+        @if status != "PendingDelete" {
+            h2 { "Deletion" }
+            form.card method="post" action=(href(name)) {
+                (csrf(t))
+                input type="hidden" name="op" value="delete";
+                p.muted { "A secret must be disabled first. During the recovery window it can be restored; 0 deletes it at once." }
+                div.row {
+                    div { label for="window" { "Recovery window (days, 0-30)" }
+                          input #window type="number" name="days" min="0" max="30" value="7"; }
+                    button.danger type="submit" { "Delete secret" }
+                }
+            }
+        }
+    }
+}
+
 async fn details(c: Console, Path(name): Path<String>) -> Response {
     let s = match c.ssm("DescribeSecret", json!({ "SecretName": name })).await {
         Ok(f) => Value::Object(f),
@@ -234,12 +308,11 @@ async fn details(c: Console, Path(name): Path<String>) -> Response {
         .await
         .map(|f| f["Versions"].as_array().cloned().unwrap_or_default())
         .unwrap_or_default();
-    let status = text(&s, "Status");
-    let ssh = num(&s, "SecretType") == 2;
+    let t = c.cur.csrf.as_str();
     let op = |op: &str, label: &str, class: &str| -> Markup {
         html! {
             form.inline method="post" action=(href(&name)) {
-                (csrf(&c.cur.csrf)) input type="hidden" name="op" value=(op);
+                (csrf(t)) input type="hidden" name="op" value=(op);
                 button class=(class) type="submit" { (label) }
             }
         }
@@ -260,81 +333,23 @@ async fn details(c: Console, Path(name): Path<String>) -> Response {
                 }
             }
             div.actions {
-                @match status {
+                @match text(&s, "Status") {
                     "Enabled" => { (op("disable", "Disable", "secondary")) },
                     "Disabled" => { (op("enable", "Enable", "")) },
                     "PendingDelete" => { (op("restore", "Restore", "")) },
                     _ => {},
                 }
             }
-            @if ssh {
+            @if num(&s, "SecretType") == 2 {
                 h2 { "SSH key pair" }
                 form.card method="post" action={(href(&name)) "/ssh-private-key"} {
-                    (csrf(&c.cur.csrf))
+                    (csrf(t))
                     p.muted { "The private key is decrypted for this download only." }
                     button type="submit" #download-private-key { "Download private key" }
                 }
             }
-            h2 { "Versions" }
-            table #versions {
-                thead { tr { th { "Version" } th { "Created" } th { "Value" } } }
-                tbody {
-                    @for v in &versions {
-                        tr {
-                            td { code { (text(v, "VersionId")) } }
-                            td { (when(num(v, "CreateTime"))) }
-                            td {
-                                form.inline method="post" action={(href(&name)) "/reveal"} {
-                                    (csrf(&c.cur.csrf))
-                                    input type="hidden" name="version" value=(text(v, "VersionId"));
-                                    button.secondary type="submit" { "Reveal value" }
-                                }
-                                @if versions.len() > 1 {
-                                    " "
-                                    form.inline method="post" action=(href(&name)) {
-                                        (csrf(&c.cur.csrf))
-                                        input type="hidden" name="op" value="delete-version";
-                                        input type="hidden" name="version" value=(text(v, "VersionId"));
-                                        button.secondary type="submit" { "Delete version" }
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-            @if !ssh && status != "PendingDelete" {
-                h2 { "New version or new value" }
-                form.card method="post" action={(href(&name)) "/versions"} enctype="multipart/form-data" {
-                    (csrf(&c.cur.csrf))
-                    label for="mode" { "Store the value as" }
-                    (select("mode", "mode", &[("new", "A new version (PutSecretValue)"), ("replace", "The value of an existing version (UpdateSecret)")], "new"))
-                    label for="version" { "Version ID" }
-                    input #version type="text" name="version" required;
-                    (value_fields())
-                    p { button type="submit" { "Save value" } }
-                }
-                h2 { "Description" }
-                form.card method="post" action=(href(&name)) {
-                    (csrf(&c.cur.csrf))
-                    input type="hidden" name="op" value="description";
-                    label for="new-description" { "Description" }
-                    div.row { input #new-description type="text" name="description" value=(text(&s, "Description")); button type="submit" { "Save description" } }
-                }
-            }
-            @if status != "PendingDelete" {
-                h2 { "Deletion" }
-                form.card method="post" action=(href(&name)) {
-                    (csrf(&c.cur.csrf))
-                    input type="hidden" name="op" value="delete";
-                    p.muted { "A secret must be disabled first. During the recovery window it can be restored; 0 deletes it at once." }
-                    div.row {
-                        div { label for="window" { "Recovery window (days, 0-30)" }
-                              input #window type="number" name="days" min="0" max="30" value="7"; }
-                        button.danger type="submit" { "Delete secret" }
-                    }
-                }
-            }
+            (versions_table(t, &name, &versions))
+            (edit_sections(t, &name, &s))
         },
     )
 }
