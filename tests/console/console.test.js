@@ -260,6 +260,10 @@ describe("keys", () => {
     await page.fill("#pending-days", "7");
     await page.click("text=Schedule deletion");
     assert.match(await page.textContent(".flash.err"), /ResourceUnavailable\.CmkShouldBeDisabled|CmkStateNotSupport/);
+    await page.click("button:has-text('Archive')");
+    assert.equal((await kms.DescribeKey({ KeyId })).KeyMetadata.KeyState, "Archived");
+    await page.click("button:has-text('Cancel archive')");
+    assert.equal((await kms.DescribeKey({ KeyId })).KeyMetadata.KeyState, "Enabled");
     await page.click("button:has-text('Disable')");
     await page.click("text=Schedule deletion");
     let meta = (await kms.DescribeKey({ KeyId })).KeyMetadata;
@@ -305,6 +309,14 @@ describe("keys", () => {
     assert.match(await page.textContent(".flash"), /Disabled 2 keys/);
     const states = (await kms.DescribeKeys({ KeyIds: ids })).KeyMetadatas.reduce((m, k) => ({ ...m, [k.KeyId]: k.KeyState }), {});
     assert.deepEqual(states, { [ids[0]]: "Disabled", [ids[1]]: "Enabled", [ids[2]]: "Disabled" });
+    // Paging: 20 a page.
+    for (let i = 0; i < 22; i++) await kms.CreateKey({ Alias: `page-${String(i).padStart(2, "0")}` });
+    await page.goto(`${kw.url}/console/keys?q=page-`);
+    assert.equal(await page.locator("tbody tr").count(), 20);
+    assert.match(await page.textContent("nav.pager"), /Page 1 of 2 · 22 in all/);
+    await page.click("a[rel=next]");
+    assert.equal(await page.locator("tbody tr").count(), 2);
+    assert.match(page.url(), /q=page-.*page=2/);
     // The state filter shows the disabled ones only.
     await page.goto(`${kw.url}/console/keys?q=batch-&state=2`);
     assert.equal(await page.locator("tbody tr").count(), 2);
@@ -662,6 +674,14 @@ describe("audit page", () => {
     const [download] = await Promise.all([page.waitForEvent("download"), page.click("#export")]);
     const events = JSON.parse(fs.readFileSync(await download.path(), "utf8"));
     assert.equal(events.length, rows.length);
+    // Without filters there are more than 50 events by now: paging by NextToken.
+    await page.goto(`${kw.url}/console/audit`);
+    assert.equal(await page.locator("#events tbody tr").count(), 50);
+    const first = await page.textContent("#events tbody tr");
+    await page.click("a[rel=next]");
+    assert.ok((await page.locator("#events tbody tr").count()) > 0);
+    assert.notEqual(await page.textContent("#events tbody tr"), first);
+    assert.match(page.url(), /next=\d+/);
     assert.ok(events.every((e) => e.EventName === "CreateKey" && e.CloudAuditEvent.userIdentity.userName === "root"));
     await page.context().close();
   });
