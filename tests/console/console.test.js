@@ -19,8 +19,9 @@ const { startKeyward } = require("./keyward");
 const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 const SHOTS = process.env.KEYWARD_SCREENSHOTS || path.resolve(__dirname, "..", "..", "target", "console-screenshots");
 const STORE = process.env.KEYWARD_TEST_STORE || "sqlite";
-// Short timeouts, so the expiry test waits seconds, not minutes.
-const IDLE_SECS = 4;
+// The second daemon's idle timeout, so the expiry test waits seconds, not minutes (the
+// first daemon keeps the default, so a slow step never signs a test out).
+const IDLE_SECS = 2;
 
 // Every user-supplied field gets this: markup, an event handler, a script, quotes to break out
 // of an attribute. It must come back as text and never run.
@@ -94,7 +95,6 @@ async function tabTo(page, pred, what, max = 60) {
 before(async () => {
   kw = await startKeyward({
     extraToml:
-      `\n[console]\nidle_timeout_secs = ${IDLE_SECS}\nabsolute_timeout_secs = 120\n` +
       // A second region, a GM one, for the region switch.
       '\n[[regions]]\nname = "ap-guangzhou"\nalgorithm = "AES_256"\n' +
       '\n[[regions]]\nname = "ap-beijing"\nalgorithm = "SM4"\n',
@@ -151,38 +151,48 @@ describe("sign-in", () => {
     assert.match(await page.textContent(".error"), /no such console page/);
     await page.context().close();
   });
+});
+
+describe("a second daemon: HTTPS and a short idle timeout", () => {
+  let tlsKw;
+  before(async () => {
+    tlsKw = await startKeyward({
+      tls: true,
+      extraToml: `\n[console]\nidle_timeout_secs = ${IDLE_SECS}\nabsolute_timeout_secs = 120\n`,
+    });
+  });
+  after(async () => {
+    if (tlsKw) await tlsKw.stop();
+  });
+
+  async function tlsSignIn() {
+    const context = await browser.newContext({ ignoreHTTPSErrors: true });
+    context.setDefaultTimeout(10000);
+    const page = await context.newPage();
+    await page.goto(`${tlsKw.url}/console/signin`);
+    await page.fill("#secret-id", tlsKw.secretId);
+    await page.fill("#secret-key", tlsKw.secretKey);
+    await Promise.all([page.waitForURL(/\/console\/keys$/), page.click("button[type=submit]")]);
+    return page;
+  }
+
+  it("marks the session cookie Secure when the daemon serves HTTPS", async () => {
+    const page = await tlsSignIn();
+    assert.match(page.url(), /^https:/);
+    const session = (await page.context().cookies()).find((c) => c.name === "keyward_console");
+    assert.equal(session.secure, true);
+    assert.equal(session.httpOnly, true);
+    assert.equal(session.sameSite, "Strict");
+    await page.context().close();
+  });
 
   it("ends an idle session", async () => {
-    const page = await newPage();
-    await signIn(page);
+    const page = await tlsSignIn();
     await new Promise((r) => setTimeout(r, (IDLE_SECS + 0.5) * 1000));
-    await page.goto(`${kw.url}/console/secrets`);
+    await page.goto(`${tlsKw.url}/console/secrets`);
     assert.match(page.url(), /\/console\/signin\?expired=1$/);
     assert.match(await page.textContent("main"), /session expired/);
     await page.context().close();
-  });
-});
-
-describe("TLS", () => {
-  it("marks the session cookie Secure when the daemon serves HTTPS", async () => {
-    const tlsKw = await startKeyward({ tls: true });
-    try {
-      const context = await browser.newContext({ ignoreHTTPSErrors: true });
-      context.setDefaultTimeout(10000);
-      const page = await context.newPage();
-      await page.goto(`${tlsKw.url}/console/signin`);
-      await page.fill("#secret-id", tlsKw.secretId);
-      await page.fill("#secret-key", tlsKw.secretKey);
-      await Promise.all([page.waitForURL(/\/console\/keys$/), page.click("button[type=submit]")]);
-      assert.match(page.url(), /^https:/);
-      const session = (await context.cookies()).find((c) => c.name === "keyward_console");
-      assert.equal(session.secure, true);
-      assert.equal(session.httpOnly, true);
-      assert.equal(session.sameSite, "Strict");
-      await context.close();
-    } finally {
-      await tlsKw.stop();
-    }
   });
 });
 
