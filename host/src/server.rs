@@ -201,7 +201,13 @@ pub async fn serve(state: Arc<AppState>, store: Arc<dyn Store>) -> Result<()> {
     // The web console shares the listener (and TLS) and runs every action through
     // `api::run_as`, so through the same action table, access checks and audit log.
     let app = match cfg.console.enabled {
-        true => app.nest("/console", crate::console::router(state.clone())),
+        true => app
+            .nest("/console", crate::console::router(state.clone()))
+            // `nest` does not route the prefix with a trailing slash.
+            .route(
+                "/console/",
+                axum::routing::get(|| async { axum::response::Redirect::to("/console/keys") }),
+            ),
         false => app,
     };
     let tls = match &cfg.tls {

@@ -149,6 +149,10 @@ describe("sign-in", () => {
     assert.equal(r.status(), 404);
     assert.equal(r.headers()["x-frame-options"], "DENY");
     assert.match(await page.textContent(".error"), /no such console page/);
+    for (const entry of ["/console", "/console/"]) {
+      await page.goto(`${kw.url}${entry}`);
+      assert.match(page.url(), /\/console\/signin$/, `${entry} leads to the console`);
+    }
     await page.context().close();
   });
 });
