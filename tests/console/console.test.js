@@ -351,6 +351,7 @@ describe("secrets", () => {
     await shot(page, "secret-details");
     await page.click("text=Reveal value");
     assert.equal(await page.textContent("#secret-value"), value);
+    await shot(page, "secret-revealed");
     await page.context().close();
   });
 
@@ -432,6 +433,7 @@ describe("regions", () => {
       region: "ap-beijing",
       profile: { httpProfile: { protocol: "http://", endpoint: `127.0.0.1:${kw.port}` } },
     });
+    await shot(page, "region-beijing-key");
     const meta = (await beijing.DescribeKey({ KeyId: keyId })).KeyMetadata;
     assert.equal(meta.Alias, "gm-key");
     assert.equal(meta.Algorithm, "SM4");
@@ -529,6 +531,7 @@ describe("more KMS pages", () => {
     await page.click("text=Save name");
     await page.click("button:has-text('Disable')");
     await page.click("text=Schedule deletion");
+    await shot(page, "datakey-details");
     const meta = (await kms.DescribeDataKey({ DataKeyId: id })).DataKeyMetadata;
     assert.equal(meta.DataKeyName, "dk-renamed");
     assert.equal(meta.KeyState, "PendingDelete");
@@ -574,6 +577,7 @@ describe("access pages", () => {
     const page = await newPage();
     await signIn(page);
     await page.goto(`${kw.url}/console/access`);
+    await shot(page, "access");
     await page.fill("#user-name", "carol");
     await page.fill("#user-remark", "console-made");
     await page.click("text=Add user");
