@@ -100,10 +100,65 @@ pub async fn run_as(
     result
 }
 
+/// The account an API key names, as a console session keeps it (no SecretKey).
+pub struct SignedIn {
+    pub secret_id: String,
+    pub uin: u64,
+    pub username: String,
+    pub root: bool,
+}
+
+/// Why a sign-in failed.
+pub enum SignInRefused {
+    /// Too many failures from this address (the API's `auth_failures_per_sec` budget).
+    Throttled(Error),
+    /// Unknown or disabled SecretId, or a SecretKey that does not match.
+    Wrong,
+    /// The credential store did not answer.
+    Unavailable(Error),
+}
+
+/// Checks a SecretId/SecretKey pair typed into the console's sign-in form against the
+/// credential store the API uses (the SecretKey compared in constant time). Failures count
+/// against the same per-address budget as failed signatures, and every attempt is audited
+/// (`ConsoleSignIn`). Blocking: run it on the blocking pool.
+pub fn sign_in(
+    st: &AppState,
+    secret_id: &str,
+    secret_key: &str,
+    peer: Option<IpAddr>,
+    user_agent: &str,
+) -> std::result::Result<SignedIn, SignInRefused> {
+    use subtle::ConstantTimeEq;
+    st.limiter
+        .admit_source(peer)
+        .map_err(SignInRefused::Throttled)?;
+    let cred = st
+        .cam
+        .accounts
+        .credential(secret_id)
+        .map_err(SignInRefused::Unavailable)?
+        .filter(|c| {
+            !secret_key.is_empty()
+                && bool::from(c.secret_key.as_bytes().ct_eq(secret_key.as_bytes()))
+        });
+    record_sign_in(st, secret_id, cred.as_deref(), peer, user_agent);
+    let Some(c) = cred else {
+        st.limiter.authentication_failed(peer);
+        return Err(SignInRefused::Wrong);
+    };
+    Ok(SignedIn {
+        secret_id: c.secret_id.clone(),
+        uin: c.uin,
+        username: c.username.clone(),
+        root: c.is_root(),
+    })
+}
+
 /// Records a console sign-in attempt (action `ConsoleSignIn`) in the audit log: who, from
 /// where, and whether it succeeded. Failures are recorded within the same per-address budget
 /// as the API's unauthenticated refusals.
-pub fn record_sign_in(
+fn record_sign_in(
     st: &AppState,
     secret_id: &str,
     signed_in: Option<&crate::cam::ApiCredential>,

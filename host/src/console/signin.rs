@@ -5,7 +5,7 @@ use super::form::Params;
 use super::layout::{self, bare};
 use super::session::{self, Identity};
 use super::{peer, user_agent, Console, ConsoleState, Fail};
-use crate::api::run_as::record_sign_in;
+use crate::api::run_as::{sign_in, SignInRefused};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::request::Parts;
@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use maud::{html, Markup};
 use std::sync::Arc;
 use std::time::Instant;
-use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
 
 fn form(note: Option<Markup>) -> Markup {
     html! {
@@ -57,45 +57,38 @@ pub async fn submit(State(cs): State<Arc<ConsoleState>>, parts: Parts, body: Byt
         let note = html! { div.error role="alert" { strong.code { "AuthFailure" } ": " (msg) } };
         (status, bare("Sign in", form(Some(note)))).into_response()
     };
-    if let Err(e) = cs.app.limiter.admit_source(ip) {
-        return refuse(StatusCode::TOO_MANY_REQUESTS, &e.to_string());
-    }
-    let lookup = {
-        let (app, id) = (cs.app.clone(), secret_id.clone());
-        tokio::task::spawn_blocking(move || app.cam.accounts.credential(&id)).await
+    let checked = {
+        let (app, id, key) = (
+            cs.app.clone(),
+            secret_id.clone(),
+            Zeroizing::new(secret_key.to_string()),
+        );
+        tokio::task::spawn_blocking(move || sign_in(&app, &id, &key, ip, &ua)).await
     };
-    let cred = match lookup {
-        Ok(Ok(c)) => c,
-        _ => {
+    let who = match checked {
+        Ok(Ok(who)) => who,
+        Ok(Err(SignInRefused::Throttled(e))) => {
+            return refuse(StatusCode::TOO_MANY_REQUESTS, &e.to_string())
+        }
+        Ok(Err(SignInRefused::Wrong)) => {
+            return refuse(
+                StatusCode::UNAUTHORIZED,
+                "the SecretId is unknown or disabled, or the SecretKey does not match",
+            )
+        }
+        Ok(Err(SignInRefused::Unavailable(_))) | Err(_) => {
             return refuse(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "the credential store did not answer",
             )
         }
     };
-    let matches = cred.as_ref().is_some_and(|c| {
-        !secret_key.is_empty() && bool::from(c.secret_key.as_bytes().ct_eq(secret_key.as_bytes()))
-    });
-    record_sign_in(
-        &cs.app,
-        &secret_id,
-        cred.as_deref().filter(|_| matches),
-        ip,
-        &ua,
-    );
-    let Some(cred) = cred.filter(|_| matches) else {
-        cs.app.limiter.authentication_failed(ip);
-        return refuse(
-            StatusCode::UNAUTHORIZED,
-            "the SecretId is unknown or disabled, or the SecretKey does not match",
-        );
-    };
     let id = cs.sessions.create(
         Identity {
-            secret_id: cred.secret_id.clone(),
-            uin: cred.uin,
-            username: cred.username.clone(),
-            root: cred.is_root(),
+            secret_id: who.secret_id,
+            uin: who.uin,
+            username: who.username,
+            root: who.root,
         },
         Instant::now(),
     );
