@@ -344,8 +344,17 @@ describe("secrets", () => {
     await ssm.CreateSecret({ SecretName: "sdk-secret", VersionId: "v1", SecretString: value });
     const page = await newPage();
     await signIn(page);
+    await ssm.CreateSecret({ SecretName: "sdk-other", VersionId: "v1", SecretString: "x" });
+    await ssm.DisableSecret({ SecretName: "sdk-other" });
     await page.goto(`${kw.url}/console/secrets`);
     await shot(page, "secret-list");
+    await page.fill("#q", "sdk-");
+    await page.click("form[role=search] button");
+    assert.equal(await page.locator("tbody tr").count(), 2);
+    await page.selectOption("#state", "2");
+    await page.click("form[role=search] button");
+    assert.deepEqual(await page.locator("tbody tr td:first-child").allTextContents(), ["sdk-other"]);
+    await page.goto(`${kw.url}/console/secrets`);
     await page.click("text=sdk-secret");
     assert.ok(!(await page.content()).includes(value), "the value is in the DOM before reveal");
     await shot(page, "secret-details");
