@@ -112,7 +112,7 @@ describe("sign-in", () => {
   it("refuses a wrong SecretKey, signs in with the right one, and signs out", async () => {
     const page = await newPage();
     await page.goto(`${kw.url}/console/keys`);
-    assert.match(page.url(), /\/console\/signin$/, "no session: to the sign-in page");
+    assert.match(page.url(), /\/console\/signin\?next=%2Fconsole%2Fkeys$/, "no session: to the sign-in page");
     await shot(page, "signin");
     await page.fill("#secret-id", kw.secretId);
     await page.fill("#secret-key", "not-the-key");
@@ -138,7 +138,7 @@ describe("sign-in", () => {
     await Promise.all([page.waitForURL(/signin\?out=1/), page.click("#signout button")]);
     assert.match(await page.textContent("main"), /Signed out/);
     await page.goto(`${kw.url}/console/keys`);
-    assert.match(page.url(), /\/console\/signin$/, "the old session is gone");
+    assert.match(page.url(), /\/console\/signin\?next=/, "the old session is gone");
     assert.deepEqual(page.cspViolations, []);
     await page.context().close();
   });
@@ -151,7 +151,7 @@ describe("sign-in", () => {
     assert.match(await page.textContent(".error"), /no such console page/);
     for (const entry of ["/console", "/console/"]) {
       await page.goto(`${kw.url}${entry}`);
-      assert.match(page.url(), /\/console\/signin$/, `${entry} leads to the console`);
+      assert.match(page.url(), /\/console\/signin\?next=%2Fconsole%2Fkeys$/, `${entry} leads to the console`);
     }
     await page.context().close();
   });
@@ -193,9 +193,19 @@ describe("a second daemon: HTTPS and a short idle timeout", () => {
   it("ends an idle session", async () => {
     const page = await tlsSignIn();
     await new Promise((r) => setTimeout(r, (IDLE_SECS + 0.5) * 1000));
-    await page.goto(`${tlsKw.url}/console/secrets`);
-    assert.match(page.url(), /\/console\/signin\?expired=1$/);
+    await page.goto(`${tlsKw.url}/console/secrets?q=x`);
+    assert.match(page.url(), /\/console\/signin\?expired=1&next=%2Fconsole%2Fsecrets%3Fq%3Dx$/);
     assert.match(await page.textContent("main"), /session expired/);
+    // Signing in again returns to the page asked for.
+    await page.fill("#secret-id", tlsKw.secretId);
+    await page.fill("#secret-key", tlsKw.secretKey);
+    await Promise.all([page.waitForURL(/\/console\/secrets\?q=x$/), page.click("button[type=submit]")]);
+    // A `next` outside the console is not followed.
+    await page.context().clearCookies();
+    await page.goto(`${tlsKw.url}/console/signin?next=${encodeURIComponent("//evil.example/console/")}`);
+    await page.fill("#secret-id", tlsKw.secretId);
+    await page.fill("#secret-key", tlsKw.secretKey);
+    await Promise.all([page.waitForURL(/\/console\/keys$/), page.click("button[type=submit]")]);
     await page.context().close();
   });
 });

@@ -120,8 +120,9 @@ async fn security_headers(mut resp: Response) -> Response {
 
 /// Why a console request did not get its page. Mapped to a response in one place.
 pub enum Fail {
-    /// No session (or it timed out): to the sign-in page.
-    SignIn { expired: bool },
+    /// No session (or it timed out): to the sign-in page, and after it back to `next` (the
+    /// console page a GET asked for).
+    SignIn { expired: bool, next: Option<String> },
     /// A state change that did not come from a console page (CSRF).
     Forged(&'static str),
     /// The action was refused: its API error code and message are shown.
@@ -139,12 +140,18 @@ impl From<Error> for Fail {
 impl IntoResponse for Fail {
     fn into_response(self) -> Response {
         match self {
-            Fail::SignIn { expired } => Redirect::to(if expired {
-                "/console/signin?expired=1"
-            } else {
-                "/console/signin"
-            })
-            .into_response(),
+            Fail::SignIn { expired, next } => {
+                let mut q = form_urlencoded::Serializer::new(String::new());
+                if expired {
+                    q.append_pair("expired", "1");
+                }
+                if let Some(n) = next {
+                    q.append_pair("next", &n);
+                }
+                let q = q.finish();
+                let sep = if q.is_empty() { "" } else { "?" };
+                Redirect::to(&format!("/console/signin{sep}{q}")).into_response()
+            }
             Fail::Forged(why) => (
                 StatusCode::FORBIDDEN,
                 layout::bare("Request refused", layout::refusal("CsrfCheckFailed", why)),
@@ -189,12 +196,27 @@ impl FromRequestParts<Arc<ConsoleState>> for Console {
         parts: &mut Parts,
         cs: &Arc<ConsoleState>,
     ) -> Result<Self, Self::Rejection> {
-        let sid = session::cookie(&parts.headers).ok_or(Fail::SignIn { expired: false })?;
+        // After signing in, back to the page asked for (GETs only: a form's data is gone).
+        let next = (parts.method == axum::http::Method::GET).then(|| {
+            let pq = parts
+                .uri
+                .path_and_query()
+                .map(|p| p.as_str())
+                .unwrap_or("/");
+            format!("/console{pq}")
+        });
+        let Some(sid) = session::cookie(&parts.headers) else {
+            return Err(Fail::SignIn {
+                expired: false,
+                next,
+            });
+        };
         let cur = cs
             .sessions
             .get(&sid, Instant::now())
             .map_err(|m| Fail::SignIn {
                 expired: m == Missing::Expired,
+                next,
             })?;
         Ok(Console {
             cs: cs.clone(),

@@ -194,6 +194,21 @@ pub fn authority(parts: &axum::http::request::Parts) -> Option<&str> {
         .or_else(|| parts.uri.authority().map(|a| a.as_str()))
 }
 
+/// Where to go after signing in: `next` when it is a console page of this origin, else the
+/// key list. Only a path under `/console/` is taken, so the parameter cannot send a user to
+/// another site (`//host`, `/\\host`, `https:`) after a sign-in.
+pub fn after_sign_in(next: &str) -> &str {
+    let safe = next.starts_with("/console/")
+        && !next.contains("//")
+        && !next.contains('\\')
+        && next.chars().all(|c| c.is_ascii_graphic());
+    if safe {
+        next
+    } else {
+        "/console/keys"
+    }
+}
+
 /// The session id the request's cookie carries.
 pub fn cookie(headers: &HeaderMap) -> Option<String> {
     headers
@@ -359,6 +374,26 @@ mod tests {
             !same_origin(&h, None, "http"),
             "no host known: an Origin cannot match"
         );
+    }
+
+    #[test]
+    fn sign_in_returns_only_to_console_pages() {
+        assert_eq!(
+            after_sign_in("/console/secrets?q=a"),
+            "/console/secrets?q=a"
+        );
+        for bad in [
+            "",
+            "/",
+            "https://evil.example/console/",
+            "//evil.example",
+            "/console//evil.example",
+            "/console/\\evil.example",
+            "/consolex",
+            "/console/keys\r\nSet-Cookie: x=y",
+        ] {
+            assert_eq!(after_sign_in(bad), "/console/keys", "{bad:?}");
+        }
     }
 
     #[test]

@@ -16,10 +16,11 @@ use std::sync::Arc;
 use std::time::Instant;
 use zeroize::Zeroizing;
 
-fn form(note: Option<Markup>) -> Markup {
+fn form(note: Option<Markup>, next: &str) -> Markup {
     html! {
         @if let Some(n) = note { (n) }
         form.card method="post" action="/console/signin" autocomplete="off" {
+            input type="hidden" name="next" value=(next);
             label for="secret-id" { "SecretId" }
             input #secret-id type="text" name="secret_id" required autofocus spellcheck="false";
             label for="secret-key" { "SecretKey" }
@@ -41,7 +42,7 @@ pub async fn page(q: Params) -> Response {
             _ => None,
         },
     };
-    bare("Sign in", form(note)).into_response()
+    bare("Sign in", form(note, q.get("next"))).into_response()
 }
 
 pub async fn submit(State(cs): State<Arc<ConsoleState>>, parts: Parts, body: Bytes) -> Response {
@@ -55,7 +56,7 @@ pub async fn submit(State(cs): State<Arc<ConsoleState>>, parts: Parts, body: Byt
     let (ip, ua) = (peer(&parts), user_agent(&parts));
     let refuse = |status, msg: &str| {
         let note = html! { div.error role="alert" { strong.code { "AuthFailure" } ": " (msg) } };
-        (status, bare("Sign in", form(Some(note)))).into_response()
+        (status, bare("Sign in", form(Some(note), f.get("next")))).into_response()
     };
     let checked = {
         let (app, id, key) = (
@@ -97,7 +98,7 @@ pub async fn submit(State(cs): State<Arc<ConsoleState>>, parts: Parts, body: Byt
             header::SET_COOKIE,
             session::set_cookie(&id, cs.scheme == "https"),
         )],
-        Redirect::to("/console/keys"),
+        Redirect::to(session::after_sign_in(f.get("next"))),
     )
         .into_response()
 }
