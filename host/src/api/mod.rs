@@ -401,6 +401,7 @@ fn dispatch(
 /// session): rate limit, CAM decision, handler, and the check that a restricted caller's
 /// action decided on its resources. Both fronts share it, so the console can do nothing the
 /// API would not let the same account do.
+// The request's parts as both callers hold them; a struct for one call would only rename them.
 #[allow(clippy::too_many_arguments)]
 fn run_authenticated(
     st: &AppState,
