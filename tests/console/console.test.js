@@ -375,10 +375,12 @@ describe("secrets", () => {
   });
 
   it("creates a key/value secret, adds a version, disables, deletes with a recovery window and restores", async () => {
+    const { KeyId: cmk } = await kms.CreateKey({ Alias: "secrets-cmk" });
     const page = await newPage();
     await signIn(page);
     await page.goto(`${kw.url}/console/secrets/new`);
     await page.fill("#name", "kv-secret");
+    await page.selectOption("#kms-key", cmk);
     await page.selectOption("#kind", "kv");
     await page.fill("input[aria-label='Key 1']", "user");
     await page.fill("input[aria-label='Value 1']", "admin");
@@ -389,6 +391,7 @@ describe("secrets", () => {
     assert.match(await page.textContent(".flash"), /created/);
     const v1 = await ssm.GetSecretValue({ SecretName: "kv-secret", VersionId: "v1" });
     assert.deepEqual(JSON.parse(v1.SecretString), { user: "admin", password: "hunter2" });
+    assert.equal((await ssm.DescribeSecret({ SecretName: "kv-secret" })).KmsKeyId, cmk);
     await page.fill("#version", "v2");
     await page.fill("#value", "plain text v2");
     await page.click("text=Save value");
