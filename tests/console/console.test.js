@@ -341,6 +341,12 @@ describe("keys", () => {
     await page.click("a[rel=next]");
     assert.equal(await page.locator("tbody tr").count(), 2);
     assert.match(page.url(), /q=page-.*page=2/);
+    // The tag filter, by key or key=value.
+    await kms.CreateKey({ Alias: "tagged", Tags: [{ TagKey: "team", TagValue: "payments" }] });
+    await page.goto(`${kw.url}/console/keys?tag=${encodeURIComponent("team=payments")}`);
+    assert.deepEqual(await page.locator("tbody tr td:nth-child(2)").allTextContents(), ["tagged"]);
+    await page.goto(`${kw.url}/console/keys?tag=team`);
+    assert.deepEqual(await page.locator("tbody tr td:nth-child(2)").allTextContents(), ["tagged"]);
     // The state filter shows the disabled ones only.
     await page.goto(`${kw.url}/console/keys?q=batch-&state=2`);
     assert.equal(await page.locator("tbody tr").count(), 2);
@@ -519,6 +525,10 @@ describe("more KMS pages", () => {
     await page.click("button:has-text('Create')");
     const keyId = page.url().split("/").pop();
     assert.equal((await kms.DescribeKey({ KeyId: keyId })).KeyMetadata.KeyState, "PendingImport");
+    // The origin filter.
+    await page.goto(`${kw.url}/console/keys?origin=EXTERNAL`);
+    assert.deepEqual(await page.locator("tbody tr td:nth-child(2)").allTextContents(), ["byok-key"]);
+    await page.goto(`${kw.url}/console/keys/${keyId}`);
     await page.click("text=Import key material");
     await page.click("text=Get parameters");
     const publicKey = (await page.textContent("#wrapping-public-key")).trim();

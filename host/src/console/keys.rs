@@ -100,7 +100,7 @@ fn list_params(q: &ListQuery, page: u64) -> Value {
         "Origin": or_all(&q.origin),
     });
     if let Some((k, v)) = q.tag.split_once('=') {
-        params["TagFilters"] = json!([{ "TagKey": k.trim(), "TagValues": [v.trim()] }]);
+        params["TagFilters"] = json!([{ "TagKey": k.trim(), "TagValue": [v.trim()] }]);
     } else if !q.tag.trim().is_empty() {
         params["TagFilters"] = json!([{ "TagKey": q.tag.trim() }]);
     }
