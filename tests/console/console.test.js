@@ -671,6 +671,29 @@ describe("access pages", () => {
     await carolPage.goto(`${kw.url}/console/keys`);
     assert.match(await carolPage.textContent(".error"), /AuthFailure\.SecretIdNotFound/);
     await carolPage.context().close();
+
+    // The policy's editor: a broken edit is refused and kept, a good one saved; then the
+    // policy, carol's API key and carol herself are deleted.
+    await page.goto(`${kw.url}/console/access/policies/${policyId}`);
+    await page.fill("#policy-document", "{");
+    await page.click("text=Save policy");
+    assert.match(await page.textContent(".error"), /not valid JSON/);
+    const narrower = JSON.stringify({ version: "2.0", statement: [{ effect: "allow", action: ["kms:DescribeKey"], resource: ["*"] }] });
+    await page.fill("#policy-document", narrower);
+    await page.fill("#policy-description", "describe only");
+    await page.click("text=Save policy");
+    assert.match(await page.textContent(".flash"), /saved/);
+    const saved = kw.admin("GetPolicy", { PolicyId: policyId });
+    assert.deepEqual(JSON.parse(saved.PolicyDocument), JSON.parse(narrower));
+    assert.equal(saved.Description, "describe only");
+    await page.click("text=Delete policy");
+    assert.equal(kw.admin("ListPolicies").List.filter((p) => p.PolicyId === policyId).length, 0);
+    await page.goto(`${kw.url}/console/access/users/carol`);
+    await page.click("#api-keys button:has-text('Delete')");
+    assert.equal(kw.admin("ListAccessKeys", { TargetUin: kw.admin("GetUser", { Name: "carol" }).Uin }).AccessKeys.length, 0);
+    await page.click("text=Delete this user");
+    assert.match(await page.textContent(".flash"), /carol deleted/);
+    assert.ok(!kw.admin("ListUsers").Data.some((u) => u.Name === "carol"));
     await page.context().close();
   });
 });
