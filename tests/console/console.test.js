@@ -418,6 +418,11 @@ describe("secrets", () => {
     assert.equal((await ssm.DescribeSecret({ SecretName: "kv-secret" })).Status, "PendingDelete");
     await page.click("button:has-text('Restore')");
     assert.equal((await ssm.DescribeSecret({ SecretName: "kv-secret" })).Status, "Disabled");
+    // A recovery window of 0 deletes at once.
+    await page.fill("#window", "0");
+    await page.click("text=Delete secret");
+    assert.match(page.url(), /\/console\/secrets$/);
+    await assert.rejects(ssm.DescribeSecret({ SecretName: "kv-secret" }), /not exist|NotExist/i);
     await page.context().close();
   });
 });
@@ -568,6 +573,9 @@ describe("more KMS pages", () => {
     assert.equal(meta.DataKeyName, "dk-renamed");
     assert.equal(meta.KeyState, "PendingDelete");
     assert.equal(meta.KeyId, KeyId);
+    await page.click("button:has-text('Cancel deletion')");
+    await page.click("button:has-text('Enable')");
+    assert.equal((await kms.DescribeDataKey({ DataKeyId: id })).DataKeyMetadata.KeyState, "Enabled");
     await page.goto(`${kw.url}/console/datakeys?q=dk-`);
     assert.equal(await page.locator("tbody tr").count(), 1);
     await shot(page, "datakey-list");
