@@ -909,5 +909,13 @@ describe("audit", () => {
       MaxResults: 50,
     });
     assert.ok(signIns.Events.length >= 3);
+    const signOuts = await audit.LookUpEvents({
+      StartTime: now - 600,
+      EndTime: now + 60,
+      LookupAttributes: [{ AttributeKey: "EventName", AttributeValue: "ConsoleSignOut" }],
+      MaxResults: 50,
+    });
+    assert.ok(signOuts.Events.length >= 1, "the sign-out is recorded");
+    assert.equal(JSON.parse(signOuts.Events[0].CloudAuditEvent).userIdentity.secretId, kw.secretId);
   });
 });

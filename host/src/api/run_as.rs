@@ -101,8 +101,10 @@ pub async fn run_as(
 }
 
 /// The account an API key names, as a console session keeps it (no SecretKey).
+#[derive(Clone, Debug)]
 pub struct SignedIn {
     pub secret_id: String,
+    pub owner_uin: u64,
     pub uin: u64,
     pub username: String,
     pub root: bool,
@@ -142,17 +144,50 @@ pub fn sign_in(
             !secret_key.is_empty()
                 && bool::from(c.secret_key.as_bytes().ct_eq(secret_key.as_bytes()))
         });
-    record_sign_in(st, secret_id, cred.as_deref(), peer, user_agent);
-    let Some(c) = cred else {
-        st.limiter.authentication_failed(peer);
-        return Err(SignInRefused::Wrong);
-    };
-    Ok(SignedIn {
+    let who = cred.map(|c| SignedIn {
         secret_id: c.secret_id.clone(),
+        owner_uin: c.owner_uin,
         uin: c.uin,
         username: c.username.clone(),
         root: c.is_root(),
+    });
+    record_sign_in(st, secret_id, who.as_ref(), peer, user_agent);
+    who.ok_or_else(|| {
+        st.limiter.authentication_failed(peer);
+        SignInRefused::Wrong
     })
+}
+
+/// A console event of its own (sign-in, sign-out) as an audit record, service `keyward`.
+fn console_record(
+    st: &AppState,
+    action: &str,
+    secret_id: &str,
+    account: Option<&SignedIn>,
+    peer: Option<IpAddr>,
+    user_agent: &str,
+) -> AuditRecord {
+    let mut r = AuditRecord {
+        event_id: uuid::Uuid::new_v4().to_string(),
+        event_time: SystemClock.now(),
+        region: st.cfg.regions[0].name.clone(),
+        service: Product::Admin.service().to_string(),
+        action: action.into(),
+        read_only: true,
+        secret_id: super::clip(secret_id, 128),
+        source_ip: peer.map(|ip| ip.to_string()).unwrap_or_default(),
+        user_agent: super::clip(&format!("{CONSOLE_SOURCE} ({user_agent})"), 256),
+        request_id: uuid::Uuid::new_v4().to_string(),
+        result_code: "AuthFailure.SignatureFailure".into(),
+        ..Default::default()
+    };
+    if let Some(a) = account {
+        r.owner_uin = a.owner_uin;
+        r.uin = a.uin;
+        r.username = a.username.clone();
+        r.result_code = "Success".into();
+    }
+    r
 }
 
 /// Records a console sign-in attempt (action `ConsoleSignIn`) in the audit log: who, from
@@ -161,7 +196,7 @@ pub fn sign_in(
 fn record_sign_in(
     st: &AppState,
     secret_id: &str,
-    signed_in: Option<&crate::cam::ApiCredential>,
+    signed_in: Option<&SignedIn>,
     peer: Option<IpAddr>,
     user_agent: &str,
 ) {
@@ -175,25 +210,26 @@ fn record_sign_in(
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         return;
     }
-    let mut r = AuditRecord {
-        event_id: uuid::Uuid::new_v4().to_string(),
-        event_time: SystemClock.now(),
-        region: st.cfg.regions[0].name.clone(),
-        service: Product::Admin.service().to_string(),
-        action: "ConsoleSignIn".into(),
-        read_only: true,
-        secret_id: super::clip(secret_id, 128),
-        source_ip: peer.map(|ip| ip.to_string()).unwrap_or_default(),
-        user_agent: super::clip(&format!("{CONSOLE_SOURCE} ({user_agent})"), 256),
-        request_id: uuid::Uuid::new_v4().to_string(),
-        result_code: "AuthFailure.SignatureFailure".into(),
-        ..Default::default()
-    };
-    if let Some(c) = signed_in {
-        r.owner_uin = c.owner_uin;
-        r.uin = c.uin;
-        r.username = c.username.clone();
-        r.result_code = "Success".into();
+    st.audit.submit(console_record(
+        st,
+        "ConsoleSignIn",
+        secret_id,
+        signed_in,
+        peer,
+        user_agent,
+    ));
+}
+
+/// Records a console sign-out (action `ConsoleSignOut`).
+pub fn record_sign_out(st: &AppState, who: &SignedIn, peer: Option<IpAddr>, user_agent: &str) {
+    if st.audit.enabled() {
+        st.audit.submit(console_record(
+            st,
+            "ConsoleSignOut",
+            &who.secret_id,
+            Some(who),
+            peer,
+            user_agent,
+        ));
     }
-    st.audit.submit(r);
 }

@@ -15,14 +15,8 @@ use subtle::ConstantTimeEq;
 /// The cookie that carries the session id.
 pub const COOKIE: &str = "keyward_console";
 
-/// Who signed in.
-#[derive(Clone, Debug)]
-pub struct Identity {
-    pub secret_id: String,
-    pub uin: u64,
-    pub username: String,
-    pub root: bool,
-}
+/// Who signed in: the API key's SecretId and its account (never the SecretKey).
+pub use crate::api::run_as::SignedIn as Identity;
 
 /// A one-time message shown on the next page (the result of a form that redirected).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -255,6 +249,7 @@ mod tests {
     fn alice() -> Identity {
         Identity {
             secret_id: "AKIDalice".into(),
+            owner_uin: 100000000001,
             uin: 100000000002,
             username: "alice".into(),
             root: false,

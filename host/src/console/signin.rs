@@ -3,9 +3,9 @@
 
 use super::form::Params;
 use super::layout::{self, bare};
-use super::session::{self, Identity};
+use super::session;
 use super::{peer, user_agent, Console, ConsoleState, Fail};
-use crate::api::run_as::{sign_in, SignInRefused};
+use crate::api::run_as::{record_sign_out, sign_in, SignInRefused};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::request::Parts;
@@ -84,15 +84,7 @@ pub async fn submit(State(cs): State<Arc<ConsoleState>>, parts: Parts, body: Byt
             )
         }
     };
-    let id = cs.sessions.create(
-        Identity {
-            secret_id: who.secret_id,
-            uin: who.uin,
-            username: who.username,
-            root: who.root,
-        },
-        Instant::now(),
-    );
+    let id = cs.sessions.create(who, Instant::now());
     (
         [(
             header::SET_COOKIE,
@@ -119,6 +111,7 @@ pub async fn confirm_out(c: Console) -> Response {
 pub async fn sign_out(c: Console, body: Bytes) -> Result<Response, Fail> {
     c.form(&body)?;
     c.cs.sessions.end(&c.sid);
+    record_sign_out(&c.cs.app, &c.cur.who, c.peer, &c.user_agent);
     Ok((
         [(
             header::SET_COOKIE,
