@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs Keyward's whole test suite on a fresh Debian machine: installs SoftHSM2, PostgreSQL,
-# Node.js and npm (apt), the Python SDK venv and the Node.js SDK (npm ci) when they are missing,
+# Node.js, npm and Chromium (apt), the Python SDK venv and the Node.js SDK (npm ci) when they are missing,
 # checks formatting and lints, runs the Rust unit and end-to-end tests, then the Python and
 # Node.js SDK compatibility suites against the real daemon. The store-facing suites also run on
 # PostgreSQL (a throw-away cluster per test process; docs/postgres.md).
@@ -16,6 +16,8 @@ command -v openssl >/dev/null || missing+=(openssl)
 python3 -c "import venv, ensurepip" 2>/dev/null || missing+=(python3-venv)
 command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
+# The console suite drives Debian's Chromium (playwright-core downloads no browser).
+command -v chromium >/dev/null || missing+=(chromium)
 # The tests start clusters of their own with these binaries; no system service is needed.
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 if [ ${#missing[@]} -gt 0 ]; then
@@ -76,3 +78,7 @@ fi
 tail -n 20 target/fuzz.log
 echo "==> Node.js SDK compatibility suite (tencentcloud-sdk-nodejs, pinned in tests/node/package-lock.json)"
 (cd tests/node && npm ci --no-audit --no-fund --loglevel=error && KEYWARD_BIN="$PWD/../../target/debug/keyward" node --test)
+echo "==> web console suite in headless Chromium (playwright-core, pinned in tests/console/package-lock.json), SQLite then PostgreSQL"
+(cd tests/console && npm ci --no-audit --no-fund --loglevel=error \
+  && KEYWARD_BIN="$PWD/../../target/debug/keyward" node --test \
+  && KEYWARD_TEST_STORE=postgres KEYWARD_BIN="$PWD/../../target/debug/keyward" node --test)

@@ -11,6 +11,7 @@ pub mod client;
 pub mod clock;
 pub mod coherence;
 pub mod config;
+pub mod console;
 pub mod control;
 pub mod error;
 pub mod hsm;

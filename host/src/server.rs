@@ -198,6 +198,18 @@ pub async fn serve(state: Arc<AppState>, store: Arc<dyn Store>) -> Result<()> {
     spawn_background_jobs(&state)?;
     crate::control::listen(state.clone(), store, &cfg.data_dir);
     let app = api::router(state.clone());
+    // The web console shares the listener (and TLS) and runs every action through
+    // `api::run_as`, so through the same action table, access checks and audit log.
+    let app = match cfg.console.enabled {
+        true => app
+            .nest("/console", crate::console::router(state.clone()))
+            // `nest` does not route the prefix with a trailing slash.
+            .route(
+                "/console/",
+                axum::routing::get(|| async { axum::response::Redirect::to("/console/keys") }),
+            ),
+        false => app,
+    };
     let tls = match &cfg.tls {
         Some(tls) => {
             // The rustls build carries only the ring provider; make it the process default.

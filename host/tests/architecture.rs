@@ -183,6 +183,37 @@ fn ssm_reaches_key_material_only_through_kms() {
     violations("ssm uses kms for key material", found);
 }
 
+/// The console acts only through the API front (`api::run_as`), so it can do nothing the
+/// signed API would not let the same account do, and nothing escapes the audit log.
+#[test]
+fn the_console_reaches_services_only_through_the_api() {
+    let mut found = Vec::new();
+    for s in sources().iter().filter(|s| s.module == "console") {
+        for m in crate_refs(&s.code) {
+            if !["api", "error", "config", "console"].contains(&m.as_str()) {
+                found.push(format!("{} imports {m}", s.path));
+            }
+        }
+        for c in [
+            "keyward_firmware",
+            "keyward_hsm_pkcs11",
+            "rusqlite",
+            "postgres",
+        ] {
+            if s.code.contains(&format!("{c}::")) {
+                found.push(format!("{} uses {c}", s.path));
+            }
+        }
+        // Nor through the services the API's state holds.
+        for field in ["kms", "ssm", "cam", "audit", "limiter", "jobs", "alarms"] {
+            if s.code.contains(&format!("app.{field}")) {
+                found.push(format!("{} uses the service AppState::{field}", s.path));
+            }
+        }
+    }
+    violations("console imports only api, error and config", found);
+}
+
 #[test]
 fn the_store_imports_only_error_clock_and_shared() {
     let mut found = Vec::new();

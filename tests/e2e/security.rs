@@ -405,3 +405,40 @@ async fn a_healthy_start_logs_no_errors() {
         "one summary line"
     );
 }
+
+/// A plain HTTP/1.1 GET; the whole response as text.
+fn http_get(endpoint: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let addr = endpoint.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+/// Issue 15: the web console is served with its security headers, and `[console] enabled =
+/// false` takes it off the listener (the path then answers like any non-API request).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_console_has_strict_headers_and_can_be_turned_off() {
+    let on = Daemon::embedded();
+    let page = http_get(&on.endpoint(), "/console/signin").to_ascii_lowercase();
+    assert!(page.starts_with("http/1.1 200"), "{page}");
+    for header in [
+        "content-security-policy: default-src 'none'; script-src 'self'; style-src 'self'",
+        "x-frame-options: deny",
+        "cache-control: no-store",
+        "x-content-type-options: nosniff",
+    ] {
+        assert!(page.contains(header), "missing `{header}`:\n{page}");
+    }
+    assert!(!page.contains("unsafe-inline"));
+    let off = Daemon::embedded_with("[console]\nenabled = false\n");
+    let page = http_get(&off.endpoint(), "/console/signin");
+    assert!(!page.contains("<form"), "{page}");
+    assert!(page.contains("UnsupportedProtocol"), "{page}");
+}

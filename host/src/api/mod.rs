@@ -13,6 +13,7 @@ mod kms_actions;
 pub mod params;
 mod pq_actions;
 pub mod ratelimit;
+pub mod run_as;
 mod ssm_actions;
 pub mod tc3;
 
@@ -213,7 +214,32 @@ async fn handle(State(st): State<Arc<AppState>>, req: Request<Body>) -> Response
         }
     };
     let elapsed_us = started.elapsed().as_micros() as u64;
-    let code = match &result {
+    let code = record_outcome(&st, &trail, &result, peer);
+    match result {
+        Ok(fields) => {
+            tracing::debug!(%request_id, %action, elapsed_us, "ok");
+            envelope::success(fields, &request_id)
+        }
+        Err(e) => {
+            if code == "InternalError" {
+                tracing::error!(%request_id, %action, error = %e, "internal error");
+            } else {
+                tracing::info!(%request_id, %action, code, elapsed_us, "refused");
+            }
+            envelope::failure(&e, &request_id)
+        }
+    }
+}
+
+/// Submits the request's audit record with its outcome, unless a write transaction already
+/// committed it; returns the result code. One record per request, whatever front it came by.
+fn record_outcome(
+    st: &AppState,
+    trail: &Trail,
+    result: &Result<Fields>,
+    peer: Option<IpAddr>,
+) -> &'static str {
+    let code = match result {
         Ok(_) => "Success",
         Err(e) => envelope::error_code(e),
     };
@@ -237,20 +263,7 @@ async fn handle(State(st): State<Arc<AppState>>, req: Request<Body>) -> Response
             st.audit.submit(r);
         }
     }
-    match result {
-        Ok(fields) => {
-            tracing::debug!(%request_id, %action, elapsed_us, "ok");
-            envelope::success(fields, &request_id)
-        }
-        Err(e) => {
-            if code == "InternalError" {
-                tracing::error!(%request_id, %action, error = %e, "internal error");
-            } else {
-                tracing::info!(%request_id, %action, code, elapsed_us, "refused");
-            }
-            envelope::failure(&e, &request_id)
-        }
-    }
+    code
 }
 
 /// The answer to requests in another form than Tencent Cloud API 3.0's POST + JSON + TC3.
@@ -381,6 +394,26 @@ fn dispatch(
     let region = st.cfg.regions[region_index].name.clone();
     bind_signature(st, &verified, row, region_index, peer)
         .inspect_err(|_| st.limiter.authentication_failed(peer))?;
+    run_authenticated(st, &cred, row, region, trail, body, peer, now)
+}
+
+/// Runs an action for an account already authenticated (by a TC3 signature or a console
+/// session): rate limit, CAM decision, handler, and the check that a restricted caller's
+/// action decided on its resources. Both fronts share it, so the console can do nothing the
+/// API would not let the same account do.
+// The request's parts as both callers hold them; a struct for one call would only rename them.
+#[allow(clippy::too_many_arguments)]
+fn run_authenticated(
+    st: &AppState,
+    cred: &ApiCredential,
+    row: &Action,
+    region: String,
+    trail: Arc<Trail>,
+    body: &[u8],
+    peer: Option<IpAddr>,
+    now: i64,
+) -> Result<Fields> {
+    let action = row.name;
     st.limiter.check(&cred.secret_id, row.family)?;
     // Policies are asked with the action's CAM name (`kms:Encrypt`).
     let cam_action = row.cam_name();
