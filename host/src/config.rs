@@ -40,6 +40,89 @@ pub struct Config {
     pub rate_limit: RateLimitConfig,
     #[serde(default)]
     pub ssm: SsmConfig,
+    /// Database servers whose accounts product secrets create and rotate (docs/rotation.md).
+    #[serde(default)]
+    pub databases: Vec<DatabaseConfig>,
+    #[serde(default)]
+    pub rotation: RotationConfig,
+}
+
+/// What kind of server a `[[databases]]` entry is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DatabaseKind {
+    /// MySQL or MariaDB (product `Mysql`).
+    Mysql,
+    /// PostgreSQL (product `PostgreSQL`).
+    Postgresql,
+    /// Redis 6+ ACL users (product `Redis`).
+    Redis,
+}
+
+/// A database server that product secrets may name as their `InstanceID`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// The `InstanceID` callers name.
+    pub id: String,
+    pub kind: DatabaseKind,
+    /// `host:port` of a TCP listener; or give `socket`.
+    #[serde(default)]
+    pub address: Option<String>,
+    /// A unix socket: the socket file (MySQL, Redis) or its directory (PostgreSQL).
+    #[serde(default)]
+    pub socket: Option<PathBuf>,
+    /// The Keyward secret (in the product secret's region and account) whose `SSM_Current`
+    /// value is the administrative login as JSON `{"UserName": …, "Password": …}`: the
+    /// password never appears in this file.
+    pub admin_secret: String,
+    /// PostgreSQL: the database the administrative login connects to, and the one the
+    /// accounts log in to by default.
+    #[serde(default)]
+    pub database: Option<String>,
+    /// Connect and query timeout.
+    #[serde(default = "default_database_timeout")]
+    pub timeout_secs: u64,
+}
+
+fn default_database_timeout() -> u64 {
+    5
+}
+
+/// Rotation of product secrets (docs/rotation.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RotationConfig {
+    /// How long the credential published before a rotation keeps working after it, so that
+    /// applications have time to fetch the new one.
+    #[serde(default = "default_overlap")]
+    pub overlap_secs: u64,
+    /// The first retry of a failed rotation waits this long; each further failure doubles
+    /// the wait, up to `retry_max_secs`.
+    #[serde(default = "default_retry_initial")]
+    pub retry_initial_secs: u64,
+    #[serde(default = "default_retry_max")]
+    pub retry_max_secs: u64,
+}
+
+impl Default for RotationConfig {
+    fn default() -> Self {
+        RotationConfig {
+            overlap_secs: default_overlap(),
+            retry_initial_secs: default_retry_initial(),
+            retry_max_secs: default_retry_max(),
+        }
+    }
+}
+
+fn default_overlap() -> u64 {
+    3600
+}
+fn default_retry_initial() -> u64 {
+    60
+}
+fn default_retry_max() -> u64 {
+    3600
 }
 
 /// Secrets Manager behaviour that clients disagree on.
@@ -571,6 +654,33 @@ impl Config {
                 ));
             }
         }
+        for (i, d) in self.databases.iter().enumerate() {
+            if d.id.is_empty() || self.databases[..i].iter().any(|o| o.id == d.id) {
+                return Err(Error::Config(format!(
+                    "databases: every entry needs an id of its own (`{}`)",
+                    d.id
+                )));
+            }
+            if d.address.is_some() == d.socket.is_some() {
+                return Err(Error::Config(format!(
+                    "databases `{}`: give exactly one of address and socket",
+                    d.id
+                )));
+            }
+            if d.admin_secret.is_empty() {
+                return Err(Error::Config(format!(
+                    "databases `{}`: admin_secret names the secret holding the admin login",
+                    d.id
+                )));
+            }
+        }
+        if self.rotation.retry_initial_secs == 0
+            || self.rotation.retry_max_secs < self.rotation.retry_initial_secs
+        {
+            return Err(Error::Config(
+                "rotation: retry_initial_secs must be at least 1 and at most retry_max_secs".into(),
+            ));
+        }
         if self.tls.is_none() && !self.listen.ip().is_loopback() && !self.allow_insecure_http {
             return Err(Error::Config(format!(
                 "refusing plain HTTP on non-loopback address {}: configure [tls] or set allow_insecure_http = true",
@@ -578,6 +688,10 @@ impl Config {
             )));
         }
         Ok(())
+    }
+
+    pub fn database(&self, id: &str) -> Option<&DatabaseConfig> {
+        self.databases.iter().find(|d| d.id == id)
     }
 
     pub fn region(&self, name: &str) -> Option<&RegionConfig> {

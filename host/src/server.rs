@@ -84,6 +84,8 @@ pub fn bootstrap(cfg: Config) -> Result<Started> {
     let ssm = Arc::new(Ssm::new(
         kms.clone(),
         store.clone(),
+        store.clone(),
+        alarms.clone(),
         cfg.clone(),
         clock.clone(),
     ));
@@ -500,6 +502,7 @@ fn spawn_background_jobs(state: &Arc<AppState>) -> Result<()> {
                         reminded = r.reminded,
                         deleted = r.deleted,
                         secrets = r.secrets_deleted,
+                        secrets_rotated = r.secrets_rotated,
                         "scheduled jobs ran"
                     );
                 }

@@ -12,6 +12,7 @@ mod iam_actions;
 mod kms_actions;
 pub mod params;
 mod pq_actions;
+mod product_actions;
 pub mod ratelimit;
 mod ssm_actions;
 pub mod tc3;

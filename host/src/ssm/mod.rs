@@ -7,8 +7,10 @@
 //! state governs the secret, and a stored ciphertext moved to another secret or version fails
 //! to authenticate instead of revealing the other value.
 
+pub mod rotation;
 pub mod ssh;
 
+use crate::alarms::Alarms;
 use crate::cam::policy;
 use crate::cam::Caller;
 use crate::clock::Clock;
@@ -17,8 +19,8 @@ use crate::error::{Error, Result};
 use crate::kms::envelope::{Binding, Sealed};
 use crate::kms::{Kms, KEY_USAGE_ENCRYPT_DECRYPT};
 use crate::store::{
-    Fence, SecretQuery, SecretRecord, SecretStatus, SecretStore, SecretVersion, Tag, Trail,
-    VersionWrite,
+    Fence, RotationStore, SecretQuery, SecretRecord, SecretStatus, SecretStore, SecretVersion, Tag,
+    Trail, VersionWrite,
 };
 use std::sync::Arc;
 use zeroize::Zeroizing;
@@ -172,6 +174,9 @@ pub struct NewSecret {
 pub struct Ssm {
     kms: Arc<Kms>,
     store: Arc<dyn SecretStore>,
+    /// Product secrets' targets, schedules and asynchronous requests (`rotation`).
+    rotation: Arc<dyn RotationStore>,
+    alarms: Arc<Alarms>,
     cfg: Arc<Config>,
     clock: Arc<dyn Clock>,
 }
@@ -180,12 +185,16 @@ impl Ssm {
     pub fn new(
         kms: Arc<Kms>,
         store: Arc<dyn SecretStore>,
+        rotation: Arc<dyn RotationStore>,
+        alarms: Arc<Alarms>,
         cfg: Arc<Config>,
         clock: Arc<dyn Clock>,
     ) -> Self {
         Ssm {
             kms,
             store,
+            rotation,
+            alarms,
             cfg,
             clock,
         }

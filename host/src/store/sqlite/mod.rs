@@ -10,6 +10,7 @@ mod filter;
 mod keys;
 mod leases;
 mod meta;
+mod rotation;
 mod secrets;
 
 use crate::error::{Error, Result};
@@ -51,6 +52,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0009_audit.sql"),
     include_str!("../migrations/0010_id_sequences.sql"),
     include_str!("../migrations/0011_integrity_tags.sql"),
+    include_str!("../migrations/0012_rotation.sql"),
 ];
 
 pub struct SqliteStore {

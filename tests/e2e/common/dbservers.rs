@@ -1,0 +1,236 @@
+//! Real database servers for the rotation tests, from Debian's packages: MariaDB
+//! (`mariadb-install-db` + `mariadbd`) and Redis (`redis-server` with an ACL file), each in a
+//! temporary directory, listening on a unix socket there and on a free loopback port. Each
+//! can be stopped and started again on the same data (a rotation against a stopped server),
+//! and is stopped when dropped. PostgreSQL is the process's throw-away cluster (`pg.rs`).
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A free loopback port (the kernel's choice, released for the server to take).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn need(binary: &str) -> PathBuf {
+    for dir in ["/usr/sbin", "/usr/bin", "/usr/local/bin", "/usr/local/sbin"] {
+        let p = Path::new(dir).join(binary);
+        if p.exists() {
+            return p;
+        }
+    }
+    panic!("`{binary}` is not installed: run scripts/test.sh, which installs mariadb-server and redis-server")
+}
+
+fn stop_child(child: &mut Option<Child>) {
+    if let Some(mut c) = child.take() {
+        let _ = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while c.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                let _ = c.kill();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// A MariaDB server whose `root@localhost` logs in with `admin_password` (socket).
+pub struct MariaDb {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    pub admin_password: String,
+    child: Option<Child>,
+}
+
+impl MariaDb {
+    pub fn start() -> MariaDb {
+        let dir = tempfile::Builder::new()
+            .prefix("kwmaria")
+            .tempdir()
+            .unwrap();
+        let out = Command::new(need("mariadb-install-db"))
+            .args(["--no-defaults", "--user=root", "--skip-test-db"])
+            .arg("--auth-root-authentication-method=normal")
+            .arg(format!("--datadir={}", dir.path().join("data").display()))
+            .output()
+            .expect("mariadb-install-db runs");
+        assert!(
+            out.status.success(),
+            "mariadb-install-db failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut m = MariaDb {
+            dir,
+            port: free_port(),
+            admin_password: format!("adm{}", uuid::Uuid::new_v4().simple()),
+            child: None,
+        };
+        m.run();
+        // A fresh install's root has no password; give it one, as an operator would.
+        m.sql_as(
+            "",
+            &format!(
+                "ALTER USER root@localhost IDENTIFIED BY '{}'",
+                m.admin_password
+            ),
+        );
+        m
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.dir.path().join("mysqld.sock")
+    }
+
+    /// Starts the server on its data directory and waits until it answers.
+    pub fn run(&mut self) {
+        let d = self.dir.path();
+        let log = std::fs::File::create(d.join("server.out")).unwrap();
+        let child = Command::new(need("mariadbd"))
+            .args([
+                "--no-defaults",
+                "--user=root",
+                "--skip-name-resolve",
+                "--skip-log-bin",
+            ])
+            .args(["--bind-address=127.0.0.1", "--innodb-buffer-pool-size=16M"])
+            .arg("--innodb-log-file-size=8M")
+            .arg(format!("--port={}", self.port))
+            .arg(format!("--datadir={}", d.join("data").display()))
+            .arg(format!("--socket={}", self.socket().display()))
+            .arg(format!("--pid-file={}", d.join("mysqld.pid").display()))
+            .arg(format!("--log-error={}", d.join("error.log").display()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("mariadbd starts");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !(self.socket().exists()
+            && std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok())
+        {
+            assert!(
+                Instant::now() < deadline,
+                "mariadbd did not start: {}",
+                std::fs::read_to_string(d.join("error.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn stop(&mut self) {
+        stop_child(&mut self.child);
+    }
+
+    fn sql_as(&self, password: &str, sql: &str) {
+        let out = Command::new(need("mariadb"))
+            .arg("--no-defaults")
+            .arg(format!("--socket={}", self.socket().display()))
+            .args(["-u", "root", "-e", sql])
+            .env("MYSQL_PWD", password)
+            .output()
+            .expect("mariadb runs");
+        assert!(
+            out.status.success(),
+            "{sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Runs SQL as the administrator.
+    pub fn sql(&self, sql: &str) {
+        self.sql_as(&self.admin_password, sql)
+    }
+}
+
+impl Drop for MariaDb {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A Redis server whose ACL user `admin` may do everything; the default user is off.
+pub struct RedisServer {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    pub admin_password: String,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    pub fn start() -> RedisServer {
+        let dir = tempfile::Builder::new()
+            .prefix("kwredis")
+            .tempdir()
+            .unwrap();
+        let admin_password = format!("adm{}", uuid::Uuid::new_v4().simple());
+        let port = free_port();
+        std::fs::write(
+            dir.path().join("users.acl"),
+            format!("user default off\nuser admin on >{admin_password} ~* &* +@all\n"),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("redis.conf"),
+            format!(
+                "port {port}\nbind 127.0.0.1\nunixsocket {sock}\nunixsocketperm 700\n\
+                 dir {dir}\nsave \"\"\nappendonly no\naclfile {dir}/users.acl\n\
+                 daemonize no\nlogfile {dir}/redis.log\n",
+                sock = dir.path().join("redis.sock").display(),
+                dir = dir.path().display(),
+            ),
+        )
+        .unwrap();
+        let mut r = RedisServer {
+            dir,
+            port,
+            admin_password,
+            child: None,
+        };
+        r.run();
+        r
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.dir.path().join("redis.sock")
+    }
+
+    pub fn run(&mut self) {
+        let child = Command::new(need("redis-server"))
+            .arg(self.dir.path().join("redis.conf"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server starts");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not start: {}",
+                std::fs::read_to_string(self.dir.path().join("redis.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn stop(&mut self) {
+        stop_child(&mut self.child);
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -1,0 +1,512 @@
+//! Product secrets against real servers (docs/rotation.md): MariaDB, PostgreSQL and Redis
+//! accounts created through the API, used with the credential GetSecretValue returns,
+//! rotated by hand and by the scheduler (test clock), the previous credential working
+//! through the overlap and refused after it, a rotation against a stopped server failing
+//! cleanly and retried once it is back, and the history listing every version.
+
+mod common;
+
+use common::dbservers::{MariaDb, RedisServer};
+use common::{ok, pg, unique, Daemon};
+use keyward::client::TcClient;
+use serde_json::{json, Value};
+
+const OVERLAP: i64 = 3600;
+const RETRY: i64 = 60;
+const DAY: i64 = 86_400;
+
+/// A kind of database under test: how to declare it, grant on it and log in to it.
+trait Target {
+    fn product(&self) -> &'static str;
+    /// The `[[databases]]` entry for instance `id`, whose admin secret is `admin_secret`.
+    fn database_toml(&self, id: &str, admin_secret: &str) -> String;
+    /// The admin login, as the admin secret stores it.
+    fn admin_login(&self) -> Value;
+    /// `Domains` and `PrivilegesList` of CreateProductSecret.
+    fn grants(&self) -> Value;
+    /// Logs in and uses a granted privilege; `Err` with the server's words otherwise.
+    fn use_granted(&self, user: &str, password: &str) -> Result<(), String>;
+    /// Logs in and tries an ungranted privilege: `Ok` when the server refuses it.
+    fn refused_ungranted(&self, user: &str, password: &str) -> Result<(), String>;
+    /// Stops and starts the server (`None` when this kind's server cannot be stopped here).
+    fn stop(&mut self) -> bool;
+    fn start(&mut self);
+}
+
+struct Maria(MariaDb);
+
+impl Target for Maria {
+    fn product(&self) -> &'static str {
+        "Mysql"
+    }
+    fn database_toml(&self, id: &str, admin_secret: &str) -> String {
+        format!(
+            "[[databases]]\nid = \"{id}\"\nkind = \"mysql\"\nsocket = \"{}\"\nadmin_secret = \"{admin_secret}\"\ntimeout_secs = 3\n",
+            self.0.socket().display()
+        )
+    }
+    fn admin_login(&self) -> Value {
+        json!({"UserName": "root", "Password": self.0.admin_password})
+    }
+    fn grants(&self) -> Value {
+        self.0.sql(
+            "CREATE DATABASE IF NOT EXISTS app; \
+             CREATE TABLE IF NOT EXISTS app.t (x INT); \
+             CREATE TABLE IF NOT EXISTS app.hidden (x INT)",
+        );
+        json!({
+            "Domains": ["127.0.0.1", "localhost"],
+            "PrivilegesList": [{"PrivilegeName": "TablePrivileges", "Privileges": ["SELECT", "INSERT"],
+                                "Database": "app", "TableName": "t"}],
+        })
+    }
+    fn use_granted(&self, user: &str, password: &str) -> Result<(), String> {
+        use mysql::prelude::Queryable;
+        // Over TCP on 127.0.0.1, the host pattern the account was created for.
+        let opts = mysql::OptsBuilder::new()
+            .ip_or_hostname(Some("127.0.0.1"))
+            .tcp_port(self.0.port)
+            .prefer_socket(false)
+            .user(Some(user))
+            .pass(Some(password));
+        let mut c = mysql::Conn::new(opts).map_err(|e| e.to_string())?;
+        c.query_drop("INSERT INTO app.t VALUES (1)")
+            .map_err(|e| e.to_string())?;
+        c.query_first::<i64, _>("SELECT COUNT(*) FROM app.t")
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    }
+    fn refused_ungranted(&self, user: &str, password: &str) -> Result<(), String> {
+        use mysql::prelude::Queryable;
+        let opts = mysql::OptsBuilder::new()
+            .ip_or_hostname(Some("127.0.0.1"))
+            .tcp_port(self.0.port)
+            .prefer_socket(false)
+            .user(Some(user))
+            .pass(Some(password));
+        let mut c = mysql::Conn::new(opts).map_err(|e| e.to_string())?;
+        for sql in ["SELECT * FROM app.hidden", "DELETE FROM app.t"] {
+            match c.query_drop(sql) {
+                Err(e) if e.to_string().contains("denied") => {}
+                other => return Err(format!("{sql}: expected a refusal, got {other:?}")),
+            }
+        }
+        Ok(())
+    }
+    fn stop(&mut self) -> bool {
+        self.0.stop();
+        true
+    }
+    fn start(&mut self) {
+        self.0.run();
+    }
+}
+
+struct Postgres {
+    db: String,
+}
+
+impl Postgres {
+    fn connect(&self, user: &str, password: &str) -> Result<postgres::Client, String> {
+        postgres::Config::new()
+            .host_path(&pg::cluster().dir)
+            .port(5432)
+            .user(user)
+            .password(password)
+            .dbname(&self.db)
+            .connect(postgres::NoTls)
+            .map_err(|e| format!("{e:?}"))
+    }
+}
+
+impl Target for Postgres {
+    fn product(&self) -> &'static str {
+        "PostgreSQL"
+    }
+    fn database_toml(&self, id: &str, admin_secret: &str) -> String {
+        format!(
+            "[[databases]]\nid = \"{id}\"\nkind = \"postgresql\"\nsocket = \"{}\"\ndatabase = \"{}\"\nadmin_secret = \"{admin_secret}\"\ntimeout_secs = 3\n",
+            pg::cluster().dir.display(),
+            self.db
+        )
+    }
+    fn admin_login(&self) -> Value {
+        json!({"UserName": pg::USER, "Password": pg::cluster().password})
+    }
+    fn grants(&self) -> Value {
+        let c = pg::cluster();
+        let out = c.psql(
+            &self.db,
+            "CREATE TABLE t (x INT); CREATE TABLE hidden (x INT)",
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        json!({
+            "Domains": [],
+            "PrivilegesList": [
+                {"PrivilegeName": "DatabasePrivileges", "Privileges": ["CONNECT"], "Database": self.db},
+                {"PrivilegeName": "TablePrivileges", "Privileges": ["SELECT", "INSERT"],
+                 "Database": self.db, "SchemaName": "public", "TableName": "t"},
+            ],
+        })
+    }
+    // The synchronous client runs its own runtime: off the test's worker thread.
+    fn use_granted(&self, user: &str, password: &str) -> Result<(), String> {
+        tokio::task::block_in_place(|| {
+            let mut c = self.connect(user, password)?;
+            c.batch_execute("INSERT INTO t VALUES (1); SELECT count(*) FROM t")
+                .map_err(|e| format!("{e:?}"))
+        })
+    }
+    fn refused_ungranted(&self, user: &str, password: &str) -> Result<(), String> {
+        tokio::task::block_in_place(|| {
+            let mut c = self.connect(user, password)?;
+            for sql in ["SELECT * FROM hidden", "DELETE FROM t"] {
+                match c.batch_execute(sql) {
+                    Err(e) if format!("{e:?}").contains("permission denied") => {}
+                    other => return Err(format!("{sql}: expected a refusal, got {other:?}")),
+                }
+            }
+            Ok(())
+        })
+    }
+    /// The process's cluster serves every test: it is not stopped here.
+    fn stop(&mut self) -> bool {
+        false
+    }
+    fn start(&mut self) {}
+}
+
+struct Redis(RedisServer);
+
+impl Redis {
+    fn connect(&self, user: &str, password: &str) -> Result<redis::Connection, String> {
+        let info = redis::ConnectionInfo {
+            addr: redis::ConnectionAddr::Tcp("127.0.0.1".into(), self.0.port),
+            redis: redis::RedisConnectionInfo {
+                db: 0,
+                username: Some(user.into()),
+                password: Some(password.into()),
+                protocol: Default::default(),
+            },
+        };
+        redis::Client::open(info)
+            .and_then(|c| c.get_connection())
+            .map_err(|e| e.to_string())
+    }
+}
+
+impl Target for Redis {
+    fn product(&self) -> &'static str {
+        "Redis"
+    }
+    fn database_toml(&self, id: &str, admin_secret: &str) -> String {
+        format!(
+            "[[databases]]\nid = \"{id}\"\nkind = \"redis\"\naddress = \"127.0.0.1:{}\"\nadmin_secret = \"{admin_secret}\"\ntimeout_secs = 3\n",
+            self.0.port
+        )
+    }
+    fn admin_login(&self) -> Value {
+        json!({"UserName": "admin", "Password": self.0.admin_password})
+    }
+    fn grants(&self) -> Value {
+        json!({
+            "Domains": [],
+            "PrivilegesList": [{"PrivilegeName": "GlobalPrivileges",
+                                "Privileges": ["~app:*", "+get", "+set"]}],
+        })
+    }
+    fn use_granted(&self, user: &str, password: &str) -> Result<(), String> {
+        let mut c = self.connect(user, password)?;
+        redis::cmd("SET")
+            .arg("app:x")
+            .arg("1")
+            .query::<()>(&mut c)
+            .map_err(|e| e.to_string())?;
+        redis::cmd("GET")
+            .arg("app:x")
+            .query::<String>(&mut c)
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    }
+    fn refused_ungranted(&self, user: &str, password: &str) -> Result<(), String> {
+        let mut c = self.connect(user, password)?;
+        for (cmd, args) in [("SET", vec!["other:x", "1"]), ("FLUSHALL", vec![])] {
+            let mut q = redis::cmd(cmd);
+            for a in args {
+                q.arg(a);
+            }
+            match q.query::<redis::Value>(&mut c) {
+                Err(e) if e.to_string().contains("NOPERM") => {}
+                other => return Err(format!("{cmd}: expected a refusal, got {other:?}")),
+            }
+        }
+        Ok(())
+    }
+    fn stop(&mut self) -> bool {
+        self.0.stop();
+        true
+    }
+    fn start(&mut self) {
+        self.0.run();
+    }
+}
+
+async fn admin(c: &TcClient, action: &str, body: Value) -> Value {
+    ok(c.call("2026-11-01", "keyward", action, body).await.unwrap())
+}
+
+async fn current(c: &TcClient, name: &str) -> (String, String) {
+    let v = ok(c
+        .ssm(
+            "GetSecretValue",
+            json!({"SecretName": name, "VersionId": "SSM_Current"}),
+        )
+        .await
+        .unwrap());
+    let login: Value = serde_json::from_str(v["SecretString"].as_str().unwrap()).unwrap();
+    (
+        login["UserName"].as_str().unwrap().to_string(),
+        login["Password"].as_str().unwrap().to_string(),
+    )
+}
+
+async fn flow_status(c: &TcClient, flow: &Value) -> (i64, String) {
+    let f = ok(c
+        .ssm("DescribeAsyncRequestInfo", json!({"FlowID": flow}))
+        .await
+        .unwrap());
+    (
+        f["TaskStatus"].as_i64().unwrap(),
+        f["Description"].as_str().unwrap().to_string(),
+    )
+}
+
+/// The whole life of one product secret on `t`.
+async fn lifecycle(mut t: impl Target) {
+    let instance = "db-under-test";
+    let admin_secret = unique("admin");
+    let config = format!(
+        "[testing]\nadjustable_clock = true\n[scheduler]\ninterval_secs = 86400\n\
+         [rotation]\noverlap_secs = {OVERLAP}\nretry_initial_secs = {RETRY}\nretry_max_secs = 600\n{}",
+        t.database_toml(instance, &admin_secret)
+    );
+    let d = Daemon::under_test_with(&config);
+    let c = d.client();
+    ok(c.ssm(
+        "CreateSecret",
+        json!({"SecretName": admin_secret, "SecretString": t.admin_login().to_string()}),
+    )
+    .await
+    .unwrap());
+    let products = ok(c.ssm("DescribeSupportedProducts", json!({})).await.unwrap());
+    assert_eq!(products["Products"], json!([t.product()]), "{products}");
+
+    // Create: two accounts, the first published.
+    let name = unique("app-cred");
+    let mut req = t.grants();
+    req["SecretName"] = json!(name);
+    req["UserNamePrefix"] = json!("app");
+    req["ProductName"] = json!(t.product());
+    req["InstanceID"] = json!(instance);
+    let created = ok(c.ssm("CreateProductSecret", req).await.unwrap());
+    assert_eq!(flow_status(&c, &created["FlowID"]).await.0, 1);
+    let first = current(&c, &name).await;
+    assert_eq!(first.0, "app_a");
+    t.use_granted(&first.0, &first.1).unwrap();
+    t.refused_ungranted(&first.0, &first.1).unwrap();
+    // The other account exists but nobody knows a password that opens it.
+    assert!(t.use_granted("app_b", &first.1).is_err());
+
+    // Manual rotation: the other account, a fresh password; the first one still works.
+    let r = ok(c
+        .ssm("RotateProductSecret", json!({"SecretName": name}))
+        .await
+        .unwrap());
+    assert_eq!(flow_status(&c, &r["FlowID"]).await, (1, "rotated".into()));
+    let second = current(&c, &name).await;
+    assert_eq!(second.0, "app_b");
+    assert_ne!(second.1, first.1);
+    t.use_granted(&second.0, &second.1).unwrap();
+    t.refused_ungranted(&second.0, &second.1).unwrap();
+    t.use_granted(&first.0, &first.1)
+        .expect("the previous credential works during the overlap");
+
+    // After the overlap the previous credential stops working; the current one does not.
+    let now = admin(&c, "AdvanceClock", json!({"Seconds": OVERLAP + 1})).await["Now"]
+        .as_i64()
+        .unwrap();
+    assert!(
+        t.use_granted(&first.0, &first.1).is_err(),
+        "the previous credential must stop after the overlap"
+    );
+    t.use_granted(&second.0, &second.1).unwrap();
+
+    // Automatic rotation at its time (RotationBeginTime is Beijing time, UTC+8).
+    let begin = now + DAY;
+    let begin_text = time::OffsetDateTime::from_unix_timestamp(begin + 8 * 3600)
+        .unwrap()
+        .format(time::macros::format_description!(
+            "[year]-[month]-[day] [hour]:[minute]:[second]"
+        ))
+        .unwrap();
+    ok(c.ssm(
+        "UpdateRotationStatus",
+        json!({"SecretName": name, "EnableRotation": true, "Frequency": 30, "RotationBeginTime": begin_text}),
+    )
+    .await
+    .unwrap());
+    let detail = ok(c
+        .ssm("DescribeRotationDetail", json!({"SecretName": name}))
+        .await
+        .unwrap());
+    assert_eq!(detail["EnableRotation"], true);
+    assert_eq!(detail["Frequency"], 30);
+    assert_eq!(detail["NextRotateBeginTime"], begin_text);
+    let early = admin(&c, "AdvanceClock", json!({"Seconds": DAY - 60})).await;
+    assert_eq!(early["SecretsRotated"], 0, "{early}");
+    assert_eq!(current(&c, &name).await, second);
+    let due = admin(&c, "AdvanceClock", json!({"Seconds": 120})).await;
+    assert_eq!(due["SecretsRotated"], 1, "{due}");
+    let third = current(&c, &name).await;
+    assert_eq!(third.0, "app_a");
+    assert_ne!(third.1, first.1);
+    t.use_granted(&third.0, &third.1).unwrap();
+    t.use_granted(&second.0, &second.1)
+        .expect("the previous credential works during the overlap");
+    let next = ok(c
+        .ssm("DescribeRotationDetail", json!({"SecretName": name}))
+        .await
+        .unwrap());
+    assert_ne!(next["NextRotateBeginTime"], begin_text, "{next}");
+
+    // A rotation against a stopped server fails cleanly: the current credential stays.
+    let mut versions = 3;
+    if t.stop() {
+        let r = ok(c
+            .ssm("RotateProductSecret", json!({"SecretName": name}))
+            .await
+            .unwrap());
+        let (status, why) = flow_status(&c, &r["FlowID"]).await;
+        assert_eq!(status, 2, "{why}");
+        assert!(why.contains(instance), "{why}");
+        assert_eq!(current(&c, &name).await, third);
+        t.start();
+        t.use_granted(&third.0, &third.1)
+            .expect("a failed rotation leaves the current credential working");
+        // The scheduler retries after the backoff, and succeeds now the server is back.
+        let retried = admin(&c, "AdvanceClock", json!({"Seconds": RETRY + 1})).await;
+        assert_eq!(retried["SecretsRotated"], 1, "{retried}");
+        let fourth = current(&c, &name).await;
+        assert_eq!(fourth.0, "app_b");
+        t.use_granted(&fourth.0, &fourth.1).unwrap();
+        t.use_granted(&third.0, &third.1).unwrap();
+        versions += 1;
+    }
+
+    // The history lists every published version, each with its account.
+    let h = ok(c
+        .ssm("DescribeRotationHistory", json!({"SecretName": name}))
+        .await
+        .unwrap());
+    assert_eq!(h["TotalCount"], versions, "{h}");
+    let ids = h["VersionIDs"].as_array().unwrap();
+    assert!(
+        ids.iter()
+            .all(|v| v.as_str().unwrap().starts_with("SSM_Rotate_")),
+        "{h}"
+    );
+    let accounts: Vec<&str> = h["AccountInfoList"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["AccountName"].as_str().unwrap())
+        .collect();
+    assert_eq!(&accounts[..3], ["app_a", "app_b", "app_a"]);
+
+    // No password in the daemon's log (the audit log holds no values at all).
+    let log = String::from_utf8_lossy(&d.log_text()).to_string();
+    for pw in [&first.1, &second.1, &third.1] {
+        assert!(!log.contains(pw.as_str()), "a password reached the log");
+    }
+    assert!(!log.contains(t.admin_login()["Password"].as_str().unwrap()));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mariadb_credentials_rotate_without_downtime() {
+    lifecycle(Maria(MariaDb::start())).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgresql_credentials_rotate_without_downtime() {
+    let db = pg::cluster().create_database();
+    lifecycle(Postgres { db }).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn redis_credentials_rotate_without_downtime() {
+    lifecycle(Redis(RedisServer::start())).await;
+}
+
+/// Refusals that touch no server: unknown instance, wrong product, bad grants.
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_requests_are_refused_before_any_account_is_made() {
+    let maria = MariaDb::start();
+    let t = Maria(maria);
+    let d = Daemon::under_test_with(&t.database_toml("m1", "nope"));
+    let c = d.client();
+    let base = json!({"SecretName": unique("x"), "UserNamePrefix": "app", "ProductName": "Mysql",
+                      "InstanceID": "m1", "Domains": ["localhost"],
+                      "PrivilegesList": [{"PrivilegeName": "DatabasePrivileges", "Privileges": ["SELECT"], "Database": "app"}]});
+    let with = |k: &str, v: Value| {
+        let mut b = base.clone();
+        b[k] = v;
+        b
+    };
+    for (body, code) in [
+        (with("InstanceID", json!("other")), "InvalidParameterValue"),
+        (with("ProductName", json!("Redis")), "InvalidParameterValue"),
+        (
+            with("UserNamePrefix", json!("1bad")),
+            "InvalidParameterValue",
+        ),
+        (
+            with("UserNamePrefix", json!("waytoolongprefix")),
+            "InvalidParameterValue",
+        ),
+        (
+            with(
+                "PrivilegesList",
+                json!([{"PrivilegeName": "GlobalPrivileges", "Privileges": ["SUPER"]}]),
+            ),
+            "InvalidParameterValue",
+        ),
+        (
+            with(
+                "PrivilegesList",
+                json!([{"PrivilegeName": "DatabasePrivileges", "Privileges": ["SELECT"], "Database": "a`b"}]),
+            ),
+            "InvalidParameterValue",
+        ),
+        // The admin secret does not exist: nothing is created.
+        (base.clone(), "FailedOperation"),
+    ] {
+        let r = c.ssm("CreateProductSecret", body.clone()).await.unwrap();
+        common::err(&r, code);
+    }
+    assert_eq!(
+        c.ssm("DescribeSecret", json!({"SecretName": base["SecretName"]}))
+            .await
+            .unwrap()["Error"]["Code"],
+        "ResourceNotFound.SecretNotExist"
+    );
+    common::err(
+        &c.ssm("DescribeAsyncRequestInfo", json!({"FlowID": 999}))
+            .await
+            .unwrap(),
+        "ResourceNotFound",
+    );
+}
