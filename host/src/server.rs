@@ -43,6 +43,8 @@ pub struct Started {
 }
 
 /// Opens (creating on first use) everything the daemon needs.
+// Long function: it wires every service in the one order start-up needs (each takes what
+// the ones before it built); split up, that order would be harder to see.
 pub fn bootstrap(cfg: Config) -> Result<Started> {
     cfg.validate()?;
     create_private_dir(&cfg.data_dir)?;
@@ -123,6 +125,7 @@ pub fn bootstrap(cfg: Config) -> Result<Started> {
         clock.clone(),
         api::actions::ACTIONS.iter().map(|a| a.cam_name()).collect(),
     ));
+    ssm.set_key_issuer(cam.clone());
     // Other daemons sharing the store change what this one caches: follow their changes
     // from before the first request.
     store.watch_changes(crate::coherence::sink(kms.clone(), cam.clone()))?;

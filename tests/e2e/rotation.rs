@@ -7,6 +7,7 @@
 mod common;
 
 use common::dbservers::{MariaDb, RedisServer};
+use common::iam::{allow, grant, kw, secret_res};
 use common::{ok, pg, unique, Daemon};
 use keyward::client::TcClient;
 use serde_json::{json, Value};
@@ -303,7 +304,11 @@ async fn lifecycle(mut t: impl Target) {
     .await
     .unwrap());
     let products = ok(c.ssm("DescribeSupportedProducts", json!({})).await.unwrap());
-    assert_eq!(products["Products"], json!([t.product()]), "{products}");
+    assert_eq!(
+        products["Products"],
+        json!([t.product(), "Cam"]),
+        "{products}"
+    );
 
     // Create: two accounts, the first published.
     let name = unique("app-cred");
@@ -509,4 +514,123 @@ async fn bad_requests_are_refused_before_any_account_is_made() {
             .unwrap(),
         "ResourceNotFound",
     );
+}
+
+/// What the application holding an API-key secret's credential does: read the secret with
+/// the key it holds (a signed request), and use what it read from then on.
+async fn refresh(root: &TcClient, held: &(String, String), name: &str) -> (String, String) {
+    let app = root.with_credentials(&held.0, &held.1);
+    let v = ok(app
+        .ssm(
+            "GetSecretValue",
+            json!({"SecretName": name, "VersionId": "SSM_Current"}),
+        )
+        .await
+        .unwrap());
+    let k: Value = serde_json::from_str(v["SecretString"].as_str().unwrap()).unwrap();
+    (
+        k["SecretId"].as_str().unwrap().to_string(),
+        k["SecretKey"].as_str().unwrap().to_string(),
+    )
+}
+
+async fn key_ids(root: &TcClient, uin: u64) -> Vec<(String, String)> {
+    let r = ok(kw(root, "ListAccessKeys", json!({"TargetUin": uin})).await);
+    r["AccessKeys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            (
+                k["AccessKeyId"].as_str().unwrap().to_string(),
+                k["Status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// API-key secrets: a sub-account that reads its own credential from Keyward signs every
+/// request with a working key across two rotations; each previous key is disabled after the
+/// overlap and deleted one overlap later.
+#[tokio::test(flavor = "multi_thread")]
+async fn api_key_secret_keeps_its_reader_signing_across_rotations() {
+    let d = Daemon::under_test_with(&format!(
+        "[testing]\nadjustable_clock = true\n[scheduler]\ninterval_secs = 86400\n\
+         [rotation]\noverlap_secs = {OVERLAP}\n"
+    ));
+    let root = d.client();
+    let app = common::iam::add_user(&root, "app").await;
+    let name = unique("app-key");
+    ok(root
+        .ssm(
+            "CreateSecret",
+            json!({"SecretName": name, "SecretType": 3,
+                   "AdditionalConfig": json!({"TargetUin": app.uin}).to_string()}),
+        )
+        .await
+        .unwrap());
+    grant(
+        &root,
+        app.uin,
+        &allow(&["ssm:GetSecretValue"], &[secret_res(&name)]),
+    )
+    .await;
+    // The application is handed the secret's first key once; from then on it reads its own.
+    let mut held = current_api_key(&root, &name).await;
+    assert_ne!(held.0, app.secret_id);
+    held = refresh(&root, &held, &name).await;
+    for _ in 0..2 {
+        let r = ok(root
+            .ssm("RotateProductSecret", json!({"SecretName": name}))
+            .await
+            .unwrap());
+        assert_eq!(flow_status(&root, &r["FlowID"]).await.0, 1);
+        // Within the overlap the key it holds still signs, and brings the new one.
+        let fresh = refresh(&root, &held, &name).await;
+        assert_ne!(fresh.0, held.0);
+        let previous = std::mem::replace(&mut held, refresh(&root, &fresh, &name).await);
+        assert_eq!(held, fresh);
+        // After the overlap the previous key is disabled; the application never noticed.
+        admin(&root, "AdvanceClock", json!({"Seconds": OVERLAP + 1})).await;
+        held = refresh(&root, &held, &name).await;
+        let refused = root
+            .with_credentials(&previous.0, &previous.1)
+            .ssm(
+                "GetSecretValue",
+                json!({"SecretName": name, "VersionId": "SSM_Current"}),
+            )
+            .await
+            .unwrap();
+        common::err(&refused, "AuthFailure.SecretIdNotFound");
+        let keys = key_ids(&root, app.uin).await;
+        assert!(
+            keys.contains(&(previous.0.clone(), "Inactive".into())),
+            "{keys:?}"
+        );
+        // One overlap later it is gone.
+        admin(&root, "AdvanceClock", json!({"Seconds": OVERLAP + 1})).await;
+        held = refresh(&root, &held, &name).await;
+        let keys = key_ids(&root, app.uin).await;
+        assert!(!keys.iter().any(|(id, _)| *id == previous.0), "{keys:?}");
+    }
+    let h = ok(root
+        .ssm("DescribeRotationHistory", json!({"SecretName": name}))
+        .await
+        .unwrap());
+    assert_eq!(h["TotalCount"], 3, "{h}");
+}
+
+async fn current_api_key(c: &TcClient, name: &str) -> (String, String) {
+    let v = ok(c
+        .ssm(
+            "GetSecretValue",
+            json!({"SecretName": name, "VersionId": "SSM_Current"}),
+        )
+        .await
+        .unwrap());
+    let k: Value = serde_json::from_str(v["SecretString"].as_str().unwrap()).unwrap();
+    (
+        k["SecretId"].as_str().unwrap().to_string(),
+        k["SecretKey"].as_str().unwrap().to_string(),
+    )
 }

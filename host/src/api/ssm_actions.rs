@@ -76,8 +76,8 @@ struct CreateSecretRequest {
     secret_binary: Option<Zeroizing<String>>,
     #[serde(default)]
     secret_string: Option<Zeroizing<String>>,
+    /// SecretType 3: `{"TargetUin": <sub-account uin>}`; otherwise accepted, not stored.
     #[serde(default)]
-    #[allow(dead_code)]
     additional_config: Option<String>,
     #[serde(default)]
     tags: Option<Vec<Tag>>,
@@ -91,9 +91,11 @@ pub(super) fn create_secret(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     let req: CreateSecretRequest = parse(body)?;
     match req.secret_type.unwrap_or(0) {
         0 => {}
+        API_KEY => return create_api_key_secret(ctx, req),
         t => {
             return Err(Error::InvalidValue(format!(
-                "CreateSecret creates user-defined secrets (SecretType 0), not type {t}"
+                "CreateSecret creates user-defined (SecretType 0) and API-key (3) secrets, \
+                 not type {t}"
             )))
         }
     }
@@ -138,6 +140,43 @@ pub(super) fn create_secret(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
         out.insert("TagMsg".into(), json!(""));
     }
     Ok(out)
+}
+
+const API_KEY: u64 = crate::ssm::rotation::api_keys::SECRET_TYPE_API_KEY;
+
+/// CreateSecret with SecretType 3: Keyward issues the sub-account's key and rotates it
+/// (docs/rotation.md); the caller gives no value.
+fn create_api_key_secret(ctx: &Ctx<'_>, req: CreateSecretRequest) -> Result<Fields> {
+    if req.secret_string.is_some_and(|s| !s.is_empty())
+        || req.secret_binary.is_some_and(|s| !s.is_empty())
+    {
+        return Err(Error::InvalidValue(
+            "API-key secrets hold a key Keyward issues: give no SecretString or SecretBinary"
+                .into(),
+        ));
+    }
+    if req.encrypt_type.unwrap_or(0) != 0 {
+        return Err(Error::Unsupported(
+            "EncryptType 1 (software key) is not offered: every secret is protected by a KMS key"
+                .into(),
+        ));
+    }
+    let tags = req.tags.unwrap_or_default();
+    super::kms_actions::check_tags(&tags)?;
+    let target_uin = crate::ssm::rotation::api_keys::target_uin(req.additional_config.as_deref())?;
+    let (s, _) = ctx.state.ssm.create_api_key_secret(
+        &ctx.caller,
+        crate::ssm::rotation::api_keys::NewApiKeySecret {
+            name: req.secret_name,
+            description: req.description.unwrap_or_default(),
+            kms_key_id: req.kms_key_id,
+            tags,
+            target_uin,
+        },
+    )?;
+    Ok(obj(
+        json!({ "SecretName": s.name, "VersionId": DEFAULT_VERSION_ID }),
+    ))
 }
 
 #[derive(Deserialize)]

@@ -177,6 +177,8 @@ pub struct Ssm {
     /// Product secrets' targets, schedules and asynchronous requests (`rotation`).
     rotation: Arc<dyn RotationStore>,
     alarms: Arc<Alarms>,
+    /// Issues and retires the keys of API-key secrets (CAM, set after start-up).
+    key_issuer: std::sync::OnceLock<Arc<dyn rotation::api_keys::KeyIssuer>>,
     cfg: Arc<Config>,
     clock: Arc<dyn Clock>,
 }
@@ -195,6 +197,7 @@ impl Ssm {
             store,
             rotation,
             alarms,
+            key_issuer: std::sync::OnceLock::new(),
             cfg,
             clock,
         }

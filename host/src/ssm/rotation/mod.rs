@@ -14,6 +14,7 @@
 //! Every change of a product secret's credentials holds its claim (`claim_product_secret`),
 //! so two rotations (a manual one, a scheduled one, on any daemon) never interleave.
 
+pub mod api_keys;
 mod create;
 pub mod mysql;
 pub mod postgresql;
@@ -61,7 +62,26 @@ fn secret_type_of(kind: DatabaseKind) -> u64 {
 }
 
 pub fn is_product_secret(s: &SecretRecord) -> bool {
-    matches!(s.secret_type, SECRET_TYPE_DATABASE | SECRET_TYPE_REDIS)
+    matches!(
+        s.secret_type,
+        SECRET_TYPE_DATABASE | SECRET_TYPE_REDIS | api_keys::SECRET_TYPE_API_KEY
+    )
+}
+
+/// A credential as its secret stores it: `{"UserName", "Password"}` for databases,
+/// `{"SecretId", "SecretKey"}` for API keys.
+fn encode(secret: &SecretRecord, login: &Login) -> zeroize::Zeroizing<Vec<u8>> {
+    match secret.secret_type {
+        api_keys::SECRET_TYPE_API_KEY => api_keys::ApiKeyValue::to_bytes(login),
+        _ => LoginValue::to_bytes(login),
+    }
+}
+
+fn decode(secret: &SecretRecord, bytes: &[u8], what: &str) -> Result<Login> {
+    match secret.secret_type {
+        api_keys::SECRET_TYPE_API_KEY => api_keys::ApiKeyValue::parse(bytes, what),
+        _ => LoginValue::parse(bytes, what),
+    }
 }
 
 /// The two alternating accounts of a prefix.
@@ -108,6 +128,8 @@ impl Ssm {
                 out.push(p);
             }
         }
+        // API-key secrets need no database: CAM is always here.
+        out.push(api_keys::PRODUCT_CAM);
         out
     }
 
@@ -153,7 +175,7 @@ impl Ssm {
             )?
             .ok_or_else(|| Error::SecretVersionNotFound(DEFAULT_VERSION_ID.into()))?;
         let value = self.open(&caller.internal(), secret, &v)?;
-        LoginValue::parse(&value.bytes, "the current credential")
+        decode(secret, &value.bytes, "the current credential")
     }
 
     fn grants_of(p: &ProductSecretRecord) -> Result<Vec<Grant>> {
@@ -205,7 +227,7 @@ impl Ssm {
             }
         }
         let value = SecretValue {
-            bytes: LoginValue::to_bytes(login),
+            bytes: encode(secret, login),
             is_binary: false,
         };
         let sealed = self.seal(caller, secret, &version_id, &value)?;
@@ -234,7 +256,7 @@ impl Ssm {
     ) -> Result<()> {
         self.add_rotated_version(caller, secret, login, now)?;
         let value = SecretValue {
-            bytes: LoginValue::to_bytes(login),
+            bytes: encode(secret, login),
             is_binary: false,
         };
         let sealed = self.seal(caller, secret, DEFAULT_VERSION_ID, &value)?;
@@ -334,7 +356,7 @@ impl Ssm {
                 continue;
             };
             let value = self.open(&caller.internal(), &s, &v)?;
-            let login = LoginValue::parse(&value.bytes, "a rotated credential")?;
+            let login = decode(&s, &value.bytes, "a rotated credential")?;
             out.push(RotatedVersion {
                 version_id: id,
                 account: login.user,

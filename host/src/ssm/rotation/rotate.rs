@@ -1,6 +1,7 @@
 //! Rotation (manual and scheduled), its failures, and the locking of the previous account
 //! once its overlap is over.
 
+use super::api_keys::PRODUCT_CAM;
 use super::target::{self, connect_admin, AccountSpec, Login};
 use super::{accounts, CLAIM_SECS, DAY};
 use crate::cam::Caller;
@@ -8,8 +9,8 @@ use crate::error::{Error, Result};
 use crate::ssm::{check, SecretOp, Ssm};
 use crate::store::audit::record::AuditRecord;
 use crate::store::{
-    Fence, FlowRecord, ProductSecretRecord, SecretStatus, Trail, FLOW_FAILED, FLOW_RUNNING,
-    FLOW_SUCCEEDED,
+    Fence, FlowRecord, ProductSecretRecord, SecretRecord, SecretStatus, Trail, FLOW_FAILED,
+    FLOW_RUNNING, FLOW_SUCCEEDED,
 };
 use std::sync::Arc;
 
@@ -116,8 +117,25 @@ impl Ssm {
             .store
             .get_secret(&p.region, p.owner_uin, &p.name)?
             .ok_or_else(|| Error::SecretNotFound(p.name.clone()))?;
-        let db = self.database(&p.product, &p.instance_id)?.clone();
         let current = self.current_login(caller, &secret)?;
+        if p.product == PRODUCT_CAM {
+            self.rotate_api_key(caller, p, &secret, now)?;
+        } else {
+            self.rotate_account(caller, p, &secret, &current, now)?;
+        }
+        self.rotated(caller, p, &current.user, now, scheduled)
+    }
+
+    /// Re-keys the database account not published now, checks its login, publishes it.
+    fn rotate_account(
+        &self,
+        caller: &Caller,
+        p: &ProductSecretRecord,
+        secret: &SecretRecord,
+        current: &Login,
+        now: i64,
+    ) -> Result<()> {
+        let db = self.database(&p.product, &p.instance_id)?.clone();
         let [a, b] = accounts(&p.user_prefix);
         let next = if current.user == a { b } else { a };
         let grants = Self::grants_of(p)?;
@@ -138,7 +156,21 @@ impl Ssm {
             let _ = t.lock(&spec);
             return Err(e);
         }
-        self.publish(caller, &secret, &login, now)?;
+        self.publish(caller, secret, &login, now)?;
+        tracing::info!(secret = %p.name, database = %db.id, account = %next, "product secret rotated");
+        Ok(())
+    }
+
+    /// Records a published rotation: the previous credential retires after the overlap,
+    /// the failure count resets, a scheduled rotation moves to its next period.
+    fn rotated(
+        &self,
+        caller: &Caller,
+        p: &ProductSecretRecord,
+        previous: &str,
+        now: i64,
+        scheduled: bool,
+    ) -> Result<()> {
         let overlap = self.cfg.rotation.overlap_secs as i64;
         self.rotation.update_product_secret(
             &caller.trail,
@@ -147,7 +179,7 @@ impl Ssm {
             &p.name,
             &mut |r| {
                 r.last_rotation = now;
-                r.retire_account = current.user.clone();
+                r.retire_account = previous.to_string();
                 r.retire_at = now + overlap;
                 r.failures = 0;
                 r.retry_at = 0;
@@ -160,7 +192,6 @@ impl Ssm {
                 Ok(())
             },
         )?;
-        tracing::info!(secret = %p.name, database = %db.id, account = %next, "product secret rotated");
         Ok(())
     }
 
@@ -220,41 +251,12 @@ impl Ssm {
         )? {
             return Ok(());
         }
-        let caller = self.system_caller(p, "ProductSecretAccountLocked", Some(fence));
-        let outcome = (|| {
-            let secret = self
-                .store
-                .get_secret(&p.region, p.owner_uin, &p.name)?
-                .ok_or_else(|| Error::SecretNotFound(p.name.clone()))?;
-            let current = self.current_login(&caller, &secret)?;
-            if current.user != p.retire_account {
-                let db = self.database(&p.product, &p.instance_id)?.clone();
-                let grants = Self::grants_of(p)?;
-                let spec = AccountSpec {
-                    name: &p.retire_account,
-                    domains: &p.domains,
-                    grants: &grants,
-                };
-                let admin = self.admin_login(&caller, &db)?;
-                connect_admin(&db, &admin)?.lock(&spec)?;
-            }
-            let retired = p.retire_account.clone();
-            self.rotation.update_product_secret(
-                &caller.trail,
-                &p.region,
-                p.owner_uin,
-                &p.name,
-                &mut |r| {
-                    if r.retire_account == retired {
-                        r.retire_account.clear();
-                        r.retire_at = 0;
-                    }
-                    Ok(())
-                },
-            )?;
-            tracing::info!(secret = %p.name, account = %retired, "previous account locked after its overlap");
-            Ok(())
-        })();
+        let caller = self.system_caller(p, "ProductSecretAccountRetired", Some(fence));
+        let outcome = if p.product == PRODUCT_CAM {
+            self.retire_api_key(&caller, p)
+        } else {
+            self.retire_account(&caller, p)
+        };
         let _ = self
             .rotation
             .release_product_secret(&p.region, p.owner_uin, &p.name);
@@ -299,5 +301,52 @@ impl Ssm {
             }
         }
         Ok(rotated)
+    }
+
+    /// Locks the database account published before the last rotation.
+    fn retire_account(&self, caller: &Caller, p: &ProductSecretRecord) -> Result<()> {
+        let secret = self
+            .store
+            .get_secret(&p.region, p.owner_uin, &p.name)?
+            .ok_or_else(|| Error::SecretNotFound(p.name.clone()))?;
+        let current = self.current_login(caller, &secret)?;
+        if current.user != p.retire_account {
+            let db = self.database(&p.product, &p.instance_id)?.clone();
+            let grants = Self::grants_of(p)?;
+            let spec = AccountSpec {
+                name: &p.retire_account,
+                domains: &p.domains,
+                grants: &grants,
+            };
+            let admin = self.admin_login(caller, &db)?;
+            connect_admin(&db, &admin)?.lock(&spec)?;
+        }
+        self.retired(caller, p, None)?;
+        tracing::info!(secret = %p.name, account = %p.retire_account, "previous account locked after its overlap");
+        Ok(())
+    }
+
+    /// Records that `p.retire_account` is done with, or (`next`) what retires next and when.
+    pub(super) fn retired(
+        &self,
+        caller: &Caller,
+        p: &ProductSecretRecord,
+        next: Option<(String, i64)>,
+    ) -> Result<()> {
+        let retired = p.retire_account.clone();
+        self.rotation.update_product_secret(
+            &caller.trail,
+            &p.region,
+            p.owner_uin,
+            &p.name,
+            &mut |r| {
+                // A rotation in between chose another account to retire: leave it.
+                if r.retire_account == retired {
+                    (r.retire_account, r.retire_at) = next.clone().unwrap_or_default();
+                }
+                Ok(())
+            },
+        )?;
+        Ok(())
     }
 }
