@@ -7,10 +7,11 @@
 mod common;
 
 use common::dbservers::{MariaDb, RedisServer};
-use common::iam::{allow, grant, kw, secret_res};
+use common::iam::{allow, grant, kw, look_up, secret_res};
 use common::{ok, pg, unique, Daemon};
 use keyward::client::TcClient;
 use serde_json::{json, Value};
+use std::sync::{Arc, Mutex};
 
 const OVERLAP: i64 = 3600;
 const RETRY: i64 = 60;
@@ -290,8 +291,11 @@ async fn flow_status(c: &TcClient, flow: &Value) -> (i64, String) {
 async fn lifecycle(mut t: impl Target) {
     let instance = "db-under-test";
     let admin_secret = unique("admin");
+    let (webhook_url, alarms) = webhook().await;
+    let started = common::iam::now();
     let config = format!(
         "[testing]\nadjustable_clock = true\n[scheduler]\ninterval_secs = 86400\n\
+         [alarms]\nwebhook = \"{webhook_url}\"\n\
          [rotation]\noverlap_secs = {OVERLAP}\nretry_initial_secs = {RETRY}\nretry_max_secs = 600\n{}",
         t.database_toml(instance, &admin_secret)
     );
@@ -371,6 +375,26 @@ async fn lifecycle(mut t: impl Target) {
     assert_eq!(detail["EnableRotation"], true);
     assert_eq!(detail["Frequency"], 30);
     assert_eq!(detail["NextRotateBeginTime"], begin_text);
+    let desc = ok(c
+        .ssm("DescribeSecret", json!({"SecretName": name}))
+        .await
+        .unwrap());
+    assert_eq!(desc["ProductName"], t.product(), "{desc}");
+    assert_eq!(desc["ResourceID"], instance, "{desc}");
+    assert_eq!(desc["RotationStatus"], true, "{desc}");
+    assert_eq!(desc["RotationFrequency"], 30, "{desc}");
+    let secret_type = if t.product() == "Redis" { 4 } else { 1 };
+    assert_eq!(desc["SecretType"], secret_type, "{desc}");
+    for (product, n) in [(t.product(), 1), ("Tdsql-mysql", 0)] {
+        let listed = ok(c
+            .ssm(
+                "ListSecrets",
+                json!({"SecretType": secret_type, "ProductName": product}),
+            )
+            .await
+            .unwrap());
+        assert_eq!(listed["TotalCount"], n, "{listed}");
+    }
     let early = admin(&c, "AdvanceClock", json!({"Seconds": DAY - 60})).await;
     assert_eq!(early["SecretsRotated"], 0, "{early}");
     assert_eq!(current(&c, &name).await, second);
@@ -399,6 +423,24 @@ async fn lifecycle(mut t: impl Target) {
         assert_eq!(status, 2, "{why}");
         assert!(why.contains(instance), "{why}");
         assert_eq!(current(&c, &name).await, third);
+        // An alarm to the webhook, and an audit record of the failure.
+        let kinds = alarms_for(&alarms, &name).await;
+        assert!(
+            kinds.iter().any(|k| k == "SecretRotationFailed"),
+            "{kinds:?}"
+        );
+        let events = ok(look_up(
+            &c,
+            json!({"StartTime": started - 60, "EndTime": common::iam::now() + 60, "MaxResults": 50,
+                   "LookupAttributes": [{"AttributeKey": "EventName",
+                                         "AttributeValue": "ProductSecretRotationFailed"}]}),
+        )
+        .await);
+        assert_eq!(events["Events"].as_array().unwrap().len(), 1, "{events}");
+        let ev = &events["Events"][0];
+        assert_eq!(ev["ErrorCode"], 1, "{events}");
+        let detail: Value = serde_json::from_str(ev["CloudAuditEvent"].as_str().unwrap()).unwrap();
+        assert_eq!(detail["apiErrorCode"], "FailedOperation", "{detail}");
         t.start();
         t.use_granted(&third.0, &third.1)
             .expect("a failed rotation leaves the current credential working");
@@ -633,4 +675,44 @@ async fn current_api_key(c: &TcClient, name: &str) -> (String, String) {
         k["SecretId"].as_str().unwrap().to_string(),
         k["SecretKey"].as_str().unwrap().to_string(),
     )
+}
+
+/// A webhook receiver for the daemon's alarms: every JSON body POSTed to it.
+async fn webhook() -> (String, Arc<Mutex<Vec<Value>>>) {
+    let got: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let sink = got.clone();
+    let app = axum::Router::new().route(
+        "/alarms",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let sink = sink.clone();
+            async move {
+                sink.lock()
+                    .unwrap()
+                    .push(serde_json::from_slice(&body).unwrap());
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/alarms", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, got)
+}
+
+/// The kinds of the alarms about secret `name`, once there is one (bounded wait).
+async fn alarms_for(got: &Arc<Mutex<Vec<Value>>>, name: &str) -> Vec<String> {
+    for _ in 0..200 {
+        let kinds: Vec<String> = got
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|a| a["Alarm"]["KeyId"] == name)
+            .map(|a| a["Alarm"]["Kind"].as_str().unwrap().to_string())
+            .collect();
+        if !kinds.is_empty() {
+            return kinds;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("no alarm about {name}: {:?}", got.lock().unwrap());
 }

@@ -333,6 +333,16 @@ impl Ssm {
         Ok(())
     }
 
+    /// The product record of a secret the caller was already authorized on (None for
+    /// user-defined and SSH key pair secrets).
+    pub fn product_record(&self, s: &SecretRecord) -> Result<Option<ProductSecretRecord>> {
+        if !is_product_secret(s) {
+            return Ok(None);
+        }
+        self.rotation
+            .get_product_secret(&s.region, s.owner_uin, &s.name)
+    }
+
     /// DescribeRotationDetail.
     pub fn rotation_detail(&self, caller: &Caller, name: &str) -> Result<ProductSecretRecord> {
         Ok(self.product_secret(caller, name)?.1)

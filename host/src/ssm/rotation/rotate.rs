@@ -208,7 +208,7 @@ impl Ssm {
             AuditRecord::system("ssm", "ProductSecretRotationFailed", &p.region, p.owner_uin)
                 .about("ssm_secret", self.resource_of(p));
         record.result_code = "FailedOperation".into();
-        let trail = Trail::system(record, self.cfg.audit.enabled).fenced(fence);
+        let trail = Trail::failed(record, self.cfg.audit.enabled).fenced(fence);
         let cfg = &self.cfg.rotation;
         let updated = self.rotation.update_product_secret(
             &trail,
