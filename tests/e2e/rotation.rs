@@ -6,9 +6,9 @@
 
 mod common;
 
-use common::dbservers::{MariaDb, RedisServer};
+use common::dbservers::{MariaDb, PgServer, RedisServer};
 use common::iam::{allow, grant, kw, look_up, secret_res};
-use common::{ok, pg, unique, Daemon};
+use common::{ok, unique, Daemon};
 use keyward::client::TcClient;
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
@@ -30,8 +30,8 @@ trait Target {
     fn use_granted(&self, user: &str, password: &str) -> Result<(), String>;
     /// Logs in and tries an ungranted privilege: `Ok` when the server refuses it.
     fn refused_ungranted(&self, user: &str, password: &str) -> Result<(), String>;
-    /// Stops and starts the server (`None` when this kind's server cannot be stopped here).
-    fn stop(&mut self) -> bool;
+    /// Stops the server, and starts it again on the same data.
+    fn stop(&mut self);
     fn start(&mut self);
 }
 
@@ -95,23 +95,33 @@ impl Target for Maria {
         }
         Ok(())
     }
-    fn stop(&mut self) -> bool {
+    fn stop(&mut self) {
         self.0.stop();
-        true
     }
     fn start(&mut self) {
         self.0.run();
     }
 }
 
+/// A PostgreSQL server of the test's own, so it can be stopped (`PgServer`).
 struct Postgres {
+    server: PgServer,
     db: String,
 }
 
 impl Postgres {
+    fn start() -> Postgres {
+        let server = PgServer::start();
+        server.psql("postgres", "CREATE DATABASE app");
+        Postgres {
+            server,
+            db: "app".into(),
+        }
+    }
+
     fn connect(&self, user: &str, password: &str) -> Result<postgres::Client, String> {
         postgres::Config::new()
-            .host_path(&pg::cluster().dir)
+            .host_path(&self.server.dir)
             .port(5432)
             .user(user)
             .password(password)
@@ -128,23 +138,17 @@ impl Target for Postgres {
     fn database_toml(&self, id: &str, admin_secret: &str) -> String {
         format!(
             "[[databases]]\nid = \"{id}\"\nkind = \"postgresql\"\nsocket = \"{}\"\ndatabase = \"{}\"\nadmin_secret = \"{admin_secret}\"\ntimeout_secs = 3\n",
-            pg::cluster().dir.display(),
+            self.server.dir.display(),
             self.db
         )
     }
     fn admin_login(&self) -> Value {
-        json!({"UserName": pg::USER, "Password": pg::cluster().password})
+        json!({"UserName": "admin", "Password": self.server.admin_password})
     }
     fn grants(&self) -> Value {
-        let c = pg::cluster();
-        let out = c.psql(
+        self.server.psql(
             &self.db,
             "CREATE TABLE t (x INT); CREATE TABLE hidden (x INT)",
-        );
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
         );
         json!({
             "Domains": [],
@@ -175,11 +179,12 @@ impl Target for Postgres {
             Ok(())
         })
     }
-    /// The process's cluster serves every test: it is not stopped here.
-    fn stop(&mut self) -> bool {
-        false
+    fn stop(&mut self) {
+        self.server.stop();
     }
-    fn start(&mut self) {}
+    fn start(&mut self) {
+        self.server.run();
+    }
 }
 
 struct Redis(RedisServer);
@@ -248,9 +253,8 @@ impl Target for Redis {
         }
         Ok(())
     }
-    fn stop(&mut self) -> bool {
+    fn stop(&mut self) {
         self.0.stop();
-        true
     }
     fn start(&mut self) {
         self.0.run();
@@ -413,53 +417,50 @@ async fn lifecycle(mut t: impl Target) {
     assert_ne!(next["NextRotateBeginTime"], begin_text, "{next}");
 
     // A rotation against a stopped server fails cleanly: the current credential stays.
-    let mut versions = 3;
-    if t.stop() {
-        let r = ok(c
-            .ssm("RotateProductSecret", json!({"SecretName": name}))
-            .await
-            .unwrap());
-        let (status, why) = flow_status(&c, &r["FlowID"]).await;
-        assert_eq!(status, 2, "{why}");
-        assert!(why.contains(instance), "{why}");
-        assert_eq!(current(&c, &name).await, third);
-        // An alarm to the webhook, and an audit record of the failure.
-        let kinds = alarms_for(&alarms, &name).await;
-        assert!(
-            kinds.iter().any(|k| k == "SecretRotationFailed"),
-            "{kinds:?}"
-        );
-        let events = ok(look_up(
-            &c,
-            json!({"StartTime": started - 60, "EndTime": common::iam::now() + 60, "MaxResults": 50,
-                   "LookupAttributes": [{"AttributeKey": "EventName",
-                                         "AttributeValue": "ProductSecretRotationFailed"}]}),
-        )
-        .await);
-        assert_eq!(events["Events"].as_array().unwrap().len(), 1, "{events}");
-        let ev = &events["Events"][0];
-        assert_eq!(ev["ErrorCode"], 1, "{events}");
-        let detail: Value = serde_json::from_str(ev["CloudAuditEvent"].as_str().unwrap()).unwrap();
-        assert_eq!(detail["apiErrorCode"], "FailedOperation", "{detail}");
-        t.start();
-        t.use_granted(&third.0, &third.1)
-            .expect("a failed rotation leaves the current credential working");
-        // The scheduler retries after the backoff, and succeeds now the server is back.
-        let retried = admin(&c, "AdvanceClock", json!({"Seconds": RETRY + 1})).await;
-        assert_eq!(retried["SecretsRotated"], 1, "{retried}");
-        let fourth = current(&c, &name).await;
-        assert_eq!(fourth.0, "app_b");
-        t.use_granted(&fourth.0, &fourth.1).unwrap();
-        t.use_granted(&third.0, &third.1).unwrap();
-        versions += 1;
-    }
+    t.stop();
+    let r = ok(c
+        .ssm("RotateProductSecret", json!({"SecretName": name}))
+        .await
+        .unwrap());
+    let (status, why) = flow_status(&c, &r["FlowID"]).await;
+    assert_eq!(status, 2, "{why}");
+    assert!(why.contains(instance), "{why}");
+    assert_eq!(current(&c, &name).await, third);
+    // An alarm to the webhook, and an audit record of the failure.
+    let kinds = alarms_for(&alarms, &name).await;
+    assert!(
+        kinds.iter().any(|k| k == "SecretRotationFailed"),
+        "{kinds:?}"
+    );
+    let events = ok(look_up(
+        &c,
+        json!({"StartTime": started - 60, "EndTime": common::iam::now() + 60, "MaxResults": 50,
+               "LookupAttributes": [{"AttributeKey": "EventName",
+                                     "AttributeValue": "ProductSecretRotationFailed"}]}),
+    )
+    .await);
+    assert_eq!(events["Events"].as_array().unwrap().len(), 1, "{events}");
+    let ev = &events["Events"][0];
+    assert_eq!(ev["ErrorCode"], 1, "{events}");
+    let detail: Value = serde_json::from_str(ev["CloudAuditEvent"].as_str().unwrap()).unwrap();
+    assert_eq!(detail["apiErrorCode"], "FailedOperation", "{detail}");
+    t.start();
+    t.use_granted(&third.0, &third.1)
+        .expect("a failed rotation leaves the current credential working");
+    // The scheduler retries after the backoff, and succeeds now the server is back.
+    let retried = admin(&c, "AdvanceClock", json!({"Seconds": RETRY + 1})).await;
+    assert_eq!(retried["SecretsRotated"], 1, "{retried}");
+    let fourth = current(&c, &name).await;
+    assert_eq!(fourth.0, "app_b");
+    t.use_granted(&fourth.0, &fourth.1).unwrap();
+    t.use_granted(&third.0, &third.1).unwrap();
 
     // The history lists every published version, each with its account.
     let h = ok(c
         .ssm("DescribeRotationHistory", json!({"SecretName": name}))
         .await
         .unwrap());
-    assert_eq!(h["TotalCount"], versions, "{h}");
+    assert_eq!(h["TotalCount"], 4, "{h}");
     let ids = h["VersionIDs"].as_array().unwrap();
     assert!(
         ids.iter()
@@ -489,8 +490,7 @@ async fn mariadb_credentials_rotate_without_downtime() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn postgresql_credentials_rotate_without_downtime() {
-    let db = pg::cluster().create_database();
-    lifecycle(Postgres { db }).await;
+    lifecycle(Postgres::start()).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -234,3 +234,125 @@ impl Drop for RedisServer {
         self.stop();
     }
 }
+
+/// A PostgreSQL server of its own (the process's shared cluster cannot be stopped): a
+/// cluster in a temporary directory whose superuser `admin` logs in with `admin_password`,
+/// on a unix socket in that directory only. Run as the `postgres` user when we are root.
+pub struct PgServer {
+    pub dir: PathBuf,
+    pub admin_password: String,
+    child: Option<Child>,
+}
+
+impl PgServer {
+    pub fn start() -> PgServer {
+        use super::pg::{as_server_user, bin_dir, chown, server_user};
+        let user = server_user();
+        let dir = tempfile::Builder::new()
+            .prefix("kwpgsrv")
+            .tempdir()
+            .unwrap()
+            .keep();
+        chown(&dir, user);
+        let admin_password = format!("adm{}", uuid::Uuid::new_v4().simple());
+        let pwfile = dir.join("pwfile");
+        std::fs::write(&pwfile, &admin_password).unwrap();
+        chown(&pwfile, user);
+        let out = as_server_user(&mut Command::new(bin_dir().join("initdb")), user)
+            .arg("-D")
+            .arg(dir.join("data"))
+            .args([
+                "-U",
+                "admin",
+                "--auth=scram-sha-256",
+                "-E",
+                "UTF8",
+                "--locale=C",
+            ])
+            .args(["--no-sync", "--no-instructions"])
+            .arg(format!("--pwfile={}", pwfile.display()))
+            .output()
+            .expect("initdb runs");
+        assert!(
+            out.status.success(),
+            "initdb failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut s = PgServer {
+            dir,
+            admin_password,
+            child: None,
+        };
+        s.run();
+        s
+    }
+
+    /// Starts the server on its data directory and waits until it answers.
+    pub fn run(&mut self) {
+        use super::pg::{as_server_user, bin_dir, chown, server_user};
+        let user = server_user();
+        let log_path = self.dir.join("server.log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .unwrap();
+        chown(&log_path, user);
+        let mut cmd = Command::new(bin_dir().join("postgres"));
+        as_server_user(&mut cmd, user)
+            .arg("-D")
+            .arg(self.dir.join("data"))
+            .arg("-k")
+            .arg(&self.dir)
+            .args(["-c", "listen_addresses=", "-c", "fsync=off"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        self.child = Some(cmd.spawn().expect("postgres starts"));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.psql_ok("postgres", "SELECT 1") {
+            assert!(
+                Instant::now() < deadline,
+                "postgres did not start: {}",
+                std::fs::read_to_string(&log_path).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stops the server (fast shutdown: SIGINT) and waits for it.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-INT", &c.id().to_string()])
+                .status();
+            let _ = c.wait();
+        }
+    }
+
+    fn psql_ok(&self, db: &str, sql: &str) -> bool {
+        Command::new(super::pg::bin_dir().join("psql"))
+            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h"])
+            .arg(&self.dir)
+            .args(["-U", "admin", "-d", db, "-c", sql])
+            .env("PGPASSWORD", &self.admin_password)
+            .env("PGCONNECT_TIMEOUT", "5")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    }
+
+    /// Runs SQL in `db` as the administrator.
+    pub fn psql(&self, db: &str, sql: &str) {
+        assert!(self.psql_ok(db, sql), "{sql} failed in {db}");
+    }
+}
+
+impl Drop for PgServer {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
