@@ -76,6 +76,11 @@ pub struct DatabaseConfig {
     /// value is the administrative login as JSON `{"UserName": …, "Password": …}`: the
     /// password never appears in this file.
     pub admin_secret: String,
+    /// TLS to the server (`address` only), its certificate verified against this CA bundle
+    /// (PEM) for the host of `address` (a name or an IP address in the certificate). Without
+    /// it the connection is plain: keep it to loopback, a unix socket or a protected network.
+    #[serde(default)]
+    pub tls_ca: Option<PathBuf>,
     /// PostgreSQL: the database the administrative login connects to, and the one the
     /// accounts log in to by default.
     #[serde(default)]
@@ -664,6 +669,12 @@ impl Config {
             if d.address.is_some() == d.socket.is_some() {
                 return Err(Error::Config(format!(
                     "databases `{}`: give exactly one of address and socket",
+                    d.id
+                )));
+            }
+            if d.tls_ca.is_some() && d.address.is_none() {
+                return Err(Error::Config(format!(
+                    "databases `{}`: tls_ca needs an address (TLS is not spoken on a unix socket)",
                     d.id
                 )));
             }

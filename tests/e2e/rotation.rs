@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::dbservers::{MariaDb, PgServer, RedisServer};
+use common::dbservers::{Certs, MariaDb, PgServer, RedisServer};
 use common::iam::{allow, grant, kw, look_up, secret_res};
 use common::{ok, unique, Daemon};
 use keyward::client::TcClient;
@@ -715,4 +715,96 @@ async fn alarms_for(got: &Arc<Mutex<Vec<Value>>>, name: &str) -> Vec<String> {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     panic!("no alarm about {name}: {:?}", got.lock().unwrap());
+}
+
+/// TLS to each kind of server (`tls_ca`). These servers take logins over TLS only, so a
+/// product secret created and rotated proves every connection (administrative and the
+/// login check) spoke TLS with the certificate verified; the same servers declared without
+/// `tls_ca` are refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_connections_to_every_kind_of_server() {
+    let certs = Certs::new();
+    let maria = MariaDb::start_tls(&certs);
+    maria.sql("CREATE DATABASE app");
+    let pg = PgServer::start_tls(&certs);
+    pg.psql("postgres", "CREATE DATABASE app");
+    let redis = RedisServer::start_tls(&certs);
+    let kinds = [
+        (
+            "maria",
+            "mysql",
+            "Mysql",
+            maria.port,
+            maria.admin_password.clone(),
+            json!([{"PrivilegeName": "DatabasePrivileges", "Privileges": ["SELECT"], "Database": "app"}]),
+        ),
+        (
+            "pg",
+            "postgresql",
+            "PostgreSQL",
+            pg.port,
+            pg.admin_password.clone(),
+            json!([{"PrivilegeName": "DatabasePrivileges", "Privileges": ["CONNECT"], "Database": "app"}]),
+        ),
+        (
+            "cache",
+            "redis",
+            "Redis",
+            redis.port,
+            redis.admin_password.clone(),
+            json!([{"PrivilegeName": "GlobalPrivileges", "Privileges": ["~app:*", "+get"]}]),
+        ),
+    ];
+    let mut config = String::new();
+    for (id, kind, _, port, _, _) in &kinds {
+        for (suffix, tls) in [
+            ("", format!("tls_ca = \"{}\"\n", certs.ca.display())),
+            ("-plain", String::new()),
+        ] {
+            config += &format!(
+                "[[databases]]\nid = \"{id}{suffix}\"\nkind = \"{kind}\"\naddress = \"127.0.0.1:{port}\"\n\
+                 admin_secret = \"{id}-admin\"\ndatabase = \"app\"\ntimeout_secs = 3\n{tls}"
+            );
+        }
+    }
+    let d = Daemon::under_test_with(&config);
+    let c = d.client();
+    for (id, _, product, _, password, grants) in kinds {
+        ok(c.ssm(
+            "CreateSecret",
+            json!({"SecretName": format!("{id}-admin"),
+                   "SecretString": json!({"UserName": "admin", "Password": password}).to_string()}),
+        )
+        .await
+        .unwrap());
+        let create = |instance: &str, prefix: &str| {
+            json!({"SecretName": unique(id), "UserNamePrefix": prefix, "ProductName": product,
+                   "InstanceID": instance, "Domains": ["127.0.0.1"], "PrivilegesList": grants})
+        };
+        let made = ok(c
+            .ssm("CreateProductSecret", create(id, "tls"))
+            .await
+            .unwrap());
+        assert_eq!(flow_status(&c, &made["FlowID"]).await.0, 1, "{product}");
+        let r = ok(c
+            .ssm(
+                "RotateProductSecret",
+                json!({"SecretName": made["SecretName"]}),
+            )
+            .await
+            .unwrap());
+        assert_eq!(
+            flow_status(&c, &r["FlowID"]).await,
+            (1, "rotated".into()),
+            "{product}"
+        );
+        let plain = c
+            .ssm(
+                "CreateProductSecret",
+                create(&format!("{id}-plain"), "plain"),
+            )
+            .await
+            .unwrap();
+        common::err(&plain, "FailedOperation");
+    }
 }

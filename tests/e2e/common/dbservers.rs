@@ -48,11 +48,33 @@ pub struct MariaDb {
     pub dir: tempfile::TempDir,
     pub port: u16,
     pub admin_password: String,
+    /// Extra server options (TLS).
+    extra: Vec<String>,
     child: Option<Child>,
 }
 
 impl MariaDb {
     pub fn start() -> MariaDb {
+        Self::start_with(Vec::new())
+    }
+
+    /// A server that also speaks TLS with `certs`; its `admin@127.0.0.1` (password
+    /// `admin_password`, every privilege) may log in over TLS only.
+    pub fn start_tls(certs: &Certs) -> MariaDb {
+        let m = Self::start_with(vec![
+            format!("--ssl-ca={}", certs.ca.display()),
+            format!("--ssl-cert={}", certs.cert.display()),
+            format!("--ssl-key={}", certs.key.display()),
+        ]);
+        m.sql(&format!(
+            "CREATE USER 'admin'@'127.0.0.1' IDENTIFIED BY '{pw}' REQUIRE SSL; \
+             GRANT ALL PRIVILEGES ON *.* TO 'admin'@'127.0.0.1' WITH GRANT OPTION",
+            pw = m.admin_password
+        ));
+        m
+    }
+
+    fn start_with(extra: Vec<String>) -> MariaDb {
         let dir = tempfile::Builder::new()
             .prefix("kwmaria")
             .tempdir()
@@ -72,6 +94,7 @@ impl MariaDb {
             dir,
             port: free_port(),
             admin_password: format!("adm{}", uuid::Uuid::new_v4().simple()),
+            extra,
             child: None,
         };
         m.run();
@@ -108,6 +131,7 @@ impl MariaDb {
             .arg(format!("--socket={}", self.socket().display()))
             .arg(format!("--pid-file={}", d.join("mysqld.pid").display()))
             .arg(format!("--log-error={}", d.join("error.log").display()))
+            .args(&self.extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -168,6 +192,15 @@ pub struct RedisServer {
 
 impl RedisServer {
     pub fn start() -> RedisServer {
+        Self::start_with(None)
+    }
+
+    /// A server that speaks TLS only (with `certs`) on `port`.
+    pub fn start_tls(certs: &Certs) -> RedisServer {
+        Self::start_with(Some(certs))
+    }
+
+    fn start_with(certs: Option<&Certs>) -> RedisServer {
         let dir = tempfile::Builder::new()
             .prefix("kwredis")
             .tempdir()
@@ -182,11 +215,21 @@ impl RedisServer {
         std::fs::write(
             dir.path().join("redis.conf"),
             format!(
-                "port {port}\nbind 127.0.0.1\nunixsocket {sock}\nunixsocketperm 700\n\
+                "bind 127.0.0.1\nunixsocket {sock}\nunixsocketperm 700\n\
                  dir {dir}\nsave \"\"\nappendonly no\naclfile {dir}/users.acl\n\
-                 daemonize no\nlogfile {dir}/redis.log\n",
+                 daemonize no\nlogfile {dir}/redis.log\n{listen}",
                 sock = dir.path().join("redis.sock").display(),
                 dir = dir.path().display(),
+                listen = match certs {
+                    None => format!("port {port}\n"),
+                    Some(c) => format!(
+                        "port 0\ntls-port {port}\ntls-cert-file {}\ntls-key-file {}\n\
+                         tls-ca-cert-file {}\ntls-auth-clients no\n",
+                        c.cert.display(),
+                        c.key.display(),
+                        c.ca.display()
+                    ),
+                },
             ),
         )
         .unwrap();
@@ -241,6 +284,8 @@ impl Drop for RedisServer {
 pub struct PgServer {
     pub dir: PathBuf,
     pub admin_password: String,
+    /// With TLS: the loopback port of its TCP listener (TLS only), else 0.
+    pub port: u16,
     child: Option<Child>,
 }
 
@@ -281,8 +326,42 @@ impl PgServer {
         let mut s = PgServer {
             dir,
             admin_password,
+            port: 0,
             child: None,
         };
+        s.run();
+        s
+    }
+
+    /// A server that also listens on a loopback port, where it takes TLS logins only.
+    pub fn start_tls(certs: &Certs) -> PgServer {
+        use super::pg::{chown, server_user};
+        use std::io::Write;
+        use std::os::unix::fs::PermissionsExt;
+        let mut s = Self::start();
+        s.stop();
+        let user = server_user();
+        let data = s.dir.join("data");
+        for (from, to) in [(&certs.cert, "server.crt"), (&certs.key, "server.key")] {
+            std::fs::copy(from, data.join(to)).unwrap();
+            chown(&data.join(to), user);
+        }
+        std::fs::set_permissions(
+            data.join("server.key"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
+        s.port = free_port();
+        let mut conf = std::fs::OpenOptions::new()
+            .append(true)
+            .open(data.join("postgresql.conf"))
+            .unwrap();
+        writeln!(conf, "ssl = on\nport = {}", s.port).unwrap();
+        std::fs::write(
+            data.join("pg_hba.conf"),
+            "local all all scram-sha-256\nhostssl all all 127.0.0.1/32 scram-sha-256\n",
+        )
+        .unwrap();
         s.run();
         s
     }
@@ -304,7 +383,11 @@ impl PgServer {
             .arg(self.dir.join("data"))
             .arg("-k")
             .arg(&self.dir)
-            .args(["-c", "listen_addresses=", "-c", "fsync=off"])
+            .args(["-c", "fsync=off", "-c"])
+            .arg(match self.port {
+                0 => "listen_addresses=",
+                _ => "listen_addresses=127.0.0.1",
+            })
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log);
@@ -334,6 +417,7 @@ impl PgServer {
         Command::new(super::pg::bin_dir().join("psql"))
             .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h"])
             .arg(&self.dir)
+            .args(["-p", &self.socket_port().to_string()])
             .args(["-U", "admin", "-d", db, "-c", sql])
             .env("PGPASSWORD", &self.admin_password)
             .env("PGCONNECT_TIMEOUT", "5")
@@ -342,6 +426,14 @@ impl PgServer {
             .status()
             .map(|s| s.success())
             .unwrap_or(false)
+    }
+
+    /// The port number in the socket's name (the TCP port, when there is one).
+    pub fn socket_port(&self) -> u16 {
+        match self.port {
+            0 => 5432,
+            p => p,
+        }
     }
 
     /// Runs SQL in `db` as the administrator.
@@ -354,5 +446,64 @@ impl Drop for PgServer {
     fn drop(&mut self) {
         self.stop();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A certificate authority and a server certificate it signed for 127.0.0.1 and localhost
+/// (openssl), in a temporary directory.
+pub struct Certs {
+    pub dir: tempfile::TempDir,
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl Certs {
+    pub fn new() -> Certs {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::Builder::new()
+            .prefix("kwcerts")
+            .tempdir()
+            .unwrap();
+        let p = |n: &str| dir.path().join(n);
+        let openssl = |args: &str| {
+            let out = Command::new("openssl")
+                .args(args.split_whitespace())
+                .current_dir(dir.path())
+                .output()
+                .expect("openssl runs");
+            assert!(
+                out.status.success(),
+                "openssl {args}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let ec = "-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes";
+        openssl(&format!(
+            "req -x509 {ec} -keyout ca.key -out ca.pem -days 2 -subj /CN=keyward-test-ca"
+        ));
+        openssl(&format!(
+            "req {ec} -keyout server.key -out server.csr -subj /CN=localhost"
+        ));
+        std::fs::write(
+            p("san.ext"),
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n",
+        )
+        .unwrap();
+        openssl(
+            "x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial \
+             -out server.pem -days 2 -extfile san.ext",
+        );
+        // The servers run as other users (postgres): they must be able to read these.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        for f in ["ca.pem", "server.pem", "server.key"] {
+            std::fs::set_permissions(p(f), std::fs::Permissions::from_mode(0o644)).unwrap();
+        }
+        Certs {
+            ca: p("ca.pem"),
+            cert: p("server.pem"),
+            key: p("server.key"),
+            dir,
+        }
     }
 }

@@ -103,6 +103,13 @@ fn opts(db: &DatabaseConfig, login: &Login) -> Result<mysql::Opts> {
             b.ip_or_hostname(Some(host)).tcp_port(port)
         }
     };
+    // TLS with the server's certificate checked against tls_ca for the address's host.
+    let b = match &db.tls_ca {
+        Some(ca) => b.ssl_opts(Some(
+            mysql::SslOpts::default().with_root_cert_path(Some(ca.clone())),
+        )),
+        None => b,
+    };
     Ok(b.into())
 }
 

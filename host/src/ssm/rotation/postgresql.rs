@@ -97,6 +97,29 @@ fn verifier(password: &str) -> String {
     postgres_protocol::password::scram_sha_256(password.as_bytes())
 }
 
+/// Connects with `config`: over TLS (required, the server verified against `tls_ca`) when
+/// the database has one, else plain.
+fn open(
+    db: &DatabaseConfig,
+    config: &mut postgres::Config,
+) -> std::result::Result<postgres::Client, String> {
+    match super::target::tls_roots(db).map_err(|e| e.to_string())? {
+        Some(roots) => {
+            let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+            let tls = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .map_err(|e| e.to_string())?
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            config.ssl_mode(postgres::config::SslMode::Require);
+            config
+                .connect(tokio_postgres_rustls::MakeRustlsConnect::new(tls))
+                .map_err(|e| e.to_string())
+        }
+        None => config.connect(postgres::NoTls).map_err(|e| e.to_string()),
+    }
+}
+
 pub struct Postgres {
     db: DatabaseConfig,
     admin: Login,
@@ -124,8 +147,7 @@ impl Postgres {
 
     fn session(&mut self, dbname: &str) -> Result<&mut postgres::Client> {
         if !self.sessions.contains_key(dbname) {
-            let c = config(&self.db, &self.admin, dbname)?
-                .connect(postgres::NoTls)
+            let c = open(&self.db, &mut config(&self.db, &self.admin, dbname)?)
                 .map_err(|e| failed(&self.db, "administrative login", e))?;
             self.sessions.insert(dbname.to_string(), c);
         }
@@ -231,8 +253,7 @@ impl Target for Postgres {
 
 pub fn check_login(db: &DatabaseConfig, login: &Login) -> Result<()> {
     let dbname = db.database.as_deref().unwrap_or(DEFAULT_DATABASE);
-    let mut c = config(db, login, dbname)?
-        .connect(postgres::NoTls)
+    let mut c = open(db, &mut config(db, login, dbname)?)
         .map_err(|e| failed(db, "checking the new login", e))?;
     c.batch_execute("SELECT 1")
         .map_err(|e| failed(db, "checking the new login", e))

@@ -48,11 +48,20 @@ fn hashed(password: &str) -> String {
 }
 
 fn client(db: &DatabaseConfig, login: &Login) -> Result<redis::Connection> {
-    let addr = match &db.socket {
-        Some(s) => redis::ConnectionAddr::Unix(s.clone()),
-        None => {
+    let addr = match (&db.socket, &db.tls_ca) {
+        (Some(s), _) => redis::ConnectionAddr::Unix(s.clone()),
+        (None, None) => {
             let (host, port) = host_port(db, 6379)?;
             redis::ConnectionAddr::Tcp(host, port)
+        }
+        (None, Some(_)) => {
+            let (host, port) = host_port(db, 6379)?;
+            redis::ConnectionAddr::TcpTls {
+                host,
+                port,
+                insecure: false,
+                tls_params: None,
+            }
         }
     };
     let info = redis::ConnectionInfo {
@@ -64,7 +73,25 @@ fn client(db: &DatabaseConfig, login: &Login) -> Result<redis::Connection> {
             protocol: Default::default(),
         },
     };
-    let c = redis::Client::open(info).map_err(|e| failed(db, "connecting", e))?;
+    let c = match &db.tls_ca {
+        // The server's certificate is checked against tls_ca only (not the system's roots).
+        Some(ca) => {
+            let pem = std::fs::read(ca).map_err(|e| {
+                Error::Config(format!(
+                    "databases `{}`: tls_ca {}: {e}",
+                    db.id,
+                    ca.display()
+                ))
+            })?;
+            let certs = redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(pem),
+            };
+            redis::Client::build_with_tls(info, certs)
+        }
+        None => redis::Client::open(info),
+    }
+    .map_err(|e| failed(db, "connecting", e))?;
     let conn = c
         .get_connection_with_timeout(timeout(db))
         .map_err(|e| failed(db, "logging in", e))?;
