@@ -94,40 +94,27 @@ fn default_database_timeout() -> u64 {
     5
 }
 
-/// Rotation of product secrets (docs/rotation.md).
+/// Rotation of product secrets (docs/rotation.md). A field left out keeps its default.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct RotationConfig {
     /// How long the credential published before a rotation keeps working after it, so that
-    /// applications have time to fetch the new one.
-    #[serde(default = "default_overlap")]
+    /// applications have time to fetch the new one (default an hour).
     pub overlap_secs: u64,
-    /// The first retry of a failed rotation waits this long; each further failure doubles
-    /// the wait, up to `retry_max_secs`.
-    #[serde(default = "default_retry_initial")]
+    /// The first retry of a failed rotation waits this long (a minute); each further
+    /// failure doubles the wait, up to `retry_max_secs` (an hour).
     pub retry_initial_secs: u64,
-    #[serde(default = "default_retry_max")]
     pub retry_max_secs: u64,
 }
 
 impl Default for RotationConfig {
     fn default() -> Self {
         RotationConfig {
-            overlap_secs: default_overlap(),
-            retry_initial_secs: default_retry_initial(),
-            retry_max_secs: default_retry_max(),
+            overlap_secs: 3600,
+            retry_initial_secs: 60,
+            retry_max_secs: 3600,
         }
     }
-}
-
-fn default_overlap() -> u64 {
-    3600
-}
-fn default_retry_initial() -> u64 {
-    60
-}
-fn default_retry_max() -> u64 {
-    3600
 }
 
 /// Secrets Manager behaviour that clients disagree on.
@@ -713,6 +700,32 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn databases_need_a_unique_id_one_endpoint_and_tls_over_tcp() {
+        let parse = |t: &str| toml::from_str::<Config>(t).unwrap().validate();
+        let entry = |id: &str, endpoint: &str| {
+            format!("[[databases]]\nid = \"{id}\"\nkind = \"mysql\"\n{endpoint}\nadmin_secret = \"a\"\n")
+        };
+        let tcp = "address = \"127.0.0.1:3306\"";
+        parse(&entry("m1", tcp)).unwrap();
+        parse(&(entry("m1", tcp) + &entry("m2", "socket = \"/run/m.sock\""))).unwrap();
+        assert!(
+            parse(&(entry("m1", tcp) + &entry("m1", tcp))).is_err(),
+            "duplicate id"
+        );
+        assert!(parse(&entry("m1", "")).is_err(), "no endpoint");
+        assert!(
+            parse(&entry("m1", &format!("{tcp}\nsocket = \"/s\""))).is_err(),
+            "two endpoints"
+        );
+        assert!(parse(&entry("m1", "socket = \"/s\"\ntls_ca = \"/ca.pem\"")).is_err());
+        parse(&entry("m1", &format!("{tcp}\ntls_ca = \"/ca.pem\""))).unwrap();
+        let c: Config = toml::from_str(&entry("m1", tcp)).unwrap();
+        assert_eq!(c.database("m1").unwrap().kind, DatabaseKind::Mysql);
+        assert_eq!(c.rotation.overlap_secs, 3600);
+        assert!(parse("[rotation]\nretry_initial_secs = 0\n").is_err());
+    }
 
     #[test]
     fn defaults_are_loopback_embedded() {

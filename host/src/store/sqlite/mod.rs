@@ -288,6 +288,11 @@ mod tests {
     }
 
     #[test]
+    fn product_secrets_claims_and_flows() {
+        conformance::product_secrets_claims_and_flows(&fresh().1);
+    }
+
+    #[test]
     fn query_filters_and_pages() {
         conformance::query_filters_and_pages(&fresh().1);
     }
