@@ -30,9 +30,49 @@ trait Target {
     fn use_granted(&self, user: &str, password: &str) -> Result<(), String>;
     /// Logs in and tries an ungranted privilege: `Ok` when the server refuses it.
     fn refused_ungranted(&self, user: &str, password: &str) -> Result<(), String>;
+    /// Logs in and keeps the session open.
+    fn hold_session(&self, user: &str, password: &str) -> Box<dyn Session>;
     /// Stops the server, and starts it again on the same data.
     fn stop(&mut self);
     fn start(&mut self);
+}
+
+/// An open session: does it still answer?
+trait Session {
+    fn still_works(&mut self) -> bool;
+}
+
+impl Session for mysql::Conn {
+    fn still_works(&mut self) -> bool {
+        use mysql::prelude::Queryable;
+        self.query_drop("SELECT 1").is_ok()
+    }
+}
+
+impl Session for redis::Connection {
+    fn still_works(&mut self) -> bool {
+        redis::cmd("GET")
+            .arg("app:x")
+            .query::<Option<String>>(self)
+            .is_ok()
+    }
+}
+
+/// The synchronous client owns a runtime: used and dropped off the test's worker thread.
+struct PgSession(Option<postgres::Client>);
+
+impl Session for PgSession {
+    fn still_works(&mut self) -> bool {
+        let c = self.0.as_mut().unwrap();
+        tokio::task::block_in_place(|| c.batch_execute("SELECT 1").is_ok())
+    }
+}
+
+impl Drop for PgSession {
+    fn drop(&mut self) {
+        let c = self.0.take();
+        tokio::task::block_in_place(|| drop(c));
+    }
 }
 
 struct Maria(MariaDb);
@@ -94,6 +134,15 @@ impl Target for Maria {
             }
         }
         Ok(())
+    }
+    fn hold_session(&self, user: &str, password: &str) -> Box<dyn Session> {
+        let opts = mysql::OptsBuilder::new()
+            .ip_or_hostname(Some("127.0.0.1"))
+            .tcp_port(self.0.port)
+            .prefer_socket(false)
+            .user(Some(user))
+            .pass(Some(password));
+        Box::new(mysql::Conn::new(opts).unwrap())
     }
     fn stop(&mut self) {
         self.0.stop();
@@ -179,6 +228,10 @@ impl Target for Postgres {
             Ok(())
         })
     }
+    fn hold_session(&self, user: &str, password: &str) -> Box<dyn Session> {
+        let c = tokio::task::block_in_place(|| self.connect(user, password)).unwrap();
+        Box::new(PgSession(Some(c)))
+    }
     fn stop(&mut self) {
         self.server.stop();
     }
@@ -252,6 +305,9 @@ impl Target for Redis {
             }
         }
         Ok(())
+    }
+    fn hold_session(&self, user: &str, password: &str) -> Box<dyn Session> {
+        Box::new(self.connect(user, password).unwrap())
     }
     fn stop(&mut self) {
         self.0.stop();
@@ -347,8 +403,11 @@ async fn lifecycle(mut t: impl Target) {
     t.refused_ungranted(&second.0, &second.1).unwrap();
     t.use_granted(&first.0, &first.1)
         .expect("the previous credential works during the overlap");
+    let mut session = t.hold_session(&first.0, &first.1);
+    assert!(session.still_works());
 
-    // After the overlap the previous credential stops working; the current one does not.
+    // After the overlap the previous credential stops working, its open sessions too; the
+    // current one does not.
     let now = admin(&c, "AdvanceClock", json!({"Seconds": OVERLAP + 1})).await["Now"]
         .as_i64()
         .unwrap();
@@ -356,6 +415,11 @@ async fn lifecycle(mut t: impl Target) {
         t.use_granted(&first.0, &first.1).is_err(),
         "the previous credential must stop after the overlap"
     );
+    assert!(
+        !session.still_works(),
+        "the previous account's open session ends with its overlap"
+    );
+    drop(session);
     t.use_granted(&second.0, &second.1).unwrap();
 
     // Automatic rotation at its time (RotationBeginTime is Beijing time, UTC+8).

@@ -167,7 +167,7 @@ pub(super) fn describe_rotation_history(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fi
         .map(|v| {
             json!({
                 "AccountName": v.account,
-                "Host": [],
+                "Host": v.hosts,
                 "Version": v.version_id,
                 "RotatedTime": format_time(v.time),
             })

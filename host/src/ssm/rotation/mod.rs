@@ -115,6 +115,8 @@ fn version_stamp(t: i64) -> String {
 pub struct RotatedVersion {
     pub version_id: String,
     pub account: String,
+    /// Where the account may log in from (`Domains`).
+    pub hosts: Vec<String>,
     pub time: i64,
 }
 
@@ -350,7 +352,7 @@ impl Ssm {
 
     /// DescribeRotationHistory: every published version, oldest first, with its account.
     pub fn rotation_history(&self, caller: &Caller, name: &str) -> Result<Vec<RotatedVersion>> {
-        let (s, _) = self.product_secret(caller, name)?;
+        let (s, p) = self.product_secret(caller, name)?;
         let mut out = Vec::new();
         for (id, time) in self
             .store
@@ -370,6 +372,7 @@ impl Ssm {
             out.push(RotatedVersion {
                 version_id: id,
                 account: login.user,
+                hosts: p.domains.clone(),
                 time,
             });
         }

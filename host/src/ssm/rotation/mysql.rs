@@ -188,6 +188,21 @@ impl Target for Mysql {
         Ok(())
     }
 
+    fn end_sessions(&mut self, name: &str) -> Result<u64> {
+        let ids: Vec<u64> = self
+            .conn
+            .exec(
+                "SELECT ID FROM information_schema.PROCESSLIST WHERE USER = ?",
+                (name,),
+            )
+            .map_err(|e| failed(&self.db, "listing sessions", e))?;
+        for id in &ids {
+            // A session that ended meanwhile is no failure.
+            let _ = self.conn.query_drop(format!("KILL CONNECTION {id}"));
+        }
+        Ok(ids.len() as u64)
+    }
+
     fn drop_account(&mut self, spec: &AccountSpec<'_>) -> Result<()> {
         for host in spec.domains {
             let who = account(spec.name, host);

@@ -229,6 +229,19 @@ impl Target for Postgres {
         )
     }
 
+    fn end_sessions(&mut self, name: &str) -> Result<u64> {
+        let default = self.default_db();
+        let db = self.db.clone();
+        let rows = self
+            .session(&default)?
+            .query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1",
+                &[&name],
+            )
+            .map_err(|e| failed(&db, "ending sessions", e))?;
+        Ok(rows.len() as u64)
+    }
+
     fn drop_account(&mut self, spec: &AccountSpec<'_>) -> Result<()> {
         let default = self.default_db();
         let exists = self.exists(spec.name)?;

@@ -161,6 +161,15 @@ impl Target for Redis {
         self.setuser("locking the user", spec.name, &rules)
     }
 
+    fn end_sessions(&mut self, name: &str) -> Result<u64> {
+        redis::cmd("CLIENT")
+            .arg("KILL")
+            .arg("USER")
+            .arg(name)
+            .query::<u64>(&mut self.conn)
+            .map_err(|e| failed(&self.db, "ending sessions", e))
+    }
+
     fn drop_account(&mut self, spec: &AccountSpec<'_>) -> Result<()> {
         redis::cmd("ACL")
             .arg("DELUSER")

@@ -319,7 +319,17 @@ impl Ssm {
                 grants: &grants,
             };
             let admin = self.admin_login(caller, &db)?;
-            connect_admin(&db, &admin)?.lock(&spec)?;
+            let mut t = connect_admin(&db, &admin)?;
+            t.lock(&spec)?;
+            // Locked is what matters; sessions the admin may not end are only reported.
+            match t.end_sessions(&p.retire_account) {
+                Ok(n) => {
+                    tracing::info!(secret = %p.name, account = %p.retire_account, sessions = n, "sessions of the previous account ended")
+                }
+                Err(e) => {
+                    tracing::warn!(secret = %p.name, account = %p.retire_account, error = %e, "could not end the previous account's sessions")
+                }
+            }
         }
         self.retired(caller, p, None)?;
         tracing::info!(secret = %p.name, account = %p.retire_account, "previous account locked after its overlap");

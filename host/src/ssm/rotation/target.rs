@@ -106,6 +106,9 @@ pub trait Target {
     fn set_password(&mut self, spec: &AccountSpec<'_>, password: &str) -> Result<()>;
     /// Stops the account from logging in (its password is no longer any published one).
     fn lock(&mut self, spec: &AccountSpec<'_>) -> Result<()>;
+    /// Ends the account's open sessions, so a locked credential stops working at once and
+    /// not at the next reconnection. Returns how many were ended.
+    fn end_sessions(&mut self, name: &str) -> Result<u64>;
     fn drop_account(&mut self, spec: &AccountSpec<'_>) -> Result<()>;
 }
 
