@@ -1098,6 +1098,14 @@ async fn documented_refusals_answer_their_codes() {
     assert_eq!(refused, 13, "the 13 white-box actions");
 
     let secret = unique("refusals");
+    // DeleteMode 1 is refused on a user-defined secret that exists.
+    let user_defined = unique("user-defined");
+    ok(c.ssm(
+        "CreateSecret",
+        json!({"SecretName": user_defined, "SecretString": "v"}),
+    )
+    .await
+    .unwrap());
     let refusals = [
         (
             "ssm",
@@ -1126,7 +1134,7 @@ async fn documented_refusals_answer_their_codes() {
         (
             "ssm",
             "DeleteSecret",
-            json!({"SecretName": secret, "DeleteMode": 1}),
+            json!({"SecretName": user_defined, "DeleteMode": 1}),
             "UnsupportedOperation",
         ),
         (

@@ -539,6 +539,31 @@ async fn lifecycle(mut t: impl Target) {
         .collect();
     assert_eq!(&accounts[..3], ["app_a", "app_b", "app_a"]);
 
+    // DeleteMode 1: the accounts go with the secret (at once, not after a recovery window).
+    let last = current(&c, &name).await;
+    ok(c.ssm("DisableSecret", json!({"SecretName": name}))
+        .await
+        .unwrap());
+    common::err(
+        &c.ssm(
+            "DeleteSecret",
+            json!({"SecretName": name, "DeleteMode": 1, "RecoveryWindowInDays": 7}),
+        )
+        .await
+        .unwrap(),
+        "InvalidParameterValue",
+    );
+    ok(c.ssm(
+        "DeleteSecret",
+        json!({"SecretName": name, "DeleteMode": 1, "RecoveryWindowInDays": 0}),
+    )
+    .await
+    .unwrap());
+    assert!(
+        t.use_granted(&last.0, &last.1).is_err(),
+        "the accounts are dropped with the secret"
+    );
+
     // No password in the daemon's log (the audit log holds no values at all).
     let log = String::from_utf8_lossy(&d.log_text()).to_string();
     for pw in [&first.1, &second.1, &third.1] {
@@ -724,6 +749,20 @@ async fn api_key_secret_keeps_its_reader_signing_across_rotations() {
         .await
         .unwrap());
     assert_eq!(h["TotalCount"], 3, "{h}");
+    // DeleteMode 1 deletes the secret's keys with it; the user's own key stays.
+    ok(root
+        .ssm("DisableSecret", json!({"SecretName": name}))
+        .await
+        .unwrap());
+    ok(root
+        .ssm(
+            "DeleteSecret",
+            json!({"SecretName": name, "DeleteMode": 1, "RecoveryWindowInDays": 0}),
+        )
+        .await
+        .unwrap());
+    let keys = key_ids(&root, app.uin).await;
+    assert_eq!(keys, vec![(app.secret_id.clone(), "Active".to_string())]);
 }
 
 async fn current_api_key(c: &TcClient, name: &str) -> (String, String) {

@@ -542,16 +542,20 @@ struct DeleteSecretRequest {
 
 pub(super) fn delete_secret(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     let req: DeleteSecretRequest = parse(body)?;
-    if req.delete_mode.unwrap_or(0) != 0 {
-        return Err(Error::Unsupported(
-            "DeleteMode 1 (also delete the database account) applies to product secrets only"
-                .into(),
-        ));
-    }
+    let drop_credentials = match req.delete_mode.unwrap_or(0) {
+        0 => false,
+        1 => true,
+        m => {
+            return Err(Error::InvalidValue(format!(
+                "DeleteMode must be 0 or 1, not {m}"
+            )))
+        }
+    };
     let when = ctx.state.ssm.delete(
         &ctx.caller,
         &req.secret_name,
         req.recovery_window_in_days.unwrap_or(0),
+        drop_credentials,
     )?;
     Ok(obj(
         json!({ "SecretName": req.secret_name, "DeleteTime": when }),

@@ -429,7 +429,16 @@ impl Ssm {
     }
 
     /// DeleteSecret: window 0 deletes now; 1–30 days schedules. Returns the deletion time.
-    pub fn delete(&self, caller: &Caller, name: &str, window_days: u64) -> Result<i64> {
+    /// With `drop_credentials` (DeleteMode 1) a product secret's accounts or API keys go
+    /// first; that needs RecoveryWindowInDays 0, since a restored secret would otherwise
+    /// hand out credentials that no longer exist.
+    pub fn delete(
+        &self,
+        caller: &Caller,
+        name: &str,
+        window_days: u64,
+        drop_credentials: bool,
+    ) -> Result<i64> {
         if window_days > 30 {
             return Err(Error::InvalidValue(format!(
                 "RecoveryWindowInDays must be 0 to 30, not {window_days}"
@@ -437,11 +446,26 @@ impl Ssm {
         }
         let now = self.clock.now();
         let secret = self.secret(caller, name)?;
+        if drop_credentials && !rotation::is_product_secret(&secret) {
+            return Err(Error::Unsupported(
+                "DeleteMode 1 (also delete the database accounts) applies to product secrets only"
+                    .into(),
+            ));
+        }
         check(SecretOp::Delete, &secret)?;
         if secret.secret_type == ssh::SECRET_TYPE_SSH && window_days != 0 {
             return Err(Error::InvalidValue(
                 "SSH key pair secrets are deleted at once: RecoveryWindowInDays must be 0".into(),
             ));
+        }
+        if drop_credentials {
+            if window_days != 0 {
+                return Err(Error::InvalidValue(
+                    "DeleteMode 1 deletes the accounts at once: RecoveryWindowInDays must be 0"
+                        .into(),
+                ));
+            }
+            self.drop_credentials(&caller.internal(), &secret)?;
         }
         if window_days == 0 {
             self.store

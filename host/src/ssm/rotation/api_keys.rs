@@ -252,6 +252,21 @@ impl Ssm {
         Ok(())
     }
 
+    /// Deletes the secret's keys (DeleteMode 1); empty ids are skipped.
+    pub(super) fn delete_api_keys(
+        &self,
+        caller: &Caller,
+        p: &ProductSecretRecord,
+        ids: &[&str],
+    ) -> Result<()> {
+        let uin = Self::target_of(p)?;
+        let issuer = self.issuer()?;
+        for id in ids.iter().filter(|id| !id.is_empty()) {
+            issuer.delete(caller, uin, id)?;
+        }
+        Ok(())
+    }
+
     /// After the overlap the previous key is disabled; one overlap later it is deleted.
     pub(super) fn retire_api_key(&self, caller: &Caller, p: &ProductSecretRecord) -> Result<()> {
         let uin = Self::target_of(p)?;

@@ -303,6 +303,60 @@ impl Ssm {
         Ok(rotated)
     }
 
+    /// DeleteSecret with DeleteMode 1, before the secret itself goes: drops both database
+    /// accounts, or deletes the API keys (current and retiring). Holds the claim, so no
+    /// rotation runs meanwhile; a failure leaves the secret in place to try again.
+    pub fn drop_credentials(&self, caller: &Caller, s: &SecretRecord) -> Result<()> {
+        let p = self
+            .rotation
+            .get_product_secret(&s.region, s.owner_uin, &s.name)?
+            .ok_or_else(|| {
+                Error::Unsupported(
+                    "DeleteMode 1 deletes the accounts of product secrets only".into(),
+                )
+            })?;
+        let now = self.clock.now();
+        if !self.rotation.claim_product_secret(
+            &p.region,
+            p.owner_uin,
+            &p.name,
+            now,
+            now + CLAIM_SECS,
+        )? {
+            return Err(Error::RotationBusy(format!(
+                "secret {} is being rotated; try again shortly",
+                p.name
+            )));
+        }
+        let outcome = (|| {
+            if p.product == PRODUCT_CAM {
+                let current = self.current_login(caller, s)?;
+                let retiring = p.retire_account.rsplit(':').next().unwrap_or_default();
+                self.delete_api_keys(caller, &p, &[&current.user, retiring])
+            } else {
+                let db = self.database(&p.product, &p.instance_id)?.clone();
+                let grants = Self::grants_of(&p)?;
+                let admin = self.admin_login(caller, &db)?;
+                let mut t = connect_admin(&db, &admin)?;
+                for name in accounts(&p.user_prefix) {
+                    let spec = AccountSpec {
+                        name: &name,
+                        domains: &p.domains,
+                        grants: &grants,
+                    };
+                    t.lock(&spec).ok();
+                    t.end_sessions(&name).ok();
+                    t.drop_account(&spec)?;
+                }
+                Ok(())
+            }
+        })();
+        let _ = self
+            .rotation
+            .release_product_secret(&p.region, p.owner_uin, &p.name);
+        outcome
+    }
+
     /// Locks the database account published before the last rotation.
     fn retire_account(&self, caller: &Caller, p: &ProductSecretRecord) -> Result<()> {
         let secret = self
