@@ -911,3 +911,48 @@ async fn tls_connections_to_every_kind_of_server() {
         common::err(&plain, "FailedOperation");
     }
 }
+
+/// A grant the server refuses (a table that does not exist) fails the creation cleanly: no
+/// secret, and no account left behind, so the same prefix works once the grant is right.
+#[tokio::test(flavor = "multi_thread")]
+async fn refused_grant_leaves_no_account_behind() {
+    let maria = Maria(MariaDb::start());
+    let pg = Postgres::start();
+    let targets: [&dyn Target; 2] = [&maria, &pg];
+    let mut config = String::new();
+    for (i, t) in targets.iter().enumerate() {
+        config += &t.database_toml(&format!("db{i}"), &format!("db{i}-admin"));
+    }
+    let d = Daemon::under_test_with(&config);
+    let c = d.client();
+    for (i, t) in targets.iter().enumerate() {
+        ok(c.ssm(
+            "CreateSecret",
+            json!({"SecretName": format!("db{i}-admin"), "SecretString": t.admin_login().to_string()}),
+        )
+        .await
+        .unwrap());
+        let mut req = t.grants();
+        let name = unique("grant");
+        req["SecretName"] = json!(name);
+        req["UserNamePrefix"] = json!("gr");
+        req["ProductName"] = json!(t.product());
+        req["InstanceID"] = json!(format!("db{i}"));
+        let mut wrong = req.clone();
+        let last = wrong["PrivilegesList"].as_array().unwrap().len() - 1;
+        wrong["PrivilegesList"][last]["TableName"] = json!("no_such_table");
+        common::err(
+            &c.ssm("CreateProductSecret", wrong).await.unwrap(),
+            "FailedOperation",
+        );
+        common::err(
+            &c.ssm("DescribeSecret", json!({"SecretName": name}))
+                .await
+                .unwrap(),
+            "ResourceNotFound.SecretNotExist",
+        );
+        ok(c.ssm("CreateProductSecret", req).await.unwrap());
+        let (user, password) = current(&c, &name).await;
+        t.use_granted(&user, &password).unwrap();
+    }
+}

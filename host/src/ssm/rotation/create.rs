@@ -3,7 +3,6 @@
 
 use super::target::{
     self, check_domain, check_identifier, connect_admin, AccountSpec, Grant, Login, LoginValue,
-    Target,
 };
 use super::{accounts, parse_time, product_name, secret_type_of, DAY};
 use crate::cam::{policy, Caller};
@@ -68,25 +67,28 @@ impl Ssm {
                 )));
             }
         }
-        // Undoes the accounts when anything after their creation fails.
-        let undo = |t: &mut Box<dyn Target>| {
-            for s in [&spec_a, &spec_b] {
-                if let Err(e) = t.drop_account(s) {
-                    tracing::warn!(database = %plan.db.id, account = s.name, error = %e,
-                        "could not drop an account of a failed product secret");
-                }
-            }
-        };
-        let made = t
-            .create_account(&spec_a, &login.password)
-            .and_then(|_| t.create_account(&spec_b, &target::new_password()))
-            .and_then(|_| t.lock(&spec_b))
-            .and_then(|_| target::check_login(&plan.db, &login))
-            .and_then(|_| self.store_new(caller, &new, &plan, &login));
+        // The accounts this request created (each target undoes its own half-made one), so
+        // a failure later drops only those: a request that lost a race for the names must
+        // not drop the winner's accounts.
+        let mut created: Vec<&AccountSpec<'_>> = Vec::new();
+        let made = (|| {
+            t.create_account(&spec_a, &login.password)?;
+            created.push(&spec_a);
+            t.create_account(&spec_b, &target::new_password())?;
+            created.push(&spec_b);
+            t.lock(&spec_b)?;
+            target::check_login(&plan.db, &login)?;
+            self.store_new(caller, &new, &plan, &login)
+        })();
         let secret = match made {
             Ok(s) => s,
             Err(e) => {
-                undo(&mut t);
+                for s in created {
+                    if let Err(e) = t.drop_account(s) {
+                        tracing::warn!(database = %plan.db.id, account = s.name, error = %e,
+                            "could not drop an account of a failed product secret");
+                    }
+                }
                 return Err(e);
             }
         };

@@ -150,18 +150,33 @@ impl Target for Mysql {
 
     fn create_account(&mut self, spec: &AccountSpec<'_>, password: &str) -> Result<()> {
         let hash = native_hash(password);
-        for host in spec.domains {
-            let who = account(spec.name, host);
-            self.run(
-                "creating the account",
-                &format!("CREATE USER {who} IDENTIFIED BY PASSWORD '{hash}'"),
-            )?;
-            for g in spec.grants {
-                let sql = format!("GRANT {} ON {} TO {who}", privileges(g)?, scope(g)?);
-                self.run("granting privileges", &sql)?;
+        let mut made = Vec::new();
+        let outcome = (|| {
+            for host in spec.domains {
+                let who = account(spec.name, host);
+                self.run(
+                    "creating the account",
+                    &format!("CREATE USER {who} IDENTIFIED BY PASSWORD '{hash}'"),
+                )?;
+                made.push(who.clone());
+                for g in spec.grants {
+                    let sql = format!("GRANT {} ON {} TO {who}", privileges(g)?, scope(g)?);
+                    self.run("granting privileges", &sql)?;
+                }
+            }
+            Ok(())
+        })();
+        if outcome.is_err() {
+            // Only what this call created goes: an account that existed (another request
+            // won a race for the name) is not ours to drop.
+            for who in made {
+                let _ = self.run(
+                    "dropping the account",
+                    &format!("DROP USER IF EXISTS {who}"),
+                );
             }
         }
-        Ok(())
+        outcome
     }
 
     fn set_password(&mut self, spec: &AccountSpec<'_>, password: &str) -> Result<()> {

@@ -196,15 +196,19 @@ impl Target for Postgres {
                 verifier(password)
             ),
         )?;
-        for g in spec.grants {
+        let granted = spec.grants.iter().try_for_each(|g| {
             let (dbname, grant) = statement(g, &default)?;
             self.run(
                 &dbname,
                 "granting privileges",
                 &format!("{grant} \"{}\"", spec.name),
-            )?;
+            )
+        });
+        if granted.is_err() {
+            // The role is this call's own (CREATE ROLE succeeded): nothing half-made stays.
+            let _ = self.drop_account(spec);
         }
-        Ok(())
+        granted
     }
 
     fn set_password(&mut self, spec: &AccountSpec<'_>, password: &str) -> Result<()> {
