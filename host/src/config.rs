@@ -81,6 +81,11 @@ pub struct DatabaseConfig {
     /// it the connection is plain: keep it to loopback, a unix socket or a protected network.
     #[serde(default)]
     pub tls_ca: Option<PathBuf>,
+    /// The databases product secrets may be granted on (MySQL, PostgreSQL); when set,
+    /// `GlobalPrivileges` are refused too. Unset: any database but MySQL's system schemas.
+    /// Whoever may call CreateProductSecret acts with the admin login's rights within it.
+    #[serde(default)]
+    pub grant_databases: Option<Vec<String>>,
     /// PostgreSQL: the database the administrative login connects to, and the one the
     /// accounts log in to by default.
     #[serde(default)]

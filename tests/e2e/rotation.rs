@@ -592,7 +592,10 @@ async fn redis_credentials_rotate_without_downtime() {
 async fn bad_requests_are_refused_before_any_account_is_made() {
     let maria = MariaDb::start();
     let t = Maria(maria);
-    let d = Daemon::under_test_with(&t.database_toml("m1", "nope"));
+    let d = Daemon::under_test_with(&format!(
+        "{}grant_databases = [\"app\"]\n",
+        t.database_toml("m1", "nope")
+    ));
     let c = d.client();
     let base = json!({"SecretName": unique("x"), "UserNamePrefix": "app", "ProductName": "Mysql",
                       "InstanceID": "m1", "Domains": ["localhost"],
@@ -624,6 +627,29 @@ async fn bad_requests_are_refused_before_any_account_is_made() {
             with(
                 "PrivilegesList",
                 json!([{"PrivilegeName": "DatabasePrivileges", "Privileges": ["SELECT"], "Database": "a`b"}]),
+            ),
+            "InvalidParameterValue",
+        ),
+        // Only the databases grant_databases names, and nothing global.
+        (
+            with(
+                "PrivilegesList",
+                json!([{"PrivilegeName": "DatabasePrivileges", "Privileges": ["SELECT"], "Database": "other"}]),
+            ),
+            "InvalidParameterValue",
+        ),
+        (
+            with(
+                "PrivilegesList",
+                json!([{"PrivilegeName": "GlobalPrivileges", "Privileges": ["SELECT"]}]),
+            ),
+            "InvalidParameterValue",
+        ),
+        // MySQL's own schemas are never granted (password hashes).
+        (
+            with(
+                "PrivilegesList",
+                json!([{"PrivilegeName": "TablePrivileges", "Privileges": ["SELECT"], "Database": "mysql", "TableName": "user"}]),
             ),
             "InvalidParameterValue",
         ),

@@ -127,7 +127,7 @@ impl Ssm {
         for d in &domains {
             check_domain(d)?;
         }
-        Self::check_grants(db.kind, &new.grants)?;
+        Self::check_grants(&db, &new.grants)?;
         let frequency_days = new.frequency_days.unwrap_or(1);
         if !(1..=365).contains(&frequency_days) {
             return Err(Error::InvalidValue(

@@ -185,12 +185,36 @@ impl Ssm {
             .map_err(|_| Error::Store(format!("bad privileges of product secret {}", p.name)))
     }
 
-    fn check_grants(kind: DatabaseKind, grants: &[Grant]) -> Result<()> {
-        match kind {
-            DatabaseKind::Mysql => mysql::check_grants(grants),
-            DatabaseKind::Postgresql => postgresql::check_grants(grants),
-            DatabaseKind::Redis => redis::check_grants(grants),
+    /// The grants are well-formed for the kind, and within what the operator allows on
+    /// this database: a caller of CreateProductSecret acts with the admin login's rights.
+    fn check_grants(db: &DatabaseConfig, grants: &[Grant]) -> Result<()> {
+        match db.kind {
+            DatabaseKind::Mysql => mysql::check_grants(grants)?,
+            DatabaseKind::Postgresql => postgresql::check_grants(grants)?,
+            DatabaseKind::Redis => return redis::check_grants(grants),
         }
+        for g in grants {
+            let name = g.database.as_deref().unwrap_or_default();
+            let allowed = match &db.grant_databases {
+                Some(list) => {
+                    g.privilege_name != "GlobalPrivileges" && list.iter().any(|d| d == name)
+                }
+                // MySQL's own schemas hold every account's password hash and the server's
+                // state: never an application's to read.
+                None => {
+                    !(db.kind == DatabaseKind::Mysql
+                        && ["mysql", "information_schema", "performance_schema", "sys"]
+                            .contains(&name.to_ascii_lowercase().as_str()))
+                }
+            };
+            if !allowed {
+                return Err(Error::InvalidValue(format!(
+                    "{} on `{name}` is not allowed on {} (grant_databases in keyward.toml)",
+                    g.privilege_name, db.id
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Adds `login` as a new `SSM_Rotate_<time>` version, making room by deleting the
@@ -398,5 +422,60 @@ impl Ssm {
             )?,
         }
         Ok(f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn db(extra: &str) -> DatabaseConfig {
+        toml::from_str(&format!(
+            "id = \"m\"\nkind = \"mysql\"\naddress = \"127.0.0.1:1\"\nadmin_secret = \"a\"\n{extra}"
+        ))
+        .unwrap()
+    }
+
+    fn grant(name: &str, database: Option<&str>) -> Grant {
+        Grant {
+            privilege_name: name.into(),
+            privileges: vec!["SELECT".into()],
+            database: database.map(Into::into),
+            table_name: None,
+            schema_name: None,
+        }
+    }
+
+    #[test]
+    fn grants_stay_within_what_the_operator_allows() {
+        let open = db("");
+        Ssm::check_grants(&open, &[grant("DatabasePrivileges", Some("app"))]).unwrap();
+        Ssm::check_grants(&open, &[grant("GlobalPrivileges", None)]).unwrap();
+        for system in [
+            "mysql",
+            "MySQL",
+            "performance_schema",
+            "sys",
+            "information_schema",
+        ] {
+            assert!(
+                Ssm::check_grants(&open, &[grant("DatabasePrivileges", Some(system))]).is_err(),
+                "{system}"
+            );
+        }
+        let listed = db("grant_databases = [\"app\"]");
+        Ssm::check_grants(&listed, &[grant("DatabasePrivileges", Some("app"))]).unwrap();
+        assert!(Ssm::check_grants(&listed, &[grant("DatabasePrivileges", Some("other"))]).is_err());
+        assert!(Ssm::check_grants(&listed, &[grant("GlobalPrivileges", None)]).is_err());
+    }
+
+    #[test]
+    fn api_times_are_beijing_time_and_round_trip() {
+        assert_eq!(format_time(0), "1970-01-01 08:00:00");
+        assert_eq!(parse_time("t", "1970-01-01 08:00:00").unwrap(), 0);
+        let t = 1_796_385_607;
+        assert_eq!(parse_time("t", &format_time(t)).unwrap(), t);
+        assert_eq!(version_stamp(0), "19700101080000");
+        assert!(parse_time("t", "2026-13-01 00:00:00").is_err());
     }
 }
