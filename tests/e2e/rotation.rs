@@ -716,6 +716,8 @@ async fn api_key_secret_keeps_its_reader_signing_across_rotations() {
          [rotation]\noverlap_secs = {OVERLAP}\n"
     ));
     let root = d.client();
+    let status = ok(root.ssm("GetServiceStatus", json!({})).await.unwrap());
+    assert_eq!(status["AccessKeyEscrowEnabled"], true, "{status}");
     let app = common::iam::add_user(&root, "app").await;
     let name = unique("app-key");
     ok(root

@@ -699,7 +699,8 @@ pub(super) fn get_service_status(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     Ok(obj(json!({
         "ServiceEnabled": true,
         "InvalidType": 1,
-        "AccessKeyEscrowEnabled": false,
+        // API-key secrets (SecretType 3) are offered (docs/rotation.md).
+        "AccessKeyEscrowEnabled": true,
         "ExpireTime": "",
         "SecretLimit": ctx.state.cfg.limits.secret_limit,
         "PayModel": "",
