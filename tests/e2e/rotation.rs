@@ -336,15 +336,21 @@ async fn current(c: &TcClient, name: &str) -> (String, String) {
     )
 }
 
+/// The outcome of an asynchronous request, once it has one (TaskStatus 0 means running:
+/// RotateProductSecret answers before its rotation ends).
 async fn flow_status(c: &TcClient, flow: &Value) -> (i64, String) {
-    let f = ok(c
-        .ssm("DescribeAsyncRequestInfo", json!({"FlowID": flow}))
-        .await
-        .unwrap());
-    (
-        f["TaskStatus"].as_i64().unwrap(),
-        f["Description"].as_str().unwrap().to_string(),
-    )
+    for _ in 0..600 {
+        let f = ok(c
+            .ssm("DescribeAsyncRequestInfo", json!({"FlowID": flow}))
+            .await
+            .unwrap());
+        let status = f["TaskStatus"].as_i64().unwrap();
+        if status != 0 {
+            return (status, f["Description"].as_str().unwrap().to_string());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("request {flow} still running after 30 s");
 }
 
 /// The whole life of one product secret on `t`.

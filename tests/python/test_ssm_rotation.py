@@ -205,12 +205,18 @@ def _current(ssm, name):
 
 
 def _rotate(ssm, name):
+    """Starts a rotation and waits for its outcome (TaskStatus 0 while it runs)."""
     req = models.RotateProductSecretRequest()
     req.SecretName = name
     flow = ssm.RotateProductSecret(req).FlowID
     info = models.DescribeAsyncRequestInfoRequest()
     info.FlowID = flow
-    return ssm.DescribeAsyncRequestInfo(info)
+    deadline = time.monotonic() + 30
+    while True:
+        resp = ssm.DescribeAsyncRequestInfo(info)
+        if resp.TaskStatus != 0 or time.monotonic() > deadline:
+            return resp
+        time.sleep(0.05)
 
 
 def _create(ssm, name, product, instance, domains, privileges):

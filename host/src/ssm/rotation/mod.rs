@@ -421,6 +421,17 @@ impl Ssm {
                 &[],
             )?,
         }
+        // A rotation holds its claim at most CLAIM_SECS: one still running after that
+        // was cut short (its daemon stopped), and the published credential is unchanged.
+        if f.status == crate::store::FLOW_RUNNING && self.clock.now() - f.create_time > CLAIM_SECS {
+            return Ok(FlowRecord {
+                status: crate::store::FLOW_FAILED,
+                description: "interrupted: the daemon stopped during the rotation; the \
+                              current credential is unchanged"
+                    .into(),
+                ..f
+            });
+        }
         Ok(f)
     }
 }

@@ -15,14 +15,15 @@ use crate::store::{
 use std::sync::Arc;
 
 impl Ssm {
-    /// RotateProductSecret: rotates now and records the outcome as the returned FlowID's
-    /// (TaskStatus 1 or 2). A failure is also counted for the scheduler's retries.
-    pub fn rotate_product_secret(&self, caller: &Caller, name: &str) -> Result<i64> {
+    /// RotateProductSecret: starts the rotation and returns its FlowID at once; the
+    /// rotation runs on a thread of its own (a server that does not answer holds no API
+    /// request) and records its outcome as the flow's TaskStatus 1 or 2. A failure is also
+    /// counted for the scheduler's retries.
+    pub fn rotate_product_secret(self: &Arc<Self>, caller: &Caller, name: &str) -> Result<i64> {
         let (s, p) = self.product_secret(caller, name)?;
         if s.status != SecretStatus::Enabled {
             check(SecretOp::Read, &s)?;
         }
-        let now = self.clock.now();
         let flow = self.rotation.insert_flow(
             &caller.trail,
             &FlowRecord {
@@ -33,24 +34,40 @@ impl Ssm {
                 action: "RotateProductSecret".into(),
                 status: FLOW_RUNNING,
                 description: String::new(),
-                create_time: now,
+                create_time: self.clock.now(),
             },
         )?;
-        let outcome = self.rotate(
-            &self.system_caller(&p, "RotateProductSecret", None),
-            &p,
-            false,
-        );
-        let (status, description) = match &outcome {
-            Ok(()) => (FLOW_SUCCEEDED, "rotated".to_string()),
-            Err(e) => (FLOW_FAILED, e.to_string()),
-        };
-        self.rotation
-            .finish_flow(&caller.trail, flow, status, &description)?;
-        match outcome {
-            Err(e) if e.is_internal() => Err(e),
-            _ => Ok(flow),
-        }
+        let this = self.clone();
+        // The request's record is written (with the flow): later writes add none to it.
+        let trail = caller.trail.clone();
+        std::thread::Builder::new()
+            .name("keyward-rotation".into())
+            .spawn(move || {
+                let outcome = this.rotate(
+                    &this.system_caller(&p, "RotateProductSecret", None),
+                    &p,
+                    false,
+                );
+                let (status, description) = match &outcome {
+                    Ok(()) => (FLOW_SUCCEEDED, "rotated".to_string()),
+                    Err(e) if e.is_internal() => {
+                        tracing::error!(secret = %p.name, error = %e, "rotation failed");
+                        (
+                            FLOW_FAILED,
+                            "internal error: see the server log".to_string(),
+                        )
+                    }
+                    Err(e) => (FLOW_FAILED, e.to_string()),
+                };
+                if let Err(e) = this
+                    .rotation
+                    .finish_flow(&trail, flow, status, &description)
+                {
+                    tracing::error!(flow, error = %e, "could not record a rotation's outcome");
+                }
+            })
+            .map_err(|e| Error::Internal(format!("cannot start a rotation: {e}")))?;
+        Ok(flow)
     }
 
     /// A caller acting as the service on a product secret, with its own audit record.
