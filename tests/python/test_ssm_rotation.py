@@ -33,6 +33,10 @@ DAY = 86400
 pytestmark = pytest.mark.backends("softhsm")
 
 
+# mariadbd refuses to run as root unless told; as anyone else it runs as that user.
+_ROOT = ["--user=root"] if os.geteuid() == 0 else []
+
+
 def _free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -66,11 +70,11 @@ class MariaDb:
         self.dir = tmp / "mariadb"
         self.port = _free_port()
         self.password = "adm" + uuid.uuid4().hex
-        subprocess.run([_need("mariadb-install-db"), "--no-defaults", "--user=root",
+        subprocess.run([_need("mariadb-install-db"), "--no-defaults", *_ROOT,
                         "--skip-test-db", "--auth-root-authentication-method=normal",
                         f"--datadir={self.dir / 'data'}"], check=True, capture_output=True)
         self.proc = subprocess.Popen(
-            [_need("mariadbd"), "--no-defaults", "--user=root", "--skip-name-resolve",
+            [_need("mariadbd"), "--no-defaults", *_ROOT, "--skip-name-resolve",
              "--skip-log-bin", "--bind-address=127.0.0.1", "--innodb-buffer-pool-size=16M",
              f"--port={self.port}", f"--datadir={self.dir / 'data'}",
              f"--socket={self.dir / 'mysqld.sock'}", f"--pid-file={self.dir / 'mysqld.pid'}",

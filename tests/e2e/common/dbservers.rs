@@ -28,6 +28,13 @@ fn need(binary: &str) -> PathBuf {
     panic!("`{binary}` is not installed: run scripts/test.sh, which installs mariadb-server and redis-server")
 }
 
+/// `--user=root` when we are root (mariadbd refuses root unless told); nothing otherwise,
+/// as the server then runs as whoever starts it.
+fn mariadb_user() -> Option<&'static str> {
+    // SAFETY: geteuid only reads process state.
+    (unsafe { libc::geteuid() } == 0).then_some("--user=root")
+}
+
 fn stop_child(child: &mut Option<Child>) {
     if let Some(mut c) = child.take() {
         let _ = Command::new("kill")
@@ -80,7 +87,8 @@ impl MariaDb {
             .tempdir()
             .unwrap();
         let out = Command::new(need("mariadb-install-db"))
-            .args(["--no-defaults", "--user=root", "--skip-test-db"])
+            .args(["--no-defaults", "--skip-test-db"])
+            .args(mariadb_user())
             .arg("--auth-root-authentication-method=normal")
             .arg(format!("--datadir={}", dir.path().join("data").display()))
             .output()
@@ -118,12 +126,8 @@ impl MariaDb {
         let d = self.dir.path();
         let log = std::fs::File::create(d.join("server.out")).unwrap();
         let child = Command::new(need("mariadbd"))
-            .args([
-                "--no-defaults",
-                "--user=root",
-                "--skip-name-resolve",
-                "--skip-log-bin",
-            ])
+            .args(["--no-defaults", "--skip-name-resolve", "--skip-log-bin"])
+            .args(mariadb_user())
             .args(["--bind-address=127.0.0.1", "--innodb-buffer-pool-size=16M"])
             .arg("--innodb-log-file-size=8M")
             .arg(format!("--port={}", self.port))
