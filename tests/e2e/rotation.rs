@@ -365,8 +365,8 @@ async fn lifecycle(mut t: impl Target) {
          [rotation]\noverlap_secs = {OVERLAP}\nretry_initial_secs = {RETRY}\nretry_max_secs = 600\n{}",
         t.database_toml(instance, &admin_secret)
     );
-    let d = Daemon::under_test_with(&config);
-    let c = d.client();
+    let mut d = Daemon::under_test_with(&config);
+    let mut c = d.client();
     ok(c.ssm(
         "CreateSecret",
         json!({"SecretName": admin_secret, "SecretString": t.admin_login().to_string()}),
@@ -469,6 +469,9 @@ async fn lifecycle(mut t: impl Target) {
             .unwrap());
         assert_eq!(listed["TotalCount"], n, "{listed}");
     }
+    // The schedule and the product record survive a restart (the test clock's offset too).
+    d.restart();
+    c = d.client();
     let early = admin(&c, "AdvanceClock", json!({"Seconds": DAY - 60})).await;
     assert_eq!(early["SecretsRotated"], 0, "{early}");
     assert_eq!(current(&c, &name).await, second);
