@@ -548,6 +548,22 @@ async fn lifecycle(mut t: impl Target) {
         .collect();
     assert_eq!(&accounts[..3], ["app_a", "app_b", "app_a"]);
 
+    // /metrics counts the rotations since the restart: the scheduled one, the failed manual
+    // one and its retry.
+    let out = std::process::Command::new("curl")
+        .args(["-sS", &format!("{}/metrics", d.endpoint())])
+        .output()
+        .expect("curl runs");
+    let metrics = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        metrics.contains("keyward_secret_rotations_total 2\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("keyward_secret_rotation_failures_total 1\n"),
+        "{metrics}"
+    );
+
     // DeleteMode 1: the accounts go with the secret (at once, not after a recovery window).
     let last = current(&c, &name).await;
     ok(c.ssm("DisableSecret", json!({"SecretName": name}))

@@ -177,6 +177,8 @@ pub struct Ssm {
     /// Product secrets' targets, schedules and asynchronous requests (`rotation`).
     rotation: Arc<dyn RotationStore>,
     alarms: Arc<Alarms>,
+    /// Product-secret rotations done and failed, for `/metrics`.
+    pub rotations: rotation::Counters,
     /// Issues and retires the keys of API-key secrets (CAM, set after start-up).
     key_issuer: std::sync::OnceLock<Arc<dyn rotation::api_keys::KeyIssuer>>,
     cfg: Arc<Config>,
@@ -197,6 +199,7 @@ impl Ssm {
             store,
             rotation,
             alarms,
+            rotations: Default::default(),
             key_issuer: std::sync::OnceLock::new(),
             cfg,
             clock,

@@ -45,6 +45,13 @@ const API_OFFSET: time::UtcOffset = match time::UtcOffset::from_hms(8, 0, 0) {
     Err(_) => time::UtcOffset::UTC,
 };
 
+/// Rotations of product secrets since start (manual and scheduled), for `/metrics`.
+#[derive(Default)]
+pub struct Counters {
+    pub succeeded: std::sync::atomic::AtomicU64,
+    pub failed: std::sync::atomic::AtomicU64,
+}
+
 /// The product name of a kind of database.
 pub fn product_name(kind: DatabaseKind) -> &'static str {
     match kind {

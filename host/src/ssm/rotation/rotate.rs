@@ -117,6 +117,11 @@ impl Ssm {
         {
             tracing::warn!(secret = %p.name, error = %e, "could not release a rotation claim");
         }
+        let counter = match &outcome {
+            Ok(()) => &self.rotations.succeeded,
+            Err(_) => &self.rotations.failed,
+        };
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if let Err(e) = &outcome {
             self.rotation_failed(p, e, caller.trail.fence(), now)?;
         }
