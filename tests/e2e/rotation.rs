@@ -1009,3 +1009,49 @@ async fn refused_grant_leaves_no_account_behind() {
         t.use_granted(&user, &password).unwrap();
     }
 }
+
+/// Rotations started together never interleave: each takes the secret's claim or reports it
+/// busy, and whatever the interleaving, the published credential is one the server knows.
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_rotations_never_publish_an_unknown_password() {
+    let t = Maria(MariaDb::start());
+    let d = Daemon::under_test_with(&t.database_toml("m1", "m1-admin"));
+    let c = d.client();
+    ok(c.ssm(
+        "CreateSecret",
+        json!({"SecretName": "m1-admin", "SecretString": t.admin_login().to_string()}),
+    )
+    .await
+    .unwrap());
+    let mut req = t.grants();
+    let name = unique("busy");
+    req["SecretName"] = json!(name);
+    req["UserNamePrefix"] = json!("busy");
+    req["ProductName"] = json!("Mysql");
+    req["InstanceID"] = json!("m1");
+    ok(c.ssm("CreateProductSecret", req).await.unwrap());
+    let mut flows = Vec::new();
+    for _ in 0..4 {
+        let r = ok(c
+            .ssm("RotateProductSecret", json!({"SecretName": name}))
+            .await
+            .unwrap());
+        flows.push(r["FlowID"].clone());
+    }
+    let mut rotated = 0;
+    for f in &flows {
+        match flow_status(&c, f).await {
+            (1, _) => rotated += 1,
+            (2, why) => assert!(why.contains("being rotated"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(rotated >= 1);
+    let (user, password) = current(&c, &name).await;
+    t.use_granted(&user, &password).unwrap();
+    let h = ok(c
+        .ssm("DescribeRotationHistory", json!({"SecretName": name}))
+        .await
+        .unwrap());
+    assert_eq!(h["TotalCount"], 1 + rotated, "{h}");
+}
