@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs Keyward's whole test suite on a fresh Debian machine: installs SoftHSM2, PostgreSQL,
-# Node.js, npm and Chromium (apt), the Python SDK venv and the Node.js SDK (npm ci) when they are missing,
-# checks formatting and lints, runs the Rust unit and end-to-end tests, then the Python and
-# Node.js SDK compatibility suites against the real daemon. The store-facing suites also run on
+# MariaDB, Redis, Node.js, npm and Chromium (apt), the Python SDK venv and the Node.js SDK (npm ci)
+# when they are missing, checks formatting and lints, runs the Rust unit and end-to-end tests, then
+# the Python and Node.js SDK compatibility suites against the real daemon. The store-facing suites also run on
 # PostgreSQL (a throw-away cluster per test process; docs/postgres.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +20,10 @@ command -v npm >/dev/null || missing+=(npm)
 command -v chromium >/dev/null || missing+=(chromium)
 # The tests start clusters of their own with these binaries; no system service is needed.
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+# e2e_rotation starts its own MariaDB and Redis servers in temporary directories
+# (docs/rotation.md); the packages' system services are not used.
+[ -x /usr/sbin/mariadbd ] && command -v mariadb-install-db >/dev/null || missing+=(mariadb-server)
+command -v redis-server >/dev/null || missing+=(redis-server)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "==> installing ${missing[*]}"
   sudo_if_needed apt-get update -qq
@@ -64,7 +68,8 @@ for backend in embedded serial; do
 done
 echo "==> the store-facing suites and the Python SDK suite on PostgreSQL (SoftHSM2)"
 KEYWARD_TEST_STORE=postgres cargo test -p keyward --test e2e_kms_api --test e2e_lifecycle \
-  --test e2e_ssm --test e2e_access --test e2e_audit --test e2e_integrity --test e2e_backup
+  --test e2e_ssm --test e2e_access --test e2e_audit --test e2e_integrity --test e2e_backup \
+  --test e2e_rotation
 KEYWARD_TEST_STORE=postgres KEYWARD_BIN="$PWD/target/debug/keyward" \
   .venv/bin/python -m pytest -q tests/python
 echo "==> Python SDK compatibility suite on SoftHSM2"

@@ -42,6 +42,11 @@ pub struct Config {
     pub ssm: SsmConfig,
     #[serde(default)]
     pub console: ConsoleConfig,
+    /// Database servers whose accounts product secrets create and rotate (docs/rotation.md).
+    #[serde(default)]
+    pub databases: Vec<DatabaseConfig>,
+    #[serde(default)]
+    pub rotation: RotationConfig,
 }
 
 /// The web console at `/console` (docs/console.md).
@@ -83,6 +88,81 @@ fn default_console_absolute() -> u64 {
 
 fn default_console_sessions() -> usize {
     10_000
+}
+
+/// What kind of server a `[[databases]]` entry is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DatabaseKind {
+    /// MySQL or MariaDB (product `Mysql`).
+    Mysql,
+    /// PostgreSQL (product `PostgreSQL`).
+    Postgresql,
+    /// Redis 6+ ACL users (product `Redis`).
+    Redis,
+}
+
+/// A database server that product secrets may name as their `InstanceID`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// The `InstanceID` callers name.
+    pub id: String,
+    pub kind: DatabaseKind,
+    /// `host:port` of a TCP listener; or give `socket`.
+    #[serde(default)]
+    pub address: Option<String>,
+    /// A unix socket: the socket file (MySQL, Redis) or its directory (PostgreSQL).
+    #[serde(default)]
+    pub socket: Option<PathBuf>,
+    /// The Keyward secret (in the product secret's region and account) whose `SSM_Current`
+    /// value is the administrative login as JSON `{"UserName": …, "Password": …}`: the
+    /// password never appears in this file.
+    pub admin_secret: String,
+    /// TLS to the server (`address` only), its certificate verified against this CA bundle
+    /// (PEM) for the host of `address` (a name or an IP address in the certificate). Without
+    /// it the connection is plain: keep it to loopback, a unix socket or a protected network.
+    #[serde(default)]
+    pub tls_ca: Option<PathBuf>,
+    /// The databases product secrets may be granted on (MySQL, PostgreSQL); when set,
+    /// `GlobalPrivileges` are refused too. Unset: any database but MySQL's system schemas.
+    /// Whoever may call CreateProductSecret acts with the admin login's rights within it.
+    #[serde(default)]
+    pub grant_databases: Option<Vec<String>>,
+    /// PostgreSQL: the database the administrative login connects to, and the one the
+    /// accounts log in to by default.
+    #[serde(default)]
+    pub database: Option<String>,
+    /// Connect and query timeout.
+    #[serde(default = "default_database_timeout")]
+    pub timeout_secs: u64,
+}
+
+fn default_database_timeout() -> u64 {
+    5
+}
+
+/// Rotation of product secrets (docs/rotation.md). A field left out keeps its default.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RotationConfig {
+    /// How long the credential published before a rotation keeps working after it, so that
+    /// applications have time to fetch the new one (default an hour).
+    pub overlap_secs: u64,
+    /// The first retry of a failed rotation waits this long (a minute); each further
+    /// failure doubles the wait, up to `retry_max_secs` (an hour).
+    pub retry_initial_secs: u64,
+    pub retry_max_secs: u64,
+}
+
+impl Default for RotationConfig {
+    fn default() -> Self {
+        RotationConfig {
+            overlap_secs: 3600,
+            retry_initial_secs: 60,
+            retry_max_secs: 3600,
+        }
+    }
 }
 
 /// Secrets Manager behaviour that clients disagree on.
@@ -614,6 +694,39 @@ impl Config {
                 ));
             }
         }
+        for (i, d) in self.databases.iter().enumerate() {
+            if d.id.is_empty() || self.databases[..i].iter().any(|o| o.id == d.id) {
+                return Err(Error::Config(format!(
+                    "databases: every entry needs an id of its own (`{}`)",
+                    d.id
+                )));
+            }
+            if d.address.is_some() == d.socket.is_some() {
+                return Err(Error::Config(format!(
+                    "databases `{}`: give exactly one of address and socket",
+                    d.id
+                )));
+            }
+            if d.tls_ca.is_some() && d.address.is_none() {
+                return Err(Error::Config(format!(
+                    "databases `{}`: tls_ca needs an address (TLS is not spoken on a unix socket)",
+                    d.id
+                )));
+            }
+            if d.admin_secret.is_empty() {
+                return Err(Error::Config(format!(
+                    "databases `{}`: admin_secret names the secret holding the admin login",
+                    d.id
+                )));
+            }
+        }
+        if self.rotation.retry_initial_secs == 0
+            || self.rotation.retry_max_secs < self.rotation.retry_initial_secs
+        {
+            return Err(Error::Config(
+                "rotation: retry_initial_secs must be at least 1 and at most retry_max_secs".into(),
+            ));
+        }
         if self.tls.is_none() && !self.listen.ip().is_loopback() && !self.allow_insecure_http {
             return Err(Error::Config(format!(
                 "refusing plain HTTP on non-loopback address {}: configure [tls] or set allow_insecure_http = true",
@@ -621,6 +734,10 @@ impl Config {
             )));
         }
         Ok(())
+    }
+
+    pub fn database(&self, id: &str) -> Option<&DatabaseConfig> {
+        self.databases.iter().find(|d| d.id == id)
     }
 
     pub fn region(&self, name: &str) -> Option<&RegionConfig> {
@@ -631,6 +748,32 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn databases_need_a_unique_id_one_endpoint_and_tls_over_tcp() {
+        let parse = |t: &str| toml::from_str::<Config>(t).unwrap().validate();
+        let entry = |id: &str, endpoint: &str| {
+            format!("[[databases]]\nid = \"{id}\"\nkind = \"mysql\"\n{endpoint}\nadmin_secret = \"a\"\n")
+        };
+        let tcp = "address = \"127.0.0.1:3306\"";
+        parse(&entry("m1", tcp)).unwrap();
+        parse(&(entry("m1", tcp) + &entry("m2", "socket = \"/run/m.sock\""))).unwrap();
+        assert!(
+            parse(&(entry("m1", tcp) + &entry("m1", tcp))).is_err(),
+            "duplicate id"
+        );
+        assert!(parse(&entry("m1", "")).is_err(), "no endpoint");
+        assert!(
+            parse(&entry("m1", &format!("{tcp}\nsocket = \"/s\""))).is_err(),
+            "two endpoints"
+        );
+        assert!(parse(&entry("m1", "socket = \"/s\"\ntls_ca = \"/ca.pem\"")).is_err());
+        parse(&entry("m1", &format!("{tcp}\ntls_ca = \"/ca.pem\""))).unwrap();
+        let c: Config = toml::from_str(&entry("m1", tcp)).unwrap();
+        assert_eq!(c.database("m1").unwrap().kind, DatabaseKind::Mysql);
+        assert_eq!(c.rotation.overlap_secs, 3600);
+        assert!(parse("[rotation]\nretry_initial_secs = 0\n").is_err());
+    }
 
     #[test]
     fn defaults_are_loopback_embedded() {

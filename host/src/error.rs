@@ -146,6 +146,15 @@ pub enum Error {
     SecretPendingDelete(String),
     #[error("{0}")]
     OperationDenied(String),
+    /// A database a product secret rotates on failed or refused (down, wrong admin login,
+    /// grant refused). The message names the database and the step, never a password.
+    #[error("{0}")]
+    TargetFailed(String),
+    /// Another rotation of the same product secret is under way.
+    #[error("{0}")]
+    RotationBusy(String),
+    #[error("asynchronous request {0} does not exist")]
+    FlowNotFound(i64),
     /// A KMS failure while protecting or opening a secret value.
     #[error("KMS operation failed: {0}")]
     AccessKms(String),

@@ -20,13 +20,16 @@ pub struct JobReport {
     pub reminded: usize,
     pub deleted: usize,
     pub secrets_deleted: usize,
+    /// Product secrets rotated (scheduled rotations and retries of failed ones).
+    pub secrets_rotated: usize,
     /// Whether this daemon holds the jobs lease (it ran nothing otherwise).
     pub leader: bool,
 }
 
 impl JobReport {
     pub fn is_empty(&self) -> bool {
-        self.rotated + self.reminded + self.deleted + self.secrets_deleted == 0
+        self.rotated + self.reminded + self.deleted + self.secrets_deleted + self.secrets_rotated
+            == 0
     }
 }
 
@@ -109,6 +112,7 @@ impl Jobs {
             reminded,
             deleted,
             secrets_deleted: self.ssm.run_due_jobs(fence)?,
+            secrets_rotated: self.ssm.run_rotation_jobs(fence)?,
             leader: true,
         })
     }

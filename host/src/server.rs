@@ -43,6 +43,8 @@ pub struct Started {
 }
 
 /// Opens (creating on first use) everything the daemon needs.
+// Long function: it wires every service in the one order start-up needs (each takes what
+// the ones before it built); split up, that order would be harder to see.
 pub fn bootstrap(cfg: Config) -> Result<Started> {
     cfg.validate()?;
     create_private_dir(&cfg.data_dir)?;
@@ -84,6 +86,8 @@ pub fn bootstrap(cfg: Config) -> Result<Started> {
     let ssm = Arc::new(Ssm::new(
         kms.clone(),
         store.clone(),
+        store.clone(),
+        alarms.clone(),
         cfg.clone(),
         clock.clone(),
     ));
@@ -121,6 +125,7 @@ pub fn bootstrap(cfg: Config) -> Result<Started> {
         clock.clone(),
         api::actions::ACTIONS.iter().map(|a| a.cam_name()).collect(),
     ));
+    ssm.set_key_issuer(cam.clone());
     // Other daemons sharing the store change what this one caches: follow their changes
     // from before the first request.
     store.watch_changes(crate::coherence::sink(kms.clone(), cam.clone()))?;
@@ -512,6 +517,7 @@ fn spawn_background_jobs(state: &Arc<AppState>) -> Result<()> {
                         reminded = r.reminded,
                         deleted = r.deleted,
                         secrets = r.secrets_deleted,
+                        secrets_rotated = r.secrets_rotated,
                         "scheduled jobs ran"
                     );
                 }

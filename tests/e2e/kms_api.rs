@@ -1095,9 +1095,17 @@ async fn documented_refusals_answer_their_codes() {
         assert_eq!(r["Error"]["Message"], reason, "{}", a.name);
         refused += 1;
     }
-    assert_eq!(refused, 13 + 7, "13 white-box and 7 product-secret actions");
+    assert_eq!(refused, 13, "the 13 white-box actions");
 
     let secret = unique("refusals");
+    // DeleteMode 1 is refused on a user-defined secret that exists.
+    let user_defined = unique("user-defined");
+    ok(c.ssm(
+        "CreateSecret",
+        json!({"SecretName": user_defined, "SecretString": "v"}),
+    )
+    .await
+    .unwrap());
     let refusals = [
         (
             "ssm",
@@ -1126,8 +1134,15 @@ async fn documented_refusals_answer_their_codes() {
         (
             "ssm",
             "DeleteSecret",
-            json!({"SecretName": secret, "DeleteMode": 1}),
+            json!({"SecretName": user_defined, "DeleteMode": 1}),
             "UnsupportedOperation",
+        ),
+        (
+            "ssm",
+            "CreateProductSecret",
+            json!({"SecretName": secret, "UserNamePrefix": "app", "ProductName": "Mysql",
+                   "InstanceID": "not-configured", "Domains": ["%"], "PrivilegesList": []}),
+            "InvalidParameterValue",
         ),
         (
             "ssm",

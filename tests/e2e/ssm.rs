@@ -354,7 +354,7 @@ async fn secrets_values_versions_and_states() {
         &c.ssm("RotateProductSecret", json!({"SecretName": "x"}))
             .await
             .unwrap(),
-        "UnsupportedOperation",
+        "ResourceNotFound.SecretNotExist",
     );
     // The KMS and SSM GetRegions are different actions of different products, both signed.
     ok(c.kms("GetRegions", json!({})).await.unwrap());

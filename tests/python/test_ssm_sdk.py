@@ -1045,7 +1045,9 @@ def test_create_service_prepaid_rejected(ssm):
 # ----------------------------------------------------------------------------- product secrets
 
 
-def test_create_product_secret_unsupported(ssm):
+def test_create_product_secret_unknown_instance(ssm):
+    # Product secrets rotate on databases declared in keyward.toml (docs/rotation.md):
+    # an InstanceID that names none is refused before anything is created.
     req = models.CreateProductSecretRequest()
     req.SecretName = unique_name("prod")
     req.UserNamePrefix = "pytest"
@@ -1057,7 +1059,7 @@ def test_create_product_secret_unsupported(ssm):
     priv.Privileges = ["SELECT"]
     req.PrivilegesList = [priv]
     req.Description = "product secret"
-    expect_error("UnsupportedOperation", ssm.CreateProductSecret, req)
+    expect_error("InvalidParameterValue", ssm.CreateProductSecret, req)
     expect_error("ResourceNotFound.SecretNotExist", describe_secret, ssm, req.SecretName)
 
 

@@ -5,7 +5,7 @@
 //! reference's action lists and against itself.
 
 use super::{admin_actions, audit_actions, crypto_actions, data_key_actions, iam_actions};
-use super::{kms_actions, pq_actions, ssm_actions, Handler};
+use super::{kms_actions, pq_actions, product_actions, ssm_actions, Handler};
 use std::collections::HashMap;
 use std::sync::LazyLock;
 
@@ -142,8 +142,6 @@ const fn row(
     }
 }
 
-const PRODUCT_SECRETS: &str = "cloud-product secrets (database credentials and their rotation) \
-    are not supported by this Keyward version; use user-defined secrets (SecretType 0)";
 const WHITE_BOX: &str = "white-box keys are not offered: their key tables are a proprietary \
     format of Tencent's device SDK that an on-premises HSM cannot produce";
 
@@ -243,13 +241,13 @@ pub const ACTIONS: &[Action] = &[
     row(Ssm, "GetServiceStatus", Run::Handler(ssm_actions::get_service_status), Read, Blocking, Global),
     row(Ssm, "GetRegions", Run::Handler(ssm_actions::get_regions), Read, Inline, Global),
     row(Ssm, "CreateService", Run::Handler(ssm_actions::create_service), Write, Blocking, Global),
-    row(Ssm, "CreateProductSecret", Run::Refused(PRODUCT_SECRETS), Write, Blocking, Resource),
-    row(Ssm, "RotateProductSecret", Run::Refused(PRODUCT_SECRETS), Write, Blocking, Resource),
-    row(Ssm, "UpdateRotationStatus", Run::Refused(PRODUCT_SECRETS), Write, Blocking, Resource),
-    row(Ssm, "DescribeRotationDetail", Run::Refused(PRODUCT_SECRETS), Read, Blocking, Resource),
-    row(Ssm, "DescribeRotationHistory", Run::Refused(PRODUCT_SECRETS), Read, Blocking, Resource),
-    row(Ssm, "DescribeAsyncRequestInfo", Run::Refused(PRODUCT_SECRETS), Read, Blocking, Resource),
-    row(Ssm, "DescribeSupportedProducts", Run::Refused(PRODUCT_SECRETS), Read, Blocking, Global),
+    row(Ssm, "CreateProductSecret", Run::Handler(product_actions::create_product_secret), Write, Blocking, Resource),
+    row(Ssm, "RotateProductSecret", Run::Handler(product_actions::rotate_product_secret), Write, Blocking, Resource),
+    row(Ssm, "UpdateRotationStatus", Run::Handler(product_actions::update_rotation_status), Write, Blocking, Resource),
+    row(Ssm, "DescribeRotationDetail", Run::Handler(product_actions::describe_rotation_detail), Read, Blocking, Resource),
+    row(Ssm, "DescribeRotationHistory", Run::Handler(product_actions::describe_rotation_history), Read, Blocking, Resource),
+    row(Ssm, "DescribeAsyncRequestInfo", Run::Handler(product_actions::describe_async_request_info), Read, Blocking, Resource),
+    row(Ssm, "DescribeSupportedProducts", Run::Handler(product_actions::describe_supported_products), Read, Blocking, Global),
     row(Ssm, "CreateSSHKeyPairSecret", Run::Handler(ssm_actions::create_ssh_key_pair_secret), Write, Blocking, Resource),
     row(Ssm, "GetSSHKeyPairValue", Run::Handler(ssm_actions::get_ssh_key_pair_value), Crypto, Blocking, Resource),
     // Keyward extensions (2026-11-01): operator actions

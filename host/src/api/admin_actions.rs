@@ -47,6 +47,7 @@ fn report_json(now: i64, r: JobReport) -> Result<Fields> {
         "Reminded": r.reminded,
         "Deleted": r.deleted,
         "SecretsDeleted": r.secrets_deleted,
+        "SecretsRotated": r.secrets_rotated,
         // With several daemons only the holder of the jobs lease runs them.
         "Leader": r.leader,
     }))

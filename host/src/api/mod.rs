@@ -12,6 +12,7 @@ mod iam_actions;
 mod kms_actions;
 pub mod params;
 mod pq_actions;
+mod product_actions;
 pub mod ratelimit;
 pub mod run_as;
 mod ssm_actions;
@@ -137,7 +138,9 @@ async fn metrics(State(st): State<Arc<AppState>>) -> Response {
          # TYPE keyward_audit_records_written_total counter\nkeyward_audit_records_written_total {}\n\
          # TYPE keyward_audit_write_failures_total counter\nkeyward_audit_write_failures_total {}\n\
          # TYPE keyward_audit_checkpoints_total counter\nkeyward_audit_checkpoints_total {}\n\
-         # TYPE keyward_audit_unauthenticated_unrecorded_total counter\nkeyward_audit_unauthenticated_unrecorded_total {}\n",
+         # TYPE keyward_audit_unauthenticated_unrecorded_total counter\nkeyward_audit_unauthenticated_unrecorded_total {}\n\
+         # TYPE keyward_secret_rotations_total counter\nkeyward_secret_rotations_total {}\n\
+         # TYPE keyward_secret_rotation_failures_total counter\nkeyward_secret_rotation_failures_total {}\n",
         c.raised.load(Relaxed),
         c.delivered.load(Relaxed),
         c.delivery_failures.load(Relaxed),
@@ -146,6 +149,8 @@ async fn metrics(State(st): State<Arc<AppState>>) -> Response {
         a.failures.load(Relaxed),
         a.checkpoints.load(Relaxed),
         a.unauthenticated_unrecorded.load(Relaxed),
+        st.ssm.rotations.succeeded.load(Relaxed),
+        st.ssm.rotations.failed.load(Relaxed),
     );
     axum::response::IntoResponse::into_response((
         [(

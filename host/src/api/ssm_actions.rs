@@ -76,8 +76,8 @@ struct CreateSecretRequest {
     secret_binary: Option<Zeroizing<String>>,
     #[serde(default)]
     secret_string: Option<Zeroizing<String>>,
+    /// SecretType 3: `{"TargetUin": <sub-account uin>}`; otherwise accepted, not stored.
     #[serde(default)]
-    #[allow(dead_code)]
     additional_config: Option<String>,
     #[serde(default)]
     tags: Option<Vec<Tag>>,
@@ -91,9 +91,11 @@ pub(super) fn create_secret(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     let req: CreateSecretRequest = parse(body)?;
     match req.secret_type.unwrap_or(0) {
         0 => {}
+        API_KEY => return create_api_key_secret(ctx, req),
         t => {
             return Err(Error::InvalidValue(format!(
-                "CreateSecret creates user-defined secrets (SecretType 0), not type {t}"
+                "CreateSecret creates user-defined (SecretType 0) and API-key (3) secrets, \
+                 not type {t}"
             )))
         }
     }
@@ -138,6 +140,43 @@ pub(super) fn create_secret(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
         out.insert("TagMsg".into(), json!(""));
     }
     Ok(out)
+}
+
+const API_KEY: u64 = crate::ssm::rotation::api_keys::SECRET_TYPE_API_KEY;
+
+/// CreateSecret with SecretType 3: Keyward issues the sub-account's key and rotates it
+/// (docs/rotation.md); the caller gives no value.
+fn create_api_key_secret(ctx: &Ctx<'_>, req: CreateSecretRequest) -> Result<Fields> {
+    if req.secret_string.is_some_and(|s| !s.is_empty())
+        || req.secret_binary.is_some_and(|s| !s.is_empty())
+    {
+        return Err(Error::InvalidValue(
+            "API-key secrets hold a key Keyward issues: give no SecretString or SecretBinary"
+                .into(),
+        ));
+    }
+    if req.encrypt_type.unwrap_or(0) != 0 {
+        return Err(Error::Unsupported(
+            "EncryptType 1 (software key) is not offered: every secret is protected by a KMS key"
+                .into(),
+        ));
+    }
+    let tags = req.tags.unwrap_or_default();
+    super::kms_actions::check_tags(&tags)?;
+    let target_uin = crate::ssm::rotation::api_keys::target_uin(req.additional_config.as_deref())?;
+    let (s, _) = ctx.state.ssm.create_api_key_secret(
+        &ctx.caller,
+        crate::ssm::rotation::api_keys::NewApiKeySecret {
+            name: req.secret_name,
+            description: req.description.unwrap_or_default(),
+            kms_key_id: req.kms_key_id,
+            tags,
+            target_uin,
+        },
+    )?;
+    Ok(obj(
+        json!({ "SecretName": s.name, "VersionId": DEFAULT_VERSION_ID }),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -247,6 +286,7 @@ struct NameRequest {
 pub(super) fn describe_secret(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     let req: NameRequest = parse(body)?;
     let s = ctx.state.ssm.secret(&ctx.caller, &req.secret_name)?;
+    let p = Rotation::of(ctx, &s)?;
     Ok(obj(json!({
         "SecretName": s.name,
         "Description": s.description,
@@ -256,25 +296,69 @@ pub(super) fn describe_secret(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
         "DeleteTime": s.delete_time,
         "CreateTime": s.create_time,
         "SecretType": s.secret_type,
-        "ProductName": "",
-        "ResourceID": "",
-        "RotationStatus": false,
-        "RotationFrequency": 0,
+        "ProductName": p.product,
+        "ResourceID": p.resource_id,
+        "RotationStatus": p.enabled,
+        "RotationFrequency": p.frequency,
         "ResourceName": s.ssh_key_name,
         "ProjectID": s.project_id,
         "AssociatedInstanceIDs": [],
-        "TargetUin": 0,
+        "TargetUin": p.target_uin,
         "AdditionalConfig": "",
         "EncryptType": 0,
         "EncryptSwitching": false,
         "CreateUinString": s.create_uin.to_string(),
-        "TargetUinString": "0",
-        "NextRotationTime": "",
+        "TargetUinString": p.target_uin.to_string(),
+        "NextRotationTime": p.next_text,
     })))
 }
 
+/// What DescribeSecret and ListSecrets show of a product secret's rotation (empty for
+/// user-defined and SSH key pair secrets).
+#[derive(Default)]
+struct Rotation {
+    product: String,
+    resource_id: String,
+    enabled: bool,
+    frequency: i64,
+    next: i64,
+    next_text: String,
+    begin_text: String,
+    target_uin: u64,
+}
+
+impl Rotation {
+    fn of(ctx: &Ctx<'_>, s: &SecretRecord) -> Result<Rotation> {
+        let Some(p) = ctx.state.ssm.product_record(s)? else {
+            return Ok(Rotation::default());
+        };
+        let next = if p.rotation_enabled {
+            p.next_rotation
+        } else {
+            0
+        };
+        let text = |t: i64| match t {
+            0 => String::new(),
+            t => crate::ssm::rotation::format_time(t),
+        };
+        Ok(Rotation {
+            target_uin: match p.product.as_str() {
+                crate::ssm::rotation::api_keys::PRODUCT_CAM => p.instance_id.parse().unwrap_or(0),
+                _ => 0,
+            },
+            resource_id: p.instance_id,
+            product: p.product,
+            enabled: p.rotation_enabled,
+            frequency: p.frequency_days,
+            next,
+            next_text: text(next),
+            begin_text: text(next),
+        })
+    }
+}
+
 /// SecretMetadata (ListSecrets item) with every always-present field.
-fn metadata(s: &SecretRecord) -> Value {
+fn metadata(s: &SecretRecord, p: &Rotation) -> Value {
     json!({
         "SecretName": s.name,
         "Description": s.description,
@@ -284,21 +368,21 @@ fn metadata(s: &SecretRecord) -> Value {
         "DeleteTime": s.delete_time,
         "CreateTime": s.create_time,
         "KmsKeyType": s.kms_key_type,
-        "RotationStatus": 0,
-        "NextRotationTime": 0,
+        "RotationStatus": i64::from(p.enabled),
+        "NextRotationTime": p.next,
         "SecretType": s.secret_type,
-        "ProductName": "",
+        "ProductName": p.product,
         "ResourceName": s.ssh_key_name,
         "ProjectID": s.project_id,
         "AssociatedInstanceIDs": [],
-        "TargetUin": 0,
-        "RotationFrequency": 0,
-        "ResourceID": "",
-        "RotationBeginTime": "",
+        "TargetUin": p.target_uin,
+        "RotationFrequency": p.frequency,
+        "ResourceID": p.resource_id,
+        "RotationBeginTime": p.begin_text,
         "EncryptType": 0,
         "EncryptSwitching": false,
         "CreateUinString": s.create_uin.to_string(),
-        "TargetUinString": "0",
+        "TargetUinString": p.target_uin.to_string(),
     })
 }
 
@@ -349,14 +433,19 @@ pub(super) fn list_secrets(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
             "SecretType must be 0 to 4, not {secret_type}"
         )));
     }
-    // Only user-defined, KMS-encrypted secrets exist here; other filters match nothing.
-    if req.encrypt_type.unwrap_or(0) != 0
-        || req.product_name.is_some_and(|p| !p.is_empty())
-        || req.instance_id.is_some_and(|i| !i.is_empty())
-    {
+    // Every secret is KMS-encrypted: EncryptType 1 matches nothing.
+    if req.encrypt_type.unwrap_or(0) != 0 {
         return Ok(empty());
     }
-    let q = SecretQuery {
+    let products: Vec<String> = req
+        .product_name
+        .unwrap_or_default()
+        .split(',')
+        .map(|p| p.trim().to_string())
+        .filter(|p| !p.is_empty())
+        .collect();
+    let instance = req.instance_id.filter(|i| !i.is_empty());
+    let mut q = SecretQuery {
         region: ctx.caller.region.clone(),
         owner_uin: ctx.caller.owner_uin,
         status,
@@ -370,8 +459,30 @@ pub(super) fn list_secrets(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
             n => n,
         },
     };
+    let by_product = !products.is_empty() || instance.is_some();
+    let (offset, limit) = (q.offset as usize, q.limit as usize);
+    if by_product {
+        // The store does not index products: filter the whole list here, then page.
+        (q.offset, q.limit) = (0, ctx.state.cfg.limits.secret_limit.max(1));
+    }
     let (total, secrets) = ctx.state.ssm.query(&ctx.caller, &q)?;
-    let metas: Vec<Value> = secrets.iter().map(metadata).collect();
+    let mut items = Vec::new();
+    for s in secrets {
+        let p = Rotation::of(ctx, &s)?;
+        let wanted = (products.is_empty()
+            || products.iter().any(|x| x.eq_ignore_ascii_case(&p.product)))
+            && instance.as_ref().is_none_or(|i| *i == p.resource_id);
+        if wanted {
+            items.push(metadata(&s, &p));
+        }
+    }
+    let (total, metas) = match by_product {
+        true => (
+            items.len() as u64,
+            items.into_iter().skip(offset).take(limit).collect(),
+        ),
+        false => (total, items),
+    };
     Ok(obj(
         json!({ "TotalCount": total, "SecretMetadatas": metas }),
     ))
@@ -431,16 +542,20 @@ struct DeleteSecretRequest {
 
 pub(super) fn delete_secret(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     let req: DeleteSecretRequest = parse(body)?;
-    if req.delete_mode.unwrap_or(0) != 0 {
-        return Err(Error::Unsupported(
-            "DeleteMode 1 (also delete the database account) applies to product secrets only"
-                .into(),
-        ));
-    }
+    let drop_credentials = match req.delete_mode.unwrap_or(0) {
+        0 => false,
+        1 => true,
+        m => {
+            return Err(Error::InvalidValue(format!(
+                "DeleteMode must be 0 or 1, not {m}"
+            )))
+        }
+    };
     let when = ctx.state.ssm.delete(
         &ctx.caller,
         &req.secret_name,
         req.recovery_window_in_days.unwrap_or(0),
+        drop_credentials,
     )?;
     Ok(obj(
         json!({ "SecretName": req.secret_name, "DeleteTime": when }),
@@ -584,7 +699,8 @@ pub(super) fn get_service_status(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     Ok(obj(json!({
         "ServiceEnabled": true,
         "InvalidType": 1,
-        "AccessKeyEscrowEnabled": false,
+        // API-key secrets (SecretType 3) are offered (docs/rotation.md).
+        "AccessKeyEscrowEnabled": true,
         "ExpireTime": "",
         "SecretLimit": ctx.state.cfg.limits.secret_limit,
         "PayModel": "",

@@ -7,8 +7,10 @@
 //! state governs the secret, and a stored ciphertext moved to another secret or version fails
 //! to authenticate instead of revealing the other value.
 
+pub mod rotation;
 pub mod ssh;
 
+use crate::alarms::Alarms;
 use crate::cam::policy;
 use crate::cam::Caller;
 use crate::clock::Clock;
@@ -17,8 +19,8 @@ use crate::error::{Error, Result};
 use crate::kms::envelope::{Binding, Sealed};
 use crate::kms::{Kms, KEY_USAGE_ENCRYPT_DECRYPT};
 use crate::store::{
-    Fence, SecretQuery, SecretRecord, SecretStatus, SecretStore, SecretVersion, Tag, Trail,
-    VersionWrite,
+    Fence, RotationStore, SecretQuery, SecretRecord, SecretStatus, SecretStore, SecretVersion, Tag,
+    Trail, VersionWrite,
 };
 use std::sync::Arc;
 use zeroize::Zeroizing;
@@ -172,6 +174,13 @@ pub struct NewSecret {
 pub struct Ssm {
     kms: Arc<Kms>,
     store: Arc<dyn SecretStore>,
+    /// Product secrets' targets, schedules and asynchronous requests (`rotation`).
+    rotation: Arc<dyn RotationStore>,
+    alarms: Arc<Alarms>,
+    /// Product-secret rotations done and failed, for `/metrics`.
+    pub rotations: rotation::Counters,
+    /// Issues and retires the keys of API-key secrets (CAM, set after start-up).
+    key_issuer: std::sync::OnceLock<Arc<dyn rotation::api_keys::KeyIssuer>>,
     cfg: Arc<Config>,
     clock: Arc<dyn Clock>,
 }
@@ -180,12 +189,18 @@ impl Ssm {
     pub fn new(
         kms: Arc<Kms>,
         store: Arc<dyn SecretStore>,
+        rotation: Arc<dyn RotationStore>,
+        alarms: Arc<Alarms>,
         cfg: Arc<Config>,
         clock: Arc<dyn Clock>,
     ) -> Self {
         Ssm {
             kms,
             store,
+            rotation,
+            alarms,
+            rotations: Default::default(),
+            key_issuer: std::sync::OnceLock::new(),
             cfg,
             clock,
         }
@@ -417,7 +432,16 @@ impl Ssm {
     }
 
     /// DeleteSecret: window 0 deletes now; 1–30 days schedules. Returns the deletion time.
-    pub fn delete(&self, caller: &Caller, name: &str, window_days: u64) -> Result<i64> {
+    /// With `drop_credentials` (DeleteMode 1) a product secret's accounts or API keys go
+    /// first; that needs RecoveryWindowInDays 0, since a restored secret would otherwise
+    /// hand out credentials that no longer exist.
+    pub fn delete(
+        &self,
+        caller: &Caller,
+        name: &str,
+        window_days: u64,
+        drop_credentials: bool,
+    ) -> Result<i64> {
         if window_days > 30 {
             return Err(Error::InvalidValue(format!(
                 "RecoveryWindowInDays must be 0 to 30, not {window_days}"
@@ -425,11 +449,26 @@ impl Ssm {
         }
         let now = self.clock.now();
         let secret = self.secret(caller, name)?;
+        if drop_credentials && !rotation::is_product_secret(&secret) {
+            return Err(Error::Unsupported(
+                "DeleteMode 1 (also delete the database accounts) applies to product secrets only"
+                    .into(),
+            ));
+        }
         check(SecretOp::Delete, &secret)?;
         if secret.secret_type == ssh::SECRET_TYPE_SSH && window_days != 0 {
             return Err(Error::InvalidValue(
                 "SSH key pair secrets are deleted at once: RecoveryWindowInDays must be 0".into(),
             ));
+        }
+        if drop_credentials {
+            if window_days != 0 {
+                return Err(Error::InvalidValue(
+                    "DeleteMode 1 deletes the accounts at once: RecoveryWindowInDays must be 0"
+                        .into(),
+                ));
+            }
+            self.drop_credentials(&caller.internal(), &secret)?;
         }
         if window_days == 0 {
             self.store

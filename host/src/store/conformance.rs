@@ -118,3 +118,147 @@ pub fn query_filters_and_pages(s: &dyn KeyStore) {
     q.states = Some(vec![KeyState::Disabled, KeyState::Archived]);
     assert_eq!(s.query_keys(&q).unwrap().0, 0);
 }
+
+/// A secret `db` (owner 1, region `r`) and its product record, not yet inserted.
+fn product_fixture(s: &dyn crate::store::Store) -> crate::store::ProductSecretRecord {
+    use crate::store::{ProductSecretRecord, SecretRecord, SecretStatus, SecretVersion};
+    let secret = SecretRecord {
+        region: "r".into(),
+        owner_uin: 1,
+        name: "db".into(),
+        create_uin: 1,
+        description: String::new(),
+        kms_key_id: "k".into(),
+        kms_key_type: "DEFAULT".into(),
+        status: SecretStatus::Enabled,
+        secret_type: 1,
+        create_time: 1,
+        delete_time: 0,
+        tags: vec![],
+        ssh_key_id: String::new(),
+        ssh_key_name: String::new(),
+        project_id: 0,
+    };
+    let version = SecretVersion {
+        version_id: "SSM_Current".into(),
+        create_time: 1,
+        is_binary: false,
+        key_blob: vec![1],
+        nonce: vec![2],
+        ciphertext: vec![3],
+    };
+    s.insert_secret(&Trail::off(), &secret, &version, 10)
+        .unwrap();
+    ProductSecretRecord {
+        region: "r".into(),
+        owner_uin: 1,
+        name: "db".into(),
+        product: "Mysql".into(),
+        instance_id: "m1".into(),
+        user_prefix: "app".into(),
+        domains: vec!["%".into(), "10.0.0.%".into()],
+        privileges: "[]".into(),
+        rotation_enabled: true,
+        frequency_days: 30,
+        next_rotation: 100,
+        last_rotation: 1,
+        retire_account: String::new(),
+        retire_at: 0,
+        failures: 0,
+        retry_at: 0,
+    }
+}
+
+/// Product secrets: the record round-trips, claims exclude each other until released or
+/// lapsed, a failed update changes nothing, flows belong to their account, and deleting the
+/// secret deletes its product record.
+pub fn product_secrets_claims_and_flows(s: &dyn crate::store::Store) {
+    use crate::store::{FlowRecord, FLOW_FAILED, FLOW_RUNNING};
+    let p = product_fixture(s);
+    s.insert_product_secret(&Trail::off(), &p).unwrap();
+    assert_eq!(
+        s.get_product_secret("r", 1, "db").unwrap().as_ref(),
+        Some(&p)
+    );
+    assert!(s.get_product_secret("r", 2, "db").unwrap().is_none());
+    assert_eq!(s.product_secrets().unwrap(), vec![p.clone()]);
+
+    assert!(s.claim_product_secret("r", 1, "db", 100, 400).unwrap());
+    assert!(
+        !s.claim_product_secret("r", 1, "db", 200, 500).unwrap(),
+        "held"
+    );
+    assert!(
+        s.claim_product_secret("r", 1, "db", 401, 700).unwrap(),
+        "lapsed"
+    );
+    s.release_product_secret("r", 1, "db").unwrap();
+    assert!(
+        s.claim_product_secret("r", 1, "db", 402, 800).unwrap(),
+        "released"
+    );
+
+    let r = s.update_product_secret(&Trail::off(), "r", 1, "db", &mut |r| {
+        r.failures = 9;
+        Err(Error::TargetFailed("down".into()))
+    });
+    assert!(r.is_err());
+    assert_eq!(
+        s.get_product_secret("r", 1, "db")
+            .unwrap()
+            .unwrap()
+            .failures,
+        0
+    );
+    let updated = s
+        .update_product_secret(&Trail::off(), "r", 1, "db", &mut |r| {
+            r.failures = 2;
+            r.retry_at = 160;
+            r.retire_account = "app_a".into();
+            r.retire_at = 3700;
+            r.rotation_enabled = false;
+            Ok(())
+        })
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        s.get_product_secret("r", 1, "db").unwrap().unwrap(),
+        updated
+    );
+    assert_eq!(
+        (updated.failures, updated.retire_account.as_str()),
+        (2, "app_a")
+    );
+    assert!(s
+        .update_product_secret(&Trail::off(), "r", 1, "none", &mut |_| Ok(()))
+        .unwrap()
+        .is_none());
+
+    let flow = FlowRecord {
+        flow_id: 0,
+        region: "r".into(),
+        owner_uin: 1,
+        secret_name: "db".into(),
+        action: "RotateProductSecret".into(),
+        status: FLOW_RUNNING,
+        description: String::new(),
+        create_time: 5,
+    };
+    let id = s.insert_flow(&Trail::off(), &flow).unwrap();
+    let second = s.insert_flow(&Trail::off(), &flow).unwrap();
+    assert!(id > 0 && second > id);
+    assert!(
+        s.get_flow("r", 2, id).unwrap().is_none(),
+        "another account's"
+    );
+    s.finish_flow(&Trail::off(), id, FLOW_FAILED, "database m1 down")
+        .unwrap();
+    let got = s.get_flow("r", 1, id).unwrap().unwrap();
+    assert_eq!(
+        (got.status, got.description.as_str()),
+        (FLOW_FAILED, "database m1 down")
+    );
+
+    s.delete_secret(&Trail::off(), "r", 1, "db").unwrap();
+    assert!(s.get_product_secret("r", 1, "db").unwrap().is_none());
+}

@@ -1,6 +1,6 @@
 //! Persistence, split by aggregate: one trait per kind of record (keys, data keys, secrets,
-//! accounts and policies, audit log, alarm outbox, metadata), so each service takes only what
-//! it uses. The traits name no database types: SQLite (`sqlite/`) is the embedded default,
+//! product secrets and their rotation, accounts and policies, audit log, alarm outbox,
+//! metadata), so each service takes only what it uses. The traits name no database types: SQLite (`sqlite/`) is the embedded default,
 //! PostgreSQL (`pg/`, docs/postgres.md) implements the same traits with the same semantics.
 //!
 //! Every write is one transaction: a crash leaves either the old or the new state.
@@ -16,6 +16,7 @@ pub mod keys;
 pub mod leases;
 pub mod meta;
 mod pg;
+pub mod rotation;
 pub mod secrets;
 mod sqlite;
 
@@ -35,6 +36,10 @@ pub use leases::{Fence, LeaseStore, JOBS_LEASE};
 pub use meta::MetaStore;
 pub use pg::dump as pg_dump;
 pub use pg::PgStore;
+pub use rotation::{
+    FlowRecord, ProductSecretRecord, ProductSecretUpdate, RotationStore, FLOW_FAILED, FLOW_RUNNING,
+    FLOW_SUCCEEDED,
+};
 pub use secrets::{
     SecretQuery, SecretRecord, SecretStatus, SecretStore, SecretUpdate, SecretVersion, VersionWrite,
 };
@@ -45,6 +50,7 @@ pub trait Store:
     KeyStore
     + DataKeyStore
     + SecretStore
+    + RotationStore
     + AccountStore
     + AuditStore
     + AlarmStore

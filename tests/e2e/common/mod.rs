@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod db;
+pub mod dbservers;
 pub mod iam;
 pub mod pg;
 

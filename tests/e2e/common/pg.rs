@@ -60,7 +60,7 @@ pub fn bin_dir() -> PathBuf {
 }
 
 /// The uid and gid to run the server as: `postgres` when we are root, else ourselves.
-fn server_user() -> Option<(u32, u32)> {
+pub fn server_user() -> Option<(u32, u32)> {
     // SAFETY: getuid and getpwnam only read process and system state; the returned record
     // is copied out before any other call.
     unsafe {
@@ -77,14 +77,14 @@ fn server_user() -> Option<(u32, u32)> {
     }
 }
 
-fn as_server_user(cmd: &mut Command, user: Option<(u32, u32)>) -> &mut Command {
+pub fn as_server_user(cmd: &mut Command, user: Option<(u32, u32)>) -> &mut Command {
     if let Some((uid, gid)) = user {
         cmd.uid(uid).gid(gid).env("HOME", "/tmp");
     }
     cmd
 }
 
-fn chown(path: &Path, user: Option<(u32, u32)>) {
+pub fn chown(path: &Path, user: Option<(u32, u32)>) {
     if let Some((uid, gid)) = user {
         std::os::unix::fs::chown(path, Some(uid), Some(gid)).unwrap();
     }

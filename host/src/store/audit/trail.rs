@@ -15,6 +15,9 @@ pub struct Trail {
     entry: Mutex<Option<Entry>>,
     /// Set for leased work (scheduled jobs): its writes commit only under this fence.
     fence: Option<Fence>,
+    /// The work failed and what commits is its bookkeeping (a failed rotation's retry
+    /// schedule): the record keeps its own result code instead of `Success`.
+    failed: bool,
 }
 
 struct Entry {
@@ -38,6 +41,15 @@ impl Trail {
                 written: false,
             })),
             fence: None,
+            failed: false,
+        }
+    }
+
+    /// Work that failed, whose writes record the failure (`record.result_code` says how).
+    pub fn failed(record: AuditRecord, audit_on: bool) -> Self {
+        Trail {
+            failed: true,
+            ..Self::system(record, audit_on)
         }
     }
 
@@ -103,7 +115,9 @@ impl Trail {
     pub fn for_commit(&self) -> Option<AuditRecord> {
         self.lock().as_ref().filter(|e| !e.written).map(|e| {
             let mut r = e.record.clone();
-            r.result_code = "Success".into();
+            if !self.failed {
+                r.result_code = "Success".into();
+            }
             r
         })
     }

@@ -34,6 +34,7 @@ mod filter;
 mod keys;
 mod leases;
 mod meta;
+mod rotation;
 mod secrets;
 
 use crate::error::{Error, Result};
@@ -58,6 +59,7 @@ impl From<postgres::Error> for Error {
 const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/postgres/0001_init.sql"),
     include_str!("../migrations/postgres/0002_cluster.sql"),
+    include_str!("../migrations/postgres/0003_rotation.sql"),
 ];
 
 type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;

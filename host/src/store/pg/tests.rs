@@ -24,6 +24,11 @@ fn fresh() -> (String, PgStore) {
 use crate::store::conformance::key;
 
 #[test]
+fn product_secrets_claims_and_flows() {
+    crate::store::conformance::product_secrets_claims_and_flows(&fresh().1);
+}
+
+#[test]
 fn alias_unique_quota_and_failed_update_leaves_record() {
     crate::store::conformance::alias_unique_quota_and_failed_update_leaves_record(&fresh().1);
 }

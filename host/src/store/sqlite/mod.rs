@@ -10,6 +10,7 @@ mod filter;
 mod keys;
 mod leases;
 mod meta;
+mod rotation;
 mod secrets;
 
 use crate::error::{Error, Result};
@@ -51,6 +52,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0009_audit.sql"),
     include_str!("../migrations/0010_id_sequences.sql"),
     include_str!("../migrations/0011_integrity_tags.sql"),
+    include_str!("../migrations/0012_rotation.sql"),
 ];
 
 pub struct SqliteStore {
@@ -283,6 +285,11 @@ mod tests {
     #[test]
     fn alias_unique_quota_and_failed_update_leaves_record() {
         conformance::alias_unique_quota_and_failed_update_leaves_record(&fresh().1);
+    }
+
+    #[test]
+    fn product_secrets_claims_and_flows() {
+        conformance::product_secrets_claims_and_flows(&fresh().1);
     }
 
     #[test]
