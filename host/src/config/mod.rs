@@ -377,6 +377,11 @@ pub struct PostgresConfig {
     /// Connections kept open; each serves one store call at a time.
     #[serde(default = "default_pg_pool_size")]
     pub pool_size: u32,
+    /// TLS to the server, required and its certificate verified against this CA bundle
+    /// (PEM) for the host the URL names. Unset: a plain connection (`sslmode=disable`);
+    /// keep it to a unix socket, loopback or a network you trust.
+    #[serde(default)]
+    pub tls_ca: Option<PathBuf>,
 }
 
 impl PostgresConfig {
