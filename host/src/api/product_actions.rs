@@ -55,21 +55,7 @@ fn opt_i64<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option
 
 pub(super) fn create_product_secret(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     let req: CreateProductSecretRequest = parse(body)?;
-    if req.encrypt_type.unwrap_or(0) != 0 {
-        return Err(Error::Unsupported(
-            "EncryptType 1 (software key) is not offered: every secret is protected by a KMS key"
-                .into(),
-        ));
-    }
-    if req
-        .kms_hsm_cluster_id
-        .as_deref()
-        .is_some_and(|c| !c.is_empty())
-    {
-        return Err(Error::InvalidValue(
-            "KmsHsmClusterId: this appliance has no dedicated HSM clusters".into(),
-        ));
-    }
+    super::ssm_actions::check_protection(req.encrypt_type, req.kms_hsm_cluster_id.as_deref())?;
     if req.account_type.as_deref().is_some_and(|t| !t.is_empty()) {
         return Err(Error::InvalidValue(
             "AccountType applies to SQL Server accounts, which Keyward does not rotate".into(),

@@ -99,21 +99,7 @@ pub(super) fn create_secret(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
             )))
         }
     }
-    if req.encrypt_type.unwrap_or(0) != 0 {
-        return Err(Error::Unsupported(
-            "EncryptType 1 (software key) is not offered: every secret is protected by a KMS key"
-                .into(),
-        ));
-    }
-    if req
-        .kms_hsm_cluster_id
-        .as_deref()
-        .is_some_and(|c| !c.is_empty())
-    {
-        return Err(Error::InvalidValue(
-            "KmsHsmClusterId: this appliance has no dedicated HSM clusters".into(),
-        ));
-    }
+    check_protection(req.encrypt_type, req.kms_hsm_cluster_id.as_deref())?;
     let tags = req.tags.unwrap_or_default();
     super::kms_actions::check_tags(&tags)?;
     let has_tags = !tags.is_empty();
@@ -155,12 +141,7 @@ fn create_api_key_secret(ctx: &Ctx<'_>, req: CreateSecretRequest) -> Result<Fiel
                 .into(),
         ));
     }
-    if req.encrypt_type.unwrap_or(0) != 0 {
-        return Err(Error::Unsupported(
-            "EncryptType 1 (software key) is not offered: every secret is protected by a KMS key"
-                .into(),
-        ));
-    }
+    check_protection(req.encrypt_type, None)?;
     let tags = req.tags.unwrap_or_default();
     super::kms_actions::check_tags(&tags)?;
     let target_uin = crate::ssm::rotation::api_keys::target_uin(req.additional_config.as_deref())?;
@@ -611,21 +592,7 @@ pub(super) fn create_ssh_key_pair_secret(ctx: &Ctx<'_>, body: &[u8]) -> Result<F
     let project_id = req
         .project_id
         .ok_or_else(|| Error::MissingParameter("ProjectId is required".into()))?;
-    if req.encrypt_type.unwrap_or(0) != 0 {
-        return Err(Error::Unsupported(
-            "EncryptType 1 (software key) is not offered: every secret is protected by a KMS key"
-                .into(),
-        ));
-    }
-    if req
-        .kms_hsm_cluster_id
-        .as_deref()
-        .is_some_and(|c| !c.is_empty())
-    {
-        return Err(Error::InvalidValue(
-            "KmsHsmClusterId: this appliance has no dedicated HSM clusters".into(),
-        ));
-    }
+    check_protection(req.encrypt_type, req.kms_hsm_cluster_id.as_deref())?;
     let tags = req.tags.unwrap_or_default();
     super::kms_actions::check_tags(&tags)?;
     let s = ctx.state.ssm.create_ssh_key_pair(
@@ -769,4 +736,21 @@ mod tests {
         assert!(ssm::check_name(&"n".repeat(128)).is_ok());
         assert!(ssm::check_name(&"n".repeat(129)).is_err());
     }
+}
+
+/// `EncryptType` and `KmsHsmClusterId` of the secret-creating actions: every secret here is
+/// protected by a KMS key, and there are no dedicated HSM clusters.
+pub(super) fn check_protection(encrypt_type: Option<u64>, hsm_cluster: Option<&str>) -> Result<()> {
+    if encrypt_type.unwrap_or(0) != 0 {
+        return Err(Error::Unsupported(
+            "EncryptType 1 (software key) is not offered: every secret is protected by a KMS key"
+                .into(),
+        ));
+    }
+    if hsm_cluster.is_some_and(|c| !c.is_empty()) {
+        return Err(Error::InvalidValue(
+            "KmsHsmClusterId: this appliance has no dedicated HSM clusters".into(),
+        ));
+    }
+    Ok(())
 }
