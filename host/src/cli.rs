@@ -324,7 +324,7 @@ fn backup(common: &Common, out: &std::path::Path) -> crate::Result<()> {
         )));
     }
     if let crate::config::StoreConfig::Postgres(pg) = &cfg.store {
-        let endpoint = crate::store::PgEndpoint::from_config(pg)?;
+        let endpoint = crate::server::pg_endpoint(pg)?;
         crate::store::pg_dump::backup(&endpoint, &out)?;
         eprintln!(
             "keyward: backed up the store to {} (pg_dump, online)",
@@ -352,7 +352,7 @@ fn backup(common: &Common, out: &std::path::Path) -> crate::Result<()> {
 fn restore(common: &Common, from: &std::path::Path) -> crate::Result<()> {
     let cfg = load_config(common)?;
     if let crate::config::StoreConfig::Postgres(pg) = &cfg.store {
-        let endpoint = crate::store::PgEndpoint::from_config(pg)?;
+        let endpoint = crate::server::pg_endpoint(pg)?;
         crate::store::pg_dump::restore(&endpoint, from)?;
         eprintln!("keyward: restored {} into the database", from.display());
         return Ok(());

@@ -153,7 +153,7 @@ pub fn open_store(cfg: &Config) -> Result<Arc<dyn Store>> {
     Ok(match &cfg.store {
         StoreConfig::Sqlite => Arc::new(SqliteStore::open(&cfg.data_dir.join(DB_FILE))?),
         StoreConfig::Postgres(pg) => {
-            let endpoint = PgEndpoint::from_config(pg)?;
+            let endpoint = pg_endpoint(pg)?;
             if let Some(var) = &pg.password_env {
                 // As with the HSM PIN (hsm/pkcs11.rs, which says why this is sound during
                 // start-up): out of the environment once read, so child processes and
@@ -169,6 +169,20 @@ pub fn open_store(cfg: &Config) -> Result<Arc<dyn Store>> {
             Arc::new(store)
         }
     })
+}
+
+/// How to reach `[store]`'s PostgreSQL database: its URL, the password from its file or
+/// variable, and TLS verified against `tls_ca` when set (docs/postgres.md).
+pub fn pg_endpoint(pg: &crate::config::PostgresConfig) -> Result<PgEndpoint> {
+    let password = pg.password()?;
+    let tls = match &pg.tls_ca {
+        Some(path) => {
+            let roots = crate::ca::roots(path, "store.tls_ca")?;
+            Some((path.clone(), crate::ca::client_config(roots)?))
+        }
+        None => None,
+    };
+    PgEndpoint::new(&pg.url, password.as_deref().map(|p| p.as_str()), tls)
 }
 
 pub(crate) fn create_private_dir(dir: &Path) -> Result<()> {

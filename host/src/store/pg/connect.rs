@@ -7,7 +7,6 @@
 //! certificate against that bundle for the host named (libpq's `verify-full`).
 
 use super::*;
-use crate::config::PostgresConfig;
 use postgres::config::SslMode;
 use postgres::tls::{MakeTlsConnect, TlsConnect};
 use postgres::Socket;
@@ -27,27 +26,19 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    /// `[store]`'s database; reads the password from its file or variable.
-    pub fn from_config(pg: &PostgresConfig) -> Result<Endpoint> {
-        let password = pg.password()?;
-        Self::new(
-            &pg.url,
-            password.as_deref().map(|p| p.as_str()),
-            pg.tls_ca.clone(),
-        )
-    }
-
     /// `url` (a libpq connection string or URL, which must not carry a password) with
-    /// `password`, over TLS verified against `tls_ca` when given.
-    pub fn new(url: &str, password: Option<&str>, tls_ca: Option<PathBuf>) -> Result<Endpoint> {
+    /// `password`; with `tls`, over TLS with that client configuration, which trusts the CA
+    /// bundle at the path given (the path is for PostgreSQL's own tools).
+    pub fn new(
+        url: &str,
+        password: Option<&str>,
+        tls: Option<(PathBuf, rustls::ClientConfig)>,
+    ) -> Result<Endpoint> {
         let mut config = connection_config(url, password)?;
-        let tls = match &tls_ca {
-            Some(path) => {
+        let (tls, tls_ca) = match tls {
+            Some((path, client)) => {
                 config.ssl_mode(SslMode::Require);
-                let roots = crate::ca::roots(path, "store.tls_ca")?;
-                StoreTls(Some(MakeRustlsConnect::new(crate::ca::client_config(
-                    roots,
-                )?)))
+                (StoreTls(Some(MakeRustlsConnect::new(client))), Some(path))
             }
             None if config.get_ssl_mode() == SslMode::Require => {
                 return Err(Error::Config(
@@ -58,7 +49,7 @@ impl Endpoint {
             }
             None => {
                 config.ssl_mode(SslMode::Disable);
-                StoreTls(None)
+                (StoreTls(None), None)
             }
         };
         Ok(Endpoint {
