@@ -716,6 +716,23 @@ pub(super) fn create_service(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> {
     })))
 }
 
+/// `EncryptType` and `KmsHsmClusterId` of the secret-creating actions: every secret here is
+/// protected by a KMS key, and there are no dedicated HSM clusters.
+pub(super) fn check_protection(encrypt_type: Option<u64>, hsm_cluster: Option<&str>) -> Result<()> {
+    if encrypt_type.unwrap_or(0) != 0 {
+        return Err(Error::Unsupported(
+            "EncryptType 1 (software key) is not offered: every secret is protected by a KMS key"
+                .into(),
+        ));
+    }
+    if hsm_cluster.is_some_and(|c| !c.is_empty()) {
+        return Err(Error::InvalidValue(
+            "KmsHsmClusterId: this appliance has no dedicated HSM clusters".into(),
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -736,21 +753,4 @@ mod tests {
         assert!(ssm::check_name(&"n".repeat(128)).is_ok());
         assert!(ssm::check_name(&"n".repeat(129)).is_err());
     }
-}
-
-/// `EncryptType` and `KmsHsmClusterId` of the secret-creating actions: every secret here is
-/// protected by a KMS key, and there are no dedicated HSM clusters.
-pub(super) fn check_protection(encrypt_type: Option<u64>, hsm_cluster: Option<&str>) -> Result<()> {
-    if encrypt_type.unwrap_or(0) != 0 {
-        return Err(Error::Unsupported(
-            "EncryptType 1 (software key) is not offered: every secret is protected by a KMS key"
-                .into(),
-        ));
-    }
-    if hsm_cluster.is_some_and(|c| !c.is_empty()) {
-        return Err(Error::InvalidValue(
-            "KmsHsmClusterId: this appliance has no dedicated HSM clusters".into(),
-        ));
-    }
-    Ok(())
 }
