@@ -56,6 +56,7 @@ pin_env = "KEYWARD_PIN"
 pool_size = 4
 [limits]
 cmk_limit = 200000
+secret_limit = 2000000
 ${2:-}
 TOML
 }
