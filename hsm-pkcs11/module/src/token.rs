@@ -22,6 +22,8 @@ use zeroize::Zeroizing;
 pub const SLOT_ID: CK_SLOT_ID = 1;
 /// The API returns at most this many random bytes per call.
 const RANDOM_CHUNK: usize = 1024;
+/// Longer than any hash or DigestInfo a raw signing mechanism takes (SHA-512's is 83).
+const MAX_RAW_INPUT: usize = 128;
 /// ListKeyDetail's largest page.
 const PAGE: u64 = 200;
 
@@ -595,9 +597,15 @@ impl Token {
                     hasher.update(data);
                     Ok(())
                 }
-                Input::Raw(_) => {
-                    *slot = None;
-                    Err(Error::Ck(CKR_FUNCTION_NOT_SUPPORTED))
+                // Raw mechanisms take a hash or DigestInfo; some applications still feed it
+                // in parts. Anything longer than any of those is not a valid input.
+                Input::Raw(raw) => {
+                    if raw.len() + data.len() > MAX_RAW_INPUT {
+                        *slot = None;
+                        return Err(Error::Ck(CKR_DATA_LEN_RANGE));
+                    }
+                    raw.extend_from_slice(data);
+                    Ok(())
                 }
             }
         })
