@@ -399,3 +399,11 @@ def test_ssh_keygen_lists_the_public_keys(module, keys, kms):
         want = public_key(kms, key_id).public_bytes(
             serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode()
         assert f"{want} {alias}" in lines, (want, lines)
+
+
+def test_generating_with_a_taken_alias_is_refused(module, keys):
+    _, alias = keys["p256"]
+    res = module.tool("--keypairgen", "--key-type", "EC:prime256v1", "--label", alias,
+                      check=False)
+    assert res.returncode != 0
+    assert b"CKR_ATTRIBUTE_VALUE_INVALID" in res.stdout + res.stderr

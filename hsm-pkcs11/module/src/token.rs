@@ -256,7 +256,11 @@ impl Token {
             // There is no security officer: keys are administered through the API.
             return Err(Error::Ck(CKR_USER_TYPE_INVALID));
         }
-        if user != CKU_USER && user != CKU_CONTEXT_SPECIFIC {
+        if user == CKU_CONTEXT_SPECIFIC {
+            // No key has CKA_ALWAYS_AUTHENTICATE, so no operation ever waits for this.
+            return Err(Error::Ck(CKR_OPERATION_NOT_INITIALIZED));
+        }
+        if user != CKU_USER {
             return Err(Error::Ck(CKR_USER_TYPE_INVALID));
         }
         if let Some(want) = &self.cfg.pin {
@@ -266,10 +270,9 @@ impl Token {
                 return Err(Error::Ck(CKR_PIN_INCORRECT));
             }
         }
-        if user == CKU_USER && self.logged_in.swap(true, Ordering::SeqCst) {
+        if self.logged_in.swap(true, Ordering::SeqCst) {
             return Err(Error::Ck(CKR_USER_ALREADY_LOGGED_IN));
         }
-        self.logged_in.store(true, Ordering::SeqCst);
         Ok(())
     }
 
@@ -550,6 +553,10 @@ impl Token {
         key: CK_OBJECT_HANDLE,
         verify: bool,
     ) -> Result<()> {
+        // Before the handle check: a hidden private key is a login problem, and says so.
+        if !verify && !self.private_ok() {
+            return Err(Error::Ck(CKR_USER_NOT_LOGGED_IN));
+        }
         let key = self.key_for(
             key,
             if verify {
@@ -563,9 +570,6 @@ impl Token {
         }
         if !key.sign {
             return Err(Error::Ck(CKR_KEY_FUNCTION_NOT_PERMITTED));
-        }
-        if !verify && !self.private_ok() {
-            return Err(Error::Ck(CKR_USER_NOT_LOGGED_IN));
         }
         self.with_session(h, |s| {
             let slot = if verify { &mut s.verify } else { &mut s.sign };
@@ -727,15 +731,15 @@ impl Token {
         scheme: DecryptScheme,
         key: CK_OBJECT_HANDLE,
     ) -> Result<()> {
+        if !self.private_ok() {
+            return Err(Error::Ck(CKR_USER_NOT_LOGGED_IN));
+        }
         let key = self.key_for(key, Class::Private)?;
         if key.kind != Kind::Rsa2048 {
             return Err(Error::Ck(CKR_KEY_TYPE_INCONSISTENT));
         }
         if key.sign {
             return Err(Error::Ck(CKR_KEY_FUNCTION_NOT_PERMITTED));
-        }
-        if !self.private_ok() {
-            return Err(Error::Ck(CKR_USER_NOT_LOGGED_IN));
         }
         self.with_session(h, |s| {
             if s.decrypt.is_some() {
@@ -850,14 +854,24 @@ impl Token {
             }
             None => format!("pkcs11-{}", hex::encode(self.random(6)?)),
         };
-        let r = self.client.kms(
-            "CreateKey",
-            &json!({
-                "Alias": alias,
-                "KeyUsage": usage,
-                "Description": "created through the Keyward PKCS#11 module",
-            }),
-        )?;
+        let r = self
+            .client
+            .kms(
+                "CreateKey",
+                &json!({
+                    "Alias": alias,
+                    "KeyUsage": usage,
+                    "Description": "created through the Keyward PKCS#11 module",
+                }),
+            )
+            .map_err(|e| match e {
+                // The alias (from CKA_LABEL) is the only value the application chose: taken
+                // or refused.
+                Error::Api { ref code, .. } if code.starts_with("InvalidParameter") => {
+                    Error::Ck(CKR_ATTRIBUTE_VALUE_INVALID)
+                }
+                other => other,
+            })?;
         let key_id = r
             .get("KeyId")
             .and_then(Value::as_str)
