@@ -229,6 +229,23 @@ pub fn kind_of_ec_params(params: &[u8]) -> Option<Kind> {
     }
 }
 
+/// One CMK as the module knows it.
+pub struct KeyInfo {
+    pub key_id: String,
+    pub alias: String,
+    pub kind: Kind,
+    /// A signing key (else an RSA decryption key).
+    pub sign: bool,
+    pub spki: Vec<u8>,
+    pub public: Public,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    Public,
+    Private,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
