@@ -11,9 +11,11 @@ Environment:
 
 import base64
 import hashlib
+import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -25,7 +27,10 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
-from tencentcloud.kms.v20190118 import models
+from tencentcloud.common import credential
+from tencentcloud.common.profile.client_profile import ClientProfile
+from tencentcloud.common.profile.http_profile import HttpProfile
+from tencentcloud.kms.v20190118 import kms_client, models
 
 from conftest import REPO_ROOT
 
@@ -407,3 +412,92 @@ def test_generating_with_a_taken_alias_is_refused(module, keys):
                       check=False)
     assert res.returncode != 0
     assert b"CKR_ATTRIBUTE_VALUE_INVALID" in res.stdout + res.stderr
+
+
+@pytest.fixture(scope="module")
+def tls_daemon(tmp_path_factory):
+    """A daemon serving HTTPS (embedded backend: the transport is under test) with a server
+    certificate for 127.0.0.1 issued by a private CA, as a production endpoint would have."""
+    binary = os.environ.get("KEYWARD_BIN") or str(REPO_ROOT / "target" / "debug" / "keyward")
+    tmp = tmp_path_factory.mktemp("pkcs11-tls")
+
+    def openssl(*args):
+        subprocess.run(["openssl", *args], cwd=tmp, check=True, capture_output=True)
+
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+    openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
+            "-subj", "/CN=keyward-pkcs11-test-ca")
+    openssl("req", *ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost")
+    (tmp / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n"
+                                 "basicConstraints=CA:FALSE\n")
+    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+            "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "san.ext")
+    config = tmp / "keyward.toml"
+    config.write_text(f'data_dir = "{tmp / "data"}"\n'
+                      f'[tls]\ncert = "{tmp / "server.pem"}"\nkey = "{tmp / "server.key"}"\n')
+    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+    init = subprocess.run([binary, "init", "--config", str(config)], env=env, check=True,
+                          capture_output=True, text=True)
+    cred = json.loads(next(l for l in init.stdout.splitlines() if l.startswith("{")))
+    log = open(tmp / "serve.log", "w")
+    proc = subprocess.Popen([binary, "serve", "--config", str(config), "--listen",
+                             "127.0.0.1:0"], env=env, stdout=subprocess.DEVNULL, stderr=log)
+    try:
+        marker = "listening on https://127.0.0.1:"
+        deadline = time.monotonic() + 30
+        while True:
+            text = (tmp / "serve.log").read_text()
+            if marker in text:
+                port = int(text.split(marker, 1)[1].split()[0])
+                break
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"TLS daemon did not start:\n{text}", pytrace=False)
+            time.sleep(0.05)
+        hp = HttpProfile(endpoint=f"127.0.0.1:{port}", certification=str(tmp / "ca.pem"))
+        kms = kms_client.KmsClient(
+            credential.Credential(cred["SecretId"], cred["SecretKey"]), cred["Region"],
+            ClientProfile(httpProfile=hp))
+        yield {"port": port, "ca": tmp / "ca.pem", "cred": cred, "kms": kms, "tmp": tmp}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=15)
+        log.close()
+
+
+def _tls_config(d, path, **extra):
+    lines = [f'endpoint = "https://127.0.0.1:{d["port"]}"',
+             f'region = "{d["cred"]["Region"]}"',
+             f'secret_id = "{d["cred"]["SecretId"]}"',
+             f'secret_key = "{d["cred"]["SecretKey"]}"']
+    lines += [f'{k} = "{v}"' for k, v in extra.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_module_over_https_with_a_private_ca(module, tls_daemon, tmp_path):
+    """TLS through rustls: the daemon's CA from `ca_file` is trusted, nothing else is."""
+    kms = tls_daemon["kms"]
+    key_id, _ = create(kms, "ASYMMETRIC_SIGN_VERIFY_ECC")
+    cfg = _tls_config(tls_daemon, tmp_path / "tls.toml", ca_file=tls_daemon["ca"])
+    env = dict(module.env, KEYWARD_PKCS11_CONFIG=str(cfg))
+    inp, sig = tmp_path / "in", tmp_path / "sig"
+    inp.write_bytes(MESSAGE)
+    module.tool("--sign", "--id", hex_id(key_id), "-m", "ECDSA-SHA256", "-i", str(inp),
+                "-o", str(sig), login=False, env=env)
+    _verify_locally(public_key(kms, key_id), "ECDSA-SHA256", MESSAGE, sig.read_bytes())
+
+    # Without the CA the certificate is unknown: the handshake fails, CKR_DEVICE_ERROR.
+    cfg = _tls_config(tls_daemon, tmp_path / "no-ca.toml")
+    res = module.tool("--list-objects", login=False, check=False,
+                      env=dict(module.env, KEYWARD_PKCS11_CONFIG=str(cfg)))
+    assert res.returncode > 0
+    assert b"CKR_DEVICE_ERROR" in res.stdout + res.stderr
+    assert b"UnknownIssuer" in res.stderr, res.stderr
+
+    # Plain http to anything but a loopback address is refused before any request.
+    cfg.write_text(cfg.read_text().replace(f"https://127.0.0.1:{tls_daemon['port']}",
+                                           "http://192.0.2.1:8080"))
+    res = module.tool("--list-objects", login=False, check=False,
+                      env=dict(module.env, KEYWARD_PKCS11_CONFIG=str(cfg)))
+    assert res.returncode > 0
+    assert b"only to a loopback address" in res.stderr
