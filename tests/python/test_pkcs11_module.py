@@ -501,3 +501,26 @@ def test_module_over_https_with_a_private_ca(module, tls_daemon, tmp_path):
                       env=dict(module.env, KEYWARD_PKCS11_CONFIG=str(cfg)))
     assert res.returncode > 0
     assert b"only to a loopback address" in res.stderr
+
+
+def test_ecdsa_takes_hashes_of_other_lengths_as_ecdsa_reads_them(module, keys, kms, tmp_path):
+    """CKM_ECDSA gets whatever hash the application chose. P-256 reads the leftmost 256 bits
+    of a SHA-384 hash and a SHA-1 hash as the number it is, so both sign correctly through the
+    API's 32-byte DIGEST; P-384 would need all 384 bits, which the API cannot take."""
+    inp, sig = tmp_path / "in", tmp_path / "sig"
+    key_id, _ = keys["p256"]
+    for h, digest in [(hashes.SHA384(), hashlib.sha384(MESSAGE).digest()),
+                      (hashes.SHA1(), hashlib.sha1(MESSAGE).digest())]:
+        inp.write_bytes(digest)
+        module.tool("--sign", "--id", hex_id(key_id), "-m", "ECDSA", "-i", str(inp),
+                    "-o", str(sig))
+        raw = sig.read_bytes()
+        der = utils.encode_dss_signature(int.from_bytes(raw[:32], "big"),
+                                         int.from_bytes(raw[32:], "big"))
+        public_key(kms, key_id).verify(der, digest, ec.ECDSA(utils.Prehashed(h)))
+    key_id, _ = keys["p384"]
+    inp.write_bytes(hashlib.sha384(MESSAGE).digest())
+    res = module.tool("--sign", "--id", hex_id(key_id), "-m", "ECDSA", "-i", str(inp),
+                      "-o", str(sig), check=False)
+    assert res.returncode != 0
+    assert b"CKR_DATA_LEN_RANGE" in res.stdout + res.stderr
