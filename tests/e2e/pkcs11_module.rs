@@ -8,6 +8,7 @@
 
 mod common;
 
+use common::iam;
 use common::*;
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::{Error as CkError, RvError};
@@ -101,6 +102,7 @@ async fn module_serves_threads_and_reports_errors() {
     let ec_der2 = ec_der.clone();
     let rsa_der2 = rsa_der.clone();
     let (ec_id2, rsa_id2) = (ec_id.clone(), rsa_id.clone());
+    let ec_id3 = ec_id.clone();
     let pkcs11 = tokio::task::spawn_blocking(move || {
         let p = Pkcs11::new(module_path()).unwrap();
         p.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
@@ -232,7 +234,7 @@ async fn module_serves_threads_and_reports_errors() {
             .unwrap();
         let slot = p.get_slots_with_token().unwrap()[0];
         let s = p.open_ro_session(slot).unwrap();
-        let k = private_key(&s, &ec_id);
+        let k = private_key(&s, &ec_id3);
         let sig = s.sign(&Mechanism::EcdsaSha256, k, b"daemon back").unwrap();
         let key = p256::ecdsa::VerifyingKey::from_public_key_der(&ec_der).unwrap();
         key.verify(
@@ -240,6 +242,57 @@ async fn module_serves_threads_and_reports_errors() {
             &p256::ecdsa::Signature::from_slice(&sig).unwrap(),
         )
         .unwrap();
+        drop(s);
+        p.finalize().unwrap();
+    })
+    .await
+    .unwrap();
+
+    // A sub-account whose policy lets it list keys and sign with the EC key only: the module
+    // under its API key signs with that key and answers CKR_FUNCTION_REJECTED for the other.
+    let c = d.client();
+    let sub = iam::add_user(&c, "p11sub").await;
+    let doc = iam::policy(vec![
+        iam::statement(
+            "allow",
+            &["kms:ListKeyDetail", "kms:GetPublicKey"],
+            &["*".to_string()],
+        ),
+        iam::statement(
+            "allow",
+            &["kms:SignByAsymmetricKey"],
+            &[iam::key_res(&ec_id)],
+        ),
+    ]);
+    iam::grant(&c, sub.uin, &doc).await;
+    std::fs::write(
+        &cfg,
+        format!(
+            "endpoint = \"{}\"\nregion = \"{REGION}\"\nsecret_id = \"{}\"\nsecret_key = \"{}\"\n",
+            d.endpoint(),
+            sub.secret_id,
+            sub.secret_key
+        ),
+    )
+    .unwrap();
+    tokio::task::spawn_blocking(move || {
+        let p = Pkcs11::new(module_path()).unwrap();
+        p.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
+            .unwrap();
+        let slot = p.get_slots_with_token().unwrap()[0];
+        let s = p.open_ro_session(slot).unwrap();
+        let k = private_key(&s, &ec_id);
+        assert_eq!(
+            s.sign(&Mechanism::EcdsaSha256, k, b"allowed")
+                .unwrap()
+                .len(),
+            64
+        );
+        let k = private_key(&s, &rsa_id);
+        assert_eq!(
+            rv(s.sign(&pss(), k, b"denied").unwrap_err()),
+            RvError::FunctionRejected
+        );
         drop(s);
         p.finalize().unwrap();
     })

@@ -47,8 +47,12 @@ fn api_rv(code: &str) -> CK_RV {
     } else if code.starts_with("ResourceUnavailable") || code.starts_with("UnsupportedOperation") {
         // Disabled, pending deletion, wrong usage for the operation.
         CKR_KEY_FUNCTION_NOT_PERMITTED
-    } else if code.starts_with("UnauthorizedOperation") {
-        // A CAM policy of the configured API key denies the action.
+    } else if code == "AuthFailure.UnauthorizedOperation"
+        || code.starts_with("UnauthorizedOperation")
+        || code == "OperationDenied"
+    {
+        // A CAM policy of the configured API key denies the action (checked before the other
+        // AuthFailure codes, which are about the credentials themselves).
         CKR_FUNCTION_REJECTED
     } else if code.starts_with("InvalidParameter") || code.starts_with("MissingParameter") {
         CKR_ARGUMENTS_BAD
