@@ -1,6 +1,10 @@
 //! A small blocking Tencent Cloud API 3.0 client: TC3-HMAC-SHA256 signing as the official
 //! SDKs do it, over ureq (rustls for https). The module runs on the application's threads, so
 //! no async runtime is involved; the agent is shared and thread-safe.
+//!
+//! The signer is the client half of host/src/api/tc3.rs, written again rather than shared:
+//! the `keyward` library would link the daemon (tokio, axum, SQLite, PostgreSQL) into every
+//! application that loads the module. The API reference's test vector keeps the two in step.
 
 use crate::config::Config;
 use crate::error::{Error, Result};
