@@ -74,7 +74,7 @@ impl Token {
         })
     }
 
-    /// Adds data to an active sign (or verify) operation; raw mechanisms are single-part.
+    /// Adds data to an active sign (or verify) operation.
     pub fn sign_update(&self, h: CK_SESSION_HANDLE, verify: bool, data: &[u8]) -> Result<()> {
         self.with_session(h, |s| {
             let slot = if verify { &mut s.verify } else { &mut s.sign };
