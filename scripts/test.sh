@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs Keyward's whole test suite on a fresh Debian machine: installs SoftHSM2, PostgreSQL,
-# MariaDB, Redis, Node.js, npm and Chromium (apt), the Python SDK venv and the Node.js SDK (npm ci)
+# MariaDB, Redis, Node.js, npm, Chromium, OpenSC and pkcs11-provider (apt), the Python SDK venv and the Node.js SDK (npm ci)
 # when they are missing, checks formatting and lints, runs the Rust unit and end-to-end tests, then
 # the Python and Node.js SDK compatibility suites against the real daemon. The store-facing suites also run on
 # PostgreSQL (a throw-away cluster per test process; docs/postgres.md).
@@ -24,9 +24,23 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 # (docs/rotation.md); the packages' system services are not used.
 [ -x /usr/sbin/mariadbd ] && command -v mariadb-install-db >/dev/null || missing+=(mariadb-server)
 command -v redis-server >/dev/null || missing+=(redis-server)
+# The PKCS#11 module suite (tests/python/test_pkcs11_module.py) drives real applications:
+# OpenSC's pkcs11-tool, OpenSSL 3 through pkcs11-provider, and ssh-keygen.
+command -v pkcs11-tool >/dev/null || missing+=(opensc)
+command -v ssh-keygen >/dev/null || missing+=(openssh-client)
+ls /usr/lib/*/ossl-modules/pkcs11.so >/dev/null 2>&1 || missing+=(pkcs11-provider)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "==> installing ${missing[*]}"
   sudo_if_needed apt-get update -qq
+  # Debian 12 (bookworm) has pkcs11-provider in its backports only; later releases in main.
+  if [[ " ${missing[*]} " == *" pkcs11-provider "* ]] \
+     && ! apt-cache policy pkcs11-provider | grep -q 'Candidate: [0-9]'; then
+    codename=$(. /etc/os-release && echo "$VERSION_CODENAME")
+    echo "==> enabling ${codename}-backports for pkcs11-provider"
+    echo "deb http://deb.debian.org/debian ${codename}-backports main" \
+      | sudo_if_needed tee "/etc/apt/sources.list.d/${codename}-backports.list" >/dev/null
+    sudo_if_needed apt-get update -qq
+  fi
   sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
@@ -48,6 +62,8 @@ echo "==> cargo test"
 cargo build -p keyward-firmware --features sim --bin keyward-fw-sim
 cargo test -p keyward-firmware --features sim --test sim
 cargo test --workspace
+# The PKCS#11 module (a cdylib) that the Python suite loads into pkcs11-tool, OpenSSL and ssh-keygen.
+cargo build -p keyward-pkcs11-module
 echo "==> the freestanding (no_std, no_main) firmware build (the Python suite drives its binary)"
 cargo fmt --manifest-path firmware/device/Cargo.toml -- --check
 cargo clippy --release --quiet --manifest-path firmware/device/Cargo.toml -- -D warnings
