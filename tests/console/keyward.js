@@ -8,6 +8,7 @@
 //   KEYWARD_BIN         the keyward binary (default: <repo>/target/debug/keyward)
 //   SOFTHSM2_MODULE     PKCS#11 module (default: /usr/lib/softhsm/libsofthsm2.so)
 //   KEYWARD_TEST_STORE  `postgres` for a PostgreSQL store (default: SQLite in the data dir)
+//   KEYWARD_TEST_BACKEND `embedded` for the in-process firmware backend (default: `softhsm`)
 //   KEYWARD_KEEP_TMP    if set, keep the temporary directory (token, data, daemon log)
 // Missing prerequisites fail the suite; nothing is skipped.
 
@@ -40,8 +41,12 @@ function requireFile(p, what) {
 async function startKeyward({ extraToml = "", tls = false } = {}) {
   const binary = process.env.KEYWARD_BIN || path.join(REPO, "target", "debug", "keyward");
   requireFile(binary, "keyward binary (set KEYWARD_BIN or build target/debug/keyward)");
+  const backend = process.env.KEYWARD_TEST_BACKEND || "softhsm";
+  if (backend !== "softhsm" && backend !== "embedded") {
+    throw new Error(`KEYWARD_TEST_BACKEND ${backend}: the console suite runs on softhsm or embedded`);
+  }
   const module = process.env.SOFTHSM2_MODULE || "/usr/lib/softhsm/libsofthsm2.so";
-  requireFile(module, "SoftHSM2 PKCS#11 module");
+  if (backend === "softhsm") requireFile(module, "SoftHSM2 PKCS#11 module");
 
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "keyward-console-"));
   const tokens = path.join(tmp, "tokens");
@@ -78,19 +83,23 @@ async function startKeyward({ extraToml = "", tls = false } = {}) {
     config,
     `data_dir = "${path.join(tmp, "data")}"\n` +
       tlsSection +
-      "[hsm]\n" +
-      'backend = "pkcs11"\n' +
-      `module = "${module}"\n` +
-      'token_label = "keyward"\n' +
-      'pin_env = "KEYWARD_PIN"\n' +
+      (backend === "softhsm"
+        ? "[hsm]\n" +
+          'backend = "pkcs11"\n' +
+          `module = "${module}"\n` +
+          'token_label = "keyward"\n' +
+          'pin_env = "KEYWARD_PIN"\n'
+        : "") +
       store +
       extraToml,
   );
-  execFileSync(
-    "softhsm2-util",
-    ["--init-token", "--free", "--label", "keyward", "--pin", PIN, "--so-pin", "5678"],
-    { env, stdio: ["ignore", "ignore", "inherit"] },
-  );
+  if (backend === "softhsm") {
+    execFileSync(
+      "softhsm2-util",
+      ["--init-token", "--free", "--label", "keyward", "--pin", PIN, "--so-pin", "5678"],
+      { env, stdio: ["ignore", "ignore", "inherit"] },
+    );
+  }
   const init = execFileSync(binary, ["init", "--config", config], {
     env,
     encoding: "utf8",
