@@ -441,13 +441,25 @@ fn log_filter(requested: Option<&str>) -> tracing_subscriber::EnvFilter {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("info,{QUIET_PROBE}")))
 }
 
+/// `KEYWARD_LOG_FORMAT=json`: one JSON object per line (timestamp, level, target, message and
+/// the event's fields) for log shippers; anything else, or unset, is the human-readable text.
+/// An environment variable rather than a configuration key because logging starts before the
+/// configuration is read, and its own errors must be logged in the chosen format too.
+fn json_logs(requested: Option<&str>) -> bool {
+    requested.is_some_and(|f| f.trim().eq_ignore_ascii_case("json"))
+}
+
 fn init_tracing() {
     let filter = log_filter(std::env::var("KEYWARD_LOG").ok().as_deref());
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match json_logs(std::env::var("KEYWARD_LOG_FORMAT").ok().as_deref()) {
+        true => builder.json().flatten_event(true).try_init(),
+        false => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+    };
 }
 
 pub fn main() -> ExitCode {
@@ -600,7 +612,16 @@ async fn run(cli: Cli) -> crate::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::log_filter;
+    use super::{json_logs, log_filter};
+
+    #[test]
+    fn json_logs_only_when_asked_for() {
+        assert!(json_logs(Some("json")));
+        assert!(json_logs(Some(" JSON ")));
+        for other in [None, Some(""), Some("text"), Some("jsonl")] {
+            assert!(!json_logs(other), "{other:?}");
+        }
+    }
 
     #[test]
     fn the_probe_stays_quiet_unless_asked_for() {

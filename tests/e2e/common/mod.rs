@@ -138,6 +138,8 @@ pub struct Daemon {
     pub port: u16,
     /// Where its store lives (`KEYWARD_TEST_STORE`).
     pub store: TestStore,
+    /// Extra environment for `keyward` (e.g. `KEYWARD_LOG_FORMAT`), applied from the next start.
+    pub env: Vec<(String, String)>,
     child: Option<Child>,
 }
 
@@ -279,6 +281,7 @@ impl Daemon {
             cred: self.cred.clone(),
             port: 0,
             store: self.store.clone(),
+            env: self.env.clone(),
             child: None,
         };
         d.start();
@@ -335,6 +338,7 @@ impl Daemon {
             },
             port: 0,
             store,
+            env: Vec::new(),
             child: None,
         };
         let out = d
@@ -369,6 +373,7 @@ impl Daemon {
         if let Some(conf) = &self.softhsm_conf {
             c.env("SOFTHSM2_CONF", conf);
         }
+        c.envs(self.env.iter().map(|(k, v)| (k, v)));
         if let TestStore::Postgres(_) = self.store {
             c.env(pg::PASSWORD_ENV, &pg::cluster().password);
         }
