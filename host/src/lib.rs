@@ -19,6 +19,7 @@ pub mod integrity;
 pub mod jobs;
 pub mod kms;
 pub mod leader;
+pub mod metrics;
 pub mod pubkey;
 pub mod server;
 pub mod ssm;

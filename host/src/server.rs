@@ -14,6 +14,7 @@ use crate::integrity::SystemKey;
 use crate::jobs::{JobReport, Jobs};
 use crate::kms::Kms;
 use crate::leader::Leadership;
+use crate::metrics::Metrics;
 use crate::ssm::Ssm;
 use crate::store::{PgStore, SqliteStore, Store};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -49,11 +50,13 @@ pub fn bootstrap(cfg: Config) -> Result<Started> {
     cfg.validate()?;
     create_private_dir(&cfg.data_dir)?;
     let store = open_store(&cfg)?;
-    let hsm = hsm::open(
+    let metrics = Arc::new(Metrics::new());
+    store.observe_timing(metrics.clone());
+    let hsm = metrics.meter_hsm(hsm::open(
         &cfg,
         SystemKey::store_is_bound(store.as_ref())?,
         SystemKey::pinned_identity(store.as_ref())?,
-    )?;
+    )?);
     let adjustable = match cfg.testing.adjustable_clock {
         true => {
             tracing::warn!(
@@ -131,6 +134,7 @@ pub fn bootstrap(cfg: Config) -> Result<Started> {
     store.watch_changes(crate::coherence::sink(kms.clone(), cam.clone()))?;
     Ok(Started {
         state: Arc::new(AppState {
+            metrics,
             inline_reads,
             kms,
             ssm,
