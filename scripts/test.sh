@@ -74,6 +74,8 @@ KEYWARD_TEST_STORE=postgres KEYWARD_BIN="$PWD/target/debug/keyward" \
   .venv/bin/python -m pytest -q tests/python
 echo "==> Python SDK compatibility suite on SoftHSM2"
 KEYWARD_BIN="$PWD/target/debug/keyward" .venv/bin/python -m pytest -q tests/python
+echo "==> Python SDK suite in test-bench mode (keyward init --softhsm, then serve with no configuration)"
+KEYWARD_TEST_TESTBENCH=1 KEYWARD_BIN="$PWD/target/debug/keyward" .venv/bin/python -m pytest -q tests/python
 echo "==> fuzzing (started above)"
 if ! wait "$fuzz_pid"; then
   cat target/fuzz.log

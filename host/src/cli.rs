@@ -45,6 +45,14 @@ enum Command {
     Init {
         #[command(flatten)]
         common: Common,
+        /// Test bench: create a SoftHSM2 token inside the data directory (its own
+        /// softhsm2.conf, a generated PIN in a 0600 file, the SO PIN printed once on stderr);
+        /// `keyward serve` then runs on it with no further setup.
+        #[arg(long)]
+        softhsm: bool,
+        /// The SoftHSM2 PKCS#11 module `--softhsm` loads.
+        #[arg(long, default_value = crate::testbench::DEFAULT_MODULE, requires = "softhsm")]
+        softhsm_module: PathBuf,
     },
     /// Write a consistent copy of the store to a new file. SQLite: asked of the running
     /// daemon through its control socket, or made directly when no daemon runs. PostgreSQL:
@@ -422,6 +430,7 @@ fn load_config(common: &Common) -> crate::Result<Config> {
     if let Some(d) = &common.data_dir {
         cfg.data_dir = d.clone();
     }
+    crate::testbench::apply(&mut cfg)?;
     Ok(cfg)
 }
 
@@ -532,9 +541,25 @@ async fn run(cli: Cli) -> crate::Result<()> {
                 ))),
             }
         }
-        Command::Init { common } => {
-            let cfg = load_config(&common)?;
+        Command::Init {
+            common,
+            softhsm,
+            softhsm_module,
+        } => {
+            let mut cfg = load_config(&common)?;
             let dir = cfg.data_dir.clone();
+            let bench = match softhsm {
+                true => {
+                    if dir.join(crate::server::DB_FILE).exists() {
+                        return Err(crate::Error::Config(format!(
+                            "{} is already initialised on another HSM",
+                            dir.display()
+                        )));
+                    }
+                    Some(crate::testbench::provision(&mut cfg, &softhsm_module)?)
+                }
+                false => None,
+            };
             let started = tokio::task::spawn_blocking(move || {
                 let started = crate::server::bootstrap(cfg)?;
                 // Start-up took the jobs lease; the daemon started next must not wait for
@@ -544,6 +569,15 @@ async fn run(cli: Cli) -> crate::Result<()> {
             })
             .await
             .map_err(|e| crate::Error::Internal(e.to_string()))??;
+            if let Some(b) = bench {
+                // stdout carries the root API key as JSON; the SO PIN goes to the operator.
+                eprintln!(
+                    "keyward: created a SoftHSM2 token in {} (user PIN in its 0600 file `pin`); \
+                     its SO PIN, shown only now and kept nowhere: {}",
+                    b.dir.display(),
+                    b.so_pin.as_str()
+                );
+            }
             match started.issued {
                 Some(cred) => {
                     println!("{}", serde_json::to_string(&cred).unwrap_or_default());

@@ -24,5 +24,6 @@ pub mod pubkey;
 pub mod server;
 pub mod ssm;
 pub mod store;
+pub mod testbench;
 
 pub use error::{Error, Result};

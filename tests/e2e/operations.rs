@@ -198,3 +198,157 @@ async fn metrics_cover_requests_hsm_store_and_audit() {
     );
     assert!(m.ends_with("# EOF\n"), "{m}");
 }
+
+/// `keyward serve --data-dir D` with no configuration file and an environment without
+/// SoftHSM2's or the PIN's variables; returns the child and its endpoint.
+fn serve_bare(data: &std::path::Path, log: &std::path::Path) -> (std::process::Child, String) {
+    use std::io::Read;
+    let out = std::fs::File::create(log).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_keyward"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data)
+        .env_remove("SOFTHSM2_CONF")
+        .env_remove("KEYWARD_PIN")
+        .env_remove("HTTP_PROXY")
+        .env_remove("http_proxy")
+        .stdout(std::process::Stdio::null())
+        .stderr(out)
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let mut text = String::new();
+        std::fs::File::open(log)
+            .unwrap()
+            .read_to_string(&mut text)
+            .unwrap();
+        if let Some(pos) = text.find("listening on http://") {
+            let url: String = text[pos + "listening on ".len()..]
+                .chars()
+                .take_while(|c| !c.is_whitespace())
+                .collect();
+            return (child, url);
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("keyward serve exited with {status}:\n{text}");
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no listen line:\n{text}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+fn stop(mut child: std::process::Child) {
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+}
+
+/// Issue 17: test-bench mode from an empty directory. `keyward init --softhsm` provisions a
+/// SoftHSM2 token inside the data directory (its own softhsm2.conf, the PIN in a 0600 file,
+/// the SO PIN shown once) and `keyward serve` runs on it with nothing else: no configuration
+/// file, no SOFTHSM2_CONF, no PIN variable. Keys are HSM-level and survive a restart.
+#[tokio::test(flavor = "multi_thread")]
+async fn init_softhsm_then_serve_with_no_further_setup() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let init = |extra: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_keyward"))
+            .args(["init", "--softhsm", "--data-dir"])
+            .arg(&data)
+            .args(extra)
+            .env_remove("SOFTHSM2_CONF")
+            .env_remove("KEYWARD_PIN")
+            .output()
+            .unwrap()
+    };
+    let out = init(&[]);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "{stderr}");
+    let cred: Value = serde_json::from_slice(&out.stdout).expect("credentials on stdout");
+    assert!(stderr.contains("SO PIN"), "{stderr}");
+    let token = data.join("softhsm");
+    for (name, mode) in [
+        ("pin", 0o600),
+        ("softhsm2.conf", 0o600),
+        ("hsm.toml", 0o600),
+    ] {
+        let m = std::fs::metadata(token.join(name))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(m, mode, "{name}");
+    }
+    let m = std::fs::metadata(&token).unwrap().permissions().mode() & 0o777;
+    assert_eq!(m, 0o700);
+    let pin = std::fs::read_to_string(token.join("pin")).unwrap();
+    assert!(pin.len() >= 32, "a long generated PIN");
+    assert!(
+        !stderr.contains(pin.trim()),
+        "the user PIN is never printed"
+    );
+    assert!(!String::from_utf8_lossy(&out.stdout).contains(pin.trim()));
+
+    let log = tmp.path().join("serve.log");
+    let (child, endpoint) = serve_bare(&data, &log);
+    let c = keyward::client::TcClient::new(
+        &endpoint,
+        cred["SecretId"].as_str().unwrap(),
+        cred["SecretKey"].as_str().unwrap(),
+        cred["Region"].as_str().unwrap(),
+    )
+    .unwrap();
+    let key = ok(c
+        .kms("CreateKey", json!({"Alias": unique("bench")}))
+        .await
+        .unwrap())["KeyId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let described = ok(c.kms("DescribeKey", json!({"KeyId": key})).await.unwrap());
+    assert_eq!(described["KeyMetadata"]["ProtectionLevel"], "HSM");
+    let blob = ok(c
+        .kms("Encrypt", json!({"KeyId": key, "Plaintext": b64(b"bench")}))
+        .await
+        .unwrap())["CiphertextBlob"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    stop(child);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("PKCS#11 HSM backend ready"), "{text}");
+    assert!(text.contains("test bench"), "{text}");
+
+    // A restart finds the same token and key.
+    let (child, endpoint) = serve_bare(&data, &log);
+    let c = keyward::client::TcClient::new(
+        &endpoint,
+        cred["SecretId"].as_str().unwrap(),
+        cred["SecretKey"].as_str().unwrap(),
+        cred["Region"].as_str().unwrap(),
+    )
+    .unwrap();
+    let plain = ok(c
+        .kms("Decrypt", json!({"CiphertextBlob": blob}))
+        .await
+        .unwrap())["Plaintext"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(unb64(&plain), b"bench");
+    stop(child);
+
+    // A second `init --softhsm` on the same directory is refused and changes nothing.
+    let again = init(&[]);
+    assert!(!again.status.success());
+    assert_eq!(
+        std::fs::read_to_string(token.join("pin")).unwrap(),
+        pin,
+        "the token is untouched"
+    );
+}
