@@ -236,6 +236,11 @@ pub async fn serve(state: Arc<AppState>, store: Arc<dyn Store>) -> Result<()> {
     let addr = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     eprintln!("keyward: listening on {scheme}://{addr}");
+    // systemd (Type=notify): started means serving, not merely forked.
+    notify_service_manager(&[
+        sd_notify::NotifyState::Ready,
+        sd_notify::NotifyState::Status(&format!("serving on {scheme}://{addr}")),
+    ]);
     accept_connections(listener, tls, app, &cfg.limits).await;
     // Queued audit records become durable (and signed) before the process exits.
     let st = state.clone();
@@ -249,6 +254,14 @@ pub async fn serve(state: Arc<AppState>, store: Arc<dyn Store>) -> Result<()> {
     .await;
     tracing::info!("keyward stopped");
     Ok(())
+}
+
+/// Tells systemd how the service is doing (`Type=notify` in the packaged unit). Without
+/// `NOTIFY_SOCKET` in the environment (not started by systemd) it does nothing.
+fn notify_service_manager(state: &[sd_notify::NotifyState<'_>]) {
+    if let Err(e) = sd_notify::notify(state) {
+        tracing::warn!(error = %e, "cannot notify the service manager");
+    }
 }
 
 /// SIGHUP reloads the TLS certificate and key from their files, without a restart and
@@ -372,6 +385,10 @@ async fn accept_connections(
         });
     }
     drop(listener);
+    notify_service_manager(&[
+        sd_notify::NotifyState::Stopping,
+        sd_notify::NotifyState::Status("draining requests and flushing the audit log"),
+    ]);
     if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
         .await
         .is_err()

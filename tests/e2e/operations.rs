@@ -418,3 +418,37 @@ async fn shutdown_drains_the_request_in_flight_and_flushes_its_audit_record() {
         "no audit record for {request_id}"
     );
 }
+
+/// Issue 17: under systemd (`Type=notify`) the daemon reports READY=1 once it serves — after
+/// the store, HSM and audit log are open and the listener is bound — and STOPPING=1 when asked
+/// to stop. The test plays the service manager with a datagram socket in `NOTIFY_SOCKET`.
+#[tokio::test(flavor = "multi_thread")]
+async fn systemd_readiness_and_stopping_notifications() {
+    let mut d = Daemon::embedded();
+    d.stop();
+    let socket_path = d.dir.path().join("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    d.env
+        .push(("NOTIFY_SOCKET".into(), socket_path.display().to_string()));
+    d.start();
+    let mut buf = [0u8; 512];
+    let n = socket.recv(&mut buf).expect("a notification");
+    let ready = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(ready.lines().any(|l| l == "READY=1"), "{ready}");
+    assert!(
+        ready.contains(&format!("STATUS=serving on http://127.0.0.1:{}", d.port)),
+        "{ready}"
+    );
+    // Ready means serving: a request succeeds right away.
+    ok(d.client()
+        .kms("GenerateRandom", json!({"NumberOfBytes": 4}))
+        .await
+        .unwrap());
+    d.stop();
+    let n = socket.recv(&mut buf).expect("a notification");
+    let stopping = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(stopping.lines().any(|l| l == "STOPPING=1"), "{stopping}");
+}
