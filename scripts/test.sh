@@ -24,6 +24,10 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 # (docs/rotation.md); the packages' system services are not used.
 [ -x /usr/sbin/mariadbd ] && command -v mariadb-install-db >/dev/null || missing+=(mariadb-server)
 command -v redis-server >/dev/null || missing+=(redis-server)
+# The Debian package checks (scripts/test-deb.sh): lintian, systemd-analyze, readelf.
+command -v lintian >/dev/null || missing+=(lintian)
+command -v systemd-analyze >/dev/null || missing+=(systemd)
+command -v readelf >/dev/null || missing+=(binutils)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "==> installing ${missing[*]}"
   sudo_if_needed apt-get update -qq
@@ -83,6 +87,8 @@ if ! wait "$fuzz_pid"; then
   exit 1
 fi
 tail -n 20 target/fuzz.log
+echo "==> the Debian package: lintian, systemd-analyze verify, the packaged binary in a temporary root"
+bash scripts/test-deb.sh
 echo "==> Node.js SDK compatibility suite (tencentcloud-sdk-nodejs, pinned in tests/node/package-lock.json)"
 (cd tests/node && npm ci --no-audit --no-fund --loglevel=error && KEYWARD_BIN="$PWD/../../target/debug/keyward" node --test)
 echo "==> web console suite in headless Chromium (playwright-core, pinned in tests/console/package-lock.json), SQLite then PostgreSQL"
