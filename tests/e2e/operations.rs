@@ -452,3 +452,49 @@ async fn systemd_readiness_and_stopping_notifications() {
     let stopping = String::from_utf8_lossy(&buf[..n]).to_string();
     assert!(stopping.lines().any(|l| l == "STOPPING=1"), "{stopping}");
 }
+
+/// Issue 17: HSM failures are counted per operation in `/metrics` — here the serial firmware
+/// device is pulled (its simulator killed) and random bytes are asked for.
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_count_hsm_failures() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sim, device) = start_sim(&dir.path().join("device"), &[]);
+    let mut d = Daemon::with_hsm_section(
+        dir,
+        &format!("[hsm]\nbackend = \"serial\"\npath = \"{device}\"\ntimeout_ms = 300\n"),
+    );
+    d.sim = Some(sim);
+    ok(d.client()
+        .kms("GenerateRandom", json!({"NumberOfBytes": 4}))
+        .await
+        .unwrap());
+    let mut sim = d.sim.take().unwrap();
+    sim.kill().unwrap();
+    sim.wait().unwrap();
+    let failed = d
+        .client()
+        .kms("GenerateRandom", json!({"NumberOfBytes": 4}))
+        .await
+        .unwrap();
+    let failed_code = code(&failed).expect("refused").to_string();
+    let m = http_get(&d.endpoint(), "/metrics");
+    assert!(
+        sample(&m_body(&m), r#"keyward_hsm_operation_errors_total{op="random"}"#)
+            .is_some_and(|n| n >= 1.0),
+        "{m}"
+    );
+    assert_eq!(
+        sample(
+            &m_body(&m),
+            &format!(
+                r#"keyward_requests_total{{service="kms",action="GenerateRandom",outcome="{failed_code}"}}"#
+            )
+        ),
+        Some(1.0),
+        "{m}"
+    );
+}
+
+fn m_body(resp: &str) -> String {
+    resp.split_once("\r\n\r\n").unwrap().1.to_string()
+}
