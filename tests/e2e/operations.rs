@@ -479,8 +479,11 @@ async fn metrics_count_hsm_failures() {
     let failed_code = code(&failed).expect("refused").to_string();
     let m = http_get(&d.endpoint(), "/metrics");
     assert!(
-        sample(&m_body(&m), r#"keyward_hsm_operation_errors_total{op="random"}"#)
-            .is_some_and(|n| n >= 1.0),
+        sample(
+            &m_body(&m),
+            r#"keyward_hsm_operation_errors_total{op="random"}"#
+        )
+        .is_some_and(|n| n >= 1.0),
         "{m}"
     );
     assert_eq!(
