@@ -56,8 +56,24 @@ pub fn provision(cfg: &mut Config, module: &Path) -> Result<Provisioned> {
             dir.display()
         )));
     }
+    match create_token(&dir, module) {
+        Ok(so_pin) => {
+            cfg.hsm = read_hsm(&dir)?;
+            Ok(Provisioned { so_pin, dir })
+        }
+        Err(e) => {
+            // Half a token (no PIN set, or no hsm.toml) would make every later attempt
+            // refuse with "already holds a token": take it away again.
+            let _ = std::fs::remove_dir_all(&dir);
+            Err(e)
+        }
+    }
+}
+
+/// Writes the token directory's files and initialises the token; returns the SO PIN.
+fn create_token(dir: &Path, module: &Path) -> Result<Zeroizing<String>> {
     crate::server::create_private_dir(&dir.join("tokens"))?;
-    crate::server::create_private_dir(&dir)?;
+    crate::server::create_private_dir(dir)?;
     write_new(
         &dir.join(CONF),
         format!(
@@ -70,7 +86,7 @@ pub fn provision(cfg: &mut Config, module: &Path) -> Result<Provisioned> {
     let pin = random_pin();
     let so_pin = random_pin();
     write_new(&dir.join(PIN_FILE), pin.as_bytes())?;
-    use_token_conf(&dir);
+    use_token_conf(dir);
     keyward_hsm_pkcs11::init_token(module, LABEL, &so_pin, &pin)?;
     let hsm = format!(
         "# Written by `keyward init --softhsm`; used when keyward.toml has no [hsm] table.\n\
@@ -80,8 +96,7 @@ pub fn provision(cfg: &mut Config, module: &Path) -> Result<Provisioned> {
         toml_string(&dir.join(PIN_FILE).display().to_string()),
     );
     write_new(&dir.join(HSM_FILE), hsm.as_bytes())?;
-    cfg.hsm = read_hsm(&dir)?;
-    Ok(Provisioned { so_pin, dir })
+    Ok(so_pin)
 }
 
 /// Serves a data directory made by `provision` on its token, unless the configuration names
@@ -151,6 +166,22 @@ mod tests {
         let (a, b) = (random_pin(), random_pin());
         assert_eq!(a.len(), 48);
         assert_ne!(*a, *b);
+    }
+
+    /// A module that does not load leaves no half-made token behind, so the next attempt
+    /// (with the right module) is not refused.
+    #[test]
+    fn a_failed_provisioning_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let not_a_module = dir.path().join("not-a-module.so");
+        std::fs::write(&not_a_module, b"not a shared library").unwrap();
+        let mut cfg = Config {
+            data_dir: dir.path().join("data"),
+            ..Config::default()
+        };
+        assert!(provision(&mut cfg, &not_a_module).is_err());
+        assert!(!dir.path().join("data").join(DIR).exists());
+        assert!(matches!(cfg.hsm, HsmConfig::Embedded));
     }
 
     #[test]
