@@ -29,6 +29,10 @@ command -v redis-server >/dev/null || missing+=(redis-server)
 command -v pkcs11-tool >/dev/null || missing+=(opensc)
 command -v ssh-keygen >/dev/null || missing+=(openssh-client)
 ls /usr/lib/*/ossl-modules/pkcs11.so >/dev/null 2>&1 || missing+=(pkcs11-provider)
+# The Debian package checks (scripts/test-deb.sh): lintian, systemd-analyze, readelf.
+command -v lintian >/dev/null || missing+=(lintian)
+command -v systemd-analyze >/dev/null || missing+=(systemd)
+command -v readelf >/dev/null || missing+=(binutils)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "==> installing ${missing[*]}"
   sudo_if_needed apt-get update -qq
@@ -90,6 +94,8 @@ KEYWARD_TEST_STORE=postgres KEYWARD_BIN="$PWD/target/debug/keyward" \
   .venv/bin/python -m pytest -q tests/python
 echo "==> Python SDK compatibility suite on SoftHSM2"
 KEYWARD_BIN="$PWD/target/debug/keyward" .venv/bin/python -m pytest -q tests/python
+echo "==> Python SDK suite in test-bench mode (keyward init --softhsm, then serve with no configuration)"
+KEYWARD_TEST_TESTBENCH=1 KEYWARD_BIN="$PWD/target/debug/keyward" .venv/bin/python -m pytest -q tests/python
 echo "==> fuzzing (started above)"
 if ! wait "$fuzz_pid"; then
   cat target/fuzz.log
@@ -97,6 +103,8 @@ if ! wait "$fuzz_pid"; then
   exit 1
 fi
 tail -n 20 target/fuzz.log
+echo "==> the Debian package: lintian, systemd-analyze verify, the packaged binary in a temporary root"
+bash scripts/test-deb.sh
 echo "==> Node.js SDK compatibility suite (tencentcloud-sdk-nodejs, pinned in tests/node/package-lock.json)"
 (cd tests/node && npm ci --no-audit --no-fund --loglevel=error && KEYWARD_BIN="$PWD/../../target/debug/keyward" node --test)
 echo "==> web console suite in headless Chromium (playwright-core, pinned in tests/console/package-lock.json), SQLite then PostgreSQL"

@@ -45,6 +45,14 @@ enum Command {
     Init {
         #[command(flatten)]
         common: Common,
+        /// Test bench: create a SoftHSM2 token inside the data directory (its own
+        /// softhsm2.conf, a generated PIN in a 0600 file, the SO PIN printed once on stderr);
+        /// `keyward serve` then runs on it with no further setup.
+        #[arg(long)]
+        softhsm: bool,
+        /// The SoftHSM2 PKCS#11 module `--softhsm` loads.
+        #[arg(long, default_value = crate::testbench::DEFAULT_MODULE, requires = "softhsm")]
+        softhsm_module: PathBuf,
     },
     /// Write a consistent copy of the store to a new file. SQLite: asked of the running
     /// daemon through its control socket, or made directly when no daemon runs. PostgreSQL:
@@ -422,6 +430,7 @@ fn load_config(common: &Common) -> crate::Result<Config> {
     if let Some(d) = &common.data_dir {
         cfg.data_dir = d.clone();
     }
+    crate::testbench::apply(&mut cfg)?;
     Ok(cfg)
 }
 
@@ -441,13 +450,25 @@ fn log_filter(requested: Option<&str>) -> tracing_subscriber::EnvFilter {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("info,{QUIET_PROBE}")))
 }
 
+/// `KEYWARD_LOG_FORMAT=json`: one JSON object per line (timestamp, level, target, message and
+/// the event's fields) for log shippers; anything else, or unset, is the human-readable text.
+/// An environment variable rather than a configuration key because logging starts before the
+/// configuration is read, and its own errors must be logged in the chosen format too.
+fn json_logs(requested: Option<&str>) -> bool {
+    requested.is_some_and(|f| f.trim().eq_ignore_ascii_case("json"))
+}
+
 fn init_tracing() {
     let filter = log_filter(std::env::var("KEYWARD_LOG").ok().as_deref());
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match json_logs(std::env::var("KEYWARD_LOG_FORMAT").ok().as_deref()) {
+        true => builder.json().flatten_event(true).try_init(),
+        false => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+    };
 }
 
 pub fn main() -> ExitCode {
@@ -520,9 +541,25 @@ async fn run(cli: Cli) -> crate::Result<()> {
                 ))),
             }
         }
-        Command::Init { common } => {
-            let cfg = load_config(&common)?;
+        Command::Init {
+            common,
+            softhsm,
+            softhsm_module,
+        } => {
+            let mut cfg = load_config(&common)?;
             let dir = cfg.data_dir.clone();
+            let bench = match softhsm {
+                true => {
+                    if dir.join(crate::server::DB_FILE).exists() {
+                        return Err(crate::Error::Config(format!(
+                            "{} is already initialised on another HSM",
+                            dir.display()
+                        )));
+                    }
+                    Some(crate::testbench::provision(&mut cfg, &softhsm_module)?)
+                }
+                false => None,
+            };
             let started = tokio::task::spawn_blocking(move || {
                 let started = crate::server::bootstrap(cfg)?;
                 // Start-up took the jobs lease; the daemon started next must not wait for
@@ -532,6 +569,15 @@ async fn run(cli: Cli) -> crate::Result<()> {
             })
             .await
             .map_err(|e| crate::Error::Internal(e.to_string()))??;
+            if let Some(b) = bench {
+                // stdout carries the root API key as JSON; the SO PIN goes to the operator.
+                eprintln!(
+                    "keyward: created a SoftHSM2 token in {} (user PIN in its 0600 file `pin`); \
+                     its SO PIN, shown only now and kept nowhere: {}",
+                    b.dir.display(),
+                    b.so_pin.as_str()
+                );
+            }
             match started.issued {
                 Some(cred) => {
                     println!("{}", serde_json::to_string(&cred).unwrap_or_default());
@@ -600,7 +646,16 @@ async fn run(cli: Cli) -> crate::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::log_filter;
+    use super::{json_logs, log_filter};
+
+    #[test]
+    fn json_logs_only_when_asked_for() {
+        assert!(json_logs(Some("json")));
+        assert!(json_logs(Some(" JSON ")));
+        for other in [None, Some(""), Some("text"), Some("jsonl")] {
+            assert!(!json_logs(other), "{other:?}");
+        }
+    }
 
     #[test]
     fn the_probe_stays_quiet_unless_asked_for() {

@@ -20,9 +20,11 @@ pub mod integrity;
 pub mod jobs;
 pub mod kms;
 pub mod leader;
+pub mod metrics;
 pub mod pubkey;
 pub mod server;
 pub mod ssm;
 pub mod store;
+pub mod testbench;
 
 pub use error::{Error, Result};

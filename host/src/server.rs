@@ -14,6 +14,7 @@ use crate::integrity::SystemKey;
 use crate::jobs::{JobReport, Jobs};
 use crate::kms::Kms;
 use crate::leader::Leadership;
+use crate::metrics::Metrics;
 use crate::ssm::Ssm;
 use crate::store::{PgEndpoint, PgStore, SqliteStore, Store};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -49,11 +50,13 @@ pub fn bootstrap(cfg: Config) -> Result<Started> {
     cfg.validate()?;
     create_private_dir(&cfg.data_dir)?;
     let store = open_store(&cfg)?;
-    let hsm = hsm::open(
+    let metrics = Arc::new(Metrics::new());
+    store.observe_timing(metrics.clone());
+    let hsm = metrics.meter_hsm(hsm::open(
         &cfg,
         SystemKey::store_is_bound(store.as_ref())?,
         SystemKey::pinned_identity(store.as_ref())?,
-    )?;
+    )?);
     let adjustable = match cfg.testing.adjustable_clock {
         true => {
             tracing::warn!(
@@ -131,6 +134,7 @@ pub fn bootstrap(cfg: Config) -> Result<Started> {
     store.watch_changes(crate::coherence::sink(kms.clone(), cam.clone()))?;
     Ok(Started {
         state: Arc::new(AppState {
+            metrics,
             inline_reads,
             kms,
             ssm,
@@ -246,6 +250,11 @@ pub async fn serve(state: Arc<AppState>, store: Arc<dyn Store>) -> Result<()> {
     let addr = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     eprintln!("keyward: listening on {scheme}://{addr}");
+    // systemd (Type=notify): started means serving, not merely forked.
+    notify_service_manager(&[
+        sd_notify::NotifyState::Ready,
+        sd_notify::NotifyState::Status(&format!("serving on {scheme}://{addr}")),
+    ]);
     accept_connections(listener, tls, app, &cfg.limits).await;
     // Queued audit records become durable (and signed) before the process exits.
     let st = state.clone();
@@ -259,6 +268,14 @@ pub async fn serve(state: Arc<AppState>, store: Arc<dyn Store>) -> Result<()> {
     .await;
     tracing::info!("keyward stopped");
     Ok(())
+}
+
+/// Tells systemd how the service is doing (`Type=notify` in the packaged unit). Without
+/// `NOTIFY_SOCKET` in the environment (not started by systemd) it does nothing.
+fn notify_service_manager(state: &[sd_notify::NotifyState<'_>]) {
+    if let Err(e) = sd_notify::notify(state) {
+        tracing::warn!(error = %e, "cannot notify the service manager");
+    }
 }
 
 /// SIGHUP reloads the TLS certificate and key from their files, without a restart and
@@ -382,6 +399,10 @@ async fn accept_connections(
         });
     }
     drop(listener);
+    notify_service_manager(&[
+        sd_notify::NotifyState::Stopping,
+        sd_notify::NotifyState::Status("draining requests and flushing the audit log"),
+    ]);
     if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
         .await
         .is_err()

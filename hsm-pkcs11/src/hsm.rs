@@ -76,6 +76,11 @@ impl fmt::Debug for Pkcs11Hsm {
 }
 
 impl Pkcs11Hsm {
+    /// Sessions in use and the pool's size, for monitoring.
+    pub fn session_use(&self) -> (usize, usize) {
+        (self.pool.in_use(), self.pool.size())
+    }
+
     /// `len` random bytes from the token's RNG (`C_GenerateRandom`), 1..=4096.
     pub fn random(&self, len: usize) -> Result<Zeroizing<Vec<u8>>, Error> {
         if len == 0 || len > MAX_RANDOM_LEN {

@@ -159,4 +159,5 @@ pub use crate::import::KCV_LEN;
 pub use crate::keypair::SealedKeyPair;
 pub use crate::keys::ROOT_IDENTITY_LEN;
 pub use crate::kind::{AsymKind, RsaDecryptMechanism, SignMechanism};
+pub use crate::open::init_token;
 pub use crate::templates::{ROOT_KEY_LABEL, SEAL_KEY_LABEL};

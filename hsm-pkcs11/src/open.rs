@@ -67,6 +67,42 @@ impl Pkcs11Hsm {
 /// because the context is never dropped, the module is never unloaded while initialised.
 ///
 /// The [`AttributeReader`] is loaded alongside, once per path as well.
+/// Initialises a fresh token labelled `label` on the first slot whose token is not
+/// initialised yet (SoftHSM2 always offers one), sets its SO PIN and user PIN, and logs out.
+/// For test benches (`keyward init --softhsm`): the PINs go straight to the module, never
+/// through a command line that other local users could read in the process list.
+pub fn init_token(module: &Path, label: &str, so_pin: &str, user_pin: &str) -> Result<(), Error> {
+    use cryptoki::session::UserType;
+    let (pkcs11, _) = load_module(module)?;
+    let slot = pkcs11
+        .get_slots_with_token()
+        .map_err(Error::pkcs11("C_GetSlotList"))?
+        .into_iter()
+        .find(|s| {
+            pkcs11
+                .get_token_info(*s)
+                .is_ok_and(|t| !t.token_initialized())
+        })
+        .ok_or(Error::InvalidConfig(
+            "the module offers no uninitialised token to set up",
+        ))?;
+    let so_pin = AuthPin::from(so_pin);
+    pkcs11
+        .init_token(slot, &so_pin, label)
+        .map_err(Error::pkcs11("C_InitToken"))?;
+    let session = pkcs11
+        .open_rw_session(slot)
+        .map_err(Error::pkcs11("C_OpenSession"))?;
+    session
+        .login(UserType::So, Some(&so_pin))
+        .map_err(Error::pkcs11("C_Login"))?;
+    session
+        .init_pin(&AuthPin::from(user_pin))
+        .map_err(Error::pkcs11("C_InitPIN"))?;
+    session.logout().map_err(Error::pkcs11("C_Logout"))?;
+    Ok(())
+}
+
 fn load_module(path: &Path) -> Result<(Pkcs11, AttributeReader), Error> {
     type Loaded = (Pkcs11, AttributeReader);
     static MODULES: OnceLock<Mutex<HashMap<PathBuf, Loaded>>> = OnceLock::new();

@@ -122,6 +122,13 @@ impl Pool {
         self.size
     }
 
+    /// Sessions checked out now (for the daemon's metrics): neither idle nor awaiting a
+    /// replacement after dying.
+    pub(crate) fn in_use(&self) -> usize {
+        let state = self.lock();
+        self.size.saturating_sub(state.idle.len() + state.missing)
+    }
+
     fn lock(&self) -> MutexGuard<'_, PoolState> {
         // The lock is never held across a PKCS#11 call or anything that can panic, so the
         // state behind a poisoned mutex is still consistent; keep serving.

@@ -13,6 +13,10 @@ Environment:
                    kept whenever a test failed, and its path is printed in the summary
   KEYWARD_TEST_STORE  `postgres`: the daemon's store is a database on a throw-away PostgreSQL
                    cluster (pgcluster.py); default `sqlite`
+  KEYWARD_TEST_TESTBENCH  if set (with the softhsm backend): test-bench mode as a new user
+                   runs it — `keyward init --softhsm --data-dir D` in an empty directory, then
+                   `keyward serve --data-dir D` with no configuration file, no SOFTHSM2_CONF and
+                   no PIN in the environment
 
 Missing prerequisites (binary, softhsm2-util, module) FAIL the session: they are never skipped.
 Tests that need what only one backend offers say so with `@pytest.mark.backends("softhsm")`;
@@ -160,7 +164,15 @@ def keyward(request):
     config = tmp / "keyward.toml"
     env = dict(os.environ)
     sim = None
-    if backend() == "softhsm":
+    testbench = bool(os.environ.get("KEYWARD_TEST_TESTBENCH"))
+    if testbench and (backend() != "softhsm"
+                      or os.environ.get("KEYWARD_TEST_STORE", "sqlite") != "sqlite"):
+        pytest.fail("KEYWARD_TEST_TESTBENCH runs on SoftHSM2 with the SQLite store only",
+                    pytrace=False)
+    if testbench:
+        for var in ("SOFTHSM2_CONF", "KEYWARD_PIN"):
+            env.pop(var, None)
+    elif backend() == "softhsm":
         config.write_text(f'data_dir = "{data_dir}"\n' + _softhsm_section(tmp, env))
     elif backend() == "serial":
         sim, device = _start_sim(tmp / "device")
@@ -179,7 +191,17 @@ def keyward(request):
                           + cluster.store_section(cluster.create_database()))
         env[pgcluster.PASSWORD_ENV] = cluster.password
 
-    init = _run([binary, "init", "--config", str(config)], env, "keyward init")
+    if testbench:
+        init = _run([binary, "init", "--softhsm", "--data-dir", str(data_dir),
+                     "--softhsm-module", os.environ.get("SOFTHSM2_MODULE", DEFAULT_MODULE)],
+                    env, "keyward init --softhsm")
+        if "SO PIN" not in init.stderr:
+            pytest.fail(f"keyward init --softhsm did not show the SO PIN:\n{init.stderr}",
+                        pytrace=False)
+        serve_args = ["--data-dir", str(data_dir)]
+    else:
+        init = _run([binary, "init", "--config", str(config)], env, "keyward init")
+        serve_args = ["--config", str(config)]
     cred_line = next((l for l in init.stdout.splitlines() if l.strip().startswith("{")), None)
     if cred_line is None:
         pytest.fail(f"keyward init printed no JSON credential:\n{init.stdout}\n{init.stderr}",
@@ -192,7 +214,7 @@ def keyward(request):
     log_path = tmp / "keyward.log"
     log_file = open(log_path, "w", buffering=1)
     proc = subprocess.Popen(
-        [binary, "serve", "--config", str(config), "--listen", "127.0.0.1:0"],
+        [binary, "serve", *serve_args, "--listen", "127.0.0.1:0"],
         env=env,
         stdin=subprocess.DEVNULL,
         stdout=log_file,

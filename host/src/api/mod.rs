@@ -48,6 +48,7 @@ use tc3::{Admission, MemoryFull};
 pub const MAX_SKEW_SECS: i64 = 300;
 
 pub struct AppState {
+    pub metrics: Arc<crate::metrics::Metrics>,
     pub kms: Arc<Kms>,
     pub ssm: Arc<Ssm>,
     pub cam: Arc<Cam>,
@@ -126,38 +127,78 @@ async fn readyz(State(st): State<Arc<AppState>>) -> Response {
     ))
 }
 
-/// Prometheus text exposition of the counters operators alert on.
+/// Prometheus metrics (OpenMetrics text): the request, HSM and store families kept by
+/// `crate::metrics`, and the counters the services keep themselves, read now.
 async fn metrics(State(st): State<Arc<AppState>>) -> Response {
+    use crate::metrics::Sampled;
     use std::sync::atomic::Ordering::Relaxed;
     let c = &st.alarms.counters;
     let a = &st.audit.counters;
-    let body = format!(
-        "# TYPE keyward_alarms_raised_total counter\nkeyward_alarms_raised_total {}\n\
-         # TYPE keyward_alarms_delivered_total counter\nkeyward_alarms_delivered_total {}\n\
-         # TYPE keyward_alarm_delivery_failures_total counter\nkeyward_alarm_delivery_failures_total {}\n\
-         # TYPE keyward_audit_records_written_total counter\nkeyward_audit_records_written_total {}\n\
-         # TYPE keyward_audit_write_failures_total counter\nkeyward_audit_write_failures_total {}\n\
-         # TYPE keyward_audit_checkpoints_total counter\nkeyward_audit_checkpoints_total {}\n\
-         # TYPE keyward_audit_unauthenticated_unrecorded_total counter\nkeyward_audit_unauthenticated_unrecorded_total {}\n\
-         # TYPE keyward_secret_rotations_total counter\nkeyward_secret_rotations_total {}\n\
-         # TYPE keyward_secret_rotation_failures_total counter\nkeyward_secret_rotation_failures_total {}\n",
-        c.raised.load(Relaxed),
-        c.delivered.load(Relaxed),
-        c.delivery_failures.load(Relaxed),
-        a.written.load(Relaxed)
-            + st.audit.written_with_changes(),
-        a.failures.load(Relaxed),
-        a.checkpoints.load(Relaxed),
-        a.unauthenticated_unrecorded.load(Relaxed),
-        st.ssm.rotations.succeeded.load(Relaxed),
-        st.ssm.rotations.failed.load(Relaxed),
-    );
+    let counter = |name, help, value| Sampled {
+        name,
+        help,
+        value,
+        gauge: false,
+    };
+    let sampled = [
+        counter(
+            "keyward_alarms_raised",
+            "Alarms raised",
+            c.raised.load(Relaxed),
+        ),
+        counter(
+            "keyward_alarms_delivered",
+            "Alarms delivered to the webhook",
+            c.delivered.load(Relaxed),
+        ),
+        counter(
+            "keyward_alarm_delivery_failures",
+            "Failed webhook deliveries (retried)",
+            c.delivery_failures.load(Relaxed),
+        ),
+        counter(
+            "keyward_audit_records_written",
+            "Audit records stored",
+            a.written.load(Relaxed) + st.audit.written_with_changes(),
+        ),
+        counter(
+            "keyward_audit_write_failures",
+            "Audit records the writer failed to store",
+            a.failures.load(Relaxed),
+        ),
+        counter(
+            "keyward_audit_checkpoints",
+            "Signed audit checkpoints",
+            a.checkpoints.load(Relaxed),
+        ),
+        counter(
+            "keyward_audit_unauthenticated_unrecorded",
+            "Refusals before authentication beyond the per-source budget: counted, not recorded",
+            a.unauthenticated_unrecorded.load(Relaxed),
+        ),
+        counter(
+            "keyward_secret_rotations",
+            "Product-secret rotations done",
+            st.ssm.rotations.succeeded.load(Relaxed),
+        ),
+        counter(
+            "keyward_secret_rotation_failures",
+            "Product-secret rotations that failed",
+            st.ssm.rotations.failed.load(Relaxed),
+        ),
+        Sampled {
+            name: "keyward_audit_queue_depth",
+            help: "Audit records of reads and refusals waiting for the writer",
+            value: a.queued.load(Relaxed).max(0) as u64,
+            gauge: true,
+        },
+    ];
     axum::response::IntoResponse::into_response((
         [(
             axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4",
+            crate::metrics::CONTENT_TYPE,
         )],
-        body,
+        st.metrics.render(&sampled),
     ))
 }
 
@@ -218,8 +259,17 @@ async fn handle(State(st): State<Arc<AppState>>, req: Request<Body>) -> Response
                 .unwrap_or_else(|e| Err(Error::Internal(format!("action handler failed: {e}"))))
         }
     };
-    let elapsed_us = started.elapsed().as_micros() as u64;
     let code = record_outcome(&st, &trail, &result, peer);
+    let took = started.elapsed();
+    let elapsed_us = took.as_micros() as u64;
+    // Labels only from the action table, never the caller's header: unknown names would
+    // otherwise create a series each.
+    st.metrics.request(
+        product.map(|p| p.service()).unwrap_or("unknown"),
+        row.map(|a| a.name).unwrap_or("unknown"),
+        code,
+        took,
+    );
     match result {
         Ok(fields) => {
             tracing::debug!(%request_id, %action, elapsed_us, "ok");

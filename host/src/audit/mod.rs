@@ -104,6 +104,10 @@ pub struct Counters {
     pub written: AtomicU64,
     pub failures: AtomicU64,
     pub checkpoints: AtomicU64,
+    /// Records submitted and not yet taken by the writer (`/metrics`). Counted up before a
+    /// record is sent and down when the writer takes it (or the send fails), so it never
+    /// goes below zero.
+    pub queued: std::sync::atomic::AtomicI64,
     /// The last write attempt failed (cleared by the next that succeeds): `/readyz`.
     pub failing: std::sync::atomic::AtomicBool,
 }
@@ -259,17 +263,17 @@ impl Audit {
         let Some(tx) = &self.tx else {
             return;
         };
-        match tx.try_send(Msg::Record(Box::new(record))) {
-            Ok(()) => {}
+        self.counters.queued.fetch_add(1, Ordering::Relaxed);
+        let sent = match tx.try_send(Msg::Record(Box::new(record))) {
+            Ok(()) => true,
             Err(mpsc::TrySendError::Full(msg)) => {
-                let sent = tokio::task::block_in_place(|| tx.send(msg));
-                if sent.is_err() {
-                    self.counters.failures.fetch_add(1, Ordering::Relaxed);
-                }
+                tokio::task::block_in_place(|| tx.send(msg)).is_ok()
             }
-            Err(mpsc::TrySendError::Disconnected(_)) => {
-                self.counters.failures.fetch_add(1, Ordering::Relaxed);
-            }
+            Err(mpsc::TrySendError::Disconnected(_)) => false,
+        };
+        if !sent {
+            self.counters.queued.fetch_sub(1, Ordering::Relaxed);
+            self.counters.failures.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -322,7 +326,10 @@ impl Writer {
             let mut batch = Vec::new();
             let mut waiters = Vec::new();
             let mut take = |m: Msg, batch: &mut Vec<AuditRecord>| match m {
-                Msg::Record(r) => batch.push(*r),
+                Msg::Record(r) => {
+                    self.counters.queued.fetch_sub(1, Ordering::Relaxed);
+                    batch.push(*r)
+                }
                 Msg::Flush(w) => waiters.push(w),
             };
             if let Some(m) = first {

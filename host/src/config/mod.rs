@@ -30,6 +30,10 @@ pub struct Config {
     pub regions: Vec<RegionConfig>,
     #[serde(default)]
     pub hsm: HsmConfig,
+    /// Whether the file has an `[hsm]` table. Without one, a data directory set up by
+    /// `keyward init --softhsm` is served on its own SoftHSM2 token (`crate::testbench`).
+    #[serde(skip)]
+    pub hsm_explicit: bool,
     #[serde(default)]
     pub store: StoreConfig,
     #[serde(default)]
@@ -541,8 +545,12 @@ impl Config {
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
-        let cfg: Config =
+        let mut cfg: Config =
             toml::from_str(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+        // The text parsed as a `Config` just above, so it is a valid TOML table.
+        cfg.hsm_explicit = text
+            .parse::<toml::Table>()
+            .is_ok_and(|t| t.contains_key("hsm"));
         cfg.validate()?;
         Ok(cfg)
     }

@@ -98,6 +98,10 @@ pub trait Hsm: Send + Sync {
         scheme: asym::DecryptScheme,
         encrypted: &[u8],
     ) -> Result<(Vec<u8>, Vec<u8>)>;
+    /// Sessions in use and sessions held, for a backend with a session pool (PKCS#11).
+    fn session_use(&self) -> Option<(usize, usize)> {
+        None
+    }
 }
 
 /// Opens the backend named in the configuration.

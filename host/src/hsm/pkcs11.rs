@@ -97,6 +97,10 @@ impl Hsm for Pkcs11Backend {
         "pkcs11"
     }
 
+    fn session_use(&self) -> Option<(usize, usize)> {
+        Some(self.token.session_use())
+    }
+
     fn protection_level(&self, alg: Algorithm) -> ProtectionLevel {
         match alg {
             Algorithm::Sm4Gcm | Algorithm::Sm2 => ProtectionLevel::Software,

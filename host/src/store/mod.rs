@@ -19,6 +19,7 @@ mod pg;
 pub mod rotation;
 pub mod secrets;
 mod sqlite;
+pub mod timing;
 
 pub use accounts::{
     AccountRecord, AccountStore, ApiKeyRecord, AuthzSealer, AuthzState, GroupRecord, PolicyRecord,
@@ -44,6 +45,7 @@ pub use secrets::{
     SecretQuery, SecretRecord, SecretStatus, SecretStore, SecretUpdate, SecretVersion, VersionWrite,
 };
 pub use sqlite::SqliteStore;
+pub use timing::{StoreCall, StoreObserver};
 
 /// Every aggregate at once: what start-up opens and hands out, one trait object per service.
 pub trait Store:
@@ -68,6 +70,8 @@ pub trait Store:
     /// Delivers to `sink` what other processes change in the store, from now on, for as
     /// long as the store lives. Returns once announcements flow.
     fn watch_changes(&self, sink: ChangeSink) -> crate::error::Result<()>;
+    /// Reports the time of each store call from now on to `observer`.
+    fn observe_timing(&self, observer: std::sync::Arc<dyn StoreObserver>);
 }
 
 impl Store for SqliteStore {
@@ -83,6 +87,10 @@ impl Store for SqliteStore {
     /// daemon's services invalidate their caches for their own changes.
     fn watch_changes(&self, _: ChangeSink) -> crate::error::Result<()> {
         Ok(())
+    }
+
+    fn observe_timing(&self, observer: std::sync::Arc<dyn StoreObserver>) {
+        self.timing.set(observer);
     }
 }
 
@@ -101,5 +109,9 @@ impl Store for PgStore {
 
     fn watch_changes(&self, sink: ChangeSink) -> crate::error::Result<()> {
         PgStore::watch_changes(self, sink)
+    }
+
+    fn observe_timing(&self, observer: std::sync::Arc<dyn StoreObserver>) {
+        self.timing.set(observer);
     }
 }

@@ -140,6 +140,8 @@ pub struct Daemon {
     pub port: u16,
     /// Where its store lives (`KEYWARD_TEST_STORE`).
     pub store: TestStore,
+    /// Extra environment for `keyward` (e.g. `KEYWARD_LOG_FORMAT`), applied from the next start.
+    pub env: Vec<(String, String)>,
     child: Option<Child>,
 }
 
@@ -288,6 +290,7 @@ impl Daemon {
             self.cred.clone(),
             self.store.clone(),
         );
+        d.env = self.env.clone();
         d.start();
         d
     }
@@ -375,6 +378,7 @@ impl Daemon {
             cred,
             port: 0,
             store,
+            env: Vec::new(),
             child: None,
         }
     }
@@ -388,6 +392,7 @@ impl Daemon {
         if let Some(conf) = &self.softhsm_conf {
             c.env("SOFTHSM2_CONF", conf);
         }
+        c.envs(self.env.iter().map(|(k, v)| (k, v)));
         if let TestStore::Postgres(_) = self.store {
             c.env(pg::PASSWORD_ENV, &pg::cluster().password);
         }

@@ -19,7 +19,13 @@ use std::sync::atomic::Ordering;
 impl PgStore {
     /// Commits a write transaction, appending the trail's audit record to it first, so the
     /// change and its record are durable together or not at all.
-    pub(super) fn commit(&self, mut tx: Transaction<'_>, trail: &Trail) -> Result<()> {
+    pub(super) fn commit(&self, tx: Transaction<'_>, trail: &Trail) -> Result<()> {
+        self.timing.time(crate::store::StoreCall::Commit, || {
+            self.commit_untimed(tx, trail)
+        })
+    }
+
+    fn commit_untimed(&self, mut tx: Transaction<'_>, trail: &Trail) -> Result<()> {
         if let Some(fence) = trail.fence() {
             super::leases::check_fence(&mut tx, fence)?;
         }

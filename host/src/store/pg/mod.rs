@@ -97,6 +97,8 @@ pub struct PgStore {
     written_with_changes: AtomicU64,
     /// Seals the authorization tables in every write that changes them.
     authz_sealer: OnceLock<Arc<dyn AuthzSealer>>,
+    /// Where call times go (`/metrics`).
+    pub(super) timing: crate::store::timing::Timing,
 }
 
 impl Drop for PgStore {
@@ -145,6 +147,7 @@ impl PgStore {
             stop_listening: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             written_with_changes: AtomicU64::new(0),
             authz_sealer: OnceLock::new(),
+            timing: Default::default(),
         };
         store.with(migrate)?;
         Ok(store)
@@ -152,6 +155,11 @@ impl PgStore {
 
     /// One pooled connection for `f`.
     pub(super) fn with<T>(&self, f: impl FnOnce(&mut postgres::Client) -> Result<T>) -> Result<T> {
+        self.timing
+            .time(crate::store::StoreCall::Call, || self.with_untimed(f))
+    }
+
+    fn with_untimed<T>(&self, f: impl FnOnce(&mut postgres::Client) -> Result<T>) -> Result<T> {
         blocking(|| {
             let mut conn = self
                 .pool

@@ -12,6 +12,12 @@ impl SqliteStore {
     /// Commits a write transaction, appending the trail's audit record to it first, so the
     /// change and its record are durable together or not at all.
     pub(super) fn commit(&self, tx: Transaction<'_>, trail: &Trail) -> Result<()> {
+        self.timing.time(crate::store::StoreCall::Commit, || {
+            self.commit_untimed(tx, trail)
+        })
+    }
+
+    fn commit_untimed(&self, tx: Transaction<'_>, trail: &Trail) -> Result<()> {
         let record = trail.for_commit();
         if let Some(r) = &record {
             append_tx(&tx, std::slice::from_ref(r))?;

@@ -15,6 +15,7 @@ mod secrets;
 
 use crate::error::{Error, Result};
 use crate::store::audit::Trail;
+use crate::store::StoreCall;
 use crate::store::{AuthzSealer, KeyRecord, Tag};
 use rusqlite::{params, Connection, Row, TransactionBehavior};
 use std::collections::HashMap;
@@ -65,6 +66,8 @@ pub struct SqliteStore {
     written_with_changes: AtomicU64,
     /// Seals the authorization tables in every write that changes them.
     authz_sealer: OnceLock<Arc<dyn AuthzSealer>>,
+    /// Where call times go (`/metrics`).
+    pub(super) timing: crate::store::timing::Timing,
 }
 
 impl SqliteStore {
@@ -87,10 +90,15 @@ impl SqliteStore {
             keys: RwLock::new(HashMap::new()),
             written_with_changes: AtomicU64::new(0),
             authz_sealer: OnceLock::new(),
+            timing: Default::default(),
         })
     }
 
     pub(super) fn with<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
+        self.timing.time(StoreCall::Call, || self.with_untimed(f))
+    }
+
+    fn with_untimed<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
         let mut conn = self
             .conn
             .lock()
