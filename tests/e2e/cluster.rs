@@ -246,7 +246,8 @@ fn audit_verify(d: &Daemon) -> (bool, Value) {
         .env(pg::PASSWORD_ENV, &pg::cluster().password)
         .output()
         .expect("keyward audit verify runs");
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    let report: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&out.stderr).into_owned()));
     (out.status.success(), report)
 }
 

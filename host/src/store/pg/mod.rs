@@ -131,7 +131,7 @@ impl PgStore {
     pub fn open(endpoint: Endpoint, pool_size: u32) -> Result<Self> {
         // One connection first: a wrong address, password or CA fails at once with its
         // cause, instead of after the pool's connection timeout with a summary.
-        drop(blocking(|| endpoint.connect())?);
+        blocking(|| endpoint.connect().map(drop))?;
         let manager = PostgresConnectionManager::new(endpoint.config.clone(), endpoint.tls.clone());
         let pool = blocking(|| {
             r2d2::Pool::builder()
