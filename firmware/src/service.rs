@@ -913,6 +913,7 @@ mod tests {
 mod asym_tests {
     use super::tests::call;
     use super::*;
+    use alloc::vec::Vec;
     use keyward_shared::wire::OwnedResponse;
     use rand_core::OsRng;
 
@@ -967,11 +968,178 @@ mod asym_tests {
             call(
                 &mut svc,
                 Request::GenerateKeyPair {
-                    algorithm: Algorithm::Rsa2048
+                    algorithm: Algorithm::Sm4Gcm
                 }
             ),
             OwnedResponse::Error(DeviceError::UnsupportedAlgorithm)
         );
+    }
+
+    fn rsa_key_in_steps(svc: &mut KeyService<OsRng>) -> (Vec<u8>, Vec<u8>) {
+        let mut primes = Vec::new();
+        let mut steps = 0;
+        while primes.len() < 2 {
+            steps += 1;
+            assert!(steps < 400);
+            match call(
+                svc,
+                Request::GeneratePrime {
+                    algorithm: Algorithm::Rsa2048,
+                },
+            ) {
+                OwnedResponse::Sealed(p) => primes.push(p),
+                OwnedResponse::Error(DeviceError::TryAgain) => {}
+                other => panic!("{other:?}"),
+            }
+        }
+        // A sealed prime is not a key of any algorithm, and a key is not a prime.
+        for algorithm in [Algorithm::Rsa2048, Algorithm::Aes256Gcm] {
+            let resp = call(
+                svc,
+                Request::Encrypt {
+                    algorithm,
+                    sealed: &primes[0],
+                    aad: b"",
+                    plaintext: b"x",
+                },
+            );
+            assert!(matches!(resp, OwnedResponse::Error(_)), "{resp:?}");
+        }
+        match call(
+            svc,
+            Request::AssembleKeyPair {
+                algorithm: Algorithm::Rsa2048,
+                first: &primes[0],
+                second: &primes[1],
+            },
+        ) {
+            OwnedResponse::KeyPair { sealed, public_key } => (sealed, public_key),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn rsa_keys_in_steps_sign_decrypt_and_import() {
+        use ::rsa::pkcs8::DecodePublicKey;
+        use sha2::{Digest, Sha256};
+        let mut svc = KeyService::new([9u8; 32], OsRng);
+        let (sealed, spki) = rsa_key_in_steps(&mut svc);
+        assert_eq!(sealed.len(), 2 + 12 + crate::rsa::MATERIAL_LEN + 16);
+        let pk = ::rsa::RsaPublicKey::from_public_key_der(&spki).unwrap();
+        // A tampered sealed key, or primes sealed as a key, are refused.
+        let mut t = sealed.clone();
+        t[20] ^= 1;
+        let sign = |sealed: &[u8], padding| Request::SignRsa {
+            algorithm: Algorithm::Rsa2048,
+            padding,
+            sealed,
+            message: b"m",
+            is_digest: false,
+        };
+        assert_eq!(
+            call(&mut svc, sign(&t, SignPadding::PssSha256)),
+            OwnedResponse::Error(DeviceError::BadSealedKey)
+        );
+        let OwnedResponse::Signature(sig) = call(&mut svc, sign(&sealed, SignPadding::PssSha256))
+        else {
+            panic!()
+        };
+        pk.verify(
+            ::rsa::Pss::new_with_salt::<Sha256>(32),
+            &Sha256::digest(b"m"),
+            &sig,
+        )
+        .unwrap();
+
+        // BYOK: AES material wrapped outside the device, imported, and its check value is
+        // the one the material itself gives.
+        let material = [0x42u8; 32];
+        let wrapped = pk
+            .encrypt(&mut OsRng, ::rsa::Oaep::new::<sha1::Sha1>(), &material)
+            .unwrap();
+        let OwnedResponse::Imported {
+            sealed: imported,
+            check_value,
+        } = call(
+            &mut svc,
+            Request::ImportWrapped {
+                algorithm: Algorithm::Aes256Gcm,
+                padding: DecryptPadding::OaepSha1,
+                wrapping: &sealed,
+                encrypted: &wrapped,
+            },
+        )
+        else {
+            panic!()
+        };
+        let expected =
+            crate::aead::encrypt(Algorithm::Aes256Gcm, &material, &[0u8; 12], b"", &[0u8; 16])
+                .unwrap();
+        assert_eq!(check_value, expected[..16]);
+        assert!(matches!(
+            call(
+                &mut svc,
+                Request::Encrypt {
+                    algorithm: Algorithm::Aes256Gcm,
+                    sealed: &imported,
+                    aad: b"",
+                    plaintext: b"x"
+                }
+            ),
+            OwnedResponse::Encrypted { .. }
+        ));
+        // 16 bytes of material are not AES-256 material; as SM4 they are.
+        let short = pk
+            .encrypt(&mut OsRng, ::rsa::Pkcs1v15Encrypt, &material[..16])
+            .unwrap();
+        let import = |algorithm| Request::ImportWrapped {
+            algorithm,
+            padding: DecryptPadding::Pkcs1v15,
+            wrapping: &sealed,
+            encrypted: &short,
+        };
+        assert_eq!(
+            call(&mut svc, import(Algorithm::Aes256Gcm)),
+            OwnedResponse::Error(DeviceError::AuthenticationFailed)
+        );
+        assert!(matches!(
+            call(&mut svc, import(Algorithm::Sm4Gcm)),
+            OwnedResponse::Imported { .. }
+        ));
+        assert_eq!(
+            call(&mut svc, import(Algorithm::Rsa2048)),
+            OwnedResponse::Error(DeviceError::UnsupportedAlgorithm)
+        );
+    }
+
+    #[test]
+    fn p384_key_pairs_sign() {
+        use p384::ecdsa::signature::hazmat::PrehashVerifier;
+        use p384::pkcs8::DecodePublicKey;
+        use sha2::{Digest, Sha256};
+        let mut svc = KeyService::new([9u8; 32], OsRng);
+        let OwnedResponse::KeyPair { sealed, public_key } = call(
+            &mut svc,
+            Request::GenerateKeyPair {
+                algorithm: Algorithm::EccP384,
+            },
+        ) else {
+            panic!()
+        };
+        let vk = p384::ecdsa::VerifyingKey::from_public_key_der(&public_key).unwrap();
+        let OwnedResponse::Signature(sig) = call(
+            &mut svc,
+            Request::Sign {
+                algorithm: Algorithm::EccP384,
+                sealed: &sealed,
+                message: b"m",
+                is_digest: false,
+            },
+        ) else {
+            panic!()
+        };
+        let sig = p384::ecdsa::Signature::from_der(&sig).unwrap();
+        vk.verify_prehash(&Sha256::digest(b"m"), &sig).unwrap();
     }
 }
 
@@ -998,7 +1166,7 @@ mod robustness {
                         x ^= x << 17;
                         // Bias towards small values: valid variant indices and lengths.
                         if x.is_multiple_of(3) {
-                            (x >> 8) as u8 % 12
+                            (x >> 8) as u8 % 18
                         } else {
                             (x >> 16) as u8
                         }

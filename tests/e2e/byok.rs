@@ -1,5 +1,6 @@
-//! End-to-end BYOK on SoftHSM2: material wrapped locally to the daemon's RSA wrapping key,
-//! imported (unwrapped inside the token), proven by decrypting the daemon's ciphertext locally
+//! End-to-end BYOK on the backend under test (`KEYWARD_TEST_BACKEND`: SoftHSM2, the linked-in
+//! firmware core, the firmware behind the serial link): material wrapped locally to the
+//! daemon's RSA wrapping key, imported (unwrapped inside the token or device), proven by decrypting the daemon's ciphertext locally
 //! with the original material; delete and re-import, mismatching material, token expiry,
 //! material expiry.
 
@@ -74,7 +75,7 @@ fn open_locally(material: &[u8], blob: &[u8]) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn import_use_delete_reimport_and_expiry() {
-    let d = Daemon::softhsm_with("[testing]\nadjustable_clock = true\n");
+    let d = Daemon::under_test_with("[testing]\nadjustable_clock = true\n");
     let c = d.client();
     let key_id = ok(c
         .kms("CreateKey", json!({"Alias": unique("byok"), "Type": 2}))
@@ -335,7 +336,7 @@ async fn import_use_delete_reimport_and_expiry() {
 /// through the answer, on the host-decoding path (OAEP-SHA-256 on SoftHSM2) as on the token's.
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_wrapped_material_gets_one_answer_on_every_path() {
-    let d = Daemon::softhsm();
+    let d = Daemon::under_test();
     let c = d.client();
     for alg in ["RSAES_OAEP_SHA_256", "RSAES_OAEP_SHA_1"] {
         let key_id = ok(c
