@@ -1029,13 +1029,15 @@ mod asym_tests {
         // A tampered sealed key, or primes sealed as a key, are refused.
         let mut t = sealed.clone();
         t[20] ^= 1;
-        let sign = |sealed: &[u8], padding| Request::SignRsa {
-            algorithm: Algorithm::Rsa2048,
-            padding,
-            sealed,
-            message: b"m",
-            is_digest: false,
-        };
+        fn sign(sealed: &[u8], padding: SignPadding) -> Request<'_> {
+            Request::SignRsa {
+                algorithm: Algorithm::Rsa2048,
+                padding,
+                sealed,
+                message: b"m",
+                is_digest: false,
+            }
+        }
         assert_eq!(
             call(&mut svc, sign(&t, SignPadding::PssSha256)),
             OwnedResponse::Error(DeviceError::BadSealedKey)

@@ -231,7 +231,10 @@ async fn signing_keys_verify_independently() {
         "ASYMMETRIC_SIGN_VERIFY_RSA_2048",
         "ASYMMETRIC_SIGN_VERIFY_ECDSA384",
     ] {
-        assert!(sv.contains(&(usage.into(), level.into())), "{usage}: {sv:?}");
+        assert!(
+            sv.contains(&(usage.into(), level.into())),
+            "{usage}: {sv:?}"
+        );
     }
     assert!(sv.contains(&("ASYMMETRIC_SIGN_VERIFY_SM2".into(), sm2_level.into())));
 

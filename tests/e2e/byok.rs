@@ -391,3 +391,62 @@ async fn bad_wrapped_material_gets_one_answer_on_every_path() {
         assert_eq!(open_locally(&material, &unb64(&blob)), alg.as_bytes());
     }
 }
+
+/// Issue 18: in a GM region an EXTERNAL key takes 16 bytes of SM4 material, wrapped locally
+/// with each wrapping algorithm; the daemon's ciphertext then opens with that material
+/// (SM4-GCM, the blob's prefix as associated data), and other material is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn sm4_material_imports_in_a_gm_region() {
+    let d = Daemon::under_test_with(
+        "[[regions]]\nname = \"ap-guangzhou\"\nalgorithm = \"AES_256\"\n\n[[regions]]\nname = \"ap-beijing\"\nalgorithm = \"SM4\"\n",
+    );
+    let c = keyward::client::TcClient::new(
+        &d.endpoint(),
+        &d.cred.secret_id,
+        &d.cred.secret_key,
+        "ap-beijing",
+    )
+    .unwrap();
+    let material: Vec<u8> = (0..16u8).map(|i| i.wrapping_mul(29) ^ 0xa5).collect();
+    for alg in ["RSAES_PKCS1_V1_5", "RSAES_OAEP_SHA_1", "RSAES_OAEP_SHA_256"] {
+        let key_id = ok(c
+            .kms("CreateKey", json!({"Alias": unique("gm-byok"), "Type": 2}))
+            .await
+            .unwrap())["KeyId"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let (token, pk) = params(&c, &key_id, alg).await;
+        // 32 bytes are AES material, not SM4: refused like a bad unwrap.
+        err(
+            &import(&c, &key_id, &token, &wrap(&pk, alg, &[1u8; 32]), None).await,
+            "InvalidParameter.DecryptMaterialError",
+        );
+        ok(import(&c, &key_id, &token, &wrap(&pk, alg, &material), None).await);
+        let blob = unb64(
+            ok(c.kms(
+                "Encrypt",
+                json!({"KeyId": key_id, "Plaintext": b64(b"gm byok")}),
+            )
+            .await
+            .unwrap())["CiphertextBlob"]
+                .as_str()
+                .unwrap(),
+        );
+        let opened = keyward_firmware::aead::decrypt(
+            keyward_shared::Algorithm::Sm4Gcm,
+            &material,
+            &blob[23..35],
+            &blob[..22],
+            &blob[35..],
+        )
+        .expect("the daemon's ciphertext opens with the imported SM4 material");
+        assert_eq!(opened, b"gm byok", "{alg}");
+        // Other material for the same key is refused.
+        let (token, pk) = params(&c, &key_id, alg).await;
+        err(
+            &import(&c, &key_id, &token, &wrap(&pk, alg, &[9u8; 16]), None).await,
+            "InvalidParameterValue.MaterialNotMatch",
+        );
+    }
+}
