@@ -185,10 +185,9 @@ impl PrivateKey {
             FixedMontyForm::new(c, &n_params) * FixedMontyForm::new(&r, &n_params).pow_vartime(&e);
         let blinded = Zeroizing::new(blinded.retrieve());
 
-        let p = odd1024(&self.p)?;
-        let q = odd1024(&self.q)?;
-        let p_params = FixedMontyParams::new(p);
-        let q_params = FixedMontyParams::new(q);
+        // The primes and their Montgomery parameters are as secret as the key: zeroized too.
+        let p_params = Zeroizing::new(FixedMontyParams::new(odd1024(&self.p)?));
+        let q_params = Zeroizing::new(FixedMontyParams::new(odd1024(&self.q)?));
         let cp = Zeroizing::new(blinded.rem(&nonzero1024(&self.p)?));
         let cq = Zeroizing::new(blinded.rem(&nonzero1024(&self.q)?));
         let m1 = Zeroizing::new(FixedMontyForm::new(&cp, &p_params).pow(&self.dp).retrieve());
@@ -252,8 +251,8 @@ pub fn assemble(
         return Err(DeviceError::BadLength);
     }
     let e = U1024::from_u32(E);
-    let p_minus_1 = nonzero1024(&key.p.wrapping_sub(&U1024::ONE))?;
-    let q_minus_1 = nonzero1024(&key.q.wrapping_sub(&U1024::ONE))?;
+    let p_minus_1 = Zeroizing::new(nonzero1024(&key.p.wrapping_sub(&U1024::ONE))?);
+    let q_minus_1 = Zeroizing::new(nonzero1024(&key.q.wrapping_sub(&U1024::ONE))?);
     key.dp = e
         .invert_mod(&p_minus_1)
         .into_option()

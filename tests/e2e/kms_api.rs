@@ -1158,18 +1158,6 @@ async fn documented_refusals_answer_their_codes() {
             json!({"Alias": unique("r"), "HsmClusterId": "cluster-1"}),
             "InvalidParameterValue",
         ),
-        (
-            "kms",
-            "CreateKey",
-            json!({"Alias": unique("r"), "KeyUsage": "ASYMMETRIC_DECRYPT_RSA_2048"}),
-            "UnsupportedOperation.UnsupportedKeyUsageInCurrentRegion",
-        ),
-        (
-            "kms",
-            "CreateKey",
-            json!({"Alias": unique("r"), "KeyUsage": "ASYMMETRIC_SIGN_VERIFY_ECDSA384"}),
-            "UnsupportedOperation.UnsupportedKeyUsageInCurrentRegion",
-        ),
     ];
     for (service, action, body, want) in refusals {
         let r = match service {
