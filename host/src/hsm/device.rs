@@ -46,6 +46,18 @@ impl<T: Transport> DeviceHsm<T> {
         keyward_shared::wire::reply::<R>(&req, resp).map_err(reply_error)
     }
 
+    /// `call` for requests that carry a caller's RSA ciphertext: one of the wrong length is
+    /// the caller's input error (as on PKCS#11), not the HSM's fault.
+    fn call_with_ciphertext<R: Reply>(&self, req: Request<'_>) -> Result<R::Fields> {
+        let resp = self.transport.exchange(req.clone())?;
+        keyward_shared::wire::reply::<R>(&req, resp).map_err(|e| match e {
+            ReplyError::Device(DeviceError::BadLength) => {
+                Error::InvalidValue("input length out of range for this key".into())
+            }
+            other => reply_error(other),
+        })
+    }
+
     /// RSA-2048 key generation in steps (docs/wire-protocol.md, "RSA key generation in
     /// steps"): each `GeneratePrime` is one bounded exchange, so on the serial link other
     /// requests take their turn between steps instead of waiting for the whole generation.
@@ -89,16 +101,6 @@ fn decrypt_padding(scheme: DecryptScheme) -> Option<DecryptPadding> {
         DecryptScheme::RsaOaepSha1 => Some(DecryptPadding::OaepSha1),
         DecryptScheme::RsaOaepSha256 => Some(DecryptPadding::OaepSha256),
         DecryptScheme::Sm2Der => None,
-    }
-}
-
-/// An RSA ciphertext of the wrong length is the caller's input, as on PKCS#11.
-fn rsa_input_error(e: Error) -> Error {
-    match e {
-        Error::Hsm(m) if m == DeviceError::BadLength.to_string() => {
-            Error::InvalidValue("input length out of range for this key".into())
-        }
-        other => other,
     }
 }
 
@@ -230,14 +232,13 @@ impl<T: Transport> Hsm for DeviceHsm<T> {
         if algorithm == Algorithm::Rsa2048 {
             let padding = decrypt_padding(scheme).ok_or_else(|| not_here(algorithm))?;
             return self
-                .call::<replies::Plaintext>(Request::DecryptRsa {
+                .call_with_ciphertext::<replies::Plaintext>(Request::DecryptRsa {
                     algorithm,
                     padding,
                     sealed,
                     ciphertext,
                 })
-                .map(Zeroizing::new)
-                .map_err(rsa_input_error);
+                .map(Zeroizing::new);
         }
         if (algorithm, scheme) != (Algorithm::Sm2, DecryptScheme::Sm2Der) {
             return Err(not_here(algorithm));
@@ -264,13 +265,12 @@ impl<T: Transport> Hsm for DeviceHsm<T> {
         }
         let padding = decrypt_padding(scheme)
             .ok_or_else(|| Error::InvalidValue("not an RSA wrapping algorithm".into()))?;
-        self.call::<replies::Imported>(Request::ImportWrapped {
+        self.call_with_ciphertext::<replies::Imported>(Request::ImportWrapped {
             algorithm,
             padding,
             wrapping,
             encrypted,
         })
-        .map_err(rsa_input_error)
     }
 
     fn random(&self, len: usize) -> Result<Zeroizing<Vec<u8>>> {
@@ -336,6 +336,33 @@ mod tests {
         assert!(shown.contains("Decrypt with KeyPair (expected Plaintext)"));
         // The detector itself finds the marker where a derived Debug would have put it.
         assert!(shows_secret(&format!("{:?}", SECRET.to_vec())));
+    }
+
+    /// A device that never finds a prime makes RSA key generation fail after a bounded number
+    /// of steps, and a short RSA ciphertext is the caller's error, not the HSM's.
+    #[test]
+    fn rsa_key_generation_is_bounded_and_bad_lengths_are_input_errors() {
+        let never = DeviceHsm::new("test", Canned(Response::Error(DeviceError::TryAgain)));
+        let err = never.generate_key_pair(Algorithm::Rsa2048).unwrap_err();
+        assert!(
+            matches!(&err, Error::Hsm(m) if m.contains("no two RSA primes")),
+            "{err:?}"
+        );
+        let short = DeviceHsm::new("test", Canned(Response::Error(DeviceError::BadLength)));
+        let err = short
+            .asym_decrypt(
+                Algorithm::Rsa2048,
+                b"sealed",
+                DecryptScheme::RsaOaepSha1,
+                b"x",
+            )
+            .unwrap_err();
+        assert!(matches!(err, Error::InvalidValue(_)), "{err:?}");
+        // An SM2 scheme on an RSA key is refused before reaching the device.
+        let err = short
+            .asym_decrypt(Algorithm::Rsa2048, b"sealed", DecryptScheme::Sm2Der, b"x")
+            .unwrap_err();
+        assert!(matches!(err, Error::UnsupportedKeyUsage(_)), "{err:?}");
     }
 
     #[test]
