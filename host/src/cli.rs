@@ -324,8 +324,8 @@ fn backup(common: &Common, out: &std::path::Path) -> crate::Result<()> {
         )));
     }
     if let crate::config::StoreConfig::Postgres(pg) = &cfg.store {
-        let password = pg.password()?;
-        crate::store::pg_dump::backup(&pg.url, password.as_deref().map(|p| p.as_str()), &out)?;
+        let endpoint = crate::store::PgEndpoint::from_config(pg)?;
+        crate::store::pg_dump::backup(&endpoint, &out)?;
         eprintln!(
             "keyward: backed up the store to {} (pg_dump, online)",
             out.display()
@@ -352,8 +352,8 @@ fn backup(common: &Common, out: &std::path::Path) -> crate::Result<()> {
 fn restore(common: &Common, from: &std::path::Path) -> crate::Result<()> {
     let cfg = load_config(common)?;
     if let crate::config::StoreConfig::Postgres(pg) = &cfg.store {
-        let password = pg.password()?;
-        crate::store::pg_dump::restore(&pg.url, password.as_deref().map(|p| p.as_str()), from)?;
+        let endpoint = crate::store::PgEndpoint::from_config(pg)?;
+        crate::store::pg_dump::restore(&endpoint, from)?;
         eprintln!("keyward: restored {} into the database", from.display());
         return Ok(());
     }

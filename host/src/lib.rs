@@ -4,6 +4,7 @@ pub mod alarms;
 pub mod api;
 pub mod audit;
 pub mod bench;
+pub mod ca;
 pub mod cache;
 pub mod cam;
 pub mod cli;

@@ -15,7 +15,7 @@ use crate::jobs::{JobReport, Jobs};
 use crate::kms::Kms;
 use crate::leader::Leadership;
 use crate::ssm::Ssm;
-use crate::store::{PgStore, SqliteStore, Store};
+use crate::store::{PgEndpoint, PgStore, SqliteStore, Store};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -153,19 +153,19 @@ pub fn open_store(cfg: &Config) -> Result<Arc<dyn Store>> {
     Ok(match &cfg.store {
         StoreConfig::Sqlite => Arc::new(SqliteStore::open(&cfg.data_dir.join(DB_FILE))?),
         StoreConfig::Postgres(pg) => {
-            let password = pg.password()?;
+            let endpoint = PgEndpoint::from_config(pg)?;
             if let Some(var) = &pg.password_env {
                 // As with the HSM PIN (hsm/pkcs11.rs, which says why this is sound during
                 // start-up): out of the environment once read, so child processes and
                 // environment dumps do not see it. The pool keeps it to open connections.
                 std::env::remove_var(var);
             }
-            let store = PgStore::open(
-                &pg.url,
-                password.as_deref().map(|p| p.as_str()),
-                pg.pool_size,
-            )?;
-            tracing::info!(pool_size = pg.pool_size, "store: PostgreSQL");
+            let store = PgStore::open(endpoint, pg.pool_size)?;
+            tracing::info!(
+                pool_size = pg.pool_size,
+                tls = pg.tls_ca.is_some(),
+                "store: PostgreSQL"
+            );
             Arc::new(store)
         }
     })

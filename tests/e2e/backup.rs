@@ -33,7 +33,7 @@ async fn backup_under_load_wipe_and_restore() {
     let backup = out_dir.path().join("keyward-backup.db");
     let database = match &d.store {
         TestStore::Postgres(name) => Some(name.clone()),
-        TestStore::Sqlite => None,
+        TestStore::Sqlite | TestStore::External => None,
     };
     let c = d.client();
     let key = ok(c
@@ -408,4 +408,102 @@ async fn kill_9_under_write_load_loses_no_acknowledged_write() {
     }
     let report = ok(common::iam::kw(&c, "VerifyAuditLog", json!({})).await);
     assert_eq!(report["Ok"], true, "{report}");
+}
+
+/// The store over TLS (`[store] tls_ca`): a PostgreSQL server that takes TCP logins over TLS
+/// only (`hostssl` in its pg_hba.conf), its certificate signed by a private CA. The daemon
+/// serves on it, `keyward backup` (pg_dump) reaches it the same way, and a daemon that does
+/// not trust the server's CA, or offers no TLS, is refused before it serves anything.
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_store_over_tls() {
+    use common::dbservers::{Certs, PgServer};
+    use std::os::unix::fs::OpenOptionsExt;
+    let certs = Certs::new();
+    let server = PgServer::start_tls(&certs);
+    server.psql("postgres", "CREATE DATABASE keyward_tls");
+    let secrets = tempfile::tempdir().unwrap();
+    let password_file = secrets.path().join("pg-password");
+    std::io::Write::write_all(
+        &mut std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&password_file)
+            .unwrap(),
+        server.admin_password.as_bytes(),
+    )
+    .unwrap();
+    let section =
+        |tls_ca: Option<&Path>| {
+            format!(
+            "\n[store]\nkind = \"postgres\"\nurl = \"host=127.0.0.1 port={} dbname=keyward_tls \
+             user=admin\"\npassword_file = \"{}\"\n{}",
+            server.port,
+            password_file.display(),
+            tls_ca.map_or(String::new(), |ca| format!("tls_ca = \"{}\"\n", ca.display()))
+        )
+        };
+    let mut d = Daemon::embedded_on_store(&section(Some(&certs.ca)));
+    let c = d.client();
+    let key = ok(c
+        .kms("CreateKey", json!({"Alias": unique("tls")}))
+        .await
+        .unwrap())["KeyId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let blob = ok(c
+        .kms(
+            "Encrypt",
+            json!({"KeyId": key, "Plaintext": b64(b"over tls")}),
+        )
+        .await
+        .unwrap())["CiphertextBlob"]
+        .clone();
+    let plain = ok(c
+        .kms("Decrypt", json!({"CiphertextBlob": blob}))
+        .await
+        .unwrap())["Plaintext"]
+        .clone();
+    assert_eq!(unb64(plain.as_str().unwrap()), b"over tls");
+
+    let out_dir = tempfile::tempdir().unwrap();
+    let dump = out_dir.path().join("tls.dump");
+    let out = keyward("backup", &d.config, &[("--out", &dump)]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(std::fs::metadata(&dump).unwrap().len() > 0);
+    d.stop();
+
+    // Another CA: the server's certificate is not trusted.
+    let other = Certs::new();
+    std::fs::write(
+        &d.config,
+        std::fs::read_to_string(&d.config).unwrap().replace(
+            &certs.ca.display().to_string(),
+            &other.ca.display().to_string(),
+        ),
+    )
+    .unwrap();
+    let log = d.refused_start();
+    assert!(
+        log.to_lowercase().contains("certificate"),
+        "refused for another reason: {log}"
+    );
+    // No TLS at all: the server takes no plain TCP login.
+    let text = std::fs::read_to_string(&d.config).unwrap();
+    let plain_config: String = text
+        .lines()
+        .filter(|l| !l.starts_with("tls_ca"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&d.config, plain_config).unwrap();
+    let log = d.refused_start();
+    assert!(
+        log.contains("pg_hba.conf"),
+        "refused for another reason: {log}"
+    );
 }

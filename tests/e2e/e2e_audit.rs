@@ -727,7 +727,7 @@ fn verify_offline(v: &StoreView) -> (bool, Value) {
 
 fn pg_password(store: &TestStore) -> String {
     match store {
-        TestStore::Sqlite => String::new(),
+        TestStore::Sqlite | TestStore::External => String::new(),
         TestStore::Postgres(_) => pg::cluster().password.clone(),
     }
 }
@@ -748,6 +748,7 @@ fn copy_of(d: &Daemon) -> StoreView {
             );
             (TestStore::Postgres(copy), section)
         }
+        TestStore::External => panic!("a test's own database server: copy it there"),
     };
     let config = t.path().join("keyward.toml");
     std::fs::write(

@@ -35,7 +35,7 @@ pub use keys::{
 pub use leases::{Fence, LeaseStore, JOBS_LEASE};
 pub use meta::MetaStore;
 pub use pg::dump as pg_dump;
-pub use pg::PgStore;
+pub use pg::{Endpoint as PgEndpoint, PgStore};
 pub use rotation::{
     FlowRecord, ProductSecretRecord, ProductSecretUpdate, RotationStore, FLOW_FAILED, FLOW_RUNNING,
     FLOW_SUCCEEDED,

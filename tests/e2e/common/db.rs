@@ -111,6 +111,7 @@ impl Db {
                     password: c.password.clone(),
                 }
             }
+            TestStore::External => panic!("a test's own database server: query it there"),
         }
     }
 

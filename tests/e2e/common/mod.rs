@@ -59,6 +59,8 @@ pub enum TestStore {
     Sqlite,
     /// The database's name.
     Postgres(String),
+    /// A database server the test started itself (its `[store]` table says where).
+    External,
 }
 
 pub fn postgres_under_test() -> bool {
@@ -141,6 +143,13 @@ pub struct Daemon {
     child: Option<Child>,
 }
 
+/// The `[hsm]` table of a daemon on the test token, after `extra` top-level configuration.
+fn softhsm_section(extra: &str) -> String {
+    format!(
+        "{extra}\n[hsm]\nbackend = \"pkcs11\"\nmodule = \"{SOFTHSM_MODULE}\"\ntoken_label = \"{TOKEN_LABEL}\"\npin_env = \"KEYWARD_TEST_PIN\"\npool_size = 4\n"
+    )
+}
+
 /// Creates `<dir>/softhsm2.conf` and an initialised token in `<dir>/tokens`.
 pub fn make_token(dir: &Path) -> PathBuf {
     assert!(
@@ -188,9 +197,7 @@ impl Daemon {
     pub fn softhsm_with(extra: &str) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
         let conf = make_token(dir.path());
-        let hsm = format!(
-            "{extra}\n[hsm]\nbackend = \"pkcs11\"\nmodule = \"{SOFTHSM_MODULE}\"\ntoken_label = \"{TOKEN_LABEL}\"\npin_env = \"KEYWARD_TEST_PIN\"\npool_size = 4\n"
-        );
+        let hsm = softhsm_section(extra);
         Self::with_config(dir, Some(conf), &hsm)
     }
 
@@ -230,14 +237,19 @@ impl Daemon {
         Self::with_config(tempfile::tempdir().unwrap(), None, extra)
     }
 
+    /// An embedded-backend daemon on a store the test started itself: `store` is the whole
+    /// `[store]` table.
+    pub fn embedded_on_store(store: &str) -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        Self::with_store(dir, None, "", (store.to_string(), TestStore::External))
+    }
+
     /// A daemon on a fresh SoftHSM2 token with its store in PostgreSQL, whatever
     /// `KEYWARD_TEST_STORE` says (several daemons need a shared store).
     pub fn softhsm_on_postgres(extra: &str) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
         let conf = make_token(dir.path());
-        let hsm = format!(
-            "{extra}\n[hsm]\nbackend = \"pkcs11\"\nmodule = \"{SOFTHSM_MODULE}\"\ntoken_label = \"{TOKEN_LABEL}\"\npin_env = \"KEYWARD_TEST_PIN\"\npool_size = 4\n"
-        );
+        let hsm = softhsm_section(extra);
         Self::with_store(dir, Some(conf), &hsm, postgres_section())
     }
 
@@ -269,18 +281,13 @@ impl Daemon {
             );
             dir.path().join("softhsm2.conf")
         });
-        let log = dir.path().join("daemon.log");
-        let mut d = Daemon {
-            sim: None,
+        let mut d = Self::unstarted(
             dir,
             config,
             softhsm_conf,
-            log,
-            cred: self.cred.clone(),
-            port: 0,
-            store: self.store.clone(),
-            child: None,
-        };
+            self.cred.clone(),
+            self.store.clone(),
+        );
         d.start();
         d
     }
@@ -322,21 +329,11 @@ impl Daemon {
             ),
         )
         .unwrap();
-        let log = dir.path().join("daemon.log");
-        let mut d = Daemon {
-            sim: None,
-            dir,
-            config,
-            softhsm_conf,
-            log,
-            cred: Credentials {
-                secret_id: String::new(),
-                secret_key: String::new(),
-            },
-            port: 0,
-            store,
-            child: None,
+        let no_cred = Credentials {
+            secret_id: String::new(),
+            secret_key: String::new(),
         };
+        let mut d = Self::unstarted(dir, config, softhsm_conf, no_cred, store);
         let out = d
             .command()
             .arg("init")
@@ -358,6 +355,28 @@ impl Daemon {
         assert_eq!(v["Region"], REGION);
         d.start();
         d
+    }
+
+    /// A daemon not yet started, logging to `<dir>/daemon.log`.
+    fn unstarted(
+        dir: tempfile::TempDir,
+        config: PathBuf,
+        softhsm_conf: Option<PathBuf>,
+        cred: Credentials,
+        store: TestStore,
+    ) -> Daemon {
+        let log = dir.path().join("daemon.log");
+        Daemon {
+            sim: None,
+            dir,
+            config,
+            softhsm_conf,
+            log,
+            cred,
+            port: 0,
+            store,
+            child: None,
+        }
     }
 
     fn command(&self) -> Command {
@@ -387,6 +406,7 @@ impl Daemon {
                 bytes
             }
             TestStore::Postgres(name) => pg::cluster().database_bytes(name),
+            TestStore::External => panic!("a test's own database server: read it there"),
         }
     }
 

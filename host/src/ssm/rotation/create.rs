@@ -214,19 +214,6 @@ impl Ssm {
             failures: 0,
             retry_at: 0,
         };
-        let r = self
-            .rotation
-            .insert_product_secret(&caller.trail, &record)
-            .and_then(|_| self.add_rotated_version(caller, &secret, login, now));
-        if let Err(e) = r {
-            let _ = self.store.delete_secret(
-                &caller.trail,
-                &secret.region,
-                secret.owner_uin,
-                &secret.name,
-            );
-            return Err(e);
-        }
-        Ok(secret)
+        self.register_product_secret(caller, secret, &record, login, now)
     }
 }

@@ -224,6 +224,33 @@ impl Ssm {
         Ok(())
     }
 
+    /// Makes a just-created secret a product secret: its record, then `login` as its first
+    /// rotated version. On failure the secret goes again, so no half-made product secret
+    /// stays behind.
+    fn register_product_secret(
+        &self,
+        caller: &Caller,
+        secret: SecretRecord,
+        record: &ProductSecretRecord,
+        login: &Login,
+        now: i64,
+    ) -> Result<SecretRecord> {
+        let r = self
+            .rotation
+            .insert_product_secret(&caller.trail, record)
+            .and_then(|_| self.add_rotated_version(caller, &secret, login, now));
+        if let Err(e) = r {
+            let _ = self.store.delete_secret(
+                &caller.trail,
+                &secret.region,
+                secret.owner_uin,
+                &secret.name,
+            );
+            return Err(e);
+        }
+        Ok(secret)
+    }
+
     /// Adds `login` as a new `SSM_Rotate_<time>` version, making room by deleting the
     /// oldest rotated version when the secret holds the maximum.
     fn add_rotated_version(

@@ -105,12 +105,7 @@ fn open(
 ) -> std::result::Result<postgres::Client, String> {
     match super::target::tls_roots(db).map_err(|e| e.to_string())? {
         Some(roots) => {
-            let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-            let tls = rustls::ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .map_err(|e| e.to_string())?
-                .with_root_certificates(roots)
-                .with_no_client_auth();
+            let tls = crate::ca::client_config(roots).map_err(|e| e.to_string())?;
             config.ssl_mode(postgres::config::SslMode::Require);
             config
                 .connect(tokio_postgres_rustls::MakeRustlsConnect::new(tls))

@@ -95,21 +95,27 @@ impl Ssm {
             })
     }
 
+    /// Takes the secret's claim (until `now + CLAIM_SECS`); false: another holds it.
+    fn claim(&self, p: &ProductSecretRecord, now: i64) -> Result<bool> {
+        self.rotation
+            .claim_product_secret(&p.region, p.owner_uin, &p.name, now, now + CLAIM_SECS)
+    }
+
+    /// Takes the secret's claim, or answers that a rotation is under way.
+    fn claim_or_busy(&self, p: &ProductSecretRecord, now: i64) -> Result<()> {
+        if self.claim(p, now)? {
+            return Ok(());
+        }
+        Err(Error::RotationBusy(format!(
+            "secret {} is being rotated; try again shortly",
+            p.name
+        )))
+    }
+
     /// One rotation under the secret's claim; failures are counted, alarmed and audited.
     fn rotate(&self, caller: &Caller, p: &ProductSecretRecord, scheduled: bool) -> Result<()> {
         let now = self.clock.now();
-        if !self.rotation.claim_product_secret(
-            &p.region,
-            p.owner_uin,
-            &p.name,
-            now,
-            now + CLAIM_SECS,
-        )? {
-            return Err(Error::RotationBusy(format!(
-                "secret {} is being rotated; try again shortly",
-                p.name
-            )));
-        }
+        self.claim_or_busy(p, now)?;
         let outcome = self.rotate_claimed(caller, p, now, scheduled);
         if let Err(e) = self
             .rotation
@@ -264,13 +270,7 @@ impl Ssm {
     /// Locks the account published before the last rotation once its overlap is over.
     fn retire(&self, p: &ProductSecretRecord, fence: Fence) -> Result<()> {
         let now = self.clock.now();
-        if !self.rotation.claim_product_secret(
-            &p.region,
-            p.owner_uin,
-            &p.name,
-            now,
-            now + CLAIM_SECS,
-        )? {
+        if !self.claim(p, now)? {
             return Ok(());
         }
         let caller = self.system_caller(p, "ProductSecretAccountRetired", Some(fence));
@@ -338,18 +338,7 @@ impl Ssm {
                 )
             })?;
         let now = self.clock.now();
-        if !self.rotation.claim_product_secret(
-            &p.region,
-            p.owner_uin,
-            &p.name,
-            now,
-            now + CLAIM_SECS,
-        )? {
-            return Err(Error::RotationBusy(format!(
-                "secret {} is being rotated; try again shortly",
-                p.name
-            )));
-        }
+        self.claim_or_busy(&p, now)?;
         let outcome = (|| {
             if p.product == PRODUCT_CAM {
                 let current = self.current_login(caller, s)?;

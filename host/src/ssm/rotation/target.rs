@@ -136,33 +136,10 @@ pub fn check_login(db: &DatabaseConfig, login: &Login) -> Result<()> {
 
 /// The CA certificates of `tls_ca`, when the database is reached over TLS.
 pub fn tls_roots(db: &DatabaseConfig) -> Result<Option<rustls::RootCertStore>> {
-    use rustls::pki_types::{pem::PemObject, CertificateDer};
-    let Some(path) = &db.tls_ca else {
-        return Ok(None);
-    };
-    let mut roots = rustls::RootCertStore::empty();
-    let certs = CertificateDer::pem_file_iter(path)
-        .and_then(|i| i.collect::<std::result::Result<Vec<_>, _>>())
-        .map_err(|e| {
-            Error::Config(format!(
-                "databases `{}`: tls_ca {}: {e}",
-                db.id,
-                path.display()
-            ))
-        })?;
-    for c in certs {
-        roots
-            .add(c)
-            .map_err(|e| Error::Config(format!("databases `{}`: tls_ca: {e}", db.id)))?;
-    }
-    if roots.is_empty() {
-        return Err(Error::Config(format!(
-            "databases `{}`: tls_ca {} holds no certificate",
-            db.id,
-            path.display()
-        )));
-    }
-    Ok(Some(roots))
+    db.tls_ca
+        .as_deref()
+        .map(|path| crate::ca::roots(path, &format!("databases `{}`: tls_ca", db.id)))
+        .transpose()
 }
 
 /// `host:port` of an `address`.

@@ -35,9 +35,9 @@ pub(super) fn parse(payload: &str) -> Option<Change> {
 impl PgStore {
     /// Starts the listener; returns once it listens (or with the reason it cannot).
     pub fn watch_changes(&self, sink: ChangeSink) -> Result<()> {
-        let config = self.config.clone();
+        let endpoint = self.endpoint.clone();
         let stop = self.stop_listening.clone();
-        let first = blocking(|| listen(&config))?;
+        let first = blocking(|| listen(&endpoint))?;
         std::thread::Builder::new()
             .name("keyward-pg-changes".into())
             .spawn(move || {
@@ -45,7 +45,7 @@ impl PgStore {
                 while !stop.load(Ordering::Relaxed) {
                     let mut c = match client.take() {
                         Some(c) => c,
-                        None => match listen(&config) {
+                        None => match listen(&endpoint) {
                             Ok(c) => {
                                 tracing::info!("store change feed: listening again");
                                 sink(Change::Resumed);
@@ -72,8 +72,8 @@ impl PgStore {
     }
 }
 
-fn listen(config: &postgres::Config) -> Result<postgres::Client> {
-    let mut c = config.connect(NoTls)?;
+fn listen(endpoint: &Endpoint) -> Result<postgres::Client> {
+    let mut c = endpoint.connect()?;
     c.batch_execute(&format!("LISTEN {CHANNEL}"))?;
     Ok(c)
 }

@@ -7,9 +7,8 @@
 //! 0600 and never overwritten, a restore goes only into an empty database, only from a dump of
 //! a Keyward store, and in one transaction (a failed restore leaves the database empty).
 
-use super::{blocking, connection_config};
+use super::{blocking, Endpoint};
 use crate::error::{Error, Result};
-use postgres::NoTls;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::process::Command;
@@ -24,8 +23,7 @@ fn lists_schema_table(line: &str) -> bool {
 }
 
 /// Writes a custom-format dump of the database to `out`, which must not exist.
-pub fn backup(url: &str, password: Option<&str>, out: &Path) -> Result<()> {
-    connection_config(url, password)?;
+pub fn backup(endpoint: &Endpoint, out: &Path) -> Result<()> {
     // Created here, 0600, so the dump is never readable by others, even while written.
     std::fs::OpenOptions::new()
         .write(true)
@@ -33,10 +31,11 @@ pub fn backup(url: &str, password: Option<&str>, out: &Path) -> Result<()> {
         .mode(0o600)
         .open(out)
         .map_err(|e| Error::Cli(format!("cannot create {}: {e}", out.display())))?;
-    let result = run(tool("pg_dump", password)
+    let result = run(endpoint
+        .tool("pg_dump")
         .args(["--format=custom", "--no-owner", "--no-privileges", "--file"])
         .arg(out)
-        .arg(format!("--dbname={url}")));
+        .arg(format!("--dbname={}", endpoint.url)));
     if result.is_err() {
         let _ = std::fs::remove_file(out);
     }
@@ -44,19 +43,16 @@ pub fn backup(url: &str, password: Option<&str>, out: &Path) -> Result<()> {
 }
 
 /// Restores a dump made by [`backup`] into the (empty) database `url` names.
-pub fn restore(url: &str, password: Option<&str>, from: &Path) -> Result<()> {
-    let listing = output(tool("pg_restore", None).arg("--list").arg(from))?;
+pub fn restore(endpoint: &Endpoint, from: &Path) -> Result<()> {
+    let listing = output(endpoint.tool("pg_restore").arg("--list").arg(from))?;
     if !listing.lines().any(lists_schema_table) {
         return Err(Error::Cli(format!(
             "{} is not a dump of a Keyward store (no keyward_schema table)",
             from.display()
         )));
     }
-    let config = connection_config(url, password)?;
     let tables: i64 = blocking(|| -> Result<i64> {
-        let mut client = config
-            .connect(NoTls)
-            .map_err(|e| Error::Store(format!("cannot connect to PostgreSQL: {e}")))?;
+        let mut client = endpoint.connect()?;
         let row = client.query_one(
             "SELECT count(*) FROM pg_catalog.pg_tables WHERE schemaname = current_schema()",
             &[],
@@ -68,25 +64,16 @@ pub fn restore(url: &str, password: Option<&str>, from: &Path) -> Result<()> {
             "the database already holds {tables} table(s): restore into an empty database"
         )));
     }
-    run(tool("pg_restore", password)
+    run(endpoint
+        .tool("pg_restore")
         .args([
             "--single-transaction",
             "--exit-on-error",
             "--no-owner",
             "--no-privileges",
         ])
-        .arg(format!("--dbname={url}"))
+        .arg(format!("--dbname={}", endpoint.url))
         .arg(from))
-}
-
-fn tool(name: &str, password: Option<&str>) -> Command {
-    let mut c = Command::new(name);
-    // Only what this command says: no password file or service file of the caller's.
-    c.env_remove("PGPASSWORD").env_remove("PGSERVICE");
-    if let Some(p) = password {
-        c.env("PGPASSWORD", p);
-    }
-    c
 }
 
 fn output(c: &mut Command) -> Result<String> {

@@ -28,6 +28,7 @@ mod accounts;
 mod alarms;
 mod audit;
 mod changes;
+mod connect;
 mod data_keys;
 pub mod dump;
 mod filter;
@@ -41,7 +42,7 @@ use crate::error::{Error, Result};
 use crate::store::audit::Trail;
 use crate::store::{AuthzSealer, Tag};
 use postgres::error::SqlState;
-use postgres::{GenericClient, NoTls, Row, Transaction};
+use postgres::{GenericClient, Row, Transaction};
 use r2d2_postgres::PostgresConnectionManager;
 use sha2::{Digest, Sha256};
 use std::sync::atomic::AtomicU64;
@@ -62,7 +63,9 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/postgres/0003_rotation.sql"),
 ];
 
-type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
+pub use connect::Endpoint;
+
+type Pool = r2d2::Pool<PostgresConnectionManager<connect::StoreTls>>;
 
 /// The pool, closed on a thread of its own when dropped: closing a connection blocks on the
 /// client's private runtime, which panics when the last reference goes away on an async
@@ -87,7 +90,7 @@ impl Drop for Connections {
 pub struct PgStore {
     pool: Connections,
     /// Where the pool connects, for the change feed's own connection.
-    config: postgres::Config,
+    endpoint: Endpoint,
     /// Ends the change feed's thread when the store goes.
     stop_listening: Arc<std::sync::atomic::AtomicBool>,
     /// Audit records committed together with their change (for `/metrics`).
@@ -120,33 +123,14 @@ fn blocking<T>(f: impl FnOnce() -> T) -> T {
     }
 }
 
-/// The client configuration for `url` (which must not carry a password) and `password`.
-pub(crate) fn connection_config(url: &str, password: Option<&str>) -> Result<postgres::Config> {
-    let mut config: postgres::Config = url
-        .parse()
-        .map_err(|e| Error::Config(format!("store.url: {e}")))?;
-    if config.get_password().is_some() {
-        return Err(Error::Config(
-            "store.url must not carry a password: use password_env or password_file".into(),
-        ));
-    }
-    if let Some(p) = password {
-        config.password(p);
-    }
-    if config.get_application_name().is_none() {
-        config.application_name("keyward");
-    }
-    config.connect_timeout(Duration::from_secs(10));
-    Ok(config)
-}
-
 impl PgStore {
-    /// Connects to `url` (a libpq-style connection string or `postgresql://` URL without a
-    /// password) with `password`, keeps up to `pool_size` connections, and migrates the
-    /// schema.
-    pub fn open(url: &str, password: Option<&str>, pool_size: u32) -> Result<Self> {
-        let config = connection_config(url, password)?;
-        let manager = PostgresConnectionManager::new(config.clone(), NoTls);
+    /// Connects to the database `endpoint` names, keeps up to `pool_size` connections, and
+    /// migrates the schema.
+    pub fn open(endpoint: Endpoint, pool_size: u32) -> Result<Self> {
+        // One connection first: a wrong address, password or CA fails at once with its
+        // cause, instead of after the pool's connection timeout with a summary.
+        drop(blocking(|| endpoint.connect())?);
+        let manager = PostgresConnectionManager::new(endpoint.config.clone(), endpoint.tls.clone());
         let pool = blocking(|| {
             r2d2::Pool::builder()
                 .max_size(pool_size.max(1))
@@ -157,7 +141,7 @@ impl PgStore {
         .map_err(|e| Error::Store(format!("cannot connect to PostgreSQL: {e}")))?;
         let store = PgStore {
             pool: Connections(Some(pool)),
-            config,
+            endpoint,
             stop_listening: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             written_with_changes: AtomicU64::new(0),
             authz_sealer: OnceLock::new(),

@@ -12,7 +12,11 @@ use sha2::{Digest, Sha256};
 
 fn open(db: &str) -> PgStore {
     let c = cluster::cluster();
-    PgStore::open(&c.url(db), Some(&c.password), 4).unwrap()
+    PgStore::open(
+        Endpoint::new(&c.url(db), Some(&c.password), None).unwrap(),
+        4,
+    )
+    .unwrap()
 }
 
 fn fresh() -> (String, PgStore) {

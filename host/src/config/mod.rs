@@ -7,6 +7,12 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
 
+mod console;
+mod rotation;
+
+pub use console::ConsoleConfig;
+pub use rotation::{DatabaseConfig, DatabaseKind, RotationConfig};
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -47,122 +53,6 @@ pub struct Config {
     pub databases: Vec<DatabaseConfig>,
     #[serde(default)]
     pub rotation: RotationConfig,
-}
-
-/// The web console at `/console` (docs/console.md).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ConsoleConfig {
-    /// Serve the console. Off: `/console` answers like any unknown path.
-    #[serde(default = "default_true")]
-    pub enabled: bool,
-    /// A session unused this long is signed out.
-    #[serde(default = "default_console_idle")]
-    pub idle_timeout_secs: u64,
-    /// A session is signed out this long after sign-in, however busy.
-    #[serde(default = "default_console_absolute")]
-    pub absolute_timeout_secs: u64,
-    /// Sessions held at once (each is a few hundred bytes); beyond it the oldest goes.
-    #[serde(default = "default_console_sessions")]
-    pub max_sessions: usize,
-}
-
-impl Default for ConsoleConfig {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            idle_timeout_secs: default_console_idle(),
-            absolute_timeout_secs: default_console_absolute(),
-            max_sessions: default_console_sessions(),
-        }
-    }
-}
-
-fn default_console_idle() -> u64 {
-    15 * 60
-}
-
-fn default_console_absolute() -> u64 {
-    8 * 3600
-}
-
-fn default_console_sessions() -> usize {
-    10_000
-}
-
-/// What kind of server a `[[databases]]` entry is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DatabaseKind {
-    /// MySQL or MariaDB (product `Mysql`).
-    Mysql,
-    /// PostgreSQL (product `PostgreSQL`).
-    Postgresql,
-    /// Redis 6+ ACL users (product `Redis`).
-    Redis,
-}
-
-/// A database server that product secrets may name as their `InstanceID`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DatabaseConfig {
-    /// The `InstanceID` callers name.
-    pub id: String,
-    pub kind: DatabaseKind,
-    /// `host:port` of a TCP listener; or give `socket`.
-    #[serde(default)]
-    pub address: Option<String>,
-    /// A unix socket: the socket file (MySQL, Redis) or its directory (PostgreSQL).
-    #[serde(default)]
-    pub socket: Option<PathBuf>,
-    /// The Keyward secret (in the product secret's region and account) whose `SSM_Current`
-    /// value is the administrative login as JSON `{"UserName": …, "Password": …}`: the
-    /// password never appears in this file.
-    pub admin_secret: String,
-    /// TLS to the server (`address` only), its certificate verified against this CA bundle
-    /// (PEM) for the host of `address` (a name or an IP address in the certificate). Without
-    /// it the connection is plain: keep it to loopback, a unix socket or a protected network.
-    #[serde(default)]
-    pub tls_ca: Option<PathBuf>,
-    /// The databases product secrets may be granted on (MySQL, PostgreSQL); when set,
-    /// `GlobalPrivileges` are refused too. Unset: any database but MySQL's system schemas.
-    /// Whoever may call CreateProductSecret acts with the admin login's rights within it.
-    #[serde(default)]
-    pub grant_databases: Option<Vec<String>>,
-    /// PostgreSQL: the database the administrative login connects to, and the one the
-    /// accounts log in to by default.
-    #[serde(default)]
-    pub database: Option<String>,
-    /// Connect and query timeout.
-    #[serde(default = "default_database_timeout")]
-    pub timeout_secs: u64,
-}
-
-fn default_database_timeout() -> u64 {
-    5
-}
-
-/// Rotation of product secrets (docs/rotation.md). A field left out keeps its default.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RotationConfig {
-    /// How long the credential published before a rotation keeps working after it, so that
-    /// applications have time to fetch the new one (default an hour).
-    pub overlap_secs: u64,
-    /// The first retry of a failed rotation waits this long (a minute); each further
-    /// failure doubles the wait, up to `retry_max_secs` (an hour).
-    pub retry_initial_secs: u64,
-    pub retry_max_secs: u64,
-}
-
-impl Default for RotationConfig {
-    fn default() -> Self {
-        RotationConfig {
-            overlap_secs: 3600,
-            retry_initial_secs: 60,
-            retry_max_secs: 3600,
-        }
-    }
 }
 
 /// Secrets Manager behaviour that clients disagree on.
@@ -487,6 +377,11 @@ pub struct PostgresConfig {
     /// Connections kept open; each serves one store call at a time.
     #[serde(default = "default_pg_pool_size")]
     pub pool_size: u32,
+    /// TLS to the server, required and its certificate verified against this CA bundle
+    /// (PEM) for the host the URL names. Unset: a plain connection (`sslmode=disable`);
+    /// keep it to a unix socket, loopback or a network you trust.
+    #[serde(default)]
+    pub tls_ca: Option<PathBuf>,
 }
 
 impl PostgresConfig {
