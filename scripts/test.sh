@@ -82,7 +82,8 @@ echo "==> every backend-neutral suite on the embedded and serial (firmware simul
 # themselves (Daemon::softhsm(); @pytest.mark.backends in the Python suite).
 for backend in embedded serial; do
   KEYWARD_TEST_BACKEND=$backend cargo test -p keyward --test e2e_kms_api --test e2e_lifecycle \
-    --test e2e_ssm --test e2e_access --test e2e_audit --test e2e_integrity
+    --test e2e_ssm --test e2e_access --test e2e_audit --test e2e_integrity \
+    --test e2e_asymmetric --test e2e_byok
   KEYWARD_TEST_BACKEND=$backend KEYWARD_BIN="$PWD/target/debug/keyward" \
     .venv/bin/python -m pytest -q tests/python
 done

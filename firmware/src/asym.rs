@@ -1,4 +1,5 @@
-//! The device's asymmetric algorithms: ECDSA P-256 (SHA-256) and SM2 (SM2DSA with SM3 and the
+//! The device's asymmetric algorithms: ECDSA P-256 and P-384 (both over SHA-256 digests, as
+//! Tencent's ECC_P384 keys sign) and SM2 (SM2DSA with SM3 and the
 //! default user id; SM2 decryption, C1C3C2 ASN.1). Private scalars exist unsealed only inside
 //! these functions, in zeroizing buffers. Signing is deterministic (RFC 6979), so it needs no
 //! randomness from the platform. Everything writes into caller-supplied buffers: no heap.
@@ -17,6 +18,8 @@ const SPKI_PREFIX_LEN: usize = 26;
 
 /// Longest DER ECDSA/SM2DSA signature over a 256-bit curve (two 33-byte INTEGERs in a SEQUENCE).
 pub const MAX_SIGNATURE_LEN: usize = 72;
+/// Longest DER ECDSA signature over P-384 (two 49-byte INTEGERs in a SEQUENCE).
+pub const P384_MAX_SIGNATURE_LEN: usize = 104;
 
 /// `SEQUENCE { SEQUENCE { OID id-ecPublicKey, OID <curve> }, BIT STRING (0 unused bits) ... }`:
 /// everything of the SubjectPublicKeyInfo before the point. Both curve OIDs (prime256v1
@@ -31,8 +34,34 @@ const SM2_SPKI_PREFIX: [u8; SPKI_PREFIX_LEN] = [
     0x81, 0x1c, 0xcf, 0x55, 0x01, 0x82, 0x2d, 0x03, 0x42, 0x00,
 ];
 
+/// `SEQUENCE { SEQUENCE { OID id-ecPublicKey, OID secp384r1 }, BIT STRING (0 unused bits)`:
+/// the P-384 SubjectPublicKeyInfo before its 97-byte uncompressed point (checked against the
+/// crate's encoder in the tests).
+const P384_SPKI_PREFIX: [u8; 23] = [
+    0x30, 0x76, 0x30, 0x10, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x05, 0x2b,
+    0x81, 0x04, 0x00, 0x22, 0x03, 0x62, 0x00,
+];
+/// Length of a P-384 public key as DER SubjectPublicKeyInfo.
+pub const P384_SPKI_LEN: usize = P384_SPKI_PREFIX.len() + 97;
+
+/// The elliptic-curve algorithms this module runs (RSA-2048 is `crate::rsa`).
 pub fn supports(alg: Algorithm) -> bool {
-    matches!(alg, Algorithm::EccP256 | Algorithm::Sm2)
+    matches!(
+        alg,
+        Algorithm::EccP256 | Algorithm::EccP384 | Algorithm::Sm2
+    )
+}
+
+/// The P-384 public key (DER SubjectPublicKeyInfo) of a 48-byte scalar, or `None` if the
+/// bytes are not a valid scalar (the caller draws again).
+pub fn p384_public_key(secret: &[u8]) -> Option<[u8; P384_SPKI_LEN]> {
+    use p384::elliptic_curve::sec1::ToEncodedPoint;
+    let sk = p384::SecretKey::from_slice(secret).ok()?;
+    let point = sk.public_key().to_encoded_point(false);
+    let mut out = [0u8; P384_SPKI_LEN];
+    out[..P384_SPKI_PREFIX.len()].copy_from_slice(&P384_SPKI_PREFIX);
+    out[P384_SPKI_PREFIX.len()..].copy_from_slice(point.as_bytes().get(..97)?);
+    Some(out)
 }
 
 /// The public key (DER SubjectPublicKeyInfo) of a private scalar, or `None` if the bytes are
@@ -67,7 +96,8 @@ fn put(out: &mut [u8], bytes: &[u8]) -> Result<usize, DeviceError> {
 }
 
 /// Signs `message` (or the 32-byte digest `message` when `is_digest`) and writes the DER
-/// signature into `out`; returns its length (at most `MAX_SIGNATURE_LEN`).
+/// signature into `out`; returns its length (at most `MAX_SIGNATURE_LEN` over the 256-bit
+/// curves, `P384_MAX_SIGNATURE_LEN` over P-384).
 pub fn sign(
     alg: Algorithm,
     secret: &[u8],
@@ -89,6 +119,22 @@ pub fn sign(
                 Sha256::digest(message).into()
             };
             let sig: p256::ecdsa::Signature = key
+                .sign_prehash(&digest)
+                .map_err(|_| DeviceError::Internal)?;
+            put(out, sig.to_der().as_bytes())
+        }
+        Algorithm::EccP384 => {
+            use p384::ecdsa::signature::hazmat::PrehashSigner;
+            let key = p384::ecdsa::SigningKey::from_slice(secret)
+                .map_err(|_| DeviceError::BadSealedKey)?;
+            let digest: [u8; 32] = if is_digest {
+                message.try_into().map_err(|_| DeviceError::BadLength)?
+            } else {
+                Sha256::digest(message).into()
+            };
+            // A 32-byte prehash is shorter than the 48-byte field: ECDSA uses it as the
+            // integer it is (SEC1 4.1.3 step 5), as the host's and PKCS#11's verifiers do.
+            let sig: p384::ecdsa::Signature = key
                 .sign_prehash(&digest)
                 .map_err(|_| DeviceError::Internal)?;
             put(out, sig.to_der().as_bytes())
@@ -165,6 +211,27 @@ mod tests {
                     .unwrap()
             };
             assert_eq!(&ours[..], theirs.as_bytes());
+        }
+    }
+
+    #[test]
+    fn p384_spki_matches_the_crate_and_signatures_verify() {
+        use p384::ecdsa::signature::hazmat::PrehashVerifier;
+        use p384::pkcs8::{DecodePublicKey, EncodePublicKey};
+        let secret = [3u8; 48];
+        let ours = p384_public_key(&secret).unwrap();
+        let theirs = p384::SecretKey::from_slice(&secret)
+            .unwrap()
+            .public_key()
+            .to_public_key_der()
+            .unwrap();
+        assert_eq!(&ours[..], theirs.as_bytes());
+        let vk = p384::ecdsa::VerifyingKey::from_public_key_der(&ours).unwrap();
+        let mut out = [0u8; P384_MAX_SIGNATURE_LEN];
+        for m in 0u8..10 {
+            let n = sign(Algorithm::EccP384, &secret, &[m; 9], false, &mut out).unwrap();
+            let sig = p384::ecdsa::Signature::from_der(&out[..n]).unwrap();
+            vk.verify_prehash(&Sha256::digest([m; 9]), &sig).unwrap();
         }
     }
 

@@ -18,6 +18,7 @@ pub mod aead;
 pub mod asym;
 pub mod link;
 pub mod pairing;
+pub mod rsa;
 pub mod service;
 
 pub use link::{Buffers, FrameLoop, Handler, Port};

@@ -8,10 +8,10 @@
 //! `OUTPUT_LEN` bytes; the one key a request needs is unsealed into a fixed zeroizing array on
 //! the stack for the length of that request and never cached.
 
-use crate::{aead, asym};
+use crate::{aead, asym, rsa};
 use keyward_shared::wire::{
-    DeviceError, DeviceInfo, Request, Response, MAX_AAD_LEN, MAX_CHALLENGE_LEN, MAX_DATA_LEN,
-    MAX_RANDOM_LEN, PROTOCOL_VERSION,
+    DecryptPadding, DeviceError, DeviceInfo, Request, Response, SignPadding, MAX_AAD_LEN,
+    MAX_CHALLENGE_LEN, MAX_DATA_LEN, MAX_RANDOM_LEN, PROTOCOL_VERSION,
 };
 use keyward_shared::Algorithm;
 use rand_core::{CryptoRng, RngCore};
@@ -20,16 +20,34 @@ use zeroize::Zeroizing;
 const SEALED_FORMAT: u8 = 1;
 const SEAL_AAD: &[u8] = b"keyward/sealed-key/v1";
 const SEAL_NONCE_LEN: usize = 12;
-/// The longest key material any algorithm id names (P-384's scalar).
-const MAX_KEY_LEN: usize = 48;
+/// The longest key material any algorithm names: RSA-2048's `p q dP dQ qInv`.
+const MAX_KEY_LEN: usize = rsa::MATERIAL_LEN;
+/// The second byte of a sealed RSA prime (an intermediate of key generation), in place of an
+/// algorithm id: no algorithm has this id, so a sealed prime is never accepted as a key, nor
+/// a key as a prime (the byte is bound into the AEAD's associated data).
+const PRIME_KIND: u8 = 0xF1;
+/// Bound on `GeneratePrime` steps when the device generates an RSA key in one request
+/// (`GenerateKeyPair`): each step fails with probability ~0.45, so 400 steps fail to find two
+/// primes with probability below 2^-300.
+const MAX_PRIME_STEPS: usize = 400;
+
+/// Bytes of key material an algorithm's sealed key holds.
+fn material_len(alg: Algorithm) -> usize {
+    match alg {
+        Algorithm::Rsa2048 => rsa::MATERIAL_LEN,
+        other => other.key_len(),
+    }
+}
 
 const MODEL: &str = "keyward-fw";
 const FIRMWARE_VERSION: &str = env!("CARGO_PKG_VERSION");
-static ALGORITHMS: [Algorithm; 4] = [
+static ALGORITHMS: [Algorithm; 6] = [
     Algorithm::Aes256Gcm,
     Algorithm::Sm4Gcm,
     Algorithm::EccP256,
     Algorithm::Sm2,
+    Algorithm::Rsa2048,
+    Algorithm::EccP384,
 ];
 
 /// `KW-` and 12 hex digits.
@@ -157,6 +175,31 @@ impl<R: RngCore + CryptoRng> KeyService<R> {
                 ciphertext,
             } => self.asym_decrypt(algorithm, sealed, ciphertext, out),
             Request::Random { len } => self.random(len, out),
+            Request::GeneratePrime { algorithm } => self.generate_prime(algorithm, out),
+            Request::AssembleKeyPair {
+                algorithm,
+                first,
+                second,
+            } => self.assemble_key_pair(algorithm, first, second, out),
+            Request::SignRsa {
+                algorithm,
+                padding,
+                sealed,
+                message,
+                is_digest,
+            } => self.sign_rsa(algorithm, padding, sealed, message, is_digest, out),
+            Request::DecryptRsa {
+                algorithm,
+                padding,
+                sealed,
+                ciphertext,
+            } => self.decrypt_rsa(algorithm, padding, sealed, ciphertext, out),
+            Request::ImportWrapped {
+                algorithm,
+                padding,
+                wrapping,
+                encrypted,
+            } => self.import_wrapped(algorithm, padding, wrapping, encrypted, out),
             // Pairing belongs to the serial link: its frame loop (link.rs) answers these
             // before a request reaches the key service, which the embedded backend calls
             // directly, with no link to protect.
@@ -275,6 +318,12 @@ impl<R: RngCore + CryptoRng> KeyService<R> {
         algorithm: Algorithm,
         out: &'o mut [u8],
     ) -> Result<Response<'o>, DeviceError> {
+        if algorithm == Algorithm::Rsa2048 {
+            return self.generate_rsa_in_one(out);
+        }
+        if algorithm == Algorithm::EccP384 {
+            return self.generate_p384(out);
+        }
         if !asym::supports(algorithm) {
             return Err(DeviceError::UnsupportedAlgorithm);
         }
@@ -297,6 +346,185 @@ impl<R: RngCore + CryptoRng> KeyService<R> {
             }
         }
         Err(DeviceError::Internal)
+    }
+
+    fn generate_p384<'o>(&mut self, out: &'o mut [u8]) -> Result<Response<'o>, DeviceError> {
+        let algorithm = Algorithm::EccP384;
+        for _ in 0..8 {
+            let mut secret = Material::new(algorithm.key_len())?;
+            self.rng.fill_bytes(secret.as_mut_slice());
+            if let Some(public_key) = asym::p384_public_key(secret.as_slice()) {
+                let n = self.seal(algorithm, secret.as_slice(), out)?;
+                let (sealed, rest) = out.split_at_mut(n);
+                let pk = rest
+                    .get_mut(..public_key.len())
+                    .ok_or(DeviceError::BadLength)?;
+                pk.copy_from_slice(&public_key);
+                return Ok(Response::KeyPair {
+                    sealed,
+                    public_key: pk,
+                });
+            }
+        }
+        Err(DeviceError::Internal)
+    }
+
+    /// RSA-2048 key generation in one request, for callers with no other requests to serve
+    /// meanwhile; the host's backends use the steps (`GeneratePrime`, `AssembleKeyPair`).
+    fn generate_rsa_in_one<'o>(&mut self, out: &'o mut [u8]) -> Result<Response<'o>, DeviceError> {
+        let mut primes: [Zeroizing<[u8; rsa::PRIME_LEN]>; 2] = [
+            Zeroizing::new([0u8; rsa::PRIME_LEN]),
+            Zeroizing::new([0u8; rsa::PRIME_LEN]),
+        ];
+        let mut found = 0;
+        for _ in 0..MAX_PRIME_STEPS {
+            if found == 2 {
+                break;
+            }
+            if let Some(p) = rsa::find_prime(&mut self.rng, rsa::CANDIDATES_PER_STEP)? {
+                primes[found].copy_from_slice(&p[..]);
+                found += 1;
+            }
+        }
+        if found < 2 {
+            return Err(DeviceError::Internal);
+        }
+        self.key_pair_from_primes(&primes[0][..], &primes[1][..], out)
+    }
+
+    fn key_pair_from_primes<'o>(
+        &mut self,
+        first: &[u8],
+        second: &[u8],
+        out: &'o mut [u8],
+    ) -> Result<Response<'o>, DeviceError> {
+        let mut material = Material::new(rsa::MATERIAL_LEN)?;
+        let mut public_key = [0u8; rsa::SPKI_LEN];
+        rsa::assemble(first, second, material.as_mut_slice(), &mut public_key)?;
+        let n = self.seal(Algorithm::Rsa2048, material.as_slice(), out)?;
+        let (sealed, rest) = out.split_at_mut(n);
+        let pk = rest
+            .get_mut(..public_key.len())
+            .ok_or(DeviceError::BadLength)?;
+        pk.copy_from_slice(&public_key);
+        Ok(Response::KeyPair {
+            sealed,
+            public_key: pk,
+        })
+    }
+
+    /// One bounded step of RSA key generation: a sealed prime, or `TryAgain`.
+    fn generate_prime<'o>(
+        &mut self,
+        algorithm: Algorithm,
+        out: &'o mut [u8],
+    ) -> Result<Response<'o>, DeviceError> {
+        if algorithm != Algorithm::Rsa2048 {
+            return Err(DeviceError::UnsupportedAlgorithm);
+        }
+        let prime = rsa::find_prime(&mut self.rng, rsa::CANDIDATES_PER_STEP)?
+            .ok_or(DeviceError::TryAgain)?;
+        let n = self.seal_as(PRIME_KIND, &prime[..], out)?;
+        Ok(Response::Sealed(prefix(out, n)?))
+    }
+
+    fn assemble_key_pair<'o>(
+        &mut self,
+        algorithm: Algorithm,
+        first: &[u8],
+        second: &[u8],
+        out: &'o mut [u8],
+    ) -> Result<Response<'o>, DeviceError> {
+        if algorithm != Algorithm::Rsa2048 {
+            return Err(DeviceError::UnsupportedAlgorithm);
+        }
+        let p = self.unseal_as(PRIME_KIND, rsa::PRIME_LEN, first)?;
+        let q = self.unseal_as(PRIME_KIND, rsa::PRIME_LEN, second)?;
+        self.key_pair_from_primes(p.as_slice(), q.as_slice(), out)
+    }
+
+    fn sign_rsa<'o>(
+        &mut self,
+        algorithm: Algorithm,
+        padding: SignPadding,
+        sealed: &[u8],
+        message: &[u8],
+        is_digest: bool,
+        out: &'o mut [u8],
+    ) -> Result<Response<'o>, DeviceError> {
+        if algorithm != Algorithm::Rsa2048 {
+            return Err(DeviceError::UnsupportedAlgorithm);
+        }
+        if message.len() > MAX_DATA_LEN {
+            return Err(DeviceError::BadLength);
+        }
+        let key = self.unseal(algorithm, sealed)?;
+        let n = rsa::sign(
+            key.as_slice(),
+            padding,
+            message,
+            is_digest,
+            &mut self.rng,
+            out,
+        )?;
+        Ok(Response::Signature(prefix(out, n)?))
+    }
+
+    fn decrypt_rsa<'o>(
+        &mut self,
+        algorithm: Algorithm,
+        padding: DecryptPadding,
+        sealed: &[u8],
+        ciphertext: &[u8],
+        out: &'o mut [u8],
+    ) -> Result<Response<'o>, DeviceError> {
+        if algorithm != Algorithm::Rsa2048 {
+            return Err(DeviceError::UnsupportedAlgorithm);
+        }
+        let key = self.unseal(algorithm, sealed)?;
+        let n = rsa::decrypt(key.as_slice(), padding, ciphertext, &mut self.rng, out)?;
+        Ok(Response::Plaintext(prefix(out, n)?))
+    }
+
+    /// BYOK: the material is decrypted into a zeroizing buffer, sealed and checked here; it
+    /// never appears in a response.
+    fn import_wrapped<'o>(
+        &mut self,
+        algorithm: Algorithm,
+        padding: DecryptPadding,
+        wrapping: &[u8],
+        encrypted: &[u8],
+        out: &'o mut [u8],
+    ) -> Result<Response<'o>, DeviceError> {
+        if !algorithm.is_symmetric() {
+            return Err(DeviceError::UnsupportedAlgorithm);
+        }
+        let key = self.unseal(Algorithm::Rsa2048, wrapping)?;
+        let mut material = Zeroizing::new([0u8; rsa::MODULUS_LEN]);
+        let len = rsa::decrypt(
+            key.as_slice(),
+            padding,
+            encrypted,
+            &mut self.rng,
+            &mut material[..],
+        )?;
+        // Material of another length did not come from a correct wrapping of this key type:
+        // the same answer as a failed unwrap.
+        if len != algorithm.key_len() {
+            return Err(DeviceError::AuthenticationFailed);
+        }
+        let material = &material[..len];
+        let n = self.seal(algorithm, material, out)?;
+        let (sealed, rest) = out.split_at_mut(n);
+        let check = rest
+            .get_mut(..16 + aead::TAG_LEN)
+            .ok_or(DeviceError::BadLength)?;
+        check.fill(0);
+        aead::encrypt_in_place(algorithm, material, &[0u8; SEAL_NONCE_LEN], b"", check, 16)?;
+        Ok(Response::Imported {
+            sealed,
+            check_value: &check[..16],
+        })
     }
 
     fn sign<'o>(
@@ -418,12 +646,17 @@ impl<R: RngCore + CryptoRng> KeyService<R> {
         material: &[u8],
         out: &mut [u8],
     ) -> Result<usize, DeviceError> {
+        self.seal_as(alg.id(), material, out)
+    }
+
+    /// Seals `material` under the kind byte `kind` (an algorithm id, or `PRIME_KIND`).
+    fn seal_as(&mut self, kind: u8, material: &[u8], out: &mut [u8]) -> Result<usize, DeviceError> {
         let mut nonce = [0u8; SEAL_NONCE_LEN];
         self.rng.fill_bytes(&mut nonce);
         let len = 2 + SEAL_NONCE_LEN + material.len() + aead::TAG_LEN;
         let out = out.get_mut(..len).ok_or(DeviceError::BadLength)?;
         out[0] = SEALED_FORMAT;
-        out[1] = alg.id();
+        out[1] = kind;
         out[2..2 + SEAL_NONCE_LEN].copy_from_slice(&nonce);
         let body = &mut out[2 + SEAL_NONCE_LEN..];
         body[..material.len()].copy_from_slice(material);
@@ -431,7 +664,7 @@ impl<R: RngCore + CryptoRng> KeyService<R> {
             Algorithm::Aes256Gcm,
             self.device_key.as_ref(),
             &nonce,
-            &seal_aad(alg),
+            &seal_aad(kind),
             body,
             material.len(),
         )?;
@@ -439,10 +672,14 @@ impl<R: RngCore + CryptoRng> KeyService<R> {
     }
 
     fn unseal(&self, alg: Algorithm, sealed: &[u8]) -> Result<Material, DeviceError> {
-        let key_len = alg.key_len();
-        if sealed.len() != 2 + SEAL_NONCE_LEN + key_len + aead::TAG_LEN
+        self.unseal_as(alg.id(), material_len(alg), sealed)
+    }
+
+    fn unseal_as(&self, kind: u8, key_len: usize, sealed: &[u8]) -> Result<Material, DeviceError> {
+        if key_len == 0
+            || sealed.len() != 2 + SEAL_NONCE_LEN + key_len + aead::TAG_LEN
             || sealed[0] != SEALED_FORMAT
-            || sealed[1] != alg.id()
+            || sealed[1] != kind
         {
             return Err(DeviceError::BadSealedKey);
         }
@@ -454,7 +691,7 @@ impl<R: RngCore + CryptoRng> KeyService<R> {
             Algorithm::Aes256Gcm,
             self.device_key.as_ref(),
             &sealed[2..2 + SEAL_NONCE_LEN],
-            &seal_aad(alg),
+            &seal_aad(kind),
             &mut buf[..body.len()],
         )
         .map_err(|_| DeviceError::BadSealedKey)?;
@@ -464,10 +701,10 @@ impl<R: RngCore + CryptoRng> KeyService<R> {
     }
 }
 
-fn seal_aad(alg: Algorithm) -> [u8; 22] {
+fn seal_aad(kind: u8) -> [u8; 22] {
     let mut aad = [0u8; 22];
     aad[..21].copy_from_slice(SEAL_AAD);
-    aad[21] = alg.id();
+    aad[21] = kind;
     aad
 }
 
@@ -676,6 +913,7 @@ mod tests {
 mod asym_tests {
     use super::tests::call;
     use super::*;
+    use alloc::vec::Vec;
     use keyward_shared::wire::OwnedResponse;
     use rand_core::OsRng;
 
@@ -730,11 +968,180 @@ mod asym_tests {
             call(
                 &mut svc,
                 Request::GenerateKeyPair {
-                    algorithm: Algorithm::Rsa2048
+                    algorithm: Algorithm::Sm4Gcm
                 }
             ),
             OwnedResponse::Error(DeviceError::UnsupportedAlgorithm)
         );
+    }
+
+    fn rsa_key_in_steps(svc: &mut KeyService<OsRng>) -> (Vec<u8>, Vec<u8>) {
+        let mut primes = Vec::new();
+        let mut steps = 0;
+        while primes.len() < 2 {
+            steps += 1;
+            assert!(steps < 400);
+            match call(
+                svc,
+                Request::GeneratePrime {
+                    algorithm: Algorithm::Rsa2048,
+                },
+            ) {
+                OwnedResponse::Sealed(p) => primes.push(p),
+                OwnedResponse::Error(DeviceError::TryAgain) => {}
+                other => panic!("{other:?}"),
+            }
+        }
+        // A sealed prime is not a key of any algorithm, and a key is not a prime.
+        for algorithm in [Algorithm::Rsa2048, Algorithm::Aes256Gcm] {
+            let resp = call(
+                svc,
+                Request::Encrypt {
+                    algorithm,
+                    sealed: &primes[0],
+                    aad: b"",
+                    plaintext: b"x",
+                },
+            );
+            assert!(matches!(resp, OwnedResponse::Error(_)), "{resp:?}");
+        }
+        match call(
+            svc,
+            Request::AssembleKeyPair {
+                algorithm: Algorithm::Rsa2048,
+                first: &primes[0],
+                second: &primes[1],
+            },
+        ) {
+            OwnedResponse::KeyPair { sealed, public_key } => (sealed, public_key),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn rsa_keys_in_steps_sign_decrypt_and_import() {
+        use ::rsa::pkcs8::DecodePublicKey;
+        use sha2::{Digest, Sha256};
+        let mut svc = KeyService::new([9u8; 32], OsRng);
+        let (sealed, spki) = rsa_key_in_steps(&mut svc);
+        assert_eq!(sealed.len(), 2 + 12 + crate::rsa::MATERIAL_LEN + 16);
+        let pk = ::rsa::RsaPublicKey::from_public_key_der(&spki).unwrap();
+        // A tampered sealed key, or primes sealed as a key, are refused.
+        let mut t = sealed.clone();
+        t[20] ^= 1;
+        fn sign(sealed: &[u8], padding: SignPadding) -> Request<'_> {
+            Request::SignRsa {
+                algorithm: Algorithm::Rsa2048,
+                padding,
+                sealed,
+                message: b"m",
+                is_digest: false,
+            }
+        }
+        assert_eq!(
+            call(&mut svc, sign(&t, SignPadding::PssSha256)),
+            OwnedResponse::Error(DeviceError::BadSealedKey)
+        );
+        let OwnedResponse::Signature(sig) = call(&mut svc, sign(&sealed, SignPadding::PssSha256))
+        else {
+            panic!()
+        };
+        pk.verify(
+            ::rsa::Pss::new_with_salt::<Sha256>(32),
+            &Sha256::digest(b"m"),
+            &sig,
+        )
+        .unwrap();
+
+        // BYOK: AES material wrapped outside the device, imported, and its check value is
+        // the one the material itself gives.
+        let material = [0x42u8; 32];
+        let wrapped = pk
+            .encrypt(&mut OsRng, ::rsa::Oaep::new::<sha1::Sha1>(), &material)
+            .unwrap();
+        let OwnedResponse::Imported {
+            sealed: imported,
+            check_value,
+        } = call(
+            &mut svc,
+            Request::ImportWrapped {
+                algorithm: Algorithm::Aes256Gcm,
+                padding: DecryptPadding::OaepSha1,
+                wrapping: &sealed,
+                encrypted: &wrapped,
+            },
+        )
+        else {
+            panic!()
+        };
+        let expected =
+            crate::aead::encrypt(Algorithm::Aes256Gcm, &material, &[0u8; 12], b"", &[0u8; 16])
+                .unwrap();
+        assert_eq!(check_value, expected[..16]);
+        assert!(matches!(
+            call(
+                &mut svc,
+                Request::Encrypt {
+                    algorithm: Algorithm::Aes256Gcm,
+                    sealed: &imported,
+                    aad: b"",
+                    plaintext: b"x"
+                }
+            ),
+            OwnedResponse::Encrypted { .. }
+        ));
+        // 16 bytes of material are not AES-256 material; as SM4 they are.
+        let short = pk
+            .encrypt(&mut OsRng, ::rsa::Pkcs1v15Encrypt, &material[..16])
+            .unwrap();
+        let import = |algorithm| Request::ImportWrapped {
+            algorithm,
+            padding: DecryptPadding::Pkcs1v15,
+            wrapping: &sealed,
+            encrypted: &short,
+        };
+        assert_eq!(
+            call(&mut svc, import(Algorithm::Aes256Gcm)),
+            OwnedResponse::Error(DeviceError::AuthenticationFailed)
+        );
+        assert!(matches!(
+            call(&mut svc, import(Algorithm::Sm4Gcm)),
+            OwnedResponse::Imported { .. }
+        ));
+        assert_eq!(
+            call(&mut svc, import(Algorithm::Rsa2048)),
+            OwnedResponse::Error(DeviceError::UnsupportedAlgorithm)
+        );
+    }
+
+    #[test]
+    fn p384_key_pairs_sign() {
+        use p384::ecdsa::signature::hazmat::PrehashVerifier;
+        use p384::pkcs8::DecodePublicKey;
+        use sha2::{Digest, Sha256};
+        let mut svc = KeyService::new([9u8; 32], OsRng);
+        let OwnedResponse::KeyPair { sealed, public_key } = call(
+            &mut svc,
+            Request::GenerateKeyPair {
+                algorithm: Algorithm::EccP384,
+            },
+        ) else {
+            panic!()
+        };
+        let vk = p384::ecdsa::VerifyingKey::from_public_key_der(&public_key).unwrap();
+        let OwnedResponse::Signature(sig) = call(
+            &mut svc,
+            Request::Sign {
+                algorithm: Algorithm::EccP384,
+                sealed: &sealed,
+                message: b"m",
+                is_digest: false,
+            },
+        ) else {
+            panic!()
+        };
+        let sig = p384::ecdsa::Signature::from_der(&sig).unwrap();
+        vk.verify_prehash(&Sha256::digest(b"m"), &sig).unwrap();
     }
 }
 
@@ -761,7 +1168,7 @@ mod robustness {
                         x ^= x << 17;
                         // Bias towards small values: valid variant indices and lengths.
                         if x.is_multiple_of(3) {
-                            (x >> 8) as u8 % 12
+                            (x >> 8) as u8 % 18
                         } else {
                             (x >> 16) as u8
                         }

@@ -666,3 +666,158 @@ fn corrupt_every_breaks_the_crc() {
     assert!(decode_frame::<OwnedResponse>(&mut frame).is_err());
     assert!(matches!(port.call(3, &HELLO), OwnedResponse::Hello(_)));
 }
+
+/// Issue 18: RSA-2048 through the simulator, timed (docs/benchmarks.md). Generates 20 keys in
+/// `GeneratePrime` steps, then signs and decrypts 20 times each, and runs the same operations
+/// in-process on the key service for the link's share. Prints the figures; run with
+/// `cargo test --release -p keyward-firmware --features sim --test sim -- --ignored --nocapture rsa_timings`.
+#[test]
+#[ignore = "a measurement, not a check: run by hand for docs/benchmarks.md"]
+fn rsa_timings_on_the_simulator() {
+    use keyward_shared::wire::{DecryptPadding, SignPadding};
+    use rsa::pkcs8::DecodePublicKey;
+    let dir = state_dir("rsa-timings");
+    let sim = start(&dir, &[]);
+    let mut port = Port::open(&sim.device);
+    assert_eq!(pair(&mut port, 1, &PAIRING_KEY), OwnedResponse::Paired);
+    let mut host = Host::begin(&mut port, 3, PAIRING_KEY);
+    let mut seq = 10;
+    let mut call = |host: &mut Host, port: &mut Port, req: &Request<'_>| {
+        seq += 1;
+        host.call(port, seq, req)
+    };
+    fn stats(name: &str, mut v: Vec<Duration>) {
+        v.sort();
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        println!(
+            "{name}: n={} median {:.2} ms, worst {:.2} ms, best {:.2} ms",
+            v.len(),
+            ms(v[v.len() / 2]),
+            ms(v[v.len() - 1]),
+            ms(v[0])
+        );
+    }
+    let (mut keygen, mut steps_per_key, mut step_times) = (vec![], vec![], vec![]);
+    let mut key = None;
+    for _ in 0..20 {
+        let started = Instant::now();
+        let mut primes = vec![];
+        let mut steps = 0;
+        while primes.len() < 2 {
+            steps += 1;
+            let t = Instant::now();
+            let resp = call(
+                &mut host,
+                &mut port,
+                &Request::GeneratePrime {
+                    algorithm: Algorithm::Rsa2048,
+                },
+            );
+            step_times.push(t.elapsed());
+            match resp {
+                OwnedResponse::Sealed(p) => primes.push(p),
+                OwnedResponse::Error(DeviceError::TryAgain) => {}
+                other => panic!("{other:?}"),
+            }
+        }
+        let pair = call(
+            &mut host,
+            &mut port,
+            &Request::AssembleKeyPair {
+                algorithm: Algorithm::Rsa2048,
+                first: &primes[0],
+                second: &primes[1],
+            },
+        );
+        keygen.push(started.elapsed());
+        steps_per_key.push(steps);
+        match pair {
+            OwnedResponse::KeyPair { sealed, public_key } => key = Some((sealed, public_key)),
+            other => panic!("{other:?}"),
+        }
+    }
+    stats("RSA-2048 key generation (simulator)", keygen);
+    stats("one GeneratePrime step (simulator)", step_times);
+    steps_per_key.sort();
+    println!(
+        "steps per key: median {}, worst {}",
+        steps_per_key[10], steps_per_key[19]
+    );
+    let (sealed, spki) = key.unwrap();
+    let pk = rsa::RsaPublicKey::from_public_key_der(&spki).unwrap();
+    let ct = pk
+        .encrypt(
+            &mut rand_core::OsRng,
+            rsa::Oaep::new::<sha2::Sha256>(),
+            &[7u8; 32],
+        )
+        .unwrap();
+    let sign = Request::SignRsa {
+        algorithm: Algorithm::Rsa2048,
+        padding: SignPadding::PssSha256,
+        sealed: &sealed,
+        message: b"timed",
+        is_digest: false,
+    };
+    let decrypt = Request::DecryptRsa {
+        algorithm: Algorithm::Rsa2048,
+        padding: DecryptPadding::OaepSha256,
+        sealed: &sealed,
+        ciphertext: &ct,
+    };
+    let mut svc = keyward_firmware::KeyService::new([0x33; 32], rand_core::OsRng);
+    let mut out = vec![0u8; keyward_firmware::OUTPUT_LEN];
+    for (name, req) in [("sign PSS", &sign), ("decrypt OAEP-SHA-256", &decrypt)] {
+        let mut link = vec![];
+        for _ in 0..20 {
+            let t = Instant::now();
+            let resp = call(&mut host, &mut port, req);
+            link.push(t.elapsed());
+            assert!(!matches!(resp, OwnedResponse::Error(_)), "{resp:?}");
+        }
+        stats(&format!("{name} (simulator, over the link)"), link);
+        // In-process: the same operation on a key sealed by this service's own device key.
+        let local_key = match svc.handle(
+            Request::GenerateKeyPair {
+                algorithm: Algorithm::Rsa2048,
+            },
+            &mut out,
+        ) {
+            keyward_shared::wire::Response::KeyPair { sealed, public_key } => {
+                (sealed.to_vec(), public_key.to_vec())
+            }
+            other => panic!("{other:?}"),
+        };
+        let local_pk = rsa::RsaPublicKey::from_public_key_der(&local_key.1).unwrap();
+        let local_ct = local_pk
+            .encrypt(
+                &mut rand_core::OsRng,
+                rsa::Oaep::new::<sha2::Sha256>(),
+                &[7u8; 32],
+            )
+            .unwrap();
+        let local_req = match req {
+            Request::SignRsa { .. } => Request::SignRsa {
+                algorithm: Algorithm::Rsa2048,
+                padding: SignPadding::PssSha256,
+                sealed: &local_key.0,
+                message: b"timed",
+                is_digest: false,
+            },
+            _ => Request::DecryptRsa {
+                algorithm: Algorithm::Rsa2048,
+                padding: DecryptPadding::OaepSha256,
+                sealed: &local_key.0,
+                ciphertext: &local_ct,
+            },
+        };
+        let mut local = vec![];
+        for _ in 0..20 {
+            let t = Instant::now();
+            let resp = svc.handle(local_req.clone(), &mut out);
+            local.push(t.elapsed());
+            assert!(!matches!(resp, keyward_shared::wire::Response::Error(_)));
+        }
+        stats(&format!("{name} (in-process key service)"), local);
+    }
+}

@@ -313,6 +313,112 @@ mod tests {
         }
     }
 
+    /// The RSA and BYOK messages (issue 18; appended variants: requests 13-17, response 12,
+    /// device error 11). Computed independently by a Python script (postcard by hand,
+    /// `zlib.crc32`, a hand-written COBS encoder) whose output is pasted here; documented in
+    /// docs/wire-protocol.md.
+    #[test]
+    fn golden_frames_of_rsa_and_byok() {
+        use crate::wire::{DecryptPadding, SignPadding};
+        use crate::Algorithm;
+        let requests: [(u32, Request<'_>, &str); 5] = [
+            (
+                6,
+                Request::GeneratePrime {
+                    algorithm: Algorithm::Rsa2048,
+                },
+                "08060d02c1ba6ca000",
+            ),
+            (
+                7,
+                Request::AssembleKeyPair {
+                    algorithm: Algorithm::Rsa2048,
+                    first: &[0xa1, 0xa2],
+                    second: &[0xb1],
+                },
+                "0d070e0202a1a201b1731a868200",
+            ),
+            (
+                8,
+                Request::SignRsa {
+                    algorithm: Algorithm::Rsa2048,
+                    padding: SignPadding::PssSha256,
+                    sealed: &[0x01],
+                    message: &[0x6d],
+                    is_digest: false,
+                },
+                "09080f02010101016d059e577f8c00",
+            ),
+            (
+                9,
+                Request::DecryptRsa {
+                    algorithm: Algorithm::Rsa2048,
+                    padding: DecryptPadding::OaepSha256,
+                    sealed: &[0x01],
+                    ciphertext: &[0xc0, 0xc1],
+                },
+                "0e09100202010102c0c12f9c874d00",
+            ),
+            (
+                10,
+                Request::ImportWrapped {
+                    algorithm: Algorithm::Aes256Gcm,
+                    padding: DecryptPadding::Pkcs1v15,
+                    wrapping: &[0x01],
+                    encrypted: &[0xe0],
+                },
+                "030a110109010101e0b08a243500",
+            ),
+        ];
+        for (seq, req, golden) in requests {
+            let mut frame = encode_frame_vec(seq, &req).unwrap();
+            assert_eq!(hex(&frame), golden, "{req:?}");
+            let n = frame.len() - 1;
+            assert_eq!(
+                decode_frame::<Request<'_>>(&mut frame[..n]).unwrap().body,
+                req
+            );
+        }
+        let responses: [(u32, Response<'_>, &str); 2] = [
+            (
+                10,
+                Response::Imported {
+                    sealed: &[0x5e],
+                    check_value: &[0xcc, 0xcc],
+                },
+                "0c0a0c015e02ccccddd375ae00",
+            ),
+            (
+                6,
+                Response::Error(DeviceError::TryAgain),
+                "0806050b6d88691100",
+            ),
+        ];
+        for (seq, resp, golden) in responses {
+            let mut frame = encode_frame_vec(seq, &resp).unwrap();
+            assert_eq!(hex(&frame), golden, "{resp:?}");
+            let n = frame.len() - 1;
+            let back = decode_frame::<OwnedResponse>(&mut frame[..n]).unwrap();
+            assert_eq!((back.seq, back.body), (seq, resp.to_owned_response()));
+        }
+        // The largest RSA messages fit a frame many times over: a decryption with a sealed
+        // RSA key (670 bytes) and a 256-byte ciphertext, a key pair with its 294-byte SPKI.
+        let big = Request::DecryptRsa {
+            algorithm: Algorithm::Rsa2048,
+            padding: DecryptPadding::Pkcs1v15,
+            sealed: &[1; 670],
+            ciphertext: &[0x55; 256],
+        };
+        let frame = encode_frame_vec(11, &big).unwrap();
+        assert_eq!(frame.len(), 943);
+        assert!(frame.len() <= MAX_FRAME);
+        let pair = Response::KeyPair {
+            sealed: &[1; 670],
+            public_key: &[2; 294],
+        };
+        assert!(encode_frame_vec(12, &pair).unwrap().len() <= MAX_FRAME);
+    }
+
     #[test]
     fn round_trip_borrows_from_the_frame() {
         let req = Request::Encrypt {

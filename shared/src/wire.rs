@@ -118,6 +118,69 @@ pub enum Request<'a> {
         #[serde(borrow)]
         request: &'a [u8],
     },
+    // Issue 18: RSA-2048 and BYOK. Appended, so every frame above still decodes as before.
+    /// One bounded step of RSA key generation (docs/wire-protocol.md, "RSA key generation in
+    /// steps"): the device tests a fixed number of candidates from a fresh random start and
+    /// answers `Sealed` with the prime sealed under the device key (usable only by
+    /// `AssembleKeyPair`), or `Error(TryAgain)` when this step found none.
+    GeneratePrime {
+        algorithm: Algorithm,
+    },
+    /// Builds the key pair from two sealed primes of `GeneratePrime`; answered with `KeyPair`.
+    AssembleKeyPair {
+        algorithm: Algorithm,
+        #[serde(borrow)]
+        first: &'a [u8],
+        #[serde(borrow)]
+        second: &'a [u8],
+    },
+    /// An RSA signature with the named padding over a message (the device hashes it with
+    /// SHA-256) or a 32-byte SHA-256 digest; answered with `Signature` (256 bytes).
+    SignRsa {
+        algorithm: Algorithm,
+        padding: SignPadding,
+        #[serde(borrow)]
+        sealed: &'a [u8],
+        #[serde(borrow)]
+        message: &'a [u8],
+        is_digest: bool,
+    },
+    /// RSA decryption of a 256-byte ciphertext with the named padding; answered with
+    /// `Plaintext`, or `Error(AuthenticationFailed)` when the padding is not well-formed.
+    DecryptRsa {
+        algorithm: Algorithm,
+        padding: DecryptPadding,
+        #[serde(borrow)]
+        sealed: &'a [u8],
+        #[serde(borrow)]
+        ciphertext: &'a [u8],
+    },
+    /// BYOK: decrypts `encrypted` with the sealed RSA-2048 wrapping key `wrapping` and seals
+    /// the result as a key of `algorithm` (AES-256-GCM or SM4-GCM) without it leaving the
+    /// device; answered with `Imported`.
+    ImportWrapped {
+        algorithm: Algorithm,
+        padding: DecryptPadding,
+        #[serde(borrow)]
+        wrapping: &'a [u8],
+        #[serde(borrow)]
+        encrypted: &'a [u8],
+    },
+}
+
+/// The RSA signature schemes (hash SHA-256; PSS with MGF1-SHA-256 and a 32-byte salt).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SignPadding {
+    Pkcs1v15Sha256,
+    PssSha256,
+}
+
+/// The RSA encryption schemes (OAEP with MGF1 over the same hash and an empty label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DecryptPadding {
+    Pkcs1v15,
+    OaepSha1,
+    OaepSha256,
 }
 
 /// What a device says about itself in answer to `Hello`. The device's own constants, so the
@@ -175,6 +238,13 @@ pub enum Response<'a> {
         counter: u64,
         tag: &'a [u8],
         response: &'a [u8],
+    },
+    /// Imported material, sealed, and its check value: the first 16 bytes of the material's
+    /// own AEAD (AES-256-GCM or SM4-GCM) over 16 zero bytes with a zero nonce, which names the
+    /// material without revealing it.
+    Imported {
+        sealed: &'a [u8],
+        check_value: &'a [u8],
     },
 }
 
@@ -286,6 +356,10 @@ pub enum OwnedResponse {
         tag: Vec<u8>,
         response: Vec<u8>,
     },
+    Imported {
+        sealed: Vec<u8>,
+        check_value: Vec<u8>,
+    },
 }
 
 #[cfg(feature = "alloc")]
@@ -341,6 +415,13 @@ impl From<Response<'_>> for OwnedResponse {
                 tag: tag.to_vec(),
                 response: response.to_vec(),
             },
+            Response::Imported {
+                sealed,
+                check_value,
+            } => OwnedResponse::Imported {
+                sealed: sealed.to_vec(),
+                check_value: check_value.to_vec(),
+            },
         }
     }
 }
@@ -376,6 +457,8 @@ pub enum DeviceError {
     Replayed,
     /// `Pair` on a device that already has a pairing key.
     AlreadyPaired,
+    /// `GeneratePrime` found no prime in this step's candidates: ask again.
+    TryAgain,
 }
 
 impl core::fmt::Display for DeviceError {
@@ -392,6 +475,7 @@ impl core::fmt::Display for DeviceError {
             DeviceError::Unauthenticated => "request not authenticated by the paired host",
             DeviceError::Replayed => "replayed request",
             DeviceError::AlreadyPaired => "the device is already paired",
+            DeviceError::TryAgain => "no prime in this step; ask again",
         })
     }
 }
@@ -442,6 +526,10 @@ mod tests {
                 counter: u64::MAX,
                 tag: &[4; 32],
                 response: &big,
+            },
+            Response::Imported {
+                sealed: &big[..62],
+                check_value: &[5; 16],
             },
         ];
         for resp in responses {

@@ -1,5 +1,7 @@
-//! End-to-end asymmetric CMKs on SoftHSM2: every KeyUsage × algorithm × message type, the
-//! public key checked with RustCrypto, local encryption decrypted by the daemon, and refusals.
+//! End-to-end asymmetric CMKs on the backend under test (`KEYWARD_TEST_BACKEND`: SoftHSM2, the
+//! linked-in firmware core, the firmware behind the serial link): every KeyUsage × algorithm ×
+//! message type, the public key checked with RustCrypto, local encryption decrypted by the
+//! daemon, and refusals.
 
 mod common;
 
@@ -79,7 +81,7 @@ async fn sign_both_ways(
 async fn signing_keys_verify_independently() {
     use rsa::pkcs8::DecodePublicKey;
     use rsa::signature::hazmat::PrehashVerifier;
-    let d = Daemon::softhsm();
+    let d = Daemon::under_test();
     let c = d.client();
     let msg = b"keyward signs this";
     let digest = sha2::Sha256::digest(msg).to_vec();
@@ -124,7 +126,12 @@ async fn signing_keys_verify_independently() {
         .await
         .unwrap())["KeyMetadata"]
         .clone();
-    assert_eq!(meta["ProtectionLevel"], "SOFTWARE", "SoftHSM2 has no SM2");
+    // SoftHSM2 has no SM2 (the host runs it); the firmware runs it itself.
+    let sm2_level = match backend_under_test() {
+        Backend::SoftHsm => "SOFTWARE",
+        _ => protection_level_under_test(),
+    };
+    assert_eq!(meta["ProtectionLevel"], sm2_level);
     assert_eq!(meta["Type"], 4);
     let spki = public_der(&c, &sm2_key).await;
     let (raw, _) = sign_both_ways(&c, &sm2_key, "SM2DSA", msg, &sha2::Sha256::digest(b"e")).await;
@@ -218,18 +225,30 @@ async fn signing_keys_verify_independently() {
             )
         })
         .collect();
-    assert!(sv.contains(&("ASYMMETRIC_SIGN_VERIFY_ECC".into(), "HSM".into())));
-    assert!(sv.contains(&("ASYMMETRIC_SIGN_VERIFY_SM2".into(), "SOFTWARE".into())));
+    let level = protection_level_under_test();
+    for usage in [
+        "ASYMMETRIC_SIGN_VERIFY_ECC",
+        "ASYMMETRIC_SIGN_VERIFY_RSA_2048",
+        "ASYMMETRIC_SIGN_VERIFY_ECDSA384",
+    ] {
+        assert!(
+            sv.contains(&(usage.into(), level.into())),
+            "{usage}: {sv:?}"
+        );
+    }
+    assert!(sv.contains(&("ASYMMETRIC_SIGN_VERIFY_SM2".into(), sm2_level.into())));
 
-    // Private keys exist only sealed: RSA/EC wrapped by the token's root key, SM2 by its seal key.
+    // Private keys exist only sealed: on PKCS#11 RSA/EC wrapped by the token's root key, SM2
+    // by its seal key; on the firmware, every key under the device key (format 1).
+    let firmware = backend_under_test() != Backend::SoftHsm;
     let mut d = d;
     d.stop();
     let db = rusqlite::Connection::open(d.data_dir().join("keyward.db")).unwrap();
     for (key, format) in [
-        (&rsa_key, 0x04u8),
-        (&p256_key, 0x04),
-        (&p384_key, 0x04),
-        (&sm2_key, 0x03),
+        (&rsa_key, if firmware { 0x01 } else { 0x04u8 }),
+        (&p256_key, if firmware { 0x01 } else { 0x04 }),
+        (&p384_key, if firmware { 0x01 } else { 0x04 }),
+        (&sm2_key, if firmware { 0x01 } else { 0x03 }),
     ] {
         let sealed: Vec<u8> = db
             .query_row(
@@ -245,7 +264,7 @@ async fn signing_keys_verify_independently() {
 #[tokio::test(flavor = "multi_thread")]
 async fn decryption_keys_open_local_ciphertexts() {
     use rsa::pkcs8::DecodePublicKey;
-    let d = Daemon::softhsm();
+    let d = Daemon::under_test();
     let c = d.client();
     let rsa_key = create(&c, "ASYMMETRIC_DECRYPT_RSA_2048").await;
     let pk = rsa::RsaPublicKey::from_public_key_der(&public_der(&c, &rsa_key).await).unwrap();
@@ -312,21 +331,24 @@ async fn decryption_keys_open_local_ciphertexts() {
         .unwrap(),
         "InvalidParameterValue",
     );
-    // The path was chosen once at start-up and logged once, at INFO.
+    // On PKCS#11 the path was chosen once at start-up and logged once, at INFO.
     let log = String::from_utf8_lossy(&d.log_text()).to_string();
+    let softhsm = backend_under_test() == Backend::SoftHsm;
     let ready: Vec<&str> = log
         .lines()
         .filter(|l| l.contains("PKCS#11 HSM backend ready"))
         .collect();
-    assert_eq!(ready.len(), 1, "{log}");
-    assert!(ready[0].contains("INFO"), "{}", ready[0]);
-    assert!(ready[0].contains("rsa_oaep_sha1=\"token\""), "{}", ready[0]);
-    assert!(
-        ready[0].contains("rsa_oaep_sha256=\"host-oaep-decoding\"")
-            || ready[0].contains("rsa_oaep_sha256=\"token\""),
-        "{}",
-        ready[0]
-    );
+    if softhsm {
+        assert_eq!(ready.len(), 1, "{log}");
+        assert!(ready[0].contains("INFO"), "{}", ready[0]);
+        assert!(ready[0].contains("rsa_oaep_sha1=\"token\""), "{}", ready[0]);
+        assert!(
+            ready[0].contains("rsa_oaep_sha256=\"host-oaep-decoding\"")
+                || ready[0].contains("rsa_oaep_sha256=\"token\""),
+            "{}",
+            ready[0]
+        );
+    }
 
     let sm2_key = create(&c, "ASYMMETRIC_DECRYPT_SM2").await;
     let spki = public_der(&c, &sm2_key).await;

@@ -1,5 +1,6 @@
-//! End-to-end BYOK on SoftHSM2: material wrapped locally to the daemon's RSA wrapping key,
-//! imported (unwrapped inside the token), proven by decrypting the daemon's ciphertext locally
+//! End-to-end BYOK on the backend under test (`KEYWARD_TEST_BACKEND`: SoftHSM2, the linked-in
+//! firmware core, the firmware behind the serial link): material wrapped locally to the
+//! daemon's RSA wrapping key, imported (unwrapped inside the token or device), proven by decrypting the daemon's ciphertext locally
 //! with the original material; delete and re-import, mismatching material, token expiry,
 //! material expiry.
 
@@ -74,7 +75,7 @@ fn open_locally(material: &[u8], blob: &[u8]) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn import_use_delete_reimport_and_expiry() {
-    let d = Daemon::softhsm_with("[testing]\nadjustable_clock = true\n");
+    let d = Daemon::under_test_with("[testing]\nadjustable_clock = true\n");
     let c = d.client();
     let key_id = ok(c
         .kms("CreateKey", json!({"Alias": unique("byok"), "Type": 2}))
@@ -335,7 +336,7 @@ async fn import_use_delete_reimport_and_expiry() {
 /// through the answer, on the host-decoding path (OAEP-SHA-256 on SoftHSM2) as on the token's.
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_wrapped_material_gets_one_answer_on_every_path() {
-    let d = Daemon::softhsm();
+    let d = Daemon::under_test();
     let c = d.client();
     for alg in ["RSAES_OAEP_SHA_256", "RSAES_OAEP_SHA_1"] {
         let key_id = ok(c
@@ -388,5 +389,64 @@ async fn bad_wrapped_material_gets_one_answer_on_every_path() {
             .unwrap()
             .to_string();
         assert_eq!(open_locally(&material, &unb64(&blob)), alg.as_bytes());
+    }
+}
+
+/// Issue 18: in a GM region an EXTERNAL key takes 16 bytes of SM4 material, wrapped locally
+/// with each wrapping algorithm; the daemon's ciphertext then opens with that material
+/// (SM4-GCM, the blob's prefix as associated data), and other material is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn sm4_material_imports_in_a_gm_region() {
+    let d = Daemon::under_test_with(
+        "[[regions]]\nname = \"ap-guangzhou\"\nalgorithm = \"AES_256\"\n\n[[regions]]\nname = \"ap-beijing\"\nalgorithm = \"SM4\"\n",
+    );
+    let c = keyward::client::TcClient::new(
+        &d.endpoint(),
+        &d.cred.secret_id,
+        &d.cred.secret_key,
+        "ap-beijing",
+    )
+    .unwrap();
+    let material: Vec<u8> = (0..16u8).map(|i| i.wrapping_mul(29) ^ 0xa5).collect();
+    for alg in ["RSAES_PKCS1_V1_5", "RSAES_OAEP_SHA_1", "RSAES_OAEP_SHA_256"] {
+        let key_id = ok(c
+            .kms("CreateKey", json!({"Alias": unique("gm-byok"), "Type": 2}))
+            .await
+            .unwrap())["KeyId"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let (token, pk) = params(&c, &key_id, alg).await;
+        // 32 bytes are AES material, not SM4: refused like a bad unwrap.
+        err(
+            &import(&c, &key_id, &token, &wrap(&pk, alg, &[1u8; 32]), None).await,
+            "InvalidParameter.DecryptMaterialError",
+        );
+        ok(import(&c, &key_id, &token, &wrap(&pk, alg, &material), None).await);
+        let blob = unb64(
+            ok(c.kms(
+                "Encrypt",
+                json!({"KeyId": key_id, "Plaintext": b64(b"gm byok")}),
+            )
+            .await
+            .unwrap())["CiphertextBlob"]
+                .as_str()
+                .unwrap(),
+        );
+        let opened = keyward_firmware::aead::decrypt(
+            keyward_shared::Algorithm::Sm4Gcm,
+            &material,
+            &blob[23..35],
+            &blob[..22],
+            &blob[35..],
+        )
+        .expect("the daemon's ciphertext opens with the imported SM4 material");
+        assert_eq!(opened, b"gm byok", "{alg}");
+        // Other material for the same key is refused.
+        let (token, pk) = params(&c, &key_id, alg).await;
+        err(
+            &import(&c, &key_id, &token, &wrap(&pk, alg, &[9u8; 16]), None).await,
+            "InvalidParameterValue.MaterialNotMatch",
+        );
     }
 }

@@ -898,20 +898,20 @@ async fn first_serve_on_empty_directory_prints_root_key_once() {
 async fn embedded_backend_offers_what_the_firmware_runs() {
     let d = Daemon::embedded();
     let c = d.client();
-    // The firmware core has no RSA.
-    err(
-        &c.kms(
+    // The firmware core runs every asymmetric key type the API names (issue 18).
+    let rsa = ok(c
+        .kms(
             "CreateKey",
             json!({"Alias": unique("u"), "KeyUsage": "ASYMMETRIC_SIGN_VERIFY_RSA_2048"}),
         )
         .await
-        .unwrap(),
-        "UnsupportedOperation.UnsupportedKeyUsageInCurrentRegion",
-    );
+        .unwrap());
+    assert_eq!(rsa["KeyUsage"], "ASYMMETRIC_SIGN_VERIFY_RSA_2048");
     let algs = ok(c.kms("ListAlgorithms", json!({})).await.unwrap());
     assert_eq!(
         algs["AsymmetricAlgorithms"],
         json!([
+            {"KeyUsage": "ASYMMETRIC_DECRYPT_RSA_2048", "Algorithm": "RSA_2048", "ProtectionLevel": "SOFTWARE"},
             {"KeyUsage": "ASYMMETRIC_DECRYPT_SM2", "Algorithm": "SM2", "ProtectionLevel": "SOFTWARE"},
             {"KeyUsage": "ASYMMETRIC_DECRYPT_ML_KEM_768", "Algorithm": "ML_KEM_768", "ProtectionLevel": "SOFTWARE"}
         ])
@@ -927,6 +927,8 @@ async fn embedded_backend_offers_what_the_firmware_runs() {
         [
             "ASYMMETRIC_SIGN_VERIFY_SM2",
             "ASYMMETRIC_SIGN_VERIFY_ECC",
+            "ASYMMETRIC_SIGN_VERIFY_RSA_2048",
+            "ASYMMETRIC_SIGN_VERIFY_ECDSA384",
             "ASYMMETRIC_SIGN_VERIFY_ML_DSA_65"
         ]
     );
@@ -1155,18 +1157,6 @@ async fn documented_refusals_answer_their_codes() {
             "CreateKey",
             json!({"Alias": unique("r"), "HsmClusterId": "cluster-1"}),
             "InvalidParameterValue",
-        ),
-        (
-            "kms",
-            "CreateKey",
-            json!({"Alias": unique("r"), "KeyUsage": "ASYMMETRIC_DECRYPT_RSA_2048"}),
-            "UnsupportedOperation.UnsupportedKeyUsageInCurrentRegion",
-        ),
-        (
-            "kms",
-            "CreateKey",
-            json!({"Alias": unique("r"), "KeyUsage": "ASYMMETRIC_SIGN_VERIFY_ECDSA384"}),
-            "UnsupportedOperation.UnsupportedKeyUsageInCurrentRegion",
         ),
     ];
     for (service, action, body, want) in refusals {

@@ -6,7 +6,10 @@
 use super::asym::{DecryptScheme, SignScheme};
 use super::{Hsm, ProtectionLevel};
 use crate::error::{Error, Result};
-use keyward_shared::wire::{replies, OwnedResponse as Response, Reply, ReplyError, Request};
+use keyward_shared::wire::{
+    replies, DecryptPadding, DeviceError, OwnedResponse as Response, Reply, ReplyError, Request,
+    SignPadding,
+};
 use keyward_shared::Algorithm;
 use zeroize::Zeroizing;
 
@@ -42,6 +45,63 @@ impl<T: Transport> DeviceHsm<T> {
         let resp = self.transport.exchange(req.clone())?;
         keyward_shared::wire::reply::<R>(&req, resp).map_err(reply_error)
     }
+
+    /// `call` for requests that carry a caller's RSA ciphertext: one of the wrong length is
+    /// the caller's input error (as on PKCS#11), not the HSM's fault.
+    fn call_with_ciphertext<R: Reply>(&self, req: Request<'_>) -> Result<R::Fields> {
+        let resp = self.transport.exchange(req.clone())?;
+        keyward_shared::wire::reply::<R>(&req, resp).map_err(|e| match e {
+            ReplyError::Device(DeviceError::BadLength) => {
+                Error::InvalidValue("input length out of range for this key".into())
+            }
+            other => reply_error(other),
+        })
+    }
+
+    /// RSA-2048 key generation in steps (docs/wire-protocol.md, "RSA key generation in
+    /// steps"): each `GeneratePrime` is one bounded exchange, so on the serial link other
+    /// requests take their turn between steps instead of waiting for the whole generation.
+    fn generate_rsa(&self) -> Result<(Vec<u8>, Vec<u8>)> {
+        let algorithm = Algorithm::Rsa2048;
+        let mut primes: Vec<Vec<u8>> = Vec::with_capacity(2);
+        for _ in 0..MAX_PRIME_STEPS {
+            if primes.len() == 2 {
+                break;
+            }
+            let req = Request::GeneratePrime { algorithm };
+            let resp = self.transport.exchange(req.clone())?;
+            match keyward_shared::wire::reply::<replies::Sealed>(&req, resp) {
+                Ok(sealed_prime) => primes.push(sealed_prime),
+                Err(ReplyError::Device(DeviceError::TryAgain)) => continue,
+                Err(e) => return Err(reply_error(e)),
+            }
+        }
+        let [first, second] = primes.as_slice() else {
+            return Err(Error::Hsm(format!(
+                "no two RSA primes in {MAX_PRIME_STEPS} steps"
+            )));
+        };
+        self.call::<replies::KeyPair>(Request::AssembleKeyPair {
+            algorithm,
+            first,
+            second,
+        })
+    }
+}
+
+/// Bound on `GeneratePrime` steps for one RSA key: a step finds a prime with probability
+/// ~0.55, so 400 steps fail to find two with probability below 2^-300; reaching the bound
+/// means the device's random source or prime test is broken.
+const MAX_PRIME_STEPS: usize = 400;
+
+/// The device's RSA padding for a decryption scheme.
+fn decrypt_padding(scheme: DecryptScheme) -> Option<DecryptPadding> {
+    match scheme {
+        DecryptScheme::RsaPkcs1v15 => Some(DecryptPadding::Pkcs1v15),
+        DecryptScheme::RsaOaepSha1 => Some(DecryptPadding::OaepSha1),
+        DecryptScheme::RsaOaepSha256 => Some(DecryptPadding::OaepSha256),
+        DecryptScheme::Sm2Der => None,
+    }
 }
 
 /// A device's refusal keeps its meaning (`AuthenticationFailed` is a failed decryption); a
@@ -55,7 +115,7 @@ fn reply_error(e: ReplyError) -> Error {
 
 fn not_here(alg: Algorithm) -> Error {
     Error::UnsupportedKeyUsage(format!(
-        "{} keys are not available with the firmware backends yet",
+        "{} keys do not run this operation on the firmware backends",
         alg.api_name()
     ))
 }
@@ -117,12 +177,15 @@ impl<T: Transport> Hsm for DeviceHsm<T> {
     }
 
     fn supports(&self, alg: Algorithm) -> bool {
-        alg.is_symmetric() || keyward_firmware::asym::supports(alg)
+        alg.is_symmetric() || alg == Algorithm::Rsa2048 || keyward_firmware::asym::supports(alg)
     }
 
     fn generate_key_pair(&self, algorithm: Algorithm) -> Result<(Vec<u8>, Vec<u8>)> {
         if !self.supports(algorithm) || algorithm.is_symmetric() {
             return Err(not_here(algorithm));
+        }
+        if algorithm == Algorithm::Rsa2048 {
+            return self.generate_rsa();
         }
         self.call::<replies::KeyPair>(Request::GenerateKeyPair { algorithm })
     }
@@ -135,12 +198,21 @@ impl<T: Transport> Hsm for DeviceHsm<T> {
         message: &[u8],
         is_digest: bool,
     ) -> Result<Vec<u8>> {
-        let fits = matches!(
-            (algorithm, scheme),
-            (Algorithm::EccP256, SignScheme::Ecdsa) | (Algorithm::Sm2, SignScheme::Sm2)
-        );
-        if !fits {
-            return Err(not_here(algorithm));
+        let padding = match (algorithm, scheme) {
+            (Algorithm::Rsa2048, SignScheme::RsaPkcs1Sha256) => Some(SignPadding::Pkcs1v15Sha256),
+            (Algorithm::Rsa2048, SignScheme::RsaPssSha256) => Some(SignPadding::PssSha256),
+            (Algorithm::EccP256 | Algorithm::EccP384, SignScheme::Ecdsa)
+            | (Algorithm::Sm2, SignScheme::Sm2) => None,
+            _ => return Err(not_here(algorithm)),
+        };
+        if let Some(padding) = padding {
+            return self.call::<replies::Signature>(Request::SignRsa {
+                algorithm,
+                padding,
+                sealed,
+                message,
+                is_digest,
+            });
         }
         self.call::<replies::Signature>(Request::Sign {
             algorithm,
@@ -157,6 +229,17 @@ impl<T: Transport> Hsm for DeviceHsm<T> {
         scheme: DecryptScheme,
         ciphertext: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>> {
+        if algorithm == Algorithm::Rsa2048 {
+            let padding = decrypt_padding(scheme).ok_or_else(|| not_here(algorithm))?;
+            return self
+                .call_with_ciphertext::<replies::Plaintext>(Request::DecryptRsa {
+                    algorithm,
+                    padding,
+                    sealed,
+                    ciphertext,
+                })
+                .map(Zeroizing::new);
+        }
         if (algorithm, scheme) != (Algorithm::Sm2, DecryptScheme::Sm2Der) {
             return Err(not_here(algorithm));
         }
@@ -168,14 +251,26 @@ impl<T: Transport> Hsm for DeviceHsm<T> {
         .map(Zeroizing::new)
     }
 
+    /// The device unwraps the material with the sealed wrapping key and seals it; the
+    /// material never reaches host memory (on the serial backend, never leaves the device).
     fn import_wrapped(
         &self,
-        alg: Algorithm,
-        _: &[u8],
-        _: DecryptScheme,
-        _: &[u8],
+        algorithm: Algorithm,
+        wrapping: &[u8],
+        scheme: DecryptScheme,
+        encrypted: &[u8],
     ) -> Result<(Vec<u8>, Vec<u8>)> {
-        Err(not_here(alg))
+        if !algorithm.is_symmetric() {
+            return Err(not_here(algorithm));
+        }
+        let padding = decrypt_padding(scheme)
+            .ok_or_else(|| Error::InvalidValue("not an RSA wrapping algorithm".into()))?;
+        self.call_with_ciphertext::<replies::Imported>(Request::ImportWrapped {
+            algorithm,
+            padding,
+            wrapping,
+            encrypted,
+        })
     }
 
     fn random(&self, len: usize) -> Result<Zeroizing<Vec<u8>>> {
@@ -241,6 +336,33 @@ mod tests {
         assert!(shown.contains("Decrypt with KeyPair (expected Plaintext)"));
         // The detector itself finds the marker where a derived Debug would have put it.
         assert!(shows_secret(&format!("{:?}", SECRET.to_vec())));
+    }
+
+    /// A device that never finds a prime makes RSA key generation fail after a bounded number
+    /// of steps, and a short RSA ciphertext is the caller's error, not the HSM's.
+    #[test]
+    fn rsa_key_generation_is_bounded_and_bad_lengths_are_input_errors() {
+        let never = DeviceHsm::new("test", Canned(Response::Error(DeviceError::TryAgain)));
+        let err = never.generate_key_pair(Algorithm::Rsa2048).unwrap_err();
+        assert!(
+            matches!(&err, Error::Hsm(m) if m.contains("no two RSA primes")),
+            "{err:?}"
+        );
+        let short = DeviceHsm::new("test", Canned(Response::Error(DeviceError::BadLength)));
+        let err = short
+            .asym_decrypt(
+                Algorithm::Rsa2048,
+                b"sealed",
+                DecryptScheme::RsaOaepSha1,
+                b"x",
+            )
+            .unwrap_err();
+        assert!(matches!(err, Error::InvalidValue(_)), "{err:?}");
+        // An SM2 scheme on an RSA key is refused before reaching the device.
+        let err = short
+            .asym_decrypt(Algorithm::Rsa2048, b"sealed", DecryptScheme::Sm2Der, b"x")
+            .unwrap_err();
+        assert!(matches!(err, Error::UnsupportedKeyUsage(_)), "{err:?}");
     }
 
     #[test]

@@ -89,6 +89,47 @@ impl fmt::Debug for Request<'_> {
                 .field("counter", counter)
                 .field("tag", &Len(tag.len()))
                 .field("request", &Len(request.len())),
+            Request::GeneratePrime { algorithm } => d.field("algorithm", algorithm),
+            Request::AssembleKeyPair {
+                algorithm,
+                first,
+                second,
+            } => d
+                .field("algorithm", algorithm)
+                .field("first", &Len(first.len()))
+                .field("second", &Len(second.len())),
+            Request::SignRsa {
+                algorithm,
+                padding,
+                sealed,
+                message,
+                is_digest,
+            } => d
+                .field("algorithm", algorithm)
+                .field("padding", padding)
+                .field("sealed", &Len(sealed.len()))
+                .field("message", &Len(message.len()))
+                .field("is_digest", is_digest),
+            Request::DecryptRsa {
+                algorithm,
+                padding,
+                sealed,
+                ciphertext,
+            } => d
+                .field("algorithm", algorithm)
+                .field("padding", padding)
+                .field("sealed", &Len(sealed.len()))
+                .field("ciphertext", &Len(ciphertext.len())),
+            Request::ImportWrapped {
+                algorithm,
+                padding,
+                wrapping,
+                encrypted,
+            } => d
+                .field("algorithm", algorithm)
+                .field("padding", padding)
+                .field("wrapping", &Len(wrapping.len()))
+                .field("encrypted", &Len(encrypted.len())),
         };
         d.finish()
     }
@@ -142,6 +183,14 @@ macro_rules! response_debug {
                         .field("counter", counter)
                         .field("tag", &Len(tag.len()))
                         .field("response", &Len(response.len()))
+                        .finish(),
+                    $ty::Imported {
+                        sealed,
+                        check_value,
+                    } => f
+                        .debug_struct(name)
+                        .field("sealed", &Len(sealed.len()))
+                        .field("check_value", &Len(check_value.len()))
                         .finish(),
                 }
             }

@@ -27,6 +27,11 @@ pub enum RequestKind {
     Pair,
     BeginSession,
     Authenticated,
+    GeneratePrime,
+    AssembleKeyPair,
+    SignRsa,
+    DecryptRsa,
+    ImportWrapped,
 }
 
 /// The kind of a [`Response`] (or [`OwnedResponse`]), without its fields.
@@ -44,6 +49,7 @@ pub enum ResponseKind {
     Paired,
     Session,
     Authenticated,
+    Imported,
 }
 
 impl RequestKind {
@@ -62,6 +68,11 @@ impl RequestKind {
             RequestKind::Pair => "Pair",
             RequestKind::BeginSession => "BeginSession",
             RequestKind::Authenticated => "Authenticated",
+            RequestKind::GeneratePrime => "GeneratePrime",
+            RequestKind::AssembleKeyPair => "AssembleKeyPair",
+            RequestKind::SignRsa => "SignRsa",
+            RequestKind::DecryptRsa => "DecryptRsa",
+            RequestKind::ImportWrapped => "ImportWrapped",
         }
     }
 
@@ -69,12 +80,17 @@ impl RequestKind {
     pub fn expects(self) -> ResponseKind {
         match self {
             RequestKind::Hello => ResponseKind::Hello,
-            RequestKind::GenerateKey | RequestKind::ImportKey => ResponseKind::Sealed,
+            RequestKind::GenerateKey | RequestKind::ImportKey | RequestKind::GeneratePrime => {
+                ResponseKind::Sealed
+            }
             RequestKind::Encrypt => ResponseKind::Encrypted,
-            RequestKind::Decrypt | RequestKind::AsymDecrypt => ResponseKind::Plaintext,
+            RequestKind::Decrypt | RequestKind::AsymDecrypt | RequestKind::DecryptRsa => {
+                ResponseKind::Plaintext
+            }
             RequestKind::Random => ResponseKind::Random,
-            RequestKind::GenerateKeyPair => ResponseKind::KeyPair,
-            RequestKind::Sign => ResponseKind::Signature,
+            RequestKind::GenerateKeyPair | RequestKind::AssembleKeyPair => ResponseKind::KeyPair,
+            RequestKind::Sign | RequestKind::SignRsa => ResponseKind::Signature,
+            RequestKind::ImportWrapped => ResponseKind::Imported,
             RequestKind::Attest => ResponseKind::Attestation,
             RequestKind::Pair => ResponseKind::Paired,
             RequestKind::BeginSession => ResponseKind::Session,
@@ -97,7 +113,12 @@ impl RequestKind {
             | RequestKind::Random
             | RequestKind::GenerateKeyPair
             | RequestKind::Sign
-            | RequestKind::AsymDecrypt => true,
+            | RequestKind::AsymDecrypt
+            | RequestKind::GeneratePrime
+            | RequestKind::AssembleKeyPair
+            | RequestKind::SignRsa
+            | RequestKind::DecryptRsa
+            | RequestKind::ImportWrapped => true,
             RequestKind::Hello
             | RequestKind::Attest
             | RequestKind::Pair
@@ -122,6 +143,7 @@ impl ResponseKind {
             ResponseKind::Paired => "Paired",
             ResponseKind::Session => "Session",
             ResponseKind::Authenticated => "Authenticated",
+            ResponseKind::Imported => "Imported",
         }
     }
 }
@@ -154,6 +176,11 @@ impl Request<'_> {
             Request::Pair { .. } => RequestKind::Pair,
             Request::BeginSession => RequestKind::BeginSession,
             Request::Authenticated { .. } => RequestKind::Authenticated,
+            Request::GeneratePrime { .. } => RequestKind::GeneratePrime,
+            Request::AssembleKeyPair { .. } => RequestKind::AssembleKeyPair,
+            Request::SignRsa { .. } => RequestKind::SignRsa,
+            Request::DecryptRsa { .. } => RequestKind::DecryptRsa,
+            Request::ImportWrapped { .. } => RequestKind::ImportWrapped,
         }
     }
 
@@ -178,6 +205,7 @@ impl Response<'_> {
             Response::Paired => ResponseKind::Paired,
             Response::Session { .. } => ResponseKind::Session,
             Response::Authenticated { .. } => ResponseKind::Authenticated,
+            Response::Imported { .. } => ResponseKind::Imported,
         }
     }
 }
@@ -198,6 +226,7 @@ impl OwnedResponse {
             OwnedResponse::Paired => ResponseKind::Paired,
             OwnedResponse::Session { .. } => ResponseKind::Session,
             OwnedResponse::Authenticated { .. } => ResponseKind::Authenticated,
+            OwnedResponse::Imported { .. } => ResponseKind::Imported,
         }
     }
 }
@@ -328,6 +357,11 @@ pub mod replies {
         Authenticated: (u64, Vec<u8>, Vec<u8>),
         OwnedResponse::Authenticated { counter, tag, response } => (counter, tag, response)
     );
+    reply!(
+        /// `Imported`: `(sealed key, check value)`.
+        Imported: (Vec<u8>, Vec<u8>),
+        OwnedResponse::Imported { sealed, check_value } => (sealed, check_value)
+    );
 }
 
 /// Takes `resp` as the answer to `request`: the fields of a reply of kind `R` when that is
@@ -407,6 +441,10 @@ mod tests {
                 counter: 7,
                 tag: secret.to_vec(),
                 response: secret.to_vec(),
+            },
+            OwnedResponse::Imported {
+                sealed: secret.to_vec(),
+                check_value: secret.to_vec(),
             },
         ]
     }
@@ -601,6 +639,11 @@ mod tests {
             RequestKind::GenerateKeyPair,
             RequestKind::Sign,
             RequestKind::AsymDecrypt,
+            RequestKind::GeneratePrime,
+            RequestKind::AssembleKeyPair,
+            RequestKind::SignRsa,
+            RequestKind::DecryptRsa,
+            RequestKind::ImportWrapped,
         ];
         assert!(open.iter().all(|k| !k.needs_pairing()));
         assert!(key_operations.iter().all(|k| k.needs_pairing()));
