@@ -108,7 +108,8 @@ echo "==> the Debian package: lintian, systemd-analyze verify, the packaged bina
 bash scripts/test-deb.sh
 echo "==> Node.js SDK compatibility suite (tencentcloud-sdk-nodejs, pinned in tests/node/package-lock.json)"
 (cd tests/node && npm ci --no-audit --no-fund --loglevel=error && KEYWARD_BIN="$PWD/../../target/debug/keyward" node --test)
-echo "==> web console suite in headless Chromium (playwright-core, pinned in tests/console/package-lock.json), SQLite then PostgreSQL"
+echo "==> web console suite in headless Chromium (playwright-core, pinned in tests/console/package-lock.json): SoftHSM2 on SQLite, then embedded on PostgreSQL"
 (cd tests/console && npm ci --no-audit --no-fund --loglevel=error \
   && KEYWARD_BIN="$PWD/../../target/debug/keyward" node --test \
-  && KEYWARD_TEST_STORE=postgres KEYWARD_BIN="$PWD/../../target/debug/keyward" node --test)
+  && KEYWARD_TEST_STORE=postgres KEYWARD_TEST_BACKEND=embedded \
+     KEYWARD_BIN="$PWD/../../target/debug/keyward" node --test)
