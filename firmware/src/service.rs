@@ -322,38 +322,28 @@ impl<R: RngCore + CryptoRng> KeyService<R> {
             return self.generate_rsa_in_one(out);
         }
         if algorithm == Algorithm::EccP384 {
-            return self.generate_p384(out);
+            return self.generate_ec(algorithm, asym::p384_public_key, out);
         }
         if !asym::supports(algorithm) {
             return Err(DeviceError::UnsupportedAlgorithm);
         }
-        // A random 32-byte string is a valid scalar except with negligible probability;
-        // draw again if not.
-        for _ in 0..8 {
-            let mut secret = Material::new(algorithm.key_len())?;
-            self.rng.fill_bytes(secret.as_mut_slice());
-            if let Some(public_key) = asym::public_key(algorithm, secret.as_slice()) {
-                let n = self.seal(algorithm, secret.as_slice(), out)?;
-                let (sealed, rest) = out.split_at_mut(n);
-                let pk = rest
-                    .get_mut(..public_key.len())
-                    .ok_or(DeviceError::BadLength)?;
-                pk.copy_from_slice(&public_key);
-                return Ok(Response::KeyPair {
-                    sealed,
-                    public_key: pk,
-                });
-            }
-        }
-        Err(DeviceError::Internal)
+        self.generate_ec(algorithm, |s| asym::public_key(algorithm, s), out)
     }
 
-    fn generate_p384<'o>(&mut self, out: &'o mut [u8]) -> Result<Response<'o>, DeviceError> {
-        let algorithm = Algorithm::EccP384;
+    /// Draws a private scalar, seals it and answers with its public key (`public_key` gives
+    /// the DER SubjectPublicKeyInfo, or `None` for bytes that are not a valid scalar). A random
+    /// string of the key's length is a valid scalar except with negligible probability; draw
+    /// again if not.
+    fn generate_ec<'o, const N: usize>(
+        &mut self,
+        algorithm: Algorithm,
+        public_key: impl Fn(&[u8]) -> Option<[u8; N]>,
+        out: &'o mut [u8],
+    ) -> Result<Response<'o>, DeviceError> {
         for _ in 0..8 {
             let mut secret = Material::new(algorithm.key_len())?;
             self.rng.fill_bytes(secret.as_mut_slice());
-            if let Some(public_key) = asym::p384_public_key(secret.as_slice()) {
+            if let Some(public_key) = public_key(secret.as_slice()) {
                 let n = self.seal(algorithm, secret.as_slice(), out)?;
                 let (sealed, rest) = out.split_at_mut(n);
                 let pk = rest
