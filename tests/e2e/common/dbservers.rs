@@ -86,9 +86,15 @@ impl MariaDb {
             .prefix("kwmaria")
             .tempdir()
             .unwrap();
+        // Its own temporary directory: installs running side by side in the shared /tmp
+        // failed now and then ("Error on delete of '/tmp/#sql-temptable-…'").
+        let tmp = dir.path().join("tmp");
+        std::fs::create_dir(&tmp).unwrap();
         let out = Command::new(need("mariadb-install-db"))
             .args(["--no-defaults", "--skip-test-db"])
             .args(mariadb_user())
+            .arg(format!("--tmpdir={}", tmp.display()))
+            .env("TMPDIR", &tmp)
             .arg("--auth-root-authentication-method=normal")
             .arg(format!("--datadir={}", dir.path().join("data").display()))
             .output()
@@ -135,6 +141,8 @@ impl MariaDb {
             .arg(format!("--socket={}", self.socket().display()))
             .arg(format!("--pid-file={}", d.join("mysqld.pid").display()))
             .arg(format!("--log-error={}", d.join("error.log").display()))
+            .arg(format!("--tmpdir={}", d.join("tmp").display()))
+            .env("TMPDIR", d.join("tmp"))
             .args(&self.extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
