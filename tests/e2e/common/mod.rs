@@ -230,6 +230,16 @@ impl Daemon {
         }
     }
 
+    /// A daemon on the SoftHSM2 token configured by `softhsm_conf` (see [`make_token`]) with
+    /// its own `[hsm]` section (e.g. another module in front of SoftHSM2), in `dir`.
+    pub fn with_token_and_hsm_section(
+        dir: tempfile::TempDir,
+        softhsm_conf: PathBuf,
+        hsm: &str,
+    ) -> Daemon {
+        Self::with_config(dir, Some(softhsm_conf), hsm)
+    }
+
     /// A daemon with its own `[hsm]` section (e.g. the serial backend), in `dir`.
     pub fn with_hsm_section(dir: tempfile::TempDir, hsm: &str) -> Daemon {
         Self::with_config(dir, None, hsm)
