@@ -1,7 +1,7 @@
 //! End-to-end: the PKCS#11 backend survives lost sessions under load, without a restart.
 //!
-//! The daemon's module is the fault-injecting shim (`hsm-pkcs11/fault-shim`) in front of a
-//! SoftHSM2 token: each time this test writes a new number to the trigger file, every session
+//! The daemon's module is the fault-injecting shim (`hsm-pkcs11/fault-shim`) in front of the
+//! module under test (SoftHSM2, or kryoptic with `KEYWARD_TEST_PKCS11_MODULE`): each time this test writes a new number to the trigger file, every session
 //! the daemon holds answers `CKR_SESSION_HANDLE_INVALID` (odd numbers) or `CKR_DEVICE_REMOVED`
 //! (even numbers) from then on and the process is logged out, which is what a token reset or a
 //! pulled-and-reinserted token does. Meanwhile several tasks run Encrypt/Decrypt in a loop. At
@@ -50,26 +50,24 @@ fn shim_path() -> PathBuf {
     p
 }
 
-/// The serial number of the token softhsm2-util made, from its slot listing.
+/// The serial number of the test token, as OpenSC's `pkcs11-tool -L` lists it.
 fn token_serial(conf: &std::path::Path) -> String {
-    let out = Command::new("softhsm2-util")
-        .env("SOFTHSM2_CONF", conf)
-        .arg("--show-slots")
+    let out = Command::new("pkcs11-tool")
+        .env(token_conf_env(), conf)
+        .args([
+            "--module",
+            &pkcs11_module_under_test(),
+            "--list-token-slots",
+        ])
         .output()
-        .expect("softhsm2-util runs");
+        .expect("pkcs11-tool runs (apt-get install opensc)");
     let text = String::from_utf8_lossy(&out.stdout);
-    // The first "Serial number:" is the slot's (empty for SoftHSM2 slots); the token's is the
-    // one under "Token info".
-    let token = text
-        .split("Token info:")
-        .nth(1)
-        .expect("a slot with a token");
-    token
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("Serial number:"))
-        .map(|s| s.trim().to_owned())
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix("serial num"))
+        .and_then(|rest| rest.split_once(':'))
+        .map(|(_, serial)| serial.trim().to_owned())
         .filter(|s| !s.is_empty())
-        .expect("token serial number")
+        .unwrap_or_else(|| panic!("no token serial in pkcs11-tool -L output:\n{text}"))
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -81,7 +79,7 @@ async fn lost_sessions_are_reopened_under_load() {
     std::fs::write(&trigger, "0").unwrap();
     // The daemon inherits these; this binary has no other test reading them.
     std::env::set_var("KEYWARD_FAULT_SHIM_TRIGGER", &trigger);
-    std::env::set_var("KEYWARD_FAULT_SHIM_MODULE", SOFTHSM_MODULE);
+    std::env::set_var("KEYWARD_FAULT_SHIM_MODULE", pkcs11_module_under_test());
     let hsm = format!(
         "[hsm]\nbackend = \"pkcs11\"\nmodule = \"{}\"\ntoken_serial = \"{serial}\"\n\
          pin_env = \"KEYWARD_TEST_PIN\"\npool_size = 4\n",
