@@ -39,7 +39,8 @@ fn path(p: Result<RsaDecryptPath, keyward_hsm_pkcs11::Error>) -> String {
 }
 
 fn column(module: &str, label: &str, pin: &str) -> Result<Column, String> {
-    let hsm = Pkcs11Hsm::open(&Pkcs11Config {
+    // A module Keyward cannot run on still gets its column: what it lists, and why it failed.
+    let opened = Pkcs11Hsm::open(&Pkcs11Config {
         module: module.into(),
         token_label: label.into(),
         token_serial: None,
@@ -47,12 +48,11 @@ fn column(module: &str, label: &str, pin: &str) -> Result<Column, String> {
         pin: Zeroizing::new(pin.into()),
         pool_size: 1,
         create_keys: true,
-    })
-    .map_err(|e| format!("{module}: {e}"))?;
-    let caps = hsm.capabilities();
+    });
 
-    // The same module again, for what it lists. Pkcs11Hsm::open initialised it already.
+    // The same module again, for what it lists.
     let p11 = Pkcs11::new(module).map_err(|e| format!("{module}: {e}"))?;
+    // Pkcs11Hsm::open initialised it already, unless it failed before that.
     if let Err(e) = p11.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
         if !matches!(
             e,
@@ -76,11 +76,11 @@ fn column(module: &str, label: &str, pin: &str) -> Result<Column, String> {
     let listed = |m: MechanismType| yes(mechs.contains(&m));
     let vendor = mechs
         .iter()
-        .filter(|m| u64::from(**m) >= u64::from(cryptoki_sys::CKM_VENDOR_DEFINED))
+        .filter(|m| u64::from(**m) >= cryptoki_sys::CKM_VENDOR_DEFINED)
         .count();
 
     let lib_version = info.library_version();
-    Ok(vec![
+    let mut rows: Column = vec![
         (
             "Library".into(),
             format!(
@@ -92,7 +92,10 @@ fn column(module: &str, label: &str, pin: &str) -> Result<Column, String> {
             ),
         ),
         ("Token model".into(), token.model().trim_end().to_owned()),
-        ("Mechanisms listed".into(), mechs.len().to_string()),
+        (
+            "Mechanisms listed (those cryptoki 0.12 can name)".into(),
+            mechs.len().to_string(),
+        ),
         ("CKM_AES_KEY_GEN".into(), listed(MechanismType::AES_KEY_GEN)),
         ("CKM_AES_GCM".into(), listed(MechanismType::AES_GCM)),
         (
@@ -133,6 +136,17 @@ fn column(module: &str, label: &str, pin: &str) -> Result<Column, String> {
             "Vendor-defined mechanisms (SM2/SM4 have no standard number)".into(),
             vendor.to_string(),
         ),
+    ];
+    let hsm = match opened {
+        Ok(hsm) => hsm,
+        Err(e) => {
+            rows.push(("Keyward backend opens".into(), format!("no: {e}")));
+            return Ok(rows);
+        }
+    };
+    let caps = hsm.capabilities();
+    rows.push(("Keyward backend opens".into(), "yes".into()));
+    rows.extend([
         // The open succeeded: the root key (AES-256, CKA_WRAP/CKA_UNWRAP only, sensitive,
         // never extractable, CKA_LOCAL, a nested CKA_UNWRAP_TEMPLATE) and the seal key were
         // created or found and vetted, and a test unwrap under the template behaved.
@@ -163,7 +177,8 @@ fn column(module: &str, label: &str, pin: &str) -> Result<Column, String> {
             "Probe: BYOK unwrap, RSA-OAEP SHA-256".into(),
             path(hsm.rsa_import_path(RsaDecryptMechanism::OaepSha256)),
         ),
-    ])
+    ]);
+    Ok(rows)
 }
 
 fn main() -> ExitCode {
@@ -193,14 +208,23 @@ fn main() -> ExitCode {
             }
         }
     }
-    let Some(first) = columns.first() else {
+    // Row labels in order, from the column with the most rows (a module Keyward could not
+    // open has no probe rows: "n/a" there).
+    let Some(longest) = columns.iter().max_by_key(|c| c.len()) else {
         eprintln!("name at least one module");
         return ExitCode::FAILURE;
     };
     println!("| | {} |", names.join(" | "));
     println!("|---|{}", "---|".repeat(names.len()));
-    for (row, (label, _)) in first.iter().enumerate() {
-        let cells: Vec<&str> = columns.iter().map(|c| c[row].1.as_str()).collect();
+    for (label, _) in longest {
+        let cells: Vec<&str> = columns
+            .iter()
+            .map(|c| {
+                c.iter()
+                    .find(|(l, _)| l == label)
+                    .map_or("n/a", |(_, v)| v.as_str())
+            })
+            .collect();
         println!("| {label} | {} |", cells.join(" | "));
     }
     ExitCode::SUCCESS
