@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs Keyward's whole test suite on a fresh Debian machine: installs SoftHSM2, PostgreSQL,
-# MariaDB, Redis, Node.js, npm, Chromium, OpenSC and pkcs11-provider (apt), the Python SDK venv and the Node.js SDK (npm ci)
+# MariaDB, Redis, Node.js, npm, Chromium, OpenSC, pkcs11-provider and libclang-dev (apt), the Python SDK venv, the Node.js SDK (npm ci)
+# and kryoptic (cargo, from crates.io)
 # when they are missing, checks formatting and lints, runs the Rust unit and end-to-end tests, then
 # the Python and Node.js SDK compatibility suites against the real daemon. The store-facing suites also run on
 # PostgreSQL (a throw-away cluster per test process; docs/postgres.md).
