@@ -7,7 +7,8 @@
 //! once, every session it holds answers an error from then on (odd generations
 //! `CKR_SESSION_HANDLE_INVALID`, even ones `CKR_DEVICE_REMOVED`, so both paths are exercised),
 //! and the login state is gone (the shim calls the real `C_Logout`), so new sessions need
-//! `C_Login` again. SoftHSM2 itself cannot be made to do this from outside the process: another
+//! `C_Login` again. After a `CKR_DEVICE_REMOVED` fault the token is also briefly absent: the
+//! next `C_OpenSession` answers `CKR_TOKEN_NOT_PRESENT`, as while a token is being reinserted. SoftHSM2 itself cannot be made to do this from outside the process: another
 //! process's `C_CloseAllSessions` does not touch ours.
 //!
 //! Killed sessions stay open in the real module until the application closes them, so the
@@ -42,6 +43,8 @@ struct State {
     rv: CK_RV,
     /// Calls refused, per generation.
     refused: std::collections::BTreeMap<u64, u64>,
+    /// `C_OpenSession` calls still to answer `CKR_TOKEN_NOT_PRESENT`.
+    absent_opens: u32,
 }
 
 static REAL: OnceLock<Result<Real, String>> = OnceLock::new();
@@ -102,11 +105,12 @@ fn check_trigger(st: &mut State) {
         return;
     }
     st.generation = generation;
-    st.rv = if generation % 2 == 1 {
-        CKR_SESSION_HANDLE_INVALID
+    if generation % 2 == 1 {
+        st.rv = CKR_SESSION_HANDLE_INVALID;
     } else {
-        CKR_DEVICE_REMOVED
-    };
+        st.rv = CKR_DEVICE_REMOVED;
+        st.absent_opens = 1;
+    }
     // A reset token forgets the login too. Login state is per application: logging out
     // through any live session logs all of them out.
     if let (Some(&any), Some(logout)) = (st.open.iter().next(), real().C_Logout) {
@@ -126,11 +130,22 @@ fn fault(h: CK_SESSION_HANDLE) -> Option<CK_RV> {
         generation: 0,
         rv: CKR_SESSION_HANDLE_INVALID,
         refused: Default::default(),
+        absent_opens: 0,
     });
     check_trigger(st);
-    if !st.killed.contains(&h) {
-        return None;
+    if h == CK_INVALID_HANDLE && st.absent_opens > 0 {
+        // Only `shim_open_session` asks about the invalid handle.
+        st.absent_opens -= 1;
+        refuse(st, CKR_TOKEN_NOT_PRESENT)
+    } else if st.killed.contains(&h) {
+        refuse(st, st.rv)
+    } else {
+        None
     }
+}
+
+/// Count a refusal in `<trigger>.refused` and return `rv`.
+fn refuse(st: &mut State, rv: CK_RV) -> Option<CK_RV> {
     *st.refused.entry(st.generation).or_default() += 1;
     if let Ok(trigger) = std::env::var("KEYWARD_FAULT_SHIM_TRIGGER") {
         let text: String = st
@@ -141,7 +156,7 @@ fn fault(h: CK_SESSION_HANDLE) -> Option<CK_RV> {
         // Best effort: the count is for the test's information, the refusal is what matters.
         let _ = std::fs::write(format!("{trigger}.refused"), text);
     }
-    Some(st.rv)
+    Some(rv)
 }
 
 macro_rules! wrap {
@@ -218,8 +233,11 @@ unsafe extern "C" fn shim_open_session(
     let Some(open) = real().C_OpenSession else {
         return CKR_FUNCTION_NOT_SUPPORTED;
     };
-    // A fault that is due happens before the new session exists, not to it.
-    fault(CK_INVALID_HANDLE);
+    // A fault that is due happens before the new session exists, not to it; a token that is
+    // absent refuses the session.
+    if let Some(rv) = fault(CK_INVALID_HANDLE) {
+        return rv;
+    }
     // SAFETY: forwarding the caller's arguments unchanged.
     let rv = unsafe { open(slot, flags, app, notify, out) };
     if rv == CKR_OK && !out.is_null() {
