@@ -174,6 +174,8 @@ fn run(args: &Args) -> Result<(), String> {
         let hsm = Pkcs11Hsm::open(&Pkcs11Config {
             module: args.module.clone(),
             token_label: args.token.clone(),
+            token_serial: None,
+            slot: None,
             pin: args.pin.clone(),
             pool_size: args.threads,
             // A benchmark token is disposable; provision it on first use.

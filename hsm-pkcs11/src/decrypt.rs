@@ -63,23 +63,24 @@ impl Pkcs11Hsm {
         if ciphertext.len() != RSA2048_LEN {
             return Err(Error::AuthenticationFailed);
         }
-        let mut s = self.pool.checkout()?;
-        with_cached_key(
-            &mut s,
-            sealed_private,
-            |s| unwrap_private_key(s, kind, wrapped),
-            |s, key| match path {
-                RsaDecryptPath::Token => {
-                    let mechanism = mech.mechanism();
-                    s.call("C_DecryptInit/C_Decrypt", |s, _| {
-                        s.decrypt(&mechanism, key, ciphertext)
-                    })
-                    .map(Zeroizing::new)
-                    .map_err(map_decrypt_error)
-                }
-                RsaDecryptPath::HostOaepDecoding => host_oaep_decrypt(s, key, mech, ciphertext),
-            },
-        )
+        self.pool.run(|s| {
+            with_cached_key(
+                s,
+                sealed_private,
+                |s| unwrap_private_key(s, kind, wrapped),
+                |s, key| match path {
+                    RsaDecryptPath::Token => {
+                        let mechanism = mech.mechanism();
+                        s.call("C_DecryptInit/C_Decrypt", |s, _| {
+                            s.decrypt(&mechanism, key, ciphertext)
+                        })
+                        .map(Zeroizing::new)
+                        .map_err(map_decrypt_error)
+                    }
+                    RsaDecryptPath::HostOaepDecoding => host_oaep_decrypt(s, key, mech, ciphertext),
+                },
+            )
+        })
     }
 
     /// How [`rsa_decrypt`](Pkcs11Hsm::rsa_decrypt) runs `mech` on this token.

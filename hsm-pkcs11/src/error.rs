@@ -26,12 +26,13 @@ pub enum Error {
         source: CryptokiError,
     },
 
-    /// No slot holds a token with this label.
-    #[error("no PKCS#11 token with label {0:?}")]
+    /// No slot holds a token matching the selection (label, serial, slot; described).
+    #[error("no PKCS#11 token with {0}")]
     TokenNotFound(String),
 
-    /// More than one slot holds a token with this label, so the choice would be arbitrary.
-    #[error("more than one PKCS#11 token has the label {0:?}")]
+    /// More than one slot holds a token matching the selection, so the choice would be
+    /// arbitrary.
+    #[error("more than one PKCS#11 token has {0}")]
     AmbiguousToken(String),
 
     /// A sealed blob has the wrong format byte or length, or the token refused to open it

@@ -23,8 +23,17 @@ pub(crate) const MAX_RANDOM_LEN: usize = 4096;
 pub struct Pkcs11Config {
     /// Path of the PKCS#11 module (e.g. `/usr/lib/softhsm/libsofthsm2.so`).
     pub module: PathBuf,
-    /// Token label; trailing spaces are ignored (PKCS#11 pads labels with spaces).
+    /// Token label; trailing spaces are ignored (PKCS#11 pads labels with spaces). Empty: any
+    /// label (then `token_serial` or `slot` must select the token).
     pub token_label: String,
+    /// Token serial number (`CK_TOKEN_INFO.serialNumber`, trailing spaces ignored), if the
+    /// token must also (or instead) be chosen by serial: labels are set by whoever initialised
+    /// the token and two tokens may share one, serials are set by the maker.
+    pub token_serial: Option<String>,
+    /// Slot ID, if the token must be in this slot. Slot IDs are module-specific and may change
+    /// when tokens come and go, so label or serial are the sturdier choice; a slot is for
+    /// modules whose tokens have neither worth telling apart.
+    pub slot: Option<u64>,
     /// User PIN.
     pub pin: Zeroizing<String>,
     /// Number of R/W sessions kept open; also the maximum number of concurrent token calls.
@@ -41,6 +50,8 @@ impl fmt::Debug for Pkcs11Config {
         f.debug_struct("Pkcs11Config")
             .field("module", &self.module)
             .field("token_label", &self.token_label)
+            .field("token_serial", &self.token_serial)
+            .field("slot", &self.slot)
             .field("pin", &"<redacted>")
             .field("pool_size", &self.pool_size)
             .field("create_keys", &self.create_keys)
@@ -86,10 +97,11 @@ impl Pkcs11Hsm {
         if len == 0 || len > MAX_RANDOM_LEN {
             return Err(Error::BadLength);
         }
-        let mut s = self.pool.checkout()?;
-        let mut buf = Zeroizing::new(vec![0u8; len]);
-        s.call("C_GenerateRandom", |s, _| s.generate_random_slice(&mut buf))?;
-        Ok(buf)
+        self.pool.run(|s| {
+            let mut buf = Zeroizing::new(vec![0u8; len]);
+            s.call("C_GenerateRandom", |s, _| s.generate_random_slice(&mut buf))?;
+            Ok(buf)
+        })
     }
 
     /// The root key's identity, computed in the token at open: SHA-256 over a fixed input
@@ -114,6 +126,8 @@ mod tests {
         let cfg = Pkcs11Config {
             module: "/x.so".into(),
             token_label: "t".into(),
+            token_serial: None,
+            slot: None,
             pin: Zeroizing::new("123456".into()),
             pool_size: 1,
             create_keys: true,

@@ -122,38 +122,39 @@ impl Pkcs11Hsm {
         if encrypted_material.len() != RSA2048_LEN {
             return Err(Error::AuthenticationFailed);
         }
-        let mut s = self.pool.checkout()?;
-        let key = match path {
-            RsaDecryptPath::Token => unwrap_in_token(
-                &mut s,
-                sealed_wrapping_key,
-                kind,
-                wrapped,
-                mech,
-                encrypted_material,
-            )?,
-            RsaDecryptPath::HostOaepDecoding => {
-                let material = with_cached_key(
-                    &mut s,
+        self.pool.run(|s| {
+            let key = match path {
+                RsaDecryptPath::Token => unwrap_in_token(
+                    s,
                     sealed_wrapping_key,
-                    |s| unwrap_private_key(s, kind, wrapped),
-                    |s, rsa| host_oaep_decrypt(s, rsa, mech, encrypted_material),
-                )?;
-                if material.len() != AES256_LEN {
-                    return Err(Error::BadLength);
+                    kind,
+                    wrapped,
+                    mech,
+                    encrypted_material,
+                )?,
+                RsaDecryptPath::HostOaepDecoding => {
+                    let material = with_cached_key(
+                        s,
+                        sealed_wrapping_key,
+                        |s| unwrap_private_key(s, kind, wrapped),
+                        |s, rsa| host_oaep_decrypt(s, rsa, mech, encrypted_material),
+                    )?;
+                    if material.len() != AES256_LEN {
+                        return Err(Error::BadLength);
+                    }
+                    create_imported_key(s, &material)?
                 }
-                create_imported_key(&mut s, &material)?
+            };
+            let result = seal_imported(s, key);
+            // The object is extractable: it must not outlive this call on any path.
+            if s.call("C_DestroyObject", |s, _| s.destroy_object(key))
+                .is_err()
+            {
+                // Closing the session destroys all of its session objects.
+                s.retire();
             }
-        };
-        let result = seal_imported(&mut s, key);
-        // The object is extractable: it must not outlive this call on any path.
-        if s.call("C_DestroyObject", |s, _| s.destroy_object(key))
-            .is_err()
-        {
-            // Closing the session destroys all of its session objects.
-            s.retire();
-        }
-        result
+            result
+        })
     }
 }
 

@@ -62,25 +62,26 @@ impl Pkcs11Hsm {
     pub fn generate_key_pair_sealed(&self, kind: AsymKind) -> Result<SealedKeyPair, Error> {
         self.caps.require_kind(kind)?;
         let (public_t, private_t) = templates::generated_key_pair_templates(kind)?;
-        let mut s = self.pool.checkout()?;
-        let leaked = Cell::new(false);
-        let result = s.call("C_GenerateKeyPair/C_WrapKey", |s, k| {
-            generate_wrap_destroy(s, k.root, kind, &public_t, &private_t, &leaked)
-        });
-        if leaked.get() {
-            // A destroy failed: an extractable private key may still exist in this session.
-            // Closing the session destroys all of its objects.
-            s.retire();
-        }
-        let (wrapped, public_attrs) = result?;
-        check_wrapped_len(&wrapped)?;
-        let public_spki_der = build_spki(kind, &public_attrs)?;
-        let mut sealed_private = Vec::with_capacity(2 + wrapped.len());
-        sealed_private.extend_from_slice(&[FORMAT_KWP_PRIVATE, kind.byte()]);
-        sealed_private.extend_from_slice(&wrapped);
-        Ok(SealedKeyPair {
-            sealed_private,
-            public_spki_der,
+        self.pool.run(|s| {
+            let leaked = Cell::new(false);
+            let result = s.call("C_GenerateKeyPair/C_WrapKey", |s, k| {
+                generate_wrap_destroy(s, k.root, kind, &public_t, &private_t, &leaked)
+            });
+            if leaked.get() {
+                // A destroy failed: an extractable private key may still exist in this session.
+                // Closing the session destroys all of its objects.
+                s.retire();
+            }
+            let (wrapped, public_attrs) = result?;
+            check_wrapped_len(&wrapped)?;
+            let public_spki_der = build_spki(kind, &public_attrs)?;
+            let mut sealed_private = Vec::with_capacity(2 + wrapped.len());
+            sealed_private.extend_from_slice(&[FORMAT_KWP_PRIVATE, kind.byte()]);
+            sealed_private.extend_from_slice(&wrapped);
+            Ok(SealedKeyPair {
+                sealed_private,
+                public_spki_der,
+            })
         })
     }
 }

@@ -147,6 +147,7 @@ mod oaep;
 mod open;
 mod pool;
 mod probe;
+mod select;
 mod sign;
 mod symmetric;
 mod templates;

@@ -119,10 +119,13 @@ impl AttributeReader {
         if len % entry != 0 || len / entry > MAX_NESTED {
             return Err(bad("length is not a small whole number of CK_ATTRIBUTEs"));
         }
-        // 2. Types and lengths of the nested attributes (all nested pValue NULL).
+        // 2. Types and lengths of the nested attributes (all nested pValue NULL). The nested
+        // types are CK_UNAVAILABLE_INFORMATION, meaning "tell me": kryoptic answers
+        // CKR_TEMPLATE_INCONSISTENT to any other type it does not hold (0 is CKA_CLASS), while
+        // SoftHSM2 overwrites the types whatever they were.
         let mut nested = vec![
             CK_ATTRIBUTE {
-                type_: 0,
+                type_: CK_UNAVAILABLE_INFORMATION,
                 pValue: ptr::null_mut(),
                 ulValueLen: 0,
             };

@@ -11,7 +11,6 @@ use std::sync::{Mutex, OnceLock, PoisonError};
 
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::RvError;
-use cryptoki::slot::Slot;
 use cryptoki::types::AuthPin;
 
 use crate::error::{rv_of, Error};
@@ -20,6 +19,7 @@ use crate::keys;
 use crate::nested::AttributeReader;
 use crate::pool::{Pool, SessionFactory};
 use crate::probe;
+use crate::select::{find_slot, TokenSelector};
 
 impl Pkcs11Hsm {
     /// Load and initialise the module, find the token, open and log in `pool_size` sessions,
@@ -29,11 +29,12 @@ impl Pkcs11Hsm {
             return Err(Error::InvalidConfig("pool_size must be at least 1"));
         }
         let (pkcs11, reader) = load_module(&cfg.module)?;
-        let label = cfg.token_label.trim_end_matches(' ').to_owned();
-        let slot = find_slot(&pkcs11, &label)?;
+        let selector = TokenSelector::new(&cfg.token_label, cfg.token_serial.as_deref(), cfg.slot)?;
+        let (slot, label) = find_slot(&pkcs11, &selector)?;
         let factory = SessionFactory {
             pkcs11,
-            slot,
+            slot: Mutex::new(slot),
+            selector,
             pin: AuthPin::from(cfg.pin.as_str()),
             reader,
         };
@@ -42,7 +43,7 @@ impl Pkcs11Hsm {
         // fails, dropping it closes it and destroys any probe objects left behind.
         let first = factory.open_session()?;
         let (root, root_identity) = keys::provision(&first, &factory.reader, cfg.create_keys)?;
-        let caps = probe::probe_capabilities(&factory.pkcs11, factory.slot, &first, root)?;
+        let caps = probe::probe_capabilities(&factory.pkcs11, factory.slot(), &first, root)?;
         let mut sessions = Vec::with_capacity(cfg.pool_size);
         sessions.push(factory.adopt(first)?);
         for _ in 1..cfg.pool_size {
@@ -125,25 +126,4 @@ fn load_module(path: &Path) -> Result<(Pkcs11, AttributeReader), Error> {
     let loaded = (pkcs11, AttributeReader::load(&key)?);
     modules.insert(key, loaded.clone());
     Ok(loaded)
-}
-
-/// The one slot whose token label equals `label` (PKCS#11 pads labels with spaces).
-fn find_slot(pkcs11: &Pkcs11, label: &str) -> Result<Slot, Error> {
-    let slots = pkcs11
-        .get_slots_with_token()
-        .map_err(Error::pkcs11("C_GetSlotList"))?;
-    let mut found = None;
-    for slot in slots {
-        // A slot whose token cannot be queried (e.g. just removed) cannot be the one we want.
-        let Ok(info) = pkcs11.get_token_info(slot) else {
-            continue;
-        };
-        if info.label().trim_end_matches(' ') == label {
-            if found.is_some() {
-                return Err(Error::AmbiguousToken(label.to_owned()));
-            }
-            found = Some(slot);
-        }
-    }
-    found.ok_or_else(|| Error::TokenNotFound(label.to_owned()))
 }

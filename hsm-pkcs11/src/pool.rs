@@ -13,6 +13,16 @@
 //! * The session itself is dead (closed, token removed, operation stuck). It is not returned
 //!   to the pool; its slot is counted in `missing` and the next checkout that finds no idle
 //!   session opens a replacement, so the pool neither shrinks for good nor wedges.
+//!
+//! A lost session rarely comes alone: a token reset, a removed and reinserted token, or a
+//! `C_CloseAllSessions` kills every session of the process at once, including the idle ones.
+//! So a session-fatal error also raises the pool's *fault epoch*; an idle session from an
+//! earlier epoch is checked (`C_GetSessionInfo`, re-login if the token logged us out) before
+//! it is handed out, and dropped if dead. And [`Pool::run`] runs an operation a second time on
+//! another session when the first one was lost under it, so the request in flight usually does
+//! not fail either. When reopening fails because the token is gone (not present, slot
+//! invalid), the slot is looked up again by the token selector: a token that comes back,
+//! even in another slot, is used again without restarting the process.
 
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 
@@ -28,6 +38,7 @@ use crate::cache::{LruCache, DEFAULT_CAPACITY};
 use crate::error::{rv_of, Error};
 use crate::keys::{self, TokenKeys};
 use crate::nested::AttributeReader;
+use crate::select::{find_slot, TokenSelector};
 
 /// One pooled session, the token-key handles valid in it, and the unwrapped data keys that
 /// live in it.
@@ -40,6 +51,8 @@ pub(crate) struct PooledSession {
     /// SoftHSM2 cost about a tenth of an Encrypt. Nonces need uniqueness, not secrecy, so
     /// holding them in host memory for a while is fine.
     nonces: Vec<u8>,
+    /// The pool's fault epoch when this session was opened or last checked.
+    epoch: u64,
 }
 
 /// Nonces fetched per C_GenerateRandom.
@@ -48,7 +61,10 @@ const NONCE_BATCH: usize = 256;
 /// What is needed to open (and re-open) logged-in sessions.
 pub(crate) struct SessionFactory {
     pub(crate) pkcs11: Pkcs11,
-    pub(crate) slot: Slot,
+    /// Where the token was last found. Replaced when the token went away and came back.
+    pub(crate) slot: Mutex<Slot>,
+    /// How to find the token again.
+    pub(crate) selector: TokenSelector,
     /// Kept for re-login. `AuthPin` is a `secrecy::SecretString`: zeroized on drop, never
     /// printed.
     pub(crate) pin: AuthPin,
@@ -57,12 +73,29 @@ pub(crate) struct SessionFactory {
 }
 
 impl SessionFactory {
+    pub(crate) fn slot(&self) -> Slot {
+        // Only held to copy a `Slot` in or out; never poisoned in a way that matters.
+        *self.slot.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Open an R/W session and make sure the process is logged in.
     pub(crate) fn open_session(&self) -> Result<Session, Error> {
-        let session = self
-            .pkcs11
-            .open_rw_session(self.slot)
-            .map_err(Error::pkcs11("C_OpenSession"))?;
+        let session = match self.pkcs11.open_rw_session(self.slot()) {
+            Ok(s) => s,
+            Err(e) if rv_of(&e).is_some_and(token_gone) => {
+                // The token left this slot. If it is back somewhere (same slot after a
+                // reinsertion, or another one), use it there; otherwise report the original
+                // error, which says what happened.
+                let Ok((slot, _)) = find_slot(&self.pkcs11, &self.selector) else {
+                    return Err(Error::pkcs11("C_OpenSession")(e));
+                };
+                *self.slot.lock().unwrap_or_else(PoisonError::into_inner) = slot;
+                self.pkcs11
+                    .open_rw_session(slot)
+                    .map_err(Error::pkcs11("C_OpenSession"))?
+            }
+            Err(e) => return Err(Error::pkcs11("C_OpenSession")(e)),
+        };
         login(&session, &self.pin).map_err(Error::pkcs11("C_Login"))?;
         Ok(session)
     }
@@ -75,11 +108,34 @@ impl SessionFactory {
             keys,
             cache: LruCache::new(DEFAULT_CAPACITY),
             nonces: Vec::new(),
+            epoch: 0,
         })
     }
 
     pub(crate) fn open(&self) -> Result<PooledSession, Error> {
         self.adopt(self.open_session()?)
+    }
+}
+
+/// Return values of C_OpenSession meaning the token is no longer in that slot.
+fn token_gone(rv: RvError) -> bool {
+    matches!(
+        rv,
+        RvError::TokenNotPresent
+            | RvError::SlotIdInvalid
+            | RvError::DeviceRemoved
+            | RvError::TokenNotRecognized
+    )
+}
+
+/// Whether an idle session from before a fault still works, logging in again if the token
+/// logged the process out. `false`: drop it.
+fn still_usable(session: &Session, pin: &AuthPin) -> bool {
+    match session.get_session_info().map(|i| i.session_state()) {
+        Ok(SessionState::RwUser) => true,
+        Ok(SessionState::RwPublic) => login(session, pin).is_ok(),
+        // Read-only or SO sessions are never ours; an error means the session is gone.
+        _ => false,
     }
 }
 
@@ -96,6 +152,9 @@ struct PoolState {
     idle: Vec<PooledSession>,
     /// Sessions that were dropped as dead and not yet replaced.
     missing: usize,
+    /// Raised whenever a session is found lost; idle sessions from earlier epochs are checked
+    /// before use.
+    fault_epoch: u64,
 }
 
 pub(crate) struct Pool {
@@ -112,6 +171,7 @@ impl Pool {
             state: Mutex::new(PoolState {
                 idle: sessions,
                 missing: 0,
+                fault_epoch: 0,
             }),
             returned: Condvar::new(),
             factory,
@@ -139,15 +199,32 @@ impl Pool {
     pub(crate) fn checkout(&self) -> Result<SessionGuard<'_>, Error> {
         let mut state = self.lock();
         loop {
-            if let Some(s) = state.idle.pop() {
-                return Ok(SessionGuard::new(self, s));
+            let epoch = state.fault_epoch;
+            if let Some(mut s) = state.idle.pop() {
+                if s.epoch == epoch {
+                    return Ok(SessionGuard::new(self, s));
+                }
+                // Idle across a fault: check it without holding the lock (a token call).
+                drop(state);
+                if still_usable(&s.session, &self.factory.pin) {
+                    s.epoch = epoch;
+                    return Ok(SessionGuard::new(self, s));
+                }
+                // Dead: closing it may fail (it is gone already); cryptoki only logs that.
+                drop(s);
+                state = self.lock();
+                state.missing += 1;
+                continue;
             }
             if state.missing > 0 {
                 state.missing -= 1;
                 drop(state);
                 // Open the replacement without holding the lock: it is a slow token call.
                 return match self.factory.open() {
-                    Ok(s) => Ok(SessionGuard::new(self, s)),
+                    Ok(mut s) => {
+                        s.epoch = epoch;
+                        Ok(SessionGuard::new(self, s))
+                    }
                     Err(e) => {
                         self.lock().missing += 1;
                         // Let another waiter try (and probably fail fast) instead of sleeping.
@@ -161,6 +238,27 @@ impl Pool {
                 .wait(state)
                 .unwrap_or_else(PoisonError::into_inner);
         }
+    }
+
+    /// Check out a session and run `op` on it; if the session was lost under `op` (closed,
+    /// token removed or reset), run `op` once more on another session.
+    ///
+    /// Every operation of this crate is restartable from scratch: it only reads token
+    /// objects and creates session objects, and those died with the lost session. So the
+    /// retry can neither duplicate an effect nor see a half-done one. One retry, not a loop:
+    /// if the second session is lost too, the token is really gone and the caller is told.
+    pub(crate) fn run<T>(
+        &self,
+        mut op: impl FnMut(&mut SessionGuard<'_>) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let mut s = self.checkout()?;
+        let result = op(&mut s);
+        if result.is_ok() || !s.lost {
+            return result;
+        }
+        drop(s);
+        let mut s = self.checkout()?;
+        op(&mut s)
     }
 }
 
@@ -197,6 +295,9 @@ pub(crate) struct SessionGuard<'a> {
     // Only `None` inside `drop`.
     session: Option<PooledSession>,
     dead: bool,
+    /// The token said the session is gone (a session-fatal return value), as opposed to us
+    /// retiring it on purpose.
+    lost: bool,
 }
 
 impl<'a> SessionGuard<'a> {
@@ -205,6 +306,7 @@ impl<'a> SessionGuard<'a> {
             pool,
             session: Some(session),
             dead: false,
+            lost: false,
         }
     }
 
@@ -226,7 +328,7 @@ impl<'a> SessionGuard<'a> {
     pub(crate) fn mechanism_listed(&self, mech: MechanismType) -> bool {
         let f = &self.pool.factory;
         f.pkcs11
-            .get_mechanism_list(f.slot)
+            .get_mechanism_list(f.slot())
             .is_ok_and(|list| list.contains(&mech))
     }
 
@@ -277,6 +379,9 @@ impl<'a> SessionGuard<'a> {
         result.map_err(|e| {
             if rv_of(&e).is_some_and(is_session_fatal) {
                 self.dead = true;
+                self.lost = true;
+                // Whatever killed this session probably killed its idle siblings too.
+                pool.lock().fault_epoch += 1;
             }
             Error::pkcs11(function)(e)
         })

@@ -54,14 +54,15 @@ impl Pkcs11Hsm {
             return Err(Error::Unsupported("RSA-PSS (SHA-256)"));
         }
         let mechanism = sign_mechanism(mech);
-        let mut s = self.pool.checkout()?;
-        let raw = with_cached_key(
-            &mut s,
-            sealed_private,
-            |s| unwrap_private_key(s, kind, wrapped),
-            |s, key| s.call("C_SignInit/C_Sign", |s, _| s.sign(&mechanism, key, &data)),
-        )?;
-        finish_signature(kind, raw)
+        self.pool.run(|s| {
+            let raw = with_cached_key(
+                s,
+                sealed_private,
+                |s| unwrap_private_key(s, kind, wrapped),
+                |s, key| s.call("C_SignInit/C_Sign", |s, _| s.sign(&mechanism, key, &data)),
+            )?;
+            finish_signature(kind, raw)
+        })
     }
 }
 

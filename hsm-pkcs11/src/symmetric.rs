@@ -46,38 +46,39 @@ impl GcmKey {
 impl Pkcs11Hsm {
     /// Generate an AES-256 key inside the token and return it wrapped under the root key.
     pub fn generate_aes256_sealed(&self) -> Result<Vec<u8>, Error> {
-        let mut s = self.pool.checkout()?;
-        let key = s.call("C_GenerateKey", |s, _| {
-            s.generate_key(
-                &Mechanism::AesKeyGen,
-                &templates::generated_data_key_template(),
-            )
-        })?;
-        let wrapped = s.call("C_WrapKey", |s, k| {
-            s.wrap_key(&Mechanism::AesKeyWrapPad, k.root, key)
-        });
-        // Destroy the extractable copy before even looking at the wrap result, so it never
-        // outlives this call on any path.
-        if let Err(e) = s.call("C_DestroyObject", |s, _| s.destroy_object(key)) {
-            // Closing the session destroys all of its session objects; do that rather than
-            // leave an extractable key behind.
-            s.retire();
-            return Err(e);
-        }
-        let wrapped = wrapped?;
-        if wrapped.len() != KWP_AES256_LEN {
-            return Err(Error::KeyPolicy {
-                label: ROOT_KEY_LABEL,
-                reason: format!(
-                    "token produced a {}-byte AES-KWP blob, expected {KWP_AES256_LEN}",
-                    wrapped.len()
-                ),
+        self.pool.run(|s| {
+            let key = s.call("C_GenerateKey", |s, _| {
+                s.generate_key(
+                    &Mechanism::AesKeyGen,
+                    &templates::generated_data_key_template(),
+                )
+            })?;
+            let wrapped = s.call("C_WrapKey", |s, k| {
+                s.wrap_key(&Mechanism::AesKeyWrapPad, k.root, key)
             });
-        }
-        let mut blob = Vec::with_capacity(1 + wrapped.len());
-        blob.push(FORMAT_KWP_AES);
-        blob.extend_from_slice(&wrapped);
-        Ok(blob)
+            // Destroy the extractable copy before even looking at the wrap result, so it never
+            // outlives this call on any path.
+            if let Err(e) = s.call("C_DestroyObject", |s, _| s.destroy_object(key)) {
+                // Closing the session destroys all of its session objects; do that rather than
+                // leave an extractable key behind.
+                s.retire();
+                return Err(e);
+            }
+            let wrapped = wrapped?;
+            if wrapped.len() != KWP_AES256_LEN {
+                return Err(Error::KeyPolicy {
+                    label: ROOT_KEY_LABEL,
+                    reason: format!(
+                        "token produced a {}-byte AES-KWP blob, expected {KWP_AES256_LEN}",
+                        wrapped.len()
+                    ),
+                });
+            }
+            let mut blob = Vec::with_capacity(1 + wrapped.len());
+            blob.push(FORMAT_KWP_AES);
+            blob.extend_from_slice(&wrapped);
+            Ok(blob)
+        })
     }
 
     /// Generate `len` bytes of secret material for an algorithm the token cannot run natively
@@ -89,12 +90,13 @@ impl Pkcs11Hsm {
         if len == 0 || len > MAX_RANDOM_LEN {
             return Err(Error::BadLength);
         }
-        let mut s = self.pool.checkout()?;
-        let mut material = Zeroizing::new(vec![0u8; len]);
-        s.call("C_GenerateRandom", |s, _| {
-            s.generate_random_slice(&mut material)
-        })?;
-        seal_with(&mut s, &material)
+        self.pool.run(|s| {
+            let mut material = Zeroizing::new(vec![0u8; len]);
+            s.call("C_GenerateRandom", |s, _| {
+                s.generate_random_slice(&mut material)
+            })?;
+            seal_with(s, &material)
+        })
     }
 
     /// Seal caller-supplied software-key material under the seal key (AES-GCM, with the fixed
@@ -103,8 +105,7 @@ impl Pkcs11Hsm {
         if material.is_empty() || material.len() > MAX_SOFTWARE_LEN {
             return Err(Error::BadLength);
         }
-        let mut s = self.pool.checkout()?;
-        seal_with(&mut s, material)
+        self.pool.run(|s| seal_with(s, material))
     }
 
     /// Open a software-sealed blob; returns the material for a host-memory operation.
@@ -113,11 +114,12 @@ impl Pkcs11Hsm {
     /// blob that is bad, not a caller's data ciphertext).
     pub fn unseal_software(&self, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, Error> {
         let (nonce, ct) = parse_software_blob(sealed)?;
-        let mut s = self.pool.checkout()?;
-        match gcm_decrypt(&mut s, GcmKey::Seal, nonce, SOFTWARE_AAD, ct) {
-            Err(Error::AuthenticationFailed) => Err(Error::BadSealedKey),
-            other => other,
-        }
+        self.pool.run(
+            |s| match gcm_decrypt(s, GcmKey::Seal, nonce, SOFTWARE_AAD, ct) {
+                Err(Error::AuthenticationFailed) => Err(Error::BadSealedKey),
+                other => other,
+            },
+        )
     }
 
     /// AES-256-GCM with a 12-byte nonce generated inside the token (C_GenerateRandom) and
@@ -129,12 +131,13 @@ impl Pkcs11Hsm {
         plaintext: &[u8],
     ) -> Result<(Vec<u8>, Vec<u8>), Error> {
         let wrapped = parse_aes_blob(sealed)?;
-        let mut s = self.pool.checkout()?;
-        let nonce: [u8; GCM_NONCE_LEN] = s.nonce()?;
-        let ct = with_data_key(&mut s, sealed, wrapped, |s, key| {
-            gcm_encrypt(s, GcmKey::Data(key), &nonce, aad, plaintext)
-        })?;
-        Ok((nonce.to_vec(), ct))
+        self.pool.run(|s| {
+            let nonce: [u8; GCM_NONCE_LEN] = s.nonce()?;
+            let ct = with_data_key(s, sealed, wrapped, |s, key| {
+                gcm_encrypt(s, GcmKey::Data(key), &nonce, aad, plaintext)
+            })?;
+            Ok((nonce.to_vec(), ct))
+        })
     }
 
     /// AES-256-GCM decryption of `ciphertext` (ciphertext||tag) with the sealed data key.
@@ -156,9 +159,10 @@ impl Pkcs11Hsm {
         if ciphertext.len() < GCM_TAG_LEN {
             return Err(Error::AuthenticationFailed);
         }
-        let mut s = self.pool.checkout()?;
-        with_data_key(&mut s, sealed, wrapped, |s, key| {
-            gcm_decrypt(s, GcmKey::Data(key), nonce, aad, ciphertext)
+        self.pool.run(|s| {
+            with_data_key(s, sealed, wrapped, |s, key| {
+                gcm_decrypt(s, GcmKey::Data(key), nonce, aad, ciphertext)
+            })
         })
     }
 
@@ -171,8 +175,8 @@ impl Pkcs11Hsm {
     /// material, and nothing else usable about the key.
     pub fn aes_key_check_value(&self, sealed: &[u8]) -> Result<[u8; KCV_LEN], Error> {
         let wrapped = parse_aes_blob(sealed)?;
-        let mut s = self.pool.checkout()?;
-        with_data_key(&mut s, sealed, wrapped, import::key_check_value)
+        self.pool
+            .run(|s| with_data_key(s, sealed, wrapped, import::key_check_value))
     }
 }
 

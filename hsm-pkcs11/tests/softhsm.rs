@@ -5,7 +5,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{config, find_token_key, open, raw_session, rv};
+use common::{config, find_token_key, open, raw_session, rv, token_serial_and_slot};
 use cryptoki::error::{Error as CkError, RvError};
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass};
@@ -26,6 +26,7 @@ pub const TOKENS: &[&str] = &[
     "kw-cache",
     "kw-config",
     "kw-relogin",
+    "kw-select",
     "kw-substitute",
 ];
 
@@ -498,7 +499,7 @@ fn key_cache_is_bounded_and_evicted_keys_are_destroyed() {
 fn open_reports_configuration_errors() {
     let err = Pkcs11Hsm::open(&config("no-such-token", 1)).unwrap_err();
     assert!(
-        matches!(&err, Error::TokenNotFound(l) if l == "no-such-token"),
+        matches!(&err, Error::TokenNotFound(l) if l == "label \"no-such-token\""),
         "{err:?}"
     );
 
@@ -525,6 +526,45 @@ fn open_reports_configuration_errors() {
     wrong.pin = Zeroizing::new("0000".into());
     let err = Pkcs11Hsm::open(&wrong).unwrap_err();
     assert_eq!(rv(&err), Some(RvError::PinIncorrect), "{err:?}");
+}
+
+/// `[hsm]` may name the token by label, serial or slot; every criterion given must match.
+#[test]
+fn token_is_selected_by_label_serial_or_slot() {
+    let (serial, slot) = token_serial_and_slot("kw-select");
+    let by = |label: &str, serial: Option<&str>, slot: Option<u64>| {
+        let mut cfg = config(label, 1);
+        cfg.token_serial = serial.map(str::to_owned);
+        cfg.slot = slot;
+        Pkcs11Hsm::open(&cfg)
+    };
+    // Serial alone (with its space padding, as tools print it), slot alone, and all three.
+    let padded = format!("{serial}  ");
+    for (serial, slot) in [
+        (Some(padded.as_str()), None),
+        (None, Some(slot)),
+        (Some(&serial[..]), Some(slot)),
+    ] {
+        let label = if serial.is_some() && slot.is_some() {
+            "kw-select"
+        } else {
+            ""
+        };
+        let hsm = by(label, serial, slot).unwrap();
+        assert_eq!(hsm.token_label(), "kw-select");
+    }
+    // Criteria that contradict each other select nothing, and say what was asked for.
+    let err = by("kw-config", Some(&serial), None).unwrap_err();
+    assert!(
+        matches!(&err, Error::TokenNotFound(what) if what.contains("kw-config") && what.contains(&serial)),
+        "{err:?}"
+    );
+    assert!(matches!(
+        by("kw-select", None, Some(u64::MAX)),
+        Err(Error::TokenNotFound(_))
+    ));
+    // Nothing at all is refused rather than meaning "the first token".
+    assert!(matches!(by("", None, None), Err(Error::InvalidConfig(_))));
 }
 
 #[test]

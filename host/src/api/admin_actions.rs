@@ -109,6 +109,8 @@ pub(super) fn describe_deployment(ctx: &Ctx<'_>, body: &[u8]) -> Result<Fields> 
             "Backend": "pkcs11",
             "Module": p.module.display().to_string(),
             "Token": p.token_label,
+            "TokenSerial": p.token_serial,
+            "Slot": p.slot,
         }),
         crate::config::HsmConfig::Serial(s) => json!({
             "Backend": "serial",

@@ -319,7 +319,14 @@ fn default_serial_timeout_ms() -> u64 {
 #[serde(deny_unknown_fields)]
 pub struct Pkcs11Config {
     pub module: PathBuf,
+    /// The token is chosen by label, serial number or slot ID: at least one must be set, and
+    /// every one set must match (docs/pkcs11-modules.md).
+    #[serde(default)]
     pub token_label: String,
+    #[serde(default)]
+    pub token_serial: Option<String>,
+    #[serde(default)]
+    pub slot: Option<u64>,
     /// File holding the user PIN (trailing newline ignored).
     #[serde(default)]
     pub pin_file: Option<PathBuf>,

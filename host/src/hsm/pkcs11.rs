@@ -36,6 +36,8 @@ impl Pkcs11Backend {
         let token = Pkcs11Hsm::open(&keyward_hsm_pkcs11::Pkcs11Config {
             module: cfg.module.clone(),
             token_label: cfg.token_label.clone(),
+            token_serial: cfg.token_serial.clone(),
+            slot: cfg.slot,
             pin,
             // Fewer sessions than worker threads is safe (a worker waits microseconds for a
             // session whose holder never yields while holding it) and can be faster: SoftHSM2
@@ -51,7 +53,7 @@ impl Pkcs11Backend {
         };
         tracing::info!(
             module = %cfg.module.display(),
-            token = %cfg.token_label,
+            token = %token.token_label(),
             sessions = cfg.pool_size,
             rsa_oaep_sha1 = path(RsaDecryptMechanism::OaepSha1),
             rsa_oaep_sha256 = path(RsaDecryptMechanism::OaepSha256),
@@ -325,6 +327,8 @@ mod tests {
         let cfg = Pkcs11Config {
             module: "/nonexistent/libpkcs11.so".into(),
             token_label: "t".into(),
+            token_serial: None,
+            slot: None,
             pin_file: None,
             pin_env: Some(var.into()),
             pool_size: 1,

@@ -90,6 +90,8 @@ pub fn config(label: &str, pool_size: usize) -> Pkcs11Config {
     Pkcs11Config {
         module: MODULE.into(),
         token_label: label.into(),
+        token_serial: None,
+        slot: None,
         pin: Zeroizing::new(PIN.into()),
         pool_size,
         create_keys: true,
@@ -102,6 +104,25 @@ pub fn open(label: &str) -> Pkcs11Hsm {
 
 /// A session of our own, straight through cryptoki: what an attacker holding the user PIN
 /// (or an admin tool) would have.
+/// The serial number and slot ID of the test token labelled `label`, read directly.
+pub fn token_serial_and_slot(label: &str) -> (String, u64) {
+    setup();
+    let pkcs11 = Pkcs11::new(MODULE).expect("load module");
+    match pkcs11.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
+        Ok(()) | Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {}
+        Err(e) => panic!("C_Initialize: {e}"),
+    }
+    pkcs11
+        .get_slots_with_token()
+        .expect("slots")
+        .into_iter()
+        .find_map(|s| {
+            let info = pkcs11.get_token_info(s).expect("token info");
+            (info.label() == label).then(|| (info.serial_number().to_owned(), s.id()))
+        })
+        .expect("test token")
+}
+
 pub fn raw_session(label: &str) -> Session {
     setup();
     let pkcs11 = Pkcs11::new(MODULE).expect("load module");

@@ -52,6 +52,30 @@ pub fn backend_under_test() -> Backend {
     }
 }
 
+/// The PKCS#11 module the `softhsm` backend runs on: SoftHSM2, or the module named by
+/// `KEYWARD_TEST_PKCS11_MODULE` (kryoptic; scripts/test.sh builds it). Tests that reach into
+/// SoftHSM2 itself (its token directory, `softhsm2-util`) use [`SOFTHSM_MODULE`] directly.
+pub fn pkcs11_module_under_test() -> String {
+    std::env::var("KEYWARD_TEST_PKCS11_MODULE").unwrap_or_else(|_| SOFTHSM_MODULE.into())
+}
+
+/// Whether that module is kryoptic, whose tokens live in a SQLite file named by its own
+/// configuration file (`KRYOPTIC_CONF`) rather than in a SoftHSM2 token directory.
+fn kryoptic_under_test() -> bool {
+    Path::new(&pkcs11_module_under_test())
+        .file_name()
+        .is_some_and(|n| n.to_string_lossy().contains("kryoptic"))
+}
+
+/// The environment variable naming the token configuration file of the module under test.
+pub fn token_conf_env() -> &'static str {
+    if kryoptic_under_test() {
+        "KRYOPTIC_CONF"
+    } else {
+        "SOFTHSM2_CONF"
+    }
+}
+
 /// Which store the daemons use: `KEYWARD_TEST_STORE` = `sqlite` (default) or `postgres` (a
 /// database of its own per daemon on the test process's cluster, `pg.rs`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,12 +172,18 @@ pub struct Daemon {
 /// The `[hsm]` table of a daemon on the test token, after `extra` top-level configuration.
 fn softhsm_section(extra: &str) -> String {
     format!(
-        "{extra}\n[hsm]\nbackend = \"pkcs11\"\nmodule = \"{SOFTHSM_MODULE}\"\ntoken_label = \"{TOKEN_LABEL}\"\npin_env = \"KEYWARD_TEST_PIN\"\npool_size = 4\n"
+        "{extra}\n[hsm]\nbackend = \"pkcs11\"\nmodule = \"{}\"\ntoken_label = \"{TOKEN_LABEL}\"\npin_env = \"KEYWARD_TEST_PIN\"\npool_size = 4\n",
+        pkcs11_module_under_test()
     )
 }
 
-/// Creates `<dir>/softhsm2.conf` and an initialised token in `<dir>/tokens`.
+/// Creates `<dir>/softhsm2.conf` and an initialised token in `<dir>/tokens` (or, when the
+/// module under test is kryoptic, `<dir>/kryoptic.conf` and a token in `<dir>/kryoptic.sql`).
+/// Returns the configuration file, which daemons get through [`token_conf_env`].
 pub fn make_token(dir: &Path) -> PathBuf {
+    if kryoptic_under_test() {
+        return make_kryoptic_token(dir);
+    }
     assert!(
         Path::new(SOFTHSM_MODULE).exists(),
         "SoftHSM2 is not installed ({SOFTHSM_MODULE} missing): run scripts/test.sh, which installs it"
@@ -185,6 +215,49 @@ pub fn make_token(dir: &Path) -> PathBuf {
         .status()
         .expect("softhsm2-util runs");
     assert!(st.success(), "softhsm2-util --init-token failed");
+    conf
+}
+
+/// A kryoptic token labelled [`TOKEN_LABEL`] with the user PIN [`PIN`], initialised with
+/// OpenSC's `pkcs11-tool` as an operator would.
+fn make_kryoptic_token(dir: &Path) -> PathBuf {
+    let module = pkcs11_module_under_test();
+    let conf = dir.join("kryoptic.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[[slots]]\nslot = 1\ndbtype = \"sqlite\"\ndbargs = \"{}\"\n",
+            dir.join("kryoptic.sql").display()
+        ),
+    )
+    .unwrap();
+    let tool = |args: &[&str]| {
+        let out = Command::new("pkcs11-tool")
+            .env("KRYOPTIC_CONF", &conf)
+            .args(["--module", &module])
+            .args(args)
+            .output()
+            .expect("pkcs11-tool runs (apt-get install opensc)");
+        assert!(
+            out.status.success(),
+            "pkcs11-tool {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    tool(&["--init-token", "--label", TOKEN_LABEL, "--so-pin", "5678"]);
+    tool(&[
+        "--init-pin",
+        "--login",
+        "--login-type",
+        "so",
+        "--so-pin",
+        "5678",
+        // Which of the two OpenSC versions take for the new user PIN differs; give both.
+        "--new-pin",
+        PIN,
+        "--pin",
+        PIN,
+    ]);
     conf
 }
 
@@ -228,6 +301,16 @@ impl Daemon {
                 d
             }
         }
+    }
+
+    /// A daemon on the SoftHSM2 token configured by `softhsm_conf` (see [`make_token`]) with
+    /// its own `[hsm]` section (e.g. another module in front of SoftHSM2), in `dir`.
+    pub fn with_token_and_hsm_section(
+        dir: tempfile::TempDir,
+        softhsm_conf: PathBuf,
+        hsm: &str,
+    ) -> Daemon {
+        Self::with_config(dir, Some(softhsm_conf), hsm)
     }
 
     /// A daemon with its own `[hsm]` section (e.g. the serial backend), in `dir`.
@@ -390,7 +473,7 @@ impl Daemon {
             .env_remove("HTTP_PROXY")
             .env_remove("http_proxy");
         if let Some(conf) = &self.softhsm_conf {
-            c.env("SOFTHSM2_CONF", conf);
+            c.env(token_conf_env(), conf);
         }
         c.envs(self.env.iter().map(|(k, v)| (k, v)));
         if let TestStore::Postgres(_) = self.store {
