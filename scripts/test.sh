@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
 # Runs Keyward's whole test suite on a fresh Debian machine: installs SoftHSM2, PostgreSQL,
-# MariaDB, Redis, Node.js, npm, Chromium, OpenSC, pkcs11-provider and libclang-dev (apt), the Python SDK venv, the Node.js SDK (npm ci)
-# and kryoptic (cargo, from crates.io)
+# MariaDB, Redis, Node.js, npm, Chromium, OpenSC and pkcs11-provider (apt), the Python SDK venv and the Node.js SDK (npm ci)
 # when they are missing, checks formatting and lints, runs the Rust unit and end-to-end tests, then
 # the Python and Node.js SDK compatibility suites against the real daemon. The store-facing suites also run on
 # PostgreSQL (a throw-away cluster per test process; docs/postgres.md).
@@ -34,11 +33,6 @@ ls /usr/lib/*/ossl-modules/pkcs11.so >/dev/null 2>&1 || missing+=(pkcs11-provide
 command -v lintian >/dev/null || missing+=(lintian)
 command -v systemd-analyze >/dev/null || missing+=(systemd)
 command -v readelf >/dev/null || missing+=(binutils)
-# kryoptic, the second PKCS#11 module (built from crates.io below), generates its OpenSSL
-# bindings with bindgen, which needs libclang; it links bookworm's libssl.
-[ -e /usr/lib/llvm-14/lib/libclang.so ] || ls /usr/lib/*/libclang-*.so* >/dev/null 2>&1 || missing+=(libclang-dev)
-[ -e /usr/include/openssl/evp.h ] || missing+=(libssl-dev)
-command -v pkg-config >/dev/null || missing+=(pkg-config)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "==> installing ${missing[*]}"
   sudo_if_needed apt-get update -qq
@@ -74,40 +68,6 @@ cargo test -p keyward-firmware --features sim --test sim
 cargo test --workspace
 # The PKCS#11 module (a cdylib) that the Python suite loads into pkcs11-tool, OpenSSL and ssh-keygen.
 cargo build -p keyward-pkcs11-module
-echo "==> a second PKCS#11 module: kryoptic from crates.io, and what each module offers (docs/pkcs11-modules.md)"
-# Built in a throw-away crate outside the workspace (nothing vendored): the `minimal` feature set,
-# because the default one needs OpenSSL 3.2/3.5 and bookworm has 3.0.
-kryoptic_dir=target/kryoptic
-mkdir -p "$kryoptic_dir/src"
-touch "$kryoptic_dir/src/lib.rs"
-cat > "$kryoptic_dir/Cargo.toml" <<'TOML'
-[workspace]
-[package]
-name = "kryoptic-build"
-version = "0.0.0"
-edition = "2021"
-publish = false
-[dependencies]
-kryoptic = { version = "1.5", default-features = false, features = ["minimal"] }
-kryoptic-lib = { version = "1.5", default-features = false, features = ["minimal", "dynamic"] }
-TOML
-(cd "$kryoptic_dir" && cargo build --release --quiet -p kryoptic)
-kryoptic_module="$PWD/$kryoptic_dir/target/release/libkryoptic_pkcs11.so"
-# One fresh token on each module, then the capability table from the backend's own probe.
-tables=$(mktemp -d)
-printf 'directories.tokendir = %s/tokens\nobjectstore.backend = file\nlog.level = ERROR\n' "$tables" > "$tables/softhsm2.conf"
-mkdir "$tables/tokens"
-SOFTHSM2_CONF="$tables/softhsm2.conf" softhsm2-util --init-token --free --label keyward \
-  --pin keyward-test-pin-1234 --so-pin 5678 >/dev/null
-printf '[[slots]]\nslot = 1\ndbtype = "sqlite"\ndbargs = "%s/kryoptic.sql"\n' "$tables" > "$tables/kryoptic.conf"
-KRYOPTIC_CONF="$tables/kryoptic.conf" pkcs11-tool --module "$kryoptic_module" --init-token \
-  --label keyward --so-pin 5678 >/dev/null
-KRYOPTIC_CONF="$tables/kryoptic.conf" pkcs11-tool --module "$kryoptic_module" --init-pin --login \
-  --login-type so --so-pin 5678 --new-pin keyward-test-pin-1234 --pin keyward-test-pin-1234 >/dev/null
-SOFTHSM2_CONF="$tables/softhsm2.conf" KRYOPTIC_CONF="$tables/kryoptic.conf" \
-  KEYWARD_PIN=keyward-test-pin-1234 cargo run --quiet -p keyward-hsm-pkcs11 --example capabilities -- \
-  SoftHSM2=/usr/lib/softhsm/libsofthsm2.so:keyward kryoptic="$kryoptic_module":keyward
-rm -rf "$tables"
 echo "==> the freestanding (no_std, no_main) firmware build (the Python suite drives its binary)"
 cargo fmt --manifest-path firmware/device/Cargo.toml -- --check
 cargo clippy --release --quiet --manifest-path firmware/device/Cargo.toml -- -D warnings
