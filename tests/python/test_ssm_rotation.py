@@ -70,15 +70,20 @@ class MariaDb:
         self.dir = tmp / "mariadb"
         self.port = _free_port()
         self.password = "adm" + uuid.uuid4().hex
+        # Its own temporary directory, as in tests/e2e/common/dbservers.rs: installs side by
+        # side in the shared /tmp failed now and then.
+        tmpdir = self.dir / "tmp"
+        tmpdir.mkdir(parents=True)
         subprocess.run([_need("mariadb-install-db"), "--no-defaults", *_ROOT,
                         "--skip-test-db", "--auth-root-authentication-method=normal",
-                        f"--datadir={self.dir / 'data'}"], check=True, capture_output=True)
+                        f"--datadir={self.dir / 'data'}", f"--tmpdir={tmpdir}"],
+                       check=True, capture_output=True, env=dict(os.environ, TMPDIR=str(tmpdir)))
         self.proc = subprocess.Popen(
             [_need("mariadbd"), "--no-defaults", *_ROOT, "--skip-name-resolve",
              "--skip-log-bin", "--bind-address=127.0.0.1", "--innodb-buffer-pool-size=16M",
              f"--port={self.port}", f"--datadir={self.dir / 'data'}",
              f"--socket={self.dir / 'mysqld.sock'}", f"--pid-file={self.dir / 'mysqld.pid'}",
-             f"--log-error={self.dir / 'error.log'}"],
+             f"--log-error={self.dir / 'error.log'}", f"--tmpdir={tmpdir}"],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         _wait_port(self.port, self.proc, "mariadbd", self.dir / "error.log")
         self.sql(f"ALTER USER root@localhost IDENTIFIED BY '{self.password}'", password="")
