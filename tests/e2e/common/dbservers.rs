@@ -303,7 +303,7 @@ pub struct PgServer {
 
 impl PgServer {
     pub fn start() -> PgServer {
-        use super::pg::{as_server_user, bin_dir, chown, server_user};
+        use super::pg::{bin_dir, chown, server_user};
         let user = server_user();
         let dir = tempfile::Builder::new()
             .prefix("kwpgsrv")
@@ -312,29 +312,7 @@ impl PgServer {
             .keep();
         chown(&dir, user);
         let admin_password = format!("adm{}", uuid::Uuid::new_v4().simple());
-        let pwfile = dir.join("pwfile");
-        std::fs::write(&pwfile, &admin_password).unwrap();
-        chown(&pwfile, user);
-        let out = as_server_user(&mut Command::new(bin_dir().join("initdb")), user)
-            .arg("-D")
-            .arg(dir.join("data"))
-            .args([
-                "-U",
-                "admin",
-                "--auth=scram-sha-256",
-                "-E",
-                "UTF8",
-                "--locale=C",
-            ])
-            .args(["--no-sync", "--no-instructions"])
-            .arg(format!("--pwfile={}", pwfile.display()))
-            .output()
-            .expect("initdb runs");
-        assert!(
-            out.status.success(),
-            "initdb failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        super::pg::initdb(&bin_dir(), &dir, "admin", &admin_password);
         let mut s = PgServer {
             dir,
             admin_password,

@@ -100,30 +100,8 @@ fn start() -> Cluster {
         .keep();
     chown(&dir, user);
     let password = format!("pw-{}", uuid::Uuid::new_v4().simple());
-    let pwfile = dir.join("pwfile");
-    std::fs::write(&pwfile, &password).unwrap();
-    chown(&pwfile, user);
+    initdb(&bin, &dir, USER, &password);
     let data = dir.join("data");
-    let out = as_server_user(&mut Command::new(bin.join("initdb")), user)
-        .arg("-D")
-        .arg(&data)
-        .args([
-            "-U",
-            USER,
-            "--auth=scram-sha-256",
-            "-E",
-            "UTF8",
-            "--locale=C",
-        ])
-        .args(["--no-sync", "--no-instructions"])
-        .arg(format!("--pwfile={}", pwfile.display()))
-        .output()
-        .expect("initdb runs");
-    assert!(
-        out.status.success(),
-        "initdb failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let log = std::fs::File::create(dir.join("server.log")).unwrap();
     chown(&dir.join("server.log"), user);
     let mut server = Command::new(bin.join("postgres"));
@@ -283,4 +261,33 @@ impl Cluster {
             self.dir.display()
         )
     }
+}
+
+/// Initialises a cluster in `<dir>/data` (as the server user) whose superuser `superuser`
+/// logs in with `password` (SCRAM); `dir` must already belong to the server user.
+pub fn initdb(bin: &Path, dir: &Path, superuser: &str, password: &str) {
+    let user = server_user();
+    let pwfile = dir.join("pwfile");
+    std::fs::write(&pwfile, password).unwrap();
+    chown(&pwfile, user);
+    let out = as_server_user(&mut Command::new(bin.join("initdb")), user)
+        .arg("-D")
+        .arg(dir.join("data"))
+        .args([
+            "-U",
+            superuser,
+            "--auth=scram-sha-256",
+            "-E",
+            "UTF8",
+            "--locale=C",
+        ])
+        .args(["--no-sync", "--no-instructions"])
+        .arg(format!("--pwfile={}", pwfile.display()))
+        .output()
+        .expect("initdb runs");
+    assert!(
+        out.status.success(),
+        "initdb failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
