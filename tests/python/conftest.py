@@ -116,6 +116,30 @@ class Daemon:
             pytest.fail(f"keyward exited early with status {rc}; log:\n{self.log()}", pytrace=False)
 
 
+def init_and_serve(config, env, log_path, binary=None):
+    """`keyward init` then `keyward serve` on `config`, listening on a free loopback port, for
+    tests that need a daemon of their own. Returns (process, port, root credential); fails the
+    test if the daemon does not listen within 30 s."""
+    binary = binary or os.environ.get("KEYWARD_BIN") or str(DEFAULT_BIN)
+    init = subprocess.run([binary, "init", "--config", str(config)], env=env, check=True,
+                          capture_output=True, text=True)
+    cred = json.loads(next(l for l in init.stdout.splitlines() if l.startswith("{")))
+    with open(log_path, "w") as log:  # the child keeps its own descriptor
+        proc = subprocess.Popen([binary, "serve", "--config", str(config),
+                                 "--listen", "127.0.0.1:0"],
+                                env=env, stdout=subprocess.DEVNULL, stderr=log)
+    deadline = time.monotonic() + 30
+    while True:
+        text = Path(log_path).read_text()
+        if LISTEN_PREFIX in text:
+            address = text.split(LISTEN_PREFIX, 1)[1].split()[0]
+            return proc, int(address.rsplit(":", 1)[1]), cred
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"keyward did not start:\n{text}", pytrace=False)
+        time.sleep(0.05)
+
+
 def _require_file(path, what):
     if not path or not os.path.isfile(path):
         pytest.fail(f"{what} not found at {path!r}; it is required (tests are never skipped)",

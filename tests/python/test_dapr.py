@@ -32,6 +32,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from conftest import init_and_serve
 from tencentcloud.common import credential
 from tencentcloud.common.common_client import CommonClient
 from tencentcloud.common.profile.client_profile import ClientProfile
@@ -71,22 +73,8 @@ def start_daemon(tmp, extra_config):
     config = tmp / "keyward.toml"
     config.write_text(f'data_dir = "{tmp / "data"}"\n{extra_config}')
     env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
-    init = subprocess.run([binary, "init", "--config", str(config)], env=env,
-                          check=True, capture_output=True, text=True)
-    cred = json.loads(init.stdout)
-    log = open(tmp / "serve.log", "w")
-    proc = subprocess.Popen([binary, "serve", "--config", str(config),
-                             "--listen", "127.0.0.1:0"],
-                            env=env, stdout=subprocess.DEVNULL, stderr=log)
-    deadline = time.monotonic() + 30
-    marker = "listening on https://127.0.0.1:"
-    while True:
-        text = (tmp / "serve.log").read_text()
-        if marker in text:
-            return proc, log, cred, int(text.split(marker, 1)[1].split()[0])
-        if proc.poll() is not None or time.monotonic() > deadline:
-            pytest.fail(f"the TLS daemon did not start:\n{text}", pytrace=False)
-        time.sleep(0.05)
+    proc, port, cred = init_and_serve(config, env, tmp / "serve.log", binary)
+    return proc, cred, port
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +83,7 @@ def dapr_keyward():
         pytest.fail("openssl is needed to make the test certificates", pytrace=False)
     tmp = Path(tempfile.mkdtemp(prefix="keyward-dapr-"))
     ca, cert, key = make_private_ca(tmp)
-    proc, log, cred, port = start_daemon(tmp, (
+    proc, cred, port = start_daemon(tmp, (
         f'[tls]\ncert = "{cert}"\nkey = "{key}"\n'
         '[[regions]]\nname = "ap-guangzhou"\n'
         f'[[regions]]\nname = "{DAPR_REGION}"\n'
@@ -103,7 +91,6 @@ def dapr_keyward():
     yield {"port": port, "ca": str(ca), "cred": cred}
     proc.send_signal(signal.SIGTERM)
     proc.wait(timeout=15)
-    log.close()
     shutil.rmtree(tmp, ignore_errors=True)
 
 

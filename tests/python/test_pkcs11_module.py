@@ -11,7 +11,6 @@ Environment:
 
 import base64
 import hashlib
-import json
 import os
 import re
 import shutil
@@ -26,13 +25,13 @@ import pytest
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
+from cryptography.hazmat.primitives.asymmetric import ec, padding, utils
 from tencentcloud.common import credential
 from tencentcloud.common.profile.client_profile import ClientProfile
 from tencentcloud.common.profile.http_profile import HttpProfile
 from tencentcloud.kms.v20190118 import kms_client, models
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, init_and_serve
 
 # The module talks to the daemon over the API, whatever its backend; RSA and P-384 keys
 # need the PKCS#11 backend (issue 18), so the suite runs on SoftHSM2.
@@ -436,23 +435,8 @@ def tls_daemon(tmp_path_factory):
     config.write_text(f'data_dir = "{tmp / "data"}"\n'
                       f'[tls]\ncert = "{tmp / "server.pem"}"\nkey = "{tmp / "server.key"}"\n')
     env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
-    init = subprocess.run([binary, "init", "--config", str(config)], env=env, check=True,
-                          capture_output=True, text=True)
-    cred = json.loads(next(l for l in init.stdout.splitlines() if l.startswith("{")))
-    log = open(tmp / "serve.log", "w")
-    proc = subprocess.Popen([binary, "serve", "--config", str(config), "--listen",
-                             "127.0.0.1:0"], env=env, stdout=subprocess.DEVNULL, stderr=log)
+    proc, port, cred = init_and_serve(config, env, tmp / "serve.log", binary)
     try:
-        marker = "listening on https://127.0.0.1:"
-        deadline = time.monotonic() + 30
-        while True:
-            text = (tmp / "serve.log").read_text()
-            if marker in text:
-                port = int(text.split(marker, 1)[1].split()[0])
-                break
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"TLS daemon did not start:\n{text}", pytrace=False)
-            time.sleep(0.05)
         hp = HttpProfile(endpoint=f"127.0.0.1:{port}", certification=str(tmp / "ca.pem"))
         kms = kms_client.KmsClient(
             credential.Credential(cred["SecretId"], cred["SecretKey"]), cred["Region"],
@@ -461,7 +445,6 @@ def tls_daemon(tmp_path_factory):
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=15)
-        log.close()
 
 
 def _tls_config(d, path, **extra):

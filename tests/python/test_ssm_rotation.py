@@ -18,6 +18,8 @@ import uuid
 from pathlib import Path
 
 import pytest
+
+from conftest import init_and_serve
 from tencentcloud.common import credential
 from tencentcloud.common.common_client import CommonClient
 from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
@@ -152,23 +154,7 @@ def rig():
         f'[[databases]]\nid = "cache"\nkind = "redis"\naddress = "127.0.0.1:{redis.port}"\n'
         'admin_secret = "cache-admin"\n')
     env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
-    init = subprocess.run([binary, "init", "--config", str(config)], env=env,
-                          check=True, capture_output=True, text=True)
-    cred = json.loads(init.stdout)
-    log = open(tmp / "serve.log", "w")
-    proc = subprocess.Popen([binary, "serve", "--config", str(config), "--listen", "127.0.0.1:0"],
-                            env=env, stdout=subprocess.DEVNULL, stderr=log)
-    port = None
-    deadline = time.monotonic() + 30
-    while port is None:
-        text = (tmp / "serve.log").read_text()
-        marker = "listening on http://127.0.0.1:"
-        if marker in text:
-            port = int(text.split(marker, 1)[1].split()[0])
-        elif proc.poll() is not None or time.monotonic() > deadline:
-            pytest.fail(f"daemon did not start:\n{text}", pytrace=False)
-        else:
-            time.sleep(0.05)
+    proc, port, cred = init_and_serve(config, env, tmp / "serve.log", binary)
     rig = {"port": port, "cred": cred, "maria": maria, "redis": redis, "log": tmp / "serve.log"}
     ssm = _ssm(rig)
     for name, login in (("maria-admin", {"UserName": "root", "Password": maria.password}),
@@ -180,7 +166,6 @@ def rig():
     yield rig
     proc.send_signal(signal.SIGTERM)
     proc.wait(timeout=15)
-    log.close()
     maria.stop()
     redis.stop()
     shutil.rmtree(tmp, ignore_errors=True)

@@ -12,13 +12,14 @@ import time
 from pathlib import Path
 
 import pytest
+
+from conftest import init_and_serve
 from tencentcloud.common import credential
 from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
 from tencentcloud.common.profile.client_profile import ClientProfile
 from tencentcloud.common.profile.http_profile import HttpProfile
 from tencentcloud.kms.v20190118 import kms_client, models
 
-import json
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -40,28 +41,11 @@ def tls_daemon():
     config.write_text(
         f'data_dir = "{tmp / "data"}"\n[tls]\ncert = "{cert}"\nkey = "{key}"\n')
     env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
-    init = subprocess.run([binary, "init", "--config", str(config)], env=env,
-                          check=True, capture_output=True, text=True)
-    cred = json.loads(init.stdout)
-    log = open(tmp / "serve.log", "w")
-    proc = subprocess.Popen([binary, "serve", "--config", str(config), "--listen", "127.0.0.1:0"],
-                            env=env, stdout=subprocess.DEVNULL, stderr=log)
-    port = None
-    deadline = time.monotonic() + 30
-    while port is None:
-        text = (tmp / "serve.log").read_text()
-        marker = "listening on https://127.0.0.1:"
-        if marker in text:
-            port = int(text.split(marker, 1)[1].split()[0])
-        elif proc.poll() is not None or time.monotonic() > deadline:
-            pytest.fail(f"TLS daemon did not start:\n{text}", pytrace=False)
-        else:
-            time.sleep(0.05)
+    proc, port, cred = init_and_serve(config, env, tmp / "serve.log", binary)
     yield {"port": port, "cert": str(cert), "key": str(key), "cred": cred, "proc": proc,
            "tmp": tmp, "log": tmp / "serve.log"}
     proc.send_signal(signal.SIGTERM)
     proc.wait(timeout=15)
-    log.close()
     shutil.rmtree(tmp, ignore_errors=True)
 
 
