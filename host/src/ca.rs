@@ -35,3 +35,21 @@ pub fn client_config(roots: rustls::RootCertStore) -> Result<rustls::ClientConfi
         .with_root_certificates(roots)
         .with_no_client_auth())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_or_empty_bundle_is_a_configuration_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "not a certificate\n").unwrap();
+        for path in [dir.path().join("missing.pem"), empty] {
+            match roots(&path, "store.tls_ca") {
+                Err(Error::Config(m)) => assert!(m.starts_with("store.tls_ca: "), "{m}"),
+                other => panic!("{path:?}: {other:?}"),
+            }
+        }
+    }
+}

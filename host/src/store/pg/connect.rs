@@ -157,3 +157,31 @@ impl TlsConnect<Socket> for StoreTlsConnect {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config_error(r: Result<Endpoint>) -> String {
+        match r {
+            Err(Error::Config(m)) => m,
+            Err(e) => panic!("not a configuration error: {e}"),
+            Ok(_) => panic!("accepted"),
+        }
+    }
+
+    #[test]
+    fn require_without_a_ca_and_a_password_in_the_url_are_refused() {
+        let m = config_error(Endpoint::new("host=db sslmode=require", None, None));
+        assert!(m.contains("needs tls_ca"), "{m}");
+        let m = config_error(Endpoint::new("postgresql://u:secret@db/k", None, None));
+        assert!(m.contains("must not carry a password"), "{m}");
+    }
+
+    #[test]
+    fn without_a_ca_the_connection_is_plain() {
+        let e = Endpoint::new("host=db sslmode=prefer", Some("pw"), None).unwrap();
+        assert_eq!(e.config.get_ssl_mode(), SslMode::Disable);
+        assert!(e.tls_ca.is_none());
+    }
+}
