@@ -1,6 +1,8 @@
 //! `keyward bench`: a load generator that sends fully signed requests over keep-alive
 //! connections and reports throughput and latency percentiles.
 
+use crate::api::actions::Product;
+use crate::api::tc3;
 use crate::client::TcClient;
 use crate::error::{Error, Result};
 use base64::Engine;
@@ -141,6 +143,76 @@ fn is_ssm(action: &str) -> bool {
     matches!(action, "GetSecretValue" | "CreateSecret")
 }
 
+/// The API action a bench action calls (`Sign-ECC` is SignByAsymmetricKey with an ECC key).
+fn api_action(action: &str) -> &str {
+    match action.split_once('-') {
+        Some(("Sign", _)) => "SignByAsymmetricKey",
+        Some(("Verify", _)) => "VerifyByAsymmetricKey",
+        _ => action,
+    }
+}
+
+/// A Lua script for `wrk` (Debian's package) replaying one request signed now: an independent
+/// load generator that costs far less CPU per request than `keyward bench`, so on a two-core
+/// machine more of the second core is left to the daemon. The signature stays valid for the
+/// 5-minute TC3 window, and the daemon accepts an identical read or crypto request again from
+/// the same address (`api::bind_signature`). Every response is checked: an HTTP status other
+/// than 200 or a body with an `"Error"` counts as an API error, reported as `api_errors=N`.
+pub async fn wrk_script(args: &BenchArgs) -> Result<String> {
+    let endpoint = args.endpoint.split(',').next().unwrap_or_default().trim();
+    let client = TcClient::new(endpoint, &args.secret_id, &args.secret_key, &args.region)?;
+    let body = serde_json::to_string(&prepare(&client, args).await?)
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    let product = if is_ssm(&args.action) {
+        Product::Ssm
+    } else {
+        Product::Kms
+    };
+    let host = endpoint.trim_start_matches("http://").trim_end_matches('/');
+    let timestamp = crate::client::now();
+    let auth = tc3::authorization_header(&tc3::SignRequest {
+        secret_id: &args.secret_id,
+        secret_key: &args.secret_key,
+        service: product.service(),
+        host,
+        content_type: "application/json",
+        timestamp,
+        body: body.as_bytes(),
+    });
+    let headers = [
+        ("Host", host),
+        ("Content-Type", "application/json"),
+        ("Authorization", auth.as_str()),
+        ("X-TC-Action", api_action(&args.action)),
+        ("X-TC-Version", product.version()),
+        ("X-TC-Timestamp", &timestamp.to_string()),
+        ("X-TC-Region", &args.region),
+    ]
+    .iter()
+    .map(|(k, v)| format!("wrk.headers[\"{k}\"] = [==[{v}]==]\n"))
+    .collect::<String>();
+    // Long strings ([==[ ]==]) need no escaping: JSON, base64 and the header values never
+    // contain `]==]`. `response` runs in each wrk thread; `done` reads the threads' counts.
+    Ok(format!(
+        r#"wrk.method = "POST"
+wrk.body = [==[{body}]==]
+{headers}
+local threads = {{}}
+function setup(thread) table.insert(threads, thread) end
+api_errors = 0
+function response(status, headers, body)
+  if status ~= 200 or string.find(body, '"Error"', 1, true) then api_errors = api_errors + 1 end
+end
+function done(summary, latency, requests)
+  local n = 0
+  for _, t in ipairs(threads) do n = n + t:get("api_errors") end
+  io.write(string.format("api_errors=%d requests=%d p50_us=%d p99_us=%d\n", n,
+    summary.requests, latency:percentile(50), latency:percentile(99)))
+end
+"#
+    ))
+}
+
 pub async fn run(args: BenchArgs) -> Result<BenchReport> {
     let clients = args
         .endpoint
@@ -160,11 +232,7 @@ pub async fn run(args: BenchArgs) -> Result<BenchReport> {
             let mut errors = 0u64;
             while Instant::now() < deadline {
                 let t = Instant::now();
-                let api_action = match action.split_once('-') {
-                    Some(("Sign", _)) => "SignByAsymmetricKey",
-                    Some(("Verify", _)) => "VerifyByAsymmetricKey",
-                    _ => action.as_str(),
-                };
+                let api_action = api_action(&action);
                 let mut body = (*body).clone();
                 if action == "CreateSecret" {
                     body["SecretName"] = format!("bench-{}", uuid::Uuid::new_v4().simple()).into();

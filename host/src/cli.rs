@@ -92,6 +92,10 @@ enum Command {
         /// Use this CMK instead of creating one.
         #[arg(long)]
         key_id: Option<String>,
+        /// Do not run: prepare the request (creating its key or secret), sign it once and
+        /// write a Lua script for `wrk` that replays it and counts API errors.
+        #[arg(long)]
+        wrk_script: Option<PathBuf>,
     },
     /// Call an access-management action of the extension API (service `keyward`), e.g.
     /// `keyward admin --credentials root.json AddUser '{"Name":"alice","UseApi":1}'`.
@@ -596,12 +600,13 @@ async fn run(cli: Cli) -> crate::Result<()> {
             concurrency,
             duration,
             key_id,
+            wrk_script,
         } => {
             let text = std::fs::read_to_string(&credentials)?;
             let v: serde_json::Value = serde_json::from_str(&text)
                 .map_err(|e| crate::Error::Config(format!("{}: {e}", credentials.display())))?;
             let field = |k: &str| v[k].as_str().unwrap_or_default().to_string();
-            let report = bench::run(BenchArgs {
+            let args = BenchArgs {
                 endpoint,
                 secret_id: field("SecretId"),
                 secret_key: field("SecretKey"),
@@ -610,9 +615,12 @@ async fn run(cli: Cli) -> crate::Result<()> {
                 concurrency,
                 duration: Duration::from_secs(duration),
                 key_id,
-            })
-            .await?;
-            println!("{report}");
+            };
+            if let Some(path) = wrk_script {
+                std::fs::write(&path, bench::wrk_script(&args).await?)?;
+                return Ok(());
+            }
+            println!("{}", bench::run(args).await?);
             Ok(())
         }
         Command::Admin {
