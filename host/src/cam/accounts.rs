@@ -44,11 +44,66 @@ pub struct ApiCredential {
     /// The account's user name (the audit log's Username).
     pub username: String,
     pub secret_key: Zeroizing<String>,
+    /// TC3 signing keys derived from `secret_key`, by (date, service): deriving one takes
+    /// three HMACs, and a client signs every request of a day for a service with the same
+    /// one. Held with the credential, so a changed or removed key (the credential cache
+    /// drops its entry) takes its derived keys with it. See [`ApiCredential::signing_key`].
+    pub signing_keys: std::sync::Mutex<Vec<DerivedKey>>,
 }
 
+/// One TC3 signing key derived from a credential's secret key.
+pub struct DerivedKey {
+    date: String,
+    service: String,
+    key: Zeroizing<[u8; 32]>,
+}
+
+/// How many (date, service) signing keys a credential keeps: two services (kms, ssm) and the
+/// two dates around midnight, plus the Host-derived scopes some SDKs sign with.
+const DERIVED_KEYS: usize = 8;
+
 impl ApiCredential {
+    pub fn new(
+        secret_id: String,
+        uin: u64,
+        owner_uin: u64,
+        username: String,
+        secret_key: Zeroizing<String>,
+    ) -> Self {
+        ApiCredential {
+            secret_id,
+            uin,
+            owner_uin,
+            username,
+            secret_key,
+            signing_keys: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
     pub fn is_root(&self) -> bool {
         self.uin == self.owner_uin
+    }
+
+    /// The TC3 signing key for `date` and `service` (`tc3::signing_key`), derived once and
+    /// then kept (at most [`DERIVED_KEYS`], the oldest dropped first).
+    pub fn signing_key(&self, date: &str, service: &str) -> Zeroizing<[u8; 32]> {
+        let mut keys = self
+            .signing_keys
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(d) = keys.iter().find(|d| d.date == date && d.service == service) {
+            return d.key.clone();
+        }
+        let key = crate::api::tc3::signing_key(&self.secret_key, date, service);
+        if keys.len() >= DERIVED_KEYS {
+            keys.remove(0);
+        }
+        keys.push(DerivedKey {
+            date: date.to_string(),
+            service: service.to_string(),
+            key: key.clone(),
+        });
+        key
     }
 }
 
@@ -170,13 +225,13 @@ impl Accounts {
             .get_account(rec.uin)?
             .map(|a| a.name)
             .unwrap_or_default();
-        let cred = Arc::new(ApiCredential {
-            secret_id: secret_id.to_string(),
-            uin: rec.uin,
-            owner_uin: ROOT_UIN,
+        let cred = Arc::new(ApiCredential::new(
+            secret_id.to_string(),
+            rec.uin,
+            ROOT_UIN,
             username,
             secret_key,
-        });
+        ));
         self.cache
             .insert(generation, secret_id.to_string(), cred.clone());
         Ok(Some(cred))

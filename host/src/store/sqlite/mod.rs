@@ -11,6 +11,7 @@ mod keys;
 mod leases;
 mod meta;
 mod rotation;
+mod secret_cache;
 mod secrets;
 
 use crate::error::{Error, Result};
@@ -62,6 +63,9 @@ pub struct SqliteStore {
     /// its only writer and the cache stays coherent: every write below refreshes it after
     /// commit. It takes the store off the Encrypt/Decrypt path entirely.
     keys: RwLock<HashMap<String, KeyRecord>>,
+    /// Secrets and versions as last read (`secret_cache.rs`): GetSecretValue without waiting
+    /// for the connection.
+    secrets: secret_cache::SecretCache,
     /// Audit records committed together with their change (for `/metrics`).
     written_with_changes: AtomicU64,
     /// Seals the authorization tables in every write that changes them.
@@ -88,6 +92,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             conn: Mutex::new(conn),
             keys: RwLock::new(HashMap::new()),
+            secrets: Default::default(),
             written_with_changes: AtomicU64::new(0),
             authz_sealer: OnceLock::new(),
             timing: Default::default(),

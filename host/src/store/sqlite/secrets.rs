@@ -98,6 +98,7 @@ impl SecretStore for SqliteStore {
         limit: u64,
     ) -> Result<()> {
         self.with(|conn| {
+            self.secrets.forget(&sec.region, sec.owner_uin, &sec.name);
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             if count_owned(&tx, "secrets", &sec.region, sec.owner_uin)? >= limit {
                 return Err(Error::SecretLimitExceeded(limit));
@@ -137,7 +138,16 @@ impl SecretStore for SqliteStore {
     }
 
     fn get_secret(&self, region: &str, owner_uin: u64, name: &str) -> Result<Option<SecretRecord>> {
-        self.with(|conn| get_secret_tx(conn, region, owner_uin, name))
+        if let Some(r) = self.secrets.record(region, owner_uin, name) {
+            return Ok(Some(r));
+        }
+        self.with(|conn| {
+            let r = get_secret_tx(conn, region, owner_uin, name)?;
+            if let Some(r) = &r {
+                self.secrets.put_record(r);
+            }
+            Ok(r)
+        })
     }
 
     fn update_secret(
@@ -149,6 +159,7 @@ impl SecretStore for SqliteStore {
         f: SecretUpdate<'_>,
     ) -> Result<SecretRecord> {
         self.with(|conn| {
+            self.secrets.forget(region, owner_uin, name);
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let mut sec = get_secret_tx(&tx, region, owner_uin, name)?
                 .ok_or_else(|| Error::SecretNotFound(name.to_string()))?;
@@ -167,6 +178,7 @@ impl SecretStore for SqliteStore {
         name: &str,
     ) -> Result<bool> {
         self.with(|conn| {
+            self.secrets.forget(region, owner_uin, name);
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             tx.execute(
                 "DELETE FROM secret_versions WHERE region = ?1 AND owner_uin = ?2 AND secret_name = ?3",
@@ -244,6 +256,7 @@ impl SecretStore for SqliteStore {
         check: SecretUpdate<'_>,
     ) -> Result<()> {
         self.with(|conn| {
+            self.secrets.forget(region, owner_uin, name);
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let mut sec = get_secret_tx(&tx, region, owner_uin, name)?
                 .ok_or_else(|| Error::SecretNotFound(name.to_string()))?;
@@ -306,8 +319,11 @@ impl SecretStore for SqliteStore {
         name: &str,
         version_id: &str,
     ) -> Result<Option<SecretVersion>> {
+        if let Some(v) = self.secrets.version(region, owner_uin, name, version_id) {
+            return Ok(Some(v));
+        }
         self.with(|conn| {
-            Ok(conn
+            let v = conn
                 .prepare_cached(
                     "SELECT version_id, create_time, is_binary, key_blob, nonce, ciphertext \
                      FROM secret_versions WHERE region = ?1 AND owner_uin = ?2 \
@@ -323,7 +339,11 @@ impl SecretStore for SqliteStore {
                         ciphertext: r.get(5)?,
                     })
                 })
-                .optional()?)
+                .optional()?;
+            if let Some(v) = &v {
+                self.secrets.put_version(region, owner_uin, name, v);
+            }
+            Ok(v)
         })
     }
 
@@ -356,6 +376,7 @@ impl SecretStore for SqliteStore {
         version_id: &str,
     ) -> Result<bool> {
         self.audited_write(trail, |conn| {
+            self.secrets.forget(region, owner_uin, name);
             let n = conn.execute(
                 "DELETE FROM secret_versions WHERE region = ?1 AND owner_uin = ?2 \
                  AND secret_name = ?3 AND version_id = ?4",
