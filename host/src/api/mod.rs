@@ -705,19 +705,24 @@ fn authenticate(st: &AppState, parts: &Parts, body: &[u8], service: &str) -> Res
     // Whether the signature matches with `host` as the host header's value; None when a
     // signed header is missing.
     let matches = |host: Option<&str>| {
-        let (canonical, _) = tc3::canonical_request(
+        let canonical = tc3::canonical_request_digest(
             parts.method.as_str(),
             parts.uri.path(),
             parts.uri.query().unwrap_or(""),
             &auth.signed_headers,
             |name| match name {
-                "host" => host.map(str::to_string),
-                _ => header(parts, name).map(str::to_string),
+                "host" => host,
+                _ => header(parts, name),
             },
             &payload_hash,
         )?;
-        let expected = tc3::signature(&key, &tc3::string_to_sign(timestamp, &scope, &canonical));
-        Some(tc3::signatures_equal(&expected, &auth.signature))
+        Some(tc3::signature_matches(
+            &key,
+            timestamp,
+            &scope,
+            &canonical,
+            &auth.signature,
+        ))
     };
     let verified = match matches(host) {
         None => return Err(Error::SignatureFailure("a signed header is missing".into())),

@@ -105,6 +105,76 @@ pub fn canonical_request(
     Some((cr, signed))
 }
 
+/// SHA-256 of [`canonical_request`], computed without building it: the server's side of
+/// every request, where the strings would be built only to be hashed. `header_value` borrows
+/// from the request. None when a signed header is missing.
+pub fn canonical_request_digest<'a>(
+    method: &str,
+    path: &str,
+    query: &str,
+    signed_headers: &[String],
+    header_value: impl Fn(&str) -> Option<&'a str>,
+    payload_hash: &str,
+) -> Option<[u8; 32]> {
+    let mut names: Vec<&str> = signed_headers.iter().map(String::as_str).collect();
+    names.sort_unstable();
+    let mut h = Sha256::new();
+    for part in [method, "\n", path, "\n", query, "\n"] {
+        h.update(part);
+    }
+    for name in &names {
+        let value = header_value(name)?;
+        h.update(name);
+        h.update(":");
+        // `to_ascii_lowercase` in pieces, through a stack buffer.
+        for chunk in value.trim().as_bytes().chunks(64) {
+            let mut lower = [0u8; 64];
+            let lower = &mut lower[..chunk.len()];
+            lower.copy_from_slice(chunk);
+            lower.make_ascii_lowercase();
+            h.update(&*lower);
+        }
+        h.update("\n");
+    }
+    h.update("\n");
+    for (i, name) in names.iter().enumerate() {
+        if i > 0 {
+            h.update(";");
+        }
+        h.update(name);
+    }
+    h.update("\n");
+    h.update(payload_hash);
+    Some(h.finalize().into())
+}
+
+/// Whether `signature` (64 hex digits, as parsed from the header) is the TC3 signature of the
+/// request whose canonical request hashes to `canonical_digest`: [`signature`] over
+/// [`string_to_sign`], streamed into the HMAC, compared in constant time.
+pub fn signature_matches(
+    signing_key: &[u8; 32],
+    timestamp: i64,
+    scope: &str,
+    canonical_digest: &[u8; 32],
+    signature: &str,
+) -> bool {
+    use subtle::ConstantTimeEq;
+    let mut digest_hex = [0u8; 64];
+    // 32 bytes always fit 64 hex digits.
+    let _ = hex::encode_to_slice(canonical_digest, &mut digest_hex);
+    let mut mac = HmacSha256::new_from_slice(signing_key).expect("HMAC takes any key length");
+    mac.update(ALGORITHM.as_bytes());
+    mac.update(b"\n");
+    mac.update(timestamp.to_string().as_bytes());
+    mac.update(b"\n");
+    mac.update(scope.as_bytes());
+    mac.update(b"\n");
+    mac.update(&digest_hex);
+    let mut expected = [0u8; 64];
+    let _ = hex::encode_to_slice(mac.finalize().into_bytes(), &mut expected);
+    signature.len() == 64 && bool::from(expected.ct_eq(signature.as_bytes()))
+}
+
 /// The credential-scope service an SDK that derives it from its endpoint computes: the
 /// endpoint up to its first dot (`endpoint.split(".")[0]` in the Node.js and Java SDKs). The
 /// endpoint string is what such an SDK sends as `Host`, so this is taken from the `Host`
@@ -154,12 +224,6 @@ pub fn signing_key(secret_key: &str, date: &str, service: &str) -> zeroize::Zero
 
 pub fn signature(signing_key: &[u8; 32], string_to_sign: &str) -> String {
     hex::encode(hmac(signing_key, string_to_sign.as_bytes()))
-}
-
-/// Constant-time comparison of two hex signatures.
-pub fn signatures_equal(a: &str, b: &str) -> bool {
-    use subtle::ConstantTimeEq;
-    a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
 }
 
 /// UTC calendar date (`YYYY-MM-DD`) of a Unix timestamp.
@@ -315,6 +379,74 @@ impl<R> Buckets<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_streamed_verification_agrees_with_the_strings() {
+        let signed: Vec<String> = ["host", "content-type", "x-tc-action"]
+            .iter()
+            .map(|h| h.to_string())
+            .collect();
+        let long = format!("  Application/JSON; charset={}  ", "X".repeat(150));
+        let value = |name: &str| match name {
+            "host" => Some("KMS.Example.Internal:8443"),
+            "content-type" => Some(long.as_str()),
+            "x-tc-action" => Some("Encrypt"),
+            _ => None,
+        };
+        let payload = sha256_hex(b"{}");
+        let (cr, _) = canonical_request(
+            "POST",
+            "/",
+            "a=1",
+            &signed,
+            |n| value(n).map(str::to_string),
+            &payload,
+        )
+        .unwrap();
+        let digest =
+            canonical_request_digest("POST", "/", "a=1", &signed, value, &payload).unwrap();
+        assert_eq!(hex::encode(digest), sha256_hex(cr.as_bytes()));
+        let key = signing_key("secret", "2026-12-04", "kms");
+        let scope = "2026-12-04/kms/tc3_request";
+        let good = signature(&key, &string_to_sign(1_780_000_000, scope, &cr));
+        assert!(signature_matches(
+            &key,
+            1_780_000_000,
+            scope,
+            &digest,
+            &good
+        ));
+        assert!(!signature_matches(
+            &key,
+            1_780_000_001,
+            scope,
+            &digest,
+            &good
+        ));
+        let mut bad = good.clone().into_bytes();
+        bad[63] = if bad[63] == b'0' { b'1' } else { b'0' };
+        let bad = String::from_utf8(bad).unwrap();
+        assert!(!signature_matches(
+            &key,
+            1_780_000_000,
+            scope,
+            &digest,
+            &bad
+        ));
+        assert!(!signature_matches(
+            &key,
+            1_780_000_000,
+            scope,
+            &digest,
+            &good[..63]
+        ));
+        // A missing signed header is told apart from a mismatch.
+        let missing = ["x-tc-region".to_string()];
+        assert_eq!(
+            canonical_request_digest("POST", "/", "", &missing, value, &payload),
+            None
+        );
+    }
 
     #[test]
     fn parses_sdk_header() {
