@@ -238,9 +238,7 @@ fn seal_imported(
         Some(n) if n == AES256_LEN as u64 => {}
         Some(_) => return Err(Error::BadLength),
     }
-    let wrapped = s.call("C_WrapKey", |s, k| {
-        s.wrap_key(&Mechanism::AesKeyWrapPad, k.root, key)
-    })?;
+    let wrapped = s.call("C_WrapKey", |s, k| k.root.wrap(s, key))?;
     if wrapped.len() != KWP_AES256_LEN {
         return Err(Error::BadLength);
     }

@@ -20,8 +20,7 @@
 use std::cell::Cell;
 
 use cryptoki::error::Error as CryptokiError;
-use cryptoki::mechanism::Mechanism;
-use cryptoki::object::{Attribute, AttributeType, ObjectHandle};
+use cryptoki::object::{Attribute, AttributeType};
 use cryptoki::session::Session;
 use der::asn1::{AnyRef, BitStringRef, OctetStringRef, UintRef};
 use der::{Decode, Encode};
@@ -30,6 +29,7 @@ use spki::{AlgorithmIdentifierRef, EncodePublicKey, SubjectPublicKeyInfoRef};
 use crate::blob::{check_wrapped_len, FORMAT_KWP_PRIVATE};
 use crate::error::{der_error, Error};
 use crate::hsm::Pkcs11Hsm;
+use crate::keys::RootKey;
 use crate::kind::{AsymKind, RSA2048_LEN};
 use crate::templates;
 
@@ -93,7 +93,7 @@ impl Pkcs11Hsm {
 /// fails, which it reports through `leaked` so the caller can close the session.
 fn generate_wrap_destroy(
     session: &Session,
-    root: ObjectHandle,
+    root: RootKey,
     kind: AsymKind,
     public_t: &[Attribute],
     private_t: &[Attribute],
@@ -101,7 +101,7 @@ fn generate_wrap_destroy(
 ) -> Result<(Vec<u8>, Vec<Attribute>), CryptokiError> {
     let (public, private) =
         session.generate_key_pair(&kind.keygen_mechanism(), public_t, private_t)?;
-    let wrapped = session.wrap_key(&Mechanism::AesKeyWrapPad, root, private);
+    let wrapped = root.wrap(session, private);
     let attrs = session.get_attributes(public, public_attribute_types(kind));
     // Private first: it is the one that matters.
     let destroyed_private = session.destroy_object(private);

@@ -22,13 +22,42 @@ use sha2::{Digest, Sha256};
 
 use crate::error::rv_of;
 use crate::error::Error;
-use crate::nested::AttributeReader;
+use crate::nested::{AttributeReader, KeyWrap};
 use crate::templates::{self, ROOT_KEY_LABEL, SEAL_KEY_LABEL};
 
+/// The root key's handle and how this token wraps with it.
+#[derive(Clone, Copy)]
+pub(crate) struct RootKey {
+    pub(crate) handle: ObjectHandle,
+    pub(crate) key_wrap: KeyWrap,
+}
+
+impl RootKey {
+    /// Wrap `key` under the root key (RFC 5649).
+    pub(crate) fn wrap(
+        self,
+        session: &Session,
+        key: ObjectHandle,
+    ) -> Result<Vec<u8>, cryptoki::error::Error> {
+        self.key_wrap.wrap(session, self.handle, key)
+    }
+
+    /// Unwrap `wrapped` under the root key into a new object with `template`.
+    pub(crate) fn unwrap(
+        self,
+        session: &Session,
+        wrapped: &[u8],
+        template: &[Attribute],
+    ) -> Result<ObjectHandle, cryptoki::error::Error> {
+        self.key_wrap
+            .unwrap(session, self.handle, wrapped, template)
+    }
+}
+
 /// Handles of the root and seal key, valid in the session that located them (until logout).
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub(crate) struct TokenKeys {
-    pub(crate) root: ObjectHandle,
+    pub(crate) root: RootKey,
     pub(crate) seal: ObjectHandle,
 }
 
@@ -46,14 +75,24 @@ pub(crate) fn provision(
     session: &Session,
     reader: &AttributeReader,
     create: bool,
-) -> Result<(ObjectHandle, [u8; ROOT_IDENTITY_LEN]), Error> {
-    let root = find_or_create(
+) -> Result<(RootKey, [u8; ROOT_IDENTITY_LEN]), Error> {
+    let handle = find_or_create(
         session,
         ROOT_KEY_LABEL,
         create,
         templates::root_key_template,
     )?;
-    verify(session, reader, root, ROOT_KEY_LABEL, KeyUsage::WrapUnwrap)?;
+    verify(
+        session,
+        reader,
+        handle,
+        ROOT_KEY_LABEL,
+        KeyUsage::WrapUnwrap,
+    )?;
+    let root = RootKey {
+        handle,
+        key_wrap: reader.key_wrap(session),
+    };
     probe_unwrap_template(session, root)?;
     let seal = find_or_create(session, SEAL_KEY_LABEL, create, || {
         Ok(templates::seal_key_template())
@@ -70,10 +109,20 @@ pub(crate) fn provision(
 
 /// Find both (existing) keys and vet them.
 pub(crate) fn locate(session: &Session, reader: &AttributeReader) -> Result<TokenKeys, Error> {
-    let root = find_one(session, ROOT_KEY_LABEL)?.ok_or(Error::KeyMissing {
+    let handle = find_one(session, ROOT_KEY_LABEL)?.ok_or(Error::KeyMissing {
         label: ROOT_KEY_LABEL,
     })?;
-    verify(session, reader, root, ROOT_KEY_LABEL, KeyUsage::WrapUnwrap)?;
+    verify(
+        session,
+        reader,
+        handle,
+        ROOT_KEY_LABEL,
+        KeyUsage::WrapUnwrap,
+    )?;
+    let root = RootKey {
+        handle,
+        key_wrap: reader.key_wrap(session),
+    };
     let seal = find_one(session, SEAL_KEY_LABEL)?.ok_or(Error::KeyMissing {
         label: SEAL_KEY_LABEL,
     })?;
@@ -301,7 +350,7 @@ fn unwrap_attempt(flip: Option<CK_ATTRIBUTE_TYPE>) -> Vec<Attribute> {
 ///
 /// On any error return the caller drops `session`, which destroys whatever session objects
 /// are left in it. (A wrongly accepted TOKEN=true unwrap is destroyed right away.)
-fn probe_unwrap_template(session: &Session, root: ObjectHandle) -> Result<(), Error> {
+fn probe_unwrap_template(session: &Session, root: RootKey) -> Result<(), Error> {
     let violation = |reason: String| Error::KeyPolicy {
         label: ROOT_KEY_LABEL,
         reason,
@@ -312,12 +361,12 @@ fn probe_unwrap_template(session: &Session, root: ObjectHandle) -> Result<(), Er
             &templates::generated_data_key_template(),
         )
         .map_err(Error::pkcs11("C_GenerateKey"))?;
-    let wrapped = session.wrap_key(&Mechanism::AesKeyWrapPad, root, probe);
+    let wrapped = root.wrap(session, probe);
     session
         .destroy_object(probe)
         .map_err(Error::pkcs11("C_DestroyObject"))?;
     let wrapped = wrapped.map_err(Error::pkcs11("C_WrapKey"))?;
-    let unwrap = |t: &[Attribute]| session.unwrap_key(&Mechanism::AesKeyWrapPad, root, &wrapped, t);
+    let unwrap = |t: &[Attribute]| root.unwrap(session, &wrapped, t);
     let destroy = |h| {
         session
             .destroy_object(h)
@@ -399,7 +448,7 @@ const IDENTITY_INPUT: [u8; 32] = *b"keyward/root-identity/input/v1.\0";
 ///
 /// The seal key is not covered: it lives on the same token, cannot be destroyed or changed
 /// either, so replacing it means re-initialising the token, which replaces the root as well.
-fn root_identity(session: &Session, root: ObjectHandle) -> Result<[u8; ROOT_IDENTITY_LEN], Error> {
+fn root_identity(session: &Session, root: RootKey) -> Result<[u8; ROOT_IDENTITY_LEN], Error> {
     let input = session
         .create_object(&[
             Attribute::Class(ObjectClass::SECRET_KEY),
@@ -415,7 +464,7 @@ fn root_identity(session: &Session, root: ObjectHandle) -> Result<[u8; ROOT_IDEN
             Attribute::Unwrap(false),
         ])
         .map_err(Error::pkcs11("C_CreateObject"))?;
-    let wrapped = session.wrap_key(&Mechanism::AesKeyWrapPad, root, input);
+    let wrapped = root.wrap(session, input);
     session
         .destroy_object(input)
         .map_err(Error::pkcs11("C_DestroyObject"))?;
