@@ -14,7 +14,7 @@
 //! 3. The key must be 32 bytes ([`Error::BadLength`] otherwise; see `seal_imported` for how
 //!    that is established on SoftHSM2, which leaves `CKA_VALUE_LEN` at 0 on unwrapped secret
 //!    keys); the key check value is computed in the token.
-//! 4. `C_WrapKey(CKM_AES_KEY_WRAP_PAD, root)` gives the ordinary sealed data-key format
+//! 4. `C_WrapKey(RFC 5649, root)` (`keywrap`) gives the ordinary sealed data-key format
 //!    `0x02 || AES-KWP(root, key)`. The temporary object is destroyed on every path (if that
 //!    fails, the session is closed, which destroys it).
 //!

@@ -6,7 +6,7 @@
 //! 1. `C_GenerateKeyPair` creates both halves as *session* objects. The private half is
 //!    `CKA_SENSITIVE=true` (its components can never be read) and `CKA_EXTRACTABLE=true`, only
 //!    so that it can be wrapped once.
-//! 2. `C_WrapKey(CKM_AES_KEY_WRAP_PAD, root)` seals it. SoftHSM2 encodes the private key as
+//! 2. `C_WrapKey(RFC 5649, root)` (`keywrap`) seals it. SoftHSM2 encodes the private key as
 //!    PKCS#8 `PrivateKeyInfo` and wraps that with RFC 5649 key wrap.
 //! 3. The SubjectPublicKeyInfo is built on the host from the public object's attributes
 //!    (`CKA_MODULUS`/`CKA_PUBLIC_EXPONENT`, or `CKA_EC_POINT`), and both objects are destroyed

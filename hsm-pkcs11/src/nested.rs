@@ -11,24 +11,27 @@
 //! The function pointer comes from the module's own `C_GetFunctionList`, after loading the
 //! module once more with libloading (what cryptoki does too): the dynamic loader returns the
 //! instance cryptoki already loaded and initialised, so the handles are valid in it.
+//!
+//! The same function list serves what cryptoki 0.12 cannot do for mechanism numbers it has no
+//! name for (`CKM_AES_KEY_WRAP_KWP`, 0x210B): reading `CKA_ALLOWED_MECHANISMS` as raw numbers,
+//! `C_GetMechanismInfo` about such a number, and `C_WrapKey`/`C_UnwrapKey` for
+//! [`crate::keywrap`].
 
 use std::ffi::c_void;
 use std::path::Path;
 use std::ptr;
 use std::sync::Arc;
 
-use cryptoki::context::Function;
-use cryptoki::error::{Error as CryptokiError, Rv};
-use cryptoki::mechanism::Mechanism;
-use cryptoki::object::{Attribute, ObjectHandle};
+use cryptoki::object::ObjectHandle;
 use cryptoki::session::Session;
 use cryptoki_sys::{
-    CKF_UNWRAP, CKF_WRAP, CKM_AES_KEY_WRAP_KWP, CKR_OK, CK_ATTRIBUTE, CK_ATTRIBUTE_TYPE,
-    CK_FUNCTION_LIST, CK_MECHANISM, CK_MECHANISM_INFO, CK_MECHANISM_TYPE, CK_OBJECT_HANDLE, CK_RV,
-    CK_SESSION_HANDLE, CK_SLOT_ID, CK_ULONG, CK_UNAVAILABLE_INFORMATION,
+    CKF_UNWRAP, CKF_WRAP, CKM_AES_KEY_WRAP_KWP, CKM_AES_KEY_WRAP_PAD, CKR_OK, CK_ATTRIBUTE,
+    CK_ATTRIBUTE_TYPE, CK_FUNCTION_LIST, CK_MECHANISM_INFO, CK_MECHANISM_TYPE, CK_OBJECT_HANDLE,
+    CK_RV, CK_SESSION_HANDLE, CK_SLOT_ID, CK_ULONG, CK_UNAVAILABLE_INFORMATION,
 };
 
 use crate::error::Error;
+use crate::keywrap::{KeyWrap, UnwrapKeyFn, WrapKeyFn, KEY_WRAP_MECHANISMS};
 
 type GetAttributeValue =
     unsafe extern "C" fn(CK_SESSION_HANDLE, CK_OBJECT_HANDLE, *mut CK_ATTRIBUTE, CK_ULONG) -> CK_RV;
@@ -46,134 +49,19 @@ const MAX_NESTED_VALUE: usize = 1024;
 #[derive(Clone)]
 pub(crate) struct AttributeReader {
     get: GetAttributeValue,
-    /// The module's key-wrap entry points, for the one mechanism cryptoki 0.12 cannot name
-    /// (see [`KeyWrap`]).
+    /// The module's key-wrap and mechanism-info entry points, for the one mechanism cryptoki
+    /// 0.12 cannot name (see [`KeyWrap`]).
     wrap: WrapKeyFn,
     unwrap: UnwrapKeyFn,
     mechanism_info: MechanismInfoFn,
     _library: Arc<cryptoki_sys::Pkcs11>,
 }
 
-type WrapKeyFn = unsafe extern "C" fn(
-    CK_SESSION_HANDLE,
-    *mut CK_MECHANISM,
-    CK_OBJECT_HANDLE,
-    CK_OBJECT_HANDLE,
-    *mut u8,
-    *mut CK_ULONG,
-) -> CK_RV;
-type UnwrapKeyFn = unsafe extern "C" fn(
-    CK_SESSION_HANDLE,
-    *mut CK_MECHANISM,
-    CK_OBJECT_HANDLE,
-    *mut u8,
-    CK_ULONG,
-    *mut CK_ATTRIBUTE,
-    CK_ULONG,
-    *mut CK_OBJECT_HANDLE,
-) -> CK_RV;
 type MechanismInfoFn =
     unsafe extern "C" fn(CK_SLOT_ID, CK_MECHANISM_TYPE, *mut CK_MECHANISM_INFO) -> CK_RV;
 
-/// How this token wraps keys under the root key with AES key wrap with padding (RFC 5649).
-/// Both give the same bytes for the same key; only the mechanism number differs.
-///
-/// * `SoftHsmPad`: `CKM_AES_KEY_WRAP_PAD` (0x210A), which SoftHSM2 implements as RFC 5649.
-///   (PKCS#11 itself defines 0x210A as PKCS#7 padding followed by RFC 3394.)
-/// * `Kwp`: `CKM_AES_KEY_WRAP_KWP` (0x210B), the PKCS#11 3.0 number for RFC 5649, which
-///   kryoptic offers. cryptoki 0.12 has no `Mechanism` for it, so it is called through the
-///   module's own function pointers, like the array attributes above.
-#[derive(Clone, Copy)]
-pub(crate) enum KeyWrap {
-    SoftHsmPad,
-    Kwp {
-        wrap: WrapKeyFn,
-        unwrap: UnwrapKeyFn,
-    },
-}
-
-impl KeyWrap {
-    /// `C_WrapKey` of `key` under `wrapping`.
-    pub(crate) fn wrap(
-        self,
-        session: &Session,
-        wrapping: ObjectHandle,
-        key: ObjectHandle,
-    ) -> Result<Vec<u8>, CryptokiError> {
-        let Self::Kwp { wrap, .. } = self else {
-            return session.wrap_key(&Mechanism::AesKeyWrapPad, wrapping, key);
-        };
-        let mut mech = kwp_mechanism();
-        let call = |buf: *mut u8, len: &mut CK_ULONG, mech: &mut CK_MECHANISM| {
-            // SAFETY: handles from this module; `buf` is NULL (length query) or `*len`
-            // writable bytes; `mech` has no parameter.
-            let rv = unsafe {
-                wrap(
-                    session.handle(),
-                    mech,
-                    wrapping.handle(),
-                    key.handle(),
-                    buf,
-                    len,
-                )
-            };
-            eprintln!("DEBUG raw wrap rv={rv:#x}");
-            Rv::from(rv).into_result(Function::WrapKey)
-        };
-        let mut len: CK_ULONG = 0;
-        call(ptr::null_mut(), &mut len, &mut mech)?;
-        let mut out = vec![0u8; usize::try_from(len).unwrap_or(0).min(MAX_WRAPPED)];
-        let mut len = out.len() as CK_ULONG;
-        call(out.as_mut_ptr(), &mut len, &mut mech)?;
-        out.truncate(usize::try_from(len).unwrap_or(0).min(out.len()));
-        Ok(out)
-    }
-
-    /// `C_UnwrapKey` of `wrapped` under `unwrapping` into a new object with `template`.
-    pub(crate) fn unwrap(
-        self,
-        session: &Session,
-        unwrapping: ObjectHandle,
-        wrapped: &[u8],
-        template: &[Attribute],
-    ) -> Result<ObjectHandle, CryptokiError> {
-        let Self::Kwp { unwrap, .. } = self else {
-            return session.unwrap_key(&Mechanism::AesKeyWrapPad, unwrapping, wrapped, template);
-        };
-        let mut mech = kwp_mechanism();
-        let mut attrs: Vec<CK_ATTRIBUTE> = template.iter().map(CK_ATTRIBUTE::from).collect();
-        let mut input = wrapped.to_vec();
-        let mut handle: CK_OBJECT_HANDLE = 0;
-        // SAFETY: handles from this module; `attrs` point into `template`, which outlives the
-        // call (the module only reads them); `input` is `wrapped.len()` readable bytes.
-        let rv = unsafe {
-            unwrap(
-                session.handle(),
-                &mut mech,
-                unwrapping.handle(),
-                input.as_mut_ptr(),
-                input.len() as CK_ULONG,
-                attrs.as_mut_ptr(),
-                attrs.len() as CK_ULONG,
-                &mut handle,
-            )
-        };
-        Rv::from(rv).into_result(Function::UnwrapKey)?;
-        // SAFETY: the module just created this object in `session`.
-        Ok(unsafe { ObjectHandle::new_from_raw(handle) })
-    }
-}
-
-/// Upper bound on a wrapped key we accept: an RSA-2048 private key wrapped is under 1.3 KiB.
-const MAX_WRAPPED: usize = 16 * 1024;
-
-fn kwp_mechanism() -> CK_MECHANISM {
-    CK_MECHANISM {
-        mechanism: CKM_AES_KEY_WRAP_KWP,
-        pParameter: ptr::null_mut(),
-        ulParameterLen: 0,
-    }
-}
+/// Upper bound on the entries of a `CK_ULONG` array attribute (`CKA_ALLOWED_MECHANISMS`).
+const MAX_ULONGS: usize = 64;
 
 impl AttributeReader {
     /// Load `path` (already loaded and initialised through cryptoki) and take its
@@ -222,30 +110,73 @@ impl AttributeReader {
         })
     }
 
-    /// How the token behind `session` wraps keys with RFC 5649: the standard mechanism if
-    /// its slot offers it for wrapping, otherwise SoftHSM2's.
-    pub(crate) fn key_wrap(&self, session: &Session) -> KeyWrap {
-        let Ok(info) = session.get_session_info() else {
-            return KeyWrap::SoftHsmPad;
-        };
-        let mut mi = CK_MECHANISM_INFO::default();
-        // SAFETY: `mi` is one writable CK_MECHANISM_INFO.
-        let rv = unsafe {
-            (self.mechanism_info)(
-                info.slot_id().id() as CK_SLOT_ID,
-                CKM_AES_KEY_WRAP_KWP,
-                &mut mi,
-            )
-        };
-        eprintln!("DEBUG key_wrap rv={rv:#x} flags={:#x}", mi.flags);
-        if rv == CKR_OK && mi.flags & CKF_WRAP != 0 && mi.flags & CKF_UNWRAP != 0 {
-            KeyWrap::Kwp {
+    /// The RFC 5649 key wrap a new root key on the token behind `session` should use: the
+    /// first of [`KEY_WRAP_MECHANISMS`] its slot offers for both wrapping and unwrapping
+    /// (asked with `C_GetMechanismInfo`, which takes any number, unlike cryptoki's list).
+    pub(crate) fn offered_key_wrap(&self, session: &Session) -> Result<Option<KeyWrap>, Error> {
+        let slot = session
+            .get_session_info()
+            .map_err(Error::pkcs11("C_GetSessionInfo"))?
+            .slot_id()
+            .id() as CK_SLOT_ID;
+        for mechanism in KEY_WRAP_MECHANISMS {
+            let mut info = CK_MECHANISM_INFO::default();
+            // SAFETY: `info` is one writable CK_MECHANISM_INFO; the slot is the session's.
+            let rv = unsafe { (self.mechanism_info)(slot, mechanism, &mut info) };
+            if rv == CKR_OK && info.flags & CKF_WRAP != 0 && info.flags & CKF_UNWRAP != 0 {
+                return Ok(self.key_wrap(mechanism));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The key wrap for RFC 5649 mechanism number `mechanism`, `None` for any other number.
+    pub(crate) fn key_wrap(&self, mechanism: CK_MECHANISM_TYPE) -> Option<KeyWrap> {
+        match mechanism {
+            CKM_AES_KEY_WRAP_PAD => Some(KeyWrap::Pad),
+            CKM_AES_KEY_WRAP_KWP => Some(KeyWrap::Kwp {
                 wrap: self.wrap,
                 unwrap: self.unwrap,
-            }
-        } else {
-            KeyWrap::SoftHsmPad
+            }),
+            _ => None,
         }
+    }
+
+    /// A `CK_ULONG`-array attribute (`CKA_ALLOWED_MECHANISMS`) of `object`, every number as the
+    /// token holds it: cryptoki's reader refuses numbers it has no name for (0x210B).
+    /// `Ok(None)`: the object has no such attribute.
+    pub(crate) fn read_ulongs(
+        &self,
+        session: &Session,
+        object: ObjectHandle,
+        outer: CK_ATTRIBUTE_TYPE,
+    ) -> Result<Option<Vec<CK_ULONG>>, Error> {
+        let entry = size_of::<CK_ULONG>();
+        let bad = |what: &str| Error::TokenOutput(format!("attribute {outer:#x}: {what}"));
+        let mut attr = CK_ATTRIBUTE {
+            type_: outer,
+            pValue: ptr::null_mut(),
+            ulValueLen: 0,
+        };
+        if self.call(session, object, &mut attr)?.is_none() {
+            return Ok(None);
+        }
+        let len = usize::try_from(attr.ulValueLen).map_err(|_| bad("impossible length"))?;
+        if len % entry != 0 || len / entry > MAX_ULONGS {
+            return Err(bad("length is not a small whole number of CK_ULONGs"));
+        }
+        let mut values: Vec<CK_ULONG> = vec![0; len / entry];
+        attr.pValue = values.as_mut_ptr().cast::<c_void>();
+        attr.ulValueLen = (values.len() * entry) as CK_ULONG;
+        if self.call(session, object, &mut attr)?.is_none() {
+            return Err(bad("vanished while being read"));
+        }
+        let got = usize::try_from(attr.ulValueLen)
+            .ok()
+            .filter(|l| *l <= values.len() * entry && *l % entry == 0)
+            .ok_or_else(|| bad("value longer than its buffer"))?;
+        values.truncate(got / entry);
+        Ok(Some(values))
     }
 
     /// One C_GetAttributeValue with a single attribute, `Ok(None)` if the object does not

@@ -100,10 +100,10 @@ pub(crate) fn probe_capabilities(
         } else {
             (MechanismType::ECC_KEY_PAIR_GEN, MechanismType::ECDSA)
         };
-        if !(listed.contains(&MechanismType::AES_KEY_WRAP_PAD)
-            && listed.contains(&op)
-            && can_generate(keygen, kind.bits()))
-        {
+        // The root key's wrap needs no listing here: `keys::provision` has wrapped and
+        // unwrapped with it already (under whichever RFC 5649 number the token uses, which
+        // cryptoki's mechanism list may not even show).
+        if !(listed.contains(&op) && can_generate(keygen, kind.bits())) {
             continue;
         }
         trial_kind(session, root, kind, &listed, &mut caps)?;
