@@ -183,6 +183,15 @@ fn column(module: &str, label: &str, pin: &str) -> Result<Column, String> {
             "Probe: BYOK unwrap, RSA-OAEP SHA-256".into(),
             path(hsm.rsa_import_path(RsaDecryptMechanism::OaepSha256)),
         ),
+        (
+            "Probe: an RSA ciphertext that does not decrypt is answered with".into(),
+            if caps.rsa_refusal_is_device_error {
+                "CKR_DEVICE_ERROR, session kept"
+            } else {
+                "a decryption error code"
+            }
+            .into(),
+        ),
     ]);
     Ok(rows)
 }

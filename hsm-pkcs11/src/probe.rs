@@ -209,6 +209,7 @@ fn trial_unwrapped(t: &Trial<'_>, caps: &mut Capabilities) -> Result<(), Error> 
             if !caps.rsa_2048 {
                 return Ok(());
             }
+            caps.rsa_refusal_is_device_error = refuses_with_device_error(t);
             if t.listed.contains(&MechanismType::RSA_PKCS_PSS) {
                 caps.rsa_pss = signs(SignMechanism::RsaPssSha256)?;
             }
@@ -216,6 +217,20 @@ fn trial_unwrapped(t: &Trial<'_>, caps: &mut Capabilities) -> Result<(), Error> 
         }
     }
     Ok(())
+}
+
+/// Whether the token answers a ciphertext that cannot decrypt with `CKR_DEVICE_ERROR` while
+/// the session stays usable (see [`Capabilities::rsa_refusal_is_device_error`]). The
+/// ciphertext is 1: its RSA plaintext is 1 too, which no PKCS#1 padding accepts. Called
+/// directly, not through `trial`, for which that code means the token is in trouble.
+fn refuses_with_device_error(t: &Trial<'_>) -> bool {
+    let mut one = [0u8; RSA2048_LEN];
+    one[RSA2048_LEN - 1] = 1;
+    let m = RsaDecryptMechanism::Pkcs1v15.mechanism();
+    matches!(t.session.decrypt(&m, t.key, &one), Err(e) if rv_of(&e) == Some(RvError::DeviceError))
+        && t.session.get_session_info().is_ok()
+        // A session that really failed would not decrypt any more.
+        && round_trips(t, &m).unwrap_or(false)
 }
 
 /// Encrypt with the token's public key, decrypt with the unwrapped private key.
