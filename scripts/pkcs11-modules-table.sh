@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # What each PKCS#11 module offers (docs/pkcs11-modules.md): builds kryoptic from crates.io in a
 # throw-away crate under target/kryoptic (nothing vendored), makes one fresh token on SoftHSM2
-# and one on kryoptic, and prints the table from the backend's own capability probe. Not part of
-# scripts/test.sh while the backend cannot open kryoptic (docs/pkcs11-modules.md says why):
-# it would cost CI a kryoptic build to print a table. Needs libclang-dev, libssl-dev, pkg-config.
+# and one on kryoptic, and prints the table from the backend's own capability probe.
+# scripts/test.sh runs it, then the KMS suites on kryoptic with the module built here.
+# Needs libclang-dev, libssl-dev, pkg-config.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Built in a throw-away crate outside the workspace (nothing vendored): the `minimal` feature set,
@@ -22,7 +22,8 @@ publish = false
 kryoptic = { version = "1.5", default-features = false, features = ["minimal"] }
 kryoptic-lib = { version = "1.5", default-features = false, features = ["minimal", "dynamic"] }
 TOML
-(cd "$kryoptic_dir" && cargo build --release --quiet -p kryoptic)
+# Its own target directory inside, whatever CARGO_TARGET_DIR says: the path below is fixed.
+(cd "$kryoptic_dir" && CARGO_TARGET_DIR=target cargo build --release --quiet -p kryoptic)
 kryoptic_module="$PWD/$kryoptic_dir/target/release/libkryoptic_pkcs11.so"
 # One fresh token on each module, then the capability table from the backend's own probe.
 tables=$(mktemp -d)

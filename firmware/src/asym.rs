@@ -1,5 +1,6 @@
-//! The device's asymmetric algorithms: ECDSA P-256 and P-384 (both over SHA-256 digests, as
-//! Tencent's ECC_P384 keys sign) and SM2 (SM2DSA with SM3 and the
+//! The device's asymmetric algorithms: ECDSA P-256 and P-384 (RAW messages hashed with
+//! SHA-256, as Tencent's ECC_P384 keys sign; P-384 also signs 48-byte SHA-384 digests) and SM2
+//! (SM2DSA with SM3 and the
 //! default user id; SM2 decryption, C1C3C2 ASN.1). Private scalars exist unsealed only inside
 //! these functions, in zeroizing buffers. Signing is deterministic (RFC 6979), so it needs no
 //! randomness from the platform. Everything writes into caller-supplied buffers: no heap.
@@ -95,9 +96,19 @@ fn put(out: &mut [u8], bytes: &[u8]) -> Result<usize, DeviceError> {
     Ok(bytes.len())
 }
 
-/// Signs `message` (or the 32-byte digest `message` when `is_digest`) and writes the DER
-/// signature into `out`; returns its length (at most `MAX_SIGNATURE_LEN` over the 256-bit
-/// curves, `P384_MAX_SIGNATURE_LEN` over P-384).
+/// Length of the digest every algorithm signs: SHA-256 or SM3.
+pub const DIGEST_LEN: usize = 32;
+/// Length of a SHA-384 digest, which P-384 also signs.
+pub const P384_DIGEST_LEN: usize = 48;
+
+/// Whether `alg` signs a precomputed digest of `len` bytes.
+pub fn digest_len_ok(alg: Algorithm, len: usize) -> bool {
+    len == DIGEST_LEN || (alg == Algorithm::EccP384 && len == P384_DIGEST_LEN)
+}
+
+/// Signs `message` (or the digest `message` when `is_digest`: 32 bytes, or on P-384 also a
+/// 48-byte SHA-384 digest) and writes the DER signature into `out`; returns its length (at
+/// most `MAX_SIGNATURE_LEN` over the 256-bit curves, `P384_MAX_SIGNATURE_LEN` over P-384).
 pub fn sign(
     alg: Algorithm,
     secret: &[u8],
@@ -105,7 +116,7 @@ pub fn sign(
     is_digest: bool,
     out: &mut [u8],
 ) -> Result<usize, DeviceError> {
-    if is_digest && message.len() != 32 {
+    if is_digest && !digest_len_ok(alg, message.len()) {
         return Err(DeviceError::BadLength);
     }
     match alg {
@@ -127,15 +138,20 @@ pub fn sign(
             use p384::ecdsa::signature::hazmat::PrehashSigner;
             let key = p384::ecdsa::SigningKey::from_slice(secret)
                 .map_err(|_| DeviceError::BadSealedKey)?;
-            let digest: [u8; 32] = if is_digest {
-                message.try_into().map_err(|_| DeviceError::BadLength)?
+            // The digest as given (its length checked above), or SHA-256 of a RAW message,
+            // in a stack buffer: no heap.
+            let mut buf = [0u8; P384_DIGEST_LEN];
+            let digest: &[u8] = if is_digest {
+                message
             } else {
-                Sha256::digest(message).into()
+                buf[..DIGEST_LEN].copy_from_slice(&Sha256::digest(message));
+                &buf[..DIGEST_LEN]
             };
             // A 32-byte prehash is shorter than the 48-byte field: ECDSA uses it as the
-            // integer it is (SEC1 4.1.3 step 5), as the host's and PKCS#11's verifiers do.
+            // integer it is (SEC1 4.1.3 step 5), as the host's and PKCS#11's verifiers do; a
+            // 48-byte SHA-384 digest fills the field exactly.
             let sig: p384::ecdsa::Signature = key
-                .sign_prehash(&digest)
+                .sign_prehash(digest)
                 .map_err(|_| DeviceError::Internal)?;
             put(out, sig.to_der().as_bytes())
         }
@@ -232,6 +248,51 @@ mod tests {
             let n = sign(Algorithm::EccP384, &secret, &[m; 9], false, &mut out).unwrap();
             let sig = p384::ecdsa::Signature::from_der(&out[..n]).unwrap();
             vk.verify_prehash(&Sha256::digest([m; 9]), &sig).unwrap();
+        }
+    }
+
+    #[test]
+    fn p384_signs_sha384_and_sha256_digests() {
+        use p384::ecdsa::signature::hazmat::PrehashVerifier;
+        use p384::ecdsa::signature::Verifier;
+        use p384::pkcs8::DecodePublicKey;
+        use sha2::Sha384;
+        let secret = [5u8; 48];
+        let vk = p384::ecdsa::VerifyingKey::from_public_key_der(&p384_public_key(&secret).unwrap())
+            .unwrap();
+        let mut out = [0u8; P384_MAX_SIGNATURE_LEN];
+        for m in 0u8..10 {
+            // A SHA-384 digest signs as ECDSA-with-SHA-384 of the message does, which the
+            // crate's own (hashing) verifier checks.
+            let d384 = Sha384::digest([m; 7]);
+            let n = sign(Algorithm::EccP384, &secret, &d384, true, &mut out).unwrap();
+            let sig = p384::ecdsa::Signature::from_der(&out[..n]).unwrap();
+            vk.verify(&[m; 7], &sig).unwrap();
+            assert!(vk.verify(&[m ^ 1; 7], &sig).is_err());
+            let d256 = Sha256::digest([m; 7]);
+            let n = sign(Algorithm::EccP384, &secret, &d256, true, &mut out).unwrap();
+            let sig = p384::ecdsa::Signature::from_der(&out[..n]).unwrap();
+            vk.verify_prehash(&d256, &sig).unwrap();
+        }
+        // Other lengths stay refused, and 48 bytes only on P-384.
+        for len in [0usize, 31, 33, 47, 49, 64] {
+            assert_eq!(
+                sign(
+                    Algorithm::EccP384,
+                    &secret,
+                    &[1u8; 64][..len],
+                    true,
+                    &mut out
+                ),
+                Err(DeviceError::BadLength),
+                "{len}"
+            );
+        }
+        for alg in [Algorithm::EccP256, Algorithm::Sm2] {
+            assert_eq!(
+                sign(alg, &[9u8; 32], &[1u8; 48], true, &mut out),
+                Err(DeviceError::BadLength)
+            );
         }
     }
 

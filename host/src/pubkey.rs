@@ -16,7 +16,8 @@ pub const SM2_DEFAULT_ID: &str = "1234567812345678";
 pub enum SignScheme {
     RsaPkcs1Sha256,
     RsaPssSha256,
-    /// ECDSA with SHA-256 over P-256 or P-384, DER signature.
+    /// ECDSA over P-256 or P-384, DER signature: RAW messages hashed with SHA-256, a DIGEST
+    /// used as given (32 bytes; on P-384 also a 48-byte SHA-384 digest).
     Ecdsa,
     /// SM2DSA with SM3 and the default user id, DER signature.
     Sm2,
@@ -31,7 +32,8 @@ pub enum DecryptScheme {
     Sm2Der,
 }
 
-/// SHA-256 of `message` unless it is already a digest.
+/// SHA-256 of `message` unless it is already a digest, which passes as given (its length
+/// was checked against the key's algorithm by `kms::asymmetric`).
 pub fn sha256_input(message: &[u8], is_digest: bool) -> Vec<u8> {
     use sha2::{Digest, Sha256};
     if is_digest {

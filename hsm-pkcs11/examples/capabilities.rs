@@ -154,6 +154,12 @@ fn column(module: &str, label: &str, pin: &str) -> Result<Column, String> {
             "Root key with nested CKA_UNWRAP_TEMPLATE, vetted".into(),
             "yes".into(),
         ),
+        // RFC 5649 under the number this token gives it (0x210B is not in cryptoki's list,
+        // so the CKM_AES_KEY_WRAP_PAD row above cannot show it).
+        (
+            "Root key wraps with (RFC 5649)".into(),
+            hsm.key_wrap_mechanism().into(),
+        ),
         (
             "Probe: RSA-2048 sealed key pairs".into(),
             yes(caps.rsa_2048),
@@ -176,6 +182,15 @@ fn column(module: &str, label: &str, pin: &str) -> Result<Column, String> {
         (
             "Probe: BYOK unwrap, RSA-OAEP SHA-256".into(),
             path(hsm.rsa_import_path(RsaDecryptMechanism::OaepSha256)),
+        ),
+        (
+            "Probe: an RSA ciphertext that does not decrypt is answered with".into(),
+            if caps.rsa_refusal_is_device_error {
+                "CKR_DEVICE_ERROR, session kept"
+            } else {
+                "a decryption error code"
+            }
+            .into(),
         ),
     ]);
     Ok(rows)

@@ -1,6 +1,8 @@
 //! What the token can do with sealed asymmetric keys ([`Capabilities`]), and the checks the
 //! operations run against it. How the flags are established is in `probe`.
 
+use cryptoki::error::RvError;
+
 use crate::error::Error;
 use crate::kind::{AsymKind, RsaDecryptMechanism};
 
@@ -34,6 +36,12 @@ pub struct Capabilities {
     /// step runs in the token and the padding is removed on the host
     /// ([`RsaDecryptPath::HostOaepDecoding`]).
     pub rsa_raw: bool,
+    /// The token answers an RSA ciphertext that does not decrypt with `CKR_DEVICE_ERROR` and
+    /// keeps the session (kryoptic returns that code for every OpenSSL failure, a padding
+    /// error included), instead of `CKR_ENCRYPTED_DATA_INVALID` or the like. On such a token
+    /// that code from an RSA `C_Decrypt` or `C_UnwrapKey` of a caller's ciphertext means "does
+    /// not decrypt", like the others; on any other token it stays a device error.
+    pub rsa_refusal_is_device_error: bool,
 }
 
 /// Where an RSA decryption (or BYOK unwrap) with a given padding runs on this token.
@@ -121,6 +129,17 @@ impl Capabilities {
             rsa_oaep_sha1_unwrap: false,
             rsa_oaep_sha256_unwrap: false,
             ..self
+        }
+    }
+
+    /// `e`, from an RSA `C_Decrypt` or `C_UnwrapKey` of a caller's ciphertext, as
+    /// [`Error::AuthenticationFailed`] where this token reports a ciphertext that does not
+    /// decrypt with `CKR_DEVICE_ERROR` (see [`Capabilities::rsa_refusal_is_device_error`]).
+    pub(crate) fn rsa_refusal(&self, e: Error) -> Error {
+        if self.rsa_refusal_is_device_error && e.rv() == Some(RvError::DeviceError) {
+            Error::AuthenticationFailed
+        } else {
+            e
         }
     }
 

@@ -59,6 +59,7 @@ impl Pkcs11Hsm {
         }
         self.caps.require_kind(kind)?;
         let path = self.rsa_decrypt_path(mech)?;
+        let caps = self.caps;
         // An RSA ciphertext is exactly one modulus long; anything else cannot decrypt.
         if ciphertext.len() != RSA2048_LEN {
             return Err(Error::AuthenticationFailed);
@@ -75,9 +76,11 @@ impl Pkcs11Hsm {
                             s.decrypt(&mechanism, key, ciphertext)
                         })
                         .map(Zeroizing::new)
-                        .map_err(map_decrypt_error)
+                        .map_err(|e| caps.rsa_refusal(map_decrypt_error(e)))
                     }
-                    RsaDecryptPath::HostOaepDecoding => host_oaep_decrypt(s, key, mech, ciphertext),
+                    RsaDecryptPath::HostOaepDecoding => {
+                        host_oaep_decrypt(s, key, mech, ciphertext).map_err(|e| caps.rsa_refusal(e))
+                    }
                 },
             )
         })

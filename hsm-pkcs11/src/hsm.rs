@@ -68,6 +68,8 @@ pub struct Pkcs11Hsm {
     /// `force_host_oaep_decoding`).
     pub(crate) force_host_oaep: bool,
     pub(crate) root_identity: [u8; ROOT_IDENTITY_LEN],
+    /// The RFC 5649 mechanism the root key wraps with (`keywrap`), for the capability table.
+    pub(crate) key_wrap: &'static str,
 }
 
 // The host shares one instance across threads; fail the build if that ever stops holding.
@@ -82,6 +84,7 @@ impl fmt::Debug for Pkcs11Hsm {
             .field("token_label", &self.token_label)
             .field("pool_size", &self.pool.size())
             .field("capabilities", &self.caps)
+            .field("key_wrap", &self.key_wrap)
             .finish_non_exhaustive()
     }
 }
@@ -109,6 +112,12 @@ impl Pkcs11Hsm {
     /// records it to recognise the root its keys were sealed under.
     pub fn root_identity(&self) -> [u8; ROOT_IDENTITY_LEN] {
         self.root_identity
+    }
+
+    /// The mechanism the root key wraps with: `CKM_AES_KEY_WRAP_KWP` (0x210B, PKCS#11 3.0) or
+    /// `CKM_AES_KEY_WRAP_PAD` (0x210A, SoftHSM2's number for the same RFC 5649).
+    pub fn key_wrap_mechanism(&self) -> &'static str {
+        self.key_wrap
     }
 
     /// Label of the token this instance is connected to (without PKCS#11 space padding).

@@ -14,7 +14,7 @@
 //! 3. The key must be 32 bytes ([`Error::BadLength`] otherwise; see `seal_imported` for how
 //!    that is established on SoftHSM2, which leaves `CKA_VALUE_LEN` at 0 on unwrapped secret
 //!    keys); the key check value is computed in the token.
-//! 4. `C_WrapKey(CKM_AES_KEY_WRAP_PAD, root)` gives the ordinary sealed data-key format
+//! 4. `C_WrapKey(RFC 5649, root)` (`keywrap`) gives the ordinary sealed data-key format
 //!    `0x02 || AES-KWP(root, key)`. The temporary object is destroyed on every path (if that
 //!    fails, the session is closed, which destroys it).
 //!
@@ -59,7 +59,7 @@ use zeroize::Zeroize;
 
 use crate::blob::{parse_private_blob, FORMAT_KWP_AES, KWP_AES256_LEN};
 use crate::cache::BlobDigest;
-use crate::capabilities::RsaDecryptPath;
+use crate::capabilities::{Capabilities, RsaDecryptPath};
 use crate::decrypt::host_oaep_decrypt;
 use crate::error::Error;
 use crate::hsm::Pkcs11Hsm;
@@ -118,6 +118,7 @@ impl Pkcs11Hsm {
         }
         self.caps.require_kind(kind)?;
         let path = self.rsa_import_path(mech)?;
+        let caps = self.caps;
         // An RSA ciphertext is exactly one modulus long; anything else cannot decrypt.
         if encrypted_material.len() != RSA2048_LEN {
             return Err(Error::AuthenticationFailed);
@@ -131,13 +132,17 @@ impl Pkcs11Hsm {
                     wrapped,
                     mech,
                     encrypted_material,
+                    &caps,
                 )?,
                 RsaDecryptPath::HostOaepDecoding => {
                     let material = with_cached_key(
                         s,
                         sealed_wrapping_key,
                         |s| unwrap_private_key(s, kind, wrapped),
-                        |s, rsa| host_oaep_decrypt(s, rsa, mech, encrypted_material),
+                        |s, rsa| {
+                            host_oaep_decrypt(s, rsa, mech, encrypted_material)
+                                .map_err(|e| caps.rsa_refusal(e))
+                        },
                     )?;
                     if material.len() != AES256_LEN {
                         return Err(Error::BadLength);
@@ -167,6 +172,7 @@ fn unwrap_in_token(
     wrapped: &[u8],
     mech: RsaDecryptMechanism,
     encrypted_material: &[u8],
+    caps: &Capabilities,
 ) -> Result<ObjectHandle, Error> {
     let mechanism = mech.mechanism();
     let template = templates::imported_data_key_template();
@@ -190,7 +196,7 @@ fn unwrap_in_token(
             s.call("C_UnwrapKey", |s, _| {
                 s.unwrap_key(&mechanism, rsa, encrypted_material, &template)
             })
-            .map_err(map_import_error)
+            .map_err(|e| caps.rsa_refusal(map_import_error(e)))
         },
     )
 }
@@ -238,9 +244,7 @@ fn seal_imported(
         Some(n) if n == AES256_LEN as u64 => {}
         Some(_) => return Err(Error::BadLength),
     }
-    let wrapped = s.call("C_WrapKey", |s, k| {
-        s.wrap_key(&Mechanism::AesKeyWrapPad, k.root, key)
-    })?;
+    let wrapped = s.call("C_WrapKey", |s, k| k.root.wrap(s, key))?;
     if wrapped.len() != KWP_AES256_LEN {
         return Err(Error::BadLength);
     }
@@ -291,9 +295,13 @@ pub(crate) fn key_check_value(
 /// SoftHSM2 2.6.1 reports a padding failure as CKR_GENERAL_ERROR (the spec'd codes are
 /// CKR_ENCRYPTED_DATA_INVALID / CKR_WRAPPED_KEY_INVALID). The ciphertext length, the
 /// mechanism and the unwrapping key were validated before, so on this path it means a bad
-/// ciphertext; a genuine device fault here would be reported the same way.
+/// ciphertext; a genuine device fault here would be reported the same way. kryoptic checks the
+/// unwrapped length against the AES key sizes in C_UnwrapKey already (CKR_KEY_SIZE_RANGE for
+/// 33 bytes, say): the material decrypted but is no AES-256 key, as `seal_imported` says
+/// with [`Error::BadLength`] on tokens that unwrap any length.
 fn map_import_error(e: Error) -> Error {
     match e.rv() {
+        Some(RvError::KeySizeRange) => Error::BadLength,
         Some(
             RvError::GeneralError
             | RvError::EncryptedDataInvalid

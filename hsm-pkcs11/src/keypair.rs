@@ -6,7 +6,7 @@
 //! 1. `C_GenerateKeyPair` creates both halves as *session* objects. The private half is
 //!    `CKA_SENSITIVE=true` (its components can never be read) and `CKA_EXTRACTABLE=true`, only
 //!    so that it can be wrapped once.
-//! 2. `C_WrapKey(CKM_AES_KEY_WRAP_PAD, root)` seals it. SoftHSM2 encodes the private key as
+//! 2. `C_WrapKey(RFC 5649, root)` (`keywrap`) seals it. SoftHSM2 encodes the private key as
 //!    PKCS#8 `PrivateKeyInfo` and wraps that with RFC 5649 key wrap.
 //! 3. The SubjectPublicKeyInfo is built on the host from the public object's attributes
 //!    (`CKA_MODULUS`/`CKA_PUBLIC_EXPONENT`, or `CKA_EC_POINT`), and both objects are destroyed
@@ -20,8 +20,7 @@
 use std::cell::Cell;
 
 use cryptoki::error::Error as CryptokiError;
-use cryptoki::mechanism::Mechanism;
-use cryptoki::object::{Attribute, AttributeType, ObjectHandle};
+use cryptoki::object::{Attribute, AttributeType};
 use cryptoki::session::Session;
 use der::asn1::{AnyRef, BitStringRef, OctetStringRef, UintRef};
 use der::{Decode, Encode};
@@ -30,6 +29,7 @@ use spki::{AlgorithmIdentifierRef, EncodePublicKey, SubjectPublicKeyInfoRef};
 use crate::blob::{check_wrapped_len, FORMAT_KWP_PRIVATE};
 use crate::error::{der_error, Error};
 use crate::hsm::Pkcs11Hsm;
+use crate::keys::RootKey;
 use crate::kind::{AsymKind, RSA2048_LEN};
 use crate::templates;
 
@@ -93,7 +93,7 @@ impl Pkcs11Hsm {
 /// fails, which it reports through `leaked` so the caller can close the session.
 fn generate_wrap_destroy(
     session: &Session,
-    root: ObjectHandle,
+    root: RootKey,
     kind: AsymKind,
     public_t: &[Attribute],
     private_t: &[Attribute],
@@ -101,7 +101,7 @@ fn generate_wrap_destroy(
 ) -> Result<(Vec<u8>, Vec<Attribute>), CryptokiError> {
     let (public, private) =
         session.generate_key_pair(&kind.keygen_mechanism(), public_t, private_t)?;
-    let wrapped = session.wrap_key(&Mechanism::AesKeyWrapPad, root, private);
+    let wrapped = root.wrap(session, private);
     let attrs = session.get_attributes(public, public_attribute_types(kind));
     // Private first: it is the one that matters.
     let destroyed_private = session.destroy_object(private);

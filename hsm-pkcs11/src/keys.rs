@@ -10,25 +10,55 @@
 //! identity run once per [`provision`], i.e. on every start.
 
 use cryptoki::error::RvError;
-use cryptoki::mechanism::{Mechanism, MechanismType};
+use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
 use cryptoki::session::Session;
 use cryptoki::types::Ulong;
 use cryptoki_sys::{
-    CKA_EXTRACTABLE, CKA_PRIVATE, CKA_SENSITIVE, CKA_TOKEN, CKA_UNWRAP_TEMPLATE, CK_ATTRIBUTE_TYPE,
-    CK_FALSE, CK_TRUE,
+    CKA_ALLOWED_MECHANISMS, CKA_EXTRACTABLE, CKA_PRIVATE, CKA_SENSITIVE, CKA_TOKEN,
+    CKA_UNWRAP_TEMPLATE, CKM_AES_GCM, CK_ATTRIBUTE_TYPE, CK_FALSE, CK_MECHANISM_TYPE, CK_TRUE,
 };
 use sha2::{Digest, Sha256};
 
 use crate::error::rv_of;
 use crate::error::Error;
+use crate::keywrap::{KeyWrap, KEY_WRAP_MECHANISMS};
 use crate::nested::AttributeReader;
 use crate::templates::{self, ROOT_KEY_LABEL, SEAL_KEY_LABEL};
 
+/// The root key's handle and how this token wraps with it.
+#[derive(Clone, Copy)]
+pub(crate) struct RootKey {
+    pub(crate) handle: ObjectHandle,
+    pub(crate) key_wrap: KeyWrap,
+}
+
+impl RootKey {
+    /// Wrap `key` under the root key (RFC 5649).
+    pub(crate) fn wrap(
+        self,
+        session: &Session,
+        key: ObjectHandle,
+    ) -> Result<Vec<u8>, cryptoki::error::Error> {
+        self.key_wrap.wrap(session, self.handle, key)
+    }
+
+    /// Unwrap `wrapped` under the root key into a new object with `template`.
+    pub(crate) fn unwrap(
+        self,
+        session: &Session,
+        wrapped: &[u8],
+        template: &[Attribute],
+    ) -> Result<ObjectHandle, cryptoki::error::Error> {
+        self.key_wrap
+            .unwrap(session, self.handle, wrapped, template)
+    }
+}
+
 /// Handles of the root and seal key, valid in the session that located them (until logout).
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub(crate) struct TokenKeys {
-    pub(crate) root: ObjectHandle,
+    pub(crate) root: RootKey,
     pub(crate) seal: ObjectHandle,
 }
 
@@ -46,14 +76,14 @@ pub(crate) fn provision(
     session: &Session,
     reader: &AttributeReader,
     create: bool,
-) -> Result<(ObjectHandle, [u8; ROOT_IDENTITY_LEN]), Error> {
-    let root = find_or_create(
-        session,
-        ROOT_KEY_LABEL,
-        create,
-        templates::root_key_template,
-    )?;
-    verify(session, reader, root, ROOT_KEY_LABEL, KeyUsage::WrapUnwrap)?;
+) -> Result<(RootKey, [u8; ROOT_IDENTITY_LEN]), Error> {
+    let handle = find_or_create(session, ROOT_KEY_LABEL, create, || {
+        let key_wrap = reader.offered_key_wrap(session)?.ok_or(Error::Unsupported(
+            "AES key wrap with padding (RFC 5649: CKM_AES_KEY_WRAP_KWP or CKM_AES_KEY_WRAP_PAD)",
+        ))?;
+        templates::root_key_template(key_wrap)
+    })?;
+    let root = locate_root(session, reader, handle)?;
     probe_unwrap_template(session, root)?;
     let seal = find_or_create(session, SEAL_KEY_LABEL, create, || {
         Ok(templates::seal_key_template())
@@ -70,10 +100,10 @@ pub(crate) fn provision(
 
 /// Find both (existing) keys and vet them.
 pub(crate) fn locate(session: &Session, reader: &AttributeReader) -> Result<TokenKeys, Error> {
-    let root = find_one(session, ROOT_KEY_LABEL)?.ok_or(Error::KeyMissing {
+    let handle = find_one(session, ROOT_KEY_LABEL)?.ok_or(Error::KeyMissing {
         label: ROOT_KEY_LABEL,
     })?;
-    verify(session, reader, root, ROOT_KEY_LABEL, KeyUsage::WrapUnwrap)?;
+    let root = locate_root(session, reader, handle)?;
     let seal = find_one(session, SEAL_KEY_LABEL)?.ok_or(Error::KeyMissing {
         label: SEAL_KEY_LABEL,
     })?;
@@ -85,6 +115,27 @@ pub(crate) fn locate(session: &Session, reader: &AttributeReader) -> Result<Toke
         KeyUsage::EncryptDecrypt,
     )?;
     Ok(TokenKeys { root, seal })
+}
+
+/// Vet the root key and wrap with the mechanism its `CKA_ALLOWED_MECHANISMS` names.
+fn locate_root(
+    session: &Session,
+    reader: &AttributeReader,
+    handle: ObjectHandle,
+) -> Result<RootKey, Error> {
+    let mechanism = verify(
+        session,
+        reader,
+        handle,
+        ROOT_KEY_LABEL,
+        KeyUsage::WrapUnwrap,
+    )?;
+    // `verify` accepted only a number `key_wrap` knows.
+    let key_wrap = reader.key_wrap(mechanism).ok_or(Error::KeyPolicy {
+        label: ROOT_KEY_LABEL,
+        reason: format!("CKA_ALLOWED_MECHANISMS names {mechanism:#x}"),
+    })?;
+    Ok(RootKey { handle, key_wrap })
 }
 
 fn find_one(session: &Session, label: &'static str) -> Result<Option<ObjectHandle>, Error> {
@@ -138,18 +189,18 @@ fn find_or_create(
 /// Check that a root/seal key has every protective attribute this crate creates it with, the
 /// root key's nested `CKA_UNWRAP_TEMPLATE` included, value by value. A pre-provisioned,
 /// planted, substituted or tampered-with key with weaker attributes is refused with an error
-/// naming the first attribute that differs.
+/// naming the first attribute that differs. Returns the one mechanism the key allows.
 fn verify(
     session: &Session,
     reader: &AttributeReader,
     key: ObjectHandle,
     label: &'static str,
     usage: KeyUsage,
-) -> Result<(), Error> {
+) -> Result<CK_MECHANISM_TYPE, Error> {
     let wraps = matches!(usage, KeyUsage::WrapUnwrap);
-    let mechanism = match usage {
-        KeyUsage::WrapUnwrap => MechanismType::AES_KEY_WRAP_PAD,
-        KeyUsage::EncryptDecrypt => MechanismType::AES_GCM,
+    let mechanisms: &[CK_MECHANISM_TYPE] = match usage {
+        KeyUsage::WrapUnwrap => &KEY_WRAP_MECHANISMS,
+        KeyUsage::EncryptDecrypt => &[CKM_AES_GCM],
     };
     let required = [
         Attribute::Class(ObjectClass::SECRET_KEY),
@@ -174,7 +225,6 @@ fn verify(
         Attribute::Sign(false),
         Attribute::Verify(false),
         Attribute::Derive(false),
-        Attribute::AllowedMechanisms(vec![mechanism]),
     ];
     let types: Vec<AttributeType> = required.iter().map(Attribute::attribute_type).collect();
     let actual = session
@@ -196,10 +246,24 @@ fn verify(
             });
         }
     }
+    // Read raw: cryptoki cannot read back a number it has no name for (0x210B).
+    let allowed = reader.read_ulongs(session, key, CKA_ALLOWED_MECHANISMS)?;
+    let mechanism = match allowed.as_deref() {
+        Some(&[one]) if mechanisms.contains(&one) => one,
+        other => {
+            return Err(Error::KeyPolicy {
+                label,
+                reason: format!(
+                    "expected CKA_ALLOWED_MECHANISMS to be one of {mechanisms:#x?}, token has \
+                     {other:#x?}"
+                ),
+            })
+        }
+    };
     if wraps {
         verify_unwrap_template(session, reader, key, label)?;
     }
-    Ok(())
+    Ok(mechanism)
 }
 
 /// Name of a boolean attribute of [`templates::UNWRAP_TEMPLATE`], for messages.
@@ -301,7 +365,7 @@ fn unwrap_attempt(flip: Option<CK_ATTRIBUTE_TYPE>) -> Vec<Attribute> {
 ///
 /// On any error return the caller drops `session`, which destroys whatever session objects
 /// are left in it. (A wrongly accepted TOKEN=true unwrap is destroyed right away.)
-fn probe_unwrap_template(session: &Session, root: ObjectHandle) -> Result<(), Error> {
+fn probe_unwrap_template(session: &Session, root: RootKey) -> Result<(), Error> {
     let violation = |reason: String| Error::KeyPolicy {
         label: ROOT_KEY_LABEL,
         reason,
@@ -312,12 +376,12 @@ fn probe_unwrap_template(session: &Session, root: ObjectHandle) -> Result<(), Er
             &templates::generated_data_key_template(),
         )
         .map_err(Error::pkcs11("C_GenerateKey"))?;
-    let wrapped = session.wrap_key(&Mechanism::AesKeyWrapPad, root, probe);
+    let wrapped = root.wrap(session, probe);
     session
         .destroy_object(probe)
         .map_err(Error::pkcs11("C_DestroyObject"))?;
     let wrapped = wrapped.map_err(Error::pkcs11("C_WrapKey"))?;
-    let unwrap = |t: &[Attribute]| session.unwrap_key(&Mechanism::AesKeyWrapPad, root, &wrapped, t);
+    let unwrap = |t: &[Attribute]| root.unwrap(session, &wrapped, t);
     let destroy = |h| {
         session
             .destroy_object(h)
@@ -399,7 +463,7 @@ const IDENTITY_INPUT: [u8; 32] = *b"keyward/root-identity/input/v1.\0";
 ///
 /// The seal key is not covered: it lives on the same token, cannot be destroyed or changed
 /// either, so replacing it means re-initialising the token, which replaces the root as well.
-fn root_identity(session: &Session, root: ObjectHandle) -> Result<[u8; ROOT_IDENTITY_LEN], Error> {
+fn root_identity(session: &Session, root: RootKey) -> Result<[u8; ROOT_IDENTITY_LEN], Error> {
     let input = session
         .create_object(&[
             Attribute::Class(ObjectClass::SECRET_KEY),
@@ -415,7 +479,7 @@ fn root_identity(session: &Session, root: ObjectHandle) -> Result<[u8; ROOT_IDEN
             Attribute::Unwrap(false),
         ])
         .map_err(Error::pkcs11("C_CreateObject"))?;
-    let wrapped = session.wrap_key(&Mechanism::AesKeyWrapPad, root, input);
+    let wrapped = root.wrap(session, input);
     session
         .destroy_object(input)
         .map_err(Error::pkcs11("C_DestroyObject"))?;

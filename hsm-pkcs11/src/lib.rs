@@ -5,8 +5,9 @@
 //! Two long-lived AES-256 keys live on the token, found by label (and created on first use):
 //!
 //! * **Root key** ([`ROOT_KEY_LABEL`]): wrap/unwrap only. Every AES data key Keyward hands out
-//!   is generated inside the token as a session object, wrapped under the root key with
-//!   `CKM_AES_KEY_WRAP_PAD` (RFC 5649), and returned to the caller as an opaque sealed blob.
+//!   is generated inside the token as a session object, wrapped under the root key with AES
+//!   key wrap with padding (RFC 5649: `CKM_AES_KEY_WRAP_KWP` or, on SoftHSM2,
+//!   `CKM_AES_KEY_WRAP_PAD`), and returned to the caller as an opaque sealed blob.
 //!   To use a data key we `C_UnwrapKey` the blob back into a *sensitive, non-extractable*
 //!   session object and run AES-GCM inside the token. The plaintext of an AES data key never
 //!   exists outside the token.
@@ -49,9 +50,14 @@
 //! The root key also has `CKA_ENCRYPT=false`/`CKA_DECRYPT=false`. AES-KWP is built from raw
 //! AES, so a root key with `CKA_DECRYPT` would let a PIN holder `C_Decrypt(CKM_AES_ECB)` a
 //! wrapped blob and undo the wrap by hand (SoftHSM2 defaults `CKA_DECRYPT` to true, so this
-//! has to be explicit). `CKA_ALLOWED_MECHANISMS = [CKM_AES_KEY_WRAP_PAD]` narrows it further.
+//! has to be explicit). `CKA_ALLOWED_MECHANISMS` narrows it further, to the one RFC 5649
+//! mechanism number the token uses (checked as the raw number at every locate).
 //!
-//! ## Why `CKM_AES_KEY_WRAP_PAD`
+//! ## Why RFC 5649 (`CKM_AES_KEY_WRAP_KWP` / `CKM_AES_KEY_WRAP_PAD`)
+//!
+//! Tokens give it one of two numbers; the bytes are the same (see `keywrap`): a new root key
+//! takes the PKCS#11 3.0 number `CKM_AES_KEY_WRAP_KWP` (0x210B, kryoptic) where the token
+//! offers it, otherwise `CKM_AES_KEY_WRAP_PAD` (0x210A, SoftHSM2).
 //!
 //! It is the standard, deterministic, integrity-protected AES key-wrap (RFC 5649) and is
 //! what PKCS#11 tokens broadly support as a *wrapping* mechanism. SoftHSM2 refuses AES-GCM
@@ -141,6 +147,7 @@ mod hsm;
 mod import;
 mod keypair;
 mod keys;
+mod keywrap;
 mod kind;
 mod nested;
 mod oaep;

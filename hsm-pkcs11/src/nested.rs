@@ -11,6 +11,11 @@
 //! The function pointer comes from the module's own `C_GetFunctionList`, after loading the
 //! module once more with libloading (what cryptoki does too): the dynamic loader returns the
 //! instance cryptoki already loaded and initialised, so the handles are valid in it.
+//!
+//! The same function list serves what cryptoki 0.12 cannot do for mechanism numbers it has no
+//! name for (`CKM_AES_KEY_WRAP_KWP`, 0x210B): reading `CKA_ALLOWED_MECHANISMS` as raw numbers,
+//! `C_GetMechanismInfo` about such a number, and `C_WrapKey`/`C_UnwrapKey` for
+//! [`crate::keywrap`].
 
 use std::ffi::c_void;
 use std::path::Path;
@@ -20,11 +25,13 @@ use std::sync::Arc;
 use cryptoki::object::ObjectHandle;
 use cryptoki::session::Session;
 use cryptoki_sys::{
-    CKR_OK, CK_ATTRIBUTE, CK_ATTRIBUTE_TYPE, CK_FUNCTION_LIST, CK_OBJECT_HANDLE, CK_RV,
-    CK_SESSION_HANDLE, CK_ULONG, CK_UNAVAILABLE_INFORMATION,
+    CKF_UNWRAP, CKF_WRAP, CKM_AES_KEY_WRAP_KWP, CKM_AES_KEY_WRAP_PAD, CKR_OK, CK_ATTRIBUTE,
+    CK_ATTRIBUTE_TYPE, CK_FUNCTION_LIST, CK_MECHANISM_INFO, CK_MECHANISM_TYPE, CK_OBJECT_HANDLE,
+    CK_RV, CK_SESSION_HANDLE, CK_SLOT_ID, CK_ULONG, CK_UNAVAILABLE_INFORMATION,
 };
 
 use crate::error::Error;
+use crate::keywrap::{KeyWrap, UnwrapKeyFn, WrapKeyFn, KEY_WRAP_MECHANISMS};
 
 type GetAttributeValue =
     unsafe extern "C" fn(CK_SESSION_HANDLE, CK_OBJECT_HANDLE, *mut CK_ATTRIBUTE, CK_ULONG) -> CK_RV;
@@ -42,8 +49,19 @@ const MAX_NESTED_VALUE: usize = 1024;
 #[derive(Clone)]
 pub(crate) struct AttributeReader {
     get: GetAttributeValue,
+    /// The module's key-wrap and mechanism-info entry points, for the one mechanism cryptoki
+    /// 0.12 cannot name (see [`KeyWrap`]).
+    wrap: WrapKeyFn,
+    unwrap: UnwrapKeyFn,
+    mechanism_info: MechanismInfoFn,
     _library: Arc<cryptoki_sys::Pkcs11>,
 }
+
+type MechanismInfoFn =
+    unsafe extern "C" fn(CK_SLOT_ID, CK_MECHANISM_TYPE, *mut CK_MECHANISM_INFO) -> CK_RV;
+
+/// Upper bound on the entries of a `CK_ULONG` array attribute (`CKA_ALLOWED_MECHANISMS`).
+const MAX_ULONGS: usize = 64;
 
 impl AttributeReader {
     /// Load `path` (already loaded and initialised through cryptoki) and take its
@@ -69,10 +87,96 @@ impl AttributeReader {
         let get = unsafe { (*list).C_GetAttributeValue }.ok_or(Error::InvalidConfig(
             "the PKCS#11 module has no C_GetAttributeValue",
         ))?;
+        // SAFETY: as above.
+        let (wrap, unwrap, mechanism_info) = unsafe {
+            (
+                (*list).C_WrapKey,
+                (*list).C_UnwrapKey,
+                (*list).C_GetMechanismInfo,
+            )
+        };
+        let (Some(wrap), Some(unwrap), Some(mechanism_info)) = (wrap, unwrap, mechanism_info)
+        else {
+            return Err(Error::InvalidConfig(
+                "the PKCS#11 module has no C_WrapKey, C_UnwrapKey or C_GetMechanismInfo",
+            ));
+        };
         Ok(AttributeReader {
             get,
+            wrap,
+            unwrap,
+            mechanism_info,
             _library: Arc::new(library),
         })
+    }
+
+    /// The RFC 5649 key wrap a new root key on the token behind `session` should use: the
+    /// first of [`KEY_WRAP_MECHANISMS`] its slot offers for both wrapping and unwrapping
+    /// (asked with `C_GetMechanismInfo`, which takes any number, unlike cryptoki's list).
+    pub(crate) fn offered_key_wrap(&self, session: &Session) -> Result<Option<KeyWrap>, Error> {
+        let slot = session
+            .get_session_info()
+            .map_err(Error::pkcs11("C_GetSessionInfo"))?
+            .slot_id()
+            .id() as CK_SLOT_ID;
+        for mechanism in KEY_WRAP_MECHANISMS {
+            let mut info = CK_MECHANISM_INFO::default();
+            // SAFETY: `info` is one writable CK_MECHANISM_INFO; the slot is the session's.
+            let rv = unsafe { (self.mechanism_info)(slot, mechanism, &mut info) };
+            if rv == CKR_OK && info.flags & CKF_WRAP != 0 && info.flags & CKF_UNWRAP != 0 {
+                return Ok(self.key_wrap(mechanism));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The key wrap for RFC 5649 mechanism number `mechanism`, `None` for any other number.
+    pub(crate) fn key_wrap(&self, mechanism: CK_MECHANISM_TYPE) -> Option<KeyWrap> {
+        match mechanism {
+            CKM_AES_KEY_WRAP_PAD => Some(KeyWrap::Pad),
+            CKM_AES_KEY_WRAP_KWP => Some(KeyWrap::Kwp {
+                wrap: self.wrap,
+                unwrap: self.unwrap,
+            }),
+            _ => None,
+        }
+    }
+
+    /// A `CK_ULONG`-array attribute (`CKA_ALLOWED_MECHANISMS`) of `object`, every number as the
+    /// token holds it: cryptoki's reader refuses numbers it has no name for (0x210B).
+    /// `Ok(None)`: the object has no such attribute.
+    pub(crate) fn read_ulongs(
+        &self,
+        session: &Session,
+        object: ObjectHandle,
+        outer: CK_ATTRIBUTE_TYPE,
+    ) -> Result<Option<Vec<CK_ULONG>>, Error> {
+        let entry = size_of::<CK_ULONG>();
+        let bad = |what: &str| Error::TokenOutput(format!("attribute {outer:#x}: {what}"));
+        let mut attr = CK_ATTRIBUTE {
+            type_: outer,
+            pValue: ptr::null_mut(),
+            ulValueLen: 0,
+        };
+        if self.call(session, object, &mut attr)?.is_none() {
+            return Ok(None);
+        }
+        let len = usize::try_from(attr.ulValueLen).map_err(|_| bad("impossible length"))?;
+        if len % entry != 0 || len / entry > MAX_ULONGS {
+            return Err(bad("length is not a small whole number of CK_ULONGs"));
+        }
+        let mut values: Vec<CK_ULONG> = vec![0; len / entry];
+        attr.pValue = values.as_mut_ptr().cast::<c_void>();
+        attr.ulValueLen = (values.len() * entry) as CK_ULONG;
+        if self.call(session, object, &mut attr)?.is_none() {
+            return Err(bad("vanished while being read"));
+        }
+        let got = usize::try_from(attr.ulValueLen)
+            .ok()
+            .filter(|l| *l <= values.len() * entry && *l % entry == 0)
+            .ok_or_else(|| bad("value longer than its buffer"))?;
+        values.truncate(got / entry);
+        Ok(Some(values))
     }
 
     /// One C_GetAttributeValue with a single attribute, `Ok(None)` if the object does not

@@ -56,6 +56,7 @@ impl Pkcs11Hsm {
             caps,
             force_host_oaep: false,
             root_identity,
+            key_wrap: root.key_wrap.name(),
         })
     }
 }

@@ -376,8 +376,15 @@ impl<'a> SessionGuard<'a> {
                 }
             }
         }
+        // CKR_DEVICE_ERROR is ambiguous: kryoptic answers it for every OpenSSL failure, an RSA
+        // ciphertext that does not decrypt included, and its session is fine. So it counts as
+        // lost only if the session no longer answers C_GetSessionInfo either.
+        let lost = result.as_ref().err().and_then(rv_of).is_some_and(|rv| {
+            is_session_fatal(rv)
+                && !(rv == RvError::DeviceError && ps.session.get_session_info().is_ok())
+        });
         result.map_err(|e| {
-            if rv_of(&e).is_some_and(is_session_fatal) {
+            if lost {
                 self.dead = true;
                 self.lost = true;
                 // Whatever killed this session probably killed its idle siblings too.

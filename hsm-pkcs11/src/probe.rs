@@ -25,6 +25,7 @@ use crate::capabilities::Capabilities;
 use crate::error::{rv_of, Error};
 use crate::hsm::Pkcs11Hsm;
 use crate::keypair::{build_spki, public_attribute_types};
+use crate::keys::RootKey;
 use crate::kind::{AsymKind, RsaDecryptMechanism, SignMechanism, RSA2048_LEN};
 use crate::sign::{finish_signature, sign_input, sign_mechanism, SHA256_LEN};
 use crate::templates;
@@ -77,7 +78,7 @@ pub(crate) fn probe_capabilities(
     pkcs11: &Pkcs11,
     slot: Slot,
     session: &Session,
-    root: ObjectHandle,
+    root: RootKey,
 ) -> Result<Capabilities, Error> {
     let listed = pkcs11
         .get_mechanism_list(slot)
@@ -99,10 +100,10 @@ pub(crate) fn probe_capabilities(
         } else {
             (MechanismType::ECC_KEY_PAIR_GEN, MechanismType::ECDSA)
         };
-        if !(listed.contains(&MechanismType::AES_KEY_WRAP_PAD)
-            && listed.contains(&op)
-            && can_generate(keygen, kind.bits()))
-        {
+        // The root key's wrap needs no listing here: `keys::provision` has wrapped and
+        // unwrapped with it already (under whichever RFC 5649 number the token uses, which
+        // cryptoki's mechanism list may not even show).
+        if !(listed.contains(&op) && can_generate(keygen, kind.bits())) {
             continue;
         }
         trial_kind(session, root, kind, &listed, &mut caps)?;
@@ -113,7 +114,7 @@ pub(crate) fn probe_capabilities(
 /// Run the full cycle for one kind and record what worked in `caps`.
 fn trial_kind(
     session: &Session,
-    root: ObjectHandle,
+    root: RootKey,
     kind: AsymKind,
     listed: &[MechanismType],
     caps: &mut Capabilities,
@@ -138,18 +139,14 @@ fn trial_kind(
 
 fn trial_generated(
     session: &Session,
-    root: ObjectHandle,
+    root: RootKey,
     kind: AsymKind,
     public: ObjectHandle,
     private: ObjectHandle,
     listed: &[MechanismType],
     caps: &mut Capabilities,
 ) -> Result<(), Error> {
-    let Some(wrapped) = trial(
-        session.wrap_key(&Mechanism::AesKeyWrapPad, root, private),
-        "C_WrapKey",
-    )?
-    else {
+    let Some(wrapped) = trial(root.wrap(session, private), "C_WrapKey")? else {
         return Ok(());
     };
     let attrs = session
@@ -159,11 +156,7 @@ fn trial_generated(
         return Ok(());
     }
     let template = templates::unwrapped_private_key_template(kind);
-    let Some(key) = trial(
-        session.unwrap_key(&Mechanism::AesKeyWrapPad, root, &wrapped, &template),
-        "C_UnwrapKey",
-    )?
-    else {
+    let Some(key) = trial(root.unwrap(session, &wrapped, &template), "C_UnwrapKey")? else {
         return Ok(());
     };
     let t = Trial {
@@ -186,7 +179,7 @@ fn trial_generated(
 /// unwrapped with the ordinary sign/decrypt template.
 struct Trial<'a> {
     session: &'a Session,
-    root: ObjectHandle,
+    root: RootKey,
     wrapped: &'a [u8],
     kind: AsymKind,
     public: ObjectHandle,
@@ -216,6 +209,7 @@ fn trial_unwrapped(t: &Trial<'_>, caps: &mut Capabilities) -> Result<(), Error> 
             if !caps.rsa_2048 {
                 return Ok(());
             }
+            caps.rsa_refusal_is_device_error = refuses_with_device_error(t);
             if t.listed.contains(&MechanismType::RSA_PKCS_PSS) {
                 caps.rsa_pss = signs(SignMechanism::RsaPssSha256)?;
             }
@@ -223,6 +217,20 @@ fn trial_unwrapped(t: &Trial<'_>, caps: &mut Capabilities) -> Result<(), Error> 
         }
     }
     Ok(())
+}
+
+/// Whether the token answers a ciphertext that cannot decrypt with `CKR_DEVICE_ERROR` while
+/// the session stays usable (see [`Capabilities::rsa_refusal_is_device_error`]). The
+/// ciphertext is 1: its RSA plaintext is 1 too, which no PKCS#1 padding accepts. Called
+/// directly, not through `trial`, for which that code means the token is in trouble.
+fn refuses_with_device_error(t: &Trial<'_>) -> bool {
+    let mut one = [0u8; RSA2048_LEN];
+    one[RSA2048_LEN - 1] = 1;
+    let m = RsaDecryptMechanism::Pkcs1v15.mechanism();
+    matches!(t.session.decrypt(&m, t.key, &one), Err(e) if rv_of(&e) == Some(RvError::DeviceError))
+        && t.session.get_session_info().is_ok()
+        // A session that really failed would not decrypt any more.
+        && round_trips(t, &m).unwrap_or(false)
 }
 
 /// Encrypt with the token's public key, decrypt with the unwrapped private key.
@@ -262,10 +270,7 @@ fn trial_rsa_decryption(t: &Trial<'_>, caps: &mut Capabilities) -> Result<(), Er
 fn trial_oaep_unwrap(t: &Trial<'_>, caps: &mut Capabilities) -> Result<(), Error> {
     let session = t.session;
     let template = templates::unwrapping_private_key_template(t.kind);
-    let Some(unwrapping) = trial(
-        session.unwrap_key(&Mechanism::AesKeyWrapPad, t.root, t.wrapped, &template),
-        "C_UnwrapKey",
-    )?
+    let Some(unwrapping) = trial(t.root.unwrap(session, t.wrapped, &template), "C_UnwrapKey")?
     else {
         return Ok(());
     };

@@ -53,9 +53,7 @@ impl Pkcs11Hsm {
                     &templates::generated_data_key_template(),
                 )
             })?;
-            let wrapped = s.call("C_WrapKey", |s, k| {
-                s.wrap_key(&Mechanism::AesKeyWrapPad, k.root, key)
-            });
+            let wrapped = s.call("C_WrapKey", |s, k| k.root.wrap(s, key));
             // Destroy the extractable copy before even looking at the wrap result, so it never
             // outlives this call on any path.
             if let Err(e) = s.call("C_DestroyObject", |s, _| s.destroy_object(key)) {

@@ -14,6 +14,7 @@ use cryptoki_sys::{
 
 use crate::error::der_error;
 use crate::error::Error;
+use crate::keywrap::{allowed_mechanism, KeyWrap};
 use crate::kind::AsymKind;
 
 /// Label of the root key (wrap/unwrap of AES data keys).
@@ -121,8 +122,8 @@ fn token_key_common(label: &str) -> Vec<Attribute> {
     ]
 }
 
-/// Template for the root (wrap/unwrap only) key.
-pub(crate) fn root_key_template() -> Result<Vec<Attribute>, Error> {
+/// Template for the root (wrap/unwrap only) key, allowed only `key_wrap`'s mechanism.
+pub(crate) fn root_key_template(key_wrap: KeyWrap) -> Result<Vec<Attribute>, Error> {
     let mut t = token_key_common(ROOT_KEY_LABEL);
     t.extend([
         Attribute::Wrap(true),
@@ -133,8 +134,8 @@ pub(crate) fn root_key_template() -> Result<Vec<Attribute>, Error> {
         // keys, so it must be set explicitly.)
         Attribute::Encrypt(false),
         Attribute::Decrypt(false),
-        // Only the one wrapping mechanism we use.
-        Attribute::AllowedMechanisms(vec![MechanismType::AES_KEY_WRAP_PAD]),
+        // Only the one wrapping mechanism we use (RFC 5649 under the number the token gives it).
+        allowed_mechanism(key_wrap.mechanism()),
         unwrap_template_attribute()?,
     ]);
     Ok(t)

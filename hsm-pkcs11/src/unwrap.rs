@@ -3,7 +3,6 @@
 //! blob) so that repeated use of one key costs one unwrap per session.
 
 use cryptoki::error::RvError;
-use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, AttributeType, ObjectHandle};
 use cryptoki::session::Session;
 use der::asn1::UintRef;
@@ -82,10 +81,8 @@ pub(crate) fn with_cached_digest<T>(
 /// C_UnwrapKey a sealed data key into a sensitive, non-extractable session object.
 fn unwrap_data_key(s: &mut SessionGuard<'_>, wrapped: &[u8]) -> Result<ObjectHandle, Error> {
     let template = templates::unwrapped_data_key_template();
-    s.call("C_UnwrapKey", |s, k| {
-        s.unwrap_key(&Mechanism::AesKeyWrapPad, k.root, wrapped, &template)
-    })
-    .map_err(map_unwrap_error)
+    s.call("C_UnwrapKey", |s, k| k.root.unwrap(s, wrapped, &template))
+        .map_err(map_unwrap_error)
 }
 
 /// Map a failed C_UnwrapKey of a sealed blob to [`Error::BadSealedKey`] where it means "this
@@ -132,9 +129,7 @@ pub(crate) fn unwrap_private_key_with(
     template: Vec<Attribute>,
 ) -> Result<ObjectHandle, Error> {
     let key = s
-        .call("C_UnwrapKey", |s, k| {
-            s.unwrap_key(&Mechanism::AesKeyWrapPad, k.root, wrapped, &template)
-        })
+        .call("C_UnwrapKey", |s, k| k.root.unwrap(s, wrapped, &template))
         .map_err(|e| match e.rv() {
             // SoftHSM2 2.6.1, measured: a blob that passes the AES-KWP check but whose PKCS#8
             // does not decode as the key type from the kind byte (an altered kind byte) gives

@@ -19,6 +19,8 @@ pub const TOKENS: &[&str] = &[
     "kw-plant-token",
     "kw-plant-destroy",
     "kw-plant-known",
+    "kw-plant-mechs",
+    "kw-plant-3394",
     "kw-nodestroy",
     "kw-unwrap-pub",
     "kw-missing",
@@ -114,6 +116,27 @@ fn planted_root_lacking_a_protective_attribute_is_refused() {
     s.create_object(&t).expect("the PIN holder imports a key");
     let err = Pkcs11Hsm::open(&config("kw-plant-known", 1)).unwrap_err();
     assert!(policy_reason(&err).contains("Local"), "{err}");
+}
+
+#[test]
+fn planted_root_allowing_other_mechanisms_is_refused() {
+    // Perfect otherwise, but the root also (or only) allows plain RFC 3394 wrapping:
+    // `CKA_ALLOWED_MECHANISMS` must hold exactly one RFC 5649 number, read back raw.
+    use cryptoki::mechanism::MechanismType;
+    for (token, mechanisms) in [
+        (
+            "kw-plant-mechs",
+            vec![MechanismType::AES_KEY_WRAP_PAD, MechanismType::AES_KEY_WRAP],
+        ),
+        ("kw-plant-3394", vec![MechanismType::AES_KEY_WRAP]),
+    ] {
+        let mut t = root_look_alike(ROOT_KEY_LABEL);
+        t.retain(|a| !matches!(a, Attribute::AllowedMechanisms(_)));
+        t.push(Attribute::AllowedMechanisms(mechanisms));
+        t.push(unwrap_template(&GOOD));
+        let reason = policy_reason(&plant_and_open(token, t)).to_owned();
+        assert!(reason.contains("CKA_ALLOWED_MECHANISMS"), "{reason}");
+    }
 }
 
 #[test]

@@ -70,7 +70,9 @@ pub enum Request<'a> {
     GenerateKeyPair {
         algorithm: Algorithm,
     },
-    /// Sign a message (the device hashes it) or a 32-byte digest with a sealed private key.
+    /// Sign a message (the device hashes it) or a digest with a sealed private key: 32 bytes,
+    /// or on P-384 also a 48-byte SHA-384 digest (`message` is length-prefixed, so this took
+    /// no new variant).
     Sign {
         algorithm: Algorithm,
         #[serde(borrow)]

@@ -77,6 +77,32 @@ async fn sign_both_ways(
     (raw, dig)
 }
 
+/// A P-384 key signs a 48-byte SHA-384 DIGEST: the signature is ECDSA-with-SHA-384 of the
+/// message, which the `p384` crate's own hashing verifier checks; the API verifies it too.
+/// Other lengths keep the reference's `InvalidParameterValue`.
+async fn p384_takes_sha384_digests(
+    c: &TcClient,
+    key_id: &str,
+    vk: &p384::ecdsa::VerifyingKey,
+    msg: &[u8],
+) {
+    use p384::ecdsa::signature::Verifier;
+    let d384 = sha2::Sha384::digest(msg).to_vec();
+    let sig = sign(c, key_id, "ECC_P384_R1", &d384, true).await;
+    let parsed = p384::ecdsa::Signature::from_der(&sig).expect("DER signature");
+    vk.verify(msg, &parsed)
+        .expect("ECDSA P-384 with SHA-384 verifies");
+    assert!(vk.verify(b"another message", &parsed).is_err());
+    assert!(verify(c, key_id, "ECC_P384_R1", &d384, true, &sig).await);
+    let mut other = d384.clone();
+    other[47] ^= 1;
+    assert!(!verify(c, key_id, "ECC_P384_R1", &other, true, &sig).await);
+    for len in [31, 33, 47, 49, 64] {
+        err(&c.kms("SignByAsymmetricKey", json!({"KeyId": key_id, "Algorithm": "ECC_P384_R1", "Message": b64(&vec![1u8; len]), "MessageType": "DIGEST"})).await.unwrap(), "InvalidParameterValue");
+        err(&c.kms("VerifyByAsymmetricKey", json!({"KeyId": key_id, "Algorithm": "ECC_P384_R1", "Message": b64(&vec![1u8; len]), "MessageType": "DIGEST", "SignatureValue": b64(&sig)})).await.unwrap(), "InvalidParameterValue");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn signing_keys_verify_independently() {
     use rsa::pkcs8::DecodePublicKey;
@@ -116,9 +142,12 @@ async fn signing_keys_verify_independently() {
     let p384_key = create(&c, "ASYMMETRIC_SIGN_VERIFY_ECDSA384").await;
     let vk =
         p384::ecdsa::VerifyingKey::from_public_key_der(&public_der(&c, &p384_key).await).unwrap();
-    let (raw, _) = sign_both_ways(&c, &p384_key, "ECC_P384_R1", msg, &digest).await;
-    vk.verify_prehash(&digest, &p384::ecdsa::Signature::from_der(&raw).unwrap())
-        .expect("p384 verifies");
+    let (raw, dig) = sign_both_ways(&c, &p384_key, "ECC_P384_R1", msg, &digest).await;
+    for sig in [raw, dig] {
+        vk.verify_prehash(&digest, &p384::ecdsa::Signature::from_der(&sig).unwrap())
+            .expect("p384 verifies");
+    }
+    p384_takes_sha384_digests(&c, &p384_key, &vk, msg).await;
 
     let sm2_key = create(&c, "ASYMMETRIC_SIGN_VERIFY_SM2").await;
     let meta = ok(c
@@ -140,8 +169,11 @@ async fn signing_keys_verify_independently() {
     sm2::dsa::signature::Verifier::verify(&vk, msg, &sm2::dsa::Signature::from_der(&raw).unwrap())
         .expect("SM2DSA verifies");
 
-    // Refusals.
-    err(&c.kms("SignByAsymmetricKey", json!({"KeyId": p256_key, "Algorithm": "ECC_P256_R1", "Message": b64(&[0u8; 33]), "MessageType": "DIGEST"})).await.unwrap(), "InvalidParameterValue");
+    // Refusals. A 48-byte DIGEST is a P-384 key's only (a SHA-384 digest).
+    for len in [31, 33, 48] {
+        err(&c.kms("SignByAsymmetricKey", json!({"KeyId": p256_key, "Algorithm": "ECC_P256_R1", "Message": b64(&vec![0u8; len]), "MessageType": "DIGEST"})).await.unwrap(), "InvalidParameterValue");
+    }
+    err(&c.kms("VerifyByAsymmetricKey", json!({"KeyId": p256_key, "Algorithm": "ECC_P256_R1", "Message": b64(&[0u8; 48]), "MessageType": "DIGEST", "SignatureValue": b64(&[0x30, 0])})).await.unwrap(), "InvalidParameterValue");
     err(
         &c.kms(
             "SignByAsymmetricKey",

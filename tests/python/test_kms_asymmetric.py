@@ -87,6 +87,29 @@ def test_ecdsa_signatures_verify_with_cryptography(kms, usage, algorithm, curve,
     assert not verify(kms, key_id, algorithm, b"tampered", sig)
 
 
+def test_p384_signs_a_sha384_digest(kms):
+    """A P-384 key also takes a 48-byte SHA-384 DIGEST (a Keyward extension of the reference's
+    32 bytes): the signature is ECDSA with SHA-384 over the message, as `cryptography` checks
+    it. Other lengths stay InvalidParameterValue, and so do 48 bytes for a P-256 key."""
+    key_id = create(kms, "ASYMMETRIC_SIGN_VERIFY_ECDSA384")
+    pub = serialization.load_der_public_key(public_key(kms, key_id))
+    digest = hashlib.sha384(MESSAGE).digest()
+    sig = sign(kms, key_id, "ECC_P384_R1", digest, "DIGEST")
+    pub.verify(sig, MESSAGE, ec.ECDSA(hashes.SHA384()))
+    with pytest.raises(InvalidSignature):
+        pub.verify(sig, b"something else", ec.ECDSA(hashes.SHA384()))
+    assert verify(kms, key_id, "ECC_P384_R1", digest, sig, "DIGEST")
+    assert not verify(kms, key_id, "ECC_P384_R1", hashlib.sha384(b"other").digest(), sig, "DIGEST")
+    req = models.SignByAsymmetricKeyRequest()
+    req.KeyId, req.Algorithm, req.MessageType = key_id, "ECC_P384_R1", "DIGEST"
+    for n in (31, 33, 47, 49, 64):
+        req.Message = base64.b64encode(b"\x01" * n).decode()
+        expect("InvalidParameterValue", kms.SignByAsymmetricKey, req)
+    req.KeyId, req.Algorithm = create(kms, "ASYMMETRIC_SIGN_VERIFY_ECC"), "ECC_P256_R1"
+    req.Message = base64.b64encode(digest).decode()
+    expect("InvalidParameterValue", kms.SignByAsymmetricKey, req)
+
+
 def sm2_public_hex(der):
     """The uncompressed point (x||y) that gmssl expects, from the SubjectPublicKeyInfo."""
     assert der[-65] == 0x04

@@ -187,7 +187,10 @@ def _verify_locally(pub, mechanism, message, signature):
                                          int.from_bytes(signature[n:], "big"))
         if mechanism == "ECDSA":
             pub.verify(der, message, ec.ECDSA(utils.Prehashed(hashes.SHA256())))
+        elif mechanism == "ECDSA-SHA384":
+            pub.verify(der, message, ec.ECDSA(hashes.SHA384()))
         else:
+            assert mechanism == "ECDSA-SHA256", mechanism
             pub.verify(der, message, ec.ECDSA(hashes.SHA256()))
     elif mechanism == "RSA-PKCS":
         assert message.startswith(SHA256_DIGEST_INFO)
@@ -209,8 +212,8 @@ PSS = ["--hash-algorithm", "SHA256", "--mgf", "MGF1-SHA256", "--salt-len", "32"]
 
 
 @pytest.mark.parametrize("name,mechanism", [
-    ("p256", "ECDSA"), ("p256", "ECDSA-SHA256"),
-    ("p384", "ECDSA"), ("p384", "ECDSA-SHA256"),
+    ("p256", "ECDSA"), ("p256", "ECDSA-SHA256"), ("p256", "ECDSA-SHA384"),
+    ("p384", "ECDSA"), ("p384", "ECDSA-SHA256"), ("p384", "ECDSA-SHA384"),
     ("rsa_sign", "RSA-PKCS"), ("rsa_sign", "SHA256-RSA-PKCS"),
     ("rsa_sign", "RSA-PKCS-PSS"), ("rsa_sign", "SHA256-RSA-PKCS-PSS"),
 ])
@@ -342,7 +345,7 @@ def openssl_env(module):
     return dict(module.env, OPENSSL_CONF=str(cnf))
 
 
-@pytest.mark.parametrize("name", ["p256", "rsa_sign"])
+@pytest.mark.parametrize("name", ["p256", "p384", "rsa_sign"])
 def test_openssl_signs_a_request_and_serves_tls(module, keys, kms, openssl_env, tmp_path, name):
     key_id, alias = keys[name]
     uri = f"pkcs11:token=Keyward;object={alias};type=private"
@@ -386,8 +389,12 @@ def test_openssl_signs_a_request_and_serves_tls(module, keys, kms, openssl_env, 
         out = res.stdout.decode(errors="replace")
         assert res.returncode == 0, out + res.stderr.decode(errors="replace")
         assert "Verify return code: 0 (ok)" in out
-        peer = "ECDSA" if name == "p256" else "RSA-PSS"
+        peer = "RSA-PSS" if name == "rsa_sign" else "ECDSA"
         assert f"Peer signature type: {peer}" in out + res.stderr.decode(errors="replace")
+        if name == "p384":
+            # TLS 1.3 pairs a P-384 key with SHA-384 (ecdsa_secp384r1_sha384): the module
+            # signed a 48-byte hash through the API.
+            assert "Peer signing digest: SHA384" in out + res.stderr.decode(errors="replace")
     finally:
         if server.poll() is None:
             server.terminate()
@@ -486,24 +493,32 @@ def test_module_over_https_with_a_private_ca(module, tls_daemon, tmp_path):
     assert b"only to a loopback address" in res.stderr
 
 
-def test_ecdsa_takes_hashes_of_other_lengths_as_ecdsa_reads_them(module, keys, kms, tmp_path):
-    """CKM_ECDSA gets whatever hash the application chose. P-256 reads the leftmost 256 bits
-    of a SHA-384 hash and a SHA-1 hash as the number it is, so both sign correctly through the
-    API's 32-byte DIGEST; P-384 would need all 384 bits, which the API cannot take."""
+@pytest.mark.parametrize("name", ["p256", "p384"])
+def test_ecdsa_takes_hashes_of_other_lengths_as_ecdsa_reads_them(module, keys, kms, tmp_path,
+                                                                 name):
+    """CKM_ECDSA gets whatever hash the application chose, and ECDSA reads its leftmost bits
+    up to the order's length as a number: P-256 the leftmost 256 bits of SHA-384 and SHA-512,
+    P-384 all of SHA-384 (the API's 48-byte DIGEST for P-384 keys) and the leftmost 384 bits
+    of SHA-512; a SHA-1 hash is the number it is. `cryptography` checks each signature as
+    ECDSA over that hash; the module's C_Verify accepts it and refuses a tampered one."""
     inp, sig = tmp_path / "in", tmp_path / "sig"
-    key_id, _ = keys["p256"]
-    for h, digest in [(hashes.SHA384(), hashlib.sha384(MESSAGE).digest()),
-                      (hashes.SHA1(), hashlib.sha1(MESSAGE).digest())]:
+    key_id, _ = keys[name]
+    pub = public_key(kms, key_id)
+    for h in [hashes.SHA384(), hashes.SHA512(), hashes.SHA1()]:
+        digest = hashlib.new(h.name, MESSAGE).digest()
         inp.write_bytes(digest)
         module.tool("--sign", "--id", hex_id(key_id), "-m", "ECDSA", "-i", str(inp),
                     "-o", str(sig))
         raw = sig.read_bytes()
-        der = utils.encode_dss_signature(int.from_bytes(raw[:32], "big"),
-                                         int.from_bytes(raw[32:], "big"))
-        public_key(kms, key_id).verify(der, digest, ec.ECDSA(utils.Prehashed(h)))
-    key_id, _ = keys["p384"]
-    inp.write_bytes(hashlib.sha384(MESSAGE).digest())
-    res = module.tool("--sign", "--id", hex_id(key_id), "-m", "ECDSA", "-i", str(inp),
-                      "-o", str(sig), check=False)
-    assert res.returncode != 0
-    assert b"CKR_DATA_LEN_RANGE" in res.stdout + res.stderr
+        n = len(raw) // 2
+        assert n == (32 if name == "p256" else 48)
+        der = utils.encode_dss_signature(int.from_bytes(raw[:n], "big"),
+                                         int.from_bytes(raw[n:], "big"))
+        pub.verify(der, digest, ec.ECDSA(utils.Prehashed(h)))
+        ok = module.tool("--verify", "--id", hex_id(key_id), "-m", "ECDSA", "-i", str(inp),
+                         "--signature-file", str(sig), login=False)
+        assert b"Signature is valid" in ok.stdout
+        inp.write_bytes(bytes([digest[0] ^ 1]) + digest[1:])
+        res = module.tool("--verify", "--id", hex_id(key_id), "-m", "ECDSA", "-i", str(inp),
+                          "--signature-file", str(sig), login=False, check=False)
+        assert b"Invalid signature" in res.stdout + res.stderr, res

@@ -10,12 +10,18 @@ use keyward_shared::Algorithm;
 use zeroize::Zeroizing;
 
 pub const MAX_SIGN_MESSAGE: usize = 4096;
+/// The DIGEST length of the reference (§5.7): a SHA-256 or SM3 digest, for every key.
 pub const DIGEST_LEN: usize = 32;
+/// A SHA-384 digest, which a P-384 key also takes as a DIGEST (a Keyward extension: the
+/// reference's 32 bytes cannot carry the 384 bits ECDSA over P-384 reads, so a caller that
+/// hashes with SHA-384, as TLS and X.509 do for P-384 keys, needs it).
+pub const P384_DIGEST_LEN: usize = 48;
 pub const MAX_SM2_CIPHERTEXT: usize = 256;
 
 /// The signature algorithm names of the API, per key algorithm. P-384 has no name in the SDK:
-/// Keyward calls it `ECC_P384_R1`, after `ECC_P256_R1`; like the others it hashes RAW messages
-/// with SHA-256 and takes 32-byte digests.
+/// Keyward calls it `ECC_P384_R1`, after `ECC_P256_R1`. Like the others it hashes RAW messages
+/// with SHA-256 (the reference's rule, kept so that RAW signatures made so far still verify
+/// with SHA-256); as a DIGEST it takes a 32-byte digest or a 48-byte SHA-384 digest.
 pub fn sign_scheme(alg: Algorithm, name: &str) -> Result<SignScheme> {
     Ok(match (alg, name) {
         (Algorithm::Rsa2048, "RSA_PKCS1_SHA_256") => SignScheme::RsaPkcs1Sha256,
@@ -66,10 +72,24 @@ fn require_usage(k: &KeyRecord, prefix: &str, what: &str) -> Result<()> {
     Ok(())
 }
 
-fn check_message(message: &[u8], is_digest: bool) -> Result<()> {
-    if is_digest && message.len() != DIGEST_LEN {
+/// The DIGEST lengths a key of `alg` takes.
+fn digest_lens(alg: Algorithm) -> &'static [usize] {
+    match alg {
+        Algorithm::EccP384 => &[DIGEST_LEN, P384_DIGEST_LEN],
+        _ => &[DIGEST_LEN],
+    }
+}
+
+fn check_message(alg: Algorithm, message: &[u8], is_digest: bool) -> Result<()> {
+    if is_digest && !digest_lens(alg).contains(&message.len()) {
+        let want = match alg {
+            Algorithm::EccP384 => {
+                format!("{DIGEST_LEN} or {P384_DIGEST_LEN} bytes (SHA-384) for a P-384 key")
+            }
+            _ => format!("exactly {DIGEST_LEN} bytes"),
+        };
         return Err(Error::InvalidValue(format!(
-            "a DIGEST Message must be exactly {DIGEST_LEN} bytes, not {}",
+            "a DIGEST Message must be {want}, not {}",
             message.len()
         )));
     }
@@ -118,7 +138,7 @@ impl Kms {
         let (k, v) = self.asymmetric_key(caller, key_id, Op::Sign)?;
         require_usage(&k, "ASYMMETRIC_SIGN_VERIFY", "signing")?;
         let scheme = sign_scheme(k.algorithm, algorithm)?;
-        check_message(message, is_digest)?;
+        check_message(k.algorithm, message, is_digest)?;
         self.hsm
             .sign(k.algorithm, &v.sealed, scheme, message, is_digest)
     }
@@ -135,7 +155,7 @@ impl Kms {
         let (k, v) = self.asymmetric_key(caller, key_id, Op::Verify)?;
         require_usage(&k, "ASYMMETRIC_SIGN_VERIFY", "verification")?;
         let scheme = sign_scheme(k.algorithm, algorithm)?;
-        check_message(message, is_digest)?;
+        check_message(k.algorithm, message, is_digest)?;
         pubkey::verify(
             k.algorithm,
             &v.public_key,

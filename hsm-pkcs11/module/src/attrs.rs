@@ -95,7 +95,7 @@ fn allowed_mechanisms(k: &KeyInfo) -> Vec<CK_MECHANISM_TYPE> {
             CKM_SHA256_RSA_PKCS_PSS,
         ],
         (Kind::Rsa2048, false) => vec![CKM_RSA_PKCS, CKM_RSA_PKCS_OAEP],
-        _ => vec![CKM_ECDSA, CKM_ECDSA_SHA256],
+        _ => vec![CKM_ECDSA, CKM_ECDSA_SHA256, CKM_ECDSA_SHA384],
     }
 }
 
@@ -138,6 +138,12 @@ pub fn mechanisms() -> Vec<(CK_MECHANISM_TYPE, CK_ULONG, CK_ULONG, CK_FLAGS)> {
         (CKM_ECDSA, 256, 384, CKF_HW | CKF_SIGN | CKF_VERIFY | ec),
         (
             CKM_ECDSA_SHA256,
+            256,
+            384,
+            CKF_HW | CKF_SIGN | CKF_VERIFY | ec,
+        ),
+        (
+            CKM_ECDSA_SHA384,
             256,
             384,
             CKF_HW | CKF_SIGN | CKF_VERIFY | ec,

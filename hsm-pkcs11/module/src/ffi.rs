@@ -157,6 +157,7 @@ pub(crate) unsafe fn sign_mech(m: *mut CK_MECHANISM) -> Result<SignMech> {
     Ok(match m.mechanism {
         CKM_ECDSA => SignMech::Ecdsa,
         CKM_ECDSA_SHA256 => SignMech::EcdsaSha256,
+        CKM_ECDSA_SHA384 => SignMech::EcdsaSha384,
         CKM_RSA_PKCS => SignMech::RsaPkcs,
         CKM_SHA256_RSA_PKCS => SignMech::RsaPkcsSha256,
         CKM_RSA_PKCS_PSS => {

@@ -1,6 +1,6 @@
 //! What a Keyward asymmetric CMK looks like to PKCS#11: its kind, its public parts decoded
 //! from the SubjectPublicKeyInfo GetPublicKey returns, and the conversions between the API's
-//! encodings (DER ECDSA signatures, 32-byte SHA-256 digests) and PKCS#11's.
+//! encodings (DER ECDSA signatures, SHA-256 and SHA-384 digests) and PKCS#11's.
 
 use crate::error::{Error, Result};
 use cryptoki_sys::*;
@@ -148,35 +148,32 @@ pub fn parse_spki(spki_der: &[u8], kind: Kind) -> Result<Public> {
     }
 }
 
-/// The 32 bytes the API signs for CKM_ECDSA input `data` (already a hash). ECDSA uses the
+/// The DIGEST the API signs for CKM_ECDSA input `data` (already a hash). ECDSA uses the
 /// leftmost bits of the hash up to the order's length and reads them as an integer, so a
-/// shorter hash is the same integer left-padded with zeros, and for P-256 a longer hash is
-/// its first 32 bytes. P-384 would need the leftmost 48 bytes, which a 32-byte DIGEST
-/// cannot carry.
-pub fn ecdsa_digest(kind: Kind, data: &[u8]) -> Result<[u8; 32]> {
-    let mut d = [0u8; 32];
+/// shorter hash is the same integer left-padded with zeros, and a longer one is cut to the
+/// order's length. The API takes 32 bytes for every key and 48 (SHA-384) for P-384 keys:
+/// a hash of up to 32 bytes goes as 32 (what every daemon takes), a longer one on P-384 as
+/// its leftmost 48 bytes, left-padded, and on P-256 as its leftmost 32.
+pub fn ecdsa_digest(kind: Kind, data: &[u8]) -> Result<Vec<u8>> {
     if data.is_empty() {
         return Err(Error::Ck(CKR_DATA_LEN_RANGE));
     }
-    if data.len() <= 32 {
-        d[32 - data.len()..].copy_from_slice(data);
-    } else if kind == Kind::P256 {
-        d.copy_from_slice(&data[..32]);
-    } else {
-        return Err(Error::Ck(CKR_DATA_LEN_RANGE));
-    }
+    let len = match kind {
+        Kind::P384 if data.len() > 32 => 48,
+        Kind::P256 | Kind::P384 => 32,
+        Kind::Rsa2048 => return Err(Error::Ck(CKR_KEY_TYPE_INCONSISTENT)),
+    };
+    let take = &data[..data.len().min(len)];
+    let mut d = vec![0u8; len];
+    d[len - take.len()..].copy_from_slice(take);
     Ok(d)
 }
 
 /// The SHA-256 digest inside a CKM_RSA_PKCS input, which must be a SHA-256 DigestInfo (the
 /// only hash the daemon's RSA_PKCS1_SHA_256 signs).
-pub fn digest_info_sha256(data: &[u8]) -> Result<[u8; 32]> {
+pub fn digest_info_sha256(data: &[u8]) -> Result<Vec<u8>> {
     match data.strip_prefix(SHA256_DIGEST_INFO) {
-        Some(d) if d.len() == 32 => {
-            let mut out = [0u8; 32];
-            out.copy_from_slice(d);
-            Ok(out)
-        }
+        Some(d) if d.len() == 32 => Ok(d.to_vec()),
         _ => Err(Error::Ck(CKR_DATA_INVALID)),
     }
 }
@@ -252,16 +249,20 @@ mod tests {
 
     #[test]
     fn ecdsa_inputs() {
-        // Shorter hashes keep their integer value; P-256 takes the leftmost 32 bytes.
+        // Shorter hashes keep their integer value; P-256 takes the leftmost 32 bytes, P-384
+        // the leftmost 48 (a SHA-384 hash whole, a SHA-512 hash cut).
         let d = ecdsa_digest(Kind::P384, &[1u8; 20]).unwrap();
+        assert_eq!(d.len(), 32);
         assert_eq!(&d[..12], &[0u8; 12]);
         assert_eq!(&d[12..], &[1u8; 20]);
-        let long: Vec<u8> = (0..48).collect();
-        assert_eq!(
-            ecdsa_digest(Kind::P256, &long).unwrap().to_vec(),
-            long[..32]
-        );
-        assert!(ecdsa_digest(Kind::P384, &long).is_err());
+        let long: Vec<u8> = (0..64).collect();
+        assert_eq!(ecdsa_digest(Kind::P256, &long[..48]).unwrap(), long[..32]);
+        assert_eq!(ecdsa_digest(Kind::P384, &long[..48]).unwrap(), long[..48]);
+        assert_eq!(ecdsa_digest(Kind::P384, &long).unwrap(), long[..48]);
+        let d = ecdsa_digest(Kind::P384, &long[..40]).unwrap();
+        assert_eq!((&d[..8], &d[8..]), (&[0u8; 8][..], &long[..40]));
+        assert!(ecdsa_digest(Kind::P384, &[]).is_err());
+        assert!(ecdsa_digest(Kind::Rsa2048, &long[..32]).is_err());
     }
 
     #[test]

@@ -9,7 +9,6 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use cryptoki_sys::*;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use zeroize::Zeroizing;
 
@@ -64,10 +63,9 @@ impl Token {
             *slot = Some(SignOp {
                 key,
                 mech,
-                input: if mech.hashes() {
-                    Input::Hashing(Sha256::new())
-                } else {
-                    Input::Raw(Vec::new())
+                input: match mech.hasher() {
+                    Some(hasher) => Input::Hashing(Box::new(hasher)),
+                    None => Input::Raw(Vec::new()),
                 },
             });
             Ok(())
@@ -117,7 +115,7 @@ impl Token {
         h: CK_SESSION_HANDLE,
         verify: bool,
         last: Option<&[u8]>,
-    ) -> Result<(Arc<KeyInfo>, SignMech, Result<[u8; 32]>)> {
+    ) -> Result<(Arc<KeyInfo>, SignMech, Result<Vec<u8>>)> {
         self.with_session(h, |s| {
             let slot = if verify { &mut s.verify } else { &mut s.sign };
             let op = slot
@@ -128,7 +126,12 @@ impl Token {
                     if let Some(d) = last {
                         hasher.update(d);
                     }
-                    Ok(hasher.finalize().into())
+                    let hash = (*hasher).finalize();
+                    match op.mech {
+                        // On P-256 a SHA-384 hash is cut to the order's length, as ECDSA does.
+                        SignMech::EcdsaSha384 => keys::ecdsa_digest(op.key.kind, &hash),
+                        _ => Ok(hash),
+                    }
                 }
                 Input::Raw(mut raw) => {
                     if let Some(d) = last {
@@ -137,10 +140,8 @@ impl Token {
                     match op.mech {
                         SignMech::Ecdsa => keys::ecdsa_digest(op.key.kind, &raw),
                         SignMech::RsaPkcs => keys::digest_info_sha256(&raw),
-                        SignMech::RsaPss => raw
-                            .as_slice()
-                            .try_into()
-                            .map_err(|_| Error::Ck(CKR_DATA_LEN_RANGE)),
+                        SignMech::RsaPss if raw.len() == 32 => Ok(raw),
+                        SignMech::RsaPss => Err(Error::Ck(CKR_DATA_LEN_RANGE)),
                         _ => Err(Error::Ck(CKR_GENERAL_ERROR)),
                     }
                 }

@@ -3,7 +3,7 @@
 
 use crate::keys::{KeyInfo, Kind};
 use cryptoki_sys::*;
-use sha2::Sha256;
+use sha2::{Digest, Sha256, Sha384};
 use std::sync::Arc;
 use zeroize::Zeroizing;
 
@@ -12,6 +12,8 @@ pub enum SignMech {
     /// CKM_ECDSA: the input is a hash.
     Ecdsa,
     EcdsaSha256,
+    /// CKM_ECDSA_SHA384 (SHA-384, as TLS and X.509 pair with P-384 keys).
+    EcdsaSha384,
     /// CKM_RSA_PKCS: the input is a SHA-256 DigestInfo.
     RsaPkcs,
     RsaPkcsSha256,
@@ -21,16 +23,22 @@ pub enum SignMech {
 }
 
 impl SignMech {
-    pub(crate) fn hashes(self) -> bool {
-        matches!(
-            self,
-            SignMech::EcdsaSha256 | SignMech::RsaPkcsSha256 | SignMech::RsaPssSha256
-        )
+    /// The hash of a hashing mechanism, fresh.
+    pub(crate) fn hasher(self) -> Option<Hasher> {
+        match self {
+            SignMech::EcdsaSha256 | SignMech::RsaPkcsSha256 | SignMech::RsaPssSha256 => {
+                Some(Hasher::Sha256(Sha256::new()))
+            }
+            SignMech::EcdsaSha384 => Some(Hasher::Sha384(Sha384::new())),
+            _ => None,
+        }
     }
 
     pub(crate) fn for_kind(self, kind: Kind) -> bool {
         match self {
-            SignMech::Ecdsa | SignMech::EcdsaSha256 => kind != Kind::Rsa2048,
+            SignMech::Ecdsa | SignMech::EcdsaSha256 | SignMech::EcdsaSha384 => {
+                kind != Kind::Rsa2048
+            }
             _ => kind == Kind::Rsa2048,
         }
     }
@@ -53,10 +61,33 @@ impl DecryptScheme {
     }
 }
 
+/// The hash a hashing mechanism runs over its input.
+pub(crate) enum Hasher {
+    Sha256(Sha256),
+    Sha384(Sha384),
+}
+
+impl Hasher {
+    pub(crate) fn update(&mut self, data: &[u8]) {
+        match self {
+            Hasher::Sha256(h) => h.update(data),
+            Hasher::Sha384(h) => h.update(data),
+        }
+    }
+
+    pub(crate) fn finalize(self) -> Vec<u8> {
+        match self {
+            Hasher::Sha256(h) => h.finalize().to_vec(),
+            Hasher::Sha384(h) => h.finalize().to_vec(),
+        }
+    }
+}
+
 /// The input of a sign or verify operation collected so far.
 pub(crate) enum Input {
     Raw(Vec<u8>),
-    Hashing(Sha256),
+    /// Boxed: a SHA-384 state is several times the size of the other variant.
+    Hashing(Box<Hasher>),
 }
 
 pub(crate) struct SignOp {
