@@ -109,6 +109,12 @@ requests = {
     "req-begin-session": env(47, varint(11)),
     # Random{32} inside an envelope.
     "req-authenticated": env(48, varint(12) + varint(1) + pbytes(b"\x11" * 32) + pbytes(varint(5) + varint(32))),
+    # The RSA and BYOK requests (issue 18): padding enums by index, `is_digest` one byte.
+    "req-generate-prime": env(50, varint(13) + varint(RSA)),
+    "req-assemble-key-pair": env(51, varint(14) + varint(RSA) + pbytes(b"\x03" * 60) + pbytes(b"\x04" * 60)),
+    "req-sign-rsa-pss-digest": env(52, varint(15) + varint(RSA) + varint(1) + pbytes(b"sealed-rsa") + pbytes(bytes(range(32))) + b"\x01"),
+    "req-decrypt-rsa-oaep256": env(53, varint(16) + varint(RSA) + varint(2) + pbytes(b"sealed-rsa") + pbytes(bytes(range(256)))),
+    "req-import-wrapped": env(54, varint(17) + varint(AES) + varint(1) + pbytes(b"sealed-wrapping") + pbytes(b"\x5a" * 256)),
 }
 responses = {
     "resp-hello": env(1, varint(0) + varint(1) + pbytes("keyward-fw") + pbytes("0.1.0") + varint(2) + varint(AES) + varint(SM2) + varint(65536)),
@@ -120,6 +126,10 @@ responses = {
     "resp-session": env(47, varint(10) + pbytes(b"\x5a" * 32)),
     # Random(32 bytes) inside an envelope.
     "resp-authenticated": env(48, varint(11) + varint(1) + pbytes(b"\x22" * 32) + pbytes(varint(4) + pbytes(b"\x33" * 32))),
+    "resp-sealed": env(50, varint(1) + pbytes(b"\x44" * 70)),
+    "resp-plaintext": env(53, varint(3) + pbytes(b"\x55" * 32)),
+    "resp-signature": env(52, varint(7) + pbytes(b"\x66" * 256)),
+    "resp-imported": env(54, varint(12) + pbytes(b"\x77" * 61) + pbytes(b"\x88" * 16)),
 }
 for name, payload in {**requests, **responses}.items():
     write("frame_decoder", name + ".frame", frame(payload)[:-1])

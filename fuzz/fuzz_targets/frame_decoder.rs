@@ -16,12 +16,12 @@ use keyward_shared::frame::{
     decode_frame, decode_payload, encode_frame, encode_frame_vec, open_frame, payload_seq,
     Envelope, Feed, FrameReader, MAX_FRAME, SCRATCH_LEN,
 };
-use keyward_shared::wire::{self, replies, OwnedResponse, Request};
+use keyward_shared::wire::{self, replies, DecryptPadding, OwnedResponse, Request, SignPadding};
 use keyward_shared::Algorithm;
 use libfuzzer_sys::fuzz_target;
 
 /// One request of every kind, to ask `reply` about a decoded response.
-fn every_request() -> [Request<'static>; 13] {
+fn every_request() -> [Request<'static>; 18] {
     [
         Request::Hello { protocol: 1 },
         Request::GenerateKey {
@@ -72,6 +72,33 @@ fn every_request() -> [Request<'static>; 13] {
             tag: &[10; 32],
             request: &[5, 32],
         },
+        Request::GeneratePrime {
+            algorithm: Algorithm::Rsa2048,
+        },
+        Request::AssembleKeyPair {
+            algorithm: Algorithm::Rsa2048,
+            first: &[11],
+            second: &[12],
+        },
+        Request::SignRsa {
+            algorithm: Algorithm::Rsa2048,
+            padding: SignPadding::PssSha256,
+            sealed: &[13],
+            message: &[14; 32],
+            is_digest: true,
+        },
+        Request::DecryptRsa {
+            algorithm: Algorithm::Rsa2048,
+            padding: DecryptPadding::OaepSha256,
+            sealed: &[15],
+            ciphertext: &[16; 256],
+        },
+        Request::ImportWrapped {
+            algorithm: Algorithm::Aes256Gcm,
+            padding: DecryptPadding::OaepSha1,
+            wrapping: &[17],
+            encrypted: &[18; 256],
+        },
     ]
 }
 
@@ -90,6 +117,7 @@ fn host_takes(resp: &OwnedResponse) {
         let _ = wire::reply::<replies::Paired>(&req, resp.clone());
         let _ = wire::reply::<replies::Session>(&req, resp.clone());
         let _ = wire::reply::<replies::Authenticated>(&req, resp.clone());
+        let _ = wire::reply::<replies::Imported>(&req, resp.clone());
     }
     // An enveloped answer's inner bytes, as the host decodes them once the tag verifies.
     if let OwnedResponse::Authenticated { response, .. } = resp {
