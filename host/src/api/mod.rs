@@ -700,7 +700,7 @@ fn authenticate(st: &AppState, parts: &Parts, body: &[u8], service: &str) -> Res
         ));
     }
     let scope = format!("{}/{}/tc3_request", auth.date, auth.service);
-    let key = cred.signing_key(&auth.date, &auth.service);
+    let key = cred.signing_key(&auth.date, &auth.service, tc3::signing_key);
     let payload_hash = tc3::sha256_hex(body);
     // Whether the signature matches with `host` as the host header's value; None when a
     // signed header is missing.

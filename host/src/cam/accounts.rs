@@ -84,9 +84,15 @@ impl ApiCredential {
         self.uin == self.owner_uin
     }
 
-    /// The TC3 signing key for `date` and `service` (`tc3::signing_key`), derived once and
-    /// then kept (at most [`DERIVED_KEYS`], the oldest dropped first).
-    pub fn signing_key(&self, date: &str, service: &str) -> Zeroizing<[u8; 32]> {
+    /// The request-signing key for `date` and `service`, made by `derive` from the secret key
+    /// once and then kept (at most [`DERIVED_KEYS`], the oldest dropped first). The API front
+    /// passes `tc3::signing_key`; the derivation stays there, this only remembers it.
+    pub fn signing_key(
+        &self,
+        date: &str,
+        service: &str,
+        derive: impl FnOnce(&str, &str, &str) -> Zeroizing<[u8; 32]>,
+    ) -> Zeroizing<[u8; 32]> {
         let mut keys = self
             .signing_keys
             .lock()
@@ -94,7 +100,7 @@ impl ApiCredential {
         if let Some(d) = keys.iter().find(|d| d.date == date && d.service == service) {
             return d.key.clone();
         }
-        let key = crate::api::tc3::signing_key(&self.secret_key, date, service);
+        let key = derive(&self.secret_key, date, service);
         if keys.len() >= DERIVED_KEYS {
             keys.remove(0);
         }
@@ -400,4 +406,38 @@ fn legacy_aad(secret_id: &str) -> Vec<u8> {
     let mut aad = b"keyward/api-secret-key/".to_vec();
     aad.extend_from_slice(secret_id.as_bytes());
     aad
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+
+    #[test]
+    fn signing_keys_are_derived_once_per_date_and_service_and_bounded() {
+        let cred = ApiCredential::new("AKID".into(), 1, 1, "root".into(), "sk".to_string().into());
+        let calls = Cell::new(0u8);
+        let derive = |sk: &str, date: &str, service: &str| {
+            calls.set(calls.get() + 1);
+            assert_eq!(sk, "sk");
+            let mut k = [0u8; 32];
+            k[0] = date.len() as u8;
+            k[1] = service.as_bytes()[0];
+            Zeroizing::new(k)
+        };
+        let first = cred.signing_key("2026-12-04", "kms", derive);
+        assert_eq!(*cred.signing_key("2026-12-04", "kms", derive), *first);
+        assert_eq!(calls.get(), 1);
+        let ssm = cred.signing_key("2026-12-04", "ssm", derive);
+        assert_ne!(*ssm, *first);
+        assert_eq!(calls.get(), 2);
+        // Past the bound the oldest goes first, and is derived again when asked for.
+        for day in 10..10 + DERIVED_KEYS {
+            cred.signing_key(&format!("2026-12-{day}"), "kms", derive);
+        }
+        assert_eq!(cred.signing_keys.lock().unwrap().len(), DERIVED_KEYS);
+        let before = calls.get();
+        cred.signing_key("2026-12-04", "kms", derive);
+        assert_eq!(calls.get(), before + 1);
+    }
 }
