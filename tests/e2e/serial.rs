@@ -447,6 +447,62 @@ async fn stalled_and_resetting_devices() {
     }
 }
 
+/// Issue 19: the link carries several requests at once. Sixteen clients at once, each
+/// encrypting and decrypting plaintexts of its own, on a device that loses, damages and
+/// resets while the pipeline is full: every client gets back its own plaintexts.
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_requests_share_the_link_through_faults() {
+    let plain: &[&str] = &[];
+    for faults in [
+        plain,
+        &["--drop-every", "7", "--corrupt-every", "11"],
+        &["--reset-every", "20"],
+    ] {
+        let state = tempfile::tempdir().unwrap();
+        let sim = Sim::start(state.path(), faults);
+        let d = serial_daemon(&sim);
+        let key_id = ok(d
+            .client()
+            .kms("CreateKey", json!({"Alias": unique("pipe")}))
+            .await
+            .unwrap())["KeyId"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let clients: Vec<_> = (0..16)
+            .map(|client| {
+                let (c, key_id) = (d.client(), key_id.clone());
+                let faults = faults.to_vec();
+                tokio::spawn(async move {
+                    for i in 0..6 {
+                        let msg = format!("client {client} message {i}");
+                        let blob = ok(c
+                            .kms(
+                                "Encrypt",
+                                json!({"KeyId": key_id, "Plaintext": b64(msg.as_bytes())}),
+                            )
+                            .await
+                            .unwrap())["CiphertextBlob"]
+                            .clone();
+                        let back = ok(c
+                            .kms("Decrypt", json!({"CiphertextBlob": blob}))
+                            .await
+                            .unwrap());
+                        assert_eq!(
+                            unb64(back["Plaintext"].as_str().unwrap()),
+                            msg.as_bytes(),
+                            "{faults:?}"
+                        );
+                    }
+                })
+            })
+            .collect();
+        for client in clients {
+            client.await.unwrap();
+        }
+    }
+}
+
 /// The serial line as an attacker sees it: a raw client that opens the device and speaks the
 /// wire protocol itself (postcard frames, the same bytes the daemon sends).
 struct RawLine {
