@@ -279,9 +279,10 @@ const SIM_READ: usize = 64 * 1024;
 /// write, in the order the frame loop produced them.
 struct SimPort {
     line: File,
-    /// Bytes read off the line that the frame loop has not taken yet: `input[at..]`.
-    input: Vec<u8>,
+    /// Bytes read off the line that the frame loop has not taken yet: `input[at..len]`.
+    input: Box<[u8]>,
     at: usize,
+    len: usize,
     out: Vec<u8>,
     /// Counts answers; the `n`th is not sent.
     drop: Every,
@@ -301,11 +302,11 @@ impl Port for SimPort {
     type Error = io::Error;
 
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.at == self.input.len() {
+        if self.at == self.len {
             // Everything read so far is answered: send the answers, then wait for more.
             self.flush();
-            self.input.resize(SIM_READ, 0);
-            let n = loop {
+            (self.at, self.len) = (0, 0);
+            self.len = loop {
                 match self.line.read(&mut self.input) {
                     Ok(0) => {
                         // Should not happen while we hold the slave open; avoid a busy loop.
@@ -313,17 +314,11 @@ impl Port for SimPort {
                     }
                     Ok(n) => break n,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => {
-                        self.input.clear();
-                        self.at = 0;
-                        return Err(e);
-                    }
+                    Err(e) => return Err(e),
                 }
             };
-            self.input.truncate(n);
-            self.at = 0;
         }
-        let n = buf.len().min(self.input.len() - self.at);
+        let n = buf.len().min(self.len - self.at);
         buf[..n].copy_from_slice(&self.input[self.at..self.at + n]);
         self.at += n;
         Ok(n)
@@ -427,8 +422,9 @@ fn run(args: Args) -> io::Result<()> {
     );
     let mut port = SimPort {
         line: File::from(master),
-        input: Vec::with_capacity(SIM_READ),
+        input: vec![0u8; SIM_READ].into_boxed_slice(),
         at: 0,
+        len: 0,
         out: Vec::new(),
         drop: Every::new(args.drop_every),
         stall: Every::new(args.stall_every),
