@@ -378,7 +378,11 @@ impl SimPort {
             return;
         }
         // A failed write is lost answers: the host retries, so keep serving.
-        if let Err(e) = self.line.write_all(&self.out).and_then(|()| self.line.flush()) {
+        if let Err(e) = self
+            .line
+            .write_all(&self.out)
+            .and_then(|()| self.line.flush())
+        {
             eprintln!("keyward-fw-sim: write failed: {e}");
         }
         self.out.clear();

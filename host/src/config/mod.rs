@@ -318,6 +318,10 @@ fn default_baud() -> u32 {
 fn default_serial_timeout_ms() -> u64 {
     2_000
 }
+/// The largest `[hsm] max_in_flight`: more would only deepen the queue in the device's
+/// receive buffer.
+pub const SERIAL_MAX_IN_FLIGHT: usize = 64;
+
 fn default_serial_max_in_flight() -> usize {
     8
 }
@@ -605,10 +609,10 @@ impl Config {
             ));
         }
         if let HsmConfig::Serial(serial) = &self.hsm {
-            if !(1..=crate::hsm::SERIAL_MAX_IN_FLIGHT).contains(&serial.max_in_flight) {
+            if !(1..=SERIAL_MAX_IN_FLIGHT).contains(&serial.max_in_flight) {
                 return Err(Error::Config(format!(
                     "hsm.max_in_flight must be between 1 and {}",
-                    crate::hsm::SERIAL_MAX_IN_FLIGHT
+                    SERIAL_MAX_IN_FLIGHT
                 )));
             }
         }

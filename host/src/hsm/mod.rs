@@ -13,7 +13,7 @@ mod serial;
 pub use device::{DeviceHsm, Transport};
 pub use embedded::EmbeddedHsm;
 pub use pkcs11::Pkcs11Backend;
-pub use serial::{SerialLink, MAX_WINDOW as SERIAL_MAX_IN_FLIGHT};
+pub use serial::SerialLink;
 
 use crate::config::{Config, HsmConfig};
 use crate::error::{Error, Result};

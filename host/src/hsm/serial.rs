@@ -51,8 +51,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use zeroize::Zeroizing;
 
-pub use pipe::MAX_WINDOW;
-
 const ATTEMPTS: usize = 3;
 /// How many times one request may be refused under a session not used before it, before the
 /// link concludes that the device holds another pairing key.

@@ -25,6 +25,7 @@
 //!   flight at once (they cannot hear their answers) instead of letting each run into its
 //!   timeout.
 
+use crate::config::SERIAL_MAX_IN_FLIGHT as MAX_WINDOW;
 use crate::error::{Error, Result};
 use keyward_shared::frame::{decode_frame, Envelope, Feed, FrameReader, MAX_FRAME};
 use keyward_shared::wire::OwnedResponse as Response;
@@ -35,10 +36,6 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
-
-/// The largest window `[hsm] max_in_flight` may ask for: more would only deepen the queue in
-/// the device's receive buffer.
-pub const MAX_WINDOW: usize = 64;
 
 /// Sees every answer that reaches a waiting request, on the reader thread, in the order the
 /// answers came off the line, before the waiter does.
@@ -70,10 +67,12 @@ struct Queue {
 }
 
 type Waiter<M> = Sender<Result<Answer<M>>>;
+/// The requests waiting for answers: sequence number → (observer tag, where the answer goes).
+type Slots<M> = HashMap<u32, (u64, Waiter<M>)>;
 
 /// What the reader and the waiters share.
 struct Rx<O: Observer> {
-    slots: Mutex<HashMap<u32, (u64, Waiter<O::Mark>)>>,
+    slots: Mutex<Slots<O::Mark>>,
     /// Signalled whenever a slot is freed.
     space: Condvar,
     stop: AtomicBool,
@@ -106,7 +105,7 @@ pub struct Pipe<O: Observer> {
 }
 
 impl<O: Observer> Rx<O> {
-    fn lock(&self) -> MutexGuard<'_, HashMap<u32, (u64, Waiter<O::Mark>)>> {
+    fn lock(&self) -> MutexGuard<'_, Slots<O::Mark>> {
         // The slots hold no invariant a panicking holder could break half-way (an insert or
         // a remove), so a poisoned lock is still usable.
         self.slots.lock().unwrap_or_else(|e| e.into_inner())

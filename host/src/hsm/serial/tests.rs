@@ -78,11 +78,8 @@ impl Port for TestPort {
         }
         let send = !f.drop.contains(&n);
         if send && f.late.contains(&n) {
-            let (output, after, sent) = (
-                self.output.clone(),
-                self.late_after,
-                self.late_sent.clone(),
-            );
+            let (output, after, sent) =
+                (self.output.clone(), self.late_after, self.late_sent.clone());
             std::thread::spawn(move || {
                 std::thread::sleep(after);
                 let _ = lock(&output).write_all(&out);
