@@ -55,6 +55,9 @@ const ATTEMPTS: usize = 3;
 /// How many times one request may be refused under a session not used before it, before the
 /// link concludes that the device holds another pairing key.
 const FRESH_REFUSALS: usize = 2;
+/// How many refusals of envelopes sent under a session already replaced (restarts while they
+/// were in flight) one request takes before each further one costs an attempt.
+const STALE_REFUSALS: usize = 3;
 /// The observer tag of a request sent as it is (envelopes carry their session's generation).
 const PLAIN: u64 = u64::MAX;
 
@@ -557,11 +560,12 @@ impl SerialLink {
                 }
                 // The device lost the session: the next envelope gets a new one.
                 Step::Refused(Refusal::Lost) => {}
-                // Sent under a session that another answer replaced before this one came:
-                // once is a restart in the middle of the pipeline; more uses up attempts.
+                // Sent under a session that another answer replaced before this one came: a
+                // restart in the middle of the pipeline, sent again at once. A few restarts
+                // in a row are a device in trouble, and use up the attempts too.
                 Step::Refused(_) => {
                     stale += 1;
-                    if stale > 1 {
+                    if stale > STALE_REFUSALS {
                         attempts += 1;
                         last = Error::Hsm(
                             "the serial device refused the request under every session".into(),
