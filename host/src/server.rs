@@ -7,7 +7,7 @@ use crate::audit::Audit;
 use crate::cam::{Accounts, Cam, IssuedCredential, ROOT_UIN};
 use crate::clock::AdjustableClock;
 use crate::clock::{Clock, SystemClock};
-use crate::config::{Config, Limits, StoreConfig};
+use crate::config::{Config, HsmConfig, Limits, StoreConfig};
 use crate::error::{Error, Result};
 use crate::hsm;
 use crate::integrity::SystemKey;
@@ -120,7 +120,11 @@ pub fn bootstrap(cfg: Config) -> Result<Started> {
         kms.managed_key(&region.name, ROOT_UIN)?;
     }
     let limiter = Limiter::new(&cfg.rate_limit);
-    let inline_reads = store.reads_inline();
+    // Inline only when nothing in the action waits: a serial device's answer takes a round
+    // trip over the line (and a lost one the link's timeout), which on a tokio worker would
+    // stall every connection that worker serves and cap the requests on the line at the
+    // number of workers, whatever the link's window.
+    let inline_reads = store.reads_inline() && !matches!(cfg.hsm, HsmConfig::Serial(_));
     let cam = Arc::new(Cam::new(
         accounts,
         store.clone(),

@@ -447,6 +447,77 @@ async fn stalled_and_resetting_devices() {
     }
 }
 
+/// Issue 19: the link carries several requests at once. Sixteen clients at once, each
+/// encrypting and decrypting plaintexts of its own, on a device that loses, damages and
+/// resets answers while the pipeline is full: every client gets back its own plaintexts.
+/// The faults are rare enough that no request loses all its attempts (with many requests in
+/// flight, which answers they hit is a matter of timing); their exact placement in a
+/// pipeline is tested in host/src/hsm/serial/tests.rs.
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_requests_share_the_link_through_faults() {
+    let plain: &[&str] = &[];
+    for faults in [
+        plain,
+        &["--drop-every", "13", "--corrupt-every", "17"],
+        &["--reset-every", "30"],
+    ] {
+        let state = tempfile::tempdir().unwrap();
+        let sim = Sim::start(state.path(), faults);
+        let d = serial_daemon(&sim);
+        let key_id = ok(d
+            .client()
+            .kms("CreateKey", json!({"Alias": unique("pipe")}))
+            .await
+            .unwrap())["KeyId"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let clients: Vec<_> = (0..16)
+            .map(|client| {
+                let (c, key_id) = (d.client(), key_id.clone());
+                tokio::spawn(async move {
+                    for i in 0..6 {
+                        let msg = format!("client {client} message {i}");
+                        let enc = c
+                            .kms(
+                                "Encrypt",
+                                json!({"KeyId": key_id, "Plaintext": b64(msg.as_bytes())}),
+                            )
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        let Some(blob) = enc.get("CiphertextBlob").cloned() else {
+                            return Err(format!("{msg}: Encrypt: {enc}"));
+                        };
+                        let back = c
+                            .kms("Decrypt", json!({"CiphertextBlob": blob}))
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        let Some(text) = back.get("Plaintext").and_then(|p| p.as_str()) else {
+                            return Err(format!("{msg}: Decrypt: {back}"));
+                        };
+                        assert_eq!(unb64(text), msg.as_bytes(), "another client's answer");
+                    }
+                    Ok::<(), String>(())
+                })
+            })
+            .collect();
+        let mut failed = Vec::new();
+        for client in clients {
+            if let Err(e) = client.await.unwrap() {
+                failed.push(e);
+            }
+        }
+        if !failed.is_empty() {
+            let log = String::from_utf8_lossy(&d.log_text()).into_owned();
+            let serial: Vec<&str> = log.lines().filter(|l| l.contains("serial")).collect();
+            panic!(
+                "{faults:?}: {failed:#?}\ndaemon log (serial):\n{}",
+                serial.join("\n")
+            );
+        }
+    }
+}
+
 /// The serial line as an attacker sees it: a raw client that opens the device and speaks the
 /// wire protocol itself (postcard frames, the same bytes the daemon sends).
 struct RawLine {

@@ -263,11 +263,27 @@ impl Every {
     }
 }
 
+/// How many bytes the simulator takes off the pseudo-terminal per read: a host with several
+/// requests in flight has several frames waiting, and one read (and, below, one write of all
+/// their answers) per batch instead of per frame is what keeps the simulator from being the
+/// slowest part of the link. A board reads its UART as bytes come; this is the simulator's
+/// own economy, not the device's.
+const SIM_READ: usize = 64 * 1024;
+
 /// The pseudo-terminal as the device's serial line, with the fault injection applied to the
 /// answers on their way out. The frame loop answers every request, so for the host a dropped
 /// or stalled answer is the same as a lost or slow request: it times out and retries.
+///
+/// Answers are collected in `out` and written together just before the simulator waits for
+/// more input (and before a stall), so the answers to one batch of requests leave in one
+/// write, in the order the frame loop produced them.
 struct SimPort {
     line: File,
+    /// Bytes read off the line that the frame loop has not taken yet: `input[at..len]`.
+    input: Box<[u8]>,
+    at: usize,
+    len: usize,
+    out: Vec<u8>,
     /// Counts answers; the `n`th is not sent.
     drop: Every,
     /// Counts answers sent; the `n`th is sent only after `STALL`.
@@ -286,17 +302,26 @@ impl Port for SimPort {
     type Error = io::Error;
 
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        loop {
-            match self.line.read(buf) {
-                Ok(0) => {
-                    // Should not happen while we hold the slave open; avoid a busy loop anyway.
-                    std::thread::sleep(std::time::Duration::from_millis(10));
+        if self.at == self.len {
+            // Everything read so far is answered: send the answers, then wait for more.
+            self.flush();
+            (self.at, self.len) = (0, 0);
+            self.len = loop {
+                match self.line.read(&mut self.input) {
+                    Ok(0) => {
+                        // Should not happen while we hold the slave open; avoid a busy loop.
+                        std::thread::sleep(std::time::Duration::from_millis(10));
+                    }
+                    Ok(n) => break n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
                 }
-                Ok(n) => return Ok(n),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
+            };
         }
+        let n = buf.len().min(self.len - self.at);
+        buf[..n].copy_from_slice(&self.input[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
     }
 
     fn write_frame(&mut self, frame: &[u8]) -> io::Result<()> {
@@ -314,36 +339,53 @@ impl Port for SimPort {
                 "keyward-fw-sim: stalling the answer to seq {} (fault injection)",
                 seq()
             );
+            // The answers before this one are not held up with it.
+            self.flush();
             std::thread::sleep(STALL);
         }
-        let mut out = frame.to_vec();
+        let start = self.out.len();
+        self.out.extend_from_slice(frame);
         if self.corrupt.tick() {
             eprintln!(
                 "keyward-fw-sim: corrupting the answer to seq {} (fault injection)",
                 seq()
             );
-            corrupt(&mut out);
+            corrupt(&mut self.out[start..]);
         }
         if self.reset.tick() {
             eprintln!(
                 "keyward-fw-sim: reset while answering seq {} (fault injection)",
                 seq()
             );
-            out.truncate(out.len() / 2);
+            self.out.truncate(start + frame.len() / 2);
             self.rebooted = true;
             self.restarted = true;
         } else if std::mem::take(&mut self.rebooted) {
-            out.insert(0, 0);
-        }
-        // A failed write is a lost answer: the host retries, so keep serving.
-        if let Err(e) = self.line.write_all(&out).and_then(|()| self.line.flush()) {
-            eprintln!("keyward-fw-sim: write failed: {e}");
+            self.out.insert(start, 0);
         }
         Ok(())
     }
 
     fn take_restart(&mut self) -> bool {
         std::mem::take(&mut self.restarted)
+    }
+}
+
+impl SimPort {
+    /// Writes the answers collected so far.
+    fn flush(&mut self) {
+        if self.out.is_empty() {
+            return;
+        }
+        // A failed write is lost answers: the host retries, so keep serving.
+        if let Err(e) = self
+            .line
+            .write_all(&self.out)
+            .and_then(|()| self.line.flush())
+        {
+            eprintln!("keyward-fw-sim: write failed: {e}");
+        }
+        self.out.clear();
     }
 }
 
@@ -384,6 +426,10 @@ fn run(args: Args) -> io::Result<()> {
     );
     let mut port = SimPort {
         line: File::from(master),
+        input: vec![0u8; SIM_READ].into_boxed_slice(),
+        at: 0,
+        len: 0,
+        out: Vec::new(),
         drop: Every::new(args.drop_every),
         stall: Every::new(args.stall_every),
         corrupt: Every::new(args.corrupt_every),

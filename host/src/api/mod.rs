@@ -61,8 +61,8 @@ pub struct AppState {
     pub audit: Audit,
     pub limiter: Limiter,
     /// Whether `Exec::Inline` rows may run on the tokio worker: only when the store's reads
-    /// never wait on the network (SQLite). With PostgreSQL every action runs on the blocking
-    /// pool (`Store::reads_inline`).
+    /// never wait on the network (SQLite) and the HSM does not wait on a line (not `serial`).
+    /// Otherwise every action runs on the blocking pool (`Store::reads_inline`, server.rs).
     pub inline_reads: bool,
 }
 

@@ -283,6 +283,10 @@ pub struct SerialConfig {
     /// How long to wait for one answer before retrying.
     #[serde(default = "default_serial_timeout_ms")]
     pub timeout_ms: u64,
+    /// How many requests may be on the line at once (sent, not yet answered), 1 to 64. The
+    /// device answers them in turn; more only lengthen the queue in its receive buffer.
+    #[serde(default = "default_serial_max_in_flight")]
+    pub max_in_flight: usize,
     /// Pin the device: base64 DER identity public key it must attest with. Without it the
     /// first device a data directory sees is pinned in the store.
     #[serde(default)]
@@ -313,6 +317,13 @@ fn default_baud() -> u32 {
 }
 fn default_serial_timeout_ms() -> u64 {
     2_000
+}
+/// The largest `[hsm] max_in_flight`: more would only deepen the queue in the device's
+/// receive buffer.
+pub const SERIAL_MAX_IN_FLIGHT: usize = 64;
+
+fn default_serial_max_in_flight() -> usize {
+    8
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -596,6 +607,14 @@ impl Config {
                 "limits: max_connections, signature_memory and the timeouts must be at least 1"
                     .into(),
             ));
+        }
+        if let HsmConfig::Serial(serial) = &self.hsm {
+            if !(1..=SERIAL_MAX_IN_FLIGHT).contains(&serial.max_in_flight) {
+                return Err(Error::Config(format!(
+                    "hsm.max_in_flight must be between 1 and {}",
+                    SERIAL_MAX_IN_FLIGHT
+                )));
+            }
         }
         if let StoreConfig::Postgres(pg) = &self.store {
             if pg.url.trim().is_empty() || pg.pool_size == 0 {

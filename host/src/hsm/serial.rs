@@ -1,8 +1,11 @@
 //! The `serial` backend: a Keyward firmware device (or the simulator's pseudo-terminal) on a
-//! serial line. One request is in flight per link (the mutex is the queue); each request gets a
-//! fresh sequence number and the link waits for the frame that echoes it, ignoring garbage and
-//! late answers. Every request is idempotent for the host (a retried GenerateKey just yields
-//! another sealed key; the lost one was never stored), so a timeout is retried.
+//! serial line. Several requests are in flight per link (`[hsm] max_in_flight`, default 8;
+//! the pipeline is in `serial/pipe.rs`): each gets a fresh sequence number, is queued under
+//! the link's send lock and written in that order (under load, several in one write), and
+//! waits for the frame that echoes its number, which a reader thread hands over; garbage, corrupted frames and late answers reach nobody. The device
+//! reads and answers frames in the order they arrive. Every request is idempotent for the
+//! host (a retried GenerateKey just yields another sealed key; the lost one was never
+//! stored), so a timeout is retried, and only the request that timed out is.
 //!
 //! **Pairing** (keyward_firmware::pairing, docs/security.md): the device serves key operations
 //! only to the host whose pairing key it holds. At open the link attests the device, then
@@ -11,49 +14,63 @@
 //! that both ends hold the same key; a device paired with another key stops start-up. Key
 //! operations then travel in `Authenticated` envelopes of a session, each with the next
 //! counter, and only an answer whose tag verifies for that session and counter is taken.
+//! Counters are drawn under the send lock, so envelopes reach the device in counter order,
+//! which is what it requires (each above the last it accepted); a lost envelope leaves a gap,
+//! which it accepts.
 //!
 //! Retries and restarts: a retry is a new envelope with the next counter, never the same
 //! frame again, so the device never has to tell a retry from a replay (it may well have run
 //! the lost request; running it again is harmless, as above). A device that restarted has
 //! lost the session and answers the next envelope with a new one (`Session`), under which
 //! the link sends the request again at once: a restart costs the one timeout of the answer
-//! it cut, no more. A device that refuses an envelope as `Unauthenticated` or `Replayed`
-//! (another host's `BeginSession` replaced the one this link had not used yet) gets a new
-//! session and the request again; refused under a brand-new session twice, the link gives
-//! up with the "paired with another host" error.
+//! it cut, no more. The envelopes behind that one in the pipeline, sent under the lost
+//! session, are refused (`Unauthenticated`): they are sent again under the new session,
+//! which they do not end, since the refusal concerns a session the link has already left.
+//! The link always takes the session of the `Session` answer that came off the line last:
+//! the device answers in order, so that is the device's newest. A device that refuses an
+//! envelope of the current session as `Unauthenticated` or `Replayed` (another host's
+//! `BeginSession` replaced the one this link had not used yet) gets a new session and the
+//! request again; a request refused twice under sessions that had not yet been used, the
+//! link gives up with the "paired with another host" error.
+
+mod pipe;
+#[cfg(test)]
+mod tests;
 
 use super::device::{DeviceHsm, Transport};
 use crate::config::SerialConfig;
 use crate::error::{Error, Result};
 use keyward_firmware::pairing::{self, SealedRequest, KEY_LEN, NONCE_LEN};
-use keyward_shared::frame::{
-    decode_frame, encode_frame_vec, Envelope, Feed, FrameReader, MAX_FRAME,
-};
+use keyward_shared::frame::encode_frame_vec;
 use keyward_shared::wire::{
     replies, reply, DeviceError, OwnedResponse as Response, ReplyError, Request, PROTOCOL_VERSION,
 };
-use std::io::{Read, Write};
+use pipe::{Observer, Pipe, Ticket, Tx};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use zeroize::Zeroizing;
 
 const ATTEMPTS: usize = 3;
-/// How many times one request may be refused under a session begun for it before the link
-/// concludes that the device holds another pairing key.
+/// How many times one request may be refused under a session not used before it, before the
+/// link concludes that the device holds another pairing key.
 const FRESH_REFUSALS: usize = 2;
+/// How many refusals of envelopes sent under a session already replaced (restarts while they
+/// were in flight) one request takes before each further one costs an attempt.
+const STALE_REFUSALS: usize = 3;
+/// The observer tag of a request sent as it is (envelopes carry their session's generation).
+const PLAIN: u64 = u64::MAX;
 
 pub struct SerialLink {
-    inner: Mutex<Link>,
+    pipe: Pipe<Arc<Sessions>>,
+    sessions: Arc<Sessions>,
 }
 
-struct Link {
-    port: Box<dyn serialport::SerialPort>,
-    seq: u32,
-    buf: Vec<u8>,
-    timeout: Duration,
+/// The link's pairing state: changed by senders (counters, new sessions) and by the reader
+/// thread (sessions the device opened or lost, in the order its answers say so).
+struct Sessions {
     /// Set once the device is paired with this host (at open).
-    pairing: Option<Pairing>,
+    pairing: Mutex<Option<Pairing>>,
 }
 
 struct Pairing {
@@ -61,6 +78,9 @@ struct Pairing {
     /// The key file, named in errors.
     file: PathBuf,
     session: Option<Session>,
+    /// Counts session changes (opened, ended): an envelope is sent with the generation of
+    /// its session, so that its refusal ends that session only if it is still the current.
+    generation: u64,
     /// Whether the device has shown that it holds this key (the authenticated `Hello` at open).
     proven: bool,
 }
@@ -69,18 +89,103 @@ struct Session {
     nonce: [u8; NONCE_LEN],
     /// The last counter used in this session; the next request gets the one after.
     counter: u64,
+    /// Whether the device has answered an envelope of this session (so it took the session).
+    used: bool,
+}
+
+/// What the reader thread tells an envelope's waiter about a refusal.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    /// Not a refusal (or not of an envelope).
+    None,
+    /// The current session was refused before the device had taken any envelope of it: the
+    /// device does not know it (or another host's session replaced it). The session is ended.
+    Fresh,
+    /// The current session, used before, was refused: the device lost it. The session is ended.
+    Lost,
+    /// The envelope's session had already been replaced: nothing to end.
+    Stale,
+}
+
+/// One envelope on the line, and what its answer is checked against.
+struct Sent {
+    ticket: Ticket<Arc<Sessions>>,
+    key: Zeroizing<[u8; KEY_LEN]>,
+    nonce: [u8; NONCE_LEN],
+    sealed: SealedRequest,
 }
 
 /// What became of one authenticated attempt.
 enum Step {
     /// The paired device's verified answer (or a plain refusal of the request itself).
     Answer(Response),
-    /// The device had no session and opened this one; the request did not run.
-    NewSession([u8; NONCE_LEN]),
-    /// `Unauthenticated` or `Replayed`: the session is gone.
-    Refused,
+    /// The device had no session and opened one (the reader took it); the request did not run.
+    NewSession,
+    /// `Unauthenticated` or `Replayed`, and how the reader judged it.
+    Refused(Refusal),
     /// No answer, or none the link can take: retry.
     Lost(Error),
+}
+
+impl Sessions {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Pairing>> {
+        // Every change under this lock is a single assignment or increment: a panicking
+        // holder cannot leave it half-changed.
+        self.pairing.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Observer for Arc<Sessions> {
+    type Mark = Refusal;
+
+    /// Follows the device's session in the order of its answers: a `Session` answer (to
+    /// `BeginSession`, or to an envelope after a restart) is the device's newest session; a
+    /// refusal of an envelope of the current session ends it; an enveloped answer shows the
+    /// device took the session. Tags are checked by the waiter: this only decides which
+    /// session the next envelopes use and how a refusal counts, never what is accepted.
+    fn observe(&self, generation: u64, body: &Response) -> Refusal {
+        let mut guard = self.lock();
+        let Some(p) = guard.as_mut() else {
+            return Refusal::None;
+        };
+        match body {
+            Response::Session { nonce } => {
+                if let Ok(nonce) = <[u8; NONCE_LEN]>::try_from(nonce.as_slice()) {
+                    p.generation += 1;
+                    p.session = Some(Session {
+                        nonce,
+                        counter: 0,
+                        used: false,
+                    });
+                }
+                Refusal::None
+            }
+            Response::Error(DeviceError::Unauthenticated | DeviceError::Replayed)
+                if generation != PLAIN =>
+            {
+                match &p.session {
+                    Some(session) if generation == p.generation => {
+                        let refusal = if session.used {
+                            Refusal::Lost
+                        } else {
+                            Refusal::Fresh
+                        };
+                        p.session = None;
+                        p.generation += 1;
+                        refusal
+                    }
+                    _ => Refusal::Stale,
+                }
+            }
+            Response::Authenticated { .. } if generation == p.generation => {
+                if let Some(session) = p.session.as_mut() {
+                    session.used = true;
+                }
+                Refusal::None
+            }
+            _ => Refusal::None,
+        }
+    }
 }
 
 fn no_longer_paired() -> Error {
@@ -122,15 +227,17 @@ impl SerialLink {
             .timeout(Duration::from_millis(50))
             .open()
             .map_err(|e| Error::Config(format!("serial device {}: {e}", cfg.path.display())))?;
-        let link = SerialLink {
-            inner: Mutex::new(Link {
-                port,
-                seq: 0,
-                buf: vec![0u8; MAX_FRAME],
-                timeout: Duration::from_millis(cfg.timeout_ms.max(10)),
-                pairing: None,
-            }),
-        };
+        // The reader thread reads from its own descriptor; the 50 ms read timeout above is
+        // how often it looks whether the link was dropped.
+        let input = port
+            .try_clone()
+            .map_err(|e| Error::Config(format!("serial device {}: {e}", cfg.path.display())))?;
+        let link = SerialLink::over(
+            Box::new(input),
+            Box::new(port),
+            Duration::from_millis(cfg.timeout_ms.max(10)),
+            cfg.max_in_flight,
+        )?;
         let identity = link.attest()?;
         if let Some(pin) = &cfg.device_public_key {
             use base64::Engine;
@@ -157,10 +264,21 @@ impl SerialLink {
         Ok(DeviceHsm::new("serial", link).with_identity(identity))
     }
 
-    fn link(&self) -> Result<std::sync::MutexGuard<'_, Link>> {
-        self.inner
-            .lock()
-            .map_err(|_| Error::Internal("serial link lock poisoned".into()))
+    /// A link over a line read from `input` and written to `output`, not yet attested or
+    /// paired, with `window` requests in flight at most.
+    fn over(
+        input: Box<dyn std::io::Read + Send>,
+        output: Box<dyn std::io::Write + Send>,
+        timeout: Duration,
+        window: usize,
+    ) -> Result<SerialLink> {
+        let sessions = Arc::new(Sessions {
+            pairing: Mutex::new(None),
+        });
+        Ok(SerialLink {
+            pipe: Pipe::new(input, output, timeout, window, sessions.clone())?,
+            sessions,
+        })
     }
 
     /// Challenges the device to sign its identity with its P-256 identity key and verifies
@@ -174,7 +292,7 @@ impl SerialLink {
         let hello = Request::Hello {
             protocol: PROTOCOL_VERSION,
         };
-        let info = match reply::<replies::Hello>(&hello, self.link()?.plain(&hello)?) {
+        let info = match reply::<replies::Hello>(&hello, self.plain(&hello)?) {
             Ok(info) if info.protocol == PROTOCOL_VERSION => info,
             Ok(info) => {
                 return Err(Error::Config(format!(
@@ -191,7 +309,7 @@ impl SerialLink {
             challenge: &challenge,
         };
         let (serial, public_key, signature) =
-            reply::<replies::Attestation>(&attest, self.link()?.plain(&attest)?)
+            reply::<replies::Attestation>(&attest, self.plain(&attest)?)
                 .map_err(|e| Error::Config(format!("serial device attestation: {e}")))?;
         let key = p256::ecdsa::VerifyingKey::from_public_key_der(&public_key)
             .map_err(|e| Error::Config(format!("device identity key: {e}")))?;
@@ -221,7 +339,7 @@ impl SerialLink {
     fn pair(&self, identity: &[u8], file: &Path) -> Result<()> {
         let stored = load_key_file(file)?;
         let begin = Request::BeginSession;
-        let device_paired = match self.link()?.plain(&begin)? {
+        let device_paired = match self.plain(&begin)? {
             Response::Session { .. } => true,
             Response::Error(DeviceError::NotPaired) => false,
             Response::Error(e) => {
@@ -282,7 +400,6 @@ impl SerialLink {
         file: &Path,
         device_paired: bool,
     ) -> Result<()> {
-        let mut link = self.link()?;
         if !device_paired {
             let (ephemeral, wrapped_key) = pairing::wrap_key(&mut rand_core::OsRng, identity, &key)
                 .map_err(|e| {
@@ -292,7 +409,7 @@ impl SerialLink {
                 ephemeral: &ephemeral,
                 wrapped_key: &wrapped_key,
             };
-            match link.plain(&pair)? {
+            match self.plain(&pair)? {
                 Response::Paired => {}
                 // A retried Pair whose first attempt went through, or another host that
                 // paired in between: the proof below tells which.
@@ -310,30 +427,32 @@ impl SerialLink {
                 }
             }
         }
-        link.pairing = Some(Pairing {
+        *self.sessions.lock() = Some(Pairing {
             key,
             file: file.to_owned(),
             session: None,
+            generation: 0,
             proven: false,
         });
         let hello = Request::Hello {
             protocol: PROTOCOL_VERSION,
         };
-        let proof = link.authenticated(&hello);
+        let proof = self.authenticated(&hello);
+        let mut pairing = self.sessions.lock();
         match proof.map(|resp| reply::<replies::Hello>(&hello, resp)) {
             Ok(Ok(_)) => {
-                if let Some(p) = link.pairing.as_mut() {
+                if let Some(p) = pairing.as_mut() {
                     p.proven = true;
                 }
                 tracing::info!(file = %file.display(), "serial HSM paired with this host");
                 Ok(())
             }
             Ok(Err(e)) => {
-                link.pairing = None;
+                *pairing = None;
                 Err(Error::Config(format!("serial device pairing check: {e}")))
             }
             Err(e) => {
-                link.pairing = None;
+                *pairing = None;
                 Err(e)
             }
         }
@@ -377,27 +496,38 @@ fn load_key_file(path: &Path) -> Result<Option<Zeroizing<[u8; KEY_LEN]>>> {
 
 impl Transport for SerialLink {
     fn exchange(&self, req: Request<'_>) -> Result<Response> {
-        let mut link = self.link()?;
         if req.kind().needs_pairing() {
-            link.authenticated(&req)
+            self.authenticated(&req)
         } else {
-            link.plain(&req)
+            self.plain(&req)
         }
     }
 }
 
-impl Link {
+impl SerialLink {
     /// Sends `req` as it is and returns the device's answer, retrying after timeouts.
-    fn plain(&mut self, req: &Request<'_>) -> Result<Response> {
+    fn plain(&self, req: &Request<'_>) -> Result<Response> {
+        self.plain_on(None, req)
+    }
+
+    /// `plain`, on the send lock `held` if given: the link's other requests then wait until
+    /// the answer is in (for `BeginSession`, whose answer they all need).
+    fn plain_on(&self, mut held: Option<&mut Tx>, req: &Request<'_>) -> Result<Response> {
         let mut last = Error::Hsm("serial device did not answer".into());
         for _ in 0..ATTEMPTS {
-            let seq = self.next_seq();
-            let frame = encode_frame_vec(seq, req)
-                .map_err(|e| Error::Hsm(format!("request does not fit a frame: {e}")))?;
-            match self.round_trip(seq, &frame) {
-                Ok(resp) => return Ok(resp),
+            let frame = |seq| {
+                encode_frame_vec(seq, req)
+                    .map_err(|e| Error::Hsm(format!("request does not fit a frame: {e}")))
+            };
+            let ticket = match held.as_deref_mut() {
+                Some(tx) => self.pipe.send(tx, PLAIN, frame)?,
+                None => self.pipe.send(&mut *self.pipe.lock()?, PLAIN, frame)?,
+            };
+            self.pipe.flush();
+            match self.pipe.wait(ticket) {
+                Ok(answer) => return Ok(answer.body),
                 Err(e) => {
-                    tracing::warn!(seq, error = %e, "serial HSM request failed; retrying");
+                    tracing::warn!(error = %e, "serial HSM request failed; retrying");
                     last = e;
                 }
             }
@@ -408,28 +538,38 @@ impl Link {
     /// Sends `req` in an `Authenticated` envelope of the current session (beginning one if
     /// needed) and returns the inner answer, once its tag verifies. See the module
     /// documentation for retries, restarts and refusals.
-    fn authenticated(&mut self, req: &Request<'_>) -> Result<Response> {
+    fn authenticated(&self, req: &Request<'_>) -> Result<Response> {
         let mut last = Error::Hsm("serial device did not answer".into());
-        let (mut attempts, mut fresh_refusals, mut new_sessions) = (0, 0, 0);
+        let (mut attempts, mut fresh_refusals, mut new_sessions, mut stale) = (0, 0, 0, 0);
         while attempts < ATTEMPTS {
-            let fresh = self.ensure_session()?;
-            match self.attempt(req)? {
+            let sent = self.send_sealed(req)?;
+            match self.outcome(sent)? {
                 Step::Answer(resp) => return Ok(resp),
-                Step::NewSession(nonce) => {
-                    self.set_session(nonce);
+                Step::NewSession => {
                     // A device that keeps restarting uses up the attempts too.
                     new_sessions += 1;
                     if new_sessions > 1 {
                         attempts += 1;
                     }
                 }
-                Step::Refused => {
-                    self.end_session();
-                    if fresh {
-                        fresh_refusals += 1;
-                        if fresh_refusals >= FRESH_REFUSALS {
-                            return Err(self.refused_error());
-                        }
+                Step::Refused(Refusal::Fresh) => {
+                    fresh_refusals += 1;
+                    if fresh_refusals >= FRESH_REFUSALS {
+                        return Err(self.refused_error());
+                    }
+                }
+                // The device lost the session: the next envelope gets a new one.
+                Step::Refused(Refusal::Lost) => {}
+                // Sent under a session that another answer replaced before this one came: a
+                // restart in the middle of the pipeline, sent again at once. A few restarts
+                // in a row are a device in trouble, and use up the attempts too.
+                Step::Refused(_) => {
+                    stale += 1;
+                    if stale > STALE_REFUSALS {
+                        attempts += 1;
+                        last = Error::Hsm(
+                            "the serial device refused the request under every session".into(),
+                        );
                     }
                 }
                 Step::Lost(e) => {
@@ -445,7 +585,7 @@ impl Link {
     /// holds another key; once the key is proven, someone else on the line keeps replacing
     /// the sessions (or re-paired the device after a reset).
     fn refused_error(&self) -> Error {
-        match &self.pairing {
+        match &*self.sessions.lock() {
             Some(p) if p.proven => Error::Hsm(
                 "the serial device refuses this host's requests even under new sessions: \
                  another program on the serial line may be replacing them, or the device's \
@@ -457,45 +597,58 @@ impl Link {
         }
     }
 
-    /// Begins a session if there is none; returns whether it did.
-    fn ensure_session(&mut self) -> Result<bool> {
-        let pairing = self
-            .pairing
-            .as_ref()
-            .ok_or_else(|| Error::Hsm("the serial link is not paired".into()))?;
-        if pairing.session.is_some() {
-            return Ok(false);
+    /// Seals `req` with the session's next counter and sends it, beginning a session first
+    /// if there is none. Counter and write under the send lock: envelopes reach the device in
+    /// counter order.
+    fn send_sealed(&self, req: &Request<'_>) -> Result<Sent> {
+        let mut tx = self.pipe.lock()?;
+        for _ in 0..ATTEMPTS {
+            let next = {
+                let mut pairing = self.sessions.lock();
+                let p = pairing
+                    .as_mut()
+                    .ok_or_else(|| Error::Hsm("the serial link is not paired".into()))?;
+                p.session.as_mut().map(|session| {
+                    session.counter += 1;
+                    (p.key.clone(), session.nonce, session.counter, p.generation)
+                })
+            };
+            let Some((key, nonce, counter, generation)) = next else {
+                // The reader takes the session from the answer, in line order.
+                self.begin_session(&mut tx)?;
+                continue;
+            };
+            let sealed = SealedRequest::new(&key, &nonce, counter, req)
+                .map_err(|e| Error::Hsm(format!("request does not encode: {e}")))?;
+            let ticket = self.pipe.send(&mut tx, generation, |seq| {
+                encode_frame_vec(seq, &sealed.request())
+                    .map_err(|e| Error::Hsm(format!("request does not fit a frame: {e}")))
+            })?;
+            // Others may queue their envelopes while this one is written, and go with it.
+            drop(tx);
+            self.pipe.flush();
+            return Ok(Sent {
+                ticket,
+                key,
+                nonce,
+                sealed,
+            });
         }
-        let nonce = self.begin_session()?;
-        self.set_session(nonce);
-        Ok(true)
+        Err(Error::Hsm(
+            "the serial device's sessions end as soon as they begin".into(),
+        ))
     }
 
-    fn set_session(&mut self, nonce: [u8; NONCE_LEN]) {
-        if let Some(p) = self.pairing.as_mut() {
-            p.session = Some(Session { nonce, counter: 0 });
-        }
-    }
-
-    /// One envelope with the session's next counter, and what became of it.
-    fn attempt(&mut self, req: &Request<'_>) -> Result<Step> {
-        let Some(Pairing {
+    /// Waits for the answer to one envelope and says what became of it.
+    fn outcome(&self, sent: Sent) -> Result<Step> {
+        let Sent {
+            ticket,
             key,
-            session: Some(session),
-            ..
-        }) = self.pairing.as_mut()
-        else {
-            return Err(Error::Internal("serial session vanished".into()));
-        };
-        session.counter += 1;
-        let nonce = session.nonce;
-        let sealed = SealedRequest::new(key, &nonce, session.counter, req)
-            .map_err(|e| Error::Hsm(format!("request does not encode: {e}")))?;
-        let key = key.clone();
-        let seq = self.next_seq();
-        let frame = encode_frame_vec(seq, &sealed.request())
-            .map_err(|e| Error::Hsm(format!("request does not fit a frame: {e}")))?;
-        let answer = match self.round_trip(seq, &frame) {
+            nonce,
+            sealed,
+        } = sent;
+        let seq = ticket.seq;
+        let answer = match self.pipe.wait(ticket) {
             Ok(answer) => answer,
             Err(e) => {
                 // Retried under the same session with the next counter. Should the silence
@@ -504,7 +657,7 @@ impl Link {
                 return Ok(Step::Lost(e));
             }
         };
-        Ok(match answer {
+        Ok(match answer.body {
             Response::Authenticated {
                 counter,
                 tag,
@@ -519,16 +672,19 @@ impl Link {
                     ))
                 }
             },
-            // The device has no session (it restarted): this is a new one, and the request
-            // did not run.
-            Response::Session { nonce } => {
-                Step::NewSession(nonce.as_slice().try_into().map_err(|_| {
-                    Error::Hsm("serial device sent a malformed session nonce".into())
-                })?)
+            // The device has no session (it restarted): this is a new one, which the reader
+            // took, and the request did not run.
+            Response::Session { nonce } if nonce.len() == NONCE_LEN => Step::NewSession,
+            Response::Session { .. } => {
+                return Err(Error::Hsm(
+                    "serial device sent a malformed session nonce".into(),
+                ))
             }
             // The device lost our session, or never saw it used (another BeginSession
-            // replaced it): begin a new one.
-            Response::Error(DeviceError::Unauthenticated | DeviceError::Replayed) => Step::Refused,
+            // replaced it): the reader ended it if it was the current one.
+            Response::Error(DeviceError::Unauthenticated | DeviceError::Replayed) => {
+                Step::Refused(answer.mark)
+            }
             Response::Error(DeviceError::NotPaired) => return Err(no_longer_paired()),
             // Any other refusal (a request too long for the device, an older firmware) is the
             // device's answer; the request's own answers come only enveloped.
@@ -547,15 +703,15 @@ impl Link {
         })
     }
 
-    /// Asks the device for a new session nonce.
-    fn begin_session(&mut self) -> Result<[u8; NONCE_LEN]> {
-        match self.plain(&Request::BeginSession)? {
-            Response::Session { nonce } => nonce.as_slice().try_into().map_err(|_| {
-                Error::Hsm(format!(
-                    "serial device sent a session nonce of {} bytes",
-                    nonce.len()
-                ))
-            }),
+    /// Asks the device for a new session, holding the send lock until the answer is in (the
+    /// reader thread takes the session from it).
+    fn begin_session(&self, tx: &mut Tx) -> Result<()> {
+        match self.plain_on(Some(tx), &Request::BeginSession)? {
+            Response::Session { nonce } if nonce.len() == NONCE_LEN => Ok(()),
+            Response::Session { nonce } => Err(Error::Hsm(format!(
+                "serial device sent a session nonce of {} bytes",
+                nonce.len()
+            ))),
             Response::Error(DeviceError::NotPaired) => Err(no_longer_paired()),
             Response::Error(e) => Err(Error::Hsm(format!(
                 "the serial device refused a session: {e}"
@@ -565,56 +721,5 @@ impl Link {
                 other.kind()
             ))),
         }
-    }
-
-    fn end_session(&mut self) {
-        if let Some(p) = self.pairing.as_mut() {
-            p.session = None;
-        }
-    }
-
-    fn next_seq(&mut self) -> u32 {
-        self.seq = self.seq.wrapping_add(1).max(1);
-        self.seq
-    }
-
-    /// Writes one frame and reads until the answer with `seq` arrives or the timeout passes.
-    fn round_trip(&mut self, seq: u32, frame: &[u8]) -> Result<Response> {
-        // A leading delimiter ends whatever partial frame the device may hold (line noise, a
-        // request cut by a reset), so this request is not merged into it and lost.
-        self.port
-            .write_all(&[0])
-            .and_then(|_| self.port.write_all(frame))
-            .and_then(|_| self.port.flush())
-            .map_err(|e| Error::Hsm(format!("serial write: {e}")))?;
-        let deadline = Instant::now() + self.timeout;
-        let mut reader = FrameReader::new(&mut self.buf);
-        let mut chunk = [0u8; 512];
-        while Instant::now() < deadline {
-            let n = match self.port.read(&mut chunk) {
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => continue,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(Error::Hsm(format!("serial read: {e}"))),
-            };
-            for &b in &chunk[..n] {
-                if let Feed::Frame(len) = reader.feed(b) {
-                    // Garbage, corrupted frames, late answers to earlier requests and the
-                    // device's seq-0 answers to frames it could not read are skipped; only
-                    // the echo of this request's sequence number counts.
-                    if let Ok(Envelope { seq: s, body }) =
-                        decode_frame::<Response>(reader.frame(len))
-                    {
-                        if s == seq {
-                            return Ok(body);
-                        }
-                    }
-                }
-            }
-        }
-        Err(Error::Hsm(format!(
-            "no answer to request {seq} within {:?}",
-            self.timeout
-        )))
     }
 }
