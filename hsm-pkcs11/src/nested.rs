@@ -153,21 +153,15 @@ impl AttributeReader {
     ) -> Result<Option<Vec<CK_ULONG>>, Error> {
         let entry = size_of::<CK_ULONG>();
         let bad = |what: &str| Error::TokenOutput(format!("attribute {outer:#x}: {what}"));
+        let Some(count) = self.count(session, object, outer, entry, MAX_ULONGS)? else {
+            return Ok(None);
+        };
+        let mut values: Vec<CK_ULONG> = vec![0; count];
         let mut attr = CK_ATTRIBUTE {
             type_: outer,
-            pValue: ptr::null_mut(),
-            ulValueLen: 0,
+            pValue: values.as_mut_ptr().cast::<c_void>(),
+            ulValueLen: (count * entry) as CK_ULONG,
         };
-        if self.call(session, object, &mut attr)?.is_none() {
-            return Ok(None);
-        }
-        let len = usize::try_from(attr.ulValueLen).map_err(|_| bad("impossible length"))?;
-        if len % entry != 0 || len / entry > MAX_ULONGS {
-            return Err(bad("length is not a small whole number of CK_ULONGs"));
-        }
-        let mut values: Vec<CK_ULONG> = vec![0; len / entry];
-        attr.pValue = values.as_mut_ptr().cast::<c_void>();
-        attr.ulValueLen = (values.len() * entry) as CK_ULONG;
         if self.call(session, object, &mut attr)?.is_none() {
             return Err(bad("vanished while being read"));
         }
@@ -177,6 +171,32 @@ impl AttributeReader {
             .ok_or_else(|| bad("value longer than its buffer"))?;
         values.truncate(got / entry);
         Ok(Some(values))
+    }
+
+    /// How many entries of `entry` bytes the array attribute `outer` of `object` holds (a
+    /// C_GetAttributeValue with a NULL value), at most `max`. `Ok(None)`: no such attribute.
+    fn count(
+        &self,
+        session: &Session,
+        object: ObjectHandle,
+        outer: CK_ATTRIBUTE_TYPE,
+        entry: usize,
+        max: usize,
+    ) -> Result<Option<usize>, Error> {
+        let mut attr = CK_ATTRIBUTE {
+            type_: outer,
+            pValue: ptr::null_mut(),
+            ulValueLen: 0,
+        };
+        if self.call(session, object, &mut attr)?.is_none() {
+            return Ok(None);
+        }
+        let bad = |what: &str| Error::TokenOutput(format!("attribute {outer:#x}: {what}"));
+        let len = usize::try_from(attr.ulValueLen).map_err(|_| bad("impossible length"))?;
+        if len % entry != 0 || len / entry > max {
+            return Err(bad("length is not a small whole number of entries"));
+        }
+        Ok(Some(len / entry))
     }
 
     /// One C_GetAttributeValue with a single attribute, `Ok(None)` if the object does not
@@ -211,18 +231,14 @@ impl AttributeReader {
         let entry = size_of::<CK_ATTRIBUTE>();
         let bad = |what: &str| Error::TokenOutput(format!("array attribute {outer:#x}: {what}"));
         // 1. Size of the array.
+        let Some(count) = self.count(session, object, outer, entry, MAX_NESTED)? else {
+            return Ok(None);
+        };
         let mut attr = CK_ATTRIBUTE {
             type_: outer,
             pValue: ptr::null_mut(),
-            ulValueLen: 0,
+            ulValueLen: (count * entry) as CK_ULONG,
         };
-        if self.call(session, object, &mut attr)?.is_none() {
-            return Ok(None);
-        }
-        let len = usize::try_from(attr.ulValueLen).map_err(|_| bad("impossible length"))?;
-        if len % entry != 0 || len / entry > MAX_NESTED {
-            return Err(bad("length is not a small whole number of CK_ATTRIBUTEs"));
-        }
         // 2. Types and lengths of the nested attributes (all nested pValue NULL). The nested
         // types are CK_UNAVAILABLE_INFORMATION, meaning "tell me": kryoptic answers
         // CKR_TEMPLATE_INCONSISTENT to any other type it does not hold (0 is CKA_CLASS), while
@@ -233,10 +249,10 @@ impl AttributeReader {
                 pValue: ptr::null_mut(),
                 ulValueLen: 0,
             };
-            len / entry
+            count
         ];
         attr.pValue = nested.as_mut_ptr().cast::<c_void>();
-        attr.ulValueLen = attr.ulValueLen.min((nested.len() * entry) as CK_ULONG);
+        attr.ulValueLen = (nested.len() * entry) as CK_ULONG;
         if self.call(session, object, &mut attr)?.is_none() {
             return Err(bad("vanished while being read"));
         }
