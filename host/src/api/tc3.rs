@@ -90,19 +90,25 @@ pub fn canonical_request(
     header_value: impl Fn(&str) -> Option<String>,
     payload_hash: &str,
 ) -> Option<(String, String)> {
-    let mut names: Vec<&str> = signed_headers.iter().map(String::as_str).collect();
-    names.sort_unstable();
-    let mut canonical_headers = String::new();
-    for name in &names {
-        let value = header_value(name)?;
-        canonical_headers.push_str(name);
-        canonical_headers.push(':');
-        canonical_headers.push_str(&value.trim().to_ascii_lowercase());
-        canonical_headers.push('\n');
-    }
-    let signed = names.join(";");
-    let cr = format!("{method}\n{path}\n{query}\n{canonical_headers}\n{signed}\n{payload_hash}");
-    Some((cr, signed))
+    let names = sorted_names(signed_headers);
+    let values = names
+        .iter()
+        .map(|n| header_value(n))
+        .collect::<Option<Vec<String>>>()?;
+    let values: Vec<&str> = values.iter().map(String::as_str).collect();
+    let mut cr = Vec::new();
+    canonical_parts(
+        method,
+        path,
+        query,
+        &names,
+        &values,
+        payload_hash,
+        &mut |b| cr.extend_from_slice(b),
+    );
+    // Only ASCII letters were changed (lower-cased) in text that was UTF-8.
+    let cr = String::from_utf8(cr).ok()?;
+    Some((cr, names.join(";")))
 }
 
 /// SHA-256 of [`canonical_request`], computed without building it: the server's side of
@@ -116,36 +122,66 @@ pub fn canonical_request_digest<'a>(
     header_value: impl Fn(&str) -> Option<&'a str>,
     payload_hash: &str,
 ) -> Option<[u8; 32]> {
+    let names = sorted_names(signed_headers);
+    let values = names
+        .iter()
+        .map(|n| header_value(n))
+        .collect::<Option<Vec<&str>>>()?;
+    let mut h = Sha256::new();
+    canonical_parts(
+        method,
+        path,
+        query,
+        &names,
+        &values,
+        payload_hash,
+        &mut |b| h.update(b),
+    );
+    Some(h.finalize().into())
+}
+
+fn sorted_names(signed_headers: &[String]) -> Vec<&str> {
     let mut names: Vec<&str> = signed_headers.iter().map(String::as_str).collect();
     names.sort_unstable();
-    let mut h = Sha256::new();
+    names
+}
+
+/// The canonical request's bytes, in order, to `out`: `values[i]` is the value of the signed
+/// header `names[i]` (names sorted), trimmed and lower-cased here.
+fn canonical_parts(
+    method: &str,
+    path: &str,
+    query: &str,
+    names: &[&str],
+    values: &[&str],
+    payload_hash: &str,
+    out: &mut impl FnMut(&[u8]),
+) {
     for part in [method, "\n", path, "\n", query, "\n"] {
-        h.update(part);
+        out(part.as_bytes());
     }
-    for name in &names {
-        let value = header_value(name)?;
-        h.update(name);
-        h.update(":");
+    for (name, value) in names.iter().zip(values) {
+        out(name.as_bytes());
+        out(b":");
         // `to_ascii_lowercase` in pieces, through a stack buffer.
         for chunk in value.trim().as_bytes().chunks(64) {
             let mut lower = [0u8; 64];
             let lower = &mut lower[..chunk.len()];
             lower.copy_from_slice(chunk);
             lower.make_ascii_lowercase();
-            h.update(&*lower);
+            out(lower);
         }
-        h.update("\n");
+        out(b"\n");
     }
-    h.update("\n");
+    out(b"\n");
     for (i, name) in names.iter().enumerate() {
         if i > 0 {
-            h.update(";");
+            out(b";");
         }
-        h.update(name);
+        out(name.as_bytes());
     }
-    h.update("\n");
-    h.update(payload_hash);
-    Some(h.finalize().into())
+    out(b"\n");
+    out(payload_hash.as_bytes());
 }
 
 /// Whether `signature` (64 hex digits, as parsed from the header) is the TC3 signature of the
