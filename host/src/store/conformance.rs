@@ -262,3 +262,65 @@ pub fn product_secrets_claims_and_flows(s: &dyn crate::store::Store) {
     s.delete_secret(&Trail::off(), "r", 1, "db").unwrap();
     assert!(s.get_product_secret("r", 1, "db").unwrap().is_none());
 }
+
+/// Every secret write is seen by the next read of the same secret, even after reads that a
+/// store may remember (the SQLite store's secret cache): status, a replaced value, a deleted
+/// version, a deleted secret; and a write refused half-way leaves what was read before.
+pub fn secret_reads_follow_every_write(s: &dyn crate::store::Store) {
+    use crate::store::{SecretStatus, VersionWrite};
+    product_fixture(s);
+    let read = |name: &str, version: &str| {
+        (
+            s.get_secret("r", 1, name).unwrap(),
+            s.get_secret_version("r", 1, name, version).unwrap(),
+        )
+    };
+    let (secret, first) = read("db", "SSM_Current");
+    let (secret, first) = (secret.unwrap(), first.unwrap());
+    assert_eq!(
+        read("db", "SSM_Current"),
+        (Some(secret.clone()), Some(first.clone()))
+    );
+
+    s.update_secret(&Trail::off(), "r", 1, "db", &mut |r| {
+        r.status = SecretStatus::Disabled;
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(
+        read("db", "SSM_Current").0.unwrap().status,
+        SecretStatus::Disabled
+    );
+
+    let refused = s.update_secret(&Trail::off(), "r", 1, "db", &mut |r| {
+        r.status = SecretStatus::Enabled;
+        Err(crate::error::Error::Internal("refused".into()))
+    });
+    assert!(refused.is_err());
+    assert_eq!(
+        read("db", "SSM_Current").0.unwrap().status,
+        SecretStatus::Disabled
+    );
+
+    let mut replaced = first.clone();
+    replaced.ciphertext = vec![9, 9, 9];
+    s.put_secret_version(
+        &Trail::off(),
+        "r",
+        1,
+        "db",
+        &replaced,
+        VersionWrite::Replace,
+        &mut |_| Ok(()),
+    )
+    .unwrap();
+    assert_eq!(read("db", "SSM_Current").1, Some(replaced));
+
+    assert!(s
+        .delete_secret_version(&Trail::off(), "r", 1, "db", "SSM_Current")
+        .unwrap());
+    assert_eq!(read("db", "SSM_Current").1, None);
+
+    s.delete_secret(&Trail::off(), "r", 1, "db").unwrap();
+    assert_eq!(read("db", "SSM_Current"), (None, None));
+}

@@ -43,6 +43,11 @@ fn query_filters_and_pages() {
 }
 
 #[test]
+fn secret_reads_follow_every_write() {
+    crate::store::conformance::secret_reads_follow_every_write(&fresh().1);
+}
+
+#[test]
 fn reopen_keeps_data_and_schema() {
     let (name, s) = fresh();
     s.insert_key(&Trail::off(), &key("a", "x", 1), None, 10)

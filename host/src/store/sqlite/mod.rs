@@ -311,6 +311,11 @@ mod tests {
     }
 
     #[test]
+    fn secret_reads_follow_every_write() {
+        conformance::secret_reads_follow_every_write(&fresh().1);
+    }
+
+    #[test]
     fn reopen_keeps_data_and_schema() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("k.db");
