@@ -215,6 +215,31 @@ mod tests {
         b.iter().map(|x| alloc::format!("{x:02x}")).collect()
     }
 
+    /// Each request encodes to its golden frame and decodes back to itself.
+    fn golden_requests(requests: &[(u32, Request<'_>, &str)]) {
+        for (seq, req, golden) in requests {
+            let mut frame = encode_frame_vec(*seq, req).unwrap();
+            assert_eq!(hex(&frame), *golden, "{req:?}");
+            let n = frame.len() - 1;
+            assert_eq!(
+                &decode_frame::<Request<'_>>(&mut frame[..n]).unwrap().body,
+                req
+            );
+        }
+    }
+
+    /// Each response encodes to its golden frame and decodes on the host's side to its owned
+    /// form, with its sequence number.
+    fn golden_responses(responses: &[(u32, Response<'_>, &str)]) {
+        for (seq, resp, golden) in responses {
+            let mut frame = encode_frame_vec(*seq, resp).unwrap();
+            assert_eq!(hex(&frame), *golden, "{resp:?}");
+            let n = frame.len() - 1;
+            let back = decode_frame::<OwnedResponse>(&mut frame[..n]).unwrap();
+            assert_eq!((back.seq, back.body), (*seq, resp.to_owned_response()));
+        }
+    }
+
     /// These bytes are documented in docs/wire-protocol.md; a change here is a protocol change.
     #[test]
     fn golden_frames() {
@@ -253,19 +278,7 @@ mod tests {
                 "0f040cac02021111020520d2f758db00",
             ),
         ];
-        for (seq, req, golden) in requests {
-            assert_eq!(
-                hex(&encode_frame_vec(seq, &req).unwrap()),
-                golden,
-                "{req:?}"
-            );
-            let mut frame = encode_frame_vec(seq, &req).unwrap();
-            let n = frame.len() - 1;
-            assert_eq!(
-                decode_frame::<Request<'_>>(&mut frame[..n]).unwrap().body,
-                req
-            );
-        }
+        golden_requests(&requests);
         let responses: [(u32, Response<'_>, &str); 7] = [
             (3, Response::Paired, "07030998f9281300"),
             (
@@ -304,13 +317,7 @@ mod tests {
                 "0805050aa206286400",
             ),
         ];
-        for (seq, resp, golden) in responses {
-            let mut frame = encode_frame_vec(seq, &resp).unwrap();
-            assert_eq!(hex(&frame), golden, "{resp:?}");
-            let n = frame.len() - 1;
-            let back = decode_frame::<OwnedResponse>(&mut frame[..n]).unwrap();
-            assert_eq!((back.seq, back.body), (seq, resp.to_owned_response()));
-        }
+        golden_responses(&responses);
     }
 
     /// The RSA and BYOK messages (issue 18; appended variants: requests 13-17, response 12,
@@ -370,15 +377,7 @@ mod tests {
                 "030a110109010101e0b08a243500",
             ),
         ];
-        for (seq, req, golden) in requests {
-            let mut frame = encode_frame_vec(seq, &req).unwrap();
-            assert_eq!(hex(&frame), golden, "{req:?}");
-            let n = frame.len() - 1;
-            assert_eq!(
-                decode_frame::<Request<'_>>(&mut frame[..n]).unwrap().body,
-                req
-            );
-        }
+        golden_requests(&requests);
         let responses: [(u32, Response<'_>, &str); 2] = [
             (
                 10,
@@ -394,13 +393,7 @@ mod tests {
                 "0806050b6d88691100",
             ),
         ];
-        for (seq, resp, golden) in responses {
-            let mut frame = encode_frame_vec(seq, &resp).unwrap();
-            assert_eq!(hex(&frame), golden, "{resp:?}");
-            let n = frame.len() - 1;
-            let back = decode_frame::<OwnedResponse>(&mut frame[..n]).unwrap();
-            assert_eq!((back.seq, back.body), (seq, resp.to_owned_response()));
-        }
+        golden_responses(&responses);
         // The largest RSA messages fit a frame many times over: a decryption with a sealed
         // RSA key (670 bytes) and a 256-byte ciphertext, a key pair with its 294-byte SPKI.
         let big = Request::DecryptRsa {
