@@ -67,7 +67,20 @@ fn anchor_tx(conn: &Connection) -> Result<Option<(u64, [u8; 32])>> {
     }
 }
 
+/// How many records of a batch the audit writer appends before it yields the CPU (see
+/// `append_audit`).
+const YIELD_EVERY: usize = 32;
+
 fn append_tx(conn: &Connection, records: &[AuditRecord]) -> Result<Option<(u64, [u8; 32])>> {
+    append_tx_yielding(conn, records, usize::MAX)
+}
+
+/// Appends `records`, yielding the CPU after every `yield_every` of them.
+fn append_tx_yielding(
+    conn: &Connection,
+    records: &[AuditRecord],
+    yield_every: usize,
+) -> Result<Option<(u64, [u8; 32])>> {
     let (mut seq, mut prev) = head_tx(conn)?.unwrap_or((0, GENESIS));
     let mut stmt = conn.prepare_cached(
         "INSERT INTO audit_log (seq, event_id, event_time, region, service, action, read_only, \
@@ -76,7 +89,10 @@ fn append_tx(conn: &Connection, records: &[AuditRecord]) -> Result<Option<(u64, 
          (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, \
          ?20, ?21)",
     )?;
-    for r in records {
+    for (i, r) in records.iter().enumerate() {
+        if i % yield_every == yield_every - 1 {
+            std::thread::yield_now();
+        }
         seq += 1;
         let hash = chain_hash(&prev, seq, r);
         let resources = serde_json::to_string(&r.resources)
@@ -174,9 +190,14 @@ impl AuditStore for SqliteStore {
         if records.is_empty() {
             return self.audit_head();
         }
+        // The writer gathers records for a while and appends them in one go: a millisecond or
+        // more of CPU at full load. Run in one stretch, that burst takes a core from request
+        // threads and made the tail latency of every audited action (p99 at concurrency 16,
+        // docs/benchmarks.md Run 12); yielding every few records lets them in between at the
+        // cost of a few context switches. Records still commit together, with one fsync.
         self.with(|conn| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let head = append_tx(&tx, records)?;
+            let head = append_tx_yielding(&tx, records, YIELD_EVERY)?;
             tx.commit()?;
             Ok(head)
         })
