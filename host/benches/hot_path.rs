@@ -112,6 +112,25 @@ fn audit(c: &mut Criterion) {
     g.bench_function("batch_256", |b| {
         b.iter(|| store.append_audit(black_box(&batch)).unwrap())
     });
+    // The floor any store of this log pays, for comparison with the SQLite row above: each
+    // record's chain hash and canonical JSON, appended to a plain file, one fdatasync per
+    // batch (docs/benchmarks.md Run 12: what a segment-file audit store could save at most).
+    let mut file = std::fs::File::create(dir.path().join("floor.log")).unwrap();
+    let mut out = Vec::new();
+    let mut prev = GENESIS;
+    g.bench_function("file_floor_256", |b| {
+        b.iter(|| {
+            use std::io::Write;
+            out.clear();
+            for r in &batch {
+                prev = chain_hash(&prev, 7, r);
+                serde_json::to_writer(&mut out, r).unwrap();
+                out.push(b'\n');
+            }
+            file.write_all(&out).unwrap();
+            file.sync_data().unwrap();
+        })
+    });
     g.finish();
 }
 
