@@ -8,6 +8,8 @@
 #   backends: space-separated of pkcs11 embedded serial (default "pkcs11 embedded")
 #   actions:  default "Encrypt Decrypt GenerateDataKey GetSecretValue"
 # BIN=path/to/keyward uses another build (default: target/release/keyward, built here).
+# WRK_CPU=1 pins wrk to that CPU (taskset), so the daemon's threads do not share a core with
+# it: how docs/benchmarks.md Run 12 measured the p99.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-5} conc=${2:-16} rounds=${3:-5}
@@ -61,7 +63,7 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 run_wrk() {
   local target=$1 script=$2 measure_pid=${3:-} before after out
   [ -n "$measure_pid" ] && before=$(cpu_ticks "$measure_pid")
-  out=$(wrk -t1 -c"$conc" -d"${secs}s" -s "$script" "http://$target/")
+  out=$(${WRK_CPU:+taskset -c "$WRK_CPU"} wrk -t1 -c"$conc" -d"${secs}s" -s "$script" "http://$target/")
   local rps line
   rps=$(sed -n 's/^Requests\/sec: *\([0-9.]*\).*/\1/p' <<< "$out")
   line=$(grep '^api_errors=' <<< "$out")
@@ -75,7 +77,7 @@ run_wrk() {
   echo
 }
 
-echo "# $(date -u +%FT%TZ) $(nproc) cores, wrk -t1 -c$conc, ${secs}s per run, $rounds rounds, $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
+echo "# $(date -u +%FT%TZ) $(nproc) cores, wrk -t1 -c$conc${WRK_CPU:+ on CPU $WRK_CPU}, ${secs}s per run, $rounds rounds, $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
 for backend in $backends; do
   start_daemon "$backend"
   for action in $actions; do
