@@ -10,6 +10,8 @@
 //! The writer also signs checkpoints with a P-256 key held in the HSM (docs/audit.md).
 
 pub mod archive;
+#[cfg(test)]
+mod tests;
 pub mod verify;
 
 /// The record and its chain hash are the audit log's persistent form, so they live with the
@@ -36,6 +38,12 @@ const BATCH: usize = 2_048;
 /// How long the writer gathers records before committing them (measured in
 /// docs/benchmarks.md: committing every few records cost a fifth of Encrypt's throughput).
 const LINGER: Duration = Duration::from_millis(20);
+/// The writer's waits between attempts to store a batch the store refused: doubling from the
+/// first to the last, then the last until it succeeds.
+const RETRY_FIRST: Duration = Duration::from_millis(50);
+const RETRY_MAX: Duration = Duration::from_secs(2);
+/// Attempts a stopping daemon still makes before it counts a batch as lost.
+const GIVE_UP_WHEN_STOPPING: u32 = 5;
 
 /// The checkpoint key: P-256, generated in and held by the HSM; the store keeps its sealed
 /// form and public key.
@@ -121,6 +129,8 @@ pub struct Audit {
     /// One archival at a time: the scheduler's retention and an operator's ArchiveAuditLog
     /// would otherwise walk records the other is removing.
     archiving: std::sync::Mutex<()>,
+    /// Set when the daemon stops: the writer then stops retrying a store that is away.
+    stopping: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Drop for Audit {
@@ -128,6 +138,7 @@ impl Drop for Audit {
     /// beyond durability: the writer holds the HSM, and a PKCS#11 library must be finalized
     /// by its last user, not torn down by process exit while a session is still open.
     fn drop(&mut self) {
+        self.stopping.store(true, Ordering::Relaxed);
         self.tx.take();
         if let Some(w) = self.worker.take() {
             let _ = w.join();
@@ -153,10 +164,13 @@ impl Audit {
                 worker: None,
                 store,
                 archiving: std::sync::Mutex::new(()),
+                stopping: Arc::default(),
             });
         }
         let (tx, rx) = mpsc::sync_channel(QUEUE);
+        let stopping = Arc::<std::sync::atomic::AtomicBool>::default();
         let w = Writer {
+            stopping: stopping.clone(),
             store: store.clone(),
             signer: signer.clone(),
             counters: counters.clone(),
@@ -179,6 +193,7 @@ impl Audit {
             worker: Some(worker),
             store,
             archiving: std::sync::Mutex::new(()),
+            stopping,
         })
     }
 
@@ -295,6 +310,7 @@ struct Writer {
     every: u64,
     interval: Duration,
     leader: Arc<Leadership>,
+    stopping: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Writer {
@@ -362,26 +378,49 @@ impl Writer {
         }
     }
 
+    /// Stores the batch, however long the store takes to come back: a record of a request
+    /// that was answered is never dropped because the database was briefly away (a
+    /// PostgreSQL restart, a full disk being cleared). Meanwhile `/readyz` says the log is
+    /// failing, the queue fills, and once it is full requests wait for room (`submit`). Only
+    /// a daemon that is stopping gives up, after a few more attempts, and counts what it
+    /// could not store in `keyward_audit_write_failures`.
     fn append(&self, batch: &[AuditRecord]) {
-        for attempt in 0..3 {
+        let mut wait = RETRY_FIRST;
+        let mut attempt = 0u32;
+        loop {
             match self.store.append_audit(batch) {
                 Ok(_) => {
                     self.counters
                         .written
                         .fetch_add(batch.len() as u64, Ordering::Relaxed);
-                    self.counters.failing.store(false, Ordering::Relaxed);
+                    if self.counters.failing.swap(false, Ordering::Relaxed) {
+                        tracing::warn!(attempt, "audit records stored again");
+                    }
                     return;
                 }
                 Err(e) => {
-                    tracing::error!(error = %e, attempt, "cannot append audit records");
-                    std::thread::sleep(Duration::from_millis(100));
+                    self.counters.failing.store(true, Ordering::Relaxed);
+                    // Every attempt at first, then one line a minute or so.
+                    if attempt < 3 || attempt.is_multiple_of(30) {
+                        tracing::error!(error = %e, attempt, records = batch.len(),
+                            "cannot append audit records; retrying");
+                    }
                 }
             }
+            attempt += 1;
+            if self.stopping.load(Ordering::Relaxed) && attempt >= GIVE_UP_WHEN_STOPPING {
+                tracing::error!(
+                    records = batch.len(),
+                    "stopping: audit records could not be stored and are lost"
+                );
+                self.counters
+                    .failures
+                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                return;
+            }
+            std::thread::sleep(wait);
+            wait = (wait * 2).min(RETRY_MAX);
         }
-        self.counters
-            .failures
-            .fetch_add(batch.len() as u64, Ordering::Relaxed);
-        self.counters.failing.store(true, Ordering::Relaxed);
     }
 
     /// Signs the chain's head when due: after `every` new records, or after `interval` with
