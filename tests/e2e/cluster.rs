@@ -380,3 +380,137 @@ async fn a_daemon_with_another_root_key_refuses_to_join() {
     // The deployment is unharmed.
     ok(encrypt(&a.client(), &create_key(&a.client(), &[]).await).await);
 }
+
+/// PostgreSQL stops under three daemons and comes back, as in a restart or a fail-over. While
+/// it is away every request is answered, with a result or a Tencent error (no hang, no bare
+/// 500). Once it is back, every daemon serves writes again, and every request answered
+/// meanwhile, success or error, has its audit record in the deployment's one chain, which
+/// still verifies.
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_restarts_under_three_daemons_and_no_answered_request_loses_its_record() {
+    use common::dbservers::PgServer;
+    use std::collections::BTreeSet;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut server = PgServer::start();
+    server.psql("postgres", "CREATE DATABASE keyward_restart");
+    let secrets = tempfile::tempdir().unwrap();
+    let password_file = secrets.path().join("pg-password");
+    std::io::Write::write_all(
+        &mut std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&password_file)
+            .unwrap(),
+        server.admin_password.as_bytes(),
+    )
+    .unwrap();
+    let section = format!(
+        "\n[store]\nkind = \"postgres\"\nurl = \"host={} port={} dbname=keyward_restart \
+         user=admin\"\npassword_file = \"{}\"\npool_size = 4\n",
+        server.dir.display(),
+        server.socket_port(),
+        password_file.display()
+    );
+    let a = Daemon::softhsm_on_store(&section);
+    let nodes = vec![a.another_node(), a.another_node(), a];
+    let key = create_key(&nodes[0].client(), &[]).await;
+    for n in &nodes {
+        ok(encrypt(&n.client(), &key).await);
+    }
+
+    // One request to each daemon while the database is away, all at once: each waits for a
+    // connection (the pool's 15 s) and is answered with an error, whose record is queued.
+    server.stop();
+    let mut during = Vec::new();
+    for n in &nodes {
+        let (c, key) = (n.client(), key.clone());
+        during.push(tokio::spawn(async move {
+            tokio::time::timeout(Duration::from_secs(40), encrypt(&c, &key)).await
+        }));
+    }
+    let mut answered = Vec::new();
+    let mut failed = 0;
+    for d in during {
+        let r = d
+            .await
+            .unwrap()
+            .expect("a request is answered while the database is away");
+        answered.push(r["RequestId"].as_str().expect("a RequestId").to_string());
+        if code(&r).is_some() {
+            failed += 1;
+        }
+    }
+    server.run();
+
+    for n in &nodes {
+        let c = n.client();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let r = c
+                .kms("CreateKey", json!({"Alias": unique("back")}))
+                .await
+                .unwrap();
+            if code(&r).is_none() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "no write after the restart: {r}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    // The answered requests' records reach the chain once the writers' retries succeed.
+    let (dir, password) = (server.dir.clone(), server.admin_password.clone());
+    let want: BTreeSet<String> = answered.iter().cloned().collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let stored: BTreeSet<String> = {
+            let (dir, password) = (dir.clone(), password.clone());
+            tokio::task::spawn_blocking(move || {
+                let mut client = postgres::Config::new()
+                    .host_path(&dir)
+                    .port(5432)
+                    .user("admin")
+                    .password(&password)
+                    .dbname("keyward_restart")
+                    .connect(postgres::NoTls)
+                    .unwrap();
+                client
+                    .query("SELECT request_id FROM audit_log", &[])
+                    .unwrap()
+                    .iter()
+                    .map(|r| r.get::<_, String>(0))
+                    .collect()
+            })
+            .await
+            .unwrap()
+        };
+        let missing = want.difference(&stored).count();
+        if missing == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{missing} of {} requests answered during the outage ({failed} with an error) \
+             have no audit record",
+            want.len()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_keyward"))
+        .args(["audit", "verify", "--config"])
+        .arg(&nodes[0].config)
+        .env("KEYWARD_LOG", "warn")
+        .output()
+        .expect("keyward audit verify runs");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!(
+        "{} requests answered during the outage, {failed} with an error",
+        answered.len()
+    );
+}

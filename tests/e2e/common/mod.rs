@@ -338,6 +338,20 @@ impl Daemon {
         Self::with_store(dir, Some(conf), &hsm, postgres_section())
     }
 
+    /// A daemon on a fresh SoftHSM2 token with its store on a database server the test
+    /// started itself: `store` is the whole `[store]` table.
+    pub fn softhsm_on_store(store: &str) -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = make_token(dir.path());
+        let hsm = softhsm_section("");
+        Self::with_store(
+            dir,
+            Some(conf),
+            &hsm,
+            (store.to_string(), TestStore::External),
+        )
+    }
+
     /// Another daemon of this one's deployment: the same configuration and store, a data
     /// directory of its own and, on SoftHSM2, a clone of this daemon's token made with
     /// `scripts/clone-softhsm-token.sh` (docs/postgres.md). Started; no `keyward init`.
