@@ -9,6 +9,9 @@
 //! daemon process.
 //!
 //! It also selects the token by serial number rather than label.
+//!
+//! And `CKR_DEVICE_ERROR`, which tokens answer both for one failed operation and for a device
+//! that is gone: a session that still answers is kept, one that does not is replaced.
 
 mod common;
 
@@ -50,6 +53,32 @@ fn shim_path() -> PathBuf {
     p
 }
 
+/// The shim's environment for one daemon: the module under test, the trigger file and, if
+/// given, the device-error file. Per daemon, never the test process's: this binary's tests
+/// run side by side.
+fn shim_env(
+    trigger: &std::path::Path,
+    device_error: Option<&std::path::Path>,
+) -> Vec<(String, String)> {
+    let mut env = vec![
+        (
+            "KEYWARD_FAULT_SHIM_MODULE".into(),
+            pkcs11_module_under_test(),
+        ),
+        (
+            "KEYWARD_FAULT_SHIM_TRIGGER".into(),
+            trigger.display().to_string(),
+        ),
+    ];
+    if let Some(f) = device_error {
+        env.push((
+            "KEYWARD_FAULT_SHIM_DEVICE_ERROR".into(),
+            f.display().to_string(),
+        ));
+    }
+    env
+}
+
 /// The serial number of the test token, as OpenSC's `pkcs11-tool -L` lists it.
 fn token_serial(conf: &std::path::Path) -> String {
     let out = Command::new("pkcs11-tool")
@@ -77,15 +106,12 @@ async fn lost_sessions_are_reopened_under_load() {
     let serial = token_serial(&conf);
     let trigger = dir.path().join("fault-generation");
     std::fs::write(&trigger, "0").unwrap();
-    // The daemon inherits these; this binary has no other test reading them.
-    std::env::set_var("KEYWARD_FAULT_SHIM_TRIGGER", &trigger);
-    std::env::set_var("KEYWARD_FAULT_SHIM_MODULE", pkcs11_module_under_test());
     let hsm = format!(
         "[hsm]\nbackend = \"pkcs11\"\nmodule = \"{}\"\ntoken_serial = \"{serial}\"\n\
          pin_env = \"KEYWARD_TEST_PIN\"\npool_size = 4\n",
         shim_path().display()
     );
-    let d = Daemon::with_token_and_hsm_section(dir, conf, &hsm);
+    let d = Daemon::with_token_hsm_section_and_env(dir, conf, &hsm, shim_env(&trigger, None));
     let pid = d.pid();
     let c = d.client();
     let key = ok(c
@@ -199,6 +225,97 @@ async fn lost_sessions_are_reopened_under_load() {
         );
     }
     assert_eq!(d.pid(), pid, "the daemon was restarted");
+    let log = String::from_utf8_lossy(&d.log_text()).to_string();
+    assert!(
+        !log.contains("panicked"),
+        "daemon log shows a panic:\n{log}"
+    );
+}
+
+/// `CKR_DEVICE_ERROR` means either "this operation failed" (kryoptic answers it for any
+/// OpenSSL failure, a bad RSA ciphertext included) or "the device is gone". The pool keeps a
+/// session that still answers `C_GetSessionInfo` after one (the request fails), and replaces
+/// one that does not (the request runs again on a new session). The shim's device-error file
+/// injects each kind on the next `C_EncryptInit`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_device_error_replaces_the_session_only_if_the_session_is_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = make_token(dir.path());
+    let serial = token_serial(&conf);
+    let trigger = dir.path().join("fault-generation");
+    let device_error = dir.path().join("device-error");
+    std::fs::write(&trigger, "0").unwrap();
+    std::fs::write(&device_error, "0").unwrap();
+    let hsm = format!(
+        "[hsm]\nbackend = \"pkcs11\"\nmodule = \"{}\"\ntoken_serial = \"{serial}\"\n\
+         pin_env = \"KEYWARD_TEST_PIN\"\npool_size = 2\n",
+        shim_path().display()
+    );
+    let d = Daemon::with_token_hsm_section_and_env(
+        dir,
+        conf,
+        &hsm,
+        shim_env(&trigger, Some(&device_error)),
+    );
+    let c = d.client();
+    let key_id = ok(c
+        .kms("CreateKey", json!({"Alias": unique("p11-deverr")}))
+        .await
+        .unwrap())["KeyId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let round_trips = |n: usize| {
+        let (c, key_id) = (&c, &key_id);
+        async move {
+            for i in 0..n {
+                let plain = b64(format!("round trip {i}").as_bytes());
+                let enc = ok(c
+                    .kms("Encrypt", json!({"KeyId": key_id, "Plaintext": plain}))
+                    .await
+                    .unwrap());
+                let dec = ok(c
+                    .kms("Decrypt", json!({"CiphertextBlob": enc["CiphertextBlob"]}))
+                    .await
+                    .unwrap());
+                assert_eq!(dec["Plaintext"], plain);
+            }
+        }
+    };
+    let opens = || -> u64 {
+        std::fs::read_to_string(format!("{}.opens", device_error.display()))
+            .expect("the shim counts the sessions it opens")
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let encrypt_fails = || async {
+        let r = c
+            .kms("Encrypt", json!({"KeyId": key_id, "Plaintext": b64(b"x")}))
+            .await
+            .unwrap();
+        err(&r, "InternalError");
+    };
+    round_trips(10).await;
+    let before = opens();
+
+    // The operation failed, the session did not: it stays in the pool.
+    std::fs::write(&device_error, "1 transient").unwrap();
+    encrypt_fails().await;
+    round_trips(10).await;
+    assert_eq!(
+        opens(),
+        before,
+        "a session that still answered was replaced"
+    );
+
+    // The session is gone too: the request is run again on a new session and succeeds.
+    std::fs::write(&device_error, "2 fatal").unwrap();
+    round_trips(10).await;
+    assert!(
+        opens() > before,
+        "a session that no longer answers was kept"
+    );
     let log = String::from_utf8_lossy(&d.log_text()).to_string();
     assert!(
         !log.contains("panicked"),

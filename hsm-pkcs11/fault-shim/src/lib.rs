@@ -18,6 +18,14 @@
 //!
 //! Each refusal is counted in `<trigger>.refused` (one line per generation: `generation
 //! count`), so a test can tell that its faults really reached the application.
+//!
+//! A second file, named by `KEYWARD_FAULT_SHIM_DEVICE_ERROR`, injects `CKR_DEVICE_ERROR`, the
+//! code tokens use both for "this one operation failed" (kryoptic, for any OpenSSL failure)
+//! and for "the device is gone". Each time its first number changes, the next
+//! `C_EncryptInit` answers `CKR_DEVICE_ERROR`: with the word `transient` after the number the
+//! session stays fine, with `fatal` every open session is killed with that code (as by a
+//! trigger generation). The shim writes the sessions opened so far to `<file>.opens`, so a
+//! test can tell whether the application replaced its sessions.
 
 #![allow(non_snake_case)] // PKCS#11's function names.
 
@@ -45,6 +53,12 @@ struct State {
     refused: std::collections::BTreeMap<u64, u64>,
     /// `C_OpenSession` calls still to answer `CKR_TOKEN_NOT_PRESENT`.
     absent_opens: u32,
+    /// The device-error file's number when we last looked.
+    device_error_generation: u64,
+    /// A device error is due on the next `C_EncryptInit`: `Some(fatal)`.
+    device_error_due: Option<bool>,
+    /// Sessions opened in the real module so far.
+    opens: u64,
 }
 
 static REAL: OnceLock<Result<Real, String>> = OnceLock::new();
@@ -121,8 +135,24 @@ fn check_trigger(st: &mut State) {
     st.killed.extend(open);
 }
 
-/// `Some(rv)`: refuse the call on `h` with `rv`.
-fn fault(h: CK_SESSION_HANDLE) -> Option<CK_RV> {
+/// Arm a device error if the device-error file's number changed since we last looked.
+fn check_device_error(st: &mut State) {
+    let Ok(path) = std::env::var("KEYWARD_FAULT_SHIM_DEVICE_ERROR") else {
+        return;
+    };
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let mut words = text.split_whitespace();
+    let Some(generation) = words.next().and_then(|n| n.parse::<u64>().ok()) else {
+        return;
+    };
+    if generation != st.device_error_generation {
+        st.device_error_generation = generation;
+        st.device_error_due = Some(words.next() == Some("fatal"));
+    }
+}
+
+/// `Some(rv)`: refuse the call `function` on `h` with `rv`.
+fn fault(h: CK_SESSION_HANDLE, function: &str) -> Option<CK_RV> {
     let mut guard = state();
     let st = guard.get_or_insert_with(|| State {
         open: HashSet::new(),
@@ -131,8 +161,24 @@ fn fault(h: CK_SESSION_HANDLE) -> Option<CK_RV> {
         rv: CKR_SESSION_HANDLE_INVALID,
         refused: Default::default(),
         absent_opens: 0,
+        device_error_generation: 0,
+        device_error_due: None,
+        opens: 0,
     });
     check_trigger(st);
+    if function == "C_EncryptInit" && !st.killed.contains(&h) {
+        check_device_error(st);
+        match st.device_error_due.take() {
+            Some(false) => return Some(CKR_DEVICE_ERROR),
+            Some(true) => {
+                st.rv = CKR_DEVICE_ERROR;
+                let open: Vec<_> = st.open.drain().collect();
+                st.killed.extend(open);
+                return Some(CKR_DEVICE_ERROR);
+            }
+            None => {}
+        }
+    }
     if h == CK_INVALID_HANDLE && st.absent_opens > 0 {
         // Only `shim_open_session` asks about the invalid handle.
         st.absent_opens -= 1;
@@ -163,7 +209,7 @@ macro_rules! wrap {
     ($($name:ident ( $($arg:ident : $ty:ty),* );)*) => {
         $(
             unsafe extern "C" fn $name(h: CK_SESSION_HANDLE $(, $arg: $ty)*) -> CK_RV {
-                if let Some(rv) = fault(h) {
+                if let Some(rv) = fault(h, stringify!($name)) {
                     return rv;
                 }
                 match real().$name {
@@ -235,7 +281,7 @@ unsafe extern "C" fn shim_open_session(
     };
     // A fault that is due happens before the new session exists, not to it; a token that is
     // absent refuses the session.
-    if let Some(rv) = fault(CK_INVALID_HANDLE) {
+    if let Some(rv) = fault(CK_INVALID_HANDLE, "C_OpenSession") {
         return rv;
     }
     // SAFETY: forwarding the caller's arguments unchanged.
@@ -245,13 +291,18 @@ unsafe extern "C" fn shim_open_session(
         let h = unsafe { *out };
         if let Some(st) = state().as_mut() {
             st.open.insert(h);
+            st.opens += 1;
+            if let Ok(path) = std::env::var("KEYWARD_FAULT_SHIM_DEVICE_ERROR") {
+                // Best effort, for the test's information.
+                let _ = std::fs::write(format!("{path}.opens"), st.opens.to_string());
+            }
         }
     }
     rv
 }
 
 unsafe extern "C" fn shim_close_session(h: CK_SESSION_HANDLE) -> CK_RV {
-    let refused = fault(h);
+    let refused = fault(h, "C_CloseSession");
     if let Some(st) = state().as_mut() {
         st.open.remove(&h);
         st.killed.remove(&h);

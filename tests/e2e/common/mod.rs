@@ -417,7 +417,29 @@ impl Daemon {
         dir: tempfile::TempDir,
         softhsm_conf: Option<PathBuf>,
         extra: &str,
+        store: (String, TestStore),
+    ) -> Daemon {
+        Self::with_store_and_env(dir, softhsm_conf, extra, store, Vec::new())
+    }
+
+    /// A daemon on the SoftHSM2 token configured by `softhsm_conf` with its own `[hsm]`
+    /// section and environment variables of its own (`keyward init` gets them too), so that
+    /// tests running side by side in one binary never share them through the process's.
+    pub fn with_token_hsm_section_and_env(
+        dir: tempfile::TempDir,
+        softhsm_conf: PathBuf,
+        hsm: &str,
+        env: Vec<(String, String)>,
+    ) -> Daemon {
+        Self::with_store_and_env(dir, Some(softhsm_conf), hsm, store_section(), env)
+    }
+
+    fn with_store_and_env(
+        dir: tempfile::TempDir,
+        softhsm_conf: Option<PathBuf>,
+        extra: &str,
         (store_section, store): (String, TestStore),
+        env: Vec<(String, String)>,
     ) -> Daemon {
         let config = dir.path().join("keyward.toml");
         let data = dir.path().join("data");
@@ -434,6 +456,7 @@ impl Daemon {
             secret_key: String::new(),
         };
         let mut d = Self::unstarted(dir, config, softhsm_conf, no_cred, store);
+        d.env = env;
         let out = d
             .command()
             .arg("init")
