@@ -1385,3 +1385,106 @@ async fn old_records_move_into_segments_that_verify_offline() {
     let (success, report) = verify_offline(&view(&d));
     assert!(success, "{report}");
 }
+
+/// A NUL character in a request's text parameters (valid JSON: `\u0000`) is refused with
+/// InvalidParameterValue on every store: PostgreSQL's text cannot hold it, so such a write
+/// used to fail there with an internal error, and a record holding it could have wedged the
+/// audit writer, which retries a refused batch until the store takes it. Each request's
+/// record is stored and found, and so are the requests' after them. A SecretString, sealed
+/// before it is stored, keeps its NUL.
+#[tokio::test(flavor = "multi_thread")]
+async fn nul_characters_in_parameters_neither_wedge_the_log_nor_break_a_write() {
+    let d = Daemon::under_test();
+    let c = d.client();
+    let start = now() - 5;
+    let key = ok(c
+        .kms("CreateKey", json!({"Alias": unique("nul")}))
+        .await
+        .unwrap())["KeyId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let secret = unique("nul-secret");
+    let requests: Vec<(&str, &str, Value)> = vec![
+        (
+            "kms",
+            "Encrypt",
+            json!({"KeyId": "a\u{0}b", "Plaintext": b64(b"x")}),
+        ),
+        (
+            "kms",
+            "DescribeKey",
+            json!({"KeyId": format!("{key}\u{0}")}),
+        ),
+        ("kms", "CreateKey", json!({"Alias": "nul\u{0}alias"})),
+        (
+            "kms",
+            "CreateKey",
+            json!({"Alias": unique("nul-desc"), "Description": "d\u{0}d"}),
+        ),
+        (
+            "kms",
+            "CreateKey",
+            json!({"Alias": unique("nul-tag"), "Tags": [{"TagKey": "k\u{0}", "TagValue": "v"}]}),
+        ),
+        (
+            "kms",
+            "UpdateKeyDescription",
+            json!({"KeyId": key, "Description": "e\u{0}"}),
+        ),
+        (
+            "ssm",
+            "GetSecretValue",
+            json!({"SecretName": "s\u{0}", "VersionId": "v1"}),
+        ),
+        (
+            "ssm",
+            "CreateSecret",
+            json!({"SecretName": secret, "VersionId": "v1", "SecretString": "va\u{0}lue",
+                   "Description": "d\u{0}"}),
+        ),
+    ];
+    let mut ids = Vec::new();
+    for (service, action, body) in requests {
+        let r = match service {
+            "kms" => c.kms(action, body.clone()).await.unwrap(),
+            _ => c.ssm(action, body.clone()).await.unwrap(),
+        };
+        assert_eq!(
+            code(&r),
+            Some("InvalidParameterValue"),
+            "{action} {body}: {r}"
+        );
+        ids.push(rid(&r));
+    }
+    // A secret's string is sealed before it is stored: NUL in it is kept, on every store.
+    let created = ok(c
+        .ssm(
+            "CreateSecret",
+            json!({"SecretName": secret, "VersionId": "v1", "SecretString": "va\u{0}lue"}),
+        )
+        .await
+        .unwrap());
+    ids.push(rid(&created));
+    let got = ok(c
+        .ssm(
+            "GetSecretValue",
+            json!({"SecretName": secret, "VersionId": "v1"}),
+        )
+        .await
+        .unwrap());
+    assert_eq!(got["SecretString"], "va\u{0}lue");
+    ids.push(rid(&got));
+    let after = ok(c
+        .kms("Encrypt", json!({"KeyId": key, "Plaintext": b64(b"after")}))
+        .await
+        .unwrap());
+    ids.push(rid(&after));
+    for id in &ids {
+        let found = look_up_by(&c, start, &[("RequestId", id)]).await;
+        assert!(
+            request_ids(&found).contains(id),
+            "request {id} has no audit record: {found}"
+        );
+    }
+}

@@ -13,7 +13,58 @@ pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T> {
     } else {
         body
     };
-    serde_json::from_slice(body).map_err(classify)
+    let parsed = serde_json::from_slice(body).map_err(classify)?;
+    refuse_nul(body)?;
+    Ok(parsed)
+}
+
+/// Fields whose text may hold NUL: it is sealed before it is stored, never kept as text.
+const NUL_ALLOWED: &[&str] = &["SecretString"];
+
+/// A NUL character (`\u0000`) in a text parameter is refused with InvalidParameterValue.
+/// Names, descriptions, aliases and tags are stored as text, and PostgreSQL's text cannot
+/// hold NUL: without this, the same request succeeded on SQLite and failed with an internal
+/// error on PostgreSQL. Binary data travels as base64 in this API, so no parameter needs NUL
+/// (a secret with NUL in it goes as SecretBinary, or as SecretString, which is sealed).
+/// The common case (no `\u0000` in the body) costs one scan of the body.
+fn refuse_nul(body: &[u8]) -> Result<()> {
+    if !body.windows(6).any(|w| w == b"\\u0000") {
+        return Ok(());
+    }
+    // Rare: find the field, exactly (`\\u0000` is a backslash and "u0000", not NUL).
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(classify)?;
+    match nul_path(&value, "") {
+        Some(path) => Err(Error::InvalidValue(format!(
+            "{path} contains a NUL character (\\u0000), which no text parameter may hold"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// The path of the first string (or object key) holding NUL, outside `NUL_ALLOWED` fields.
+fn nul_path(v: &serde_json::Value, path: &str) -> Option<String> {
+    use serde_json::Value;
+    match v {
+        Value::String(s) => s.contains('\0').then(|| path.to_string()),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| nul_path(item, &format!("{path}[{i}]"))),
+        Value::Object(fields) => fields.iter().find_map(|(k, item)| {
+            let here = match path {
+                "" => k.clone(),
+                _ => format!("{path}.{k}"),
+            };
+            if k.contains('\0') {
+                return Some(here);
+            }
+            match NUL_ALLOWED.contains(&k.as_str()) {
+                true => None,
+                false => nul_path(item, &here),
+            }
+        }),
+        _ => None,
+    }
 }
 
 fn classify(e: serde_json::Error) -> Error {
@@ -186,5 +237,21 @@ mod tests {
         assert_eq!(r.number_of_bytes, Some(16));
         let r: R = parse(b"{\"KeyId\":\"a\",\"NumberOfBytes\":16}").unwrap();
         assert_eq!(r.number_of_bytes, Some(16));
+    }
+
+    #[test]
+    fn nul_in_a_text_parameter_is_refused_and_named() {
+        #[derive(Deserialize)]
+        struct Any {}
+        let refused = |body: &str| match parse::<Any>(body.as_bytes()) {
+            Err(Error::InvalidValue(m)) => m,
+            other => panic!("{body}: {:?}", other.map(|_| ())),
+        };
+        assert!(refused(r#"{"Description": "a\u0000b"}"#).starts_with("Description "));
+        assert!(refused(r#"{"Tags": [{"TagKey": "k\u0000"}]}"#).starts_with("Tags[0].TagKey "));
+        assert!(refused(r#"{"K\u0000": 1}"#).starts_with("K\u{0} "));
+        // Sealed before it is stored; an escaped backslash followed by "u0000" is not NUL.
+        assert!(parse::<Any>(br#"{"SecretString": "a\u0000b"}"#).is_ok());
+        assert!(parse::<Any>(br#"{"Description": "a\\u0000b"}"#).is_ok());
     }
 }
