@@ -417,22 +417,11 @@ async fn kill_9_under_write_load_loses_no_acknowledged_write() {
 #[tokio::test(flavor = "multi_thread")]
 async fn postgres_store_over_tls() {
     use common::dbservers::{Certs, PgServer};
-    use std::os::unix::fs::OpenOptionsExt;
     let certs = Certs::new();
     let server = PgServer::start_tls(&certs);
     server.psql("postgres", "CREATE DATABASE keyward_tls");
     let secrets = tempfile::tempdir().unwrap();
-    let password_file = secrets.path().join("pg-password");
-    std::io::Write::write_all(
-        &mut std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&password_file)
-            .unwrap(),
-        server.admin_password.as_bytes(),
-    )
-    .unwrap();
+    let password_file = server.password_file(secrets.path());
     let section =
         |tls_ca: Option<&Path>| {
             format!(

@@ -390,21 +390,10 @@ async fn a_daemon_with_another_root_key_refuses_to_join() {
 async fn postgres_restarts_under_three_daemons_and_no_answered_request_loses_its_record() {
     use common::dbservers::PgServer;
     use std::collections::BTreeSet;
-    use std::os::unix::fs::OpenOptionsExt;
     let mut server = PgServer::start();
     server.psql("postgres", "CREATE DATABASE keyward_restart");
     let secrets = tempfile::tempdir().unwrap();
-    let password_file = secrets.path().join("pg-password");
-    std::io::Write::write_all(
-        &mut std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&password_file)
-            .unwrap(),
-        server.admin_password.as_bytes(),
-    )
-    .unwrap();
+    let password_file = server.password_file(secrets.path());
     let section = format!(
         "\n[store]\nkind = \"postgres\"\nurl = \"host={} port={} dbname=keyward_restart \
          user=admin\"\npassword_file = \"{}\"\npool_size = 4\n",

@@ -426,6 +426,24 @@ impl PgServer {
         }
     }
 
+    /// Writes the administrator's password to `<dir>/pg-password` (mode 0600, as a
+    /// `[store] password_file` must be) and returns its path.
+    pub fn password_file(&self, dir: &Path) -> PathBuf {
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = dir.join("pg-password");
+        std::io::Write::write_all(
+            &mut std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+                .unwrap(),
+            self.admin_password.as_bytes(),
+        )
+        .unwrap();
+        path
+    }
+
     /// Runs SQL in `db` as the administrator.
     pub fn psql(&self, db: &str, sql: &str) {
         assert!(self.psql_ok(db, sql), "{sql} failed in {db}");
