@@ -92,7 +92,7 @@ for backend in embedded serial; do
   KEYWARD_TEST_BACKEND=$backend KEYWARD_BIN="$PWD/target/debug/keyward" \
     .venv/bin/python -m pytest -q tests/python
 done
-echo "==> the PKCS#11 backend on a second module, kryoptic: its capability table, then the KMS suites"
+echo "==> the PKCS#11 backend on a second module, kryoptic: its capability table, then the KMS, Secrets Manager, access and audit suites"
 # Builds kryoptic 1.5 from crates.io in target/kryoptic (about a minute on one core once the
 # crates are downloaded; measured 66 s for the whole script at -j1) and prints
 # what SoftHSM2 and kryoptic offer (docs/pkcs11-modules.md). The suites that reach into SoftHSM2
@@ -100,7 +100,7 @@ echo "==> the PKCS#11 backend on a second module, kryoptic: its capability table
 bash scripts/pkcs11-modules-table.sh
 KEYWARD_TEST_PKCS11_MODULE="$PWD/target/kryoptic/target/release/libkryoptic_pkcs11.so" \
   cargo test -p keyward --test e2e_kms_api --test e2e_lifecycle --test e2e_asymmetric \
-  --test e2e_byok --test e2e_pkcs11_recovery
+  --test e2e_byok --test e2e_pkcs11_recovery --test e2e_ssm --test e2e_access --test e2e_audit
 echo "==> the store-facing suites and the Python SDK suite on PostgreSQL (SoftHSM2)"
 KEYWARD_TEST_STORE=postgres cargo test -p keyward --test e2e_kms_api --test e2e_lifecycle \
   --test e2e_ssm --test e2e_access --test e2e_audit --test e2e_integrity --test e2e_backup \
