@@ -44,6 +44,9 @@ const RETRY_FIRST: Duration = Duration::from_millis(50);
 const RETRY_MAX: Duration = Duration::from_secs(2);
 /// Attempts a stopping daemon still makes before it counts a batch as lost.
 const GIVE_UP_WHEN_STOPPING: u32 = 5;
+/// How many of the newest records a retry searches for a batch an earlier attempt may have
+/// committed (other daemons' appends since then included).
+const RECHECK_WINDOW: u64 = 10_000;
 
 /// The checkpoint key: P-256, generated in and held by the HSM; the store keeps its sealed
 /// form and public key.
@@ -388,8 +391,18 @@ impl Writer {
         let mut wait = RETRY_FIRST;
         let mut attempt = 0u32;
         loop {
-            match self.store.append_audit(batch) {
-                Ok(_) => {
+            let stored = match attempt {
+                0 => self.store.append_audit(batch).map(|_| ()),
+                // A failed attempt may still have committed (a connection lost while
+                // committing): then retrying would record the batch's requests twice.
+                _ if self.already_stored(batch) => {
+                    tracing::warn!("audit records stored by an attempt that reported failure");
+                    Ok(())
+                }
+                _ => self.store.append_audit(batch).map(|_| ()),
+            };
+            match stored {
+                Ok(()) => {
                     self.counters
                         .written
                         .fetch_add(batch.len() as u64, Ordering::Relaxed);
@@ -421,6 +434,32 @@ impl Writer {
             std::thread::sleep(wait);
             wait = (wait * 2).min(RETRY_MAX);
         }
+    }
+
+    /// Whether the batch is already in the chain. Appends are serialised, so a committed
+    /// batch lies among the newest records: the last `RECHECK_WINDOW` are searched for its
+    /// last record's event id (a fresh UUID per record).
+    fn already_stored(&self, batch: &[AuditRecord]) -> bool {
+        let Some(last) = batch.last().filter(|r| !r.event_id.is_empty()) else {
+            return false;
+        };
+        let Ok(Some((head, _))) = self.store.audit_head() else {
+            return false;
+        };
+        let mut after = head.saturating_sub(RECHECK_WINDOW);
+        while after < head {
+            let Ok(rows) = self.store.audit_after(after, 1_000) else {
+                return false;
+            };
+            if rows.iter().any(|c| c.record.event_id == last.event_id) {
+                return true;
+            }
+            match rows.last() {
+                Some(c) => after = c.seq,
+                None => break,
+            }
+        }
+        false
     }
 
     /// Signs the chain's head when due: after `every` new records, or after `interval` with

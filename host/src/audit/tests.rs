@@ -9,14 +9,24 @@ use crate::store::audit::record::ChainedRecord;
 use crate::store::{AuditQuery, SqliteStore};
 use std::sync::atomic::AtomicU32;
 
-/// A SQLite store whose `append_audit` fails while `refusals` lasts (`u32::MAX`: forever).
+/// A SQLite store whose `append_audit` fails while `refusals` lasts (`u32::MAX`: forever),
+/// and, while `lost_acks` lasts, stores the records and then reports failure (a connection
+/// lost while committing).
 struct Refusing {
     inner: Arc<SqliteStore>,
     refusals: AtomicU32,
+    lost_acks: AtomicU32,
 }
 
 impl AuditStore for Refusing {
     fn append_audit(&self, records: &[AuditRecord]) -> Result<Option<(u64, [u8; 32])>> {
+        if self.lost_acks.load(Ordering::SeqCst) > 0 {
+            self.lost_acks.fetch_sub(1, Ordering::SeqCst);
+            self.inner.append_audit(records)?;
+            return Err(Error::Store(
+                "the connection was lost while committing".into(),
+            ));
+        }
         let left = self.refusals.load(Ordering::SeqCst);
         if left > 0 {
             if left != u32::MAX {
@@ -60,10 +70,15 @@ impl AuditStore for Refusing {
 
 /// An audit log on a fresh SQLite store behind `Refusing`, with the embedded HSM's key.
 fn audit_refusing(dir: &std::path::Path, refusals: u32) -> (Audit, Arc<SqliteStore>) {
+    audit_on(dir, refusals, 0)
+}
+
+fn audit_on(dir: &std::path::Path, refusals: u32, lost_acks: u32) -> (Audit, Arc<SqliteStore>) {
     let sqlite = Arc::new(SqliteStore::open(&dir.join("keyward.db")).unwrap());
     let store = Arc::new(Refusing {
         inner: sqlite.clone(),
         refusals: AtomicU32::new(0),
+        lost_acks: AtomicU32::new(0),
     });
     let hsm: Arc<dyn Hsm> = Arc::new(EmbeddedHsm::open(dir).unwrap());
     let leader = Arc::new(Leadership::new(sqlite.clone(), Duration::from_secs(30)));
@@ -77,11 +92,13 @@ fn audit_refusing(dir: &std::path::Path, refusals: u32) -> (Audit, Arc<SqliteSto
     .unwrap();
     // Refusing only from here: the start-up itself needs the store.
     store.refusals.store(refusals, Ordering::SeqCst);
+    store.lost_acks.store(lost_acks, Ordering::SeqCst);
     (audit, sqlite)
 }
 
 fn record(n: usize) -> AuditRecord {
     AuditRecord {
+        event_id: uuid::Uuid::new_v4().to_string(),
         action: "Encrypt".into(),
         request_id: format!("request-{n}"),
         result_code: "Success".into(),
@@ -135,4 +152,23 @@ fn a_stopping_daemon_gives_up_on_a_store_that_stays_away_and_counts_the_loss() {
     drop(audit);
     assert_eq!(counters.failures.load(Ordering::SeqCst), 3);
     assert!(sqlite.audit_after(0, 100).unwrap().is_empty());
+}
+
+#[test]
+fn a_batch_committed_by_an_attempt_that_reported_failure_is_not_stored_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let (audit, sqlite) = audit_on(dir.path(), 0, 1);
+    for n in 0..10 {
+        audit.submit(record(n));
+    }
+    audit.flush();
+    let stored: Vec<String> = sqlite
+        .audit_after(0, 100)
+        .unwrap()
+        .into_iter()
+        .map(|c| c.record.request_id)
+        .collect();
+    let want: Vec<String> = (0..10).map(|n| format!("request-{n}")).collect();
+    assert_eq!(stored, want);
+    assert!(audit.healthy());
 }
