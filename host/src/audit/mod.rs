@@ -391,16 +391,20 @@ impl Writer {
         let mut wait = RETRY_FIRST;
         let mut attempt = 0u32;
         loop {
+            // A failed attempt may still have committed (a connection lost while
+            // committing): then retrying would record the batch's requests twice. A store
+            // that cannot say fails this attempt without a second wait for it.
             let stored = match attempt {
-                0 => self.store.append_audit(batch).map(|_| ()),
-                // A failed attempt may still have committed (a connection lost while
-                // committing): then retrying would record the batch's requests twice.
-                _ if self.already_stored(batch) => {
+                0 => Ok(false),
+                _ => self.already_stored(batch),
+            }
+            .and_then(|done| match done {
+                true => {
                     tracing::warn!("audit records stored by an attempt that reported failure");
                     Ok(())
                 }
-                _ => self.store.append_audit(batch).map(|_| ()),
-            };
+                false => self.store.append_audit(batch).map(|_| ()),
+            });
             match stored {
                 Ok(()) => {
                     self.counters
@@ -439,27 +443,25 @@ impl Writer {
     /// Whether the batch is already in the chain. Appends are serialised, so a committed
     /// batch lies among the newest records: the last `RECHECK_WINDOW` are searched for its
     /// last record's event id (a fresh UUID per record).
-    fn already_stored(&self, batch: &[AuditRecord]) -> bool {
+    fn already_stored(&self, batch: &[AuditRecord]) -> Result<bool> {
         let Some(last) = batch.last().filter(|r| !r.event_id.is_empty()) else {
-            return false;
+            return Ok(false);
         };
-        let Ok(Some((head, _))) = self.store.audit_head() else {
-            return false;
+        let Some((head, _)) = self.store.audit_head()? else {
+            return Ok(false);
         };
         let mut after = head.saturating_sub(RECHECK_WINDOW);
         while after < head {
-            let Ok(rows) = self.store.audit_after(after, 1_000) else {
-                return false;
-            };
+            let rows = self.store.audit_after(after, 1_000)?;
             if rows.iter().any(|c| c.record.event_id == last.event_id) {
-                return true;
+                return Ok(true);
             }
             match rows.last() {
                 Some(c) => after = c.seq,
                 None => break,
             }
         }
-        false
+        Ok(false)
     }
 
     /// Signs the chain's head when due: after `every` new records, or after `interval` with

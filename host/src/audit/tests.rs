@@ -106,6 +106,19 @@ fn record(n: usize) -> AuditRecord {
     }
 }
 
+/// The store holds exactly records 0..n, in order, each once.
+#[track_caller]
+fn assert_stored_once(sqlite: &SqliteStore, n: usize) {
+    let stored: Vec<String> = sqlite
+        .audit_after(0, 100)
+        .unwrap()
+        .into_iter()
+        .map(|c| c.record.request_id)
+        .collect();
+    let want: Vec<String> = (0..n).map(|n| format!("request-{n}")).collect();
+    assert_eq!(stored, want);
+}
+
 #[test]
 fn records_wait_out_a_store_that_refuses_for_a_while() {
     let dir = tempfile::tempdir().unwrap();
@@ -115,14 +128,7 @@ fn records_wait_out_a_store_that_refuses_for_a_while() {
         audit.submit(record(n));
     }
     audit.flush();
-    let stored: Vec<String> = sqlite
-        .audit_after(0, 100)
-        .unwrap()
-        .into_iter()
-        .map(|c| c.record.request_id)
-        .collect();
-    let want: Vec<String> = (0..10).map(|n| format!("request-{n}")).collect();
-    assert_eq!(stored, want);
+    assert_stored_once(&sqlite, 10);
     assert_eq!(audit.counters.failures.load(Ordering::SeqCst), 0);
     assert!(
         audit.healthy(),
@@ -162,13 +168,6 @@ fn a_batch_committed_by_an_attempt_that_reported_failure_is_not_stored_twice() {
         audit.submit(record(n));
     }
     audit.flush();
-    let stored: Vec<String> = sqlite
-        .audit_after(0, 100)
-        .unwrap()
-        .into_iter()
-        .map(|c| c.record.request_id)
-        .collect();
-    let want: Vec<String> = (0..10).map(|n| format!("request-{n}")).collect();
-    assert_eq!(stored, want);
+    assert_stored_once(&sqlite, 10);
     assert!(audit.healthy());
 }
