@@ -303,16 +303,6 @@ impl Daemon {
         }
     }
 
-    /// A daemon on the SoftHSM2 token configured by `softhsm_conf` (see [`make_token`]) with
-    /// its own `[hsm]` section (e.g. another module in front of SoftHSM2), in `dir`.
-    pub fn with_token_and_hsm_section(
-        dir: tempfile::TempDir,
-        softhsm_conf: PathBuf,
-        hsm: &str,
-    ) -> Daemon {
-        Self::with_config(dir, Some(softhsm_conf), hsm)
-    }
-
     /// A daemon with its own `[hsm]` section (e.g. the serial backend), in `dir`.
     pub fn with_hsm_section(dir: tempfile::TempDir, hsm: &str) -> Daemon {
         Self::with_config(dir, None, hsm)
@@ -332,24 +322,20 @@ impl Daemon {
     /// A daemon on a fresh SoftHSM2 token with its store in PostgreSQL, whatever
     /// `KEYWARD_TEST_STORE` says (several daemons need a shared store).
     pub fn softhsm_on_postgres(extra: &str) -> Daemon {
-        let dir = tempfile::tempdir().unwrap();
-        let conf = make_token(dir.path());
-        let hsm = softhsm_section(extra);
-        Self::with_store(dir, Some(conf), &hsm, postgres_section())
+        Self::softhsm_on(extra, postgres_section())
     }
 
     /// A daemon on a fresh SoftHSM2 token with its store on a database server the test
     /// started itself: `store` is the whole `[store]` table.
     pub fn softhsm_on_store(store: &str) -> Daemon {
+        Self::softhsm_on("", (store.to_string(), TestStore::External))
+    }
+
+    fn softhsm_on(extra: &str, store: (String, TestStore)) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
         let conf = make_token(dir.path());
-        let hsm = softhsm_section("");
-        Self::with_store(
-            dir,
-            Some(conf),
-            &hsm,
-            (store.to_string(), TestStore::External),
-        )
+        let hsm = softhsm_section(extra);
+        Self::with_store(dir, Some(conf), &hsm, store)
     }
 
     /// Another daemon of this one's deployment: the same configuration and store, a data
