@@ -28,7 +28,7 @@ const NUL_ALLOWED: &[&str] = &["SecretString"];
 /// (a secret with NUL in it goes as SecretBinary, or as SecretString, which is sealed).
 /// The common case (no `\u0000` in the body) costs one scan of the body.
 fn refuse_nul(body: &[u8]) -> Result<()> {
-    if !body.windows(6).any(|w| w == b"\\u0000") {
+    if memchr::memmem::find(body, b"\\u0000").is_none() {
         return Ok(());
     }
     // Rare: find the field, exactly (`\\u0000` is a backslash and "u0000", not NUL).
